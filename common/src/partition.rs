@@ -1,0 +1,651 @@
+//! Hive-style partitioning as Delta Spark does it: partition-value serialization
+//! (PROTOCOL.md "Partition Value Serialization"), directory escaping
+//! (Spark's `ExternalCatalogUtils.escapePathName`), the URL encoding of `add.path`, and
+//! grouping the rows of a batch by their partition values.
+//!
+//! Grouping is columnar: rows are never turned into strings one by one. Runs of equal
+//! partition values are found in one vectorised pass (`arrow::compute::partition`); each
+//! run's key is looked up once in a hash map over the arrow row format. A batch whose groups
+//! are single runs (clustered input, the common case after an exchange) is cut into zero-copy
+//! slices; otherwise the rows of each group are gathered with one `take` (stable: rows keep
+//! their input order within a group, which preserves any clustering the data had).
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{cast, partition, take_arrays, take_record_batch};
+use arrow::datatypes::{
+    DataType, Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type,
+    Decimal256Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow::row::{Row, RowConverter, SortField};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::{Error, Result};
+
+/// Partition values of a file or group of rows, keyed by partition column; `None` is null.
+/// Values are in Delta's partition-value string form ([`partition_value_string`]).
+pub type PartitionValues = BTreeMap<String, Option<String>>;
+
+/// The directory name Hive, Spark and Delta use for a null (or empty) partition value.
+pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// Whether Spark's `escapePathName` escapes `c`.
+fn needs_path_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{01}'..='\u{1F}'
+            | '"'
+            | '#'
+            | '%'
+            | '\''
+            | '*'
+            | '/'
+            | ':'
+            | '='
+            | '?'
+            | '\\'
+            | '\u{7F}'
+            | '{'
+            | '['
+            | ']'
+            | '^'
+    )
+}
+
+/// Escapes a partition column name or value for use in a directory name, exactly as Spark's
+/// `ExternalCatalogUtils.escapePathName`: control characters, `"#%'*/:=?\{[]^` and DEL become
+/// `%XX` (upper-case hex); everything else, spaces and non-ASCII included, is kept.
+pub fn escape_partition_path_value(s: &str) -> String {
+    if !s.chars().any(needs_path_escape) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if needs_path_escape(c) {
+            // Every escaped character is ASCII, hence one byte.
+            let _ = write!(out, "%{:02X}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Characters kept as is in an `add.path`: RFC 3986 unreserved ones plus `/` and `=`.
+const LOG_PATH_KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/')
+    .remove(b'=');
+
+/// The form of a path relative to the table root as stored in `add.path`: every byte except
+/// `A-Za-z0-9-._~/=` is percent-encoded (`%` → `%25`, space → `%20`, UTF-8 byte-wise).
+/// Delta Spark and delta-rs decode it back to the on-disk name.
+pub fn encode_log_path(relative_disk_path: &str) -> String {
+    utf8_percent_encode(relative_disk_path, LOG_PATH_KEEP).to_string()
+}
+
+/// The relative directory of a partition, `a=1/b=__HIVE_DEFAULT_PARTITION__`, in
+/// `partition_columns` order, names and values escaped with
+/// [`escape_partition_path_value`]. Null, missing and empty values are written as
+/// [`HIVE_DEFAULT_PARTITION`] (as Spark does). Empty for an unpartitioned table.
+pub fn hive_partition_dir(
+    partition_columns: &[String],
+    values: &BTreeMap<String, Option<String>>,
+) -> String {
+    let mut out = String::new();
+    for (i, col) in partition_columns.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(&escape_partition_path_value(col));
+        out.push('=');
+        match values.get(col) {
+            Some(Some(v)) if !v.is_empty() => out.push_str(&escape_partition_path_value(v)),
+            _ => out.push_str(HIVE_DEFAULT_PARTITION),
+        }
+    }
+    out
+}
+
+/// Writes `unscaled` (an integer in decimal digits, optionally with a leading `-`) as a
+/// plain decimal number with `scale` fractional digits: `(-1230, 2)` → `-12.30`,
+/// `(5, 2)` → `0.05`, `(12, -2)` → `1200`.
+pub(crate) fn format_decimal(unscaled: &str, scale: i8) -> String {
+    let (sign, digits) = match unscaled.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", unscaled),
+    };
+    if scale <= 0 {
+        if digits == "0" {
+            return "0".to_string();
+        }
+        let zeros = usize::from(scale.unsigned_abs());
+        let mut out = String::with_capacity(sign.len() + digits.len() + zeros);
+        out.push_str(sign);
+        out.push_str(digits);
+        out.extend(std::iter::repeat_n('0', zeros));
+        return out;
+    }
+    let scale = scale as usize;
+    let mut out = String::with_capacity(sign.len() + digits.len().max(scale) + 2);
+    out.push_str(sign);
+    if digits.len() > scale {
+        let (whole, frac) = digits.split_at(digits.len() - scale);
+        out.push_str(whole);
+        out.push('.');
+        out.push_str(frac);
+    } else {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', scale - digits.len()));
+        out.push_str(digits);
+    }
+    out
+}
+
+/// Splits a timestamp in `unit` into whole seconds (floored) and nanoseconds.
+pub(crate) fn timestamp_parts(value: i64, unit: TimeUnit) -> (i64, u32) {
+    let per_sec: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let secs = value.div_euclid(per_sec);
+    let sub = value.rem_euclid(per_sec);
+    // `sub < per_sec <= 1e9`, and the factor makes it nanoseconds.
+    let nanos = (sub * (1_000_000_000 / per_sec)) as u32;
+    (secs, nanos)
+}
+
+/// `value` (a timestamp in `unit`) as a UTC date-time, or an error naming it.
+pub(crate) fn timestamp_to_datetime(
+    value: i64,
+    unit: TimeUnit,
+) -> Result<chrono::DateTime<chrono::Utc>> {
+    let (secs, nanos) = timestamp_parts(value, unit);
+    chrono::DateTime::from_timestamp(secs, nanos)
+        .ok_or_else(|| Error::invalid(format!("timestamp value {value} ({unit:?}) is out of range")))
+}
+
+/// Days since the epoch as a date, or an error naming it.
+pub(crate) fn days_to_date(days: i64) -> Result<chrono::NaiveDate> {
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|epoch| epoch.checked_add_signed(chrono::TimeDelta::try_days(days)?))
+        .ok_or_else(|| Error::invalid(format!("date value {days} (days since epoch) is out of range")))
+}
+
+/// Formats a double the way Delta readers parse it back: shortest round-trip digits, and
+/// Java's names for the non-finite values.
+fn float_string(v: f64, repr: impl FnOnce() -> String) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "Infinity".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Infinity".to_string()
+    } else {
+        repr()
+    }
+}
+
+/// The Delta partition-value string of `array[row]` (PROTOCOL.md "Partition Value
+/// Serialization"): `None` for null; strings as is; integers and booleans in decimal and
+/// `true`/`false`; dates `YYYY-MM-DD`; timestamps (with or without zone) as
+/// `YYYY-MM-DD HH:MM:SS.ffffff` in UTC; decimals with their scale (`-12.30`); floats in their
+/// shortest round-trip form (`1.5`, `1e20`, `NaN`, `Infinity`).
+///
+/// Binary and nested types cannot be partition columns and give [`Error::InvalidInput`].
+pub fn partition_value_string(array: &dyn Array, row: usize) -> Result<Option<String>> {
+    if row >= array.len() {
+        return Err(Error::internal(format!(
+            "partition value row {row} out of bounds ({} rows)",
+            array.len()
+        )));
+    }
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    let s = match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
+        DataType::LargeUtf8 => array.as_string::<i64>().value(row).to_string(),
+        DataType::Utf8View => array.as_string_view().value(row).to_string(),
+        DataType::Boolean => array.as_boolean().value(row).to_string(),
+        DataType::Int8 => array.as_primitive::<Int8Type>().value(row).to_string(),
+        DataType::Int16 => array.as_primitive::<Int16Type>().value(row).to_string(),
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(row).to_string(),
+        DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
+        DataType::UInt8 => array.as_primitive::<UInt8Type>().value(row).to_string(),
+        DataType::UInt16 => array.as_primitive::<UInt16Type>().value(row).to_string(),
+        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).to_string(),
+        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).to_string(),
+        DataType::Float32 => {
+            let v = array.as_primitive::<Float32Type>().value(row);
+            float_string(f64::from(v), || format!("{v:?}"))
+        }
+        DataType::Float64 => {
+            let v = array.as_primitive::<Float64Type>().value(row);
+            float_string(v, || format!("{v:?}"))
+        }
+        DataType::Date32 => {
+            let days = array.as_primitive::<Date32Type>().value(row);
+            days_to_date(i64::from(days))?.format("%Y-%m-%d").to_string()
+        }
+        DataType::Date64 => {
+            let ms = array.as_primitive::<Date64Type>().value(row);
+            timestamp_to_datetime(ms, TimeUnit::Millisecond)?
+                .format("%Y-%m-%d")
+                .to_string()
+        }
+        DataType::Timestamp(unit, _) => {
+            let v = match unit {
+                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
+                TimeUnit::Millisecond => {
+                    array.as_primitive::<TimestampMillisecondType>().value(row)
+                }
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
+                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
+            };
+            // Values are UTC instants (with zone) or wall-clock readings (without); both
+            // print the stored reading without conversion.
+            timestamp_to_datetime(v, *unit)?
+                .format("%Y-%m-%d %H:%M:%S%.6f")
+                .to_string()
+        }
+        DataType::Decimal32(_, scale) => format_decimal(
+            &array.as_primitive::<Decimal32Type>().value(row).to_string(),
+            *scale,
+        ),
+        DataType::Decimal64(_, scale) => format_decimal(
+            &array.as_primitive::<Decimal64Type>().value(row).to_string(),
+            *scale,
+        ),
+        DataType::Decimal128(_, scale) => format_decimal(
+            &array.as_primitive::<Decimal128Type>().value(row).to_string(),
+            *scale,
+        ),
+        DataType::Decimal256(_, scale) => format_decimal(
+            &array.as_primitive::<Decimal256Type>().value(row).to_string(),
+            *scale,
+        ),
+        DataType::Dictionary(_, value_type) => {
+            // One value: decode just this row.
+            let one = cast(&array.slice(row, 1), value_type)?;
+            return partition_value_string(one.as_ref(), 0);
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "cannot partition by column of type {other}"
+            )));
+        }
+    };
+    Ok(Some(s))
+}
+
+/// The partition values of row `row` of `columns`, keyed by `names`.
+fn partition_values_at(
+    names: &[String],
+    columns: &[ArrayRef],
+    row: usize,
+) -> Result<PartitionValues> {
+    names
+        .iter()
+        .zip(columns)
+        .map(|(name, col)| Ok((name.clone(), partition_value_string(col.as_ref(), row)?)))
+        .collect()
+}
+
+/// Groups the rows of `batch` by the values of `partition_columns`. Each group comes with
+/// its partition values (Delta strings, `None` for null) and a batch of its rows with all
+/// columns (partition columns included), in no particular group order; rows of a group keep
+/// their relative order. A batch without rows gives no groups; no partition columns gives
+/// one group with the whole batch.
+///
+/// Runs in a few columnar passes and O(rows): groups of a clustered batch are zero-copy
+/// slices, otherwise the batch is gathered group by group with one `take`.
+pub fn split_by_partition(
+    batch: &RecordBatch,
+    partition_columns: &[String],
+) -> Result<Vec<(PartitionValues, RecordBatch)>> {
+    if batch.num_rows() == 0 {
+        return Ok(Vec::new());
+    }
+    if partition_columns.is_empty() {
+        return Ok(vec![(BTreeMap::new(), batch.clone())]);
+    }
+    let schema = batch.schema();
+    let mut key_columns: Vec<ArrayRef> = Vec::with_capacity(partition_columns.len());
+    for name in partition_columns {
+        let idx = schema.index_of(name).map_err(|_| {
+            Error::invalid(format!(
+                "partition column `{name}` is not in the data (columns: {})",
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let col = Arc::clone(batch.column(idx));
+        // Refuse unsupported types before doing any work.
+        if matches!(
+            col.data_type(),
+            DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::FixedSizeBinary(_)
+                | DataType::Struct(_)
+                | DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::ListView(_)
+                | DataType::LargeListView(_)
+                | DataType::FixedSizeList(_, _)
+                | DataType::Map(_, _)
+                | DataType::Union(_, _)
+                | DataType::Null
+        ) {
+            return Err(Error::invalid(format!(
+                "cannot partition by column `{name}` of type {}",
+                col.data_type()
+            )));
+        }
+        key_columns.push(col);
+    }
+
+    // Runs of equal values in arrival order: one vectorised pass.
+    let runs = partition(&key_columns)?.ranges();
+    if runs.len() == 1 {
+        let values = partition_values_at(partition_columns, &key_columns, 0)?;
+        return Ok(vec![(values, batch.clone())]);
+    }
+    group_runs(batch, partition_columns, &key_columns, runs)
+}
+
+/// Groups runs of equal partition values (several runs may share values) using the arrow
+/// row format of each run's first row as the key: one hash lookup per run, not per row.
+/// Rows of a group keep their input order.
+fn group_runs(
+    batch: &RecordBatch,
+    partition_columns: &[String],
+    key_columns: &[ArrayRef],
+    runs: Vec<Range<usize>>,
+) -> Result<Vec<(PartitionValues, RecordBatch)>> {
+    let starts = UInt32Array::from_iter_values(runs.iter().map(|r| r.start as u32));
+    let run_keys = take_arrays(key_columns, &starts, None)?;
+    let converter = RowConverter::new(
+        run_keys
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )?;
+    let rows = converter.convert_columns(&run_keys)?;
+
+    // Group id per distinct key; each group lists its runs in input order.
+    let mut ids: HashMap<Row<'_>, usize> = HashMap::with_capacity(runs.len().min(1024));
+    let mut groups: Vec<(usize, Vec<Range<usize>>)> = Vec::new(); // (first run, runs)
+    for (i, run) in runs.into_iter().enumerate() {
+        match ids.entry(rows.row(i)) {
+            Entry::Occupied(e) => groups[*e.get()].1.push(run),
+            Entry::Vacant(e) => {
+                e.insert(groups.len());
+                groups.push((i, vec![run]));
+            }
+        }
+    }
+
+    let mut out = Vec::with_capacity(groups.len());
+    if groups.iter().all(|(_, g)| g.len() == 1) {
+        // Clustered input: zero-copy slices.
+        for (first_run, g) in groups {
+            let values = partition_values_at(partition_columns, &run_keys, first_run)?;
+            let r = &g[0];
+            out.push((values, batch.slice(r.start, r.end - r.start)));
+        }
+        return Ok(out);
+    }
+
+    // Gather each group's rows together (stable), then cut.
+    let mut indices: Vec<u32> = Vec::with_capacity(batch.num_rows());
+    let mut bounds: Vec<(usize, Range<usize>)> = Vec::with_capacity(groups.len());
+    for (first_run, g) in &groups {
+        let begin = indices.len();
+        for r in g {
+            indices.extend(r.start as u32..r.end as u32);
+        }
+        bounds.push((*first_run, begin..indices.len()));
+    }
+    let gathered = take_record_batch(batch, &UInt32Array::from(indices))?;
+    for (first_run, r) in bounds {
+        let values = partition_values_at(partition_columns, &run_keys, first_run)?;
+        out.push((values, gathered.slice(r.start, r.end - r.start)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        BinaryArray, BooleanArray, Date32Array, Decimal128Array, DictionaryArray, Float32Array,
+        Float64Array, Int8Array, Int32Array, Int64Array, StringArray, StringViewArray,
+        TimestampMicrosecondArray, UInt64Array,
+    };
+    use arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn escapes_like_spark() {
+        let cases = [
+            ("a/b:c", "a%2Fb%3Ac"),
+            ("100%", "100%25"),
+            ("plain", "plain"),
+            ("with space", "with space"),
+            ("ünï😀", "ünï😀"),
+            ("a=b", "a%3Db"),
+            ("q?#*", "q%3F%23%2A"),
+            ("\"'\\", "%22%27%5C"),
+            ("{[]}^", "%7B%5B%5D}%5E"),
+            ("\u{1}\t\u{1F}\u{7F}", "%01%09%1F%7F"),
+            ("", ""),
+            ("~!@$&()+,;<>|`", "~!@$&()+,;<>|`"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(escape_partition_path_value(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn encodes_log_paths() {
+        let dir = escape_partition_path_value("a/b:c 100%");
+        assert_eq!(dir, "a%2Fb%3Ac 100%25");
+        assert_eq!(
+            encode_log_path(&format!("p={dir}/part-00000.snappy.parquet")),
+            "p=a%252Fb%253Ac%20100%2525/part-00000.snappy.parquet"
+        );
+        assert_eq!(encode_log_path("x=ü/f-1_2.~"), "x=%C3%BC/f-1_2.~");
+        assert_eq!(encode_log_path("a+b/c"), "a%2Bb/c");
+    }
+
+    #[test]
+    fn builds_hive_dirs() {
+        let cols = vec!["a".to_string(), "b:c".to_string(), "d".to_string()];
+        let mut values = BTreeMap::new();
+        values.insert("a".to_string(), Some("1/2".to_string()));
+        values.insert("b:c".to_string(), None);
+        values.insert("d".to_string(), Some(String::new()));
+        assert_eq!(
+            hive_partition_dir(&cols, &values),
+            "a=1%2F2/b%3Ac=__HIVE_DEFAULT_PARTITION__/d=__HIVE_DEFAULT_PARTITION__"
+        );
+        assert_eq!(hive_partition_dir(&[], &values), "");
+    }
+
+    fn one(array: &dyn Array, row: usize) -> Option<String> {
+        partition_value_string(array, row).unwrap()
+    }
+
+    #[test]
+    fn serializes_values_of_every_type() {
+        assert_eq!(one(&StringArray::from(vec![Some("x y"), None]), 0).as_deref(), Some("x y"));
+        assert_eq!(one(&StringArray::from(vec![Some("x y"), None]), 1), None);
+        assert_eq!(one(&StringViewArray::from(vec!["v"]), 0).as_deref(), Some("v"));
+        assert_eq!(one(&Int8Array::from(vec![-8]), 0).as_deref(), Some("-8"));
+        assert_eq!(one(&Int64Array::from(vec![i64::MIN]), 0).as_deref(), Some("-9223372036854775808"));
+        assert_eq!(one(&UInt64Array::from(vec![u64::MAX]), 0).as_deref(), Some("18446744073709551615"));
+        assert_eq!(one(&BooleanArray::from(vec![true, false]), 1).as_deref(), Some("false"));
+        assert_eq!(one(&Date32Array::from(vec![19724]), 0).as_deref(), Some("2024-01-02"));
+        assert_eq!(one(&Date32Array::from(vec![-1]), 0).as_deref(), Some("1969-12-31"));
+        assert_eq!(one(&Date32Array::from(vec![-719162]), 0).as_deref(), Some("0001-01-01"));
+
+        let ts = TimestampMicrosecondArray::from(vec![1_704_164_645_123_456, -1])
+            .with_timezone("UTC");
+        assert_eq!(one(&ts, 0).as_deref(), Some("2024-01-02 03:04:05.123456"));
+        assert_eq!(one(&ts, 1).as_deref(), Some("1969-12-31 23:59:59.999999"));
+        let ts_tz = TimestampMicrosecondArray::from(vec![0]).with_timezone("America/New_York");
+        assert_eq!(one(&ts_tz, 0).as_deref(), Some("1970-01-01 00:00:00.000000"));
+        let ntz = TimestampMicrosecondArray::from(vec![1_704_164_645_000_001]);
+        assert_eq!(one(&ntz, 0).as_deref(), Some("2024-01-02 03:04:05.000001"));
+
+        let dec = Decimal128Array::from(vec![-1230, 5, 0, 123456, -5])
+            .with_precision_and_scale(7, 2)
+            .unwrap();
+        let got: Vec<_> = (0..5).map(|i| one(&dec, i).unwrap()).collect();
+        assert_eq!(got, ["-12.30", "0.05", "0.00", "1234.56", "-0.05"]);
+        let dec0 = Decimal128Array::from(vec![42]).with_precision_and_scale(5, 0).unwrap();
+        assert_eq!(one(&dec0, 0).as_deref(), Some("42"));
+
+        let f = Float64Array::from(vec![1.5, 1.0, f64::NAN, f64::NEG_INFINITY, 1e20, -0.1]);
+        let got: Vec<_> = (0..6).map(|i| one(&f, i).unwrap()).collect();
+        assert_eq!(got, ["1.5", "1.0", "NaN", "-Infinity", "1e20", "-0.1"]);
+        for s in &got {
+            assert!(s.to_ascii_lowercase().parse::<f64>().is_ok() || s == "NaN", "{s}");
+        }
+        assert_eq!(one(&Float32Array::from(vec![0.1f32]), 0).as_deref(), Some("0.1"));
+
+        let dict: DictionaryArray<Int32Type> = vec!["a", "b", "a"].into_iter().collect();
+        assert_eq!(one(&dict, 2).as_deref(), Some("a"));
+
+        let err = partition_value_string(&BinaryArray::from(vec![b"x".as_ref()]), 0).unwrap_err();
+        assert!(err.to_string().contains("cannot partition by column of type Binary"), "{err}");
+    }
+
+    #[test]
+    fn formats_decimals() {
+        assert_eq!(format_decimal("-1230", 2), "-12.30");
+        assert_eq!(format_decimal("5", 3), "0.005");
+        assert_eq!(format_decimal("-5", 1), "-0.5");
+        assert_eq!(format_decimal("12", -2), "1200");
+        assert_eq!(format_decimal("0", -2), "0");
+    }
+
+    fn batch(p: Vec<Option<i32>>, q: Vec<Option<&str>>) -> RecordBatch {
+        let n = p.len() as i64;
+        RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef),
+            ("p", Arc::new(Int32Array::from(p)) as ArrayRef),
+            ("q", Arc::new(StringArray::from(q)) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    /// Groups as `(p, q) -> ids`, checking every row sits in the right group.
+    fn grouped(
+        b: &RecordBatch,
+        cols: &[String],
+    ) -> BTreeMap<Vec<Option<String>>, Vec<i64>> {
+        let groups = split_by_partition(b, cols).unwrap();
+        let mut out = BTreeMap::new();
+        let mut total = 0;
+        for (values, rows) in groups {
+            assert_eq!(rows.num_columns(), b.num_columns());
+            total += rows.num_rows();
+            let key: Vec<Option<String>> = cols.iter().map(|c| values[c].clone()).collect();
+            for r in 0..rows.num_rows() {
+                let row_key: Vec<Option<String>> = cols
+                    .iter()
+                    .map(|c| one(rows.column_by_name(c).unwrap().as_ref(), r))
+                    .collect();
+                assert_eq!(row_key, key);
+            }
+            let ids = rows.column(0).as_primitive::<Int64Type>().values().to_vec();
+            assert!(out.insert(key, ids).is_none(), "duplicate group");
+        }
+        assert_eq!(total, b.num_rows());
+        out
+    }
+
+    #[test]
+    fn groups_rows_with_nulls() {
+        let cols = vec!["p".to_string(), "q".to_string()];
+        // Many runs: the gathering path.
+        let mut p = Vec::new();
+        let mut q = Vec::new();
+        for i in 0..200 {
+            p.push(if i % 7 == 0 { None } else { Some(i % 3) });
+            q.push(match i % 4 {
+                0 => None,
+                1 => Some(""),
+                2 => Some("x/y"),
+                _ => Some("z"),
+            });
+        }
+        let b = batch(p.clone(), q.clone());
+        let got = grouped(&b, &cols);
+        let mut want: BTreeMap<Vec<Option<String>>, Vec<i64>> = BTreeMap::new();
+        for i in 0..200 {
+            let key = vec![p[i].map(|v| v.to_string()), q[i].map(str::to_string)];
+            want.entry(key).or_default().push(i as i64);
+        }
+        assert_eq!(got, want);
+        assert!(got.contains_key(&vec![None, None]));
+        assert!(got.contains_key(&vec![None, Some(String::new())]));
+    }
+
+    #[test]
+    fn groups_clustered_runs_without_sorting() {
+        let cols = vec!["p".to_string()];
+        let p = vec![Some(1), Some(1), None, None, Some(1), Some(2)];
+        let q = vec![Some("a"); 6];
+        let got = grouped(&batch(p, q), &cols);
+        assert_eq!(got[&vec![Some("1".to_string())]], vec![0, 1, 4]);
+        assert_eq!(got[&vec![None]], vec![2, 3]);
+        assert_eq!(got[&vec![Some("2".to_string())]], vec![5]);
+
+        let single = batch(vec![Some(3); 4], vec![None; 4]);
+        let groups = split_by_partition(&single, &cols).unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].1.num_rows(), 4);
+    }
+
+    #[test]
+    fn unpartitioned_and_errors() {
+        let b = batch(vec![Some(1), Some(2)], vec![None, None]);
+        let groups = split_by_partition(&b, &[]).unwrap();
+        assert_eq!(groups.len(), 1);
+        assert!(groups[0].0.is_empty());
+        assert_eq!(groups[0].1, b);
+        assert!(split_by_partition(&b.slice(0, 0), &["p".to_string()]).unwrap().is_empty());
+        let err = split_by_partition(&b, &["nope".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("`nope`"), "{err}");
+
+        let bin = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("b", DataType::Binary, true)])),
+            vec![Arc::new(BinaryArray::from(vec![b"x".as_ref()]))],
+        )
+        .unwrap();
+        let err = split_by_partition(&bin, &["b".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("cannot partition by column `b`"), "{err}");
+    }
+}

@@ -1,0 +1,211 @@
+//! Read access to a Delta table's latest snapshot through deltalake-core: schema, partition
+//! columns, properties, protocol and the active files. Log replay and checkpoints are
+//! deltalake-core's; this module only shapes the result for planning.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::SchemaRef;
+use deltalake_core::DeltaTable;
+use deltalake_core::kernel::Remove;
+use futures::TryStreamExt;
+use url::Url;
+
+use crate::task::DataFile;
+use crate::{Error, Result};
+
+/// Writer features silt can honour when it writes to a table. Anything else is refused
+/// up front with a clear error instead of risking a table other engines misread.
+const WRITABLE_FEATURES: &[&str] = &[
+    "appendOnly",
+    "timestampNtz",
+    "deletionVectors",
+    "v2Checkpoint",
+    "vacuumProtocolCheck",
+    "domainMetadata",
+    "checkpointProtection",
+];
+
+/// A file of the table's current state.
+#[derive(Debug, Clone)]
+pub struct ActiveFile {
+    /// `path` is the raw (URL-encoded) path exactly as stored in the log.
+    pub file: DataFile,
+    /// Whether the file carries a deletion vector (some of its rows are deleted).
+    pub has_deletion_vector: bool,
+    /// The `remove` action retiring this file (dataChange = true).
+    pub remove: Remove,
+}
+
+/// The latest state of a table, as needed to plan and commit a job.
+pub struct TableSnapshot {
+    pub table: DeltaTable,
+    pub version: i64,
+    /// `metaData.schemaString`.
+    pub schema_json: String,
+    pub arrow_schema: SchemaRef,
+    pub partition_columns: Vec<String>,
+    pub configuration: HashMap<String, String>,
+    pub min_reader_version: i32,
+    pub min_writer_version: i32,
+    pub writer_features: Vec<String>,
+    pub files: Vec<ActiveFile>,
+}
+
+impl TableSnapshot {
+    /// The loaded deltalake-core state, for commits.
+    pub fn state(&self) -> Result<&deltalake_core::table::state::DeltaTableState> {
+        Ok(self.table.snapshot()?)
+    }
+
+    /// Refuses tables with writer features silt cannot honour, naming them.
+    pub fn check_writable(&self) -> Result<()> {
+        let unsupported: Vec<&str> = self
+            .writer_features
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !WRITABLE_FEATURES.contains(f))
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "table requires writer feature(s) {} that silt cannot write; nothing was changed",
+                unsupported.join(", ")
+            )));
+        }
+        if self.min_writer_version > 7 || self.min_reader_version > 3 {
+            return Err(Error::Unsupported(format!(
+                "table protocol (reader {}, writer {}) is newer than silt supports",
+                self.min_reader_version, self.min_writer_version
+            )));
+        }
+        if self.min_writer_version < 7 {
+            // Legacy protocol versions imply features: 3 = checkConstraints, 4 = changeDataFeed
+            // and generatedColumns, 5 = columnMapping, 6 = identityColumns. They are only a
+            // problem when actually in use.
+            let cfg = |k: &str| self.configuration.get(k).map(|v| v.to_ascii_lowercase());
+            if cfg("delta.columnMapping.mode").is_some_and(|m| m != "none") {
+                return Err(Error::Unsupported(
+                    "table uses column mapping, which silt cannot write yet; nothing was changed"
+                        .into(),
+                ));
+            }
+            if cfg("delta.enableChangeDataFeed").as_deref() == Some("true") {
+                return Err(Error::Unsupported(
+                    "table has the change data feed enabled, which silt cannot write yet; nothing was changed".into(),
+                ));
+            }
+            if self.configuration.keys().any(|k| k.starts_with("delta.constraints.")) {
+                return Err(Error::Unsupported(
+                    "table has CHECK constraints, which silt does not enforce yet; nothing was changed"
+                        .into(),
+                ));
+            }
+            if self.schema_json.contains("delta.generationExpression")
+                || self.schema_json.contains("delta.identity")
+                || self.schema_json.contains("delta.invariants")
+            {
+                return Err(Error::Unsupported(
+                    "table has generated/identity columns or invariants, which silt does not enforce yet; nothing was changed".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Latest version recorded for an idempotent-write application id.
+    pub async fn txn_version(&self, app_id: &str) -> Result<Option<i64>> {
+        let state = self.state()?;
+        Ok(state
+            .transaction_version(self.table.log_store().as_ref(), app_id)
+            .await?)
+    }
+}
+
+/// Loads the latest snapshot of the table at `url`; `None` when there is no table there.
+pub async fn load_table(url: &Url) -> Result<Option<TableSnapshot>> {
+    let mut table = deltalake_core::DeltaTableBuilder::from_url(url.clone())?.build()?;
+    if !table.verify_deltatable_existence().await? {
+        return Ok(None);
+    }
+    table.load().await?;
+    let state = table.snapshot()?;
+    let version = state.version() as i64;
+    let metadata = state.metadata();
+    let protocol = state.protocol();
+    let schema_json = serde_json::to_string(state.schema().as_ref())
+        .map_err(|e| Error::internal(format!("cannot serialize table schema: {e}")))?;
+    let arrow_schema = crate::schema::delta_json_to_arrow(&schema_json)?;
+    let partition_columns = metadata.partition_columns().to_vec();
+    let configuration = metadata.configuration().clone();
+    let writer_features = protocol
+        .writer_features()
+        .map(|fs| fs.iter().map(feature_name).collect())
+        .unwrap_or_default();
+    let min_reader_version = protocol.min_reader_version();
+    let min_writer_version = protocol.min_writer_version();
+
+    let log_store = table.log_store();
+    // Raw (still URL-encoded) paths, as written in the log, keyed by their decoded form;
+    // the views give typed access but only decoded paths.
+    let mut raw_paths: HashMap<String, String> = HashMap::new();
+    for b in state.add_actions_batches(false)? {
+        let col = b
+            .column_by_name("path")
+            .ok_or_else(|| Error::internal("add actions without `path`"))?;
+        let col = col
+            .as_string_opt::<i32>()
+            .ok_or_else(|| Error::internal("add actions `path` is not a string column"))?;
+        for i in 0..col.len() {
+            let raw = col.value(i).to_string();
+            let decoded = percent_encoding::percent_decode_str(&raw)
+                .decode_utf8_lossy()
+                .into_owned();
+            raw_paths.insert(decoded, raw);
+        }
+    }
+    let views: Vec<_> = state
+        .snapshot()
+        .file_views(log_store.as_ref(), None)
+        .try_collect()
+        .await?;
+    let mut files = Vec::with_capacity(views.len());
+    for view in &views {
+        let decoded = view.path().into_owned();
+        let raw = raw_paths.get(&decoded).cloned().unwrap_or(decoded);
+        let partition_values: BTreeMap<String, Option<String>> =
+            view.partition_values_map().into_iter().collect();
+        let mut remove = view.remove_action(true);
+        remove.path = raw.clone();
+        files.push(ActiveFile {
+            file: DataFile {
+                path: raw,
+                partition_values,
+                size_bytes: view.size(),
+                modification_time_ms: view.modification_time(),
+                stats_json: view.stats(),
+                num_records: view.num_records().map(|n| n as i64).unwrap_or(-1),
+            },
+            has_deletion_vector: view.deletion_vector_descriptor().is_some(),
+            remove,
+        });
+    }
+    Ok(Some(TableSnapshot {
+        table,
+        version,
+        schema_json,
+        arrow_schema,
+        partition_columns,
+        configuration,
+        min_reader_version,
+        min_writer_version,
+        writer_features,
+        files,
+    }))
+}
+
+fn feature_name<F: serde::Serialize + std::fmt::Debug>(f: &F) -> String {
+    serde_json::to_value(f)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{f:?}"))
+}

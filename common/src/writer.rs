@@ -1,0 +1,913 @@
+//! Writing the Parquet data files of a Delta table, with Delta statistics.
+//!
+//! [`DataFileWriter`] takes batches in the table's Arrow schema, groups their rows by
+//! partition values ([`crate::partition::split_by_partition`]), drops the partition
+//! columns, and streams each group into the open Parquet file of its partition
+//! (`<table_root>/<hive dir>/<prefix>-<seq:05>.snappy.parquet`), uploading finished row
+//! groups as they are produced (multipart upload through `object_store`, so the same code
+//! serves local disks and S3). A file is finished when it reaches the target size, when the
+//! buffered bytes across open files exceed the memory limit (the largest file is finished
+//! first), or on [`DataFileWriter::close`]; each finished file becomes a [`DataFile`] with
+//! its `add.path`, partition values, size and stats.
+//!
+//! Invariants: no file without rows is ever reported; every object the writer started is
+//! remembered so [`DataFileWriter::abort`] can delete it; nothing here touches `_delta_log`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{Schema, SchemaRef};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::async_writer::AsyncFileWriter;
+use parquet::basic::Compression;
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use tokio::io::AsyncWriteExt;
+
+use crate::partition::{
+    PartitionValues, encode_log_path, hive_partition_dir, split_by_partition,
+};
+use crate::stats::StatsCollector;
+use crate::task::{DataFile, WriterSpec};
+use crate::{Error, Result};
+
+/// Default bound on bytes buffered across open files.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+
+/// Upper bound on rows in a row group.
+const MAX_ROW_GROUP_ROWS: usize = 1024 * 1024;
+/// Upper bound on the (estimated, encoded) bytes of a row group.
+const MAX_ROW_GROUP_BYTES: usize = 128 * 1024 * 1024;
+/// Bytes an object upload buffers before switching to multipart, and the part size
+/// (S3 needs at least 5 MiB per part).
+const UPLOAD_BUFFER_BYTES: usize = 10 * 1024 * 1024;
+/// Parts of one file uploaded concurrently.
+const UPLOAD_CONCURRENCY: usize = 4;
+/// Files finished concurrently on close (their uploads overlap).
+const CLOSE_CONCURRENCY: usize = 8;
+/// Batches are fed to a file in slices of at most this many rows, so files roll close to
+/// their target size even when batches are large.
+const MAX_WRITE_ROWS: usize = 64 * 1024;
+/// Partitioned tables: small input batches are gathered up to this many rows before they
+/// are split by partition, so that rows spread over many partitions still reach each file
+/// in pieces large enough to encode efficiently.
+const SPLIT_ROWS: usize = 128 * 1024;
+/// Upper bound on the bytes of input gathered before a split.
+const MAX_SPLIT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Streams Parquet bytes into an object through `object_store`'s [`BufWriter`]: small files
+/// become a single PUT, larger ones a multipart upload. Chunks are handed over without
+/// copying.
+struct ObjectSink {
+    inner: BufWriter,
+}
+
+impl AsyncFileWriter for ObjectSink {
+    fn write(&mut self, bs: Bytes) -> BoxFuture<'_, parquet::errors::Result<()>> {
+        Box::pin(async move {
+            self.inner
+                .put(bs)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
+        Box::pin(async move {
+            self.inner
+                .shutdown()
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+}
+
+/// Maps a Parquet error, surfacing object store failures (which may be transient and are
+/// retryable) as [`Error::ObjectStore`].
+fn parquet_error(e: ParquetError) -> Error {
+    match e {
+        ParquetError::External(inner) => {
+            let inner = match inner.downcast::<object_store::Error>() {
+                Ok(os) => return Error::ObjectStore(*os),
+                Err(other) => other,
+            };
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => match io.into_inner() {
+                    Some(src) => match src.downcast::<object_store::Error>() {
+                        Ok(os) => Error::ObjectStore(*os),
+                        Err(src) => Error::Parquet(ParquetError::External(src)),
+                    },
+                    None => Error::Parquet(ParquetError::External(Box::new(
+                        std::io::Error::other("I/O error"),
+                    ))),
+                },
+                Err(other) => Error::Parquet(ParquetError::External(other)),
+            }
+        }
+        other => Error::Parquet(other),
+    }
+}
+
+/// A data file being written.
+struct OpenFile {
+    writer: AsyncArrowWriter<ObjectSink>,
+    stats: StatsCollector,
+    location: Path,
+    /// Path relative to the table root, URL-encoded (`add.path`).
+    log_path: String,
+    partition_values: PartitionValues,
+    /// Last estimate of the bytes this file holds in memory.
+    buffered: usize,
+    /// The split (`DataFileWriter::splits`) that last wrote to this file.
+    last_split: u64,
+}
+
+impl OpenFile {
+    /// Bytes held in memory: the in-progress row group, plus (approximately) what the
+    /// upload buffers before and between parts.
+    fn estimate_buffered(&self) -> usize {
+        self.writer.memory_size() + self.writer.bytes_written().min(UPLOAD_BUFFER_BYTES)
+    }
+
+    /// Whether the file has reached `target` bytes (written plus in progress).
+    fn is_full(&self, target: u64) -> bool {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64 >= target
+    }
+}
+
+/// Writes the Parquet data files of one task: one open file per partition, rolled at the
+/// target size, with Delta statistics per file.
+///
+/// After an error from [`DataFileWriter::write`] or [`DataFileWriter::close`] the writer
+/// must not be used further except for [`DataFileWriter::abort`] (the task failed).
+pub struct DataFileWriter {
+    store: Arc<dyn ObjectStore>,
+    table_root: Path,
+    spec: WriterSpec,
+    table_schema: SchemaRef,
+    /// The table schema without partition columns: the schema of every file.
+    file_schema: SchemaRef,
+    /// Positions of the file schema's columns in the table schema.
+    data_indices: Vec<usize>,
+    props: WriterProperties,
+    memory_limit: usize,
+    next_seq: u64,
+    /// Number of batches split so far (a clock for choosing which file to finish early).
+    splits: u64,
+    open: HashMap<PartitionValues, OpenFile>,
+    /// Sum of `OpenFile::buffered`.
+    buffered: usize,
+    finished: Vec<DataFile>,
+    /// Every object started, for `abort`.
+    started: Vec<Path>,
+    /// Partitioned tables: input batches not yet split (see [`SPLIT_ROWS`]).
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    /// Memory of `pending` (counted in `buffered`).
+    pending_bytes: usize,
+}
+
+impl std::fmt::Debug for DataFileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataFileWriter")
+            .field("table_root", &self.table_root)
+            .field("file_prefix", &self.spec.file_prefix)
+            .field("open_files", &self.open.len())
+            .field("finished_files", &self.finished.len())
+            .field("buffered", &self.buffered)
+            .finish()
+    }
+}
+
+impl DataFileWriter {
+    /// A writer for the table at `table_root` in `store`.
+    ///
+    /// `table_schema`: the full Arrow table schema (partition columns included) that
+    /// incoming batches already have; files are written with it minus the partition columns
+    /// (field nullability and metadata kept).
+    pub fn try_new(
+        store: Arc<dyn ObjectStore>,
+        table_root: Path,
+        spec: WriterSpec,
+        table_schema: SchemaRef,
+    ) -> Result<Self> {
+        for p in &spec.partition_columns {
+            if table_schema.index_of(p).is_err() {
+                return Err(Error::invalid(format!(
+                    "partition column `{p}` is not a column of the table"
+                )));
+            }
+        }
+        let data_indices: Vec<usize> = table_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !spec.partition_columns.iter().any(|p| p == f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        if data_indices.is_empty() {
+            return Err(Error::invalid(
+                "cannot write a table whose columns are all partition columns",
+            ));
+        }
+        let file_schema = Arc::new(Schema::new_with_metadata(
+            data_indices
+                .iter()
+                .map(|&i| Arc::clone(&table_schema.fields()[i]))
+                .collect::<Vec<_>>(),
+            table_schema.metadata().clone(),
+        ));
+        if spec.file_prefix.is_empty() || spec.file_prefix.contains('/') {
+            return Err(Error::invalid(format!(
+                "file prefix `{}` must be non-empty and contain no `/`",
+                spec.file_prefix
+            )));
+        }
+        // Validate the stats selection once.
+        StatsCollector::try_new(&file_schema, &spec.stats)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
+            .set_max_row_group_bytes(Some(row_group_bytes(spec.target_file_size_bytes)))
+            .build();
+        Ok(Self {
+            store,
+            table_root,
+            spec,
+            table_schema,
+            file_schema,
+            data_indices,
+            props,
+            memory_limit: DEFAULT_MEMORY_LIMIT_BYTES,
+            next_seq: 0,
+            splits: 0,
+            open: HashMap::new(),
+            buffered: 0,
+            finished: Vec::new(),
+            started: Vec::new(),
+            pending: Vec::new(),
+            pending_rows: 0,
+            pending_bytes: 0,
+        })
+    }
+
+    /// Bound on bytes buffered across open files (default 256 MiB); when exceeded, the
+    /// largest open file is closed (finished) early, preferring files the latest batch did
+    /// not touch (so input sorted by partition yields one file per partition).
+    ///
+    /// Each open file costs a fixed ~70 KiB per dictionary-encoded column besides its data,
+    /// so input spread over many more partitions than fit in the limit produces many small
+    /// files: cluster such input by partition upstream.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// The schema data files are written with (the table schema minus partition columns).
+    pub fn file_schema(&self) -> &SchemaRef {
+        &self.file_schema
+    }
+
+    /// Writes the rows of `batch`, which must have the table schema's columns in order
+    /// (types must match; nulls are refused in non-nullable columns).
+    ///
+    /// For a partitioned table, small batches may be held (and counted in
+    /// [`DataFileWriter::buffered_bytes`]) until enough rows are gathered to split them
+    /// efficiently; [`DataFileWriter::close`] writes them.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.check_batch(batch)?;
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        if self.spec.partition_columns.is_empty()
+            || (self.pending.is_empty() && rows >= SPLIT_ROWS)
+        {
+            self.write_split(batch).await?;
+        } else {
+            let bytes = batch.get_array_memory_size();
+            self.pending.push(batch.clone());
+            self.pending_rows += rows;
+            self.pending_bytes += bytes;
+            self.buffered += bytes;
+            let byte_limit = MAX_SPLIT_BYTES.min(self.memory_limit / 4);
+            if self.pending_rows >= SPLIT_ROWS || self.pending_bytes >= byte_limit {
+                self.flush_pending().await?;
+            }
+        }
+        self.enforce_memory_limit().await
+    }
+
+    /// Splits and writes the gathered input batches.
+    async fn flush_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.buffered -= self.pending_bytes;
+        self.pending_rows = 0;
+        self.pending_bytes = 0;
+        let combined = if pending.len() == 1 {
+            pending.into_iter().next().ok_or_else(|| Error::internal("no pending batch"))?
+        } else {
+            arrow::compute::concat_batches(&self.table_schema, &pending)?
+        };
+        self.write_split(&combined).await
+    }
+
+    /// Splits `batch` by partition and appends each group to its partition's file.
+    async fn write_split(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.splits += 1;
+        for (values, rows) in split_by_partition(batch, &self.spec.partition_columns)? {
+            let columns: Vec<ArrayRef> = self
+                .data_indices
+                .iter()
+                .map(|&i| Arc::clone(rows.column(i)))
+                .collect();
+            let data = RecordBatch::try_new_with_options(
+                Arc::clone(&self.file_schema),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())),
+            )?;
+            self.write_partition(values, data).await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes currently buffered in memory across open files (estimate).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered
+    }
+
+    /// Finishes all open files; returns one [`DataFile`] per file written (sorted by path).
+    ///
+    /// On failure, the files this writer created are deleted (best effort) before the error
+    /// is returned: a failed close leaves nothing behind to clean up.
+    pub async fn close(mut self) -> Result<Vec<DataFile>> {
+        match self.finish_all().await {
+            Ok(()) => {
+                let mut files = std::mem::take(&mut self.finished);
+                files.sort_by(|a, b| a.path.cmp(&b.path));
+                Ok(files)
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes gathered input and finishes every open file.
+    async fn finish_all(&mut self) -> Result<()> {
+        self.flush_pending().await?;
+        let open: Vec<OpenFile> = self.open.drain().map(|(_, f)| f).collect();
+        self.buffered = 0;
+        let store = &self.store;
+        let done: Vec<Option<DataFile>> = futures::stream::iter(open)
+            .map(|f| finish_file(store, f))
+            .buffer_unordered(CLOSE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        self.finished.extend(done.into_iter().flatten());
+        Ok(())
+    }
+
+    /// Best effort: deletes every file this writer created or started (failures are
+    /// logged with `tracing::warn`).
+    pub async fn abort(mut self) {
+        for (_, f) in self.open.drain() {
+            let mut sink = f.writer.into_inner();
+            if let Err(e) = sink.inner.abort().await {
+                tracing::warn!(path = %f.location, error = %e, "cannot abort upload of data file");
+            }
+        }
+        for location in std::mem::take(&mut self.started) {
+            match self.store.delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(path = %location, error = %e, "cannot delete data file of aborted write");
+                }
+            }
+        }
+    }
+
+    /// Checks that `batch` has the table schema (types by position, nullability).
+    fn check_batch(&self, batch: &RecordBatch) -> Result<()> {
+        let fields = self.table_schema.fields();
+        if batch.num_columns() != fields.len() {
+            return Err(Error::SchemaMismatch(format!(
+                "batch has {} columns, the table has {} ({})",
+                batch.num_columns(),
+                fields.len(),
+                fields
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        for (field, column) in fields.iter().zip(batch.columns()) {
+            if column.data_type() != field.data_type() {
+                return Err(Error::SchemaMismatch(format!(
+                    "column `{}` has type {}, the table expects {}",
+                    field.name(),
+                    column.data_type(),
+                    field.data_type()
+                )));
+            }
+            if !field.is_nullable() && column.null_count() > 0 {
+                return Err(Error::DataViolation(format!(
+                    "column `{}` is NOT NULL but {} row(s) are null",
+                    field.name(),
+                    column.null_count()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the rows of one partition (already without partition columns).
+    async fn write_partition(&mut self, values: PartitionValues, data: RecordBatch) -> Result<()> {
+        let target = self.spec.target_file_size_bytes;
+        let mut offset = 0;
+        while offset < data.num_rows() {
+            let len = (data.num_rows() - offset).min(MAX_WRITE_ROWS);
+            let chunk = data.slice(offset, len);
+            offset += len;
+            if !self.open.contains_key(&values) {
+                let file = self.open_file(values.clone())?;
+                self.open.insert(values.clone(), file);
+            }
+            let file = self
+                .open
+                .get_mut(&values)
+                .ok_or_else(|| Error::internal("open file vanished"))?;
+            file.last_split = self.splits;
+            file.stats.update(&chunk)?;
+            file.writer.write(&chunk).await.map_err(parquet_error)?;
+            let now = file.estimate_buffered();
+            self.buffered = self.buffered - file.buffered + now;
+            file.buffered = now;
+            if file.is_full(target) {
+                self.finish_open(&values).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the next file of a partition.
+    fn open_file(&mut self, partition_values: PartitionValues) -> Result<OpenFile> {
+        let dir = hive_partition_dir(&self.spec.partition_columns, &partition_values);
+        let name = format!("{}-{:05}.snappy.parquet", self.spec.file_prefix, self.next_seq);
+        self.next_seq += 1;
+        let relative = if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        };
+        // The raw object path is the escaped name itself (on S3 the key; on local disk the
+        // file name), as Spark writes it.
+        let root = self.table_root.as_ref();
+        let full = if root.is_empty() {
+            relative.clone()
+        } else {
+            format!("{root}/{relative}")
+        };
+        let location = Path::parse(&full)
+            .map_err(|e| Error::invalid(format!("invalid data file path `{full}`: {e}")))?;
+        let sink = ObjectSink {
+            inner: BufWriter::with_capacity(
+                Arc::clone(&self.store),
+                location.clone(),
+                UPLOAD_BUFFER_BYTES,
+            )
+            .with_max_concurrency(UPLOAD_CONCURRENCY),
+        };
+        let writer = AsyncArrowWriter::try_new(
+            sink,
+            Arc::clone(&self.file_schema),
+            Some(self.props.clone()),
+        )
+        .map_err(parquet_error)?;
+        let stats = StatsCollector::try_new(&self.file_schema, &self.spec.stats)?;
+        self.started.push(location.clone());
+        Ok(OpenFile {
+            writer,
+            stats,
+            location,
+            log_path: encode_log_path(&relative),
+            partition_values,
+            buffered: 0,
+            last_split: self.splits,
+        })
+    }
+
+    /// Finishes the open file of a partition, if any.
+    async fn finish_open(&mut self, values: &PartitionValues) -> Result<()> {
+        if let Some(file) = self.open.remove(values) {
+            self.buffered -= file.buffered;
+            if let Some(done) = finish_file(&self.store, file).await? {
+                self.finished.push(done);
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes open files, largest first, until the buffered bytes are within the limit.
+    ///
+    /// Files that the latest batch did not write to are finished first: with input
+    /// clustered by partition (sorted upstream) they are complete, so finishing them costs
+    /// nothing, while finishing the file being filled would split a partition needlessly.
+    async fn enforce_memory_limit(&mut self) -> Result<()> {
+        if self.buffered > self.memory_limit {
+            // Gathered input is the cheapest memory to give back.
+            self.flush_pending().await?;
+        }
+        while self.buffered > self.memory_limit {
+            let current = self.splits;
+            let Some(largest) = self
+                .open
+                .iter()
+                .max_by_key(|(_, f)| (f.last_split < current, f.buffered))
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            tracing::debug!(
+                buffered = self.buffered,
+                limit = self.memory_limit,
+                "memory limit reached: finishing the largest open data file early"
+            );
+            self.finish_open(&largest).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Row-group byte bound for a target file size: never above the file target (so files
+/// roll near it) nor above [`MAX_ROW_GROUP_BYTES`].
+fn row_group_bytes(target_file_size_bytes: u64) -> usize {
+    let target = usize::try_from(target_file_size_bytes).unwrap_or(usize::MAX);
+    target.clamp(1, MAX_ROW_GROUP_BYTES)
+}
+
+/// Finishes a file: writes the footer, completes the upload, and describes it. A file
+/// without rows is deleted instead and gives `None`.
+async fn finish_file(store: &Arc<dyn ObjectStore>, mut file: OpenFile) -> Result<Option<DataFile>> {
+    file.writer.finish().await.map_err(parquet_error)?;
+    let size = file.writer.bytes_written();
+    let (num_records, stats_json) = file.stats.finish()?;
+    if num_records == 0 {
+        match store.delete(&file.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        return Ok(None);
+    }
+    Ok(Some(DataFile {
+        path: file.log_path,
+        partition_values: file.partition_values,
+        size_bytes: i64::try_from(size)
+            .map_err(|_| Error::internal(format!("file size {size} overflows i64")))?,
+        modification_time_ms: chrono::Utc::now().timestamp_millis(),
+        stats_json: Some(stats_json),
+        num_records,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        AsArray, Date32Array, Decimal128Array, Int32Array, Int64Array, StringArray,
+        TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, TimeUnit};
+    use object_store::local::LocalFileSystem;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use serde_json::Value;
+
+    use crate::task::StatsSpec;
+
+    fn spec(partition_columns: &[&str], target: u64) -> WriterSpec {
+        WriterSpec {
+            table_uri: "file:///unused".into(),
+            table_schema_json: String::new(),
+            partition_columns: partition_columns.iter().map(|s| s.to_string()).collect(),
+            target_file_size_bytes: target,
+            stats: StatsSpec::default(),
+            file_prefix: "part-job1-s0-t0-a0".into(),
+        }
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("p", DataType::Utf8, true),
+            Field::new("q", DataType::Int32, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("d", DataType::Decimal128(10, 2), true),
+            Field::new("day", DataType::Date32, true),
+        ]))
+    }
+
+    fn rows(from: i64, n: i64, p: impl Fn(i64) -> Option<String>, q: impl Fn(i64) -> Option<i32>) -> RecordBatch {
+        let ids: Vec<i64> = (from..from + n).collect();
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(ids.clone())),
+                Arc::new(StringArray::from(ids.iter().map(|&i| p(i)).collect::<Vec<_>>())),
+                Arc::new(Int32Array::from(ids.iter().map(|&i| q(i)).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(
+                    ids.iter().map(|i| format!("row-{i:08}-padding")).collect::<Vec<_>>(),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from(
+                        ids.iter().map(|&i| i * 1_000_123).collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(
+                    Decimal128Array::from(ids.iter().map(|&i| i as i128 * 7 - 50).collect::<Vec<_>>())
+                        .with_precision_and_scale(10, 2)
+                        .unwrap(),
+                ),
+                Arc::new(Date32Array::from(ids.iter().map(|&i| (i % 1000) as i32).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn local_store() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        (dir, store)
+    }
+
+    /// Reads a written file back from disk.
+    fn read_back(dir: &tempfile::TempDir, f: &DataFile) -> Vec<RecordBatch> {
+        let decoded = percent_encoding::percent_decode_str(&f.path).decode_utf8().unwrap();
+        let disk = dir.path().join("tbl").join(decoded.as_ref());
+        let file = std::fs::File::open(&disk).unwrap_or_else(|e| panic!("{}: {e}", disk.display()));
+        assert_eq!(file.metadata().unwrap().len() as i64, f.size_bytes);
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    }
+
+    fn stats(f: &DataFile) -> Value {
+        serde_json::from_str(f.stats_json.as_deref().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn unpartitioned_rolls_by_size() {
+        let (dir, store) = local_store();
+        let mut w = DataFileWriter::try_new(store, Path::from("tbl"), spec(&[], 200_000), schema())
+            .unwrap();
+        let total = 100_000;
+        for start in (0..total).step_by(10_000) {
+            w.write(&rows(start, 10_000, |i| Some(format!("p{}", i % 3)), |i| Some(i as i32)))
+                .await
+                .unwrap();
+        }
+        w.write(&rows(0, 0, |_| None, |_| None)).await.unwrap();
+        let files = w.close().await.unwrap();
+        assert!(files.len() > 2, "{} files", files.len());
+        let mut seen = Vec::new();
+        for f in &files {
+            assert!(f.path.starts_with("part-job1-s0-t0-a0-"), "{}", f.path);
+            assert!(f.path.ends_with(".snappy.parquet"));
+            assert!(f.partition_values.is_empty());
+            assert!(f.num_records > 0);
+            let batches = read_back(&dir, f);
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(n as i64, f.num_records);
+            let st = stats(f);
+            assert_eq!(st["numRecords"], f.num_records);
+            let mut ids: Vec<i64> = Vec::new();
+            for b in &batches {
+                assert_eq!(b.num_columns(), 7);
+                assert!(!b.schema().field(0).is_nullable());
+                ids.extend(b.column(0).as_primitive::<Int64Type>().values().iter());
+                for r in 0..b.num_rows() {
+                    let id = b.column(0).as_primitive::<Int64Type>().value(r);
+                    assert_eq!(b.column(3).as_string::<i32>().value(r), format!("row-{id:08}-padding"));
+                    assert_eq!(b.column(2).as_primitive::<Int32Type>().value(r), id as i32);
+                }
+            }
+            let lo = *ids.iter().min().unwrap();
+            let hi = *ids.iter().max().unwrap();
+            assert_eq!(st["minValues"]["id"], lo);
+            assert_eq!(st["maxValues"]["id"], hi);
+            assert_eq!(st["nullCount"]["id"], 0);
+            seen.extend(ids);
+        }
+        seen.sort();
+        assert_eq!(seen, (0..total).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn partitioned_with_nulls_and_escaping() {
+        let (dir, store) = local_store();
+        let mut w = DataFileWriter::try_new(
+            store,
+            Path::from("tbl"),
+            spec(&["p", "q"], 1 << 30),
+            schema(),
+        )
+        .unwrap();
+        let p = |i: i64| match i % 4 {
+            0 => None,
+            1 => Some("a/b:c 100%".to_string()),
+            2 => Some(String::new()),
+            _ => Some("ü".to_string()),
+        };
+        let q = |i: i64| {
+            if i % 3 == 0 {
+                None
+            } else {
+                Some(((i / 4) % 2) as i32)
+            }
+        };
+        w.write(&rows(0, 1000, p, q)).await.unwrap();
+        w.write(&rows(1000, 500, p, q)).await.unwrap();
+        let files = w.close().await.unwrap();
+
+        let mut total = 0;
+        let mut dirs = std::collections::BTreeSet::new();
+        for f in &files {
+            let batches = read_back(&dir, f);
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(n as i64, f.num_records);
+            total += n;
+            // Partition columns are not in the file.
+            let file_schema = batches[0].schema();
+            assert_eq!(
+                file_schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(),
+                ["id", "s", "ts", "d", "day"]
+            );
+            // Every row belongs to the file's partition.
+            for b in &batches {
+                for &id in b.column(0).as_primitive::<Int64Type>().values().iter() {
+                    assert_eq!(f.partition_values["p"], p(id));
+                    assert_eq!(f.partition_values["q"], q(id).map(|v| v.to_string()));
+                }
+            }
+            let st = stats(f);
+            assert!(st["minValues"].get("p").is_none());
+            assert!(st["minValues"]["ts"].is_string());
+            assert!(st["minValues"]["d"].is_number());
+            let decoded = percent_encoding::percent_decode_str(&f.path).decode_utf8().unwrap().to_string();
+            dirs.insert(decoded.rsplit_once('/').unwrap().0.to_string());
+        }
+        assert_eq!(total, 1500);
+        // null and "" share the default directory but remain distinct partition values.
+        assert_eq!(files.len(), 4 * 3);
+        let want: std::collections::BTreeSet<String> = [
+            "p=__HIVE_DEFAULT_PARTITION__/q=__HIVE_DEFAULT_PARTITION__",
+            "p=__HIVE_DEFAULT_PARTITION__/q=0",
+            "p=__HIVE_DEFAULT_PARTITION__/q=1",
+            "p=a%2Fb%3Ac 100%25/q=__HIVE_DEFAULT_PARTITION__",
+            "p=a%2Fb%3Ac 100%25/q=0",
+            "p=a%2Fb%3Ac 100%25/q=1",
+            "p=ü/q=__HIVE_DEFAULT_PARTITION__",
+            "p=ü/q=0",
+            "p=ü/q=1",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(dirs, want);
+        // The directory exists on disk under its escaped name.
+        assert!(dir.path().join("tbl").join("p=a%2Fb%3Ac 100%25").join("q=1").is_dir());
+        assert!(files.iter().any(|f| f.path.starts_with("p=a%252Fb%253Ac%20100%2525/q=1/")));
+        assert!(files.iter().any(|f| f.partition_values["p"] == Some(String::new())));
+        assert!(files.iter().any(|f| f.partition_values["p"].is_none()));
+    }
+
+    #[tokio::test]
+    async fn abort_deletes_files() {
+        let (dir, store) = local_store();
+        let mut w = DataFileWriter::try_new(store, Path::from("tbl"), spec(&["p"], 50_000), schema())
+            .unwrap();
+        // Large enough to be split at once: files fill up and roll.
+        w.write(&rows(0, SPLIT_ROWS as i64 + 10, |i| Some(format!("v{}", i % 2)), |_| None))
+            .await
+            .unwrap();
+        // Small: held until more rows arrive.
+        w.write(&rows(0, 100, |_| Some("w".into()), |_| None)).await.unwrap();
+        assert_eq!(w.pending_rows, 100);
+        // Some files were finished by size, some are still open.
+        assert!(!w.finished.is_empty());
+        assert!(!w.open.is_empty());
+        w.abort().await;
+        let mut left = Vec::new();
+        let mut stack = vec![dir.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    left.push(e.path());
+                }
+            }
+        }
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn memory_limit_closes_files_early() {
+        let (dir, store) = local_store();
+        let limit = 2 * 1024 * 1024;
+        let mut w = DataFileWriter::try_new(store, Path::from("tbl"), spec(&["q"], 1 << 30), schema())
+            .unwrap()
+            .with_memory_limit(limit);
+        let parts = 50;
+        for start in (0..200_000).step_by(20_000) {
+            w.write(&rows(start, 20_000, |_| None, |i| Some((i % parts) as i32)))
+                .await
+                .unwrap();
+            assert!(w.buffered_bytes() <= limit, "{} > {limit}", w.buffered_bytes());
+        }
+        let files = w.close().await.unwrap();
+        // Without the limit there would be one file per partition.
+        assert!(files.len() > parts as usize, "{} files", files.len());
+        let total: i64 = files.iter().map(|f| f.num_records).sum();
+        assert_eq!(total, 200_000);
+        for f in files.iter().take(5) {
+            let n: usize = read_back(&dir, f).iter().map(|b| b.num_rows()).sum();
+            assert_eq!(n as i64, f.num_records);
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_limit_with_sorted_input_keeps_one_file_per_partition() {
+        let (_dir, store) = local_store();
+        let limit = 2 * 1024 * 1024;
+        let mut w = DataFileWriter::try_new(store, Path::from("tbl"), spec(&["q"], 1 << 30), schema())
+            .unwrap()
+            .with_memory_limit(limit);
+        // 50 partitions of 4000 rows, in partition order, 5 partitions per batch.
+        for start in (0..200_000).step_by(20_000) {
+            w.write(&rows(start, 20_000, |_| None, |i| Some((i / 4000) as i32)))
+                .await
+                .unwrap();
+            assert!(w.buffered_bytes() <= limit);
+        }
+        let files = w.close().await.unwrap();
+        assert_eq!(files.len(), 50);
+        assert!(files.iter().all(|f| f.num_records == 4000));
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_batches_and_specs() {
+        let (_dir, store) = local_store();
+        assert!(
+            DataFileWriter::try_new(Arc::clone(&store), Path::from("tbl"), spec(&["nope"], 1), schema())
+                .is_err()
+        );
+        let only_part = Arc::new(Schema::new(vec![Field::new("p", DataType::Utf8, true)]));
+        assert!(
+            DataFileWriter::try_new(Arc::clone(&store), Path::from("tbl"), spec(&["p"], 1), only_part)
+                .is_err()
+        );
+        let mut w = DataFileWriter::try_new(store, Path::from("tbl"), spec(&[], 1 << 20), schema())
+            .unwrap();
+        let b = rows(0, 10, |_| None, |_| None);
+        let err = w.write(&b.project(&[0, 1]).unwrap()).await.unwrap_err();
+        assert!(matches!(err, Error::SchemaMismatch(_)), "{err}");
+        // A null in the NOT NULL `id` column.
+        let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+        cols[0] = Arc::new(Int64Array::from(vec![None; 10]));
+        let relaxed = Arc::new(Schema::new(
+            schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let bad = RecordBatch::try_new(relaxed, cols).unwrap();
+        let err = w.write(&bad).await.unwrap_err();
+        assert!(matches!(err, Error::DataViolation(_)), "{err}");
+        assert!(err.to_string().contains("`id`"));
+        let files = w.close().await.unwrap();
+        assert!(files.is_empty());
+    }
+}

@@ -1,0 +1,87 @@
+//! Removal of what a job wrote but did not commit: data files of failed or superseded
+//! attempts (named `part-<job id>-…`) and the job's exchange directory.
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use silt_common::storage::store_for;
+use tracing::{info, warn};
+use url::Url;
+
+/// Deletes every object under `dir` (best effort; failures are logged).
+pub async fn remove_dir(dir: &Url) {
+    let Ok((store, prefix)) = store_for(dir) else {
+        return;
+    };
+    let listed: Vec<Path> = match store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(dir = %dir, "cannot list for cleanup: {e}");
+            return;
+        }
+    };
+    delete_all(&store, listed).await;
+    if dir.scheme() == "file"
+        && let Ok(p) = dir.to_file_path()
+    {
+        let _ = std::fs::remove_dir_all(&p);
+        if let Some(parent) = p.parent() {
+            // `_silt_shuffle` itself, once empty.
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+/// Deletes data files written by `job_id` under the table root, except those in `keep`
+/// (file names). Returns how many were deleted.
+pub async fn remove_job_files(table_url: &Url, job_id: &str, keep: &HashSet<String>) -> usize {
+    let Ok((store, root)) = store_for(table_url) else {
+        return 0;
+    };
+    let marker = format!("part-{job_id}-");
+    // File names are unique per job/stage/task/attempt, so matching on the name alone is
+    // exact and avoids comparing differently-escaped directory names.
+    let listed: Vec<Path> = match store
+        .list(Some(&root))
+        .try_filter_map(|m| {
+            let delete = m.location.filename().is_some_and(|f| {
+                f.starts_with(&marker) && !keep.contains(f)
+            }) && !m.location.as_ref().contains("_delta_log");
+            futures::future::ready(Ok(delete.then_some(m.location)))
+        })
+        .try_collect()
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(table = %table_url, "cannot list for cleanup: {e}");
+            return 0;
+        }
+    };
+    let n = listed.len();
+    delete_all(&store, listed).await;
+    if n > 0 {
+        info!(job = job_id, files = n, "deleted uncommitted data files");
+    }
+    n
+}
+
+async fn delete_all(store: &std::sync::Arc<dyn object_store::ObjectStore>, paths: Vec<Path>) {
+    let results: Vec<_> = futures::stream::iter(paths)
+        .map(|p| {
+            let store = store.clone();
+            async move { (store.delete(&p).await, p) }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (r, p) in results {
+        if let Err(e) = r
+            && !matches!(e, object_store::Error::NotFound { .. })
+        {
+            warn!(path = %p, "cleanup delete failed: {e}");
+        }
+    }
+}

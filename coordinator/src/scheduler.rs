@@ -1,0 +1,588 @@
+//! Scheduling state: the executor registry, queued and running task attempts, retries and
+//! lost-executor handling. It knows nothing of gRPC or of what tasks do.
+//!
+//! Invariants kept here:
+//! * a task has exactly one current attempt; a report for any other attempt, or from
+//!   another epoch, is rejected as stale;
+//! * a stage completes once, with every task's output from its accepted attempt, or fails
+//!   once with the first fatal cause;
+//! * attempts per task are bounded (`max_task_attempts`), and so is the wait of a poll.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use silt_common::task::{TaskFailure, TaskKind, TaskOutput, TaskSpec};
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// Scheduler limits.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Attempts per task before the job fails (retryable failures and lost executors both count).
+    pub max_task_attempts: u32,
+    /// An executor silent for this long is declared lost and its tasks are re-queued.
+    pub executor_timeout_ms: u64,
+    /// Interval executors are told to heartbeat at.
+    pub heartbeat_interval_ms: u64,
+    /// Upper bound on how long a poll may wait for a task.
+    pub max_poll_wait_ms: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            max_task_attempts: 4,
+            executor_timeout_ms: 10_000,
+            heartbeat_interval_ms: 1_000,
+            max_poll_wait_ms: 2_000,
+        }
+    }
+}
+
+/// Identifies one attempt of one task.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AttemptKey {
+    pub job_id: String,
+    pub stage: u32,
+    pub index: u32,
+    pub attempt: u32,
+}
+
+impl AttemptKey {
+    fn of(spec: &TaskSpec) -> Self {
+        Self {
+            job_id: spec.job_id.clone(),
+            stage: spec.stage,
+            index: spec.index,
+            attempt: spec.attempt,
+        }
+    }
+}
+
+/// Why a stage did not complete.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StageError {
+    #[error("task {task} failed: {message}")]
+    TaskFailed { task: String, message: String },
+    #[error("task {task} failed {attempts} times, last: {message}")]
+    AttemptsExhausted {
+        task: String,
+        attempts: u32,
+        message: String,
+    },
+    #[error("job cancelled")]
+    Cancelled,
+}
+
+/// Progress counters of the running stage of a job.
+#[derive(Debug, Clone, Default)]
+pub struct StageProgress {
+    pub total: u32,
+    pub succeeded: u32,
+    pub running: u32,
+    pub retries: u32,
+}
+
+#[derive(Debug)]
+enum TaskState {
+    Queued,
+    Running { executor: String },
+    Succeeded,
+}
+
+#[derive(Debug)]
+struct TaskEntry {
+    kind: TaskKind,
+    attempt: u32,
+    state: TaskState,
+    output: Option<TaskOutput>,
+    avoid_executor: Option<String>,
+    last_error: Option<String>,
+}
+
+struct StageRun {
+    epoch: u64,
+    snapshot_version: i64,
+    tasks: Vec<TaskEntry>,
+    remaining: usize,
+    retries: u32,
+    done: Option<oneshot::Sender<Result<Vec<TaskOutput>, StageError>>>,
+    /// Every attempt ever dispatched, for cleanup of superseded attempts' files.
+    dispatched: Vec<AttemptKey>,
+}
+
+struct ExecutorEntry {
+    last_seen: Instant,
+    slots: u32,
+    running: HashSet<AttemptKey>,
+}
+
+#[derive(Default)]
+struct State {
+    next_executor: u64,
+    executors: HashMap<String, ExecutorEntry>,
+    stages: HashMap<(String, u32), StageRun>,
+    queue: VecDeque<(String, u32, u32)>,
+}
+
+/// The scheduler; cheap to clone.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SchedulerConfig,
+    state: Mutex<State>,
+    work: Notify,
+    executors_changed: Notify,
+}
+
+/// What a successful registration gives the executor.
+pub struct Registration {
+    pub executor_id: String,
+    pub heartbeat_interval_ms: u64,
+}
+
+/// Outcome of a heartbeat.
+pub struct HeartbeatReply {
+    pub reregister: bool,
+    pub cancel: Vec<AttemptKey>,
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(State::default()),
+                work: Notify::new(),
+                executors_changed: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.inner.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic while holding it; the state is still structurally
+        // valid (every mutation is a single step), so keep serving.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers an executor.
+    pub fn register(&self, slots: u32, host: &str) -> Registration {
+        let mut st = self.lock();
+        st.next_executor += 1;
+        let id = format!("exec-{}-{}", st.next_executor, host);
+        st.executors.insert(
+            id.clone(),
+            ExecutorEntry {
+                last_seen: Instant::now(),
+                slots: slots.max(1),
+                running: HashSet::new(),
+            },
+        );
+        drop(st);
+        info!(executor = %id, slots, "executor registered");
+        self.inner.executors_changed.notify_waiters();
+        Registration {
+            executor_id: id,
+            heartbeat_interval_ms: self.inner.config.heartbeat_interval_ms,
+        }
+    }
+
+    /// Number of live executors and their total slots.
+    pub fn capacity(&self) -> (usize, u32) {
+        let st = self.lock();
+        (
+            st.executors.len(),
+            st.executors.values().map(|e| e.slots).sum(),
+        )
+    }
+
+    /// Waits until at least `n` executors are registered, or `timeout` passes.
+    pub async fn wait_for_executors(&self, n: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.inner.executors_changed.notified();
+            let have = self.capacity().0;
+            if have >= n {
+                return have;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.capacity().0;
+            }
+        }
+    }
+
+    /// Records a heartbeat; tells the executor which attempts to abandon.
+    pub fn heartbeat(&self, executor_id: &str, running: Vec<AttemptKey>) -> HeartbeatReply {
+        let mut st = self.lock();
+        let Some(exec) = st.executors.get_mut(executor_id) else {
+            return HeartbeatReply {
+                reregister: true,
+                cancel: running,
+            };
+        };
+        exec.last_seen = Instant::now();
+        let cancel = running
+            .into_iter()
+            .filter(|k| !is_current_running(&st, k, executor_id))
+            .collect();
+        HeartbeatReply {
+            reregister: false,
+            cancel,
+        }
+    }
+
+    /// Hands out the next queued task to `executor_id`, waiting up to `wait`.
+    /// `Err(())` when the executor is unknown (it must register again).
+    pub async fn poll(&self, executor_id: &str, wait: Duration) -> Result<Option<TaskSpec>, ()> {
+        let wait = wait.min(Duration::from_millis(self.inner.config.max_poll_wait_ms));
+        let deadline = Instant::now() + wait;
+        loop {
+            let notified = self.inner.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(spec) = self.try_assign(executor_id)? {
+                return Ok(Some(spec));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn try_assign(&self, executor_id: &str) -> Result<Option<TaskSpec>, ()> {
+        let mut st = self.lock();
+        let live = st.executors.len();
+        let Some(exec) = st.executors.get_mut(executor_id) else {
+            return Err(());
+        };
+        exec.last_seen = Instant::now();
+        let st = &mut *st;
+        // First queued task this executor may take: a retry avoids the executor where the
+        // previous attempt failed, unless it is the only one.
+        let pos = st.queue.iter().position(|(job, stage, index)| {
+            st.stages
+                .get(&(job.clone(), *stage))
+                .and_then(|s| s.tasks.get(*index as usize))
+                .is_some_and(|t| {
+                    live <= 1 || t.avoid_executor.as_deref() != Some(executor_id)
+                })
+        });
+        let Some(pos) = pos else { return Ok(None) };
+        let Some((job_id, stage, index)) = st.queue.remove(pos) else {
+            return Ok(None);
+        };
+        let Some(run) = st.stages.get_mut(&(job_id.clone(), stage)) else {
+            return Ok(None);
+        };
+        let Some(task) = run.tasks.get_mut(index as usize) else {
+            return Ok(None);
+        };
+        task.state = TaskState::Running {
+            executor: executor_id.to_string(),
+        };
+        let spec = TaskSpec {
+            job_id,
+            stage,
+            index,
+            attempt: task.attempt,
+            epoch: run.epoch,
+            snapshot_version: run.snapshot_version,
+            kind: task.kind.clone(),
+        };
+        let key = AttemptKey::of(&spec);
+        run.dispatched.push(key.clone());
+        if let Some(exec) = st.executors.get_mut(executor_id) {
+            exec.running.insert(key);
+        }
+        Ok(Some(spec))
+    }
+
+    /// Runs one stage to completion: queues its tasks and waits for all of them.
+    /// Returns the outputs in task order.
+    pub async fn run_stage(
+        &self,
+        job_id: &str,
+        stage: u32,
+        epoch: u64,
+        snapshot_version: i64,
+        tasks: Vec<TaskKind>,
+    ) -> Result<Vec<TaskOutput>, StageError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.lock();
+            let n = tasks.len();
+            for i in 0..n {
+                st.queue.push_back((job_id.to_string(), stage, i as u32));
+            }
+            st.stages.insert(
+                (job_id.to_string(), stage),
+                StageRun {
+                    epoch,
+                    snapshot_version,
+                    tasks: tasks
+                        .into_iter()
+                        .map(|kind| TaskEntry {
+                            kind,
+                            attempt: 0,
+                            state: TaskState::Queued,
+                            output: None,
+                            avoid_executor: None,
+                            last_error: None,
+                        })
+                        .collect(),
+                    remaining: n,
+                    retries: 0,
+                    done: Some(tx),
+                    dispatched: Vec::new(),
+                },
+            );
+        }
+        self.inner.work.notify_waiters();
+        rx.await.unwrap_or(Err(StageError::Cancelled))
+    }
+
+    /// Attempts dispatched for a stage so far (for cleanup of superseded attempts).
+    pub fn dispatched_attempts(&self, job_id: &str, stage: u32) -> Vec<AttemptKey> {
+        self.lock()
+            .stages
+            .get(&(job_id.to_string(), stage))
+            .map(|s| s.dispatched.clone())
+            .unwrap_or_default()
+    }
+
+    /// Progress of a stage.
+    pub fn progress(&self, job_id: &str, stage: u32) -> StageProgress {
+        let st = self.lock();
+        let Some(run) = st.stages.get(&(job_id.to_string(), stage)) else {
+            return StageProgress::default();
+        };
+        let mut p = StageProgress {
+            total: run.tasks.len() as u32,
+            retries: run.retries,
+            ..Default::default()
+        };
+        for t in &run.tasks {
+            match t.state {
+                TaskState::Running { .. } => p.running += 1,
+                TaskState::Succeeded => p.succeeded += 1,
+                TaskState::Queued => {}
+            }
+        }
+        p
+    }
+
+    /// Forgets a finished stage; its running attempts (if any) get cancelled at the next
+    /// heartbeat of their executor.
+    pub fn finish_stage(&self, job_id: &str, stage: u32) {
+        let mut st = self.lock();
+        st.stages.remove(&(job_id.to_string(), stage));
+        st.queue.retain(|(j, s, _)| !(j == job_id && *s == stage));
+    }
+
+    /// Cancels every stage of a job: waiting `run_stage` calls return `Cancelled`.
+    pub fn cancel_job(&self, job_id: &str) {
+        let mut st = self.lock();
+        let keys: Vec<_> = st
+            .stages
+            .keys()
+            .filter(|(j, _)| j == job_id)
+            .cloned()
+            .collect();
+        for k in keys {
+            if let Some(mut run) = st.stages.remove(&k)
+                && let Some(done) = run.done.take()
+            {
+                let _ = done.send(Err(StageError::Cancelled));
+            }
+        }
+        st.queue.retain(|(j, _, _)| j != job_id);
+    }
+
+    /// Accepts a task report if it is for the current attempt and epoch; returns whether
+    /// it was accepted.
+    pub fn report(
+        &self,
+        executor_id: &str,
+        key: &AttemptKey,
+        epoch: u64,
+        outcome: Result<TaskOutput, TaskFailure>,
+    ) -> bool {
+        let mut st = self.lock();
+        if let Some(exec) = st.executors.get_mut(executor_id) {
+            exec.running.remove(key);
+            exec.last_seen = Instant::now();
+        }
+        if !is_current_running(&st, key, executor_id) {
+            warn!(?key, "stale task report ignored");
+            return false;
+        }
+        let max_attempts = self.inner.config.max_task_attempts;
+        let stage_key = (key.job_id.clone(), key.stage);
+        let Some(run) = st.stages.get_mut(&stage_key) else {
+            return false;
+        };
+        if run.epoch != epoch {
+            warn!(?key, epoch, expected = run.epoch, "report from another epoch ignored");
+            return false;
+        }
+        let task_name = format!("{}/s{}/t{}", key.job_id, key.stage, key.index);
+        let Some(task) = run.tasks.get_mut(key.index as usize) else {
+            return false;
+        };
+        match outcome {
+            Ok(output) => {
+                task.state = TaskState::Succeeded;
+                task.output = Some(output);
+                run.remaining -= 1;
+                if run.remaining == 0 {
+                    let outputs = run
+                        .tasks
+                        .iter_mut()
+                        .map(|t| t.output.take().unwrap_or_default())
+                        .collect();
+                    if let Some(done) = run.done.take() {
+                        let _ = done.send(Ok(outputs));
+                    }
+                }
+            }
+            Err(failure) => {
+                warn!(task = %task_name, attempt = key.attempt, retryable = failure.retryable, "task failed: {}", failure.message);
+                let fatal = if !failure.retryable {
+                    Some(StageError::TaskFailed {
+                        task: task_name,
+                        message: failure.message,
+                    })
+                } else if task.attempt + 1 >= max_attempts {
+                    Some(StageError::AttemptsExhausted {
+                        task: task_name,
+                        attempts: task.attempt + 1,
+                        message: failure.message,
+                    })
+                } else {
+                    task.attempt += 1;
+                    task.state = TaskState::Queued;
+                    task.avoid_executor = Some(executor_id.to_string());
+                    task.last_error = Some(failure.message);
+                    run.retries += 1;
+                    st.queue.push_back((key.job_id.clone(), key.stage, key.index));
+                    None
+                };
+                if let Some(err) = fatal {
+                    fail_stage(&mut st, &stage_key, err);
+                }
+            }
+        }
+        drop(st);
+        self.inner.work.notify_waiters();
+        true
+    }
+
+    /// Declares executors silent for longer than the timeout lost and re-queues their
+    /// running attempts as new attempts. Returns the ids of lost executors.
+    pub fn reap_lost_executors(&self) -> Vec<String> {
+        let timeout = Duration::from_millis(self.inner.config.executor_timeout_ms);
+        let max_attempts = self.inner.config.max_task_attempts;
+        let now = Instant::now();
+        let mut st = self.lock();
+        let lost: Vec<String> = st
+            .executors
+            .iter()
+            .filter(|(_, e)| now.duration_since(e.last_seen) > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &lost {
+            let Some(exec) = st.executors.remove(id) else {
+                continue;
+            };
+            warn!(executor = %id, tasks = exec.running.len(), "executor lost");
+            for key in exec.running {
+                let stage_key = (key.job_id.clone(), key.stage);
+                let Some(run) = st.stages.get_mut(&stage_key) else {
+                    continue;
+                };
+                let Some(task) = run.tasks.get_mut(key.index as usize) else {
+                    continue;
+                };
+                let current = task.attempt == key.attempt
+                    && matches!(&task.state, TaskState::Running { executor } if executor == id);
+                if !current {
+                    continue;
+                }
+                let msg = format!("executor {id} was lost while running the task");
+                if task.attempt + 1 >= max_attempts {
+                    let err = StageError::AttemptsExhausted {
+                        task: format!("{}/s{}/t{}", key.job_id, key.stage, key.index),
+                        attempts: task.attempt + 1,
+                        message: msg,
+                    };
+                    fail_stage(&mut st, &stage_key, err);
+                } else {
+                    task.attempt += 1;
+                    task.state = TaskState::Queued;
+                    task.last_error = Some(msg);
+                    run.retries += 1;
+                    st.queue.push_back((key.job_id.clone(), key.stage, key.index));
+                }
+            }
+        }
+        drop(st);
+        if !lost.is_empty() {
+            self.inner.work.notify_waiters();
+            self.inner.executors_changed.notify_waiters();
+        }
+        lost
+    }
+
+    /// Runs [`Scheduler::reap_lost_executors`] periodically until the returned handle is aborted.
+    pub fn spawn_reaper(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        let period = Duration::from_millis((self.inner.config.executor_timeout_ms / 4).max(50));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                this.reap_lost_executors();
+            }
+        })
+    }
+}
+
+fn is_current_running(st: &State, key: &AttemptKey, executor_id: &str) -> bool {
+    st.stages
+        .get(&(key.job_id.clone(), key.stage))
+        .and_then(|run| run.tasks.get(key.index as usize))
+        .is_some_and(|t| {
+            t.attempt == key.attempt
+                && matches!(&t.state, TaskState::Running { executor } if executor == executor_id)
+        })
+}
+
+fn fail_stage(st: &mut State, stage_key: &(String, u32), err: StageError) {
+    if let Some(run) = st.stages.get_mut(stage_key) {
+        // Stop the other attempts: they are no longer current once the stage is gone.
+        for t in run.tasks.iter_mut() {
+            t.state = TaskState::Succeeded;
+        }
+        if let Some(done) = run.done.take() {
+            let _ = done.send(Err(err));
+        }
+    }
+    st.stages.remove(stage_key);
+    st.queue
+        .retain(|(j, s, _)| !(j == &stage_key.0 && *s == stage_key.1));
+}

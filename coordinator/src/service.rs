@@ -1,0 +1,284 @@
+//! gRPC services: decode the request, call the coordinator or scheduler, map errors.
+//! No scheduling or planning logic lives here.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use silt_proto::pb;
+use silt_proto::{PROTOCOL_VERSION, format_from_pb};
+use tonic::{Request, Response, Status};
+
+use crate::Coordinator;
+use crate::job::{JobState, JobStatus, WriteMode, WriteRequest};
+use crate::scheduler::AttemptKey;
+
+/// Client-facing job service.
+pub struct JobServiceImpl(pub Coordinator);
+/// Executor-facing service.
+pub struct ExecutorServiceImpl(pub Coordinator);
+
+fn state_to_pb(s: JobState) -> pb::JobState {
+    match s {
+        JobState::Queued => pb::JobState::Queued,
+        JobState::Running => pb::JobState::Running,
+        JobState::Committing => pb::JobState::Committing,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Failed => pb::JobState::Failed,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    }
+}
+
+fn event(s: &JobStatus) -> pb::JobEvent {
+    pb::JobEvent {
+        job_id: s.job_id.clone(),
+        state: state_to_pb(s.state) as i32,
+        stage: s.stage.clone(),
+        tasks_total: s.tasks_total,
+        tasks_succeeded: s.tasks_succeeded,
+        tasks_running: s.tasks_running,
+        task_retries: s.task_retries,
+        message: s.message.clone(),
+    }
+}
+
+fn write_request(w: pb::WriteJob) -> Result<WriteRequest, Status> {
+    let mode = match pb::WriteMode::try_from(w.mode) {
+        Ok(pb::WriteMode::Append) | Ok(pb::WriteMode::Unspecified) => WriteMode::Append,
+        Ok(pb::WriteMode::Overwrite) => WriteMode::Overwrite,
+        Ok(pb::WriteMode::ErrorIfExists) => WriteMode::ErrorIfExists,
+        Ok(pb::WriteMode::Ignore) => WriteMode::Ignore,
+        Err(_) => return Err(Status::invalid_argument(format!("unknown write mode {}", w.mode))),
+    };
+    let format = if w.format == pb::SourceFormat::Unspecified as i32 {
+        silt_common::task::SourceFormat::Parquet
+    } else {
+        format_from_pb(w.format).map_err(|e| Status::invalid_argument(e.to_string()))?
+    };
+    if w.table_uri.is_empty() {
+        return Err(Status::invalid_argument("table_uri is required"));
+    }
+    if w.source_uri.is_empty() {
+        return Err(Status::invalid_argument("source_uri is required"));
+    }
+    Ok(WriteRequest {
+        table_uri: w.table_uri,
+        source_uri: w.source_uri,
+        format,
+        mode,
+        partition_by: w.partition_by,
+        replace_where: w.replace_where.filter(|p| !p.trim().is_empty()),
+        dynamic_partition_overwrite: w.dynamic_partition_overwrite,
+        merge_schema: w.merge_schema,
+        overwrite_schema: w.overwrite_schema,
+        txn_app_id: w.txn_app_id,
+        txn_version: w.txn_version,
+        target_file_size_bytes: w.target_file_size_bytes,
+        properties: w.properties.into_iter().collect::<BTreeMap<_, _>>(),
+    })
+}
+
+#[tonic::async_trait]
+impl pb::job_service_server::JobService for JobServiceImpl {
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let job = request
+            .into_inner()
+            .job
+            .ok_or_else(|| Status::invalid_argument("no job in request"))?;
+        let job_id = match job {
+            pb::submit_job_request::Job::Write(w) => self.0.submit_write(write_request(w)?),
+        };
+        Ok(Response::new(pb::SubmitJobResponse { job_id }))
+    }
+
+    type WatchJobStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let id = request.into_inner().job_id;
+        let mut rx = self
+            .0
+            .jobs()
+            .watch(&id)
+            .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
+        let stream = async_stream(move |tx| async move {
+            loop {
+                let ev = {
+                    let s = rx.borrow_and_update();
+                    (event(&s), s.state.is_terminal())
+                };
+                if tx.send(Ok(ev.0)).await.is_err() || ev.1 {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_job_result(
+        &self,
+        request: Request<pb::GetJobResultRequest>,
+    ) -> Result<Response<pb::JobResult>, Status> {
+        let id = request.into_inner().job_id;
+        let s = self
+            .0
+            .jobs()
+            .status(&id)
+            .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
+        let o = s.outcome.clone().unwrap_or_default();
+        Ok(Response::new(pb::JobResult {
+            job_id: id,
+            state: state_to_pb(s.state) as i32,
+            version: o.version,
+            error: o.error,
+            metrics: o.metrics.into_iter().collect(),
+            summary: o.summary,
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let id = request.into_inner().job_id;
+        Ok(Response::new(pb::CancelJobResponse {
+            cancelled: self.0.cancel(&id),
+        }))
+    }
+}
+
+/// A stream fed by a spawned producer through a bounded channel.
+fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<pb::JobEvent, Status>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::JobEvent, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+fn key_from_pb(k: pb::TaskKey) -> AttemptKey {
+    AttemptKey {
+        job_id: k.job_id,
+        stage: k.stage,
+        index: k.index,
+        attempt: k.attempt,
+    }
+}
+
+fn key_to_pb(k: AttemptKey) -> pb::TaskKey {
+    pb::TaskKey {
+        job_id: k.job_id,
+        stage: k.stage,
+        index: k.index,
+        attempt: k.attempt,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::executor_service_server::ExecutorService for ExecutorServiceImpl {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = request.into_inner();
+        if r.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "executor protocol version {} is not the coordinator's {PROTOCOL_VERSION}; run matching silt versions",
+                r.protocol_version
+            )));
+        }
+        let reg = self.0.scheduler().register(r.slots, &r.host);
+        Ok(Response::new(pb::RegisterResponse {
+            executor_id: reg.executor_id,
+            heartbeat_interval_ms: reg.heartbeat_interval_ms,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        let reply = self
+            .0
+            .scheduler()
+            .heartbeat(&r.executor_id, r.running.into_iter().map(key_from_pb).collect());
+        Ok(Response::new(pb::HeartbeatResponse {
+            reregister: reply.reregister,
+            cancel: reply.cancel.into_iter().map(key_to_pb).collect(),
+        }))
+    }
+
+    async fn poll_task(
+        &self,
+        request: Request<pb::PollTaskRequest>,
+    ) -> Result<Response<pb::PollTaskResponse>, Status> {
+        let r = request.into_inner();
+        match self
+            .0
+            .scheduler()
+            .poll(&r.executor_id, Duration::from_millis(r.wait_ms))
+            .await
+        {
+            Ok(task) => Ok(Response::new(pb::PollTaskResponse {
+                task: task.as_ref().map(pb::TaskSpec::from),
+                reregister: false,
+            })),
+            Err(()) => Ok(Response::new(pb::PollTaskResponse {
+                task: None,
+                reregister: true,
+            })),
+        }
+    }
+
+    async fn report_task(
+        &self,
+        request: Request<pb::TaskReport>,
+    ) -> Result<Response<pb::ReportTaskResponse>, Status> {
+        let r = request.into_inner();
+        let key = key_from_pb(r.key.ok_or_else(|| Status::invalid_argument("report without key"))?);
+        let outcome = match r.outcome {
+            Some(pb::task_report::Outcome::Success(o)) => Ok(o.into()),
+            Some(pb::task_report::Outcome::Failure(f)) => Err(silt_common::task::TaskFailure {
+                message: f.message,
+                retryable: f.retryable,
+            }),
+            None => return Err(Status::invalid_argument("report without outcome")),
+        };
+        let accepted = self.0.scheduler().report(&r.executor_id, &key, r.epoch, outcome);
+        Ok(Response::new(pb::ReportTaskResponse { accepted }))
+    }
+}
+
+/// Serves both services on `listener` until `shutdown` resolves.
+pub async fn serve(
+    coordinator: Coordinator,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(
+            pb::job_service_server::JobServiceServer::new(JobServiceImpl(coordinator.clone()))
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+        )
+        .add_service(
+            pb::executor_service_server::ExecutorServiceServer::new(ExecutorServiceImpl(coordinator))
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}

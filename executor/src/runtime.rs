@@ -1,0 +1,310 @@
+//! Executor runtime: the gRPC side of an executor. Registers (with the protocol version),
+//! heartbeats with the attempts it runs, polls for tasks with one loop per slot, runs them,
+//! reports outcomes, and aborts attempts the coordinator cancels.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use silt_common::task::{TaskFailure, TaskSpec};
+use silt_proto::pb;
+use silt_proto::pb::executor_service_client::ExecutorServiceClient;
+use tonic::transport::Channel;
+use tracing::{debug, info, warn};
+
+use crate::tasks::{TaskLimits, run_task};
+
+/// Executor settings.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Coordinator URL, e.g. `http://127.0.0.1:7077`.
+    pub coordinator_url: String,
+    /// Tasks run at once.
+    pub slots: u32,
+    /// Memory budget of the executor, split evenly among slots.
+    pub memory_limit_bytes: u64,
+    /// Name reported at registration.
+    pub host: String,
+    /// Fault injection for tests: sleep this long at the start of every task.
+    pub task_delay_ms: u64,
+    /// Give up connecting to the coordinator after this long.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            coordinator_url: "http://127.0.0.1:7077".into(),
+            slots: 1,
+            memory_limit_bytes: 1 << 30,
+            host: "localhost".into(),
+            task_delay_ms: 0,
+            connect_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Executor failures (only the fatal ones: task failures are reported, not returned).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("cannot reach coordinator at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("coordinator refused registration: {0}")]
+    Refused(String),
+    #[error("rpc failed: {0}")]
+    Rpc(#[from] tonic::Status),
+}
+
+type Running = Arc<Mutex<HashMap<pb::TaskKey, tokio::task::AbortHandle>>>;
+
+struct Session {
+    client: ExecutorServiceClient<Channel>,
+    executor_id: String,
+    heartbeat_ms: u64,
+}
+
+async fn connect(config: &ExecutorConfig) -> Result<ExecutorServiceClient<Channel>, ExecutorError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(config.connect_timeout_ms);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match Channel::from_shared(config.coordinator_url.clone()) {
+            Ok(endpoint) => match endpoint
+                .connect_timeout(Duration::from_secs(5))
+                .tcp_nodelay(true)
+                .connect()
+                .await
+            {
+                Ok(ch) => {
+                    return Ok(ExecutorServiceClient::new(ch)
+                        .max_decoding_message_size(256 << 20)
+                        .max_encoding_message_size(256 << 20));
+                }
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    debug!("coordinator not reachable yet: {e}");
+                }
+                Err(e) => {
+                    return Err(ExecutorError::Connect {
+                        url: config.coordinator_url.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            },
+            Err(e) => {
+                return Err(ExecutorError::Connect {
+                    url: config.coordinator_url.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn register(
+    client: &mut ExecutorServiceClient<Channel>,
+    config: &ExecutorConfig,
+) -> Result<Session, ExecutorError> {
+    let resp = client
+        .register(pb::RegisterRequest {
+            protocol_version: silt_proto::PROTOCOL_VERSION,
+            host: config.host.clone(),
+            slots: config.slots,
+            memory_limit_bytes: config.memory_limit_bytes,
+        })
+        .await
+        .map_err(|s| match s.code() {
+            tonic::Code::FailedPrecondition => ExecutorError::Refused(s.message().to_string()),
+            _ => ExecutorError::Rpc(s),
+        })?
+        .into_inner();
+    info!(executor = %resp.executor_id, "registered with coordinator");
+    Ok(Session {
+        client: client.clone(),
+        executor_id: resp.executor_id,
+        heartbeat_ms: resp.heartbeat_interval_ms.max(50),
+    })
+}
+
+/// Runs an executor until `shutdown` resolves or the coordinator becomes unreachable for
+/// longer than the connect timeout.
+pub async fn run_executor(
+    config: ExecutorConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ExecutorError> {
+    let mut client = connect(&config).await?;
+    let running: Running = Arc::new(Mutex::new(HashMap::new()));
+    let limits = TaskLimits {
+        memory_limit_bytes: (config.memory_limit_bytes / config.slots.max(1) as u64) as usize,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let session = register(&mut client, &config).await?;
+        let id = session.executor_id.clone();
+        // One heartbeat loop and `slots` poll loops; all end when the coordinator asks
+        // this executor to register again.
+        let (rereg_tx, mut rereg_rx) = tokio::sync::watch::channel(false);
+        let mut loops = tokio::task::JoinSet::new();
+        loops.spawn(heartbeat_loop(session.client.clone(), id.clone(), session.heartbeat_ms, running.clone(), rereg_tx.clone()));
+        for _ in 0..config.slots.max(1) {
+            loops.spawn(poll_loop(
+                session.client.clone(),
+                id.clone(),
+                running.clone(),
+                limits.clone(),
+                config.task_delay_ms,
+                rereg_tx.clone(),
+            ));
+        }
+        tokio::select! {
+            _ = &mut shutdown => {
+                loops.abort_all();
+                abort_all(&running);
+                return Ok(());
+            }
+            _ = rereg_rx.wait_for(|v| *v) => {
+                warn!(executor = %id, "coordinator forgot this executor; registering again");
+                loops.abort_all();
+                abort_all(&running);
+            }
+        }
+    }
+}
+
+fn abort_all(running: &Running) {
+    let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
+    for (_, h) in r.drain() {
+        h.abort();
+    }
+}
+
+async fn heartbeat_loop(
+    mut client: ExecutorServiceClient<Channel>,
+    executor_id: String,
+    interval_ms: u64,
+    running: Running,
+    rereg: tokio::sync::watch::Sender<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
+    loop {
+        tick.tick().await;
+        let keys: Vec<pb::TaskKey> = running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        match client
+            .heartbeat(pb::HeartbeatRequest {
+                executor_id: executor_id.clone(),
+                running: keys,
+            })
+            .await
+        {
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                if resp.reregister {
+                    let _ = rereg.send(true);
+                    return;
+                }
+                let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
+                for key in resp.cancel {
+                    if let Some(h) = r.remove(&key) {
+                        info!(job = %key.job_id, stage = key.stage, task = key.index, attempt = key.attempt, "cancelling task");
+                        h.abort();
+                    }
+                }
+            }
+            Err(e) => warn!("heartbeat failed: {e}"),
+        }
+    }
+}
+
+async fn poll_loop(
+    mut client: ExecutorServiceClient<Channel>,
+    executor_id: String,
+    running: Running,
+    limits: TaskLimits,
+    task_delay_ms: u64,
+    rereg: tokio::sync::watch::Sender<bool>,
+) {
+    loop {
+        let resp = match client
+            .poll_task(pb::PollTaskRequest {
+                executor_id: executor_id.clone(),
+                wait_ms: 1_000,
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(e) => {
+                warn!("poll failed: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if resp.reregister {
+            let _ = rereg.send(true);
+            return;
+        }
+        let Some(task) = resp.task else { continue };
+        let key = task.key_of();
+        let epoch = task.epoch;
+        let outcome = match TaskSpec::try_from(task) {
+            Ok(spec) => {
+                let limits = limits.clone();
+                let handle = tokio::spawn(async move {
+                    if task_delay_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(task_delay_ms)).await;
+                    }
+                    info!(task = %spec.display_id(), kind = spec.kind.name(), "task started");
+                    let r = run_task(&spec, &limits).await;
+                    match &r {
+                        Ok(o) => info!(task = %spec.display_id(), rows = o.metrics.rows_written, files = o.adds.len(), ms = o.metrics.elapsed_ms, "task succeeded"),
+                        Err(e) => warn!(task = %spec.display_id(), "task failed: {e}"),
+                    }
+                    r
+                });
+                running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), handle.abort_handle());
+                let joined = handle.await;
+                running.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                match joined {
+                    Ok(Ok(out)) => pb::task_report::Outcome::Success((&out).into()),
+                    Ok(Err(e)) => pb::task_report::Outcome::Failure(pb::TaskFailure {
+                        message: TaskFailure::from(&e).message,
+                        retryable: e.is_retryable(),
+                    }),
+                    Err(j) if j.is_cancelled() => continue,
+                    Err(j) => pb::task_report::Outcome::Failure(pb::TaskFailure {
+                        message: format!("task panicked: {j}"),
+                        retryable: true,
+                    }),
+                }
+            }
+            Err(e) => pb::task_report::Outcome::Failure(pb::TaskFailure {
+                message: e.to_string(),
+                retryable: false,
+            }),
+        };
+        let report = pb::TaskReport {
+            executor_id: executor_id.clone(),
+            key: Some(key),
+            epoch,
+            outcome: Some(outcome),
+        };
+        // A lost report would leave the task running forever on the coordinator's books
+        // (until this executor is declared lost), so retry a few times.
+        for attempt in 0..5u32 {
+            match client.report_task(report.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    warn!(attempt, "report failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! End-to-end tests of `silt write`: the real binary on an embedded cluster (coordinator and
+//! 2 executors over loopback gRPC) or as separate daemon processes, checked against an
+//! independent oracle (`tests/python/oracle.py`: delta-rs writes the expected tables, delta-rs
+//! AND polars read what silt wrote).
+//!
+//! Random data comes from a seed logged by every test (`[seed] …` on stderr); rerun a failure
+//! with `SILT_TEST_SEED=<base>`. Python: `<repo>/.venv/bin/python` or `$SILT_PYTHON`. Golden
+//! tables: `<repo>/../shared/testdata/delta-golden/` (copied to a temp dir before any write).
+
+#[path = "integration/support.rs"]
+mod support;
+
+#[path = "integration/write_modes.rs"]
+mod write_modes;
+
+#[path = "integration/partitions.rs"]
+mod partitions;
+
+#[path = "integration/schema.rs"]
+mod schema;
+
+#[path = "integration/golden.rs"]
+mod golden;
+
+#[path = "integration/bad_input.rs"]
+mod bad_input;
+
+#[path = "integration/cluster.rs"]
+mod cluster;
+
+#[path = "integration/concurrency.rs"]
+mod concurrency;

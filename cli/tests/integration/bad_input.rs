@@ -1,0 +1,181 @@
+//! Bad input: each a one-line `error:` naming the cause, a non-zero exit, the table unchanged.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// Writes garbage with a `.parquet` name (no valid footer: fails when the schema is read).
+pub fn write_garbage_parquet(path: &Path) {
+    let mut bytes = b"PAR1".to_vec();
+    bytes.extend((0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Copies a valid Parquet file with its data pages scrambled but its footer intact: the schema
+/// and row groups read fine (planning succeeds), reading the data fails (on an executor).
+pub fn write_corrupt_pages_parquet(valid: &Path, path: &Path) {
+    let mut b = std::fs::read(valid).unwrap();
+    let n = b.len();
+    for (i, byte) in b.iter_mut().enumerate().take(n / 2).skip(4) {
+        *byte = ((i * 7919) % 251) as u8;
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// The first `*.parquet` file of a directory.
+pub fn first_parquet(dir: &Path) -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    v.sort();
+    v.into_iter().next().expect("a parquet file")
+}
+
+/// A table with a few hundred rows over several files, and its listing.
+fn table_with_data(dir: &Path, seed: u64, extra: &[&str]) -> PathBuf {
+    let a = Gen::new(seed, 300).files(2).write(&dir.join("a"));
+    let t = dir.join("t");
+    assert_eq!(silt_write_ok(&t, &a, extra), Some(0));
+    t
+}
+
+#[test]
+fn missing_source() {
+    let seed = seed_for("missing_source");
+    let dir = tempdir("bad-missing");
+    let t = table_with_data(dir.path(), seed, &[]);
+    let before = listing_with_dirs(&t);
+    let missing = dir.path().join("no-such-source-dir");
+    let out = silt_write(&t, &missing, &[]);
+    out.assert_error(&["no-such-source-dir"]);
+    assert_same_listing(&before, &listing_with_dirs(&t), "missing source");
+
+    // Same for a new table: nothing is created.
+    let t2 = dir.path().join("t2");
+    let out = silt_write(&t2, &missing, &[]);
+    out.assert_error(&["no-such-source-dir"]);
+    assert!(!t2.join("_delta_log").exists(), "a failed job must not create a table");
+    assert!(data_files(&t2).is_empty());
+
+    // An empty source directory is an error too.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = silt_write(&t, &empty, &[]);
+    out.assert_error(&[]);
+    assert_same_listing(&before, &listing_with_dirs(&t), "empty source");
+}
+
+#[test]
+fn corrupt_parquet_files() {
+    let seed = seed_for("corrupt_parquet_files");
+    let dir = tempdir("bad-corrupt");
+    let t = table_with_data(dir.path(), seed, &[]);
+    let before = listing_with_dirs(&t);
+
+    // Garbage among valid files (unreadable footer).
+    let src = Gen::new(seed + 1, 200).files(2).id_start(1000).write(&dir.path().join("garbage"));
+    write_garbage_parquet(&src.join("zz-garbage.parquet"));
+    let out = silt_write(&t, &src, &[]);
+    out.assert_error(&["zz-garbage.parquet"]);
+    assert_same_listing(&before, &listing_with_dirs(&t), "garbage parquet");
+
+    // Valid footer, scrambled pages: fails on the executor, must name the file.
+    let src2 = Gen::new(seed + 2, 200).files(2).id_start(2000).write(&dir.path().join("pages"));
+    write_corrupt_pages_parquet(&first_parquet(&src2), &src2.join("zz-pages.parquet"));
+    let out = silt_write(&t, &src2, &[]);
+    out.assert_error(&["zz-pages.parquet"]);
+    assert_same_listing(&before, &listing_with_dirs(&t), "corrupt pages");
+
+    // The same on a partitioned table (through the exchange), for a new table.
+    let t2 = dir.path().join("t2");
+    let out = silt_write(&t2, &src2, &["--partition-by", "k"]);
+    out.assert_error(&["zz-pages.parquet"]);
+    assert!(!t2.join("_delta_log").exists(), "a failed job must not create a table");
+    let left = listing(&t2);
+    assert!(left.is_empty(), "a failed job leaves files behind: {left:?}");
+}
+
+/// A failing job whose other stage (the replaceWhere rewrite) wrote files: all are removed.
+#[test]
+fn failed_job_with_rewrite_stage_leaves_no_files() {
+    let seed = seed_for("failed_job_with_rewrite_stage_leaves_no_files");
+    let dir = tempdir("bad-rewrite");
+    let t = table_with_data(dir.path(), seed, &["--target-file-size", "8192"]);
+    let before = listing_with_dirs(&t);
+    let src = Gen::new(seed + 1, 300).files(2).id_start(1000).write(&dir.path().join("src"));
+    write_corrupt_pages_parquet(&first_parquet(&src), &src.join("zz-pages.parquet"));
+    let out = silt_write(&t, &src, &["--mode", "overwrite", "--replace-where", "id >= 100"]);
+    out.assert_error(&["zz-pages.parquet"]);
+    // Give straggling tasks of the failed job time to finish before looking.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_same_listing(&before, &listing_with_dirs(&t), "failed replaceWhere job");
+}
+
+#[test]
+fn unknown_partition_column() {
+    let seed = seed_for("unknown_partition_column");
+    let dir = tempdir("bad-partcol");
+    let a = Gen::new(seed, 100).write(&dir.path().join("a"));
+    let t = dir.path().join("t");
+    let out = silt_write(&t, &a, &["--partition-by", "no_such_col"]);
+    out.assert_error(&["no_such_col"]);
+    assert!(!t.join("_delta_log").exists(), "a failed job must not create a table");
+    assert!(listing(&t).is_empty(), "no files for a failed job: {:?}", listing(&t));
+
+    // On an existing table partitioned by k: another partitioning is refused.
+    let t2 = dir.path().join("t2");
+    assert_eq!(silt_write_ok(&t2, &a, &["--partition-by", "k"]), Some(0));
+    let before = listing_with_dirs(&t2);
+    for cols in ["no_such_col", "s"] {
+        let out = silt_write(&t2, &a, &["--partition-by", cols]);
+        out.assert_error(&[cols]);
+        assert_same_listing(&before, &listing_with_dirs(&t2), "unknown partition column");
+    }
+}
+
+#[test]
+fn invalid_predicates() {
+    let seed = seed_for("invalid_predicates");
+    let dir = tempdir("bad-pred");
+    let t = table_with_data(dir.path(), seed, &["--partition-by", "k"]);
+    let src = Gen::new(seed + 1, 50).k_domain("1").no_null_k().id_start(5000).write(&dir.path().join("src"));
+    let before = listing_with_dirs(&t);
+    let cases: [(&str, &[&str]); 5] = [
+        ("k = = 1", &["predicate"]),
+        ("k = 1 AND", &["predicate"]),
+        ("no_such_col = 1", &["no_such_col"]),
+        ("k = 1 AND nope2 > 3", &["nope2"]),
+        ("id + 1", &["predicate"]),
+    ];
+    for (pred, terms) in cases {
+        let out = silt_write(&t, &src, &["--mode", "overwrite", "--replace-where", pred]);
+        out.assert_error(terms);
+        assert_same_listing(&before, &listing_with_dirs(&t), &format!("predicate {pred:?}"));
+    }
+}
+
+#[test]
+fn usage_errors() {
+    let seed = seed_for("usage_errors");
+    let dir = tempdir("bad-usage");
+    let t = table_with_data(dir.path(), seed, &[]);
+    let a = dir.path().join("a");
+    let before = listing_with_dirs(&t);
+    let cases: [(&[&str], &[&str]); 6] = [
+        (&["--format", "avro"], &["avro"]),
+        (&["--mode", "upsert"], &["upsert"]),
+        (&["--replace-where", "id > 1"], &["overwrite"]),
+        (&["--dynamic-partition-overwrite"], &["overwrite"]),
+        (&["--txn-app-id", "x"], &["txn"]),
+        (&["--property", "novalue"], &["novalue"]),
+    ];
+    for (args, terms) in cases {
+        let out = silt_write(&t, &a, args);
+        out.assert_error(terms);
+        assert_same_listing(&before, &listing_with_dirs(&t), &format!("{args:?}"));
+    }
+}

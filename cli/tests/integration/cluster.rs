@@ -1,0 +1,174 @@
+//! Real processes: `silt coordinator` + `silt executor` daemons on loopback, jobs submitted
+//! with `--coordinator`, an executor killed with SIGKILL mid-job, and a job whose tasks fail.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::bad_input::{first_parquet, write_corrupt_pages_parquet};
+use crate::support::*;
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    url: String,
+    coordinator: Daemon,
+    executors: Vec<Daemon>,
+}
+
+impl Cluster {
+    fn start(executors: usize, task_delay_ms: u64) -> Cluster {
+        let mut cmd = Command::new(silt_bin());
+        cmd.args([
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--executor-timeout-ms",
+            "2000",
+            "--max-task-attempts",
+            "4",
+        ]);
+        cmd.env("SILT_LOG", "info");
+        let mut coordinator = Daemon::spawn("coordinator", cmd);
+        let line = coordinator.wait_for_line("listening on", START_TIMEOUT);
+        let addr = line
+            .rsplit("listening on")
+            .next()
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(addr.starts_with("127.0.0.1:"), "coordinator must listen on loopback: {line}");
+        let url = format!("http://{addr}");
+        let mut list = Vec::new();
+        for i in 0..executors {
+            let mut cmd = Command::new(silt_bin());
+            cmd.args(["executor", "--coordinator", &url, "--slots", "1", "--name", &format!("it-exec{i}")]);
+            cmd.args(["--task-delay-ms", &task_delay_ms.to_string()]);
+            cmd.env("SILT_LOG", "info");
+            let mut d = Daemon::spawn(&format!("executor{i}"), cmd);
+            d.wait_for_line("registered with coordinator", START_TIMEOUT);
+            list.push(d);
+        }
+        Cluster { url, coordinator, executors: list }
+    }
+
+    fn write_cmd(&self, table: &Path, source: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(silt_bin());
+        cmd.args(["write", "--table", &s(table), "--source", &s(source), "--json", "--coordinator", &self.url]);
+        cmd.args(extra);
+        cmd
+    }
+
+    fn logs(&mut self) -> String {
+        let mut out = format!("--- coordinator ---\n{}\n", self.coordinator.collect());
+        for (i, e) in self.executors.iter_mut().enumerate() {
+            out.push_str(&format!("--- executor{i} ---\n{}\n", e.collect()));
+        }
+        out
+    }
+}
+
+/// Active files (decoded relative paths) vs data files on disk: no orphans, nothing missing.
+#[track_caller]
+fn assert_no_orphan_files(t: &Path) {
+    let info = inspect(t);
+    let active: BTreeSet<String> = info["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| pct_decode(f["path"].as_str().unwrap()))
+        .collect();
+    let on_disk: BTreeSet<String> = data_files(t).into_iter().collect();
+    assert_eq!(on_disk, active, "data files on disk vs. active files (orphans from lost attempts?)");
+    let shuffle: Vec<String> = listing(t).into_keys().filter(|k| k.starts_with("_silt")).collect();
+    assert!(shuffle.is_empty(), "shuffle files left behind: {shuffle:?}");
+}
+
+#[test]
+fn killed_executor_mid_job_does_not_change_the_result() {
+    let seed = seed_for("killed_executor_mid_job_does_not_change_the_result");
+    let dir = tempdir("kill9");
+    let a = Gen::new(seed, 2000).files(4).row_groups(250).write(&dir.path().join("a"));
+    let t = dir.path().join("t");
+    let mut cluster = Cluster::start(2, 1500);
+
+    // Partitioned: 1+ map task(s) then one reduce task per reducer (2 per executor slot), so
+    // both executors hold a running task when the reduce stage starts.
+    let cmd = cluster.write_cmd(&t, &a, &["--partition-by", "k", "--target-file-size", "4096"]);
+    let mut job = Daemon::spawn_capture("write", cmd);
+    job.wait_for_line("job ", Duration::from_secs(60));
+    let progress = job.wait_for_line("exchange-reduce", Duration::from_secs(90));
+    eprintln!("[kill9] progress: {progress}; killing executor0 (pid {})", cluster.executors[0].guard.pid());
+    cluster.executors[0].guard.kill9();
+
+    let out = job.finish(Duration::from_secs(180));
+    let logs = cluster.logs();
+    assert!(out.ok(), "the job must survive the loss of an executor\n{}\n{logs}", out.describe());
+    let j = out.json();
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(j["version"], 0);
+    assert!(
+        logs.contains("executor lost") || out.stderr.contains("retried"),
+        "the coordinator should have noticed the lost executor:\n{logs}"
+    );
+
+    // Exactly the source rows (no duplicates from the retried tasks), readable by both readers.
+    assert_same_content(&t, &[Expected::Parquet(&a)], &[]);
+    assert_eq!(inspect(&t)["num_rows"], 2000);
+    // Let a straggler of the killed attempt surface before checking for orphans.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_no_orphan_files(&t);
+
+    // The surviving executor keeps serving jobs.
+    let b = Gen::new(seed + 1, 300).id_start(2000).write(&dir.path().join("b"));
+    let out = Daemon::spawn_capture("write2", cluster.write_cmd(&t, &b, &["-q"])).finish(Duration::from_secs(120));
+    out.assert_ok();
+    assert_eq!(out.version(), Some(1));
+    assert_same_content(&t, &[Expected::Parquet(&a), Expected::Parquet(&b)], &[]);
+}
+
+#[test]
+fn job_whose_tasks_fail_commits_nothing_and_leaves_no_files() {
+    let seed = seed_for("job_whose_tasks_fail_commits_nothing_and_leaves_no_files");
+    let dir = tempdir("allfail");
+    let a = Gen::new(seed, 600).files(2).write(&dir.path().join("a"));
+    let t = dir.path().join("t");
+    let mut cluster = Cluster::start(2, 300);
+
+    let out = Daemon::spawn_capture("create", cluster.write_cmd(&t, &a, &["-q", "--target-file-size", "8192"]))
+        .finish(Duration::from_secs(120));
+    out.assert_ok();
+    assert_eq!(out.version(), Some(0));
+    let before = listing_with_dirs(&t);
+
+    // A corrupt file among valid ones: its pages fail to decode on whichever executor runs it.
+    let bad = Gen::new(seed + 1, 400).files(3).id_start(5000).write(&dir.path().join("bad"));
+    write_corrupt_pages_parquet(&first_parquet(&bad), &bad.join("zz-corrupt.parquet"));
+
+    // Plain append, partitioned-style exchange is not involved: the write stage fails.
+    let out = Daemon::spawn_capture("append-bad", cluster.write_cmd(&t, &bad, &["-q"])).finish(Duration::from_secs(120));
+    out.assert_error(&["zz-corrupt.parquet"]);
+    assert_eq!(out.json()["state"], "failed");
+    assert!(out.json()["version"].is_null());
+
+    // replaceWhere on a data column: the rewrite stage runs (and writes files) while the
+    // write stage fails; everything the job wrote must be removed.
+    let out = Daemon::spawn_capture(
+        "replace-bad",
+        cluster.write_cmd(&t, &bad, &["-q", "--mode", "overwrite", "--replace-where", "id >= 300"]),
+    )
+    .finish(Duration::from_secs(120));
+    out.assert_error(&["zz-corrupt.parquet"]);
+
+    // Wait out tasks of the failed jobs that might still be running, then compare.
+    std::thread::sleep(Duration::from_millis(2000));
+    let logs = cluster.logs();
+    let after = listing_with_dirs(&t);
+    if before != after {
+        eprintln!("{logs}");
+    }
+    assert_same_listing(&before, &after, "failed jobs");
+    assert_eq!(inspect(&t)["version"], 0);
+    assert_same_content(&t, &[Expected::Parquet(&a)], &[]);
+}

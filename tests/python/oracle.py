@@ -1,0 +1,680 @@
+#!/usr/bin/env python3
+"""Test oracle for silt's integration tests.
+
+Independent of silt: data generation with numpy/pyarrow, expected tables written with
+delta-rs (`deltalake.write_deltalake`), reads with two readers (delta-rs and polars).
+
+Subcommands (run `oracle.py <cmd> --help`):
+
+  gen           random source files (parquet / csv / json) from a seed
+  oracle-write  write a source into a Delta table with delta-rs: the expected table
+  compare       compare a table's content (read by delta-rs AND polars) with the expected
+  inspect       JSON facts about a table (version, files, schema, protocol, last commit)
+
+Exit codes: 0 ok, 1 mismatch / failure (with a summary on stderr), 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import decimal
+import glob
+import json
+import os
+import sys
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+# Partition-key values that need escaping in Hive-style directory names (Spark escapes
+# `/ : % = #` among others; space and non-ASCII stay as they are).
+S_VALUES = ["a/b", "x:y", "100%", "sp ace", "eq=ual", "ünï", "#h", "plain"]
+# A few dates, several before 1970, so that a date partition column has a small domain.
+D_VALUES = [
+    dt.date(1900, 1, 1),
+    dt.date(1955, 6, 15),
+    dt.date(1969, 12, 31),
+    dt.date(1970, 1, 1),
+    dt.date(2000, 2, 29),
+    dt.date(2024, 12, 31),
+]
+TS_MIN_US = int(dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
+TS_MAX_US = int(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
+
+
+def eprint(*a: Any) -> None:
+    print(*a, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# gen
+# --------------------------------------------------------------------------------------------
+
+
+def _null_mask(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
+    return rng.random(n) < p
+
+
+def _with_nulls(values: list, mask: np.ndarray) -> list:
+    return [None if m else v for v, m in zip(values, mask)]
+
+
+def generate(
+    seed: int,
+    rows: int,
+    variant: str,
+    fmt: str,
+    id_start: int,
+    k_domain: list[int],
+    k_nulls: bool,
+) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    n = rows
+    ids = (np.arange(n, dtype=np.int64) + id_start)[rng.permutation(n)]
+    k_vals = rng.choice(np.array(k_domain, dtype=np.int32), size=n)
+    k_mask = _null_mask(rng, n, 0.08) if k_nulls else np.zeros(n, dtype=bool)
+    s_idx = rng.integers(0, len(S_VALUES), size=n)
+    s_mask = _null_mask(rng, n, 0.1)
+    d_idx = rng.integers(0, len(D_VALUES), size=n)
+    d_mask = _null_mask(rng, n, 0.1)
+    ts_vals = rng.integers(TS_MIN_US, TS_MAX_US, size=n, dtype=np.int64)
+    ts_mask = _null_mask(rng, n, 0.1)
+    cents = rng.integers(-(10**8), 10**8, size=n, dtype=np.int64)
+    amount_mask = _null_mask(rng, n, 0.1)
+    f_vals = np.round(rng.normal(0, 1000, size=n), 3)
+    f_mask = _null_mask(rng, n, 0.1)
+    flag_vals = rng.random(n) < 0.5
+    flag_mask = _null_mask(rng, n, 0.1)
+    new_vals = rng.integers(-1000, 1000, size=n, dtype=np.int64)
+    new_mask = _null_mask(rng, n, 0.2)
+
+    cols: dict[str, pa.Array] = {}
+    cols["id"] = pa.array(ids, type=pa.int64())
+    k_list = _with_nulls([int(v) for v in k_vals], k_mask)
+    if variant == "badtype":
+        cols["k"] = pa.array([None if v is None else str(v) for v in k_list], type=pa.string())
+    else:
+        cols["k"] = pa.array(k_list, type=pa.int32())
+    cols["s"] = pa.array(_with_nulls([S_VALUES[i] for i in s_idx], s_mask), type=pa.string())
+    if fmt == "parquet":
+        cols["d"] = pa.array(_with_nulls([D_VALUES[i] for i in d_idx], d_mask), type=pa.date32())
+        cols["ts"] = pa.array(
+            _with_nulls([int(v) for v in ts_vals], ts_mask), type=pa.int64()
+        ).cast(pa.timestamp("us", tz="UTC"))
+        cols["amount"] = pa.array(
+            _with_nulls([decimal.Decimal(int(c)).scaleb(-2) for c in cents], amount_mask),
+            type=pa.decimal128(10, 2),
+        )
+    cols["f"] = pa.array(_with_nulls([float(v) for v in f_vals], f_mask), type=pa.float64())
+    cols["flag"] = pa.array(_with_nulls([bool(v) for v in flag_vals], flag_mask), type=pa.bool_())
+    if variant == "extra_col":
+        cols["new_col"] = pa.array(_with_nulls([int(v) for v in new_vals], new_mask), type=pa.int64())
+    if variant == "narrow":
+        del cols["f"]
+    return pa.table(cols)
+
+
+def write_source(table: pa.Table, out: str, fmt: str, files: int, row_group_rows: int | None) -> list[str]:
+    os.makedirs(out, exist_ok=True)
+    n = table.num_rows
+    files = max(1, min(files, max(n, 1)))
+    bounds = [round(i * n / files) for i in range(files + 1)]
+    paths = []
+    for i in range(files):
+        part = table.slice(bounds[i], bounds[i + 1] - bounds[i])
+        if fmt == "parquet":
+            path = os.path.join(out, f"part-{i:05d}.parquet")
+            pq.write_table(part, path, row_group_size=row_group_rows or None)
+        elif fmt == "csv":
+            path = os.path.join(out, f"part-{i:05d}.csv")
+            pacsv.write_csv(part, path)
+        elif fmt == "json":
+            path = os.path.join(out, f"part-{i:05d}.json")
+            with open(path, "w", encoding="utf-8") as fh:
+                for row in part.to_pylist():
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            raise SystemExit(f"unknown format {fmt}")
+        paths.append(path)
+    return paths
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    k_domain = [int(x) for x in args.k_domain.split(",") if x.strip()]
+    table = generate(
+        args.seed, args.rows, args.variant, args.format, args.id_start, k_domain, not args.no_null_k
+    )
+    paths = write_source(table, args.out, args.format, args.files, args.row_group_rows)
+    print(
+        json.dumps(
+            {
+                "seed": args.seed,
+                "rows": table.num_rows,
+                "files": paths,
+                "columns": table.column_names,
+                "variant": args.variant,
+            }
+        )
+    )
+    eprint(f"oracle gen: seed={args.seed} rows={table.num_rows} files={len(paths)} -> {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# reading sources and tables
+# --------------------------------------------------------------------------------------------
+
+
+def _source_files(path: str, exts: tuple[str, ...]) -> list[str]:
+    if os.path.isfile(path):
+        return [path]
+    out = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for f in sorted(files):
+            if f.startswith((".", "_")):
+                continue
+            if f.lower().endswith(exts):
+                out.append(os.path.join(root, f))
+    if not out:
+        raise SystemExit(f"no {exts} files under {path}")
+    return out
+
+
+def read_source(path: str, fmt: str) -> pa.Table:
+    if fmt == "delta":
+        from deltalake import DeltaTable
+
+        return DeltaTable(path).to_pyarrow_table()
+    if fmt == "parquet":
+        tables = [pq.read_table(p) for p in _source_files(path, (".parquet",))]
+    elif fmt == "csv":
+        # Empty unquoted fields are nulls (as the generator writes them), for strings too.
+        opts = pacsv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=False)
+        tables = [pacsv.read_csv(p, convert_options=opts) for p in _source_files(path, (".csv",))]
+    elif fmt == "json":
+        tables = [pajson.read_json(p) for p in _source_files(path, (".json", ".jsonl", ".ndjson"))]
+    else:
+        raise SystemExit(f"unknown format {fmt}")
+    tables = [t.replace_schema_metadata(None) for t in tables]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def cmd_oracle_write(args: argparse.Namespace) -> int:
+    from deltalake import write_deltalake
+
+    data = read_source(args.source, args.format)
+    kwargs: dict[str, Any] = {"mode": args.mode}
+    if args.partition_by:
+        kwargs["partition_by"] = [c.strip() for c in args.partition_by.split(",") if c.strip()]
+    if args.predicate:
+        kwargs["predicate"] = args.predicate
+    if args.schema_mode:
+        kwargs["schema_mode"] = args.schema_mode
+    write_deltalake(args.table, data, **kwargs)
+    eprint(f"oracle-write: {data.num_rows} rows -> {args.table} ({kwargs})")
+    return 0
+
+
+def read_table_deltalake(path: str) -> pa.Table:
+    from deltalake import DeltaTable
+
+    return DeltaTable(path).to_pyarrow_table()
+
+
+def read_table_polars(path: str) -> pa.Table:
+    import polars as pl
+
+    return pl.read_delta(path).to_arrow()
+
+
+def read_expected_parquet(path: str) -> pa.Table:
+    files = _source_files(path, (".parquet",))
+    tables = [pq.read_table(p).replace_schema_metadata(None) for p in files]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+# --------------------------------------------------------------------------------------------
+# normalisation and comparison
+# --------------------------------------------------------------------------------------------
+
+
+def _norm_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_dictionary(t):
+        return _norm_type(t.value_type)
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_timestamp(t):
+        # Delta `timestamp` is UTC-adjusted; timestamp_ntz (naive) stays naive.
+        return pa.timestamp("us", tz="UTC" if t.tz is not None else None)
+    if pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_norm_type(t.value_type))
+    if pa.types.is_list(t):
+        return pa.list_(_norm_type(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _norm_type(f.type)) for f in t])
+    return t
+
+
+def _loose_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_integer(t):
+        return pa.int64()
+    if pa.types.is_floating(t):
+        return pa.float64()
+    return t
+
+
+def normalise(table: pa.Table, columns: list[str], loose: bool) -> pa.Table:
+    """Same column order, canonical types (strings, timestamps as UTC micros, ...)."""
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(f"missing columns {missing} (has {table.column_names})")
+    arrays = []
+    for c in columns:
+        col = table.column(c)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if pa.types.is_timestamp(col.type) and col.type.tz is not None and col.type.tz != "UTC":
+            col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
+        target = _norm_type(col.type)
+        if loose:
+            target = _loose_type(target)
+        if target != col.type:
+            col = col.cast(target)
+        arrays.append(col)
+    return pa.table(arrays, names=columns)
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, float) and v != v:
+        return ("NaN",)
+    return v
+
+
+def rows_of(table: pa.Table) -> list[tuple]:
+    cols = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    return [tuple(_hashable(c[i]) for c in cols) for i in range(table.num_rows)]
+
+
+def _sort_key(row: tuple) -> tuple:
+    return tuple((1, "") if v is None else (0, repr(type(v)), v) for v in row)
+
+
+def sorted_rows(table: pa.Table) -> list[tuple]:
+    rows = rows_of(table)
+    try:
+        rows.sort(key=_sort_key)
+    except TypeError:
+        rows.sort(key=lambda r: repr(r))
+    return rows
+
+
+def diff_rows(actual: list[tuple], expected: list[tuple], columns: list[str], limit: int = 8) -> str:
+    ca, ce = Counter(actual), Counter(expected)
+    extra = list((ca - ce).elements())
+    missing = list((ce - ca).elements())
+    lines = [
+        f"rows: actual {len(actual)}, expected {len(expected)}; "
+        f"{len(extra)} unexpected row(s), {len(missing)} missing row(s)",
+        f"columns: {columns}",
+    ]
+    for r in sorted(extra, key=_sort_key)[:limit]:
+        lines.append(f"  + {r}")
+    for r in sorted(missing, key=_sort_key)[:limit]:
+        lines.append(f"  - {r}")
+    dup = [r for r, n in ca.items() if n > 1 and ce.get(r, 0) < n]
+    if dup:
+        lines.append(f"  duplicated in actual: {len(dup)} distinct row(s), e.g. {dup[0]}")
+    return "\n".join(lines)
+
+
+def compare_tables(
+    name: str, actual: pa.Table, expected: pa.Table, columns: list[str], loose: bool, check_types: bool
+) -> list[str]:
+    problems = []
+    a = normalise(actual, columns, loose)
+    e = normalise(expected, columns, loose)
+    if check_types:
+        for c in columns:
+            ta, te = a.schema.field(c).type, e.schema.field(c).type
+            if ta != te:
+                problems.append(f"[{name}] column `{c}`: type {ta}, expected {te}")
+    if problems:
+        # Still compare values after casting the expected side to the actual types.
+        try:
+            e = pa.table([e.column(c).cast(a.schema.field(c).type) for c in columns], names=columns)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return problems
+    ra, re_ = sorted_rows(a), sorted_rows(e)
+    if ra != re_:
+        problems.append(f"[{name}] content differs:\n" + diff_rows(ra, re_, columns))
+    return problems
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    expected_parts: list[pa.Table] = []
+    for e in args.expected or []:
+        expected_parts.append(read_table_deltalake(e))
+    for p in args.expected_parquet or []:
+        expected_parts.append(read_expected_parquet(p))
+    if not expected_parts:
+        eprint("compare: give --expected and/or --expected-parquet")
+        return 2
+    first = expected_parts[0]
+    columns = list(first.column_names)
+    if args.columns:
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    aligned = []
+    for t in expected_parts:
+        aligned.append(normalise(t, columns, args.loose_types))
+    expected = pa.concat_tables(aligned, promote_options="permissive")
+
+    readers = [r.strip() for r in args.readers.split(",") if r.strip()]
+    problems: list[str] = []
+    counts = {}
+    for r in readers:
+        try:
+            if r == "deltalake":
+                actual = read_table_deltalake(args.table)
+            elif r == "polars":
+                actual = read_table_polars(args.table)
+            else:
+                eprint(f"compare: unknown reader {r}")
+                return 2
+        except Exception as ex:  # noqa: BLE001 - reported as a mismatch
+            problems.append(f"[{r}] cannot read {args.table}: {type(ex).__name__}: {ex}")
+            continue
+        counts[r] = actual.num_rows
+        if not args.columns:
+            extra_cols = sorted(set(actual.column_names) - set(columns))
+            if extra_cols:
+                problems.append(f"[{r}] unexpected column(s) {extra_cols}")
+        try:
+            problems += compare_tables(r, actual, expected, columns, args.loose_types, not args.no_type_check)
+        except ValueError as ex:
+            problems.append(f"[{r}] {ex}")
+    if problems:
+        eprint(f"compare {args.table}: MISMATCH (expected {expected.num_rows} rows)")
+        for p in problems:
+            eprint(p)
+        return 1
+    print(json.dumps({"ok": True, "rows": expected.num_rows, "readers": counts}))
+    return 0
+
+
+def cmd_expect_dpo(args: argparse.Namespace) -> int:
+    """Expected content of a dynamic partition overwrite, computed with polars: rows of the
+    old table whose partition is not written by the new data, plus all new rows."""
+    import polars as pl
+
+    parts = [c.strip() for c in args.partition_by.split(",") if c.strip()]
+    old = pl.from_arrow(read_table_deltalake(args.old_table))
+    new = pl.from_arrow(read_source(args.new_source, args.format))
+    new = new.select(old.columns)
+    touched = new.select(parts).unique()
+    kept = old.join(touched, on=parts, how="anti", nulls_equal=True)
+    out = pl.concat([kept, new.cast(dict(kept.schema))], how="vertical")
+    out.write_parquet(args.out)
+    eprint(
+        f"expect-dpo: kept {kept.height} old row(s) of untouched partitions + {new.height} new -> {args.out}"
+    )
+    print(json.dumps({"kept": kept.height, "new": new.height, "touched": touched.height}))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# inspect
+# --------------------------------------------------------------------------------------------
+
+
+def _log_entries(table: str) -> list[tuple[int, str]]:
+    log = os.path.join(table, "_delta_log")
+    out = []
+    for p in glob.glob(os.path.join(log, "*.json")):
+        base = os.path.basename(p)[: -len(".json")]
+        if base.isdigit():
+            out.append((int(base), p))
+    return sorted(out)
+
+
+def _read_commit(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+_STAT_TYPES = (
+    pa.types.is_integer,
+    pa.types.is_floating,
+    pa.types.is_decimal,
+    pa.types.is_date,
+    pa.types.is_timestamp,
+    pa.types.is_string,
+    pa.types.is_large_string,
+)
+
+
+def _parse_ts_us(v: str) -> int:
+    t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    delta = t - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def verify_file_stats(table_root: str, path: str, stats: dict | None, partition_cols: list[str]) -> list[str]:
+    """Checks a data file's stats against its content. Returns problems."""
+    import urllib.parse
+
+    problems: list[str] = []
+    if not stats:
+        return [f"{path}: no stats"]
+    local = os.path.join(table_root, urllib.parse.unquote(path))
+    data = pq.read_table(local)
+    if stats.get("numRecords") != data.num_rows:
+        problems.append(f"{path}: numRecords {stats.get('numRecords')} but the file has {data.num_rows} rows")
+    mins = stats.get("minValues") or {}
+    maxs = stats.get("maxValues") or {}
+    nulls = stats.get("nullCount") or {}
+    for name in data.column_names:
+        if name in partition_cols:
+            continue
+        col = data.column(name)
+        if name not in nulls:
+            problems.append(f"{path}: no nullCount for `{name}`")
+        elif nulls[name] != col.null_count:
+            problems.append(f"{path}: nullCount[{name}] = {nulls[name]} but the file has {col.null_count}")
+        t = col.type
+        if not any(f(t) for f in _STAT_TYPES) or col.null_count == len(col):
+            continue
+        if name not in mins or name not in maxs:
+            problems.append(f"{path}: no minValues/maxValues for `{name}` ({t})")
+            continue
+        mm = pc.min_max(col)
+        amin, amax = mm["min"].as_py(), mm["max"].as_py()
+        smin, smax = mins[name], maxs[name]
+        ok = True
+        if pa.types.is_timestamp(t):
+            a0 = col.cast(pa.int64())
+            umin, umax = pc.min(a0).as_py(), pc.max(a0).as_py()
+            unit = {"s": 1_000_000, "ms": 1000, "us": 1, "ns": 0.001}[t.unit]
+            umin, umax = int(umin * unit), int(umax * unit)
+            ok = _parse_ts_us(smin) <= umin and umin - _parse_ts_us(smin) < 1000
+            ok = ok and _parse_ts_us(smax) <= umax and umax - _parse_ts_us(smax) < 1000
+        elif pa.types.is_date(t):
+            ok = smin == amin.isoformat() and smax == amax.isoformat()
+        elif pa.types.is_decimal(t):
+            ok = decimal.Decimal(str(smin)) == amin and decimal.Decimal(str(smax)) == amax
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            ok = amin.startswith(smin) and smax >= amax
+            if len(amin) <= 32:
+                ok = ok and smin == amin
+            if len(amax) <= 32:
+                ok = ok and smax == amax
+        else:
+            ok = smin == amin and smax == amax
+        if not ok:
+            problems.append(f"{path}: `{name}` stats min={smin!r} max={smax!r}, content min={amin!r} max={amax!r}")
+    return problems
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from deltalake import DeltaTable
+
+    t = DeltaTable(args.table)
+    proto = t.protocol()
+    md = t.metadata()
+    adds = t.get_add_actions(flatten=False)
+    adds = pa.table(adds)
+    paths = adds.column("path").to_pylist()
+    stats_col = None
+    entries = _log_entries(args.table)
+    # Raw add actions (with the stats JSON as written) of all commits, for the active paths.
+    raw_adds: dict[str, dict] = {}
+    last_commit: list[dict] = []
+    for v, p in entries:
+        actions = _read_commit(p)
+        if v == t.version():
+            last_commit = actions
+        for a in actions:
+            if "add" in a:
+                raw_adds[a["add"]["path"]] = a["add"]
+    files = []
+    for p in paths:
+        raw = raw_adds.get(p)
+        stats = None
+        if raw is not None and raw.get("stats"):
+            try:
+                stats = json.loads(raw["stats"])
+            except json.JSONDecodeError:
+                stats = {"_unparseable": raw["stats"]}
+        files.append(
+            {
+                "path": p,
+                "size": raw.get("size") if raw else None,
+                "partitionValues": raw.get("partitionValues") if raw else None,
+                "dataChange": raw.get("dataChange") if raw else None,
+                "in_json_log": raw is not None,
+                "stats": stats,
+            }
+        )
+    del stats_col
+    stats_problems: list[str] = []
+    if args.verify_stats:
+        for f in files:
+            stats_problems += verify_file_stats(args.table, f["path"], f["stats"], list(md.partition_columns))
+    commit_info = next((a["commitInfo"] for a in last_commit if "commitInfo" in a), None)
+    counts = Counter(next(iter(a.keys())) for a in last_commit)
+    txns = {}
+    for v, p in entries:
+        for a in _read_commit(p):
+            if "txn" in a:
+                txns[a["txn"]["appId"]] = a["txn"]["version"]
+    out = {
+        "version": t.version(),
+        "num_files": len(paths),
+        "partition_columns": list(md.partition_columns),
+        "configuration": dict(md.configuration),
+        "schema": json.loads(t.schema().to_json()),
+        "protocol": {
+            "minReaderVersion": proto.min_reader_version,
+            "minWriterVersion": proto.min_writer_version,
+            "readerFeatures": proto.reader_features,
+            "writerFeatures": proto.writer_features,
+        },
+        "commit_info": commit_info,
+        "last_commit_actions": dict(counts),
+        "last_commit_adds": [a["add"]["path"] for a in last_commit if "add" in a],
+        "last_commit_removes": [a["remove"]["path"] for a in last_commit if "remove" in a],
+        "txns": txns,
+        "files": files,
+        "num_rows": t.to_pyarrow_table().num_rows,
+    }
+    if args.verify_stats:
+        out["stats_problems"] = stats_problems
+    print(json.dumps(out, default=str))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="oracle.py", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("gen", help="random source files")
+    g.add_argument("--seed", type=int, required=True)
+    g.add_argument("--rows", type=int, required=True)
+    g.add_argument("--out", required=True)
+    g.add_argument("--format", choices=["parquet", "csv", "json"], default="parquet")
+    g.add_argument("--files", type=int, default=1)
+    g.add_argument("--variant", choices=["base", "extra_col", "narrow", "badtype"], default="base")
+    g.add_argument("--id-start", type=int, default=0, help="ids are id_start .. id_start+rows-1")
+    g.add_argument("--k-domain", default="0,1,2,3", help="values of k, comma separated")
+    g.add_argument("--no-null-k", action="store_true", help="no nulls in k")
+    g.add_argument("--row-group-rows", type=int, default=None, help="parquet row group size")
+    g.set_defaults(func=cmd_gen)
+
+    w = sub.add_parser("oracle-write", help="write with delta-rs (the oracle)")
+    w.add_argument("--table", required=True)
+    w.add_argument("--source", required=True)
+    w.add_argument("--format", choices=["parquet", "csv", "json", "delta"], default="parquet")
+    w.add_argument("--mode", choices=["append", "overwrite", "error", "ignore"], default="append")
+    w.add_argument("--partition-by", default="")
+    w.add_argument("--predicate", default=None)
+    w.add_argument("--schema-mode", choices=["merge", "overwrite"], default=None)
+    w.set_defaults(func=cmd_oracle_write)
+
+    c = sub.add_parser("compare", help="compare a table with the expected content")
+    c.add_argument("--table", required=True)
+    c.add_argument("--expected", action="append", help="expected Delta table (repeatable, concatenated)")
+    c.add_argument(
+        "--expected-parquet", action="append", help="expected parquet file or dir (repeatable, concatenated)"
+    )
+    c.add_argument("--sort-by", default=None, help="ignored: all rows are sorted by all columns")
+    c.add_argument("--columns", default=None, help="compare only these columns (comma separated)")
+    c.add_argument("--readers", default="deltalake,polars")
+    c.add_argument("--loose-types", action="store_true", help="ints as int64, floats as float64")
+    c.add_argument("--no-type-check", action="store_true", help="compare values only")
+    c.set_defaults(func=cmd_compare)
+
+    x = sub.add_parser("expect-dpo", help="expected content of a dynamic partition overwrite (polars)")
+    x.add_argument("--old-table", required=True)
+    x.add_argument("--new-source", required=True)
+    x.add_argument("--format", choices=["parquet", "csv", "json", "delta"], default="parquet")
+    x.add_argument("--partition-by", required=True)
+    x.add_argument("--out", required=True, help="parquet file to write")
+    x.set_defaults(func=cmd_expect_dpo)
+
+    i = sub.add_parser("inspect", help="JSON facts about a table")
+    i.add_argument("--table", required=True)
+    i.add_argument(
+        "--verify-stats",
+        action="store_true",
+        help="read every active file and check its stats (numRecords, nullCount, min/max)",
+    )
+    i.set_defaults(func=cmd_inspect)
+
+    args = ap.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: native thread pools (polars, delta-rs) can abort at exit.
+    os._exit(code)

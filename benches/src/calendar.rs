@@ -84,6 +84,76 @@ pub fn sales_cumulative_weights() -> Vec<u64> {
         .collect()
 }
 
+/// Assigns sales dates to the groups (tickets, orders) of a sales table: group `g` of `G`
+/// falls on the first day whose cumulative sales weight exceeds the midpoint of its share
+/// `(2g + 1) / 2G` of the total weight, so dates never decrease with `g` and each day gets
+/// its weighted share of groups.
+#[derive(Clone, Debug)]
+pub struct SalesDates {
+    cum: Vec<u64>,
+    groups: u64,
+}
+
+impl SalesDates {
+    pub fn new(total_groups: u64) -> Self {
+        SalesDates {
+            cum: sales_cumulative_weights(),
+            groups: total_groups.max(1),
+        }
+    }
+
+    fn target(&self, g: u64) -> u128 {
+        let total = u128::from(*self.cum.last().expect("non-empty calendar"));
+        (2 * u128::from(g) + 1) * total / (2 * u128::from(self.groups))
+    }
+
+    /// Day index (from [`SALES_FIRST_DATE_SK`]) of group `g`, computed from scratch.
+    pub fn day_index(&self, g: u64) -> usize {
+        let target = self.target(g);
+        self.cum.partition_point(|&c| u128::from(c) <= target)
+    }
+
+    /// Date key of group `g`, advancing `pos` from an earlier group's day index (cheaper
+    /// than [`SalesDates::day_index`] when groups are visited in order).
+    pub fn advance(&self, g: u64, pos: &mut usize) -> i32 {
+        let target = self.target(g);
+        while u128::from(self.cum[*pos]) <= target {
+            *pos += 1;
+        }
+        SALES_FIRST_DATE_SK + *pos as i32
+    }
+}
+
+/// Days since 1970-01-01 of a date key (Julian day number).
+pub fn unix_days_of_sk(date_sk: i32) -> i32 {
+    date_sk - JDN_UNIX_EPOCH
+}
+
+/// Date key (Julian day number) of a calendar date.
+pub fn sk_of_date(year: i32, month: u32, day: u32) -> i32 {
+    // Days from 1970-01-01 by whole years, then months.
+    let mut days: i32 = 0;
+    if year >= 1970 {
+        for y in 1970..year {
+            days += if is_leap_year(y) { 366 } else { 365 };
+        }
+    } else {
+        for y in year..1970 {
+            days -= if is_leap_year(y) { 366 } else { 365 };
+        }
+    }
+    for m in 1..month {
+        days += days_in_month(year, m) as i32;
+    }
+    JDN_UNIX_EPOCH + days + day as i32 - 1
+}
+
+/// Day of the week of a date key, 0 = Sunday .. 6 = Saturday.
+pub fn day_of_week(date_sk: i32) -> u32 {
+    // Julian day number 0 mod 7 is a Monday.
+    ((date_sk + 1).rem_euclid(7)) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +176,30 @@ mod tests {
             (SALES_LAST_DATE_SK - SALES_FIRST_DATE_SK + 1) as usize
         );
         assert!(cum.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn sales_dates_are_monotone_and_consistent() {
+        let dates = SalesDates::new(1_000);
+        let mut pos = dates.day_index(0);
+        let mut last = 0;
+        for g in 0..1_000 {
+            let d = dates.advance(g, &mut pos);
+            assert_eq!(d, SALES_FIRST_DATE_SK + dates.day_index(g) as i32);
+            assert!(d >= last && (SALES_FIRST_DATE_SK..=SALES_LAST_DATE_SK).contains(&d));
+            last = d;
+        }
+    }
+
+    #[test]
+    fn date_arithmetic() {
+        for sk in [2_415_022, 2_440_587, 2_440_588, 2_451_604, 2_488_070] {
+            let (y, m, d) = date_of_sk(sk);
+            assert_eq!(sk_of_date(y, m, d), sk);
+        }
+        assert_eq!(unix_days_of_sk(JDN_UNIX_EPOCH), 0);
+        // 1900-01-02 was a Tuesday, 2000-01-01 a Saturday.
+        assert_eq!(day_of_week(2_415_022), 2);
+        assert_eq!(day_of_week(sk_of_date(2000, 1, 1)), 6);
     }
 }

@@ -13,12 +13,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
+
+use crate::columns::BatchBuilder;
+use crate::error::{Error, Result};
 
 /// Upper bound on rows per generated batch, so a typo cannot ask for a multi-GB batch.
 pub const MAX_BATCH_ROWS: usize = 1 << 20;
@@ -54,6 +56,43 @@ pub fn split_rows(total: u64, files: usize) -> Vec<u64> {
         .collect()
 }
 
+/// First row of each file of a [`split_rows`] split.
+pub fn file_starts(file_rows: &[u64]) -> Vec<u64> {
+    file_rows
+        .iter()
+        .scan(0u64, |acc, &n| {
+            let start = *acc;
+            *acc += n;
+            Some(start)
+        })
+        .collect()
+}
+
+/// Batches of rows `start..start + rows`, each row built by `push(builder, row)`.
+pub fn rows_in_batches<'a>(
+    schema: &'a SchemaRef,
+    start: u64,
+    rows: u64,
+    batch_rows: usize,
+    push: impl Fn(&mut BatchBuilder, u64) + Send + 'a,
+) -> Box<dyn Iterator<Item = RecordBatch> + Send + 'a> {
+    assert!(batch_rows > 0);
+    let end = start + rows;
+    let mut next = start;
+    Box::new(std::iter::from_fn(move || {
+        if next >= end {
+            return None;
+        }
+        let n = (batch_rows as u64).min(end - next);
+        let mut b = BatchBuilder::new(schema, n as usize);
+        for row in next..next + n {
+            push(&mut b, row);
+        }
+        next += n;
+        Some(b.finish())
+    }))
+}
+
 #[derive(Clone, Debug)]
 pub struct WriteOptions {
     pub out: PathBuf,
@@ -78,8 +117,8 @@ pub fn file_name(file: usize) -> String {
 
 fn existing_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut parts = Vec::new();
-    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let entry = entry?;
+    for entry in fs::read_dir(dir).map_err(Error::io("listing", dir))? {
+        let entry = entry.map_err(Error::io("listing", dir))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with("part-")
@@ -92,33 +131,42 @@ fn existing_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(parts)
 }
 
-pub fn write_table(table: &dyn TableGenerator, opts: &WriteOptions) -> Result<WriteReport> {
-    ensure!(opts.threads > 0, "threads must be at least 1");
-    ensure!(
-        (1..=MAX_BATCH_ROWS).contains(&opts.batch_rows),
-        "batch rows must be in 1..={MAX_BATCH_ROWS}, got {}",
-        opts.batch_rows
-    );
-    ensure!(opts.row_group_rows > 0, "row group rows must be at least 1");
-    let files = table.file_count();
-    ensure!(
-        (1..=MAX_FILES).contains(&files),
-        "file count must be in 1..={MAX_FILES}, got {files}"
-    );
+fn invalid(msg: String) -> Error {
+    Error::InvalidArgument(msg)
+}
 
-    fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+pub fn write_table(table: &dyn TableGenerator, opts: &WriteOptions) -> Result<WriteReport> {
+    if opts.threads == 0 {
+        return Err(invalid("threads must be at least 1".into()));
+    }
+    if !(1..=MAX_BATCH_ROWS).contains(&opts.batch_rows) {
+        return Err(invalid(format!(
+            "batch rows must be in 1..={MAX_BATCH_ROWS}, got {}",
+            opts.batch_rows
+        )));
+    }
+    if opts.row_group_rows == 0 {
+        return Err(invalid("row group rows must be at least 1".into()));
+    }
+    let files = table.file_count();
+    if !(1..=MAX_FILES).contains(&files) {
+        return Err(invalid(format!(
+            "file count must be in 1..={MAX_FILES}, got {files}"
+        )));
+    }
+
+    fs::create_dir_all(&opts.out).map_err(Error::io("creating", &opts.out))?;
     let stale = existing_parts(&opts.out)?;
     if !stale.is_empty() {
         if !opts.overwrite {
-            bail!(
-                "{} already holds {} part file(s) (e.g. {}); pass --overwrite to replace them",
-                opts.out.display(),
-                stale.len(),
-                stale[0].display()
-            );
+            return Err(Error::OutputExists {
+                dir: opts.out.clone(),
+                count: stale.len(),
+                example: stale[0].clone(),
+            });
         }
         for path in stale {
-            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            fs::remove_file(&path).map_err(Error::io("removing", &path))?;
         }
     }
 
@@ -133,7 +181,7 @@ pub fn write_table(table: &dyn TableGenerator, opts: &WriteOptions) -> Result<Wr
     let started = Instant::now();
     let next_file = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let total_bytes = AtomicUsize::new(0);
 
     std::thread::scope(|scope| {
@@ -153,7 +201,9 @@ pub fn write_table(table: &dyn TableGenerator, opts: &WriteOptions) -> Result<Wr
                         }
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
-                            first_error.lock().unwrap().get_or_insert(e);
+                            if let Ok(mut first) = first_error.lock() {
+                                first.get_or_insert(e);
+                            }
                             return;
                         }
                     }
@@ -162,8 +212,12 @@ pub fn write_table(table: &dyn TableGenerator, opts: &WriteOptions) -> Result<Wr
         }
     });
 
-    if let Some(e) = first_error.into_inner().unwrap() {
+    // A poisoned lock means a worker panicked, which `scope` has already propagated.
+    if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
+    }
+    if failed.load(Ordering::Relaxed) {
+        return Err(invalid("a writer thread failed without an error".into()));
     }
     let rows = (0..files).map(|f| table.file_rows(f)).sum();
     Ok(WriteReport {
@@ -182,35 +236,39 @@ fn write_one_file(
 ) -> Result<u64> {
     let final_path = opts.out.join(file_name(file));
     let tmp_path = opts.out.join(format!("{}.tmp", file_name(file)));
+    let parquet_err = |source| Error::Parquet {
+        path: tmp_path.clone(),
+        source,
+    };
     let sink = BufWriter::with_capacity(
         1 << 20,
-        File::create(&tmp_path).with_context(|| format!("creating {}", tmp_path.display()))?,
+        File::create(&tmp_path).map_err(Error::io("creating", &tmp_path))?,
     );
-    let mut writer = ArrowWriter::try_new(sink, table.schema(), Some(props.clone()))?;
+    let mut writer =
+        ArrowWriter::try_new(sink, table.schema(), Some(props.clone())).map_err(parquet_err)?;
     let mut rows = 0u64;
     for batch in table.file_batches(file, opts.batch_rows) {
         rows += batch.num_rows() as u64;
-        writer
-            .write(&batch)
-            .with_context(|| format!("writing {}", tmp_path.display()))?;
+        writer.write(&batch).map_err(parquet_err)?;
     }
-    ensure!(
-        rows == table.file_rows(file),
-        "{}: generated {rows} rows for file {file}, planned {}",
-        table.name(),
-        table.file_rows(file)
-    );
-    let sink = writer.into_inner()?;
+    if rows != table.file_rows(file) {
+        return Err(Error::RowCount {
+            table: table.name(),
+            file,
+            got: rows,
+            planned: table.file_rows(file),
+        });
+    }
+    let sink = writer.into_inner().map_err(parquet_err)?;
     // Flush; no fsync: a benchmark source only needs to survive this process, not the OS.
-    drop(sink.into_inner().map_err(|e| e.into_error())?);
-    fs::rename(&tmp_path, &final_path).with_context(|| {
-        format!(
-            "renaming {} to {}",
-            tmp_path.display(),
-            final_path.display()
-        )
-    })?;
-    Ok(fs::metadata(&final_path)?.len())
+    drop(
+        sink.into_inner()
+            .map_err(|e| Error::io("writing", &tmp_path)(e.into_error()))?,
+    );
+    fs::rename(&tmp_path, &final_path).map_err(Error::io("renaming", &tmp_path))?;
+    fs::metadata(&final_path)
+        .map(|m| m.len())
+        .map_err(Error::io("reading metadata of", &final_path))
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@ pub enum Purpose {
     /// Group sizes (e.g. line items per ticket), drawn in a planning pass and again while
     /// generating, so both passes must consume this stream identically.
     GroupSizes = 2,
+    /// Which sales line items are returned (one draw per sales row, see `fact`).
+    Selection = 3,
+    /// Values shared by every row of one business entity (e.g. the revisions of an item).
+    Entity = 4,
 }
 
 /// A fast, small, deterministic pseudo-random generator (xoshiro256++).

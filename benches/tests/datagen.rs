@@ -1,5 +1,5 @@
-//! End-to-end: generate store_sales files through the driver, read them back with the
-//! Parquet reader, and compare with the in-memory batches.
+//! End-to-end: generate tables through the driver, read them back with the Parquet
+//! reader, and compare with the in-memory batches and across file splits.
 
 use std::fs;
 use std::path::PathBuf;
@@ -59,7 +59,9 @@ fn written_files_match_generated_batches() {
     let dir = TempDir::new("roundtrip");
     let rows = 30_001;
     let files = 3;
-    let table = Table::StoreSales.generator(9, Size::Rows(rows), files);
+    let table = Table::StoreSales
+        .generator(9, Size::Rows(rows), files)
+        .unwrap();
     let report = write_table(table.as_ref(), &options(&dir, 2)).unwrap();
     assert_eq!(report.rows, rows);
     assert_eq!(report.files, files);
@@ -98,7 +100,9 @@ fn written_files_match_generated_batches() {
 fn output_is_independent_of_threads_and_refuses_to_clobber() {
     let one = TempDir::new("threads1");
     let two = TempDir::new("threads2");
-    let table = Table::StoreSales.generator(3, Size::Rows(20_000), 4);
+    let table = Table::StoreSales
+        .generator(3, Size::Rows(20_000), 4)
+        .unwrap();
     write_table(table.as_ref(), &options(&one, 1)).unwrap();
     write_table(table.as_ref(), &options(&two, 3)).unwrap();
     for f in 0..4 {
@@ -116,10 +120,54 @@ fn output_is_independent_of_threads_and_refuses_to_clobber() {
 
 #[test]
 fn scale_sets_rows_and_key_domains() {
-    let (rows, sf) = Table::StoreSales.resolve(Size::Scale(0.01));
-    assert_eq!(rows, 28_804);
-    assert!((sf - 0.01).abs() < 1e-12);
-    let (rows, sf) = Table::StoreSales.resolve(Size::Rows(2_880_404 * 2));
-    assert_eq!(rows, 5_760_808);
-    assert!((sf - 2.0).abs() < 1e-12);
+    let r = Table::StoreSales.resolve(Size::Scale(0.01)).unwrap();
+    assert_eq!(r.rows, 28_804);
+    assert!((r.scale - 0.01).abs() < 1e-12);
+    let r = Table::StoreSales
+        .resolve(Size::Rows(2_880_404 * 2))
+        .unwrap();
+    assert_eq!(r.rows, 5_760_808);
+    assert!((r.scale - 2.0).abs() < 1e-12);
+}
+
+fn read_dir_concat(dir: &std::path::Path, files: usize) -> RecordBatch {
+    let batches: Vec<RecordBatch> = (0..files)
+        .map(|f| read_file(&dir.join(file_name(f))).0)
+        .collect();
+    concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+#[test]
+fn every_table_writes_and_is_independent_of_the_file_split() {
+    for table in Table::ALL {
+        // Small but real sizes: SF 0.02 for facts, a few thousand rows for dimensions.
+        let size = match table {
+            Table::Item | Table::Customer => Size::Rows(3_001),
+            Table::DateDim => Size::Scale(1.0),
+            _ => Size::Scale(0.02),
+        };
+        let expected_rows = table.resolve(size).unwrap().rows;
+        let a = TempDir::new(&format!("{}-a", table.name()));
+        let b = TempDir::new(&format!("{}-b", table.name()));
+        let one = table.generator(21, size, 1).unwrap();
+        let five = table.generator(21, size, 5).unwrap();
+        let ra = write_table(one.as_ref(), &options(&a, 2)).unwrap();
+        let rb = write_table(five.as_ref(), &options(&b, 3)).unwrap();
+        assert_eq!(
+            (ra.rows, rb.rows),
+            (expected_rows, expected_rows),
+            "{}",
+            table.name()
+        );
+        let ta = read_dir_concat(&a.0, 1);
+        let tb = read_dir_concat(&b.0, 5);
+        assert_eq!(ta.num_rows() as u64, expected_rows);
+        assert_eq!(
+            ta.schema().fields(),
+            one.schema().fields(),
+            "{}",
+            table.name()
+        );
+        assert!(ta == tb, "{}: rows depend on the file split", table.name());
+    }
 }

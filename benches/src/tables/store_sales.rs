@@ -2,11 +2,12 @@
 //!
 //! Value rules (checked by the tests below and by `benches/check_datagen.py`):
 //!
-//! * Tickets hold 8..=16 line items. All line items of a ticket share `ss_ticket_number`,
-//!   `ss_sold_date_sk`, `ss_sold_time_sk`, `ss_customer_sk`, `ss_cdemo_sk`, `ss_hdemo_sk`,
-//!   `ss_addr_sk` and `ss_store_sk` (before nulls are applied); items within a ticket are
-//!   distinct. Ticket numbers are dense, 1..=T over the whole table, increasing with file
-//!   and row order; a ticket never spans two files.
+//! * Tickets hold 8..=16 line items; only the table's last ticket may hold fewer. All line
+//!   items of a ticket share `ss_ticket_number`, `ss_sold_date_sk`, `ss_sold_time_sk`,
+//!   `ss_customer_sk`, `ss_cdemo_sk`, `ss_hdemo_sk`, `ss_addr_sk` and `ss_store_sk` (before
+//!   nulls are applied); items within a ticket are distinct, so (`ss_ticket_number`,
+//!   `ss_item_sk`) is unique. Ticket numbers are dense, 1..=T over the whole table,
+//!   increasing with row order; a ticket never spans two blocks (see [`crate::fact`]).
 //! * `ss_sold_date_sk` is in 2450816..=2452642 (1998-01-02..2003-01-02), non-decreasing with
 //!   the ticket number, with more sales per day in Aug-Oct and most in Nov-Dec.
 //!   `ss_sold_time_sk` is in 28800..=75599 (store hours 08:00:00-20:59:59).
@@ -28,30 +29,29 @@
 //!   0%..=9%; `ss_net_paid_inc_tax = net_paid + ext_tax`;
 //!   `ss_net_profit = net_paid − ext_wholesale_cost` (may be negative).
 //!   Every amount fits `Decimal(7,2)`: the largest, net_paid_inc_tax, is at most 21,800.00.
+//!
+//! The rows are a pure function of (seed, rows): [`StoreSalesStream`] produces them block by
+//! block, and `store_returns` replays the same stream to pick the line items it returns.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Decimal128Array, Int32Array, Int64Array, RecordBatch};
-use arrow::buffer::{NullBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use parquet::file::properties::WriterPropertiesBuilder;
-use parquet::schema::types::ColumnPath;
 
-use crate::calendar::{
-    SALES_FIRST_DATE_SK, STORE_CLOSE_TIME_SK, STORE_OPEN_TIME_SK, sales_cumulative_weights,
-};
-use crate::driver::{TableGenerator, split_rows};
+use crate::calendar::{STORE_CLOSE_TIME_SK, STORE_OPEN_TIME_SK, SalesDates};
+use crate::columns::{BatchBuilder, ColumnKind, disable_dictionary};
+use crate::driver::{TableGenerator, file_starts, split_rows};
+use crate::fact::{GroupPlan, LineCursor};
 use crate::rng::{Purpose, Rng};
 use crate::scale::Dimensions;
 use crate::tables::TableId;
 
-pub const ITEMS_PER_TICKET_MIN: i64 = 8;
-pub const ITEMS_PER_TICKET_MAX: i64 = 16;
+pub const ITEMS_PER_TICKET_MIN: u64 = 8;
+pub const ITEMS_PER_TICKET_MAX: u64 = 16;
 /// Null probability of a nullable key, in 1/65536 units: 2949 / 65536 = 4.5%.
-const NULL_PER_65536: u64 = 2949;
+pub const NULL_PER_65536: u64 = 2949;
 const COUPON_PERCENT_OF_LINES: u64 = 20;
-const DECIMAL_PRECISION: u8 = 7;
-const DECIMAL_SCALE: i8 = 2;
 
 /// Column names in TPC-DS order. The first nine are Int32 keys, then the Int64 ticket
 /// number, the Int32 quantity and twelve Decimal(7,2) amounts.
@@ -99,104 +99,141 @@ const NO_DICTIONARY: [&str; 12] = [
     "ss_net_profit",
 ];
 
+fn kind(i: usize) -> ColumnKind {
+    match i {
+        9 => ColumnKind::Int64,
+        0..=10 => ColumnKind::Int32,
+        _ => ColumnKind::Decimal72,
+    }
+}
+
 pub fn schema() -> SchemaRef {
-    let decimal = DataType::Decimal128(DECIMAL_PRECISION, DECIMAL_SCALE);
     let fields: Vec<Field> = COLUMNS
         .iter()
         .enumerate()
         .map(|(i, &name)| {
-            let data_type = match i {
-                9 => DataType::Int64,
-                0..=10 => DataType::Int32,
-                _ => decimal.clone(),
-            };
             // TPC-DS DDL: only the primary key (ss_item_sk, ss_ticket_number) is NOT NULL.
             let nullable = !matches!(name, "ss_item_sk" | "ss_ticket_number");
-            Field::new(name, data_type, nullable)
+            Field::new(name, kind(i).data_type(), nullable)
         })
         .collect();
     Arc::new(Schema::new(fields))
 }
 
-/// Plan and shared state of one `store_sales` generation: (seed, rows, files) determine the
-/// output; `dims` (from the scale factor) determine the key domains.
-pub struct StoreSales {
-    seed: u64,
-    dims: Dimensions,
-    file_rows: Vec<u64>,
-    /// Global index (0-based) of the first ticket of each file.
-    file_first_ticket: Vec<u64>,
-    total_tickets: u64,
-    /// Cumulative day weights over the sales period (see [`sales_cumulative_weights`]).
-    date_cum: Vec<u64>,
-    schema: SchemaRef,
+/// Key positions in [`SaleLine::keys`].
+pub const K_DATE: usize = 0;
+pub const K_TIME: usize = 1;
+pub const K_ITEM: usize = 2;
+pub const K_CUSTOMER: usize = 3;
+pub const K_CDEMO: usize = 4;
+pub const K_HDEMO: usize = 5;
+pub const K_ADDR: usize = 6;
+pub const K_STORE: usize = 7;
+pub const K_PROMO: usize = 8;
+
+/// Amount positions in [`SaleLine::amounts`] (cents), in column order.
+pub const A_WHOLESALE: usize = 0;
+pub const A_LIST: usize = 1;
+pub const A_SALES: usize = 2;
+pub const A_EXT_DISCOUNT: usize = 3;
+pub const A_EXT_SALES: usize = 4;
+pub const A_EXT_WHOLESALE: usize = 5;
+pub const A_EXT_LIST: usize = 6;
+pub const A_EXT_TAX: usize = 7;
+pub const A_COUPON: usize = 8;
+pub const A_NET_PAID: usize = 9;
+pub const A_NET_PAID_INC_TAX: usize = 10;
+pub const A_NET_PROFIT: usize = 11;
+
+/// One generated line item, before it becomes a row.
+#[derive(Clone, Debug, Default)]
+pub struct SaleLine {
+    /// The nine keys in column order; the value is set even where the column is null.
+    pub keys: [i32; 9],
+    /// Whether each key is non-null (`ss_item_sk` always is).
+    pub valid: [bool; 9],
+    pub ticket: i64,
+    pub quantity: i32,
+    pub amounts: [i64; 12],
 }
 
-impl StoreSales {
-    pub fn new(seed: u64, rows: u64, files: usize, dims: Dimensions) -> Self {
-        assert!(files > 0, "at least one file");
+impl SaleLine {
+    pub fn key(&self, k: usize) -> Option<i32> {
+        self.valid[k].then_some(self.keys[k])
+    }
+}
+
+/// The virtual `store_sales` line stream: its block plan and everything needed to generate
+/// any block. Shared by `store_sales` and `store_returns`.
+pub struct StoreSalesStream {
+    dims: Dimensions,
+    plan: GroupPlan,
+    dates: SalesDates,
+}
+
+impl StoreSalesStream {
+    pub fn new(seed: u64, rows: u64, dims: Dimensions) -> Self {
         assert!(
-            dims.item >= ITEMS_PER_TICKET_MAX as u64,
+            dims.item >= ITEMS_PER_TICKET_MAX,
             "item domain too small for distinct items per ticket"
         );
-        let file_rows = split_rows(rows, files);
-        // Planning pass: count each file's tickets by replaying its ticket-size stream, so
-        // ticket numbers can be dense across files while files are generated independently.
-        let mut file_first_ticket = Vec::with_capacity(files);
-        let mut total_tickets = 0u64;
-        for (file, &n) in file_rows.iter().enumerate() {
-            file_first_ticket.push(total_tickets);
-            let mut sizes = Self::sizes_stream(seed, file);
-            let mut left = n;
-            while left > 0 {
-                left -= left.min(next_ticket_size(&mut sizes));
-                total_tickets += 1;
-            }
-        }
-        StoreSales {
+        let plan = GroupPlan::new(
             seed,
+            TableId::StoreSales as u64,
+            rows,
+            ITEMS_PER_TICKET_MIN,
+            ITEMS_PER_TICKET_MAX,
+        );
+        StoreSalesStream {
             dims,
-            file_rows,
-            file_first_ticket,
-            total_tickets,
-            date_cum: sales_cumulative_weights(),
-            schema: schema(),
+            dates: SalesDates::new(plan.total_groups()),
+            plan,
         }
     }
 
-    fn sizes_stream(seed: u64, file: usize) -> Rng {
-        Rng::stream(
-            seed,
-            TableId::StoreSales as u64,
-            file as u64,
-            Purpose::GroupSizes,
-        )
+    pub fn plan(&self) -> &GroupPlan {
+        &self.plan
+    }
+
+    pub fn dims(&self) -> &Dimensions {
+        &self.dims
     }
 
     pub fn total_tickets(&self) -> u64 {
-        self.total_tickets
+        self.plan.total_groups()
     }
 
-    fn file_generator(&self, file: usize) -> FileGen<'_> {
-        FileGen {
-            table: self,
-            values: Rng::stream(
-                self.seed,
-                TableId::StoreSales as u64,
-                file as u64,
-                Purpose::Values,
-            ),
-            sizes: Self::sizes_stream(self.seed, file),
-            rows_left: self.file_rows[file],
-            next_ticket: self.file_first_ticket[file],
+    /// A cursor positioned at the first row of `block`.
+    pub fn cursor_at_block(&self, block: usize) -> SalesCursor<'_> {
+        let mut cursor = SalesCursor {
+            stream: self,
+            block,
+            values: Rng::from_seed(0),
+            sizes: Rng::from_seed(0),
+            rows_left_in_block: 0,
+            next_ticket: 0,
             ticket: Ticket::default(),
             date_pos: 0,
-        }
+        };
+        cursor.enter_block(block);
+        cursor
     }
-}
 
-fn next_ticket_size(sizes: &mut Rng) -> u64 {
-    sizes.range_i64(ITEMS_PER_TICKET_MIN, ITEMS_PER_TICKET_MAX) as u64
+    /// A cursor positioned at global row `row` (replays and drops the block's earlier rows).
+    pub fn cursor_at_row(&self, row: u64) -> SalesCursor<'_> {
+        if row >= self.plan.rows() {
+            let mut c = self.cursor_at_block(self.plan.blocks());
+            c.rows_left_in_block = 0;
+            return c;
+        }
+        let block = self.plan.block_of_row(row);
+        let mut cursor = self.cursor_at_block(block);
+        let mut line = SaleLine::default();
+        for _ in self.plan.block_start(block)..row {
+            cursor.next_into(&mut line);
+        }
+        cursor
+    }
 }
 
 #[derive(Default)]
@@ -214,115 +251,61 @@ struct Ticket {
     item_count: usize,
 }
 
-struct FileGen<'a> {
-    table: &'a StoreSales,
+/// Walks the sales stream row by row, crossing blocks as needed.
+pub struct SalesCursor<'a> {
+    stream: &'a StoreSalesStream,
+    block: usize,
     values: Rng,
     sizes: Rng,
-    rows_left: u64,
+    rows_left_in_block: u64,
     /// Global 0-based index of the next ticket to open.
     next_ticket: u64,
     ticket: Ticket,
-    /// Index into `date_cum` of the current date; only moves forward.
+    /// Day index of the current date (see [`SalesDates::advance`]); only moves forward.
     date_pos: usize,
-}
-
-/// One batch under construction: one vector per column, plus validity for nullable keys.
-struct Columns {
-    keys: [Vec<i32>; 9],
-    valid: [Vec<bool>; 8],
-    ticket: Vec<i64>,
-    quantity: Vec<i32>,
-    amounts: [Vec<i128>; 12],
-}
-
-/// Key column positions in `Columns::keys`; the first eight are also the nullable ones, in
-/// `Columns::valid` order, except item which is never null.
-const K_DATE: usize = 0;
-const K_TIME: usize = 1;
-const K_ITEM: usize = 2;
-const K_CUSTOMER: usize = 3;
-const K_CDEMO: usize = 4;
-const K_HDEMO: usize = 5;
-const K_ADDR: usize = 6;
-const K_STORE: usize = 7;
-const K_PROMO: usize = 8;
-/// Nullable keys, in `Columns::valid` order.
-const NULLABLE_KEYS: [usize; 8] = [
-    K_DATE, K_TIME, K_CUSTOMER, K_CDEMO, K_HDEMO, K_ADDR, K_STORE, K_PROMO,
-];
-
-impl Columns {
-    fn with_capacity(n: usize) -> Self {
-        Columns {
-            keys: std::array::from_fn(|_| Vec::with_capacity(n)),
-            valid: std::array::from_fn(|_| Vec::with_capacity(n)),
-            ticket: Vec::with_capacity(n),
-            quantity: Vec::with_capacity(n),
-            amounts: std::array::from_fn(|_| Vec::with_capacity(n)),
-        }
-    }
-
-    fn finish(self, schema: &SchemaRef) -> RecordBatch {
-        let Columns {
-            keys,
-            valid,
-            ticket,
-            quantity,
-            amounts,
-        } = self;
-        let mut valid = valid.map(Some);
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(COLUMNS.len());
-        for (k, values) in keys.into_iter().enumerate() {
-            let nulls = NULLABLE_KEYS
-                .iter()
-                .position(|&nk| nk == k)
-                .and_then(|v| valid[v].take())
-                .map(NullBuffer::from)
-                .filter(|nb| nb.null_count() > 0);
-            arrays.push(Arc::new(Int32Array::new(ScalarBuffer::from(values), nulls)));
-        }
-        arrays.push(Arc::new(Int64Array::new(ScalarBuffer::from(ticket), None)));
-        arrays.push(Arc::new(Int32Array::new(
-            ScalarBuffer::from(quantity),
-            None,
-        )));
-        for values in amounts {
-            arrays.push(Arc::new(
-                Decimal128Array::new(ScalarBuffer::from(values), None)
-                    .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
-                    .expect("valid decimal type"),
-            ));
-        }
-        RecordBatch::try_new(schema.clone(), arrays).expect("batch matches schema")
-    }
 }
 
 /// `a × percent / 100`, rounded half up, for non-negative `a` and `percent`.
 #[inline]
-fn percent_of(a: i64, percent: i64) -> i64 {
+pub fn percent_of(a: i64, percent: i64) -> i64 {
     (a * percent + 50) / 100
 }
 
-impl FileGen<'_> {
+impl SalesCursor<'_> {
+    /// The sales block the next row comes from.
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    fn enter_block(&mut self, block: usize) {
+        let plan = &self.stream.plan;
+        self.block = block;
+        if block >= plan.blocks() {
+            self.rows_left_in_block = 0;
+            return;
+        }
+        self.values = plan.block_stream(block, Purpose::Values);
+        self.sizes = plan.sizes_stream(block);
+        self.rows_left_in_block = plan.block_rows(block);
+        self.next_ticket = plan.block_first_group(block);
+        self.ticket = Ticket::default();
+        self.date_pos = self.stream.dates.day_index(self.next_ticket);
+    }
+
     fn open_ticket(&mut self) {
-        let table = self.table;
-        let dims = &table.dims;
+        let dims = self.stream.dims;
         let g = self.next_ticket;
         self.next_ticket += 1;
-        // Dates advance with the ticket index so that each day gets its weighted share of
-        // tickets: ticket g falls on the first day whose cumulative weight exceeds the
-        // midpoint of its share.
-        let total_weight = *table.date_cum.last().expect("non-empty calendar");
-        let target = ((2 * u128::from(g) + 1) * u128::from(total_weight)
-            / (2 * u128::from(table.total_tickets))) as u64;
-        while u128::from(table.date_cum[self.date_pos]) <= u128::from(target) {
-            self.date_pos += 1;
-        }
+        let date_sk = self.stream.dates.advance(g, &mut self.date_pos);
+        let lines = self
+            .stream
+            .plan
+            .next_group_size(&mut self.sizes, self.rows_left_in_block);
         let r = &mut self.values;
         self.ticket = Ticket {
-            lines_left: next_ticket_size(&mut self.sizes),
+            lines_left: lines,
             number: g as i64 + 1,
-            date_sk: SALES_FIRST_DATE_SK + self.date_pos as i32,
+            date_sk,
             time_sk: r.range_i32(STORE_OPEN_TIME_SK, STORE_CLOSE_TIME_SK),
             customer_sk: 1 + r.below(dims.customer) as i32,
             cdemo_sk: 1 + r.below(dims.customer_demographics) as i32,
@@ -334,88 +317,123 @@ impl FileGen<'_> {
         };
     }
 
-    fn next_batch(&mut self, batch_rows: usize) -> Option<RecordBatch> {
-        if self.rows_left == 0 {
-            return None;
+    /// Writes the next line item into `line`; false at the end of the table.
+    pub fn next_into(&mut self, line: &mut SaleLine) -> bool {
+        if self.rows_left_in_block == 0 {
+            if self.block + 1 >= self.stream.plan.blocks() {
+                return false;
+            }
+            self.enter_block(self.block + 1);
         }
-        let n = (batch_rows as u64).min(self.rows_left) as usize;
-        self.rows_left -= n as u64;
-        let mut c = Columns::with_capacity(n);
-        let dims = self.table.dims;
-        for _ in 0..n {
-            if self.ticket.lines_left == 0 {
-                self.open_ticket();
-            }
-            self.ticket.lines_left -= 1;
-            let r = &mut self.values;
-            let t = &mut self.ticket;
-
-            // Nulls: eight 16-bit lanes from two draws, one lane per nullable key.
-            let (n0, n1) = (r.next_u64(), r.next_u64());
-            for (lane, v) in c.valid.iter_mut().enumerate() {
-                let bits = if lane < 4 { n0 } else { n1 };
-                let lane16 = (bits >> ((lane % 4) * 16)) & 0xFFFF;
-                v.push(lane16 >= NULL_PER_65536);
-            }
-
-            let item = loop {
-                let candidate = 1 + r.below(dims.item) as i32;
-                if !t.items[..t.item_count].contains(&candidate) {
-                    break candidate;
-                }
-            };
-            t.items[t.item_count] = item;
-            t.item_count += 1;
-
-            c.keys[K_DATE].push(t.date_sk);
-            c.keys[K_TIME].push(t.time_sk);
-            c.keys[K_ITEM].push(item);
-            c.keys[K_CUSTOMER].push(t.customer_sk);
-            c.keys[K_CDEMO].push(t.cdemo_sk);
-            c.keys[K_HDEMO].push(t.hdemo_sk);
-            c.keys[K_ADDR].push(t.addr_sk);
-            c.keys[K_STORE].push(t.store_sk);
-            c.keys[K_PROMO].push(1 + r.below(dims.promotion) as i32);
-            c.ticket.push(t.number);
-
-            let quantity = r.range_i64(1, 100);
-            let wholesale = r.range_i64(100, 10_000);
-            let list = percent_of(wholesale, 100 + r.range_i64(0, 100));
-            let sales = percent_of(list, 100 - r.range_i64(0, 100));
-            let ext_discount = quantity * (list - sales);
-            let ext_sales = quantity * sales;
-            let ext_wholesale = quantity * wholesale;
-            let ext_list = quantity * list;
-            let coupon = if r.below(100) < COUPON_PERCENT_OF_LINES {
-                percent_of(ext_sales, r.range_i64(1, 50))
-            } else {
-                0
-            };
-            let net_paid = ext_sales - coupon;
-            let ext_tax = percent_of(net_paid, r.range_i64(0, 9));
-            let net_paid_inc_tax = net_paid + ext_tax;
-            let net_profit = net_paid - ext_wholesale;
-
-            c.quantity.push(quantity as i32);
-            let amounts = [
-                wholesale,
-                list,
-                sales,
-                ext_discount,
-                ext_sales,
-                ext_wholesale,
-                ext_list,
-                ext_tax,
-                coupon,
-                net_paid,
-                net_paid_inc_tax,
-                net_profit,
-            ];
-            for (col, v) in c.amounts.iter_mut().zip(amounts) {
-                col.push(i128::from(v));
-            }
+        if self.ticket.lines_left == 0 {
+            self.open_ticket();
         }
-        Some(c.finish(&self.table.schema))
+        self.rows_left_in_block -= 1;
+        self.ticket.lines_left -= 1;
+        let dims = self.stream.dims;
+        let r = &mut self.values;
+        let t = &mut self.ticket;
+
+        // Nulls: eight 16-bit lanes from two draws, one lane per nullable key.
+        let (n0, n1) = (r.next_u64(), r.next_u64());
+        let lane = |i: usize| {
+            let bits = if i < 4 { n0 } else { n1 };
+            (bits >> ((i % 4) * 16)) & 0xFFFF >= NULL_PER_65536
+        };
+        line.valid = [
+            lane(0),
+            lane(1),
+            true,
+            lane(2),
+            lane(3),
+            lane(4),
+            lane(5),
+            lane(6),
+            lane(7),
+        ];
+
+        let item = loop {
+            let candidate = 1 + r.below(dims.item) as i32;
+            if !t.items[..t.item_count].contains(&candidate) {
+                break candidate;
+            }
+        };
+        t.items[t.item_count] = item;
+        t.item_count += 1;
+
+        line.keys[K_DATE] = t.date_sk;
+        line.keys[K_TIME] = t.time_sk;
+        line.keys[K_ITEM] = item;
+        line.keys[K_CUSTOMER] = t.customer_sk;
+        line.keys[K_CDEMO] = t.cdemo_sk;
+        line.keys[K_HDEMO] = t.hdemo_sk;
+        line.keys[K_ADDR] = t.addr_sk;
+        line.keys[K_STORE] = t.store_sk;
+        line.keys[K_PROMO] = 1 + r.below(dims.promotion) as i32;
+        line.ticket = t.number;
+
+        let quantity = r.range_i64(1, 100);
+        let wholesale = r.range_i64(100, 10_000);
+        let list = percent_of(wholesale, 100 + r.range_i64(0, 100));
+        let sales = percent_of(list, 100 - r.range_i64(0, 100));
+        let ext_sales = quantity * sales;
+        let ext_wholesale = quantity * wholesale;
+        let coupon = if r.below(100) < COUPON_PERCENT_OF_LINES {
+            percent_of(ext_sales, r.range_i64(1, 50))
+        } else {
+            0
+        };
+        let net_paid = ext_sales - coupon;
+        let ext_tax = percent_of(net_paid, r.range_i64(0, 9));
+        line.quantity = quantity as i32;
+        line.amounts = [
+            wholesale,
+            list,
+            sales,
+            quantity * (list - sales),
+            ext_sales,
+            ext_wholesale,
+            quantity * list,
+            ext_tax,
+            coupon,
+            net_paid,
+            net_paid + ext_tax,
+            net_paid - ext_wholesale,
+        ];
+        true
+    }
+}
+
+impl LineCursor for SalesCursor<'_> {
+    type Line = SaleLine;
+    fn next_into(&mut self, line: &mut SaleLine) -> bool {
+        SalesCursor::next_into(self, line)
+    }
+}
+
+/// Plan and shared state of one `store_sales` generation: the stream plus its file split.
+pub struct StoreSales {
+    stream: StoreSalesStream,
+    file_rows: Vec<u64>,
+    file_start: Vec<u64>,
+    schema: SchemaRef,
+}
+
+impl StoreSales {
+    pub fn new(seed: u64, rows: u64, files: usize, dims: Dimensions) -> Self {
+        assert!(files > 0, "at least one file");
+        let file_rows = split_rows(rows, files);
+        let file_start = file_starts(&file_rows);
+        StoreSales {
+            stream: StoreSalesStream::new(seed, rows, dims),
+            file_rows,
+            file_start,
+            schema: schema(),
+        }
+    }
+
+    pub fn total_tickets(&self) -> u64 {
+        self.stream.total_tickets()
     }
 }
 
@@ -442,15 +460,34 @@ impl TableGenerator for StoreSales {
         batch_rows: usize,
     ) -> Box<dyn Iterator<Item = RecordBatch> + Send + '_> {
         assert!(batch_rows > 0);
-        let mut generator = self.file_generator(file);
-        Box::new(std::iter::from_fn(move || generator.next_batch(batch_rows)))
+        let mut cursor = self.stream.cursor_at_row(self.file_start[file]);
+        let mut left = self.file_rows[file];
+        let mut line = SaleLine::default();
+        Box::new(std::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            let n = (batch_rows as u64).min(left) as usize;
+            left -= n as u64;
+            let mut b = BatchBuilder::new(&self.schema, n);
+            for _ in 0..n {
+                let more = cursor.next_into(&mut line);
+                assert!(more, "store_sales stream ended before its planned rows");
+                for k in 0..9 {
+                    b.i32(k, line.key(k));
+                }
+                b.i64(9, Some(line.ticket));
+                b.i32(10, Some(line.quantity));
+                for (a, &v) in line.amounts.iter().enumerate() {
+                    b.decimal(11 + a, Some(v));
+                }
+            }
+            Some(b.finish())
+        }))
     }
 
-    fn configure(&self, mut props: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
-        for name in NO_DICTIONARY {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(name), false);
-        }
-        props
+    fn configure(&self, props: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
+        disable_dictionary(props, &NO_DICTIONARY)
     }
 }
 
@@ -466,6 +503,11 @@ mod tests {
         (0..files)
             .map(|f| t.file_batches(f, batch_rows).collect())
             .collect()
+    }
+
+    fn all(files: &[Vec<RecordBatch>]) -> RecordBatch {
+        let batches: Vec<RecordBatch> = files.iter().flatten().cloned().collect();
+        arrow::compute::concat_batches(&schema(), &batches).unwrap()
     }
 
     fn i32s(b: &RecordBatch, name: &str) -> Vec<Option<i32>> {
@@ -486,23 +528,29 @@ mod tests {
     }
 
     #[test]
-    fn deterministic_and_independent_of_batch_size() {
-        let a = generate(11, 50_000, 3, 4096);
-        let b = generate(11, 50_000, 3, 50_000);
+    fn deterministic_and_independent_of_batch_size_and_files() {
+        let a = generate(11, 150_000, 3, 4096);
+        let b = generate(11, 150_000, 3, 50_000);
         for (fa, fb) in a.iter().zip(&b) {
             let ca = arrow::compute::concat_batches(&schema(), fa).unwrap();
             let cb = arrow::compute::concat_batches(&schema(), fb).unwrap();
             assert_eq!(ca, cb);
         }
-        let c = generate(12, 50_000, 3, 4096);
+        // The rows do not depend on how they are split into files.
+        let one = generate(11, 150_000, 1, 65_536);
+        let seven = generate(11, 150_000, 7, 10_000);
+        assert_eq!(all(&a), all(&one));
+        assert_eq!(all(&a), all(&seven));
+        let c = generate(12, 150_000, 3, 4096);
         assert_ne!(a[0][0], c[0][0]);
     }
 
     #[test]
     fn value_rules_hold() {
-        let files = generate(5, 120_000, 4, 10_000);
+        let files = generate(5, 160_000, 4, 10_000);
         let dims = Dimensions::at_scale(1.0);
         let mut ticket_items: HashSet<(i64, i32)> = HashSet::new();
+        let mut ticket_sizes: Vec<usize> = Vec::new();
         let mut last_ticket = 0i64;
         let mut last_date = 0i32;
         let mut rows = 0usize;
@@ -541,6 +589,10 @@ mod tests {
                 .map(|n| dec(b, n));
                 for i in 0..b.num_rows() {
                     assert!(ticket[i] == last_ticket || ticket[i] == last_ticket + 1);
+                    if ticket[i] != last_ticket {
+                        ticket_sizes.push(0);
+                    }
+                    *ticket_sizes.last_mut().unwrap() += 1;
                     last_ticket = ticket[i];
                     if let Some(d) = date[i] {
                         assert!((2_450_816..=2_452_642).contains(&d));
@@ -575,13 +627,36 @@ mod tests {
                 }
             }
         }
-        assert_eq!(rows, 120_000);
+        assert_eq!(rows, 160_000);
+        // Only the last ticket of the table may be short.
+        let (last, whole) = ticket_sizes.split_last().unwrap();
+        assert!(whole.iter().all(|&n| (8..=16).contains(&n)));
+        assert!((1..=16).contains(last));
         let null_fraction = nulls as f64 / rows as f64;
         assert!((0.035..0.055).contains(&null_fraction), "{null_fraction}");
         let coupon_fraction = coupons as f64 / rows as f64;
         assert!((0.15..0.25).contains(&coupon_fraction), "{coupon_fraction}");
-        let tickets = StoreSales::new(5, 120_000, 4, dims).total_tickets();
+        let tickets = StoreSales::new(5, 160_000, 4, dims).total_tickets();
         assert_eq!(last_ticket as u64, tickets);
-        assert!((120_000 / 16..=120_000 / 8 + 4).contains(&tickets));
+        assert!((160_000 / 16..=160_000 / 8 + 1).contains(&tickets));
+    }
+
+    #[test]
+    fn cursor_at_row_matches_a_full_walk() {
+        let stream = StoreSalesStream::new(2, 140_000, Dimensions::at_scale(1.0));
+        let mut full = stream.cursor_at_row(0);
+        let mut lines = Vec::new();
+        let mut line = SaleLine::default();
+        while full.next_into(&mut line) {
+            lines.push((line.ticket, line.keys, line.amounts));
+        }
+        assert_eq!(lines.len(), 140_000);
+        for row in [1u64, 65_535, 65_536, 70_000, 139_999] {
+            let mut c = stream.cursor_at_row(row);
+            assert!(c.next_into(&mut line));
+            assert_eq!((line.ticket, line.keys, line.amounts), lines[row as usize]);
+        }
+        let mut end = stream.cursor_at_row(140_000);
+        assert!(!end.next_into(&mut line));
     }
 }

@@ -122,7 +122,7 @@ impl ShuffleWriter {
 
     async fn append(&mut self, reducer: usize, batch: &RecordBatch) -> Result<()> {
         if self.streams[reducer].is_none() {
-            let path = self.dir.child(reducer_file(reducer as u32));
+            let path = self.dir.clone().join(reducer_file(reducer as u32));
             let sink = BufWriter::new(self.store.clone(), path);
             let ipc = StreamWriter::try_new(Vec::new(), &self.schema)?;
             self.streams[reducer] = Some(ReducerStream { ipc, sink });
@@ -188,7 +188,7 @@ pub async fn read_reducer_input(map_output: &str, reducer: u32) -> Result<Vec<Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
 
     fn batch(keys: Vec<Option<&str>>) -> RecordBatch {

@@ -333,16 +333,25 @@ pub async fn infer_schema(files: &[SourceFile], format: SourceFormat) -> Result<
     }
 }
 
+/// A Parquet file's footer schema, normalised.
+async fn file_schema(f: &SourceFile) -> Result<(&SourceFile, Schema)> {
+    let meta = file_metadata(f).await?;
+    let schema = normalize_arrow_schema(meta.schema()).map_err(|e| match e {
+        Error::SchemaMismatch(m) => Error::SchemaMismatch(format!("{}: {m}", f.uri)),
+        other => other,
+    })?;
+    Ok((f, schema))
+}
+
+async fn file_with_metadata(f: &SourceFile) -> Result<(&SourceFile, ArrowReaderMetadata)> {
+    Ok((f, file_metadata(f).await?))
+}
+
 async fn infer_parquet_schema(files: &[SourceFile]) -> Result<Schema> {
-    let mut schemas = stream::iter(files.iter().map(|f| async move {
-        let meta = file_metadata(f).await?;
-        let schema = normalize_arrow_schema(meta.schema()).map_err(|e| match e {
-            Error::SchemaMismatch(m) => Error::SchemaMismatch(format!("{}: {m}", f.uri)),
-            other => other,
-        })?;
-        Ok::<_, Error>((f, schema))
-    }))
-    .buffered(FOOTER_CONCURRENCY);
+    // The futures are collected first: a lazily mapped iterator held across awaits makes the
+    // enclosing future fail rustc's `Send` check (higher-ranked lifetimes, rust#64552).
+    let footers: Vec<_> = files.iter().map(file_schema).collect();
+    let mut schemas = stream::iter(footers).buffered(FOOTER_CONCURRENCY);
     let Some(first) = schemas.next().await else {
         return Err(Error::invalid("no source files to infer a schema from"));
     };
@@ -556,14 +565,11 @@ pub async fn plan_parquet_splits(
     target_split_bytes: u64,
 ) -> Result<Vec<SourceSplit>> {
     let target = target_split_bytes.max(1);
-    let metas: Vec<(&SourceFile, ArrowReaderMetadata)> = stream::iter(
-        files
-            .iter()
-            .map(|f| async move { Ok::<_, Error>((f, file_metadata(f).await?)) }),
-    )
-    .buffered(FOOTER_CONCURRENCY)
-    .try_collect()
-    .await?;
+    let footers: Vec<_> = files.iter().map(file_with_metadata).collect();
+    let metas: Vec<(&SourceFile, ArrowReaderMetadata)> = stream::iter(footers)
+        .buffered(FOOTER_CONCURRENCY)
+        .try_collect()
+        .await?;
     let mut splits = Vec::new();
     for (file, meta) in metas {
         let mut current: Vec<u32> = Vec::new();

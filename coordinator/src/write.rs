@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::ArrayRef;
+use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use deltalake_core::kernel::{Action, Add, MetadataExt, StructType, Transaction};
@@ -484,7 +484,16 @@ pub(crate) fn shuffle_dir(table_url: &Url, job_id: &str) -> Url {
         .unwrap_or_else(|_| table_url.clone())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a job's stages run: the job, the epoch and table version its tasks are stamped with,
+/// and the status channel progress goes to.
+struct StageScope<'a> {
+    ctx: &'a JobContext,
+    job_id: &'a str,
+    epoch: u64,
+    version: i64,
+    status: &'a watch::Sender<JobStatus>,
+}
+
 async fn execute_and_commit(
     ctx: &JobContext,
     job_id: &str,
@@ -495,117 +504,210 @@ async fn execute_and_commit(
     status: &watch::Sender<JobStatus>,
     started: Instant,
 ) -> Result<(JobOutcome, HashSet<String>, bool), JobError> {
-    let epoch = ctx.fence.epoch();
-    let version = snapshot.as_ref().map_or(-1, |s| s.version);
-    let mut stage_ids = Vec::new();
-
-    // Stage(s) producing new data.
-    let write_fut = async {
-        if plan.partition_columns.is_empty() {
-            let tasks = plan
-                .task_groups
-                .iter()
-                .map(|splits| TaskKind::Write {
-                    splits: splits.clone(),
-                    source_schema_json: plan.source_schema_json.clone(),
-                    check_predicate: plan.check_predicate.clone(),
-                    writer: plan.writer.clone(),
-                })
-                .collect();
-            run_stage(ctx, job_id, 0, "write", epoch, version, tasks, status).await
-        } else {
-            let shuffle = shuffle_dir(table_url, job_id).to_string();
-            let maps = plan
-                .task_groups
-                .iter()
-                .map(|splits| TaskKind::ShuffleMap {
-                    splits: splits.clone(),
-                    source_schema_json: plan.source_schema_json.clone(),
-                    check_predicate: plan.check_predicate.clone(),
-                    writer: plan.writer.clone(),
-                    num_reducers: plan.num_reducers,
-                    shuffle_uri: shuffle.clone(),
-                })
-                .collect();
-            let map_out = run_stage(ctx, job_id, 0, "exchange-map", epoch, version, maps, status).await?;
-            let map_outputs: Vec<String> = map_out
-                .iter()
-                .filter_map(|o| o.shuffle_output.clone())
-                .collect();
-            let reduces = (0..plan.num_reducers)
-                .map(|r| TaskKind::ShuffleReduce {
-                    map_outputs: map_outputs.clone(),
-                    reducer: r,
-                    writer: plan.writer.clone(),
-                })
-                .collect();
-            let mut out = run_stage(ctx, job_id, 1, "exchange-reduce", epoch, version, reduces, status).await?;
-            // Map outputs carry read metrics; keep them for the job metrics.
-            out.extend(map_out.into_iter().map(|mut o| {
-                o.adds.clear();
-                o.metrics.rows_written = 0;
-                o.metrics.bytes_written = 0;
-                o.metrics.files_written = 0;
-                o
-            }));
-            Ok(out)
-        }
+    let scope = StageScope {
+        ctx,
+        job_id,
+        epoch: ctx.fence.epoch(),
+        version: snapshot.as_ref().map_or(-1, |s| s.version),
+        status,
     };
-    let rewrite_fut = async {
-        if plan.rewrites.is_empty() {
-            return Ok(Vec::new());
-        }
-        let predicate = plan.check_predicate.clone().unwrap_or_default();
-        let mut groups: Vec<Vec<DataFile>> = vec![Vec::new()];
-        let mut acc = 0u64;
-        for f in &plan.rewrites {
-            if acc > 0 && acc + f.file.size_bytes as u64 > plan.per_task_bytes {
-                groups.push(Vec::new());
-                acc = 0;
-            }
-            acc += f.file.size_bytes.max(0) as u64;
-            if let Some(g) = groups.last_mut() {
-                g.push(f.file.clone());
-            }
-        }
-        let tasks = groups
-            .into_iter()
-            .map(|files| TaskKind::Rewrite {
-                files,
-                predicate: predicate.clone(),
-                writer: plan.writer.clone(),
-            })
-            .collect();
-        run_stage(ctx, job_id, 2, "rewrite", epoch, version, tasks, status).await
-    };
-    let (written, rewritten) = tokio::try_join!(write_fut, rewrite_fut)?;
-    stage_ids.extend([0u32, 1, 2]);
+    let (written, rewritten) = tokio::try_join!(
+        run_data_stages(&scope, table_url, &plan),
+        run_rewrite_stage(&scope, &plan)
+    )?;
+    let stage_ids = [0u32, 1, 2];
     let any_retry = stage_ids.iter().any(|s| {
-        let attempts = ctx.scheduler.dispatched_attempts(job_id, *s);
-        attempts.iter().any(|a| a.attempt > 0)
+        ctx.scheduler
+            .dispatched_attempts(job_id, *s)
+            .iter()
+            .any(|a| a.attempt > 0)
     });
-    for s in &stage_ids {
-        ctx.scheduler.finish_stage(job_id, *s);
+    for s in stage_ids {
+        ctx.scheduler.finish_stage(job_id, s);
     }
 
-    // Assemble the commit.
     status.send_modify(|s| {
         s.state = JobState::Committing;
         s.message = "committing".into();
     });
-    let adds: Vec<&DataFile> = written.iter().chain(&rewritten).flat_map(|o| &o.adds).collect();
+    let assembled = assemble_commit(
+        job_id,
+        req,
+        &plan,
+        snapshot.as_ref(),
+        &written,
+        &rewritten,
+        scope.epoch,
+        started,
+    )?;
+    let log_store = match &snapshot {
+        Some(s) => s.table.log_store(),
+        None => deltalake_core::DeltaTableBuilder::from_url(table_url.clone())
+            .map_err(silt_common::Error::from)?
+            .build()
+            .map_err(silt_common::Error::from)?
+            .log_store(),
+    };
+    let Assembled {
+        request,
+        metrics,
+        files_added,
+        rows_added,
+        bytes_added,
+        files_removed,
+        kept,
+    } = assembled;
+    let committed = commit::commit(
+        snapshot.as_mut().map(|s| &mut s.table),
+        log_store,
+        request,
+        ctx.fence.as_ref(),
+    )
+    .await?;
+    info!(job = job_id, version = committed, files = files_added, rows = rows_added, "committed");
+    let summary = format!(
+        "committed version {committed}: {files_added} file(s), {rows_added} row(s), {bytes_added} bytes added; {files_removed} file(s) removed"
+    );
+    Ok((
+        JobOutcome {
+            version: Some(committed),
+            error: String::new(),
+            metrics,
+            summary,
+        },
+        kept,
+        any_retry,
+    ))
+}
+
+/// The stage(s) producing new data: one write stage, or an exchange (map, reduce) for
+/// partitioned tables.
+async fn run_data_stages(
+    scope: &StageScope<'_>,
+    table_url: &Url,
+    plan: &WritePlan,
+) -> Result<Vec<TaskOutput>, JobError> {
+    if plan.partition_columns.is_empty() {
+        let tasks = plan
+            .task_groups
+            .iter()
+            .map(|splits| TaskKind::Write {
+                splits: splits.clone(),
+                source_schema_json: plan.source_schema_json.clone(),
+                check_predicate: plan.check_predicate.clone(),
+                writer: plan.writer.clone(),
+            })
+            .collect();
+        return run_stage(scope, 0, "write", tasks).await;
+    }
+    let shuffle = shuffle_dir(table_url, scope.job_id).to_string();
+    let maps = plan
+        .task_groups
+        .iter()
+        .map(|splits| TaskKind::ShuffleMap {
+            splits: splits.clone(),
+            source_schema_json: plan.source_schema_json.clone(),
+            check_predicate: plan.check_predicate.clone(),
+            writer: plan.writer.clone(),
+            num_reducers: plan.num_reducers,
+            shuffle_uri: shuffle.clone(),
+        })
+        .collect();
+    let map_out = run_stage(scope, 0, "exchange-map", maps).await?;
+    let map_outputs: Vec<String> = map_out
+        .iter()
+        .filter_map(|o| o.shuffle_output.clone())
+        .collect();
+    let reduces = (0..plan.num_reducers)
+        .map(|r| TaskKind::ShuffleReduce {
+            map_outputs: map_outputs.clone(),
+            reducer: r,
+            writer: plan.writer.clone(),
+        })
+        .collect();
+    let mut out = run_stage(scope, 1, "exchange-reduce", reduces).await?;
+    // Map outputs carry read metrics; keep them for the job metrics.
+    out.extend(map_out.into_iter().map(|mut o| {
+        o.adds.clear();
+        o.metrics.rows_written = 0;
+        o.metrics.bytes_written = 0;
+        o.metrics.files_written = 0;
+        o
+    }));
+    Ok(out)
+}
+
+/// replaceWhere on data columns: rewrite the files holding matching rows, keeping the others.
+async fn run_rewrite_stage(
+    scope: &StageScope<'_>,
+    plan: &WritePlan,
+) -> Result<Vec<TaskOutput>, JobError> {
+    if plan.rewrites.is_empty() {
+        return Ok(Vec::new());
+    }
+    let predicate = plan.check_predicate.clone().unwrap_or_default();
+    let mut groups: Vec<Vec<DataFile>> = vec![Vec::new()];
+    let mut acc = 0u64;
+    for f in &plan.rewrites {
+        let size = f.file.size_bytes.max(0) as u64;
+        if acc > 0 && acc + size > plan.per_task_bytes {
+            groups.push(Vec::new());
+            acc = 0;
+        }
+        acc += size;
+        if let Some(g) = groups.last_mut() {
+            g.push(f.file.clone());
+        }
+    }
+    let tasks = groups
+        .into_iter()
+        .map(|files| TaskKind::Rewrite {
+            files,
+            predicate: predicate.clone(),
+            writer: plan.writer.clone(),
+        })
+        .collect();
+    run_stage(scope, 2, "rewrite", tasks).await
+}
+
+/// A commit ready to be attempted, and what to report about it.
+struct Assembled {
+    request: CommitRequest,
+    metrics: BTreeMap<String, String>,
+    files_added: usize,
+    rows_added: i64,
+    bytes_added: i64,
+    files_removed: usize,
+    /// File names of the adds (kept when superseded attempts' files are cleaned up).
+    kept: HashSet<String>,
+}
+
+/// Builds the job's one commit from the task outputs: adds, removes, metadata/protocol when
+/// needed, `txn`, and `commitInfo` metrics named as Delta Spark names them.
+#[allow(clippy::too_many_arguments)]
+fn assemble_commit(
+    job_id: &str,
+    req: &WriteRequest,
+    plan: &WritePlan,
+    snapshot: Option<&TableSnapshot>,
+    written: &[TaskOutput],
+    rewritten: &[TaskOutput],
+    epoch: u64,
+    started: Instant,
+) -> Result<Assembled, JobError> {
+    let adds: Vec<&DataFile> = written.iter().chain(rewritten).flat_map(|o| &o.adds).collect();
     let rewritten_removes: HashSet<&str> = rewritten
         .iter()
         .flat_map(|o| &o.removes)
         .map(|f| f.path.as_str())
         .collect();
-    let mut removes: Vec<&ActiveFile> = plan.removes.iter().collect();
-    let mut read_set = match (&req.mode, &req.replace_where) {
-        (WriteMode::Overwrite, _) if snapshot.is_some() => ReadSet::WholeTable,
+    let mut removes: Vec<ActiveFile> = plan.removes.clone();
+    let mut read_set = match req.mode {
+        WriteMode::Overwrite if snapshot.is_some() => ReadSet::WholeTable,
         _ => ReadSet::Nothing,
     };
     if req.dynamic_partition_overwrite
-        && let Some(s) = &snapshot
+        && let Some(s) = snapshot
     {
         let touched: BTreeSet<Vec<(String, Option<String>)>> = adds
             .iter()
@@ -622,6 +724,7 @@ async fn execute_and_commit(
                     .collect();
                 touched.contains(&key)
             })
+            .cloned()
             .collect();
         read_set = ReadSet::Partitions(
             touched
@@ -630,8 +733,13 @@ async fn execute_and_commit(
                 .collect(),
         );
     }
-    if let Some(s) = &snapshot {
-        removes.extend(s.files.iter().filter(|f| rewritten_removes.contains(f.file.path.as_str())));
+    if let Some(s) = snapshot {
+        removes.extend(
+            s.files
+                .iter()
+                .filter(|f| rewritten_removes.contains(f.file.path.as_str()))
+                .cloned(),
+        );
     }
 
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -639,7 +747,7 @@ async fn execute_and_commit(
     let struct_type: StructType = serde_json::from_str(&plan.schema_json)
         .map_err(|e| invalid(format!("internal: bad schema json: {e}")))?;
     let mut changes_metadata = false;
-    match &snapshot {
+    match snapshot {
         None => {
             actions.push(Action::Protocol(new_protocol(&plan.schema)?));
             actions.push(Action::Metadata(
@@ -695,12 +803,12 @@ async fn execute_and_commit(
     }
 
     // Metrics, named as Delta Spark names them.
-    let rows_out: i64 = adds.iter().map(|a| a.num_records.max(0)).sum();
-    let bytes_out: i64 = adds.iter().map(|a| a.size_bytes).sum();
+    let rows_added: i64 = adds.iter().map(|a| a.num_records.max(0)).sum();
+    let bytes_added: i64 = adds.iter().map(|a| a.size_bytes).sum();
     let mut metrics = BTreeMap::new();
     metrics.insert("numFiles".to_string(), adds.len().to_string());
-    metrics.insert("numOutputRows".to_string(), rows_out.to_string());
-    metrics.insert("numOutputBytes".to_string(), bytes_out.to_string());
+    metrics.insert("numOutputRows".to_string(), rows_added.to_string());
+    metrics.insert("numOutputBytes".to_string(), bytes_added.to_string());
     metrics.insert("numAddedFiles".to_string(), adds.len().to_string());
     metrics.insert("numRemovedFiles".to_string(), removes.len().to_string());
     metrics.insert(
@@ -745,52 +853,28 @@ async fn execute_and_commit(
         partition_by: (!plan.partition_columns.is_empty()).then(|| plan.partition_columns.clone()),
         predicate: req.replace_where.clone(),
     };
-    let removed_paths: HashSet<String> = removes.iter().map(|r| r.file.path.clone()).collect();
     let kept: HashSet<String> = adds
         .iter()
         .filter_map(|a| decode(&a.path).rsplit('/').next().map(str::to_string))
         .collect();
-    let log_store = match &snapshot {
-        Some(s) => s.table.log_store(),
-        None => deltalake_core::DeltaTableBuilder::from_url(table_url.clone())
-            .map_err(silt_common::Error::from)?
-            .build()
-            .map_err(silt_common::Error::from)?
-            .log_store(),
-    };
-    let request = CommitRequest {
-        actions,
-        operation,
-        app_metadata,
-        read_set,
-        removed_paths,
-        txn_app_id: req.txn_app_id.clone(),
-        changes_metadata,
-        epoch,
-    };
-    let committed = commit::commit(
-        snapshot.as_mut().map(|s| &mut s.table),
-        log_store,
-        request,
-        ctx.fence.as_ref(),
-    )
-    .await?;
-    info!(job = job_id, version = committed, files = adds.len(), rows = rows_out, "committed");
-    let summary = format!(
-        "committed version {committed}: {} file(s), {rows_out} row(s), {bytes_out} bytes added; {} file(s) removed",
-        adds.len(),
-        removes.len()
-    );
-    Ok((
-        JobOutcome {
-            version: Some(committed),
-            error: String::new(),
-            metrics,
-            summary,
+    Ok(Assembled {
+        request: CommitRequest {
+            actions,
+            operation,
+            app_metadata,
+            read_set,
+            removed_paths: removes.iter().map(|r| r.file.path.clone()).collect(),
+            txn_app_id: req.txn_app_id.clone(),
+            changes_metadata,
+            epoch,
         },
+        metrics,
+        files_added: adds.len(),
+        rows_added,
+        bytes_added,
+        files_removed: removes.len(),
         kept,
-        any_retry,
-    ))
+    })
 }
 
 fn decode(p: &str) -> String {
@@ -813,17 +897,19 @@ fn new_protocol(schema: &Schema) -> Result<deltalake_core::kernel::Protocol, Job
     serde_json::from_value(json).map_err(|e| invalid(format!("internal: protocol: {e}")))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_stage(
-    ctx: &JobContext,
-    job_id: &str,
+    scope: &StageScope<'_>,
     stage: u32,
     name: &str,
-    epoch: u64,
-    version: i64,
     tasks: Vec<TaskKind>,
-    status: &watch::Sender<JobStatus>,
 ) -> Result<Vec<TaskOutput>, JobError> {
+    let StageScope {
+        ctx,
+        job_id,
+        epoch,
+        version,
+        status,
+    } = *scope;
     let n = tasks.len() as u32;
     status.send_modify(|s| {
         s.state = JobState::Running;

@@ -100,7 +100,7 @@ fn open_writer(spec: &WriterSpec, schema: SchemaRef, limits: &TaskLimits) -> Res
 /// Reads every split, conforms rows to the table schema and checks the predicate,
 /// handing each batch to `sink`.
 /// Where conformed source rows go.
-trait BatchSink {
+trait BatchSink: Send {
     fn accept<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>>;
 }
 

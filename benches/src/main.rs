@@ -235,7 +235,7 @@ fn write_delta(args: &Args, silt: &Path, staging: &Path, location: &str) -> Resu
             "`{} write --table {location}` failed ({}): {}",
             silt.display(),
             output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
+            strip_ansi(&String::from_utf8_lossy(&output.stderr)).trim()
         );
     }
     Ok(started.elapsed().as_secs_f64())
@@ -258,4 +258,22 @@ fn find_silt(explicit: Option<&Path>) -> Result<PathBuf> {
             .find(|p| p.is_file())
     });
     on_path.context("no silt binary next to silt-datagen or on PATH; pass --silt-bin")
+}
+
+/// Removes terminal colour sequences (`ESC [ ... m`) from a child's stderr.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

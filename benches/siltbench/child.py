@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""Child-process operations of the benchmark runner: everything that imports pyarrow,
+deltalake or numpy runs here, in its own process, never in the runner.
+
+Usage: python child.py OP SPEC_JSON_FILE
+
+Prints one JSON object on the last line of stdout. Operations:
+
+  versions        versions of the Python packages
+  convert         turn a directory of Parquet files into a Delta table in place
+                  (deltalake.convert_to_deltalake: the files stay, with their stats)
+  table_info      rows, sum of an amount column, columns, version and per-file stats
+  source_info     rows and sum of an amount column of a Parquet directory
+  merge_sources   build the MERGE source tables of a target (see scenarios.py)
+  count_where     rows and amount sum matching simple predicates (DELETE expectations)
+  op              THE MEASURED OPERATION on the delta-rs side: write, merge, compact,
+                  zorder or delete, as described by the spec (see scenarios.py)
+"""
+
+import json
+import os
+import sys
+import time
+
+
+def _pa():
+    import pyarrow as pa
+
+    return pa
+
+
+def versions(_spec):
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("deltalake", "pyarrow", "polars", "pandas", "numpy", "matplotlib"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def convert(spec):
+    import deltalake
+
+    deltalake.convert_to_deltalake(spec["path"])
+    dt = deltalake.DeltaTable(spec["path"])
+    return {"version": dt.version(), "files": len(dt.file_uris())}
+
+
+def _sum_str(column):
+    import pyarrow.compute as pc
+
+    s = pc.sum(column).as_py()
+    return None if s is None else str(s)
+
+
+def table_info(spec):
+    """Rows, amount sum, columns and per-file stats of a Delta table (via deltalake)."""
+    import deltalake
+    import pyarrow as pa
+
+    dt = deltalake.DeltaTable(spec["path"])
+    amount = spec.get("amount_col")
+    cols = [amount] if amount else []
+    t = dt.to_pyarrow_table(columns=cols or None)
+    out = {
+        "rows": t.num_rows,
+        "sum": _sum_str(t.column(amount)) if amount else None,
+        "columns": [f.name for f in dt.schema().fields],
+        "version": dt.version(),
+    }
+    adds = pa.table(dt.get_add_actions(flatten=True))
+    stats_cols = spec.get("stats_cols", [])
+    files = []
+    for row in adds.to_pylist():
+        f = {"path": row["path"], "size": row["size_bytes"], "rows": row.get("num_records")}
+        f["min"] = {c: row.get(f"min.{c}") for c in stats_cols}
+        f["max"] = {c: row.get(f"max.{c}") for c in stats_cols}
+        files.append(f)
+    files.sort(key=lambda f: f["path"])
+    out["files"] = files
+    return out
+
+
+def source_info(spec):
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    d = ds.dataset(spec["path"], format="parquet")
+    rows, total = 0, None
+    for b in d.to_batches(columns=[spec["amount_col"]]):
+        rows += b.num_rows
+        s = pc.sum(b.column(0)).as_py()
+        if s is not None:
+            total = s if total is None else total + s
+    return {"rows": rows, "sum": None if total is None else str(total), "columns": d.schema.names}
+
+
+# --- deterministic sampling (independent of numpy's random generators) ----------------
+
+_MASK = (1 << 64) - 1
+
+
+def _mix(z):
+    """splitmix64 finaliser on a numpy uint64 array (wrapping arithmetic)."""
+    import numpy as np
+
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _u01(seed, salt, unit, n):
+    """n uniforms in [0, 1) for (seed, salt, unit), stable across numpy versions."""
+    import numpy as np
+
+    base = np.uint64(((seed * 1_000_003 + salt * 7_919 + unit * 104_729) ^ 0x5DEECE66D) & _MASK)
+    with np.errstate(over="ignore"):
+        z = _mix(np.arange(n, dtype=np.uint64) ^ _mix(np.array([base], dtype=np.uint64))[0])
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+SALT_FILES, SALT_MATCHED, SALT_NOT_MATCHED, SALT_CHANGED = 1, 2, 3, 4
+
+
+def merge_sources(spec):
+    """Builds one MERGE source per case from the target's files, as Delta's merge benchmark
+    does: pick round(fileMatchedFraction x files) files (at least one); from their rows take
+    a rowMatchedFraction sample unchanged (matches the target) and an independent
+    rowNotMatchedFraction sample with fresh keys (never matches). Optionally a fraction of
+    the matched rows gets its amount raised by 1.00 (changed rows). Writes one Parquet file
+    per case and returns the expected outcome of each case."""
+    import decimal
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    target = spec["target"]
+    key, item, amount = spec["key_col"], spec["item_col"], spec["amount_col"]
+    seed = spec["seed"]
+    info = table_info({"path": target, "amount_col": amount, "stats_cols": [key]})
+    paths = [f["path"] for f in info["files"]]
+    target_sum = decimal.Decimal(info["sum"])
+    max_key = max(f["max"][key] for f in info["files"] if f["max"][key] is not None)
+    schema = pq.read_schema(f"{target}/{paths[0]}")
+    file_rank = np.argsort(_u01(seed, SALT_FILES, 0, len(paths)), kind="stable")
+    cache = {}
+
+    def rows_of(i):
+        if i not in cache:
+            cache[i] = pq.read_table(f"{target}/{paths[i]}")
+        return cache[i]
+
+    out = {}
+    for case in spec["cases"]:
+        k = max(1, round(case["file_fraction"] * len(paths)))
+        chosen = sorted(int(i) for i in file_rank[:k])
+        matched, not_matched = [], []
+        changed = 0
+        for i in chosen:
+            t = rows_of(i)
+            n = t.num_rows
+            m_mask = _u01(seed, SALT_MATCHED, i, n) < case["row_matched"]
+            nm_mask = _u01(seed, SALT_NOT_MATCHED, i, n) < case["row_not_matched"]
+            m = t.filter(pa.array(m_mask))
+            if case.get("row_changed", 0) > 0 and m.num_rows:
+                c_mask = _u01(seed, SALT_CHANGED, i, n)[m_mask] < case["row_changed"]
+                changed += int(c_mask.sum())
+                raised = pc.cast(pc.add(m.column(amount), pa.scalar(decimal.Decimal("1.00"))),
+                                 m.schema.field(amount).type)
+                new_amt = pc.if_else(pa.array(c_mask), raised, m.column(amount))
+                m = m.set_column(m.schema.get_field_index(amount), m.schema.field(amount), new_amt)
+            matched.append(m)
+            not_matched.append(t.filter(pa.array(nm_mask)))
+        m = pa.concat_tables(matched) if matched else schema.empty_table()
+        nm = pa.concat_tables(not_matched) if not_matched else schema.empty_table()
+        start = max_key + 1
+        fresh = pa.array(np.arange(start, start + nm.num_rows, dtype=np.int64), schema.field(key).type)
+        nm = nm.set_column(nm.schema.get_field_index(key), nm.schema.field(key), fresh)
+        src = pa.concat_tables([m, nm]).cast(schema)
+        path = f"{spec['out']}/{case['name']}.parquet"
+        pq.write_table(src, path)
+
+        def dsum(t):
+            s = pc.sum(t.column(amount)).as_py() if t.num_rows else None
+            return s if s is not None else decimal.Decimal(0)
+
+        m_sum, nm_sum = dsum(m), dsum(nm)
+        kind = case["kind"]
+        even = 0
+        if nm.num_rows:
+            even = int(pc.sum(pc.cast(pc.equal(pc.bit_wise_and(nm.column(item), 1), 0), pa.int64())).as_py() or 0)
+        if kind in ("insert_only", "multiple_insert_only"):
+            rows, total = info["rows"] + nm.num_rows, target_sum + nm_sum
+        elif kind == "delete_only":
+            rows, total = info["rows"] - m.num_rows, target_sum - m_sum
+        elif kind == "upsert":
+            rows, total = info["rows"] + nm.num_rows, target_sum + nm_sum
+        elif kind == "upsert_changed_only":
+            rows, total = info["rows"] + nm.num_rows, target_sum + nm_sum + changed * decimal.Decimal("1.00")
+        else:
+            raise ValueError(f"unknown merge kind {kind}")
+        out[case["name"]] = {
+            "source": path,
+            "source_rows": src.num_rows,
+            "matched_rows": m.num_rows,
+            "not_matched_rows": nm.num_rows,
+            "not_matched_even_items": even,
+            "changed_rows": changed,
+            "files_matched": len(chosen),
+            "target_files": len(paths),
+            "expected_rows": rows,
+            "expected_sum": str(total),
+        }
+    return {"target_rows": info["rows"], "target_sum": info["sum"], "cases": out}
+
+
+def count_where(spec):
+    """Rows and amount sum of a Delta table matching each predicate, evaluated by pyarrow
+    (not by either engine). A predicate is a list of [column, op, value] conjuncts."""
+    import deltalake
+    import pyarrow.compute as pc
+
+    ops = {"<": pc.less, "<=": pc.less_equal, ">": pc.greater, ">=": pc.greater_equal, "=": pc.equal}
+    amount = spec["amount_col"]
+    cols = sorted({c for p in spec["predicates"].values() for c, _, _ in p} | {amount})
+    t = deltalake.DeltaTable(spec["path"]).to_pyarrow_table(columns=cols)
+    out = {}
+    for name, conj in spec["predicates"].items():
+        mask = None
+        for col, op, value in conj:
+            m = pc.fill_null(ops[op](t.column(col), value), False)
+            mask = m if mask is None else pc.and_(mask, m)
+        hit = t.filter(mask)
+        s = pc.sum(hit.column(amount)).as_py()
+        out[name] = {"rows": hit.num_rows, "sum": str(s) if s is not None else "0"}
+    return {"rows": t.num_rows, "sum": _sum_str(t.column(amount)), "matches": out}
+
+
+# --- the measured delta-rs operations ----------------------------------------------------
+
+def op(spec):
+    import deltalake
+
+    kind = spec["kind"]
+    started = time.monotonic()
+    metrics = None
+    if kind == "write":
+        import pyarrow.dataset as ds
+
+        # write_deltalake takes Arrow C-stream exportables; a scanner's reader streams the
+        # files (reading is part of the timed work, as it is for silt).
+        reader = ds.dataset(spec["source"], format="parquet").scanner().to_reader()
+        deltalake.write_deltalake(spec["table"], reader, mode=spec.get("mode", "overwrite"))
+    elif kind == "merge":
+        import pyarrow.parquet as pq
+
+        source = pq.read_table(spec["source"])
+        merger = deltalake.DeltaTable(spec["table"]).merge(
+            source, spec["predicate"], source_alias="s", target_alias="t")
+        for clause in spec["clauses"]:
+            cond = clause.get("condition")
+            if clause["kind"] == "matched_update_all":
+                merger = merger.when_matched_update_all(predicate=cond)
+            elif clause["kind"] == "matched_delete":
+                merger = merger.when_matched_delete(predicate=cond)
+            elif clause["kind"] == "not_matched_insert_all":
+                merger = merger.when_not_matched_insert_all(predicate=cond)
+            else:
+                raise ValueError(f"unknown merge clause {clause['kind']}")
+        metrics = merger.execute()
+    elif kind == "compact":
+        metrics = deltalake.DeltaTable(spec["table"]).optimize.compact(target_size=spec["target_size"])
+    elif kind == "zorder":
+        metrics = deltalake.DeltaTable(spec["table"]).optimize.z_order(
+            spec["columns"], target_size=spec["target_size"])
+    elif kind == "delete":
+        metrics = deltalake.DeltaTable(spec["table"]).delete(spec["predicate"])
+    else:
+        raise ValueError(f"unknown op kind {kind}")
+    return {"op_s": time.monotonic() - started, "metrics": metrics}
+
+
+OPS = {
+    "versions": versions,
+    "convert": convert,
+    "table_info": table_info,
+    "source_info": source_info,
+    "merge_sources": merge_sources,
+    "count_where": count_where,
+    "op": op,
+}
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in OPS:
+        print(f"usage: child.py {{{','.join(OPS)}}} SPEC_JSON_FILE", file=sys.stderr)
+        return 2
+    with open(sys.argv[2]) as f:
+        spec = json.load(f)
+    result = OPS[sys.argv[1]](spec)
+    print(json.dumps(result, default=str), flush=True)
+    if sys.argv[1] != "op":
+        # Helpers skip interpreter teardown: reading through deltalake's pyarrow dataset
+        # leaves Arrow IO threads that sometimes abort the process at exit ("terminate
+        # called without an active exception", delta-io/delta-rs#2184, apache/arrow#34314)
+        # after the work is done. The measured operations exit normally.
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

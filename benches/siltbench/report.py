@@ -1,0 +1,140 @@
+"""Summaries, ratios and the Markdown report of a results dict (pure Python)."""
+
+import statistics
+
+SIDES = ("silt", "delta-rs")
+METRICS = ("wall_s", "cpu_s", "peak_rss_mib")
+
+
+def stats(values):
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def summarize_side(side):
+    ok = [r for r in side["runs"] if r["ok"]]
+    side["ok_runs"] = len(ok)
+    side["summary"] = {m: stats([r[m] for r in ok]) for m in METRICS}
+    inner = [r["inner_op_s"] for r in ok if r.get("inner_op_s") is not None]
+    side["summary"]["inner_op_s"] = stats(inner)
+
+
+def ratios(scenario):
+    """silt / delta-rs per repetition where both sides succeeded, for each metric."""
+    sides = scenario["sides"]
+    if not all(sides[s]["available"] for s in SIDES):
+        return None
+    by_rep = {s: {r["rep"]: r for r in sides[s]["runs"] if r["ok"]} for s in SIDES}
+    reps = sorted(set(by_rep["silt"]) & set(by_rep["delta-rs"]))
+    out = {}
+    for m in METRICS:
+        vals = [by_rep["silt"][k][m] / by_rep["delta-rs"][k][m] for k in reps if by_rep["delta-rs"][k][m] > 0]
+        out[m] = stats(vals)
+    return out
+
+
+def finish(results):
+    """Adds per-side summaries and ratios to every scenario."""
+    for sc in results["scenarios"]:
+        for s in SIDES:
+            summarize_side(sc["sides"][s])
+        sc["ratio_silt_over_delta_rs"] = ratios(sc)
+
+
+def _f(x, digits=2):
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _median(side, metric, digits=2):
+    if not side["available"]:
+        return "n/a"
+    s = side["summary"].get(metric)
+    if s is None:
+        return "FAILED" if side["runs"] else "–"
+    return _f(s["median"], digits)
+
+
+def _ratio(r, metric):
+    if r is None or r.get(metric) is None:
+        return "n/a"
+    s = r[metric]
+    return f"**{s['median']:.2f}** ({s['min']:.2f}–{s['max']:.2f})"
+
+
+def markdown(results):
+    m = results["machine"]
+    v = results["versions"]
+    p = results["params"]
+    mem = f"{m['memory_bytes'] / 2**30:.1f} GiB" if m.get("memory_bytes") else "?"
+    lines = [
+        f"### silt vs delta-rs ({results['profile']} profile, {results['timestamp']})",
+        "",
+        f"- scale: SF {p['scale']:g} for MERGE, compaction, Z-order, DELETE and query skipping "
+        f"(store_sales {p['rows']['store_sales']:,} rows in {p['fact_files']} files, web_returns "
+        f"{p['rows']['web_returns']:,} rows in {p['fact_files']} files, compaction input "
+        f"{p['small_files']} files); load: {p['load_rows']:,} store_sales rows from "
+        f"{p['load_files']} Parquet files",
+        f"- machine: {m['cores']} cores ({m.get('cpu') or '?'}), {mem} RAM, Linux {m.get('kernel')}",
+        f"- versions: silt `{v.get('silt') or 'n/a'}` (git {str(v.get('git_commit') or '?')[:10]}"
+        f"{', dirty' if v.get('git_dirty') else ''}), deltalake {v.get('deltalake')}, "
+        f"pyarrow {v.get('pyarrow')}; silt executors={p['executors']}, "
+        f"executor memory={p['executor_memory'] / 2**30:g} GiB; {p['reps']} repetition(s), "
+        "sides alternating",
+        "- ratio = silt / delta-rs per repetition, **median** (min–max): below 1 means silt "
+        "used less time or memory. Times are whole processes (interpreter and imports for "
+        "delta-rs, embedded cluster start for silt); n/a = silt does not have the operation yet.",
+        "",
+        "| scenario | silt wall s | delta-rs wall s | wall ratio | CPU ratio | silt RSS MiB | delta-rs RSS MiB | RSS ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for sc in results["scenarios"]:
+        s, d = sc["sides"]["silt"], sc["sides"]["delta-rs"]
+        r = sc.get("ratio_silt_over_delta_rs")
+        lines.append(
+            f"| {sc['name']} | {_median(s, 'wall_s')} | {_median(d, 'wall_s')} | {_ratio(r, 'wall_s')} | "
+            f"{_ratio(r, 'cpu_s')} | {_median(s, 'peak_rss_mib', 0)} | {_median(d, 'peak_rss_mib', 0)} | "
+            f"{_ratio(r, 'peak_rss_mib')} |")
+    sk = results.get("skipping") or []
+    if sk:
+        lines += ["", "Query file skipping (files scanned / files in the table, from the add-action "
+                  "min/max stats):", ""]
+        names = []
+        for entry in sk:
+            for q in entry.get("predicates") or []:
+                if q["predicate"] not in names:
+                    names.append(q["predicate"])
+        lines.append("| layout | written by | files | " + " | ".join(names) + " |")
+        lines.append("|---|---|---|" + "---|" * len(names))
+        for entry in sk:
+            if not entry["available"]:
+                lines.append(f"| {entry['layout']} | {entry['side']} | n/a ({entry['reason']}) |"
+                             + " |" * len(names))
+                continue
+            by = {q["predicate"]: q for q in entry["predicates"]}
+            cells = [f"{by[n]['files_scanned']:g}" if n in by else "–" for n in names]
+            lines.append(f"| {entry['layout']} | {entry['side']} | {entry['files']} | " + " | ".join(cells) + " |")
+    cl = results.get("clustering")
+    if cl:
+        lines += ["", f"Clustering on Z-order columns ({', '.join(cl['columns'])}): files touched per "
+                  "point lookup / files, and mean overlap depth (1 is perfect):", "",
+                  "| table | " + " | ".join(f"{c} lookups | {c} depth" for c in cl["columns"]) + " |",
+                  "|---|" + "---|---|" * len(cl["columns"])]
+        for label, entry in cl["tables"]:
+            if not entry["available"]:
+                lines.append(f"| {label} | n/a ({entry['reason']}) |" + " |" * (2 * len(cl["columns"]) - 1))
+                continue
+            cells = []
+            for c in cl["columns"]:
+                q = entry["quality"].get(c)
+                cells += ["–", "–"] if q is None else [f"{q['files_per_lookup']:g} / {q['files']}", f"{q['overlap_depth']:g}"]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    fs = results.get("file_sizes")
+    if fs:
+        lines += ["", "Compaction: " + "; ".join(
+            f"{label}: {len(entry['sizes'])} files, median {statistics.median(entry['sizes']) / 2**20:.2f} MiB"
+            if entry.get("available") and entry.get("sizes") else f"{label}: n/a ({entry.get('reason')})"
+            for label, entry in fs)]
+    if results.get("failed"):
+        lines += ["", "**FAILED**: " + "; ".join(results.get("errors") or ["see failed runs"])]
+    return "\n".join(lines) + "\n"

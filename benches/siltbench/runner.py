@@ -1,0 +1,556 @@
+"""The benchmark runner: silt vs delta-rs on the same TPC-DS-style data, same run.
+
+See benches/README.md. In short:
+
+1. Generate the data with silt-datagen (untimed): the load source (store_sales, --load-rows
+   rows), and at --scale: store_sales and web_returns in --fact-files files, and store_sales
+   in --small-files small files. The last three become Delta tables in place
+   (deltalake.convert_to_deltalake: the generator's files, with their stats, are the
+   table), the common starting point of every run of MERGE, compaction, Z-order and DELETE.
+2. Build the MERGE sources from their targets and compute every expected result
+   independently (pyarrow over the data, not either engine).
+3. For each scenario and repetition, run each side in its own child process on a fresh
+   copy of the same input (silt first in even repetitions, delta-rs first in odd ones),
+   measure wall, CPU and peak RSS, and verify the resulting table with deltalake (rows,
+   sum of an amount column, columns). A side silt does not have yet is reported as not
+   available; nothing is measured in its place.
+4. Analyse layouts from the Delta log's add actions: query file skipping after load,
+   compaction and Z-order, clustering quality, file sizes before/after compaction.
+5. Write results.json, results.md and PNG charts to --out-dir; print the Markdown.
+"""
+
+import argparse
+import datetime as dt
+import decimal
+import fnmatch
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from . import layout, report, scenarios
+from .measure import (ChildError, git_info, machine, parent_peak_rss_mib, run_child,
+                      run_measured, tool_version)
+from .scenarios import (DELETE_CASES, MERGE_CASES, MERGE_TARGETS, STATS_COLS, STORE_SALES,
+                        STORE_SALES_MERGE_CASES, WEB_RETURNS, ZORDER_COLS, MergeCase, Scenario)
+
+BENCHES = Path(__file__).resolve().parent.parent
+REPO = BENCHES.parent
+CHILD = Path(__file__).resolve().parent / "child.py"
+CHARTS = Path(__file__).resolve().parent / "charts.py"
+SIDES = ("silt", "delta-rs")
+
+PROFILES = {
+    # Keeps the runner working inside the test suite (benches/tests/bench_quick.rs).
+    "quick": {"load_rows": 20_000, "scale": 0.01, "reps": 1, "fact_files": 8, "small_files": 48,
+              "load_files": 4, "compact_target_size": 256 << 10, "zorder_target_size": 64 << 10,
+              "store_sales_merge_cases": 2},
+    # The documented full run (README "Benchmarks").
+    "full": {"load_rows": 5_000_000, "scale": 1.0, "reps": 3, "fact_files": 20, "small_files": 400,
+             "load_files": 2 * (os.cpu_count() or 1), "compact_target_size": 32 << 20,
+             "zorder_target_size": 8 << 20, "store_sales_merge_cases": len(STORE_SALES_MERGE_CASES)},
+}
+
+
+def default_target_dir():
+    return Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache" / "silt-target")
+
+
+def parse_args(argv):
+    cores = os.cpu_count() or 1
+    ap = argparse.ArgumentParser(prog="bench.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="full",
+                    help="preset sizes (default full); the options below override it")
+    ap.add_argument("--scale", type=float, help="TPC-DS scale factor of the MERGE/OPTIMIZE/DELETE data")
+    ap.add_argument("--load-rows", type=int, help="store_sales rows of the load scenario")
+    ap.add_argument("--load-files", type=int, help="Parquet files of the load source")
+    ap.add_argument("--fact-files", type=int, help="files of the store_sales and web_returns targets")
+    ap.add_argument("--small-files", type=int, help="files of the compaction input")
+    ap.add_argument("--compact-target-size", type=int, help="OPTIMIZE target file size, bytes")
+    ap.add_argument("--zorder-target-size", type=int, help="Z-order target file size, bytes")
+    ap.add_argument("--reps", type=int, help="repetitions per side")
+    ap.add_argument("--seed", type=int, default=1, help="data and sampling seed (default 1)")
+    ap.add_argument("--scenarios", default="*",
+                    help="comma-separated globs over scenario names (default all), e.g. 'load,merge/*'")
+    ap.add_argument("--executors", type=int, default=cores, help=f"silt executors (default cores = {cores})")
+    ap.add_argument("--executor-memory", type=int, default=2 << 30,
+                    help="silt memory limit per executor, bytes (default 2 GiB)")
+    ap.add_argument("--only", choices=SIDES, help="run one side only (the other is reported as not run)")
+    ap.add_argument("--silt-bin", default=str(default_target_dir() / "release" / "silt"),
+                    help="silt binary (default $CARGO_TARGET_DIR/release/silt, "
+                         "CARGO_TARGET_DIR defaulting to ~/.cache/silt-target)")
+    ap.add_argument("--datagen-bin", help="silt-datagen binary (default: cargo build --release, then use it)")
+    ap.add_argument("--no-build", action="store_true", help="do not run cargo build for silt-datagen")
+    ap.add_argument("--python", default=sys.executable, help="python with deltalake/pyarrow (default: this one)")
+    ap.add_argument("--workdir", help="work directory (default: a new temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (data, tables, logs)")
+    ap.add_argument("--out-dir", help="where results.json, results.md and the charts go "
+                                      "(default bench-results/<timestamp>)")
+    ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    args = ap.parse_args(argv)
+    prof = dict(PROFILES[args.profile])
+    for k in list(prof):
+        v = getattr(args, k, None)
+        if v is not None:
+            prof[k] = v
+    for k in ("load_rows", "reps", "fact_files", "small_files", "load_files", "compact_target_size",
+              "zorder_target_size"):
+        if prof[k] < 1:
+            ap.error(f"--{k.replace('_', '-')} must be positive")
+    if not prof["scale"] > 0:
+        ap.error("--scale must be positive")
+    if args.executors < 1:
+        ap.error("--executors must be positive")
+    return args, prof
+
+
+class Ctx:
+    """Everything a scenario needs: paths, sizes, binaries."""
+
+    def __init__(self, args, prof, workdir):
+        self.args, self.prof, self.workdir = args, prof, workdir
+        self.python = args.python
+        self.silt_bin = args.silt_bin
+        self.executors = args.executors
+        self.executor_memory = args.executor_memory
+        self.logs = workdir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.data = workdir / "data"
+        self.runs = workdir / "runs"
+        self.info = {}
+
+    def child(self, op, spec):
+        return run_child(self.python, CHILD, op, spec, self.workdir)
+
+
+def fresh_copy(src, dst):
+    """A private copy of a prepared Delta table: data files hard-linked (Parquet files are
+    immutable; both engines only add new ones), the log copied (a checkpoint rewrites
+    _last_checkpoint in place)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+
+    def copy(s, d):
+        if "_delta_log" in Path(s).parts:
+            return shutil.copy2(s, d)
+        try:
+            return os.link(s, d)
+        except OSError:
+            return shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=copy)
+
+
+def build_datagen(args):
+    if args.datagen_bin:
+        return Path(args.datagen_bin)
+    target = default_target_dir()
+    if not args.no_build:
+        env = dict(os.environ, CARGO_TARGET_DIR=str(target))
+        print(f"building silt-datagen (release) in {target} ...", flush=True)
+        import subprocess
+
+        subprocess.run(["cargo", "build", "-q", "-p", "silt-benches", "--release", "--bin", "silt-datagen"],
+                       cwd=REPO, env=env, check=True)
+    return target / "release" / "silt-datagen"
+
+
+def generate(ctx, datagen, name, table, size_args, files):
+    out = ctx.data / name
+    argv = [datagen, table, *size_args, "--seed", str(ctx.args.seed), "--files", str(files),
+            "--out", out, "--overwrite"]
+    run = run_measured(argv, ctx.logs / f"datagen-{name}")
+    if run["exit_code"] != 0:
+        raise RuntimeError(f"silt-datagen {table} failed: {run['stderr_tail']}")
+    kv = dict(p.split("=", 1) for p in run["stdout_tail"].strip().splitlines()[-1].split() if "=" in p)
+    print(f"data {name}: {kv.get('rows')} rows, {kv.get('files')} files, {int(kv.get('bytes', 0)) / 2**20:.1f} MiB "
+          f"in {run['wall_s']:.2f}s", flush=True)
+    return {"table": table, "rows": int(kv["rows"]), "files": int(kv["files"]), "bytes": int(kv["bytes"]),
+            "datagen_wall_s": run["wall_s"], "datagen_peak_rss_mib": run["peak_rss_mib"], "path": str(out)}
+
+
+def selected(name, patterns):
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def merge_cases_for(table, prof):
+    if table == "web_returns":
+        return MERGE_CASES
+    return STORE_SALES_MERGE_CASES[: prof["store_sales_merge_cases"]]
+
+
+def build_scenarios(ctx, patterns):
+    """The scenario list; prepares only the data the selected scenarios need."""
+    prof, args = ctx.prof, ctx.args
+    wanted = {
+        "load": selected("load", patterns),
+        "web_returns": any(selected(f"merge/web_returns/{c.name}", patterns) for c in MERGE_CASES),
+        "store_sales_merge": any(selected(f"merge/store_sales/{c.name}", patterns)
+                                 for c in merge_cases_for("store_sales", prof)),
+        "compaction": selected("compaction", patterns),
+        "zorder": selected("zorder", patterns),
+        "delete": any(selected(f"delete/{n}", patterns) for n in DELETE_CASES),
+    }
+    need_ss = wanted["store_sales_merge"] or wanted["zorder"] or wanted["delete"]
+    data = {}
+    datagen = build_datagen(args) if any(wanted.values()) else None
+    if datagen:
+        ctx.info["silt-datagen"] = tool_version(datagen)
+    if wanted["load"]:
+        data["load_src"] = generate(ctx, datagen, "load_src", "store_sales",
+                                    ["--rows", str(prof["load_rows"])], prof["load_files"])
+        data["load_src"].update(ctx.child("source_info", {"path": data["load_src"]["path"],
+                                                          "amount_col": STORE_SALES["amount_col"]}))
+    scale = ["--scale", repr(prof["scale"])]
+    for key, table, files, need in (("store_sales", "store_sales", prof["fact_files"], need_ss),
+                                    ("web_returns", "web_returns", prof["fact_files"], wanted["web_returns"]),
+                                    ("store_sales_small", "store_sales", prof["small_files"], wanted["compaction"])):
+        if not need:
+            continue
+        d = generate(ctx, datagen, key, table, scale, files)
+        ctx.child("convert", {"path": d["path"]})
+        t = MERGE_TARGETS[table]
+        d["info"] = ctx.child("table_info", {"path": d["path"], "amount_col": t["amount_col"],
+                                             "stats_cols": STATS_COLS if table == "store_sales" else []})
+        data[key] = d
+    ctx.data_sets = data
+
+    out = []
+    if wanted["load"]:
+        out.append(load_scenario(ctx))
+    for table, key, want in (("web_returns", "web_returns", wanted["web_returns"]),
+                             ("store_sales", "store_sales", wanted["store_sales_merge"])):
+        if want:
+            out += merge_scenarios(ctx, table, data[key], patterns)
+    if wanted["compaction"]:
+        out.append(compaction_scenario(ctx))
+    if wanted["zorder"]:
+        out.append(zorder_scenario(ctx))
+    if wanted["delete"]:
+        out += delete_scenarios(ctx, patterns)
+    return [s for s in out if selected(s.name, patterns)]
+
+
+def load_scenario(ctx):
+    src = ctx.data_sets["load_src"]
+
+    def spec(run_dir):
+        return {"kind": "write", "source": src["path"], "table": str(run_dir / "table"), "mode": "overwrite"}
+
+    return Scenario(
+        name="load", group="load", kind="write", label="load",
+        description=f"write {src['rows']:,} store_sales rows from {src['files']} Parquet files "
+                    "into a new Delta table (mode overwrite)",
+        spec=spec,
+        expect={"rows": src["rows"], "sum": src["sum"], "columns": src["columns"],
+                "amount_col": STORE_SALES["amount_col"]},
+        params={"rows": src["rows"], "source_files": src["files"], "source_bytes": src["bytes"]},
+        analyze="load")
+
+
+def merge_scenarios(ctx, table, target, patterns):
+    t = MERGE_TARGETS[table]
+    cases = [c for c in merge_cases_for(table, ctx.prof) if selected(f"merge/{table}/{c.name}", patterns)]
+    if not cases:
+        return []
+    out_dir = ctx.workdir / "sources" / table
+    out_dir.mkdir(parents=True, exist_ok=True)
+    built = ctx.child("merge_sources", {
+        "target": target["path"], "key_col": t["key_col"], "item_col": t["item_col"],
+        "amount_col": t["amount_col"], "seed": ctx.args.seed, "out": str(out_dir),
+        "cases": [{"name": c.name, "kind": c.kind, "file_fraction": c.file_fraction,
+                   "row_matched": c.row_matched, "row_not_matched": c.row_not_matched,
+                   "row_changed": c.row_changed} for c in cases]})
+    out = []
+    for c in cases:
+        exp = built["cases"][c.name]
+        clauses = scenarios.merge_clauses(c, t)
+
+        def spec(run_dir, exp=exp, clauses=clauses):
+            fresh_copy(Path(target["path"]), run_dir / "table")
+            return {"kind": "merge", "table": str(run_dir / "table"), "source": exp["source"],
+                    "predicate": scenarios.merge_predicate(t), "clauses": clauses}
+
+        out.append(Scenario(
+            name=f"merge/{table}/{c.name}", group="merge", kind="merge", label=f"{t['short']} {c.label}",
+            description=scenarios.merge_sql(t, clauses),
+            spec=spec,
+            expect={"rows": exp["expected_rows"], "sum": exp["expected_sum"], "amount_col": t["amount_col"]},
+            params={"case": c.kind, "origin": c.origin, "file_fraction": c.file_fraction,
+                    "row_matched": c.row_matched, "row_not_matched": c.row_not_matched,
+                    "row_changed": c.row_changed, **{k: v for k, v in exp.items() if k != "source"}}))
+    return out
+
+
+def compaction_scenario(ctx):
+    d = ctx.data_sets["store_sales_small"]
+    size = ctx.prof["compact_target_size"]
+
+    def spec(run_dir):
+        fresh_copy(Path(d["path"]), run_dir / "table")
+        return {"kind": "compact", "table": str(run_dir / "table"), "target_size": size}
+
+    return Scenario(
+        name="compaction", group="compaction", kind="compact", label="compaction",
+        description=f"OPTIMIZE (bin-packing) {d['files']} small files of store_sales SF "
+                    f"{ctx.prof['scale']:g}, target size {size / 2**20:g} MiB",
+        spec=spec,
+        expect={"rows": d["info"]["rows"], "sum": d["info"]["sum"], "amount_col": STORE_SALES["amount_col"],
+                "fewer_files_than": d["files"]},
+        params={"input_files": d["files"], "input_bytes": d["bytes"], "target_size": size},
+        analyze="compaction")
+
+
+def zorder_scenario(ctx):
+    d = ctx.data_sets["store_sales"]
+    size = ctx.prof["zorder_target_size"]
+
+    def spec(run_dir):
+        fresh_copy(Path(d["path"]), run_dir / "table")
+        return {"kind": "zorder", "table": str(run_dir / "table"), "columns": ZORDER_COLS, "target_size": size}
+
+    return Scenario(
+        name="zorder", group="zorder", kind="zorder", label="z-order",
+        description=f"OPTIMIZE ZORDER BY ({', '.join(ZORDER_COLS)}) of store_sales SF {ctx.prof['scale']:g} "
+                    f"({d['files']} files), target size {size / 2**20:g} MiB",
+        spec=spec,
+        expect={"rows": d["info"]["rows"], "sum": d["info"]["sum"], "amount_col": STORE_SALES["amount_col"]},
+        params={"input_files": d["files"], "input_bytes": d["bytes"], "columns": ZORDER_COLS,
+                "target_size": size},
+        analyze="zorder")
+
+
+def delete_scenarios(ctx, patterns):
+    d = ctx.data_sets["store_sales"]
+    names = [n for n in DELETE_CASES if selected(f"delete/{n}", patterns)]
+    counts = ctx.child("count_where", {"path": d["path"], "amount_col": STORE_SALES["amount_col"],
+                                       "predicates": {n: DELETE_CASES[n] for n in names}})
+    out = []
+    for n in names:
+        sql = scenarios.predicate_sql(DELETE_CASES[n])
+        hit = counts["matches"][n]
+
+        def spec(run_dir, sql=sql):
+            fresh_copy(Path(d["path"]), run_dir / "table")
+            return {"kind": "delete", "table": str(run_dir / "table"), "predicate": sql}
+
+        total = decimal.Decimal(counts["sum"])
+        out.append(Scenario(
+            name=f"delete/{n}", group="delete", kind="delete", label=f"delete {n}",
+            description=f"DELETE FROM store_sales WHERE {sql} ({hit['rows']:,} of {counts['rows']:,} rows)",
+            spec=spec,
+            expect={"rows": counts["rows"] - hit["rows"], "sum": str(total - decimal.Decimal(hit["sum"])),
+                    "amount_col": STORE_SALES["amount_col"]},
+            params={"predicate": sql, "matching_rows": hit["rows"], "table_rows": counts["rows"]}))
+    return out
+
+
+def verify(ctx, table, expect):
+    info = ctx.child("table_info", {"path": table, "amount_col": expect["amount_col"], "stats_cols": STATS_COLS})
+    problems = []
+    if info["rows"] != expect["rows"]:
+        problems.append(f"rows {info['rows']} != expected {expect['rows']}")
+    if expect.get("sum") is not None and decimal.Decimal(info["sum"] or 0) != decimal.Decimal(expect["sum"]):
+        problems.append(f"sum({expect['amount_col']}) {info['sum']} != expected {expect['sum']}")
+    if expect.get("columns") and info["columns"] != expect["columns"]:
+        problems.append(f"columns {info['columns']} != expected {expect['columns']}")
+    if expect.get("fewer_files_than") and len(info["files"]) >= expect["fewer_files_than"]:
+        problems.append(f"{len(info['files'])} files after compaction, not fewer than {expect['fewer_files_than']}")
+    return info, problems
+
+
+def not_available(reason):
+    return {"available": False, "reason": reason, "runs": []}
+
+
+def run_scenario(ctx, sc, results):
+    args = ctx.args
+    sides = {}
+    reason = scenarios.silt_unavailable(sc.kind)
+    sides["silt"] = ({"available": True, "runs": []} if reason is None and args.only != "delta-rs"
+                     else not_available(reason or "not run (--only delta-rs)"))
+    sides["delta-rs"] = ({"available": True, "runs": []} if args.only != "silt"
+                         else not_available("not run (--only silt)"))
+    entry = {"name": sc.name, "group": sc.group, "label": sc.label, "description": sc.description,
+             "kind": sc.kind, "params": sc.params, "op": None,
+             "expect": {k: v for k, v in sc.expect.items()}, "sides": sides}
+    results["scenarios"].append(entry)
+    print(f"\n== {sc.name}: {sc.description}", flush=True)
+    if not sides["silt"]["available"]:
+        print(f"   silt: not available ({sides['silt']['reason']})", flush=True)
+    safe = sc.name.replace("/", "__")
+    for rep in range(ctx.prof["reps"]):
+        order = list(SIDES) if rep % 2 == 0 else list(reversed(SIDES))
+        for side in order:
+            if not sides[side]["available"]:
+                continue
+            run_dir = ctx.runs / safe / f"{side}-rep{rep}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            spec = sc.spec(run_dir)
+            if entry["op"] is None:
+                entry["op"] = {k: v for k, v in spec.items() if k not in ("table", "source")}
+            if side == "silt":
+                argv = scenarios.silt_command(spec, ctx)
+            else:
+                spec_path = run_dir / "op.json"
+                spec_path.write_text(json.dumps(spec))
+                argv = [ctx.python, CHILD, "op", spec_path]
+            os.sync()  # start each run without the previous run's dirty pages pending
+            run = run_measured(argv, ctx.logs / safe / f"{side}-rep{rep}")
+            run.update(side=side, rep=rep, ok=False, error=None, inner_op_s=None)
+            if run["exit_code"] != 0:
+                run["error"] = f"exit code {run['exit_code']}"
+            else:
+                if side == "delta-rs":
+                    try:
+                        out = json.loads(run["stdout_tail"].strip().splitlines()[-1])
+                        run["inner_op_s"] = out.get("op_s")
+                        run["engine_metrics"] = out.get("metrics")
+                    except (ValueError, IndexError):
+                        pass
+                else:
+                    try:
+                        out = json.loads(run["stdout_tail"].strip().splitlines()[-1])
+                        run["engine_metrics"] = out.get("metrics")
+                    except (ValueError, IndexError):
+                        pass
+                try:
+                    info, problems = verify(ctx, spec["table"], sc.expect)
+                    run["output"] = {"rows": info["rows"], "files": len(info["files"]), "version": info["version"],
+                                     "bytes": sum(f["size"] for f in info["files"])}
+                    run["ok"] = not problems
+                    run["error"] = "; ".join(problems) or None
+                    if run["ok"] and rep == 0 and sc.analyze:
+                        analyze(ctx, results, sc.analyze, side, info)
+                except ChildError as e:
+                    run["error"] = f"verification failed: {e}"
+            if run["ok"]:
+                run.pop("stderr_tail", None)
+            run.pop("stdout_tail", None)
+            status = "ok" if run["ok"] else f"FAILED ({run['error']})"
+            print(f"   rep {rep} {side:8s} wall {run['wall_s']:7.2f}s cpu {run['cpu_s']:7.2f}s "
+                  f"rss {run['peak_rss_mib']:8.1f} MiB  {status}", flush=True)
+            if not run["ok"]:
+                results["failed"] = True
+                results["errors"].append(f"{sc.name} {side} rep {rep}: {run['error']}")
+                if run.get("stderr_tail"):
+                    print("     stderr: " + run["stderr_tail"][-800:].replace("\n", "\n     "), flush=True)
+            sides[side]["runs"].append(run)
+            if not args.keep:
+                shutil.rmtree(run_dir, ignore_errors=True)
+    # A side that never produced an analysed output still needs its row in the analyses.
+    if sc.analyze:
+        for side in SIDES:
+            if not sides[side]["available"]:
+                analyze_unavailable(results, sc.analyze, side, sides[side]["reason"])
+
+
+LAYOUT_LABEL = {"load": "after load", "compaction": "after compaction", "zorder": "after Z-order"}
+
+
+def analyze(ctx, results, what, side, info):
+    files = info["files"]
+    results["skipping"].append({"layout": LAYOUT_LABEL[what], "side": side, "available": True,
+                                "files": len(files), "rows": info["rows"],
+                                "predicates": layout.skipping(files)})
+    if what == "compaction":
+        results["file_sizes"].append((f"after OPTIMIZE ({side})", {"available": True, "sizes": layout.sizes(files)}))
+    if what == "zorder":
+        results["clustering"]["tables"].append((f"after Z-order ({side})", {
+            "available": True, "quality": layout.clustering(files, ZORDER_COLS)}))
+
+
+def analyze_unavailable(results, what, side, reason):
+    results["skipping"].append({"layout": LAYOUT_LABEL[what], "side": side, "available": False, "reason": reason})
+    if what == "compaction":
+        results["file_sizes"].append((f"after OPTIMIZE ({side})", {"available": False, "reason": reason}))
+    if what == "zorder":
+        results["clustering"]["tables"].append((f"after Z-order ({side})", {"available": False, "reason": reason}))
+
+
+def baseline_analyses(ctx, results):
+    """Layouts both engines start from (the generator's files, converted in place)."""
+    ss = ctx.data_sets.get("store_sales")
+    if ss:
+        files = ss["info"]["files"]
+        results["skipping"].insert(0, {"layout": "generated (Z-order/DELETE input)", "side": "silt-datagen",
+                                       "available": True, "files": len(files), "rows": ss["info"]["rows"],
+                                       "predicates": layout.skipping(files)})
+        results["clustering"]["tables"].insert(0, ("before Z-order (generated)", {
+            "available": True, "quality": layout.clustering(files, ZORDER_COLS)}))
+    small = ctx.data_sets.get("store_sales_small")
+    if small:
+        results["file_sizes"].insert(0, ("before OPTIMIZE (generated)", {
+            "available": True, "sizes": layout.sizes(small["info"]["files"])}))
+
+
+def main(argv=None):
+    args, prof = parse_args(argv)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(args.out_dir) if args.out_dir else REPO / "bench-results" / stamp
+    patterns = [p.strip() for p in args.scenarios.split(",") if p.strip()]
+    if args.only != "delta-rs" and not (Path(args.silt_bin).is_file() and os.access(args.silt_bin, os.X_OK)):
+        print(f"error: silt binary not found at {args.silt_bin}; build it with "
+              "`cargo build -p silt --release`, pass --silt-bin, or use --only delta-rs", file=sys.stderr)
+        return 2
+    created = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="silt-bench-")) if created else Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"workdir: {workdir}", flush=True)
+    ctx = Ctx(args, prof, workdir)
+    ss_rows = round(2_880_404 * prof["scale"])
+    wr_rows = round(71_763 * prof["scale"])
+    results = {
+        "suite": "silt benches/bench.py", "schema_version": 1, "timestamp": stamp, "profile": args.profile,
+        "command": ["benches/bench.py", *(argv if argv is not None else sys.argv[1:])],
+        "params": {**prof, "seed": args.seed, "executors": args.executors, "executor_memory": args.executor_memory,
+                   "only": args.only, "scenarios": patterns,
+                   "rows": {"store_sales": ss_rows, "web_returns": wr_rows}},
+        "ratio_direction": "silt / delta-rs (below 1: silt used less)",
+        "machine": machine(), "versions": {}, "data": {}, "scenarios": [], "skipping": [],
+        "clustering": {"columns": ZORDER_COLS, "tables": []}, "file_sizes": [],
+        "failed": False, "errors": [],
+    }
+    try:
+        results["versions"] = ctx.child("versions", {})
+        results["versions"]["silt"] = tool_version(args.silt_bin) if args.only != "delta-rs" else None
+        results["versions"].update({f"git_{k}": v for k, v in git_info(REPO).items()})
+        for sc in build_scenarios(ctx, patterns):
+            run_scenario(ctx, sc, results)
+        results["versions"]["silt-datagen"] = ctx.info.get("silt-datagen")
+        results["data"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("info", "path")}
+                           for k, v in getattr(ctx, "data_sets", {}).items()}
+        baseline_analyses(ctx, results)
+    except Exception as e:  # noqa: BLE001 - a setup failure is reported in the results too
+        results["failed"] = True
+        results["errors"].append(f"{type(e).__name__}: {e}")
+        print(f"error: {e}", file=sys.stderr)
+    finally:
+        if created and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    report.finish(results)
+    results["parent_peak_rss_mib"] = parent_peak_rss_mib()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    md = report.markdown(results)
+    (out_dir / "results.md").write_text(md)
+    if not args.no_charts:
+        import subprocess
+
+        p = subprocess.run([str(args.python), str(CHARTS), str(out_dir / "results.json"), str(out_dir)],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            results["failed"] = True
+            results["errors"].append(f"charts failed: {p.stderr.strip()[-1000:]}")
+            (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+            print(f"error: charts failed: {p.stderr[-2000:]}", file=sys.stderr)
+        else:
+            print(p.stdout.strip(), flush=True)
+    print("\n" + md)
+    print(f"results: {out_dir}")
+    return 1 if results["failed"] else 0

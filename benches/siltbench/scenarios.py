@@ -1,0 +1,228 @@
+"""What the benchmark runs: the scenarios, the operation spec both engines receive, and
+silt's side of each operation.
+
+Every measured run executes one *op spec*, a JSON-able dict such as
+
+    {"kind": "merge", "table": T, "source": S, "predicate": "t.k = s.k AND ...",
+     "clauses": [{"kind": "matched_update_all"}, {"kind": "not_matched_insert_all"}]}
+
+The delta-rs side runs it with `child.py op` (the Python `deltalake` package). silt's side
+is `SILT_SIDE[kind](spec, ctx)`, which returns the `silt` command line for the spec, or is
+`None` while silt does not have the operation: the runner then reports that side as not
+available (in the JSON, the Markdown table and the charts) and never measures anything in
+its place. Giving silt MERGE, OPTIMIZE, Z-order or DELETE in the benchmark is one function
+here, e.g.
+
+    def silt_merge(spec, ctx):
+        return [ctx.silt_bin, "merge", "--table", spec["table"], "--source", spec["source"],
+                "--on", spec["predicate"], *clause_flags(spec["clauses"]), *cluster_flags(ctx)]
+    SILT_SIDE["merge"] = silt_merge
+"""
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+def cluster_flags(ctx):
+    """Embedded local cluster size for every silt command."""
+    return ["--executors", str(ctx.executors), "--executor-memory", str(ctx.executor_memory)]
+
+
+def silt_write(spec, ctx):
+    return [ctx.silt_bin, "write", "--table", spec["table"], "--source", spec["source"],
+            "--format", "parquet", "--mode", spec.get("mode", "overwrite"),
+            *cluster_flags(ctx), "--json", "-q"]
+
+
+# op kind -> builder of silt's command line, or None while silt lacks the operation.
+SILT_SIDE = {
+    "write": silt_write,
+    "merge": None,
+    "compact": None,
+    "zorder": None,
+    "delete": None,
+}
+
+NOT_AVAILABLE = {
+    "merge": "silt has no MERGE yet",
+    "compact": "silt has no OPTIMIZE yet",
+    "zorder": "silt has no OPTIMIZE ZORDER BY yet",
+    "delete": "silt has no DELETE yet",
+}
+
+
+def silt_unavailable(kind):
+    """None if silt has the operation, else why not."""
+    if SILT_SIDE.get(kind) is None:
+        return NOT_AVAILABLE.get(kind, f"silt has no {kind} operation")
+    return None
+
+
+def silt_command(spec, ctx):
+    """silt's command line for a spec (only for available operations)."""
+    return SILT_SIDE[spec["kind"]](spec, ctx)
+
+
+# --- tables ------------------------------------------------------------------------------
+
+STORE_SALES = {
+    "table": "store_sales", "short": "ss", "key_col": "ss_ticket_number", "item_col": "ss_item_sk",
+    "amount_col": "ss_net_paid",
+}
+WEB_RETURNS = {
+    "table": "web_returns", "short": "wr", "key_col": "wr_order_number", "item_col": "wr_item_sk",
+    "amount_col": "wr_return_amt",
+}
+MERGE_TARGETS = {"web_returns": WEB_RETURNS, "store_sales": STORE_SALES}
+
+# Columns whose per-file min/max the analyses read (skipping, clustering).
+STATS_COLS = ["ss_ticket_number", "ss_item_sk", "ss_customer_sk", "ss_sold_date_sk"]
+ZORDER_COLS = ["ss_customer_sk", "ss_item_sk"]
+
+
+# --- MERGE cases -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MergeCase:
+    """One case of Delta's merge benchmark (delta-io/delta benchmarks, MergeTestCases):
+    the source is built from the target by sampling `file_fraction` of its files, then
+    `row_matched` of their rows unchanged and, independently, `row_not_matched` of their
+    rows with fresh keys."""
+    kind: str
+    file_fraction: float
+    row_matched: float
+    row_not_matched: float
+    row_changed: float = 0.0
+    origin: str = "delta"
+
+    @property
+    def name(self):
+        f = f"fileMatchedFraction_{self.file_fraction}"
+        if self.kind in ("insert_only", "multiple_insert_only"):
+            prefix = "single_insert_only" if self.kind == "insert_only" else "multiple_insert_only"
+            return f"{prefix}_{f}_rowNotMatchedFraction_{self.row_not_matched}"
+        if self.kind == "delete_only":
+            return f"delete_only_{f}_rowMatchedFraction_{self.row_matched}"
+        if self.kind == "upsert":
+            return (f"upsert_{f}_rowMatchedFraction_{self.row_matched}"
+                    f"_rowNotMatchedFraction_{self.row_not_matched}")
+        return (f"upsert_changed_only_{f}_rowMatchedFraction_{self.row_matched}"
+                f"_rowChangedFraction_{self.row_changed}_rowNotMatchedFraction_{self.row_not_matched}")
+
+    @property
+    def label(self):
+        """Short name for charts."""
+        short = {"insert_only": "ins", "multiple_insert_only": "multi-ins", "delete_only": "del",
+                 "upsert": "upsert", "upsert_changed_only": "upsert-chg"}[self.kind]
+        parts = [f"f{self.file_fraction:g}"]
+        if self.kind not in ("insert_only", "multiple_insert_only"):
+            parts.append(f"m{self.row_matched:g}")
+        if self.row_changed:
+            parts.append(f"c{self.row_changed:g}")
+        if self.kind != "delete_only":
+            parts.append(f"n{self.row_not_matched:g}")
+        return f"{short} {' '.join(parts)}"
+
+
+# The 16 cases of Delta's merge benchmark, in its order, plus one of ours.
+MERGE_CASES = [
+    MergeCase("insert_only", 0.05, 0.0, 0.05),
+    MergeCase("insert_only", 0.05, 0.0, 0.5),
+    MergeCase("insert_only", 0.05, 0.0, 1.0),
+    MergeCase("multiple_insert_only", 0.05, 0.0, 0.05),
+    MergeCase("multiple_insert_only", 0.05, 0.0, 0.5),
+    MergeCase("multiple_insert_only", 0.05, 0.0, 1.0),
+    MergeCase("delete_only", 0.05, 0.05, 0.0),
+    MergeCase("upsert", 0.05, 0.1, 0.01),
+    MergeCase("upsert", 0.05, 0.0, 0.1),
+    MergeCase("upsert", 0.05, 0.01, 0.1),
+    MergeCase("upsert", 0.05, 0.1, 0.0),
+    MergeCase("upsert", 0.5, 0.01, 0.001),
+    MergeCase("upsert", 1.0, 0.01, 0.001),
+    MergeCase("upsert", 0.05, 0.5, 0.001),
+    MergeCase("upsert", 0.05, 0.99, 0.001),
+    MergeCase("upsert", 0.05, 1.0, 0.001),
+    # Ours: CDC-style upsert where only 1% of the matched rows differ from the target and
+    # the UPDATE is conditional on the difference, so almost every match is a no-op.
+    MergeCase("upsert_changed_only", 0.05, 0.5, 0.001, row_changed=0.01, origin="silt"),
+]
+
+# Cases run against store_sales by default (all cases run against web_returns, the table
+# Delta's benchmark uses): one of each shape.
+STORE_SALES_MERGE_CASES = [
+    MergeCase("insert_only", 0.05, 0.0, 0.05),
+    MergeCase("delete_only", 0.05, 0.05, 0.0),
+    MergeCase("upsert", 0.05, 0.1, 0.01),
+    MergeCase("upsert", 1.0, 0.01, 0.001),
+    MergeCase("upsert", 0.05, 0.99, 0.001),
+    MergeCase("upsert_changed_only", 0.05, 0.5, 0.001, row_changed=0.01, origin="silt"),
+]
+
+
+def merge_clauses(case, t):
+    item, amount = t["item_col"], t["amount_col"]
+    if case.kind == "insert_only":
+        return [{"kind": "not_matched_insert_all"}]
+    if case.kind == "multiple_insert_only":
+        return [{"kind": "not_matched_insert_all", "condition": f"s.{item} % 2 = 0"},
+                {"kind": "not_matched_insert_all"}]
+    if case.kind == "delete_only":
+        return [{"kind": "matched_delete"}]
+    if case.kind == "upsert":
+        return [{"kind": "matched_update_all"}, {"kind": "not_matched_insert_all"}]
+    return [{"kind": "matched_update_all", "condition": f"s.{amount} <> t.{amount}"},
+            {"kind": "not_matched_insert_all"}]
+
+
+def merge_predicate(t):
+    return f"t.{t['key_col']} = s.{t['key_col']} AND t.{t['item_col']} = s.{t['item_col']}"
+
+
+def merge_sql(t, clauses):
+    """The MERGE statement a spec stands for, for the report."""
+    sql = [f"MERGE INTO {t['table']} t USING source s ON {merge_predicate(t)}"]
+    for c in clauses:
+        cond = f" AND {c['condition']}" if c.get("condition") else ""
+        action = {"matched_update_all": "WHEN MATCHED{} THEN UPDATE SET *",
+                  "matched_delete": "WHEN MATCHED{} THEN DELETE",
+                  "not_matched_insert_all": "WHEN NOT MATCHED{} THEN INSERT *"}[c["kind"]]
+        sql.append(action.format(cond))
+    return " ".join(sql)
+
+
+# --- DELETE cases ------------------------------------------------------------------------
+
+def date_sk(year, month, day):
+    """TPC-DS date key (Julian day number) of a calendar date."""
+    return dt.date(year, month, day).toordinal() + 1_721_425
+
+
+# name -> conjuncts [column, op, value]; evaluated independently by pyarrow for the
+# expected result and rendered as SQL for the engines.
+DELETE_CASES = {
+    # Aligned with the layout (dates grow with ticket numbers): touches few files.
+    "date_range": [["ss_sold_date_sk", ">=", date_sk(2001, 10, 1)],
+                   ["ss_sold_date_sk", "<", date_sk(2002, 1, 1)]],
+    # Scattered over every file: about 5% of the rows.
+    "scattered": [["ss_quantity", "<=", 5]],
+}
+
+
+def predicate_sql(conjuncts):
+    return " AND ".join(f"{c} {op} {v}" for c, op, v in conjuncts)
+
+
+@dataclass
+class Scenario:
+    """One benchmark scenario. `spec(run_dir)` prepares the inputs of one run (untimed:
+    e.g. a fresh copy of the target table) and returns its op spec; `expect` is what the
+    resulting table must hold (rows, amount sum, optionally columns)."""
+    name: str
+    group: str
+    kind: str
+    description: str
+    spec: object
+    expect: dict
+    params: dict = field(default_factory=dict)
+    label: str = ""
+    analyze: object = None

@@ -62,6 +62,10 @@ def _ratio(r, metric):
     return f"**{s['median']:.2f}** ({s['min']:.2f}–{s['max']:.2f})"
 
 
+def _name(sc):
+    return f"merge {sc['label']}" if sc["group"] == "merge" else sc["name"]
+
+
 def markdown(results):
     m = results["machine"]
     v = results["versions"]
@@ -84,6 +88,11 @@ def markdown(results):
         "- ratio = silt / delta-rs per repetition, **median** (min–max): below 1 means silt "
         "used less time or memory. Times are whole processes (interpreter and imports for "
         "delta-rs, embedded cluster start for silt); n/a = silt does not have the operation yet.",
+        "- MERGE scenarios (Delta's merge benchmark cases; full names in results.json): target "
+        "`wr` = web_returns, `ss` = store_sales; `ins` = single insert-only, `multi-ins` = two "
+        "insert clauses, `del` = delete-only, `upsert`, `upsert-chg` = update only changed rows "
+        "(ours); f = fileMatchedFraction, m = rowMatchedFraction, n = rowNotMatchedFraction, "
+        "c = changed fraction of the matches.",
         "",
         "| scenario | silt wall s | delta-rs wall s | wall ratio | CPU ratio | silt RSS MiB | delta-rs RSS MiB | RSS ratio |",
         "|---|---|---|---|---|---|---|---|",
@@ -92,7 +101,7 @@ def markdown(results):
         s, d = sc["sides"]["silt"], sc["sides"]["delta-rs"]
         r = sc.get("ratio_silt_over_delta_rs")
         lines.append(
-            f"| {sc['name']} | {_median(s, 'wall_s')} | {_median(d, 'wall_s')} | {_ratio(r, 'wall_s')} | "
+            f"| {_name(sc)} | {_median(s, 'wall_s')} | {_median(d, 'wall_s')} | {_ratio(r, 'wall_s')} | "
             f"{_ratio(r, 'cpu_s')} | {_median(s, 'peak_rss_mib', 0)} | {_median(d, 'peak_rss_mib', 0)} | "
             f"{_ratio(r, 'peak_rss_mib')} |")
     sk = results.get("skipping") or []

@@ -55,6 +55,11 @@ def _median(side, metric, digits=2):
     return _f(s["median"], digits)
 
 
+def _inner(side):
+    s = side.get("summary", {}).get("inner_op_s") if side["available"] else None
+    return "" if s is None else f" ({s['median']:.2f})"
+
+
 def _ratio(r, metric):
     if r is None or r.get(metric) is None:
         return "n/a"
@@ -87,21 +92,22 @@ def markdown(results):
         "sides alternating",
         "- ratio = silt / delta-rs per repetition, **median** (min–max): below 1 means silt "
         "used less time or memory. Times are whole processes (interpreter and imports for "
-        "delta-rs, embedded cluster start for silt); n/a = silt does not have the operation yet.",
+        "delta-rs, embedded cluster start for silt); (op) = the deltalake call alone, timed inside "
+        "the process; n/a = silt does not have the operation yet.",
         "- MERGE scenarios (Delta's merge benchmark cases; full names in results.json): target "
         "`wr` = web_returns, `ss` = store_sales; `ins` = single insert-only, `multi-ins` = two "
         "insert clauses, `del` = delete-only, `upsert`, `upsert-chg` = update only changed rows "
         "(ours); f = fileMatchedFraction, m = rowMatchedFraction, n = rowNotMatchedFraction, "
         "c = changed fraction of the matches.",
         "",
-        "| scenario | silt wall s | delta-rs wall s | wall ratio | CPU ratio | silt RSS MiB | delta-rs RSS MiB | RSS ratio |",
+        "| scenario | silt wall s | delta-rs wall s (op) | wall ratio | CPU ratio | silt RSS MiB | delta-rs RSS MiB | RSS ratio |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for sc in results["scenarios"]:
         s, d = sc["sides"]["silt"], sc["sides"]["delta-rs"]
         r = sc.get("ratio_silt_over_delta_rs")
         lines.append(
-            f"| {_name(sc)} | {_median(s, 'wall_s')} | {_median(d, 'wall_s')} | {_ratio(r, 'wall_s')} | "
+            f"| {_name(sc)} | {_median(s, 'wall_s')} | {_median(d, 'wall_s')}{_inner(d)} | {_ratio(r, 'wall_s')} | "
             f"{_ratio(r, 'cpu_s')} | {_median(s, 'peak_rss_mib', 0)} | {_median(d, 'peak_rss_mib', 0)} | "
             f"{_ratio(r, 'peak_rss_mib')} |")
     sk = results.get("skipping") or []

@@ -154,7 +154,7 @@ fn main() {
         match run(cli).await {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", one_line(&format!("{e:#}")));
                 1
             }
         }
@@ -407,9 +407,14 @@ async fn run_job(job: pb::submit_job_request::Job, cluster: &ClusterArgs) -> Res
     if ok {
         Ok(0)
     } else {
-        eprintln!("error: {}", result.error);
+        eprintln!("error: {}", one_line(&result.error));
         Ok(1)
     }
+}
+
+/// Errors reach users as one `error: …` line: line breaks inside a message become spaces.
+fn one_line(msg: &str) -> String {
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn state_name(s: i32) -> &'static str {

@@ -205,7 +205,9 @@ fn float_string(v: f64, repr: impl FnOnce() -> String) -> String {
 /// `YYYY-MM-DD HH:MM:SS.ffffff` in UTC; decimals with their scale (`-12.30`); floats in their
 /// shortest round-trip form (`1.5`, `1e20`, `NaN`, `Infinity`).
 ///
-/// Binary and nested types cannot be partition columns and give [`Error::InvalidInput`].
+/// Binary values are written as their UTF-8 text, as Delta Spark does (delta-rs reads the
+/// string's UTF-8 bytes back); bytes that are not valid UTF-8 are refused. Nested types
+/// cannot be partition columns. Both give [`Error::InvalidInput`].
 pub fn partition_value_string(array: &dyn Array, row: usize) -> Result<Option<String>> {
     if row >= array.len() {
         return Err(Error::internal(format!(
@@ -220,6 +222,9 @@ pub fn partition_value_string(array: &dyn Array, row: usize) -> Result<Option<St
         DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
         DataType::LargeUtf8 => array.as_string::<i64>().value(row).to_string(),
         DataType::Utf8View => array.as_string_view().value(row).to_string(),
+        DataType::Binary => binary_partition_string(array.as_binary::<i32>().value(row))?,
+        DataType::LargeBinary => binary_partition_string(array.as_binary::<i64>().value(row))?,
+        DataType::BinaryView => binary_partition_string(array.as_binary_view().value(row))?,
         DataType::Boolean => array.as_boolean().value(row).to_string(),
         DataType::Int8 => array.as_primitive::<Int8Type>().value(row).to_string(),
         DataType::Int16 => array.as_primitive::<Int16Type>().value(row).to_string(),
@@ -294,6 +299,14 @@ pub fn partition_value_string(array: &dyn Array, row: usize) -> Result<Option<St
     Ok(Some(s))
 }
 
+fn binary_partition_string(bytes: &[u8]) -> Result<String> {
+    std::str::from_utf8(bytes).map(str::to_string).map_err(|e| {
+        Error::invalid(format!(
+            "binary partition value is not valid UTF-8 ({e}); Delta stores partition values as text"
+        ))
+    })
+}
+
 /// The partition values of row `row` of `columns`, keyed by `names`.
 fn partition_values_at(
     names: &[String],
@@ -343,10 +356,7 @@ pub fn split_by_partition(
         // Refuse unsupported types before doing any work.
         if matches!(
             col.data_type(),
-            DataType::Binary
-                | DataType::LargeBinary
-                | DataType::BinaryView
-                | DataType::FixedSizeBinary(_)
+            DataType::FixedSizeBinary(_)
                 | DataType::Struct(_)
                 | DataType::List(_)
                 | DataType::LargeList(_)
@@ -537,8 +547,11 @@ mod tests {
         let dict: DictionaryArray<Int32Type> = vec!["a", "b", "a"].into_iter().collect();
         assert_eq!(one(&dict, 2).as_deref(), Some("a"));
 
-        let err = partition_value_string(&BinaryArray::from(vec![b"x".as_ref()]), 0).unwrap_err();
-        assert!(err.to_string().contains("cannot partition by column of type Binary"), "{err}");
+        let bin = BinaryArray::from(vec![b"hello".as_ref(), "😈".as_bytes(), &[0xff, 0xfe]]);
+        assert_eq!(one(&bin, 0).as_deref(), Some("hello"));
+        assert_eq!(one(&bin, 1).as_deref(), Some("😈"));
+        let err = partition_value_string(&bin, 2).unwrap_err();
+        assert!(err.to_string().contains("not valid UTF-8"), "{err}");
     }
 
     #[test]
@@ -642,10 +655,24 @@ mod tests {
 
         let bin = RecordBatch::try_new(
             Arc::new(Schema::new(vec![Field::new("b", DataType::Binary, true)])),
-            vec![Arc::new(BinaryArray::from(vec![b"x".as_ref()]))],
+            vec![Arc::new(BinaryArray::from(vec![b"x".as_ref(), b"y", b"x"]))],
         )
         .unwrap();
-        let err = split_by_partition(&bin, &["b".to_string()]).unwrap_err();
-        assert!(err.to_string().contains("cannot partition by column `b`"), "{err}");
+        let groups = split_by_partition(&bin, &["b".to_string()]).unwrap();
+        assert_eq!(groups.len(), 2, "binary values group like strings");
+
+        let nested = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new_list(
+                "l",
+                Field::new_list_field(DataType::Int32, true),
+                true,
+            )])),
+            vec![Arc::new(arrow::array::ListArray::from_iter_primitive::<Int32Type, _, _>(
+                vec![Some(vec![Some(1)])],
+            ))],
+        )
+        .unwrap();
+        let err = split_by_partition(&nested, &["l".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("cannot partition by column `l`"), "{err}");
     }
 }

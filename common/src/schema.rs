@@ -308,12 +308,13 @@ pub fn resolve_write_schema(
         &mut problems,
     );
     if !problems.is_empty() {
+        // One line: errors reach users as a single `error: …` line.
         let mut msg = format!(
-            "the data does not match the table schema:\n  {}",
-            problems.join("\n  ")
+            "the data does not match the table schema: {}",
+            problems.join("; ")
         );
         if !opts.merge_schema && problems.iter().any(|p| p.contains("not in the table")) {
-            msg.push_str("\nTo add the new columns, write with mergeSchema = true.");
+            msg.push_str(" (to add the new columns, write with --merge-schema)");
         }
         return Err(Error::SchemaMismatch(msg));
     }
@@ -1075,7 +1076,8 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("`extra`: not in the table"), "{msg}");
-        assert!(msg.contains("mergeSchema"), "{msg}");
+        assert!(msg.contains("--merge-schema"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
     }
 
     #[test]

@@ -174,8 +174,9 @@ pub async fn load_table(url: &Url) -> Result<Option<TableSnapshot>> {
         let raw = raw_paths.get(&decoded).cloned().unwrap_or(decoded);
         let partition_values: BTreeMap<String, Option<String>> =
             view.partition_values_map().into_iter().collect();
-        let mut remove = view.remove_action(true);
-        remove.path = raw.clone();
+        // deltalake-core keeps action paths decoded in memory and percent-encodes them when
+        // it serialises a commit, so the remove carries the decoded path.
+        let remove = view.remove_action(true);
         files.push(ActiveFile {
             file: DataFile {
                 path: raw,

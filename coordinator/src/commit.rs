@@ -1,31 +1,45 @@
 //! The single atomic Delta commit of a job, with conflict detection against concurrent
 //! writers and leader fencing.
 //!
-//! deltalake-core writes the commit with put-if-absent. When another writer took the next
-//! version first, the winning commits are checked here with Delta's rules and the commit is
-//! retried at the next version, or the job fails with a conflict error:
+//! silt serialises the commit itself: every action is a deltalake-core type serialised by
+//! serde, except that `add`/`remove` paths are written exactly as they must appear in the log.
+//! (deltalake-core keeps paths decoded in memory and re-encodes them on the way out, which
+//! cannot reproduce the raw path another writer used, e.g. Spark's unencoded non-ASCII
+//! partition directories; a `remove` whose path differs from its `add` leaves the file
+//! active for readers that reconcile by path.) The bytes then go through deltalake-core's
+//! log store, which writes `_delta_log/<version>.json` with put-if-absent.
+//!
+//! When another writer took the version first, the winning commits are checked here with
+//! Delta's rules and the commit is retried at the next version, or the job fails with a
+//! conflict error:
 //! * a winning `metaData` or `protocol` change always conflicts;
 //! * a winning `txn` for the same application id conflicts;
-//! * a winning `remove` of a file this job also removes (or read) conflicts (delete/delete);
+//! * a winning `remove` of a file this job also removes conflicts (delete/delete);
 //! * if this job read data (overwrite, replaceWhere, dynamic partition overwrite), a winning
 //!   data-changing `add` in the region it read conflicts (concurrent append);
+//! * a job that changes metadata conflicts with any winning commit;
 //! * blind appends never conflict with other appends.
 
 use std::collections::{HashMap, HashSet};
 
+use bytes::Bytes;
 use deltalake_core::kernel::Action;
-use deltalake_core::kernel::transaction::{CommitBuilder, TransactionError};
+use deltalake_core::kernel::transaction::TransactionError;
+use deltalake_core::logstore::{CommitOrBytes, LogStoreRef};
 use deltalake_core::protocol::DeltaOperation;
-use deltalake_core::{DeltaTable, DeltaTableError};
+use deltalake_core::DeltaTableError;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tracing::{info, warn};
+use url::Url;
 
 use crate::fence::LeaderFence;
 
 /// Commit retries after losing a version race (each re-checks conflicts).
 pub const MAX_COMMIT_ATTEMPTS: usize = 15;
+/// Checkpoint interval when the table does not set `delta.checkpointInterval` (Delta Spark's).
+pub const DEFAULT_CHECKPOINT_INTERVAL: i64 = 10;
 
 /// Which part of the table the job's result depends on.
 #[derive(Debug, Clone)]
@@ -48,67 +62,109 @@ pub enum CommitError {
     #[error("commit failed: {0}")]
     Delta(#[from] DeltaTableError),
     #[error("commit failed: {0}")]
+    Transaction(#[from] TransactionError),
+    #[error("commit failed: {0}")]
     Common(#[from] silt_common::Error),
+    #[error("commit refused: {0}")]
+    Refused(String),
+}
+
+/// One line of the commit: a deltalake-core action, with the raw log path for add/remove.
+#[derive(Debug, Clone)]
+pub struct LogAction {
+    pub action: Action,
+    /// For `add`/`remove`: the path exactly as it must appear in the log (URL-encoded).
+    pub raw_path: Option<String>,
+}
+
+impl LogAction {
+    pub fn new(action: Action) -> Self {
+        Self {
+            action,
+            raw_path: None,
+        }
+    }
+
+    pub fn with_raw_path(action: Action, raw_path: String) -> Self {
+        Self {
+            action,
+            raw_path: Some(raw_path),
+        }
+    }
+
+    fn to_json(&self) -> Result<Value, CommitError> {
+        let mut v = serde_json::to_value(&self.action)
+            .map_err(|e| CommitError::Refused(format!("cannot serialise an action: {e}")))?;
+        if let Some(raw) = &self.raw_path {
+            let key = if v.get("add").is_some() { "add" } else { "remove" };
+            if let Some(inner) = v.get_mut(key).and_then(Value::as_object_mut) {
+                inner.insert("path".into(), Value::String(raw.clone()));
+            }
+        }
+        Ok(v)
+    }
+
+    fn is_data_change_remove(&self) -> bool {
+        matches!(&self.action, Action::Remove(r) if r.data_change)
+    }
 }
 
 /// Everything the committer needs.
 pub struct CommitRequest {
-    pub actions: Vec<Action>,
+    pub table_url: Url,
+    pub actions: Vec<LogAction>,
     pub operation: DeltaOperation,
-    pub app_metadata: HashMap<String, Value>,
+    /// Extra `commitInfo` fields (operationMetrics, engineInfo, …).
+    pub commit_info: Map<String, Value>,
     pub read_set: ReadSet,
     /// Raw paths of files this job removes.
     pub removed_paths: HashSet<String>,
     pub txn_app_id: Option<String>,
     /// Whether this commit changes metadata or protocol (conflicts with any concurrent commit).
     pub changes_metadata: bool,
+    /// Whether the table refuses removes (`delta.appendOnly = true`).
+    pub append_only: bool,
+    pub checkpoint_interval: i64,
     pub epoch: u64,
 }
 
-/// Commits to `table` (loaded at the read version, or `None` to create the table at `log_store`).
+/// Commits the request on top of `read_version` (-1 creates the table). Returns the
+/// committed version.
 pub async fn commit(
-    table: Option<&mut DeltaTable>,
-    log_store: deltalake_core::logstore::LogStoreRef,
+    log_store: LogStoreRef,
+    read_version: i64,
     req: CommitRequest,
     fence: &dyn LeaderFence,
 ) -> Result<i64, CommitError> {
-    let Some(table) = table else {
-        fence.check(req.epoch).await?;
-        let finalized = CommitBuilder::default()
-            .with_actions(req.actions.clone())
-            .with_app_metadata(req.app_metadata.clone())
-            .with_max_retries(0)
-            .build(None, log_store, req.operation.clone())
-            .await
-            .map_err(|e| match version_taken(&e) {
-                true => CommitError::Conflict(
-                    "another writer created the table concurrently".to_string(),
-                ),
-                false => CommitError::Delta(e),
-            })?;
-        return Ok(finalized.version as i64);
-    };
-    let mut read_version = table.version().map_or(-1, |v| v as i64);
+    if req.append_only && req.actions.iter().any(LogAction::is_data_change_remove) {
+        return Err(CommitError::Refused(
+            "the table is append-only (delta.appendOnly = true) and this job would remove data; nothing was committed"
+                .into(),
+        ));
+    }
+    let lines = req
+        .actions
+        .iter()
+        .map(LogAction::to_json)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut read_version = read_version;
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         fence.check(req.epoch).await?;
-        let state = table.snapshot()?;
-        let result = CommitBuilder::default()
-            .with_actions(req.actions.clone())
-            .with_app_metadata(req.app_metadata.clone())
-            .with_max_retries(0)
-            .build(Some(state), log_store.clone(), req.operation.clone())
-            .await;
-        match result {
-            Ok(finalized) => return Ok(finalized.version as i64),
-            Err(e) if version_taken(&e) => {
-                table.update_state().await?;
-                let latest = table.version().map_or(read_version, |v| v as i64);
+        let version = read_version + 1;
+        let bytes = commit_bytes(&lines, &req, read_version)?;
+        match write_entry(&log_store, version, bytes).await {
+            Ok(()) => {
+                checkpoint_if_due(&req, version).await;
+                return Ok(version);
+            }
+            Err(TransactionError::VersionAlreadyExists(_)) => {
+                let latest = latest_version(&log_store, version).await?;
                 warn!(
                     attempt,
                     read_version, latest, "lost the commit race; checking winning commits"
                 );
-                for v in (read_version + 1)..=latest {
-                    check_winning_commit(table, v, &req).await?;
+                for v in version..=latest {
+                    check_winning_commit(&log_store, v, &req).await?;
                 }
                 read_version = latest;
                 info!(next = latest + 1, "no conflict; retrying commit");
@@ -121,49 +177,146 @@ pub async fn commit(
     )))
 }
 
-fn version_taken(e: &DeltaTableError) -> bool {
-    matches!(
-        e,
-        DeltaTableError::Transaction {
-            source: TransactionError::VersionAlreadyExists(_) | TransactionError::MaxCommitAttempts(_)
+/// The commit file: the actions, then `commitInfo` as Delta Spark writes it.
+fn commit_bytes(lines: &[Value], req: &CommitRequest, read_version: i64) -> Result<Bytes, CommitError> {
+    let mut info = Map::new();
+    info.insert(
+        "timestamp".into(),
+        Value::from(chrono::Utc::now().timestamp_millis()),
+    );
+    info.insert("operation".into(), Value::from(req.operation.name()));
+    let params = req.operation.operation_parameters()?;
+    info.insert(
+        "operationParameters".into(),
+        Value::Object(params.into_iter().collect()),
+    );
+    if read_version >= 0 {
+        info.insert("readVersion".into(), Value::from(read_version));
+    }
+    let isolation = if req.operation.changes_data() {
+        "Serializable"
+    } else {
+        "SnapshotIsolation"
+    };
+    info.insert("isolationLevel".into(), Value::from(isolation));
+    let blind = matches!(req.read_set, ReadSet::Nothing)
+        && req.removed_paths.is_empty()
+        && !req.changes_metadata;
+    info.insert("isBlindAppend".into(), Value::from(blind));
+    for (k, v) in &req.commit_info {
+        info.insert(k.clone(), v.clone());
+    }
+    info.insert(
+        "txnId".into(),
+        Value::from(uuid::Uuid::new_v4().to_string()),
+    );
+    let mut out = String::new();
+    for line in lines.iter().chain(std::iter::once(&serde_json::json!({ "commitInfo": info }))) {
+        let s = serde_json::to_string(line)
+            .map_err(|e| CommitError::Refused(format!("cannot serialise the commit: {e}")))?;
+        debug_assert!(!s.contains('\n'));
+        out.push_str(&s);
+        out.push('\n');
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Writes `_delta_log/<version>.json` if it does not exist yet, through the log store (as
+/// bytes with a conditional put, or via a temporary file for stores that rename).
+async fn write_entry(
+    log_store: &LogStoreRef,
+    version: i64,
+    bytes: Bytes,
+) -> Result<(), TransactionError> {
+    let op = uuid::Uuid::new_v4();
+    let v = u64::try_from(version).map_err(|_| TransactionError::VersionAlreadyExists(0))?;
+    let entry = if ["DefaultLogStore", "LakeFSLogStore"].contains(&log_store.name().as_str()) {
+        CommitOrBytes::LogBytes(bytes)
+    } else {
+        let tmp = Path::from_iter(["_delta_log", &format!("_commit_{op}.json.tmp")]);
+        log_store
+            .object_store(Some(op))
+            .put(&tmp, bytes.into())
+            .await
+            .map_err(TransactionError::from)?;
+        CommitOrBytes::TmpCommit(tmp)
+    };
+    match log_store.write_commit_entry(v, entry.clone(), op).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = log_store.abort_commit_entry(v, entry, op).await;
+            Err(e)
         }
-    ) || matches!(e, DeltaTableError::VersionAlreadyExists(_))
+    }
+}
+
+/// The latest version that exists, knowing `from` exists.
+async fn latest_version(log_store: &LogStoreRef, from: i64) -> Result<i64, CommitError> {
+    let mut v = from;
+    while log_store
+        .read_commit_entry(u64::try_from(v + 1).unwrap_or(0))
+        .await?
+        .is_some()
+    {
+        v += 1;
+    }
+    Ok(v)
+}
+
+/// Writes a checkpoint when the version is a multiple of the interval, as Delta Spark does.
+/// The commit has already happened: a failed checkpoint is logged, not returned.
+async fn checkpoint_if_due(req: &CommitRequest, version: i64) {
+    if version <= 0 || req.checkpoint_interval <= 0 || version % req.checkpoint_interval != 0 {
+        return;
+    }
+    let Ok(v) = u64::try_from(version) else { return };
+    match deltalake_core::checkpoints::create_checkpoint_from_table_url_and_cleanup(
+        req.table_url.clone(),
+        v,
+        None,
+        None,
+    )
+    .await
+    {
+        Ok(()) => info!(version, "checkpoint written"),
+        Err(e) => warn!(version, "checkpoint failed (the commit stands): {e}"),
+    }
 }
 
 async fn check_winning_commit(
-    table: &DeltaTable,
+    log_store: &LogStoreRef,
     version: i64,
     req: &CommitRequest,
 ) -> Result<(), CommitError> {
-    let store = table.log_store().object_store(None);
-    let path = Path::from(format!("_delta_log/{version:020}.json"));
-    let bytes = store
-        .get(&path)
-        .await
-        .map_err(|e| CommitError::Common(silt_common::Error::ObjectStore(e)))?
-        .bytes()
-        .await
-        .map_err(|e| CommitError::Common(silt_common::Error::ObjectStore(e)))?;
+    let bytes = log_store
+        .read_commit_entry(u64::try_from(version).unwrap_or(0))
+        .await?
+        .ok_or_else(|| {
+            CommitError::Conflict(format!("winning commit {version} vanished while checking it"))
+        })?;
     let text = String::from_utf8_lossy(&bytes);
-    let mut operation = String::from("unknown");
+    let mut actions = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let action: Value = serde_json::from_str(line).map_err(|e| {
             CommitError::Conflict(format!("cannot parse winning commit {version}: {e}"))
         })?;
-        if let Some(ci) = action.get("commitInfo") {
-            if let Some(op) = ci.get("operation").and_then(Value::as_str) {
-                operation = op.to_string();
-            }
-        }
+        actions.push(action);
     }
+    let operation = actions
+        .iter()
+        .find_map(|a| a.get("commitInfo")?.get("operation")?.as_str())
+        .unwrap_or("unknown")
+        .to_string();
     let conflict = |kind: &str, detail: String| {
         CommitError::Conflict(format!(
             "{kind}: version {version} ({operation}) committed concurrently {detail}; this job read version {} — nothing was committed, retry the job",
             version - 1
         ))
     };
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let action: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+    for action in &actions {
+        if action.get("commitInfo").is_some() {
+            continue;
+        }
         if action.get("metaData").is_some() {
             return Err(conflict("MetadataChangedException", "changed the table metadata".into()));
         }
@@ -187,7 +340,7 @@ async fn check_winning_commit(
         }
         if let Some(rm) = action.get("remove")
             && let Some(p) = rm.get("path").and_then(Value::as_str)
-            && (req.removed_paths.contains(p) || req.removed_paths.contains(&decode(p)))
+            && (req.removed_paths.contains(p) || req.removed_paths.iter().any(|r| decode(r) == decode(p)))
         {
             return Err(conflict(
                 "ConcurrentDeleteDeleteException",
@@ -196,31 +349,7 @@ async fn check_winning_commit(
         }
         if let Some(add) = action.get("add") {
             let data_change = add.get("dataChange").and_then(Value::as_bool).unwrap_or(true);
-            if !data_change {
-                continue;
-            }
-            let hit = match &req.read_set {
-                ReadSet::Nothing => false,
-                ReadSet::WholeTable => true,
-                ReadSet::Partitions(parts) => {
-                    let pv: HashMap<String, Option<String>> = add
-                        .get("partitionValues")
-                        .and_then(Value::as_object)
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    parts.iter().any(|p| {
-                        p.iter().all(|(k, v)| {
-                            pv.get(k).cloned().flatten().filter(|s| !s.is_empty())
-                                == v.clone().filter(|s| !s.is_empty())
-                        })
-                    })
-                }
-            };
-            if hit {
+            if data_change && read_set_hit(&req.read_set, add) {
                 return Err(conflict(
                     "ConcurrentAppendException",
                     "adding data this job read".into(),
@@ -231,8 +360,81 @@ async fn check_winning_commit(
     Ok(())
 }
 
+fn read_set_hit(read_set: &ReadSet, add: &Value) -> bool {
+    match read_set {
+        ReadSet::Nothing => false,
+        ReadSet::WholeTable => true,
+        ReadSet::Partitions(parts) => {
+            let pv: HashMap<String, Option<String>> = add
+                .get("partitionValues")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            parts.iter().any(|p| {
+                p.iter().all(|(k, v)| {
+                    pv.get(k).cloned().flatten().filter(|s| !s.is_empty())
+                        == v.clone().filter(|s| !s.is_empty())
+                })
+            })
+        }
+    }
+}
+
 fn decode(p: &str) -> String {
     percent_encoding::percent_decode_str(p)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake_core::kernel::{Add, Remove};
+
+    #[test]
+    fn raw_paths_are_written_verbatim() {
+        let add = Add {
+            path: "data=😈/f.parquet".into(),
+            size: 1,
+            data_change: true,
+            ..Default::default()
+        };
+        let line = LogAction::with_raw_path(Action::Add(add), "data=😈/f.parquet".into())
+            .to_json()
+            .unwrap();
+        assert_eq!(line["add"]["path"], "data=😈/f.parquet");
+        let rm = Remove {
+            path: "s=%23h/f.parquet".into(),
+            data_change: true,
+            ..Default::default()
+        };
+        let line = LogAction::with_raw_path(Action::Remove(rm.clone()), "s=%2523h/f.parquet".into())
+            .to_json()
+            .unwrap();
+        assert_eq!(line["remove"]["path"], "s=%2523h/f.parquet");
+        // Without a raw path deltalake-core's own encoding applies.
+        let line = LogAction::new(Action::Remove(rm)).to_json().unwrap();
+        assert_eq!(line["remove"]["path"], "s=%2523h/f.parquet");
+    }
+
+    #[test]
+    fn partition_read_sets_match_null_and_values() {
+        let add = serde_json::json!({"partitionValues": {"p": "1", "q": null}});
+        let part = |p: Option<&str>, q: Option<&str>| {
+            HashMap::from([
+                ("p".to_string(), p.map(str::to_string)),
+                ("q".to_string(), q.map(str::to_string)),
+            ])
+        };
+        assert!(read_set_hit(&ReadSet::Partitions(vec![part(Some("1"), None)]), &add));
+        assert!(!read_set_hit(&ReadSet::Partitions(vec![part(Some("2"), None)]), &add));
+        // An empty partition value is null in Delta.
+        assert!(read_set_hit(&ReadSet::Partitions(vec![part(Some("1"), Some(""))]), &add));
+        assert!(read_set_hit(&ReadSet::WholeTable, &add));
+        assert!(!read_set_hit(&ReadSet::Nothing, &add));
+    }
 }

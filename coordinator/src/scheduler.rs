@@ -116,7 +116,8 @@ struct StageRun {
 struct ExecutorEntry {
     last_seen: Instant,
     slots: u32,
-    running: HashSet<AttemptKey>,
+    /// Attempts handed to this executor and not yet reported, with when they were handed out.
+    running: HashMap<AttemptKey, Instant>,
 }
 
 #[derive(Default)]
@@ -138,6 +139,8 @@ struct Inner {
     state: Mutex<State>,
     work: Notify,
     executors_changed: Notify,
+    /// Notified whenever attempts stop running (reports, heartbeats, lost executors).
+    attempts_ended: Notify,
 }
 
 /// What a successful registration gives the executor.
@@ -160,6 +163,7 @@ impl Scheduler {
                 state: Mutex::new(State::default()),
                 work: Notify::new(),
                 executors_changed: Notify::new(),
+                attempts_ended: Notify::new(),
             }),
         }
     }
@@ -187,7 +191,7 @@ impl Scheduler {
             ExecutorEntry {
                 last_seen: Instant::now(),
                 slots: slots.max(1),
-                running: HashSet::new(),
+                running: HashMap::new(),
             },
         );
         drop(st);
@@ -224,22 +228,66 @@ impl Scheduler {
     }
 
     /// Records a heartbeat; tells the executor which attempts to abandon.
+    ///
+    /// `running` is what the executor still runs. Attempts it no longer reports (abandoned
+    /// after a cancel, which sends no report) are forgotten, unless they were handed out too
+    /// recently to have reached the executor's books.
     pub fn heartbeat(&self, executor_id: &str, running: Vec<AttemptKey>) -> HeartbeatReply {
         let mut st = self.lock();
+        let grace = Duration::from_millis(self.inner.config.heartbeat_interval_ms * 2);
+        let now = Instant::now();
         let Some(exec) = st.executors.get_mut(executor_id) else {
             return HeartbeatReply {
                 reregister: true,
                 cancel: running,
             };
         };
-        exec.last_seen = Instant::now();
+        exec.last_seen = now;
+        let reported: HashSet<&AttemptKey> = running.iter().collect();
+        let before = exec.running.len();
+        exec.running
+            .retain(|k, since| reported.contains(k) || now.duration_since(*since) < grace);
+        let ended = exec.running.len() < before;
         let cancel = running
-            .into_iter()
+            .iter()
             .filter(|k| !is_current_running(&st, k, executor_id))
+            .cloned()
             .collect();
+        drop(st);
+        if ended {
+            self.inner.attempts_ended.notify_waiters();
+        }
         HeartbeatReply {
             reregister: false,
             cancel,
+        }
+    }
+
+    /// Attempts of `job_id` that some live executor may still be running (including ones
+    /// that are no longer current: cancelled or superseded, not yet acknowledged).
+    pub fn job_attempts_in_flight(&self, job_id: &str) -> usize {
+        self.lock()
+            .executors
+            .values()
+            .map(|e| e.running.keys().filter(|k| k.job_id == job_id).count())
+            .sum()
+    }
+
+    /// Waits until no live executor runs an attempt of `job_id`, or `timeout` passes.
+    /// Returns whether the job is idle. Used before deleting a job's uncommitted files, so
+    /// that a straggling attempt does not write a file after the cleanup.
+    pub async fn wait_job_idle(&self, job_id: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.inner.attempts_ended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.job_attempts_in_flight(job_id) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.job_attempts_in_flight(job_id) == 0;
+            }
         }
     }
 
@@ -304,7 +352,7 @@ impl Scheduler {
         let key = AttemptKey::of(&spec);
         run.dispatched.push(key.clone());
         if let Some(exec) = st.executors.get_mut(executor_id) {
-            exec.running.insert(key);
+            exec.running.insert(key, Instant::now());
         }
         Ok(Some(spec))
     }
@@ -427,6 +475,7 @@ impl Scheduler {
             exec.running.remove(key);
             exec.last_seen = Instant::now();
         }
+        self.inner.attempts_ended.notify_waiters();
         if !is_current_running(&st, key, executor_id) {
             warn!(?key, "stale task report ignored");
             return false;
@@ -510,7 +559,7 @@ impl Scheduler {
                 continue;
             };
             warn!(executor = %id, tasks = exec.running.len(), "executor lost");
-            for key in exec.running {
+            for key in exec.running.into_keys() {
                 let stage_key = (key.job_id.clone(), key.stage);
                 let Some(run) = st.stages.get_mut(&stage_key) else {
                     continue;
@@ -544,6 +593,7 @@ impl Scheduler {
         if !lost.is_empty() {
             self.inner.work.notify_waiters();
             self.inner.executors_changed.notify_waiters();
+            self.inner.attempts_ended.notify_waiters();
         }
         lost
     }

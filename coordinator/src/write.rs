@@ -23,7 +23,7 @@ use url::Url;
 
 use crate::JobContext;
 use crate::cleanup;
-use crate::commit::{self, CommitRequest, ReadSet};
+use crate::commit::{self, CommitRequest, LogAction, ReadSet};
 use crate::job::{JobOutcome, JobState, JobStatus, WriteMode, WriteRequest};
 use crate::scheduler::StageError;
 
@@ -119,16 +119,33 @@ pub async fn run_write(
     let plan = plan_write(ctx, job_id, &req, &table_url, snapshot.as_ref()).await?;
     let result = execute_and_commit(ctx, job_id, &req, &table_url, snapshot, plan, status, started).await;
     let shuffle = shuffle_dir(&table_url, job_id);
-    match &result {
-        Ok((outcome, kept, any_retry)) => {
-            cleanup::remove_dir(&shuffle).await;
-            if *any_retry {
-                cleanup::remove_job_files(&table_url, job_id, kept).await;
-            }
-            let _ = outcome;
-        }
+    // Attempts that are no longer wanted (the failed job's other tasks, superseded attempts)
+    // may still be writing: cancel them and wait, bounded, until executors let go of them,
+    // so that no file appears after the cleanup below.
+    let needs_file_cleanup = match &result {
+        Ok((_, _, any_retry)) => *any_retry,
         Err(_) => {
-            cleanup::remove_dir(&shuffle).await;
+            ctx.scheduler.cancel_job(job_id);
+            true
+        }
+    };
+    if needs_file_cleanup {
+        let cfg = ctx.scheduler.config();
+        let wait = Duration::from_millis(cfg.executor_timeout_ms + 2 * cfg.heartbeat_interval_ms);
+        if !ctx.scheduler.wait_job_idle(job_id, wait).await {
+            warn!(
+                job = job_id,
+                "attempts still running after {wait:?}; files they write later stay unreferenced (VACUUM removes them)"
+            );
+        }
+    }
+    cleanup::remove_dir(&shuffle).await;
+    match &result {
+        Ok((_, kept, true)) => {
+            cleanup::remove_job_files(&table_url, job_id, kept).await;
+        }
+        Ok(_) => {}
+        Err(_) => {
             cleanup::remove_job_files(&table_url, job_id, &HashSet::new()).await;
         }
     }
@@ -408,7 +425,7 @@ fn resolve_partition_columns(requested: &[String], schema: &Schema) -> Result<Ve
                         .join(", ")
                 ))
             })?;
-        if field.data_type().is_nested() || matches!(field.data_type(), arrow::datatypes::DataType::Binary) {
+        if field.data_type().is_nested() {
             return Err(invalid(format!(
                 "cannot partition by column `{}` of type {}",
                 field.name(),
@@ -499,7 +516,7 @@ async fn execute_and_commit(
     job_id: &str,
     req: &WriteRequest,
     table_url: &Url,
-    mut snapshot: Option<TableSnapshot>,
+    snapshot: Option<TableSnapshot>,
     plan: WritePlan,
     status: &watch::Sender<JobStatus>,
     started: Instant,
@@ -531,6 +548,7 @@ async fn execute_and_commit(
         s.message = "committing".into();
     });
     let assembled = assemble_commit(
+        table_url,
         job_id,
         req,
         &plan,
@@ -548,6 +566,7 @@ async fn execute_and_commit(
             .map_err(silt_common::Error::from)?
             .log_store(),
     };
+    let read_version = snapshot.as_ref().map_or(-1, |s| s.version);
     let Assembled {
         request,
         metrics,
@@ -557,13 +576,7 @@ async fn execute_and_commit(
         files_removed,
         kept,
     } = assembled;
-    let committed = commit::commit(
-        snapshot.as_mut().map(|s| &mut s.table),
-        log_store,
-        request,
-        ctx.fence.as_ref(),
-    )
-    .await?;
+    let committed = commit::commit(log_store, read_version, request, ctx.fence.as_ref()).await?;
     info!(job = job_id, version = committed, files = files_added, rows = rows_added, "committed");
     let summary = format!(
         "committed version {committed}: {files_added} file(s), {rows_added} row(s), {bytes_added} bytes added; {files_removed} file(s) removed"
@@ -686,6 +699,7 @@ struct Assembled {
 /// needed, `txn`, and `commitInfo` metrics named as Delta Spark names them.
 #[allow(clippy::too_many_arguments)]
 fn assemble_commit(
+    table_url: &Url,
     job_id: &str,
     req: &WriteRequest,
     plan: &WritePlan,
@@ -743,21 +757,21 @@ fn assemble_commit(
     }
 
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let mut actions: Vec<Action> = Vec::new();
+    let mut actions: Vec<LogAction> = Vec::new();
     let struct_type: StructType = serde_json::from_str(&plan.schema_json)
         .map_err(|e| invalid(format!("internal: bad schema json: {e}")))?;
     let mut changes_metadata = false;
     match snapshot {
         None => {
-            actions.push(Action::Protocol(new_protocol(&plan.schema)?));
-            actions.push(Action::Metadata(
+            actions.push(LogAction::new(Action::Protocol(new_protocol(&plan.schema)?)));
+            actions.push(LogAction::new(Action::Metadata(
                 deltalake_core::kernel::new_metadata(
                     &struct_type,
                     plan.partition_columns.clone(),
                     plan.configuration.clone(),
                 )
                 .map_err(|e| invalid(format!("cannot build table metadata: {e}")))?,
-            ));
+            )));
         }
         Some(s) if plan.schema_changed || req.overwrite_schema => {
             changes_metadata = true;
@@ -774,13 +788,13 @@ fn assemble_commit(
                 old.with_schema(&struct_type)
                     .map_err(|e| invalid(format!("cannot update table schema: {e}")))?
             };
-            actions.push(Action::Metadata(md));
+            actions.push(LogAction::new(Action::Metadata(md)));
         }
         Some(_) => {}
     }
     for a in &adds {
-        actions.push(Action::Add(Add {
-            path: a.path.clone(),
+        let add = Add {
+            path: decode(&a.path),
             partition_values: a.partition_values.clone().into_iter().collect(),
             size: a.size_bytes,
             modification_time: a.modification_time_ms,
@@ -791,15 +805,21 @@ fn assemble_commit(
             base_row_id: None,
             default_row_commit_version: None,
             clustering_provider: None,
-        }));
+        };
+        actions.push(LogAction::with_raw_path(Action::Add(add), a.path.clone()));
     }
     for r in &removes {
         let mut rm = r.remove.clone();
         rm.deletion_timestamp = Some(now_ms);
-        actions.push(Action::Remove(rm));
+        // The raw path exactly as the file's `add` has it, so every reader pairs them.
+        actions.push(LogAction::with_raw_path(Action::Remove(rm), r.file.path.clone()));
     }
     if let (Some(app), Some(v)) = (&req.txn_app_id, req.txn_version) {
-        actions.push(Action::Txn(Transaction::new_with_last_update(app, v, Some(now_ms))));
+        actions.push(LogAction::new(Action::Txn(Transaction::new_with_last_update(
+            app,
+            v,
+            Some(now_ms),
+        ))));
     }
 
     // Metrics, named as Delta Spark names them.
@@ -828,8 +848,8 @@ fn assemble_commit(
         "executionTimeMs".to_string(),
         started.elapsed().as_millis().to_string(),
     );
-    let mut app_metadata: HashMap<String, Value> = HashMap::new();
-    app_metadata.insert(
+    let mut commit_info: serde_json::Map<String, Value> = serde_json::Map::new();
+    commit_info.insert(
         "operationMetrics".to_string(),
         Value::Object(
             metrics
@@ -838,11 +858,11 @@ fn assemble_commit(
                 .collect(),
         ),
     );
-    app_metadata.insert(
+    commit_info.insert(
         "engineInfo".to_string(),
         Value::String(format!("silt/{}", env!("CARGO_PKG_VERSION"))),
     );
-    app_metadata.insert("siltJobId".to_string(), Value::String(job_id.to_string()));
+    commit_info.insert("siltJobId".to_string(), Value::String(job_id.to_string()));
     let operation = DeltaOperation::Write {
         mode: match req.mode {
             WriteMode::Append => SaveMode::Append,
@@ -859,13 +879,16 @@ fn assemble_commit(
         .collect();
     Ok(Assembled {
         request: CommitRequest {
+            table_url: table_url.clone(),
             actions,
             operation,
-            app_metadata,
+            commit_info,
             read_set,
             removed_paths: removes.iter().map(|r| r.file.path.clone()).collect(),
             txn_app_id: req.txn_app_id.clone(),
             changes_metadata,
+            append_only: table_property_true(&plan.configuration, "delta.appendOnly"),
+            checkpoint_interval: checkpoint_interval(&plan.configuration)?,
             epoch,
         },
         metrics,
@@ -875,6 +898,23 @@ fn assemble_commit(
         files_removed: removes.len(),
         kept,
     })
+}
+
+fn table_property_true(configuration: &HashMap<String, String>, key: &str) -> bool {
+    configuration
+        .get(key)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+fn checkpoint_interval(configuration: &HashMap<String, String>) -> Result<i64, JobError> {
+    match configuration.get("delta.checkpointInterval") {
+        None => Ok(commit::DEFAULT_CHECKPOINT_INTERVAL),
+        Some(v) => v.trim().parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            invalid(format!(
+                "table property delta.checkpointInterval = `{v}` is not a positive integer"
+            ))
+        }),
+    }
 }
 
 fn decode(p: &str) -> String {

@@ -511,8 +511,10 @@ def verify_file_stats(table_root: str, path: str, stats: dict | None, partition_
             umin, umax = pc.min(a0).as_py(), pc.max(a0).as_py()
             unit = {"s": 1_000_000, "ms": 1000, "us": 1, "ns": 0.001}[t.unit]
             umin, umax = int(umin * unit), int(umax * unit)
+            # Millisecond stats: the minimum rounded down, the maximum rounded up, so both
+            # stay valid bounds for file skipping by any reader.
             ok = _parse_ts_us(smin) <= umin and umin - _parse_ts_us(smin) < 1000
-            ok = ok and _parse_ts_us(smax) <= umax and umax - _parse_ts_us(smax) < 1000
+            ok = ok and _parse_ts_us(smax) >= umax and _parse_ts_us(smax) - umax < 1000
         elif pa.types.is_date(t):
             ok = smin == amin.isoformat() and smax == amax.isoformat()
         elif pa.types.is_decimal(t):

@@ -631,10 +631,7 @@ pub fn whole_file_splits(files: &[SourceFile], format: SourceFormat) -> Vec<Sour
 /// Tables using column mapping, or with deletion vectors on active files, are refused with
 /// [`Error::Unsupported`]: reading their files directly would return wrong rows.
 pub async fn delta_source(location: &Url) -> Result<(Schema, Vec<SourceSplit>)> {
-    let (store, _) = store_for(location)?;
-    let mut table = deltalake_core::DeltaTableBuilder::from_url(location.clone())?
-        .with_storage_backend(store, location.clone())
-        .build()?;
+    let mut table = crate::table::table_builder(location)?.build()?;
     if !table.verify_deltatable_existence().await? {
         return Err(Error::invalid(format!(
             "source not found: no Delta table at {location}"

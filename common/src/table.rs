@@ -11,6 +11,7 @@ use deltalake_core::kernel::Remove;
 use futures::TryStreamExt;
 use url::Url;
 
+use crate::storage::store_for;
 use crate::task::DataFile;
 use crate::{Error, Result};
 
@@ -121,9 +122,17 @@ impl TableSnapshot {
     }
 }
 
+/// A deltalake-core table handle for `url` on silt's own object store ([`store_for`]), so
+/// every scheme silt supports (including `s3://`, for which deltalake-core alone has no
+/// handler) reaches the same store with the same settings.
+pub fn table_builder(url: &Url) -> Result<deltalake_core::DeltaTableBuilder> {
+    let (store, _) = store_for(url)?;
+    Ok(deltalake_core::DeltaTableBuilder::from_url(url.clone())?.with_storage_backend(store, url.clone()))
+}
+
 /// Loads the latest snapshot of the table at `url`; `None` when there is no table there.
 pub async fn load_table(url: &Url) -> Result<Option<TableSnapshot>> {
-    let mut table = deltalake_core::DeltaTableBuilder::from_url(url.clone())?.build()?;
+    let mut table = table_builder(url)?.build()?;
     if !table.verify_deltatable_existence().await? {
         return Ok(None);
     }

@@ -269,18 +269,27 @@ async fn checkpoint_if_due(req: &CommitRequest, version: i64) {
     if version <= 0 || req.checkpoint_interval <= 0 || version % req.checkpoint_interval != 0 {
         return;
     }
-    let Ok(v) = u64::try_from(version) else { return };
-    match deltalake_core::checkpoints::create_checkpoint_from_table_url_and_cleanup(
-        req.table_url.clone(),
-        v,
-        None,
-        None,
-    )
-    .await
-    {
-        Ok(()) => info!(version, "checkpoint written"),
+    match checkpoint(&req.table_url, version).await {
+        Ok(cleaned) => info!(version, expired_logs_removed = cleaned, "checkpoint written"),
         Err(e) => warn!(version, "checkpoint failed (the commit stands): {e}"),
     }
+}
+
+/// Writes the checkpoint of `version` (deltalake-core's), then removes expired log files
+/// when the table allows it (`delta.enableExpiredLogCleanup`, `delta.logRetentionDuration`).
+async fn checkpoint(table_url: &Url, version: i64) -> Result<usize, CommitError> {
+    let v = u64::try_from(version)
+        .map_err(|_| CommitError::Refused(format!("bad version {version}")))?;
+    let mut table = silt_common::table::table_builder(table_url)?
+        .with_version(v)
+        .build()?;
+    table.load_version(v).await?;
+    deltalake_core::checkpoints::create_checkpoint(&table, None).await?;
+    use deltalake_core::table::config::TablePropertiesExt;
+    if table.snapshot()?.table_config().enable_expired_log_cleanup() {
+        return Ok(deltalake_core::checkpoints::cleanup_metadata(&table, None).await?);
+    }
+    Ok(0)
 }
 
 async fn check_winning_commit(

@@ -560,8 +560,7 @@ async fn execute_and_commit(
     )?;
     let log_store = match &snapshot {
         Some(s) => s.table.log_store(),
-        None => deltalake_core::DeltaTableBuilder::from_url(table_url.clone())
-            .map_err(silt_common::Error::from)?
+        None => silt_common::table::table_builder(table_url)?
             .build()
             .map_err(silt_common::Error::from)?
             .log_store(),

@@ -241,3 +241,35 @@ fn target_file_size_rolls_files() {
     assert!(info["stats_problems"].as_array().unwrap().is_empty(), "{}", info["stats_problems"]);
     assert_same_content(&t, &[Expected::Parquet(&a)], &[]);
 }
+
+/// Checkpoints follow `delta.checkpointInterval` (every N versions, as Delta Spark does), and
+/// readers that start from the checkpoint see exactly the rows, including removes of files
+/// an overwrite retired before the checkpoint.
+#[test]
+fn checkpoints_follow_the_table_interval() {
+    let seed = seed_for("checkpoints_follow_the_table_interval");
+    let dir = tempdir("checkpoint");
+    let a = Gen::new(seed, 300).files(2).write(&dir.path().join("a"));
+    let b = Gen::new(seed + 1, 200).id_start(1000).write(&dir.path().join("b"));
+    let c = Gen::new(seed + 2, 100).id_start(2000).write(&dir.path().join("c"));
+    let t = dir.path().join("t");
+
+    let create = ["--property", "delta.checkpointInterval=2"];
+    assert_eq!(silt_write_ok(&t, &a, &create), Some(0));
+    assert_eq!(silt_write_ok(&t, &b, &[]), Some(1));
+    let log = t.join("_delta_log");
+    assert!(!log.join("_last_checkpoint").exists(), "no checkpoint before version 2");
+    assert_eq!(silt_write_ok(&t, &c, &["--mode", "overwrite"]), Some(2));
+    assert!(
+        log.join("00000000000000000002.checkpoint.parquet").is_file(),
+        "checkpoint of version 2 missing: {:?}",
+        listing(&log).keys().collect::<Vec<_>>()
+    );
+    let last: Value = serde_json::from_str(&std::fs::read_to_string(log.join("_last_checkpoint")).unwrap()).unwrap();
+    assert_eq!(last["version"], 2, "{last}");
+    assert_eq!(silt_write_ok(&t, &a, &[]), Some(3));
+    assert!(!log.join("00000000000000000003.checkpoint.parquet").exists());
+
+    // Replay from the checkpoint: c (the overwrite) plus a, nothing of the first a or b.
+    assert_same_content(&t, &[Expected::Parquet(&c), Expected::Parquet(&a)], &[]);
+}

@@ -405,19 +405,14 @@ def run_scenario(ctx, sc, results):
             if run["exit_code"] != 0:
                 run["error"] = f"exit code {run['exit_code']}"
             else:
-                if side == "delta-rs":
-                    try:
-                        out = json.loads(run["stdout_tail"].strip().splitlines()[-1])
-                        run["inner_op_s"] = out.get("op_s")
-                        run["engine_metrics"] = out.get("metrics")
-                    except (ValueError, IndexError):
-                        pass
-                else:
-                    try:
-                        out = json.loads(run["stdout_tail"].strip().splitlines()[-1])
-                        run["engine_metrics"] = out.get("metrics")
-                    except (ValueError, IndexError):
-                        pass
+                # Both sides print one JSON line last: the deltalake child its op time and
+                # metrics, `silt --json` the job result with Delta's operation metrics.
+                try:
+                    out = json.loads(run["stdout_tail"].strip().splitlines()[-1])
+                    run["engine_metrics"] = out.get("metrics")
+                    run["inner_op_s"] = out.get("op_s")
+                except (ValueError, IndexError, AttributeError):
+                    pass
                 try:
                     info, problems = verify(ctx, spec["table"], sc.expect)
                     run["output"] = {"rows": info["rows"], "files": len(info["files"]), "version": info["version"],

@@ -5,7 +5,7 @@
 //!
 //! Random data comes from a seed logged by every test (`[seed] …` on stderr); rerun a failure
 //! with `SILT_TEST_SEED=<base>`. Python: `<repo>/.venv/bin/python` or `$SILT_PYTHON`. Golden
-//! tables: `<repo>/../shared/testdata/delta-golden/` (copied to a temp dir before any write).
+//! tables: `<repo>/tests/golden/` (copied to a temp dir before any write).
 
 #[path = "integration/support.rs"]
 mod support;

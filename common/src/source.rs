@@ -1405,15 +1405,17 @@ mod tests {
         assert!(matches!(r, Err(Error::CorruptFile { .. })), "{r:?}");
     }
 
-    /// A golden table directory (`../shared/testdata/delta-golden/<rel>` beside the
-    /// workspace). Paths that do not exist are returned as they are (`…/expected/latest`
-    /// probes), but the golden root itself must exist.
+    /// A golden table directory (`<repo>/tests/golden/<rel>`, or `$SILT_GOLDEN_DIR/<rel>`).
+    /// Paths that do not exist are returned as they are (`…/expected/latest` probes), but
+    /// the golden root itself must exist.
     fn golden(rel: &str) -> Url {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata/delta-golden");
+        let root = match std::env::var_os("SILT_GOLDEN_DIR") {
+            Some(d) if !d.is_empty() => std::path::PathBuf::from(d),
+            _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden"),
+        };
         let root = std::fs::canonicalize(&root).unwrap_or_else(|e| {
             panic!(
-                "golden tables not found at {} ({e}); they live in ../shared/testdata beside the workspace",
+                "golden tables not found at {} ({e}); see tests/golden/README.md",
                 root.display()
             )
         });

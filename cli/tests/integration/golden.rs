@@ -1,4 +1,4 @@
-//! Tables written by Spark / Databricks / delta-rs (`shared/testdata/delta-golden`, copied to a
+//! Tables written by Spark / Databricks / delta-rs (`tests/golden`, copied to a
 //! temp dir first): silt reads them as a source, appends to and overwrites them, and refuses
 //! the ones it cannot write without changing a byte.
 

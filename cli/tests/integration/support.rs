@@ -43,15 +43,14 @@ pub fn oracle_script() -> PathBuf {
     repo_root().join("tests").join("python").join("oracle.py")
 }
 
-/// `<repo>/../shared/testdata/delta-golden/<rel>`.
+/// A golden table path: `<repo>/tests/golden/<rel>` (or `$SILT_GOLDEN_DIR/<rel>`).
 pub fn golden(rel: &str) -> PathBuf {
-    let p = repo_root()
-        .join("..")
-        .join("shared")
-        .join("testdata")
-        .join("delta-golden")
-        .join(rel);
-    assert!(p.exists(), "golden data not found: {} (see its README.md)", p.display());
+    let root = match std::env::var_os("SILT_GOLDEN_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => repo_root().join("tests").join("golden"),
+    };
+    let p = root.join(rel);
+    assert!(p.exists(), "golden data not found: {} (see tests/golden/README.md)", p.display());
     p
 }
 

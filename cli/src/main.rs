@@ -19,7 +19,11 @@ use silt_proto::pb::job_service_client::JobServiceClient;
 use tokio_stream::StreamExt;
 
 #[derive(Parser)]
-#[command(name = "silt", version, about = "Distributed compute engine for Delta Lake tables")]
+#[command(
+    name = "silt",
+    version,
+    about = "Distributed compute engine for Delta Lake tables"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Write a source (Parquet, CSV, JSON or a Delta table) into a Delta table.
-    Write(WriteArgs),
+    Write(Box<WriteArgs>),
     /// Run a coordinator daemon.
     Coordinator(CoordinatorArgs),
     /// Run an executor daemon.
@@ -143,7 +147,10 @@ fn init_tracing(default: &str) {
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
@@ -168,7 +175,7 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Write(args) => {
             init_tracing("warn");
-            write(args).await
+            write(*args).await
         }
         Command::Coordinator(args) => {
             init_tracing("info");
@@ -213,7 +220,9 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
         coordinator_url: args.coordinator,
         slots: args.slots.max(1),
         memory_limit_bytes: args.memory_limit,
-        host: args.name.unwrap_or_else(|| format!("pid{}", std::process::id())),
+        host: args
+            .name
+            .unwrap_or_else(|| format!("pid{}", std::process::id())),
         task_delay_ms: args.task_delay_ms,
         ..Default::default()
     };

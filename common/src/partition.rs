@@ -20,9 +20,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{cast, partition, take_arrays, take_record_batch};
 use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type,
-    Decimal256Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    DataType, Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type, Decimal256Type,
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::row::{Row, RowConverter, SortField};
@@ -41,22 +41,23 @@ pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 fn needs_path_escape(c: char) -> bool {
     matches!(
         c,
-        '\u{01}'..='\u{1F}'
-            | '"'
-            | '#'
-            | '%'
-            | '\''
-            | '*'
-            | '/'
-            | ':'
-            | '='
-            | '?'
-            | '\\'
-            | '\u{7F}'
-            | '{'
-            | '['
-            | ']'
-            | '^'
+        '\u{01}'
+            ..='\u{1F}'
+                | '"'
+                | '#'
+                | '%'
+                | '\''
+                | '*'
+                | '/'
+                | ':'
+                | '='
+                | '?'
+                | '\\'
+                | '\u{7F}'
+                | '{'
+                | '['
+                | ']'
+                | '^'
     )
 }
 
@@ -174,15 +175,22 @@ pub(crate) fn timestamp_to_datetime(
     unit: TimeUnit,
 ) -> Result<chrono::DateTime<chrono::Utc>> {
     let (secs, nanos) = timestamp_parts(value, unit);
-    chrono::DateTime::from_timestamp(secs, nanos)
-        .ok_or_else(|| Error::invalid(format!("timestamp value {value} ({unit:?}) is out of range")))
+    chrono::DateTime::from_timestamp(secs, nanos).ok_or_else(|| {
+        Error::invalid(format!(
+            "timestamp value {value} ({unit:?}) is out of range"
+        ))
+    })
 }
 
 /// Days since the epoch as a date, or an error naming it.
 pub(crate) fn days_to_date(days: i64) -> Result<chrono::NaiveDate> {
     chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
         .and_then(|epoch| epoch.checked_add_signed(chrono::TimeDelta::try_days(days)?))
-        .ok_or_else(|| Error::invalid(format!("date value {days} (days since epoch) is out of range")))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "date value {days} (days since epoch) is out of range"
+            ))
+        })
 }
 
 /// Formats a double the way Delta readers parse it back: shortest round-trip digits, and
@@ -244,7 +252,9 @@ pub fn partition_value_string(array: &dyn Array, row: usize) -> Result<Option<St
         }
         DataType::Date32 => {
             let days = array.as_primitive::<Date32Type>().value(row);
-            days_to_date(i64::from(days))?.format("%Y-%m-%d").to_string()
+            days_to_date(i64::from(days))?
+                .format("%Y-%m-%d")
+                .to_string()
         }
         DataType::Date64 => {
             let ms = array.as_primitive::<Date64Type>().value(row);
@@ -278,11 +288,17 @@ pub fn partition_value_string(array: &dyn Array, row: usize) -> Result<Option<St
             *scale,
         ),
         DataType::Decimal128(_, scale) => format_decimal(
-            &array.as_primitive::<Decimal128Type>().value(row).to_string(),
+            &array
+                .as_primitive::<Decimal128Type>()
+                .value(row)
+                .to_string(),
             *scale,
         ),
         DataType::Decimal256(_, scale) => format_decimal(
-            &array.as_primitive::<Decimal256Type>().value(row).to_string(),
+            &array
+                .as_primitive::<Decimal256Type>()
+                .value(row)
+                .to_string(),
             *scale,
         ),
         DataType::Dictionary(_, value_type) => {
@@ -508,23 +524,50 @@ mod tests {
 
     #[test]
     fn serializes_values_of_every_type() {
-        assert_eq!(one(&StringArray::from(vec![Some("x y"), None]), 0).as_deref(), Some("x y"));
+        assert_eq!(
+            one(&StringArray::from(vec![Some("x y"), None]), 0).as_deref(),
+            Some("x y")
+        );
         assert_eq!(one(&StringArray::from(vec![Some("x y"), None]), 1), None);
-        assert_eq!(one(&StringViewArray::from(vec!["v"]), 0).as_deref(), Some("v"));
+        assert_eq!(
+            one(&StringViewArray::from(vec!["v"]), 0).as_deref(),
+            Some("v")
+        );
         assert_eq!(one(&Int8Array::from(vec![-8]), 0).as_deref(), Some("-8"));
-        assert_eq!(one(&Int64Array::from(vec![i64::MIN]), 0).as_deref(), Some("-9223372036854775808"));
-        assert_eq!(one(&UInt64Array::from(vec![u64::MAX]), 0).as_deref(), Some("18446744073709551615"));
-        assert_eq!(one(&BooleanArray::from(vec![true, false]), 1).as_deref(), Some("false"));
-        assert_eq!(one(&Date32Array::from(vec![19724]), 0).as_deref(), Some("2024-01-02"));
-        assert_eq!(one(&Date32Array::from(vec![-1]), 0).as_deref(), Some("1969-12-31"));
-        assert_eq!(one(&Date32Array::from(vec![-719162]), 0).as_deref(), Some("0001-01-01"));
+        assert_eq!(
+            one(&Int64Array::from(vec![i64::MIN]), 0).as_deref(),
+            Some("-9223372036854775808")
+        );
+        assert_eq!(
+            one(&UInt64Array::from(vec![u64::MAX]), 0).as_deref(),
+            Some("18446744073709551615")
+        );
+        assert_eq!(
+            one(&BooleanArray::from(vec![true, false]), 1).as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            one(&Date32Array::from(vec![19724]), 0).as_deref(),
+            Some("2024-01-02")
+        );
+        assert_eq!(
+            one(&Date32Array::from(vec![-1]), 0).as_deref(),
+            Some("1969-12-31")
+        );
+        assert_eq!(
+            one(&Date32Array::from(vec![-719162]), 0).as_deref(),
+            Some("0001-01-01")
+        );
 
-        let ts = TimestampMicrosecondArray::from(vec![1_704_164_645_123_456, -1])
-            .with_timezone("UTC");
+        let ts =
+            TimestampMicrosecondArray::from(vec![1_704_164_645_123_456, -1]).with_timezone("UTC");
         assert_eq!(one(&ts, 0).as_deref(), Some("2024-01-02 03:04:05.123456"));
         assert_eq!(one(&ts, 1).as_deref(), Some("1969-12-31 23:59:59.999999"));
         let ts_tz = TimestampMicrosecondArray::from(vec![0]).with_timezone("America/New_York");
-        assert_eq!(one(&ts_tz, 0).as_deref(), Some("1970-01-01 00:00:00.000000"));
+        assert_eq!(
+            one(&ts_tz, 0).as_deref(),
+            Some("1970-01-01 00:00:00.000000")
+        );
         let ntz = TimestampMicrosecondArray::from(vec![1_704_164_645_000_001]);
         assert_eq!(one(&ntz, 0).as_deref(), Some("2024-01-02 03:04:05.000001"));
 
@@ -533,16 +576,24 @@ mod tests {
             .unwrap();
         let got: Vec<_> = (0..5).map(|i| one(&dec, i).unwrap()).collect();
         assert_eq!(got, ["-12.30", "0.05", "0.00", "1234.56", "-0.05"]);
-        let dec0 = Decimal128Array::from(vec![42]).with_precision_and_scale(5, 0).unwrap();
+        let dec0 = Decimal128Array::from(vec![42])
+            .with_precision_and_scale(5, 0)
+            .unwrap();
         assert_eq!(one(&dec0, 0).as_deref(), Some("42"));
 
         let f = Float64Array::from(vec![1.5, 1.0, f64::NAN, f64::NEG_INFINITY, 1e20, -0.1]);
         let got: Vec<_> = (0..6).map(|i| one(&f, i).unwrap()).collect();
         assert_eq!(got, ["1.5", "1.0", "NaN", "-Infinity", "1e20", "-0.1"]);
         for s in &got {
-            assert!(s.to_ascii_lowercase().parse::<f64>().is_ok() || s == "NaN", "{s}");
+            assert!(
+                s.to_ascii_lowercase().parse::<f64>().is_ok() || s == "NaN",
+                "{s}"
+            );
         }
-        assert_eq!(one(&Float32Array::from(vec![0.1f32]), 0).as_deref(), Some("0.1"));
+        assert_eq!(
+            one(&Float32Array::from(vec![0.1f32]), 0).as_deref(),
+            Some("0.1")
+        );
 
         let dict: DictionaryArray<Int32Type> = vec!["a", "b", "a"].into_iter().collect();
         assert_eq!(one(&dict, 2).as_deref(), Some("a"));
@@ -566,7 +617,10 @@ mod tests {
     fn batch(p: Vec<Option<i32>>, q: Vec<Option<&str>>) -> RecordBatch {
         let n = p.len() as i64;
         RecordBatch::try_from_iter(vec![
-            ("id", Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef),
+            (
+                "id",
+                Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef,
+            ),
             ("p", Arc::new(Int32Array::from(p)) as ArrayRef),
             ("q", Arc::new(StringArray::from(q)) as ArrayRef),
         ])
@@ -574,10 +628,7 @@ mod tests {
     }
 
     /// Groups as `(p, q) -> ids`, checking every row sits in the right group.
-    fn grouped(
-        b: &RecordBatch,
-        cols: &[String],
-    ) -> BTreeMap<Vec<Option<String>>, Vec<i64>> {
+    fn grouped(b: &RecordBatch, cols: &[String]) -> BTreeMap<Vec<Option<String>>, Vec<i64>> {
         let groups = split_by_partition(b, cols).unwrap();
         let mut out = BTreeMap::new();
         let mut total = 0;
@@ -649,7 +700,11 @@ mod tests {
         assert_eq!(groups.len(), 1);
         assert!(groups[0].0.is_empty());
         assert_eq!(groups[0].1, b);
-        assert!(split_by_partition(&b.slice(0, 0), &["p".to_string()]).unwrap().is_empty());
+        assert!(
+            split_by_partition(&b.slice(0, 0), &["p".to_string()])
+                .unwrap()
+                .is_empty()
+        );
         let err = split_by_partition(&b, &["nope".to_string()]).unwrap_err();
         assert!(err.to_string().contains("`nope`"), "{err}");
 
@@ -667,12 +722,17 @@ mod tests {
                 Field::new_list_field(DataType::Int32, true),
                 true,
             )])),
-            vec![Arc::new(arrow::array::ListArray::from_iter_primitive::<Int32Type, _, _>(
-                vec![Some(vec![Some(1)])],
-            ))],
+            vec![Arc::new(arrow::array::ListArray::from_iter_primitive::<
+                Int32Type,
+                _,
+                _,
+            >(vec![Some(vec![Some(1)])]))],
         )
         .unwrap();
         let err = split_by_partition(&nested, &["l".to_string()]).unwrap_err();
-        assert!(err.to_string().contains("cannot partition by column `l`"), "{err}");
+        assert!(
+            err.to_string().contains("cannot partition by column `l`"),
+            "{err}"
+        );
     }
 }

@@ -17,9 +17,9 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
@@ -34,7 +34,11 @@ fn reducer_file(reducer: u32) -> String {
 }
 
 /// Computes, for each row, `hash(key columns) % num_reducers`. Stable across processes.
-pub fn route_rows(batch: &RecordBatch, key_columns: &[usize], num_reducers: u32) -> Result<Vec<u32>> {
+pub fn route_rows(
+    batch: &RecordBatch,
+    key_columns: &[usize],
+    num_reducers: u32,
+) -> Result<Vec<u32>> {
     if num_reducers <= 1 || key_columns.is_empty() {
         return Ok(vec![0; batch.num_rows()]);
     }
@@ -43,7 +47,10 @@ pub fn route_rows(batch: &RecordBatch, key_columns: &[usize], num_reducers: u32)
         .map(|&i| SortField::new(batch.schema().field(i).data_type().clone()))
         .collect();
     let converter = RowConverter::new(fields)?;
-    let cols: Vec<ArrayRef> = key_columns.iter().map(|&i| batch.column(i).clone()).collect();
+    let cols: Vec<ArrayRef> = key_columns
+        .iter()
+        .map(|&i| batch.column(i).clone())
+        .collect();
     let rows = converter.convert_columns(&cols)?;
     Ok(rows
         .iter()
@@ -182,7 +189,9 @@ pub async fn read_reducer_input(map_output: &str, reducer: u32) -> Result<Vec<Re
         Err(e) => return Err(e.into()),
     };
     let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
-    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::from)
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::from)
 }
 
 #[cfg(test)]
@@ -222,7 +231,11 @@ mod tests {
     async fn map_output_round_trips_per_reducer() {
         let dir = tempfile::tempdir().unwrap();
         let url = Url::from_directory_path(dir.path().join("m0")).unwrap();
-        let b = batch((0..1000).map(|i| Some(["x", "y", "z", "w"][i % 4])).collect());
+        let b = batch(
+            (0..1000)
+                .map(|i| Some(["x", "y", "z", "w"][i % 4]))
+                .collect(),
+        );
         let mut w = ShuffleWriter::try_new(&url, b.schema(), vec![0], 3).unwrap();
         w.write(&b).await.unwrap();
         w.write(&b).await.unwrap();
@@ -236,7 +249,10 @@ mod tests {
                 let k = rb.column(0).as_any().downcast_ref::<StringArray>().unwrap();
                 for i in 0..k.len() {
                     let prev = seen_keys.insert(k.value(i).to_string(), r);
-                    assert!(prev.is_none() || prev == Some(r), "key split across reducers");
+                    assert!(
+                        prev.is_none() || prev == Some(r),
+                        "key split across reducers"
+                    );
                 }
             }
         }

@@ -193,10 +193,21 @@ fn corrupt(uri: &str, reason: impl std::fmt::Display) -> Error {
 // ---------------------------------------------------------------------------------------------
 
 /// Parquet input from an object store: ranged reads of one object.
-struct ObjectReader {
+pub struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
     file_size: u64,
+}
+
+impl ObjectReader {
+    /// A reader of the object at `path`, whose size is `file_size` bytes.
+    pub fn new(store: Arc<dyn ObjectStore>, path: Path, file_size: u64) -> Self {
+        Self {
+            store,
+            path,
+            file_size,
+        }
+    }
 }
 
 fn store_err(e: object_store::Error) -> ParquetError {

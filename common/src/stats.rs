@@ -22,15 +22,12 @@ use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 use arrow::array::{Array, ArrayRef, ArrowNumericType, AsArray, RecordBatch};
-use arrow::compute::{
-    max, max_string, max_string_view, min, min_string, min_string_view,
-};
+use arrow::compute::{max, max_string, max_string_view, min, min_string, min_string_view};
 use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type,
-    Decimal256Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-    Schema, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type,
-    UInt64Type, i256,
+    DataType, Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type, Decimal256Type,
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type, i256,
 };
 
 use crate::partition::{days_to_date, format_decimal, timestamp_to_datetime};
@@ -156,9 +153,7 @@ impl StatsCollector {
                         unit: *unit,
                         utc: tz.is_some(),
                     },
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                        MinMax::Str(None)
-                    }
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => MinMax::Str(None),
                     _ => MinMax::None,
                 };
                 Some(ColumnStats {
@@ -256,8 +251,16 @@ fn widen<T: Copy>(acc: &mut Option<(T, T)>, new: Option<(T, T)>, cmp: impl Fn(&T
         *acc = Some(match *acc {
             None => (lo, hi),
             Some((a, b)) => (
-                if cmp(&lo, &a) == Ordering::Less { lo } else { a },
-                if cmp(&hi, &b) == Ordering::Greater { hi } else { b },
+                if cmp(&lo, &a) == Ordering::Less {
+                    lo
+                } else {
+                    a
+                },
+                if cmp(&hi, &b) == Ordering::Greater {
+                    hi
+                } else {
+                    b
+                },
             ),
         });
     }
@@ -323,9 +326,8 @@ fn update_min_max(acc: &mut MinMax, array: &ArrayRef, prefix_len: usize) {
             DataType::Date32 => widen_int::<Date32Type>(r, array),
             DataType::Date64 => widen(
                 r,
-                prim_range::<Date64Type>(array).map(|(a, b)| {
-                    (a.div_euclid(86_400_000), b.div_euclid(86_400_000))
-                }),
+                prim_range::<Date64Type>(array)
+                    .map(|(a, b)| (a.div_euclid(86_400_000), b.div_euclid(86_400_000))),
                 Ord::cmp,
             ),
             _ => {}
@@ -603,7 +605,11 @@ mod tests {
             vec![Some(1.5), None, Some(-0.25)],
             vec![Some(-1230), Some(5), None],
             vec![Some(-1), Some(19724), None],
-            vec![Some(1_704_164_645_123_456), None, Some(1_704_164_645_123_000)],
+            vec![
+                Some(1_704_164_645_123_456),
+                None,
+                Some(1_704_164_645_123_000),
+            ],
             vec![Some("m"), None, Some("b")],
             vec![Some(true), None, Some(false)],
         );
@@ -706,7 +712,10 @@ mod tests {
     #[test]
     fn all_null_columns_have_only_null_counts() {
         let b = batch(vec![
-            ("i", Arc::new(Int32Array::from(vec![None, None, None])) as ArrayRef),
+            (
+                "i",
+                Arc::new(Int32Array::from(vec![None, None, None])) as ArrayRef,
+            ),
             ("s", Arc::new(StringArray::from(vec![None::<&str>; 3]))),
         ]);
         let v = collect(&[b.clone(), b], &StatsSpec::default());
@@ -727,7 +736,10 @@ mod tests {
         assert_eq!(v["nullCount"]["f"], json!(0));
         // f32 printed in its own shortest form, not widened.
         let text = {
-            let b = batch(vec![("g", Arc::new(Float32Array::from(vec![0.1f32])) as ArrayRef)]);
+            let b = batch(vec![(
+                "g",
+                Arc::new(Float32Array::from(vec![0.1f32])) as ArrayRef,
+            )]);
             let mut c = StatsCollector::try_new(&b.schema(), &StatsSpec::default()).unwrap();
             c.update(&b).unwrap();
             c.finish().unwrap().1
@@ -753,7 +765,10 @@ mod tests {
                 "s",
                 Arc::new(StringArray::from(vec!["ééééé", "abc", "abcd"])) as ArrayRef,
             ),
-            ("l", Arc::new(LargeStringArray::from(vec!["b", "zzzz", "c"]))),
+            (
+                "l",
+                Arc::new(LargeStringArray::from(vec!["b", "zzzz", "c"])),
+            ),
         ]);
         let v = collect(&[b1], &spec);
         assert_eq!(v["minValues"]["s"], json!("abc"));
@@ -764,13 +779,20 @@ mod tests {
         // Min truncated too; equal-length strings kept whole.
         let b2 = batch(vec![(
             "v",
-            Arc::new(StringViewArray::from(vec!["日本語テキスト", "日本語", "日本語テ"])) as ArrayRef,
+            Arc::new(StringViewArray::from(vec![
+                "日本語テキスト",
+                "日本語",
+                "日本語テ",
+            ])) as ArrayRef,
         )]);
         let v = collect(&[b2], &spec);
         assert_eq!(v["minValues"]["v"], json!("日本語"));
         assert_eq!(v["maxValues"]["v"], json!("日本語\u{10FFFF}"));
 
-        let b3 = batch(vec![("s", Arc::new(StringArray::from(vec!["a\"b\\c\n"])) as ArrayRef)]);
+        let b3 = batch(vec![(
+            "s",
+            Arc::new(StringArray::from(vec!["a\"b\\c\n"])) as ArrayRef,
+        )]);
         let v = collect(
             &[b3],
             &StatsSpec {
@@ -906,7 +928,10 @@ mod tests {
                 .collect(),
         );
         let err = c.update(&other).unwrap_err();
-        assert!(err.to_string().contains("column `a` has type Int64"), "{err}");
+        assert!(
+            err.to_string().contains("column `a` has type Int64"),
+            "{err}"
+        );
         let (n, _) = c.finish().unwrap();
         assert_eq!(n, 0);
     }

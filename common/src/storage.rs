@@ -107,6 +107,9 @@ mod tests {
         let root = Url::parse("file:///t/tbl").unwrap();
         let u = join_url(&root, "a=b%20c/part-1.parquet").unwrap();
         assert_eq!(u.as_str(), "file:///t/tbl/a=b%20c/part-1.parquet");
-        assert_eq!(u.to_file_path().unwrap().to_str().unwrap(), "/t/tbl/a=b c/part-1.parquet");
+        assert_eq!(
+            u.to_file_path().unwrap().to_str().unwrap(),
+            "/t/tbl/a=b c/part-1.parquet"
+        );
     }
 }

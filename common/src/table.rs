@@ -95,7 +95,11 @@ impl TableSnapshot {
                     "table has the change data feed enabled, which silt cannot write yet; nothing was changed".into(),
                 ));
             }
-            if self.configuration.keys().any(|k| k.starts_with("delta.constraints.")) {
+            if self
+                .configuration
+                .keys()
+                .any(|k| k.starts_with("delta.constraints."))
+            {
                 return Err(Error::Unsupported(
                     "table has CHECK constraints, which silt does not enforce yet; nothing was changed"
                         .into(),
@@ -127,7 +131,8 @@ impl TableSnapshot {
 /// handler) reaches the same store with the same settings.
 pub fn table_builder(url: &Url) -> Result<deltalake_core::DeltaTableBuilder> {
     let (store, _) = store_for(url)?;
-    Ok(deltalake_core::DeltaTableBuilder::from_url(url.clone())?.with_storage_backend(store, url.clone()))
+    Ok(deltalake_core::DeltaTableBuilder::from_url(url.clone())?
+        .with_storage_backend(store, url.clone()))
 }
 
 /// Loads the latest snapshot of the table at `url`; `None` when there is no table there.

@@ -21,9 +21,9 @@ use arrow::datatypes::{Schema, SchemaRef};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::basic::Compression;
@@ -31,9 +31,7 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use tokio::io::AsyncWriteExt;
 
-use crate::partition::{
-    PartitionValues, encode_log_path, hive_partition_dir, split_by_partition,
-};
+use crate::partition::{PartitionValues, encode_log_path, hive_partition_dir, split_by_partition};
 use crate::stats::StatsCollector;
 use crate::task::{DataFile, WriterSpec};
 use crate::{Error, Result};
@@ -287,8 +285,7 @@ impl DataFileWriter {
         if rows == 0 {
             return Ok(());
         }
-        if self.spec.partition_columns.is_empty()
-            || (self.pending.is_empty() && rows >= SPLIT_ROWS)
+        if self.spec.partition_columns.is_empty() || (self.pending.is_empty() && rows >= SPLIT_ROWS)
         {
             self.write_split(batch).await?;
         } else {
@@ -315,7 +312,10 @@ impl DataFileWriter {
         self.pending_rows = 0;
         self.pending_bytes = 0;
         let combined = if pending.len() == 1 {
-            pending.into_iter().next().ok_or_else(|| Error::internal("no pending batch"))?
+            pending
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::internal("no pending batch"))?
         } else {
             arrow::compute::concat_batches(&self.table_schema, &pending)?
         };
@@ -465,7 +465,10 @@ impl DataFileWriter {
     /// Starts the next file of a partition.
     fn open_file(&mut self, partition_values: PartitionValues) -> Result<OpenFile> {
         let dir = hive_partition_dir(&self.spec.partition_columns, &partition_values);
-        let name = format!("{}-{:05}.snappy.parquet", self.spec.file_prefix, self.next_seq);
+        let name = format!(
+            "{}-{:05}.snappy.parquet",
+            self.spec.file_prefix, self.next_seq
+        );
         self.next_seq += 1;
         let relative = if dir.is_empty() {
             name
@@ -623,16 +626,27 @@ mod tests {
         ]))
     }
 
-    fn rows(from: i64, n: i64, p: impl Fn(i64) -> Option<String>, q: impl Fn(i64) -> Option<i32>) -> RecordBatch {
+    fn rows(
+        from: i64,
+        n: i64,
+        p: impl Fn(i64) -> Option<String>,
+        q: impl Fn(i64) -> Option<i32>,
+    ) -> RecordBatch {
         let ids: Vec<i64> = (from..from + n).collect();
         RecordBatch::try_new(
             schema(),
             vec![
                 Arc::new(Int64Array::from(ids.clone())),
-                Arc::new(StringArray::from(ids.iter().map(|&i| p(i)).collect::<Vec<_>>())),
-                Arc::new(Int32Array::from(ids.iter().map(|&i| q(i)).collect::<Vec<_>>())),
                 Arc::new(StringArray::from(
-                    ids.iter().map(|i| format!("row-{i:08}-padding")).collect::<Vec<_>>(),
+                    ids.iter().map(|&i| p(i)).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int32Array::from(
+                    ids.iter().map(|&i| q(i)).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    ids.iter()
+                        .map(|i| format!("row-{i:08}-padding"))
+                        .collect::<Vec<_>>(),
                 )),
                 Arc::new(
                     TimestampMicrosecondArray::from(
@@ -641,11 +655,15 @@ mod tests {
                     .with_timezone("UTC"),
                 ),
                 Arc::new(
-                    Decimal128Array::from(ids.iter().map(|&i| i as i128 * 7 - 50).collect::<Vec<_>>())
-                        .with_precision_and_scale(10, 2)
-                        .unwrap(),
+                    Decimal128Array::from(
+                        ids.iter().map(|&i| i as i128 * 7 - 50).collect::<Vec<_>>(),
+                    )
+                    .with_precision_and_scale(10, 2)
+                    .unwrap(),
                 ),
-                Arc::new(Date32Array::from(ids.iter().map(|&i| (i % 1000) as i32).collect::<Vec<_>>())),
+                Arc::new(Date32Array::from(
+                    ids.iter().map(|&i| (i % 1000) as i32).collect::<Vec<_>>(),
+                )),
             ],
         )
         .unwrap()
@@ -659,7 +677,9 @@ mod tests {
 
     /// Reads a written file back from disk.
     fn read_back(dir: &tempfile::TempDir, f: &DataFile) -> Vec<RecordBatch> {
-        let decoded = percent_encoding::percent_decode_str(&f.path).decode_utf8().unwrap();
+        let decoded = percent_encoding::percent_decode_str(&f.path)
+            .decode_utf8()
+            .unwrap();
         let disk = dir.path().join("tbl").join(decoded.as_ref());
         let file = std::fs::File::open(&disk).unwrap_or_else(|e| panic!("{}: {e}", disk.display()));
         assert_eq!(file.metadata().unwrap().len() as i64, f.size_bytes);
@@ -682,9 +702,14 @@ mod tests {
             .unwrap();
         let total = 100_000;
         for start in (0..total).step_by(10_000) {
-            w.write(&rows(start, 10_000, |i| Some(format!("p{}", i % 3)), |i| Some(i as i32)))
-                .await
-                .unwrap();
+            w.write(&rows(
+                start,
+                10_000,
+                |i| Some(format!("p{}", i % 3)),
+                |i| Some(i as i32),
+            ))
+            .await
+            .unwrap();
         }
         w.write(&rows(0, 0, |_| None, |_| None)).await.unwrap();
         let files = w.close().await.unwrap();
@@ -707,7 +732,10 @@ mod tests {
                 ids.extend(b.column(0).as_primitive::<Int64Type>().values().iter());
                 for r in 0..b.num_rows() {
                     let id = b.column(0).as_primitive::<Int64Type>().value(r);
-                    assert_eq!(b.column(3).as_string::<i32>().value(r), format!("row-{id:08}-padding"));
+                    assert_eq!(
+                        b.column(3).as_string::<i32>().value(r),
+                        format!("row-{id:08}-padding")
+                    );
                     assert_eq!(b.column(2).as_primitive::<Int32Type>().value(r), id as i32);
                 }
             }
@@ -759,7 +787,11 @@ mod tests {
             // Partition columns are not in the file.
             let file_schema = batches[0].schema();
             assert_eq!(
-                file_schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(),
+                file_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>(),
                 ["id", "s", "ts", "d", "day"]
             );
             // Every row belongs to the file's partition.
@@ -773,7 +805,10 @@ mod tests {
             assert!(st["minValues"].get("p").is_none());
             assert!(st["minValues"]["ts"].is_string());
             assert!(st["minValues"]["d"].is_number());
-            let decoded = percent_encoding::percent_decode_str(&f.path).decode_utf8().unwrap().to_string();
+            let decoded = percent_encoding::percent_decode_str(&f.path)
+                .decode_utf8()
+                .unwrap()
+                .to_string();
             dirs.insert(decoded.rsplit_once('/').unwrap().0.to_string());
         }
         assert_eq!(total, 1500);
@@ -795,23 +830,45 @@ mod tests {
         .collect();
         assert_eq!(dirs, want);
         // The directory exists on disk under its escaped name.
-        assert!(dir.path().join("tbl").join("p=a%2Fb%3Ac 100%25").join("q=1").is_dir());
-        assert!(files.iter().any(|f| f.path.starts_with("p=a%252Fb%253Ac%20100%2525/q=1/")));
-        assert!(files.iter().any(|f| f.partition_values["p"] == Some(String::new())));
+        assert!(
+            dir.path()
+                .join("tbl")
+                .join("p=a%2Fb%3Ac 100%25")
+                .join("q=1")
+                .is_dir()
+        );
+        assert!(
+            files
+                .iter()
+                .any(|f| f.path.starts_with("p=a%252Fb%253Ac%20100%2525/q=1/"))
+        );
+        assert!(
+            files
+                .iter()
+                .any(|f| f.partition_values["p"] == Some(String::new()))
+        );
         assert!(files.iter().any(|f| f.partition_values["p"].is_none()));
     }
 
     #[tokio::test]
     async fn abort_deletes_files() {
         let (dir, store) = local_store();
-        let mut w = DataFileWriter::try_new(store, Path::from("tbl"), spec(&["p"], 50_000), schema())
-            .unwrap();
+        let mut w =
+            DataFileWriter::try_new(store, Path::from("tbl"), spec(&["p"], 50_000), schema())
+                .unwrap();
         // Large enough to be split at once: files fill up and roll.
-        w.write(&rows(0, SPLIT_ROWS as i64 + 10, |i| Some(format!("v{}", i % 2)), |_| None))
+        w.write(&rows(
+            0,
+            SPLIT_ROWS as i64 + 10,
+            |i| Some(format!("v{}", i % 2)),
+            |_| None,
+        ))
+        .await
+        .unwrap();
+        // Small: held until more rows arrive.
+        w.write(&rows(0, 100, |_| Some("w".into()), |_| None))
             .await
             .unwrap();
-        // Small: held until more rows arrive.
-        w.write(&rows(0, 100, |_| Some("w".into()), |_| None)).await.unwrap();
         assert_eq!(w.pending_rows, 100);
         // Some files were finished by size, some are still open.
         assert!(!w.finished.is_empty());
@@ -836,15 +893,20 @@ mod tests {
     async fn memory_limit_closes_files_early() {
         let (dir, store) = local_store();
         let limit = 2 * 1024 * 1024;
-        let mut w = DataFileWriter::try_new(store, Path::from("tbl"), spec(&["q"], 1 << 30), schema())
-            .unwrap()
-            .with_memory_limit(limit);
+        let mut w =
+            DataFileWriter::try_new(store, Path::from("tbl"), spec(&["q"], 1 << 30), schema())
+                .unwrap()
+                .with_memory_limit(limit);
         let parts = 50;
         for start in (0..200_000).step_by(20_000) {
             w.write(&rows(start, 20_000, |_| None, |i| Some((i % parts) as i32)))
                 .await
                 .unwrap();
-            assert!(w.buffered_bytes() <= limit, "{} > {limit}", w.buffered_bytes());
+            assert!(
+                w.buffered_bytes() <= limit,
+                "{} > {limit}",
+                w.buffered_bytes()
+            );
         }
         let files = w.close().await.unwrap();
         // Without the limit there would be one file per partition.
@@ -861,9 +923,10 @@ mod tests {
     async fn memory_limit_with_sorted_input_keeps_one_file_per_partition() {
         let (_dir, store) = local_store();
         let limit = 2 * 1024 * 1024;
-        let mut w = DataFileWriter::try_new(store, Path::from("tbl"), spec(&["q"], 1 << 30), schema())
-            .unwrap()
-            .with_memory_limit(limit);
+        let mut w =
+            DataFileWriter::try_new(store, Path::from("tbl"), spec(&["q"], 1 << 30), schema())
+                .unwrap()
+                .with_memory_limit(limit);
         // 50 partitions of 4000 rows, in partition order, 5 partitions per batch.
         for start in (0..200_000).step_by(20_000) {
             w.write(&rows(start, 20_000, |_| None, |i| Some((i / 4000) as i32)))
@@ -880,13 +943,23 @@ mod tests {
     async fn rejects_bad_batches_and_specs() {
         let (_dir, store) = local_store();
         assert!(
-            DataFileWriter::try_new(Arc::clone(&store), Path::from("tbl"), spec(&["nope"], 1), schema())
-                .is_err()
+            DataFileWriter::try_new(
+                Arc::clone(&store),
+                Path::from("tbl"),
+                spec(&["nope"], 1),
+                schema()
+            )
+            .is_err()
         );
         let only_part = Arc::new(Schema::new(vec![Field::new("p", DataType::Utf8, true)]));
         assert!(
-            DataFileWriter::try_new(Arc::clone(&store), Path::from("tbl"), spec(&["p"], 1), only_part)
-                .is_err()
+            DataFileWriter::try_new(
+                Arc::clone(&store),
+                Path::from("tbl"),
+                spec(&["p"], 1),
+                only_part
+            )
+            .is_err()
         );
         let mut w = DataFileWriter::try_new(store, Path::from("tbl"), spec(&[], 1 << 20), schema())
             .unwrap();

@@ -15,7 +15,12 @@ pub async fn remove_dir(dir: &Url) {
     let Ok((store, prefix)) = store_for(dir) else {
         return;
     };
-    let listed: Vec<Path> = match store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await {
+    let listed: Vec<Path> = match store
+        .list(Some(&prefix))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
             warn!(dir = %dir, "cannot list for cleanup: {e}");
@@ -46,9 +51,11 @@ pub async fn remove_job_files(table_url: &Url, job_id: &str, keep: &HashSet<Stri
     let listed: Vec<Path> = match store
         .list(Some(&root))
         .try_filter_map(|m| {
-            let delete = m.location.filename().is_some_and(|f| {
-                f.starts_with(&marker) && !keep.contains(f)
-            }) && !m.location.as_ref().contains("_delta_log");
+            let delete = m
+                .location
+                .filename()
+                .is_some_and(|f| f.starts_with(&marker) && !keep.contains(f))
+                && !m.location.as_ref().contains("_delta_log");
             futures::future::ready(Ok(delete.then_some(m.location)))
         })
         .try_collect()

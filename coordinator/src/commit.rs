@@ -23,11 +23,11 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
+use deltalake_core::DeltaTableError;
 use deltalake_core::kernel::Action;
 use deltalake_core::kernel::transaction::TransactionError;
 use deltalake_core::logstore::{CommitOrBytes, LogStoreRef};
 use deltalake_core::protocol::DeltaOperation;
-use deltalake_core::DeltaTableError;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde_json::{Map, Value};
@@ -96,7 +96,11 @@ impl LogAction {
         let mut v = serde_json::to_value(&self.action)
             .map_err(|e| CommitError::Refused(format!("cannot serialise an action: {e}")))?;
         if let Some(raw) = &self.raw_path {
-            let key = if v.get("add").is_some() { "add" } else { "remove" };
+            let key = if v.get("add").is_some() {
+                "add"
+            } else {
+                "remove"
+            };
             if let Some(inner) = v.get_mut(key).and_then(Value::as_object_mut) {
                 inner.insert("path".into(), Value::String(raw.clone()));
             }
@@ -178,7 +182,11 @@ pub async fn commit(
 }
 
 /// The commit file: the actions, then `commitInfo` as Delta Spark writes it.
-fn commit_bytes(lines: &[Value], req: &CommitRequest, read_version: i64) -> Result<Bytes, CommitError> {
+fn commit_bytes(
+    lines: &[Value],
+    req: &CommitRequest,
+    read_version: i64,
+) -> Result<Bytes, CommitError> {
     let mut info = Map::new();
     info.insert(
         "timestamp".into(),
@@ -211,7 +219,10 @@ fn commit_bytes(lines: &[Value], req: &CommitRequest, read_version: i64) -> Resu
         Value::from(uuid::Uuid::new_v4().to_string()),
     );
     let mut out = String::new();
-    for line in lines.iter().chain(std::iter::once(&serde_json::json!({ "commitInfo": info }))) {
+    for line in lines
+        .iter()
+        .chain(std::iter::once(&serde_json::json!({ "commitInfo": info })))
+    {
         let s = serde_json::to_string(line)
             .map_err(|e| CommitError::Refused(format!("cannot serialise the commit: {e}")))?;
         debug_assert!(!s.contains('\n'));
@@ -270,7 +281,11 @@ async fn checkpoint_if_due(req: &CommitRequest, version: i64) {
         return;
     }
     match checkpoint(&req.table_url, version).await {
-        Ok(cleaned) => info!(version, expired_logs_removed = cleaned, "checkpoint written"),
+        Ok(cleaned) => info!(
+            version,
+            expired_logs_removed = cleaned,
+            "checkpoint written"
+        ),
         Err(e) => warn!(version, "checkpoint failed (the commit stands): {e}"),
     }
 }
@@ -286,7 +301,11 @@ async fn checkpoint(table_url: &Url, version: i64) -> Result<usize, CommitError>
     table.load_version(v).await?;
     deltalake_core::checkpoints::create_checkpoint(&table, None).await?;
     use deltalake_core::table::config::TablePropertiesExt;
-    if table.snapshot()?.table_config().enable_expired_log_cleanup() {
+    if table
+        .snapshot()?
+        .table_config()
+        .enable_expired_log_cleanup()
+    {
         return Ok(deltalake_core::checkpoints::cleanup_metadata(&table, None).await?);
     }
     Ok(0)
@@ -301,7 +320,9 @@ async fn check_winning_commit(
         .read_commit_entry(u64::try_from(version).unwrap_or(0))
         .await?
         .ok_or_else(|| {
-            CommitError::Conflict(format!("winning commit {version} vanished while checking it"))
+            CommitError::Conflict(format!(
+                "winning commit {version} vanished while checking it"
+            ))
         })?;
     let text = String::from_utf8_lossy(&bytes);
     let mut actions = Vec::new();
@@ -327,10 +348,16 @@ async fn check_winning_commit(
             continue;
         }
         if action.get("metaData").is_some() {
-            return Err(conflict("MetadataChangedException", "changed the table metadata".into()));
+            return Err(conflict(
+                "MetadataChangedException",
+                "changed the table metadata".into(),
+            ));
         }
         if action.get("protocol").is_some() {
-            return Err(conflict("ProtocolChangedException", "changed the table protocol".into()));
+            return Err(conflict(
+                "ProtocolChangedException",
+                "changed the table protocol".into(),
+            ));
         }
         if req.changes_metadata {
             return Err(conflict(
@@ -349,7 +376,8 @@ async fn check_winning_commit(
         }
         if let Some(rm) = action.get("remove")
             && let Some(p) = rm.get("path").and_then(Value::as_str)
-            && (req.removed_paths.contains(p) || req.removed_paths.iter().any(|r| decode(r) == decode(p)))
+            && (req.removed_paths.contains(p)
+                || req.removed_paths.iter().any(|r| decode(r) == decode(p)))
         {
             return Err(conflict(
                 "ConcurrentDeleteDeleteException",
@@ -357,7 +385,10 @@ async fn check_winning_commit(
             ));
         }
         if let Some(add) = action.get("add") {
-            let data_change = add.get("dataChange").and_then(Value::as_bool).unwrap_or(true);
+            let data_change = add
+                .get("dataChange")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
             if data_change && read_set_hit(&req.read_set, add) {
                 return Err(conflict(
                     "ConcurrentAppendException",
@@ -421,9 +452,10 @@ mod tests {
             data_change: true,
             ..Default::default()
         };
-        let line = LogAction::with_raw_path(Action::Remove(rm.clone()), "s=%2523h/f.parquet".into())
-            .to_json()
-            .unwrap();
+        let line =
+            LogAction::with_raw_path(Action::Remove(rm.clone()), "s=%2523h/f.parquet".into())
+                .to_json()
+                .unwrap();
         assert_eq!(line["remove"]["path"], "s=%2523h/f.parquet");
         // Without a raw path deltalake-core's own encoding applies.
         let line = LogAction::new(Action::Remove(rm)).to_json().unwrap();
@@ -439,10 +471,19 @@ mod tests {
                 ("q".to_string(), q.map(str::to_string)),
             ])
         };
-        assert!(read_set_hit(&ReadSet::Partitions(vec![part(Some("1"), None)]), &add));
-        assert!(!read_set_hit(&ReadSet::Partitions(vec![part(Some("2"), None)]), &add));
+        assert!(read_set_hit(
+            &ReadSet::Partitions(vec![part(Some("1"), None)]),
+            &add
+        ));
+        assert!(!read_set_hit(
+            &ReadSet::Partitions(vec![part(Some("2"), None)]),
+            &add
+        ));
         // An empty partition value is null in Delta.
-        assert!(read_set_hit(&ReadSet::Partitions(vec![part(Some("1"), Some(""))]), &add));
+        assert!(read_set_hit(
+            &ReadSet::Partitions(vec![part(Some("1"), Some(""))]),
+            &add
+        ));
         assert!(read_set_hit(&ReadSet::WholeTable, &add));
         assert!(!read_set_hit(&ReadSet::Nothing, &add));
     }

@@ -166,7 +166,10 @@ impl JobRegistry {
     }
 
     pub fn status(&self, job_id: &str) -> Option<JobStatus> {
-        self.lock().jobs.get(job_id).map(|e| e.status.borrow().clone())
+        self.lock()
+            .jobs
+            .get(job_id)
+            .map(|e| e.status.borrow().clone())
     }
 
     /// Marks a job finished (bookkeeping for the bound on remembered jobs).

@@ -323,9 +323,7 @@ impl Scheduler {
             st.stages
                 .get(&(job.clone(), *stage))
                 .and_then(|s| s.tasks.get(*index as usize))
-                .is_some_and(|t| {
-                    live <= 1 || t.avoid_executor.as_deref() != Some(executor_id)
-                })
+                .is_some_and(|t| live <= 1 || t.avoid_executor.as_deref() != Some(executor_id))
         });
         let Some(pos) = pos else { return Ok(None) };
         let Some((job_id, stage, index)) = st.queue.remove(pos) else {
@@ -486,7 +484,12 @@ impl Scheduler {
             return false;
         };
         if run.epoch != epoch {
-            warn!(?key, epoch, expected = run.epoch, "report from another epoch ignored");
+            warn!(
+                ?key,
+                epoch,
+                expected = run.epoch,
+                "report from another epoch ignored"
+            );
             return false;
         }
         let task_name = format!("{}/s{}/t{}", key.job_id, key.stage, key.index);
@@ -528,7 +531,8 @@ impl Scheduler {
                     task.avoid_executor = Some(executor_id.to_string());
                     task.last_error = Some(failure.message);
                     run.retries += 1;
-                    st.queue.push_back((key.job_id.clone(), key.stage, key.index));
+                    st.queue
+                        .push_back((key.job_id.clone(), key.stage, key.index));
                     None
                 };
                 if let Some(err) = fatal {
@@ -585,7 +589,8 @@ impl Scheduler {
                     task.state = TaskState::Queued;
                     task.last_error = Some(msg);
                     run.retries += 1;
-                    st.queue.push_back((key.job_id.clone(), key.stage, key.index));
+                    st.queue
+                        .push_back((key.job_id.clone(), key.stage, key.index));
                 }
             }
         }

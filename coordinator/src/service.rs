@@ -49,7 +49,12 @@ fn write_request(w: pb::WriteJob) -> Result<WriteRequest, Status> {
         Ok(pb::WriteMode::Overwrite) => WriteMode::Overwrite,
         Ok(pb::WriteMode::ErrorIfExists) => WriteMode::ErrorIfExists,
         Ok(pb::WriteMode::Ignore) => WriteMode::Ignore,
-        Err(_) => return Err(Status::invalid_argument(format!("unknown write mode {}", w.mode))),
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "unknown write mode {}",
+                w.mode
+            )));
+        }
     };
     let format = if w.format == pb::SourceFormat::Unspecified as i32 {
         silt_common::task::SourceFormat::Parquet
@@ -210,10 +215,10 @@ impl pb::executor_service_server::ExecutorService for ExecutorServiceImpl {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = request.into_inner();
-        let reply = self
-            .0
-            .scheduler()
-            .heartbeat(&r.executor_id, r.running.into_iter().map(key_from_pb).collect());
+        let reply = self.0.scheduler().heartbeat(
+            &r.executor_id,
+            r.running.into_iter().map(key_from_pb).collect(),
+        );
         Ok(Response::new(pb::HeartbeatResponse {
             reregister: reply.reregister,
             cancel: reply.cancel.into_iter().map(key_to_pb).collect(),
@@ -247,7 +252,10 @@ impl pb::executor_service_server::ExecutorService for ExecutorServiceImpl {
         request: Request<pb::TaskReport>,
     ) -> Result<Response<pb::ReportTaskResponse>, Status> {
         let r = request.into_inner();
-        let key = key_from_pb(r.key.ok_or_else(|| Status::invalid_argument("report without key"))?);
+        let key = key_from_pb(
+            r.key
+                .ok_or_else(|| Status::invalid_argument("report without key"))?,
+        );
         let outcome = match r.outcome {
             Some(pb::task_report::Outcome::Success(o)) => Ok(o.into()),
             Some(pb::task_report::Outcome::Failure(f)) => Err(silt_common::task::TaskFailure {
@@ -256,7 +264,10 @@ impl pb::executor_service_server::ExecutorService for ExecutorServiceImpl {
             }),
             None => return Err(Status::invalid_argument("report without outcome")),
         };
-        let accepted = self.0.scheduler().report(&r.executor_id, &key, r.epoch, outcome);
+        let accepted = self
+            .0
+            .scheduler()
+            .report(&r.executor_id, &key, r.epoch, outcome);
         Ok(Response::new(pb::ReportTaskResponse { accepted }))
     }
 }
@@ -275,9 +286,11 @@ pub async fn serve(
                 .max_encoding_message_size(64 << 20),
         )
         .add_service(
-            pb::executor_service_server::ExecutorServiceServer::new(ExecutorServiceImpl(coordinator))
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20),
+            pb::executor_service_server::ExecutorServiceServer::new(ExecutorServiceImpl(
+                coordinator,
+            ))
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

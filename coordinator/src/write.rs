@@ -16,7 +16,9 @@ use silt_common::schema::{self, SchemaOptions};
 use silt_common::source;
 use silt_common::storage::parse_location;
 use silt_common::table::{ActiveFile, TableSnapshot, load_table};
-use silt_common::task::{DataFile, SourceFormat, SourceSplit, StatsSpec, TaskKind, TaskOutput, WriterSpec};
+use silt_common::task::{
+    DataFile, SourceFormat, SourceSplit, StatsSpec, TaskKind, TaskOutput, WriterSpec,
+};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use url::Url;
@@ -72,7 +74,10 @@ pub async fn run_write(
         && let Ok(p) = table_url.to_file_path()
     {
         std::fs::create_dir_all(&p).map_err(|e| {
-            invalid(format!("cannot create table directory {}: {e}", p.display()))
+            invalid(format!(
+                "cannot create table directory {}: {e}",
+                p.display()
+            ))
         })?;
     }
     let snapshot = load_table(&table_url).await?;
@@ -117,7 +122,10 @@ pub async fn run_write(
     }
 
     let plan = plan_write(ctx, job_id, &req, &table_url, snapshot.as_ref()).await?;
-    let result = execute_and_commit(ctx, job_id, &req, &table_url, snapshot, plan, status, started).await;
+    let result = execute_and_commit(
+        ctx, job_id, &req, &table_url, snapshot, plan, status, started,
+    )
+    .await;
     let shuffle = shuffle_dir(&table_url, job_id);
     // Attempts that are no longer wanted (the failed job's other tasks, superseded attempts)
     // may still be writing: cancel them and wait, bounded, until executors let go of them,
@@ -158,7 +166,9 @@ fn validate_options(req: &WriteRequest) -> Result<(), JobError> {
         return Err(invalid("--replace-where requires --mode overwrite"));
     }
     if req.dynamic_partition_overwrite && !overwrite {
-        return Err(invalid("--dynamic-partition-overwrite requires --mode overwrite"));
+        return Err(invalid(
+            "--dynamic-partition-overwrite requires --mode overwrite",
+        ));
     }
     if req.dynamic_partition_overwrite && req.replace_where.is_some() {
         return Err(invalid(
@@ -174,7 +184,9 @@ fn validate_options(req: &WriteRequest) -> Result<(), JobError> {
         ));
     }
     if req.txn_app_id.is_some() != req.txn_version.is_some() {
-        return Err(invalid("--txn-app-id and --txn-version must be given together"));
+        return Err(invalid(
+            "--txn-app-id and --txn-version must be given together",
+        ));
     }
     if req.txn_version.is_some_and(|v| v < 0) {
         return Err(invalid("--txn-version must be >= 0"));
@@ -297,14 +309,20 @@ async fn plan_write(
     // Table configuration → stats and file size.
     let configuration: HashMap<String, String> = match snapshot {
         Some(s) => s.configuration.clone(),
-        None => req.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        None => req
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     };
     let stats = stats_spec(&configuration)?;
     let target_file_size_bytes = match req.target_file_size_bytes {
         Some(v) => v,
         None => match configuration.get("delta.targetFileSize") {
             Some(v) => v.parse().map_err(|_| {
-                invalid(format!("table property delta.targetFileSize = `{v}` is not a number of bytes"))
+                invalid(format!(
+                    "table property delta.targetFileSize = `{v}` is not a number of bytes"
+                ))
             })?,
             None => DEFAULT_TARGET_FILE_SIZE,
         },
@@ -407,7 +425,10 @@ fn eq_ignore_case(a: &[String], b: &[String]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y))
 }
 
-fn resolve_partition_columns(requested: &[String], schema: &Schema) -> Result<Vec<String>, JobError> {
+fn resolve_partition_columns(
+    requested: &[String],
+    schema: &Schema,
+) -> Result<Vec<String>, JobError> {
     let mut out = Vec::new();
     for name in requested {
         let field = schema
@@ -449,7 +470,9 @@ fn stats_spec(configuration: &HashMap<String, String>) -> Result<StatsSpec, JobE
     let mut spec = StatsSpec::default();
     if let Some(v) = configuration.get("delta.dataSkippingNumIndexedCols") {
         spec.num_indexed_cols = v.trim().parse().map_err(|_| {
-            invalid(format!("delta.dataSkippingNumIndexedCols = `{v}` is not an integer"))
+            invalid(format!(
+                "delta.dataSkippingNumIndexedCols = `{v}` is not an integer"
+            ))
         })?;
     }
     if let Some(v) = configuration.get("delta.dataSkippingStatsColumns") {
@@ -476,7 +499,9 @@ fn partition_matches(
     let mut columns: Vec<ArrayRef> = Vec::new();
     let mut fields = Vec::new();
     for field in schema.fields() {
-        let pc = partition_columns.iter().find(|c| c.eq_ignore_ascii_case(field.name()));
+        let pc = partition_columns
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(field.name()));
         let parts: Vec<ArrayRef> = files
             .iter()
             .map(|f| {
@@ -511,6 +536,7 @@ struct StageScope<'a> {
     status: &'a watch::Sender<JobStatus>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn execute_and_commit(
     ctx: &JobContext,
     job_id: &str,
@@ -576,7 +602,13 @@ async fn execute_and_commit(
         kept,
     } = assembled;
     let committed = commit::commit(log_store, read_version, request, ctx.fence.as_ref()).await?;
-    info!(job = job_id, version = committed, files = files_added, rows = rows_added, "committed");
+    info!(
+        job = job_id,
+        version = committed,
+        files = files_added,
+        rows = rows_added,
+        "committed"
+    );
     let summary = format!(
         "committed version {committed}: {files_added} file(s), {rows_added} row(s), {bytes_added} bytes added; {files_removed} file(s) removed"
     );
@@ -708,7 +740,11 @@ fn assemble_commit(
     epoch: u64,
     started: Instant,
 ) -> Result<Assembled, JobError> {
-    let adds: Vec<&DataFile> = written.iter().chain(rewritten).flat_map(|o| &o.adds).collect();
+    let adds: Vec<&DataFile> = written
+        .iter()
+        .chain(rewritten)
+        .flat_map(|o| &o.adds)
+        .collect();
     let rewritten_removes: HashSet<&str> = rewritten
         .iter()
         .flat_map(|o| &o.removes)
@@ -762,7 +798,9 @@ fn assemble_commit(
     let mut changes_metadata = false;
     match snapshot {
         None => {
-            actions.push(LogAction::new(Action::Protocol(new_protocol(&plan.schema)?)));
+            actions.push(LogAction::new(Action::Protocol(new_protocol(
+                &plan.schema,
+            )?)));
             actions.push(LogAction::new(Action::Metadata(
                 deltalake_core::kernel::new_metadata(
                     &struct_type,
@@ -811,14 +849,15 @@ fn assemble_commit(
         let mut rm = r.remove.clone();
         rm.deletion_timestamp = Some(now_ms);
         // The raw path exactly as the file's `add` has it, so every reader pairs them.
-        actions.push(LogAction::with_raw_path(Action::Remove(rm), r.file.path.clone()));
+        actions.push(LogAction::with_raw_path(
+            Action::Remove(rm),
+            r.file.path.clone(),
+        ));
     }
     if let (Some(app), Some(v)) = (&req.txn_app_id, req.txn_version) {
-        actions.push(LogAction::new(Action::Txn(Transaction::new_with_last_update(
-            app,
-            v,
-            Some(now_ms),
-        ))));
+        actions.push(LogAction::new(Action::Txn(
+            Transaction::new_with_last_update(app, v, Some(now_ms)),
+        )));
     }
 
     // Metrics, named as Delta Spark names them.
@@ -832,7 +871,11 @@ fn assemble_commit(
     metrics.insert("numRemovedFiles".to_string(), removes.len().to_string());
     metrics.insert(
         "numRemovedBytes".to_string(),
-        removes.iter().map(|r| r.file.size_bytes).sum::<i64>().to_string(),
+        removes
+            .iter()
+            .map(|r| r.file.size_bytes)
+            .sum::<i64>()
+            .to_string(),
     );
     if req.replace_where.is_some() {
         let copied: u64 = rewritten.iter().map(|o| o.metrics.rows_copied).sum();
@@ -908,11 +951,16 @@ fn table_property_true(configuration: &HashMap<String, String>, key: &str) -> bo
 fn checkpoint_interval(configuration: &HashMap<String, String>) -> Result<i64, JobError> {
     match configuration.get("delta.checkpointInterval") {
         None => Ok(commit::DEFAULT_CHECKPOINT_INTERVAL),
-        Some(v) => v.trim().parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            invalid(format!(
-                "table property delta.checkpointInterval = `{v}` is not a positive integer"
-            ))
-        }),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "table property delta.checkpointInterval = `{v}` is not a positive integer"
+                ))
+            }),
     }
 }
 
@@ -957,7 +1005,9 @@ async fn run_stage(
         s.tasks_succeeded = 0;
         s.message = format!("stage {name}: {n} task(s)");
     });
-    let fut = ctx.scheduler.run_stage(job_id, stage, epoch, version, tasks);
+    let fut = ctx
+        .scheduler
+        .run_stage(job_id, stage, epoch, version, tasks);
     tokio::pin!(fut);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {

@@ -145,7 +145,13 @@ pub async fn run_executor(
         // this executor to register again.
         let (rereg_tx, mut rereg_rx) = tokio::sync::watch::channel(false);
         let mut loops = tokio::task::JoinSet::new();
-        loops.spawn(heartbeat_loop(session.client.clone(), id.clone(), session.heartbeat_ms, running.clone(), rereg_tx.clone()));
+        loops.spawn(heartbeat_loop(
+            session.client.clone(),
+            id.clone(),
+            session.heartbeat_ms,
+            running.clone(),
+            rereg_tx.clone(),
+        ));
         for _ in 0..config.slots.max(1) {
             loops.spawn(poll_loop(
                 session.client.clone(),
@@ -260,7 +266,9 @@ async fn poll_loop(
                     info!(task = %spec.display_id(), kind = spec.kind.name(), "task started");
                     let r = run_task(&spec, &limits).await;
                     match &r {
-                        Ok(o) => info!(task = %spec.display_id(), rows = o.metrics.rows_written, files = o.adds.len(), ms = o.metrics.elapsed_ms, "task succeeded"),
+                        Ok(o) => {
+                            info!(task = %spec.display_id(), rows = o.metrics.rows_written, files = o.adds.len(), ms = o.metrics.elapsed_ms, "task succeeded")
+                        }
                         Err(e) => warn!(task = %spec.display_id(), "task failed: {e}"),
                     }
                     r
@@ -270,7 +278,10 @@ async fn poll_loop(
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(key.clone(), handle.abort_handle());
                 let joined = handle.await;
-                running.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
                 match joined {
                     Ok(Ok(out)) => pb::task_report::Outcome::Success((&out).into()),
                     Ok(Err(e)) => pb::task_report::Outcome::Failure(pb::TaskFailure {

@@ -14,13 +14,14 @@ use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::async_reader::ParquetObjectReader;
 use silt_common::predicate::Predicate;
 use silt_common::schema::{conform_batch, constant_array, delta_json_to_arrow};
 use silt_common::shuffle::{ShuffleWriter, read_reducer_input};
-use silt_common::source::read_split;
+use silt_common::source::{ObjectReader, read_split};
 use silt_common::storage::{join_url, store_for};
-use silt_common::task::{DataFile, SourceSplit, TaskKind, TaskMetrics, TaskOutput, TaskSpec, WriterSpec};
+use silt_common::task::{
+    DataFile, SourceSplit, TaskKind, TaskMetrics, TaskOutput, TaskSpec, WriterSpec,
+};
 use silt_common::writer::DataFileWriter;
 use silt_common::{Error, Result};
 use url::Url;
@@ -47,7 +48,14 @@ pub async fn run_task(spec: &TaskSpec, limits: &TaskLimits) -> Result<TaskOutput
             writer,
         } => {
             let writer = attempt_writer(writer, &attempt_tag);
-            run_write(splits, source_schema_json, check_predicate.as_deref(), &writer, limits).await?
+            run_write(
+                splits,
+                source_schema_json,
+                check_predicate.as_deref(),
+                &writer,
+                limits,
+            )
+            .await?
         }
         TaskKind::ShuffleMap {
             splits,
@@ -58,7 +66,15 @@ pub async fn run_task(spec: &TaskSpec, limits: &TaskLimits) -> Result<TaskOutput
             shuffle_uri,
         } => {
             let dir = join_url(&parse_url(shuffle_uri)?, &format!("{attempt_tag}/"))?;
-            run_shuffle_map(splits, source_schema_json, check_predicate.as_deref(), writer, *num_reducers, &dir).await?
+            run_shuffle_map(
+                splits,
+                source_schema_json,
+                check_predicate.as_deref(),
+                writer,
+                *num_reducers,
+                &dir,
+            )
+            .await?
         }
         TaskKind::ShuffleReduce {
             map_outputs,
@@ -92,9 +108,14 @@ fn attempt_writer(w: &WriterSpec, attempt_tag: &str) -> WriterSpec {
     w
 }
 
-fn open_writer(spec: &WriterSpec, schema: SchemaRef, limits: &TaskLimits) -> Result<DataFileWriter> {
+fn open_writer(
+    spec: &WriterSpec,
+    schema: SchemaRef,
+    limits: &TaskLimits,
+) -> Result<DataFileWriter> {
     let (store, root) = store_for(&parse_url(&spec.table_uri)?)?;
-    Ok(DataFileWriter::try_new(store, root, spec.clone(), schema)?.with_memory_limit(limits.memory_limit_bytes))
+    Ok(DataFileWriter::try_new(store, root, spec.clone(), schema)?
+        .with_memory_limit(limits.memory_limit_bytes))
 }
 
 /// Reads every split, conforms rows to the table schema and checks the predicate,
@@ -147,7 +168,9 @@ async fn for_each_source_batch(
 /// replaceWhere: every new row must satisfy the predicate.
 fn check_all_match(p: &Predicate, batch: &RecordBatch) -> Result<()> {
     let mask = p.evaluate(batch)?;
-    let bad = (0..mask.len()).filter(|&i| !(mask.is_valid(i) && mask.value(i))).count();
+    let bad = (0..mask.len())
+        .filter(|&i| !(mask.is_valid(i) && mask.value(i)))
+        .count();
     if bad > 0 {
         return Err(Error::DataViolation(format!(
             "{bad} new row(s) do not satisfy the replaceWhere predicate `{}`",
@@ -281,7 +304,17 @@ async fn run_rewrite(
     let mut metrics = TaskMetrics::default();
     let mut removes = Vec::new();
     for file in files {
-        match rewrite_one(file, &table_url, &schema, &spec.partition_columns, &predicate, &mut writer, &mut metrics).await {
+        match rewrite_one(
+            file,
+            &table_url,
+            &schema,
+            &spec.partition_columns,
+            &predicate,
+            &mut writer,
+            &mut metrics,
+        )
+        .await
+        {
             Ok(true) => removes.push(file.clone()),
             Ok(false) => {}
             Err(e) => {
@@ -305,7 +338,7 @@ async fn table_rows(
 ) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch>>> {
     let url = join_url(table_url, &file.path)?;
     let (store, path) = store_for(&url)?;
-    let reader = ParquetObjectReader::new(store, path);
+    let reader = ObjectReader::new(store, path, file.size_bytes.max(0) as u64);
     let path_str = url.to_string();
     let corrupt = move |e: parquet::errors::ParquetError| Error::CorruptFile {
         path: path_str.clone(),

@@ -27,13 +27,17 @@ fn missing(what: &str) -> DecodeError {
 
 // ------------------------------------------------------------------ small helpers
 
-fn pv_to_pb(m: &BTreeMap<String, Option<String>>) -> std::collections::HashMap<String, pb::NullableString> {
+fn pv_to_pb(
+    m: &BTreeMap<String, Option<String>>,
+) -> std::collections::HashMap<String, pb::NullableString> {
     m.iter()
         .map(|(k, v)| (k.clone(), pb::NullableString { value: v.clone() }))
         .collect()
 }
 
-fn pv_from_pb(m: std::collections::HashMap<String, pb::NullableString>) -> BTreeMap<String, Option<String>> {
+fn pv_from_pb(
+    m: std::collections::HashMap<String, pb::NullableString>,
+) -> BTreeMap<String, Option<String>> {
     m.into_iter().map(|(k, v)| (k, v.value)).collect()
 }
 

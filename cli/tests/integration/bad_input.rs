@@ -58,7 +58,10 @@ fn missing_source() {
     let t2 = dir.path().join("t2");
     let out = silt_write(&t2, &missing, &[]);
     out.assert_error(&["no-such-source-dir"]);
-    assert!(!t2.join("_delta_log").exists(), "a failed job must not create a table");
+    assert!(
+        !t2.join("_delta_log").exists(),
+        "a failed job must not create a table"
+    );
     assert!(data_files(&t2).is_empty());
 
     // An empty source directory is an error too.
@@ -77,14 +80,20 @@ fn corrupt_parquet_files() {
     let before = listing_with_dirs(&t);
 
     // Garbage among valid files (unreadable footer).
-    let src = Gen::new(seed + 1, 200).files(2).id_start(1000).write(&dir.path().join("garbage"));
+    let src = Gen::new(seed + 1, 200)
+        .files(2)
+        .id_start(1000)
+        .write(&dir.path().join("garbage"));
     write_garbage_parquet(&src.join("zz-garbage.parquet"));
     let out = silt_write(&t, &src, &[]);
     out.assert_error(&["zz-garbage.parquet"]);
     assert_same_listing(&before, &listing_with_dirs(&t), "garbage parquet");
 
     // Valid footer, scrambled pages: fails on the executor, must name the file.
-    let src2 = Gen::new(seed + 2, 200).files(2).id_start(2000).write(&dir.path().join("pages"));
+    let src2 = Gen::new(seed + 2, 200)
+        .files(2)
+        .id_start(2000)
+        .write(&dir.path().join("pages"));
     write_corrupt_pages_parquet(&first_parquet(&src2), &src2.join("zz-pages.parquet"));
     let out = silt_write(&t, &src2, &[]);
     out.assert_error(&["zz-pages.parquet"]);
@@ -94,9 +103,15 @@ fn corrupt_parquet_files() {
     let t2 = dir.path().join("t2");
     let out = silt_write(&t2, &src2, &["--partition-by", "k"]);
     out.assert_error(&["zz-pages.parquet"]);
-    assert!(!t2.join("_delta_log").exists(), "a failed job must not create a table");
+    assert!(
+        !t2.join("_delta_log").exists(),
+        "a failed job must not create a table"
+    );
     let left = listing(&t2);
-    assert!(left.is_empty(), "a failed job leaves files behind: {left:?}");
+    assert!(
+        left.is_empty(),
+        "a failed job leaves files behind: {left:?}"
+    );
 }
 
 /// A failing job whose other stage (the replaceWhere rewrite) wrote files: all are removed.
@@ -106,9 +121,16 @@ fn failed_job_with_rewrite_stage_leaves_no_files() {
     let dir = tempdir("bad-rewrite");
     let t = table_with_data(dir.path(), seed, &["--target-file-size", "8192"]);
     let before = listing_with_dirs(&t);
-    let src = Gen::new(seed + 1, 300).files(2).id_start(1000).write(&dir.path().join("src"));
+    let src = Gen::new(seed + 1, 300)
+        .files(2)
+        .id_start(1000)
+        .write(&dir.path().join("src"));
     write_corrupt_pages_parquet(&first_parquet(&src), &src.join("zz-pages.parquet"));
-    let out = silt_write(&t, &src, &["--mode", "overwrite", "--replace-where", "id >= 100"]);
+    let out = silt_write(
+        &t,
+        &src,
+        &["--mode", "overwrite", "--replace-where", "id >= 100"],
+    );
     out.assert_error(&["zz-pages.parquet"]);
     // Give straggling tasks of the failed job time to finish before looking.
     std::thread::sleep(Duration::from_millis(1500));
@@ -123,8 +145,15 @@ fn unknown_partition_column() {
     let t = dir.path().join("t");
     let out = silt_write(&t, &a, &["--partition-by", "no_such_col"]);
     out.assert_error(&["no_such_col"]);
-    assert!(!t.join("_delta_log").exists(), "a failed job must not create a table");
-    assert!(listing(&t).is_empty(), "no files for a failed job: {:?}", listing(&t));
+    assert!(
+        !t.join("_delta_log").exists(),
+        "a failed job must not create a table"
+    );
+    assert!(
+        listing(&t).is_empty(),
+        "no files for a failed job: {:?}",
+        listing(&t)
+    );
 
     // On an existing table partitioned by k: another partitioning is refused.
     let t2 = dir.path().join("t2");
@@ -142,7 +171,11 @@ fn invalid_predicates() {
     let seed = seed_for("invalid_predicates");
     let dir = tempdir("bad-pred");
     let t = table_with_data(dir.path(), seed, &["--partition-by", "k"]);
-    let src = Gen::new(seed + 1, 50).k_domain("1").no_null_k().id_start(5000).write(&dir.path().join("src"));
+    let src = Gen::new(seed + 1, 50)
+        .k_domain("1")
+        .no_null_k()
+        .id_start(5000)
+        .write(&dir.path().join("src"));
     let before = listing_with_dirs(&t);
     let cases: [(&str, &[&str]); 5] = [
         ("k = = 1", &["predicate"]),
@@ -154,7 +187,11 @@ fn invalid_predicates() {
     for (pred, terms) in cases {
         let out = silt_write(&t, &src, &["--mode", "overwrite", "--replace-where", pred]);
         out.assert_error(terms);
-        assert_same_listing(&before, &listing_with_dirs(&t), &format!("predicate {pred:?}"));
+        assert_same_listing(
+            &before,
+            &listing_with_dirs(&t),
+            &format!("predicate {pred:?}"),
+        );
     }
 }
 

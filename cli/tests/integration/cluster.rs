@@ -38,24 +38,48 @@ impl Cluster {
             .unwrap()
             .trim()
             .to_string();
-        assert!(addr.starts_with("127.0.0.1:"), "coordinator must listen on loopback: {line}");
+        assert!(
+            addr.starts_with("127.0.0.1:"),
+            "coordinator must listen on loopback: {line}"
+        );
         let url = format!("http://{addr}");
         let mut list = Vec::new();
         for i in 0..executors {
             let mut cmd = Command::new(silt_bin());
-            cmd.args(["executor", "--coordinator", &url, "--slots", "1", "--name", &format!("it-exec{i}")]);
+            cmd.args([
+                "executor",
+                "--coordinator",
+                &url,
+                "--slots",
+                "1",
+                "--name",
+                &format!("it-exec{i}"),
+            ]);
             cmd.args(["--task-delay-ms", &task_delay_ms.to_string()]);
             cmd.env("SILT_LOG", "info");
             let mut d = Daemon::spawn(&format!("executor{i}"), cmd);
             d.wait_for_line("registered with coordinator", START_TIMEOUT);
             list.push(d);
         }
-        Cluster { url, coordinator, executors: list }
+        Cluster {
+            url,
+            coordinator,
+            executors: list,
+        }
     }
 
     fn write_cmd(&self, table: &Path, source: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(silt_bin());
-        cmd.args(["write", "--table", &s(table), "--source", &s(source), "--json", "--coordinator", &self.url]);
+        cmd.args([
+            "write",
+            "--table",
+            &s(table),
+            "--source",
+            &s(source),
+            "--json",
+            "--coordinator",
+            &self.url,
+        ]);
         cmd.args(extra);
         cmd
     }
@@ -80,8 +104,14 @@ fn assert_no_orphan_files(t: &Path) {
         .map(|f| pct_decode(f["path"].as_str().unwrap()))
         .collect();
     let on_disk: BTreeSet<String> = data_files(t).into_iter().collect();
-    assert_eq!(on_disk, active, "data files on disk vs. active files (orphans from lost attempts?)");
-    let shuffle: Vec<String> = listing(t).into_keys().filter(|k| k.starts_with("_silt")).collect();
+    assert_eq!(
+        on_disk, active,
+        "data files on disk vs. active files (orphans from lost attempts?)"
+    );
+    let shuffle: Vec<String> = listing(t)
+        .into_keys()
+        .filter(|k| k.starts_with("_silt"))
+        .collect();
     assert!(shuffle.is_empty(), "shuffle files left behind: {shuffle:?}");
 }
 
@@ -89,22 +119,36 @@ fn assert_no_orphan_files(t: &Path) {
 fn killed_executor_mid_job_does_not_change_the_result() {
     let seed = seed_for("killed_executor_mid_job_does_not_change_the_result");
     let dir = tempdir("kill9");
-    let a = Gen::new(seed, 2000).files(4).row_groups(250).write(&dir.path().join("a"));
+    let a = Gen::new(seed, 2000)
+        .files(4)
+        .row_groups(250)
+        .write(&dir.path().join("a"));
     let t = dir.path().join("t");
     let mut cluster = Cluster::start(2, 1500);
 
     // Partitioned: 1+ map task(s) then one reduce task per reducer (2 per executor slot), so
     // both executors hold a running task when the reduce stage starts.
-    let cmd = cluster.write_cmd(&t, &a, &["--partition-by", "k", "--target-file-size", "4096"]);
+    let cmd = cluster.write_cmd(
+        &t,
+        &a,
+        &["--partition-by", "k", "--target-file-size", "4096"],
+    );
     let mut job = Daemon::spawn_capture("write", cmd);
     job.wait_for_line("job ", Duration::from_secs(60));
     let progress = job.wait_for_line("exchange-reduce", Duration::from_secs(90));
-    eprintln!("[kill9] progress: {progress}; killing executor0 (pid {})", cluster.executors[0].guard.pid());
+    eprintln!(
+        "[kill9] progress: {progress}; killing executor0 (pid {})",
+        cluster.executors[0].guard.pid()
+    );
     cluster.executors[0].guard.kill9();
 
     let out = job.finish(Duration::from_secs(180));
     let logs = cluster.logs();
-    assert!(out.ok(), "the job must survive the loss of an executor\n{}\n{logs}", out.describe());
+    assert!(
+        out.ok(),
+        "the job must survive the loss of an executor\n{}\n{logs}",
+        out.describe()
+    );
     let j = out.json();
     assert_eq!(j["state"], "succeeded", "{j}");
     assert_eq!(j["version"], 0);
@@ -121,8 +165,11 @@ fn killed_executor_mid_job_does_not_change_the_result() {
     assert_no_orphan_files(&t);
 
     // The surviving executor keeps serving jobs.
-    let b = Gen::new(seed + 1, 300).id_start(2000).write(&dir.path().join("b"));
-    let out = Daemon::spawn_capture("write2", cluster.write_cmd(&t, &b, &["-q"])).finish(Duration::from_secs(120));
+    let b = Gen::new(seed + 1, 300)
+        .id_start(2000)
+        .write(&dir.path().join("b"));
+    let out = Daemon::spawn_capture("write2", cluster.write_cmd(&t, &b, &["-q"]))
+        .finish(Duration::from_secs(120));
     out.assert_ok();
     assert_eq!(out.version(), Some(1));
     assert_same_content(&t, &[Expected::Parquet(&a), Expected::Parquet(&b)], &[]);
@@ -136,18 +183,25 @@ fn job_whose_tasks_fail_commits_nothing_and_leaves_no_files() {
     let t = dir.path().join("t");
     let mut cluster = Cluster::start(2, 300);
 
-    let out = Daemon::spawn_capture("create", cluster.write_cmd(&t, &a, &["-q", "--target-file-size", "8192"]))
-        .finish(Duration::from_secs(120));
+    let out = Daemon::spawn_capture(
+        "create",
+        cluster.write_cmd(&t, &a, &["-q", "--target-file-size", "8192"]),
+    )
+    .finish(Duration::from_secs(120));
     out.assert_ok();
     assert_eq!(out.version(), Some(0));
     let before = listing_with_dirs(&t);
 
     // A corrupt file among valid ones: its pages fail to decode on whichever executor runs it.
-    let bad = Gen::new(seed + 1, 400).files(3).id_start(5000).write(&dir.path().join("bad"));
+    let bad = Gen::new(seed + 1, 400)
+        .files(3)
+        .id_start(5000)
+        .write(&dir.path().join("bad"));
     write_corrupt_pages_parquet(&first_parquet(&bad), &bad.join("zz-corrupt.parquet"));
 
     // Plain append, partitioned-style exchange is not involved: the write stage fails.
-    let out = Daemon::spawn_capture("append-bad", cluster.write_cmd(&t, &bad, &["-q"])).finish(Duration::from_secs(120));
+    let out = Daemon::spawn_capture("append-bad", cluster.write_cmd(&t, &bad, &["-q"]))
+        .finish(Duration::from_secs(120));
     out.assert_error(&["zz-corrupt.parquet"]);
     assert_eq!(out.json()["state"], "failed");
     assert!(out.json()["version"].is_null());
@@ -156,7 +210,11 @@ fn job_whose_tasks_fail_commits_nothing_and_leaves_no_files() {
     // write stage fails; everything the job wrote must be removed.
     let out = Daemon::spawn_capture(
         "replace-bad",
-        cluster.write_cmd(&t, &bad, &["-q", "--mode", "overwrite", "--replace-where", "id >= 300"]),
+        cluster.write_cmd(
+            &t,
+            &bad,
+            &["-q", "--mode", "overwrite", "--replace-where", "id >= 300"],
+        ),
     )
     .finish(Duration::from_secs(120));
     out.assert_error(&["zz-corrupt.parquet"]);

@@ -8,7 +8,17 @@ use crate::support::*;
 
 fn write_process(table: &Path, source: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(silt_bin());
-    cmd.args(["write", "--table", &s(table), "--source", &s(source), "--json", "-q", "--executors", "2"]);
+    cmd.args([
+        "write",
+        "--table",
+        &s(table),
+        "--source",
+        &s(source),
+        "--json",
+        "-q",
+        "--executors",
+        "2",
+    ]);
     cmd.args(extra);
     cmd
 }
@@ -27,8 +37,14 @@ fn concurrent_appends_both_commit() {
     let seed = seed_for("concurrent_appends_both_commit");
     let dir = tempdir("race-append");
     let base = Gen::new(seed, 300).write(&dir.path().join("base"));
-    let a = Gen::new(seed + 1, 200).files(2).id_start(1000).write(&dir.path().join("a"));
-    let b = Gen::new(seed + 2, 200).files(2).id_start(2000).write(&dir.path().join("b"));
+    let a = Gen::new(seed + 1, 200)
+        .files(2)
+        .id_start(1000)
+        .write(&dir.path().join("a"));
+    let b = Gen::new(seed + 2, 200)
+        .files(2)
+        .id_start(2000)
+        .write(&dir.path().join("b"));
     let t = dir.path().join("t");
     assert_eq!(silt_write_ok(&t, &base, &["--partition-by", "k"]), Some(0));
 
@@ -41,7 +57,11 @@ fn concurrent_appends_both_commit() {
         let lo = 1 + 2 * round;
         let mut vs = [va, vb];
         vs.sort();
-        assert_eq!(vs, [lo, lo + 1], "round {round}: versions of the two appends");
+        assert_eq!(
+            vs,
+            [lo, lo + 1],
+            "round {round}: versions of the two appends"
+        );
     }
     assert_same_content(
         &t,
@@ -62,8 +82,12 @@ fn overwrite_racing_append_is_consistent() {
     let seed = seed_for("overwrite_racing_append_is_consistent");
     let dir = tempdir("race-overwrite");
     let base = Gen::new(seed, 300).write(&dir.path().join("base"));
-    let app = Gen::new(seed + 1, 200).id_start(1000).write(&dir.path().join("app"));
-    let ovw = Gen::new(seed + 2, 150).id_start(2000).write(&dir.path().join("ovw"));
+    let app = Gen::new(seed + 1, 200)
+        .id_start(1000)
+        .write(&dir.path().join("app"));
+    let ovw = Gen::new(seed + 2, 150)
+        .id_start(2000)
+        .write(&dir.path().join("ovw"));
     let t = dir.path().join("t");
 
     for round in 0..2 {
@@ -97,18 +121,22 @@ fn overwrite_racing_append_is_consistent() {
                 }
             }
             (true, false) => {
-                assert!(conflict(&oo), "the overwrite failed without a conflict error\n{}", oo.describe());
+                assert!(
+                    conflict(&oo),
+                    "the overwrite failed without a conflict error\n{}",
+                    oo.describe()
+                );
                 vec![Expected::Parquet(&base), Expected::Parquet(&app)]
             }
             (false, true) => {
-                assert!(conflict(&oa), "the append failed without a conflict error\n{}", oa.describe());
+                assert!(
+                    conflict(&oa),
+                    "the append failed without a conflict error\n{}",
+                    oa.describe()
+                );
                 vec![Expected::Parquet(&ovw)]
             }
-            (false, false) => panic!(
-                "both writers failed\n{}\n{}",
-                oa.describe(),
-                oo.describe()
-            ),
+            (false, false) => panic!("both writers failed\n{}\n{}", oa.describe(), oo.describe()),
         };
         eprintln!(
             "[race round {round}] append ok={} v={:?}, overwrite ok={} v={:?}",

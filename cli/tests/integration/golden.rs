@@ -32,10 +32,23 @@ fn delta_source_from_partitioned_table() {
     let src = golden("dat/basic_partitioned/delta");
     let expected = golden("dat/basic_partitioned/expected/latest/table_content.parquet");
     let t = dir.path().join("t");
-    assert_eq!(silt_write_ok(&t, &src, &["--format", "delta", "--partition-by", "letter"]), Some(0));
+    assert_eq!(
+        silt_write_ok(&t, &src, &["--format", "delta", "--partition-by", "letter"]),
+        Some(0)
+    );
     assert_same_content(&t, &[Expected::Parquet(&expected)], &[]);
-    for d in ["letter=a", "letter=b", "letter=c", "letter=e", "letter=__HIVE_DEFAULT_PARTITION__"] {
-        assert!(t.join(d).is_dir(), "partition directory {d} missing:\n{}", listing_text(&t));
+    for d in [
+        "letter=a",
+        "letter=b",
+        "letter=c",
+        "letter=e",
+        "letter=__HIVE_DEFAULT_PARTITION__",
+    ] {
+        assert!(
+            t.join(d).is_dir(),
+            "partition directory {d} missing:\n{}",
+            listing_text(&t)
+        );
     }
     // A Delta source into an unpartitioned table keeps the partition column as data.
     let u = dir.path().join("u");
@@ -53,8 +66,16 @@ fn append_and_overwrite_spark_table_with_checkpoint() {
     let src = dir.path().join("src");
     assert!(copy_parquet_files(&expected, &src) > 0);
 
-    assert_eq!(silt_write_ok(&t, &src, &[]), Some(14), "append after v13 (checkpoint at v10)");
-    assert_same_content(&t, &[Expected::Parquet(&expected), Expected::Parquet(&expected)], &[]);
+    assert_eq!(
+        silt_write_ok(&t, &src, &[]),
+        Some(14),
+        "append after v13 (checkpoint at v10)"
+    );
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&expected), Expected::Parquet(&expected)],
+        &[],
+    );
     let info = inspect(&t);
     assert_eq!(info["version"], 14);
     assert_eq!(info["commit_info"]["operation"], "WRITE");
@@ -62,8 +83,11 @@ fn append_and_overwrite_spark_table_with_checkpoint() {
     assert_eq!(silt_write_ok(&t, &src, &["--mode", "overwrite"]), Some(15));
     assert_same_content(&t, &[Expected::Parquet(&expected)], &[]);
     let info = inspect(&t);
-    assert_eq!(info["num_files"].as_u64(), Some(info["last_commit_adds"].as_array().unwrap().len() as u64),
-        "after an overwrite only the new files are active");
+    assert_eq!(
+        info["num_files"].as_u64(),
+        Some(info["last_commit_adds"].as_array().unwrap().len() as u64),
+        "after an overwrite only the new files are active"
+    );
 
     // A delta source reading the table silt just wrote (own output as input).
     let t2 = dir.path().join("t2");
@@ -80,12 +104,19 @@ fn append_and_overwrite_spark_partitioned_table() {
     let files_before = data_files(&t);
 
     assert_eq!(silt_write_ok(&t, &content, &[]), Some(2));
-    assert_same_content(&t, &[Expected::Parquet(&content), Expected::Parquet(&content)], &[]);
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&content), Expected::Parquet(&content)],
+        &[],
+    );
     let info = inspect(&t);
     assert_eq!(info["partition_columns"], serde_json::json!(["letter"]));
     for p in info["last_commit_adds"].as_array().unwrap() {
         let d = pct_decode(p.as_str().unwrap());
-        assert!(d.starts_with("letter="), "new file outside a partition directory: {d}");
+        assert!(
+            d.starts_with("letter="),
+            "new file outside a partition directory: {d}"
+        );
         assert!(t.join(&d).is_file(), "{d} missing on disk");
     }
     // The Spark-written files are untouched.
@@ -97,16 +128,31 @@ fn append_and_overwrite_spark_partitioned_table() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|p| p.as_str().unwrap().starts_with("letter=__HIVE_DEFAULT_PARTITION__/")),
+            .any(|p| p
+                .as_str()
+                .unwrap()
+                .starts_with("letter=__HIVE_DEFAULT_PARTITION__/")),
         "the null row goes to letter=__HIVE_DEFAULT_PARTITION__"
     );
 
-    assert_eq!(silt_write_ok(&t, &content, &["--mode", "overwrite"]), Some(3));
+    assert_eq!(
+        silt_write_ok(&t, &content, &["--mode", "overwrite"]),
+        Some(3)
+    );
     assert_same_content(&t, &[Expected::Parquet(&content)], &[]);
 
     // replaceWhere on the Spark partition column (every row of the content satisfies it).
     assert_eq!(
-        silt_write_ok(&t, &content, &["--mode", "overwrite", "--replace-where", "letter = 'a' OR letter IS NULL OR letter IN ('b', 'c', 'e')"]),
+        silt_write_ok(
+            &t,
+            &content,
+            &[
+                "--mode",
+                "overwrite",
+                "--replace-where",
+                "letter = 'a' OR letter IS NULL OR letter IN ('b', 'c', 'e')"
+            ]
+        ),
         Some(4)
     );
     assert_same_content(&t, &[Expected::Parquet(&content)], &[]);
@@ -122,7 +168,11 @@ fn append_and_overwrite_spark_multi_partitioned_table() {
     let readers = ["--readers", "deltalake"];
 
     assert_eq!(silt_write_ok(&t, &content, &[]), Some(3));
-    assert_same_content(&t, &[Expected::Parquet(&content), Expected::Parquet(&content)], &readers);
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&content), Expected::Parquet(&content)],
+        &readers,
+    );
     let info = inspect(&t);
     for p in info["last_commit_adds"].as_array().unwrap() {
         let d = pct_decode(p.as_str().unwrap());
@@ -136,12 +186,16 @@ fn append_and_overwrite_spark_multi_partitioned_table() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|p| pct_decode(p.as_str().unwrap()).starts_with("letter=%2F%2520%25f/date=1970-01-01/")),
+            .any(|p| pct_decode(p.as_str().unwrap())
+                .starts_with("letter=%2F%2520%25f/date=1970-01-01/")),
         "value `/%20%f` must land in letter=%2F%2520%25f: {}",
         info["last_commit_adds"]
     );
 
-    assert_eq!(silt_write_ok(&t, &content, &["--mode", "overwrite"]), Some(4));
+    assert_eq!(
+        silt_write_ok(&t, &content, &["--mode", "overwrite"]),
+        Some(4)
+    );
     assert_same_content(&t, &[Expected::Parquet(&content)], &readers);
 }
 
@@ -152,14 +206,33 @@ fn unsupported_tables_are_refused_unchanged() {
     let dir = tempdir("golden-refuse");
     let generic = Gen::new(seed, 20).write(&dir.path().join("generic"));
     let cm_src = dir.path().join("cm_src");
-    copy_parquet_files(&golden("delta-kernel-rs-golden/table-with-columnmapping-mode-name/expected"), &cm_src);
+    copy_parquet_files(
+        &golden("delta-kernel-rs-golden/table-with-columnmapping-mode-name/expected"),
+        &cm_src,
+    );
 
     // (table, source, any of these words must be on the error line)
     let cases: [(&str, &Path, &[&str]); 4] = [
-        ("delta-kernel-rs-golden/table-with-columnmapping-mode-name", &cm_src, &["column mapping", "columnmapping"]),
-        ("delta-kernel-rs-golden/table-with-columnmapping-mode-id", &cm_src, &["column mapping", "columnmapping"]),
-        ("delta-rs/table_with_liquid_clustering", &generic, &["rowtracking", "liquid", "clustering"]),
-        ("delta-kernel-rs-golden/deltalog-invalid-protocol-version", &generic, &["protocol", "version", "99"]),
+        (
+            "delta-kernel-rs-golden/table-with-columnmapping-mode-name",
+            &cm_src,
+            &["column mapping", "columnmapping"],
+        ),
+        (
+            "delta-kernel-rs-golden/table-with-columnmapping-mode-id",
+            &cm_src,
+            &["column mapping", "columnmapping"],
+        ),
+        (
+            "delta-rs/table_with_liquid_clustering",
+            &generic,
+            &["rowtracking", "liquid", "clustering"],
+        ),
+        (
+            "delta-kernel-rs-golden/deltalog-invalid-protocol-version",
+            &generic,
+            &["protocol", "version", "99"],
+        ),
     ];
     for (i, (rel, src, words)) in cases.iter().enumerate() {
         let t = golden_copy(rel, dir.path(), &format!("t{i}"));

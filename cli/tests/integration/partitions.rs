@@ -43,7 +43,12 @@ fn check_partition_layout(t: &Path, cols: &[&str]) -> Value {
         let path = f["path"].as_str().unwrap();
         let decoded = pct_decode(path);
         let segs: Vec<&str> = decoded.split('/').collect();
-        assert_eq!(segs.len(), cols.len() + 1, "file path {decoded:?} should be {} dirs deep", cols.len());
+        assert_eq!(
+            segs.len(),
+            cols.len() + 1,
+            "file path {decoded:?} should be {} dirs deep",
+            cols.len()
+        );
         for (i, c) in cols.iter().enumerate() {
             let v = f["partitionValues"][*c].as_str();
             let want = spark_partition_dir(c, v);
@@ -52,7 +57,10 @@ fn check_partition_layout(t: &Path, cols: &[&str]) -> Value {
                 "directory of partition value {c}={v:?} (log path {path:?})"
             );
         }
-        assert!(t.join(&decoded).is_file(), "log path {path:?} decodes to {decoded:?}, which does not exist");
+        assert!(
+            t.join(&decoded).is_file(),
+            "log path {path:?} decodes to {decoded:?}, which does not exist"
+        );
         top_dirs.insert(segs[0].to_string());
     }
     let on_disk: BTreeSet<String> = std::fs::read_dir(t)
@@ -60,14 +68,26 @@ fn check_partition_layout(t: &Path, cols: &[&str]) -> Value {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n != "_delta_log")
-        .filter(|n| !(n.starts_with('_') && !n.contains('=') && std::fs::read_dir(t.join(n)).map(|mut d| d.next().is_none()).unwrap_or(false)))
+        .filter(|n| {
+            !(n.starts_with('_')
+                && !n.contains('=')
+                && std::fs::read_dir(t.join(n))
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false))
+        })
         .collect();
-    assert_eq!(on_disk, top_dirs, "directories in the table root vs. partitions of active files");
+    assert_eq!(
+        on_disk, top_dirs,
+        "directories in the table root vs. partitions of active files"
+    );
     let leftovers: Vec<String> = listing(t)
         .into_keys()
         .filter(|k| k.starts_with("_silt") || k.contains("/_silt"))
         .collect();
-    assert!(leftovers.is_empty(), "shuffle files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "shuffle files left behind: {leftovers:?}"
+    );
     info
 }
 
@@ -75,7 +95,10 @@ fn partitioned_roundtrip(test: &str, cols: &str, rows: usize) {
     let seed = seed_for(test);
     let dir = tempdir(test);
     let a = Gen::new(seed, rows).files(3).write(&dir.path().join("a"));
-    let b = Gen::new(seed + 1, rows / 2).files(2).id_start(rows as i64).write(&dir.path().join("b"));
+    let b = Gen::new(seed + 1, rows / 2)
+        .files(2)
+        .id_start(rows as i64)
+        .write(&dir.path().join("b"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
     let col_list: Vec<&str> = cols.split(',').collect();
@@ -98,7 +121,10 @@ fn partitioned_roundtrip(test: &str, cols: &str, rows: usize) {
     for f in info["files"].as_array().unwrap() {
         assert!(!f["stats"].is_null(), "file without stats: {f}");
         for c in &col_list {
-            assert!(f["stats"]["minValues"][*c].is_null(), "partition column {c} in minValues: {f}");
+            assert!(
+                f["stats"]["minValues"][*c].is_null(),
+                "partition column {c} in minValues: {f}"
+            );
         }
     }
 }
@@ -128,7 +154,11 @@ fn replace_where_on_partition_column() {
     let seed = seed_for("replace_where_on_partition_column");
     let dir = tempdir("rw-part");
     let a = Gen::new(seed, 600).files(3).write(&dir.path().join("a"));
-    let b = Gen::new(seed + 1, 150).k_domain("1").no_null_k().id_start(5000).write(&dir.path().join("b"));
+    let b = Gen::new(seed + 1, 150)
+        .k_domain("1")
+        .no_null_k()
+        .id_start(5000)
+        .write(&dir.path().join("b"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
 
@@ -138,15 +168,26 @@ fn replace_where_on_partition_column() {
     out.assert_ok();
     assert_eq!(out.version(), Some(1));
     oracle_write(&e, &a, "parquet", &["--partition-by", "k"]);
-    oracle_write(&e, &b, "parquet", &["--mode", "overwrite", "--predicate", "k = 1"]);
+    oracle_write(
+        &e,
+        &b,
+        "parquet",
+        &["--mode", "overwrite", "--predicate", "k = 1"],
+    );
     assert_same_content(&t, &[Expected::Table(&e)], &[]);
 
     let info = check_partition_layout(&t, &["k"]);
     for p in info["last_commit_removes"].as_array().unwrap() {
-        assert!(pct_decode(p.as_str().unwrap()).starts_with("k=1/"), "removed a file outside k = 1: {p}");
+        assert!(
+            pct_decode(p.as_str().unwrap()).starts_with("k=1/"),
+            "removed a file outside k = 1: {p}"
+        );
     }
     for p in info["last_commit_adds"].as_array().unwrap() {
-        assert!(pct_decode(p.as_str().unwrap()).starts_with("k=1/"), "added a file outside k = 1: {p}");
+        assert!(
+            pct_decode(p.as_str().unwrap()).starts_with("k=1/"),
+            "added a file outside k = 1: {p}"
+        );
     }
     let old_k1 = before["files"]
         .as_array()
@@ -154,22 +195,44 @@ fn replace_where_on_partition_column() {
         .iter()
         .filter(|f| f["partitionValues"]["k"] == "1")
         .count();
-    assert_eq!(info["last_commit_removes"].as_array().unwrap().len(), old_k1, "every old k = 1 file is removed");
+    assert_eq!(
+        info["last_commit_removes"].as_array().unwrap().len(),
+        old_k1,
+        "every old k = 1 file is removed"
+    );
     let ci = &info["commit_info"];
     assert_eq!(ci["operation"], "WRITE");
     assert_eq!(ci["operationParameters"]["mode"], "Overwrite");
-    assert!(ci["operationParameters"]["predicate"].to_string().contains('k'), "predicate in commitInfo: {ci}");
+    assert!(
+        ci["operationParameters"]["predicate"]
+            .to_string()
+            .contains('k'),
+        "predicate in commitInfo: {ci}"
+    );
 
     // New rows outside the predicate: the job fails and the table is unchanged.
     let listing_before = listing_with_dirs(&t);
     for (name, spec) in [
-        ("c", Gen::new(seed + 2, 80).k_domain("2").no_null_k().id_start(7000)),
-        ("c_nulls", Gen::new(seed + 3, 80).k_domain("1").id_start(8000)),
+        (
+            "c",
+            Gen::new(seed + 2, 80)
+                .k_domain("2")
+                .no_null_k()
+                .id_start(7000),
+        ),
+        (
+            "c_nulls",
+            Gen::new(seed + 3, 80).k_domain("1").id_start(8000),
+        ),
     ] {
         let c = spec.write(&dir.path().join(name));
         let out = silt_write(&t, &c, &["--mode", "overwrite", "--replace-where", "k = 1"]);
         out.assert_error(&["do not satisfy the replaceWhere predicate"]);
-        assert_same_listing(&listing_before, &listing_with_dirs(&t), "replaceWhere violation");
+        assert_same_listing(
+            &listing_before,
+            &listing_with_dirs(&t),
+            "replaceWhere violation",
+        );
     }
     assert_eq!(inspect(&t)["version"], 1);
 }
@@ -179,22 +242,36 @@ fn replace_where_on_data_column_rewrites_partly_matching_files() {
     let seed = seed_for("replace_where_on_data_column_rewrites_partly_matching_files");
     let dir = tempdir("rw-data");
     let a = Gen::new(seed, 600).files(3).write(&dir.path().join("a"));
-    let b = Gen::new(seed + 1, 200).id_start(200).write(&dir.path().join("b"));
+    let b = Gen::new(seed + 1, 200)
+        .id_start(200)
+        .write(&dir.path().join("b"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
     let pred = "id >= 200 AND id < 400";
 
-    assert_eq!(silt_write_ok(&t, &a, &["--target-file-size", "16384"]), Some(0));
+    assert_eq!(
+        silt_write_ok(&t, &a, &["--target-file-size", "16384"]),
+        Some(0)
+    );
     let before = inspect(&t);
     let out = silt_write(&t, &b, &["--mode", "overwrite", "--replace-where", pred]);
     out.assert_ok();
     assert_eq!(out.version(), Some(1));
     oracle_write(&e, &a, "parquet", &[]);
-    oracle_write(&e, &b, "parquet", &["--mode", "overwrite", "--predicate", pred]);
+    oracle_write(
+        &e,
+        &b,
+        "parquet",
+        &["--mode", "overwrite", "--predicate", pred],
+    );
     assert_same_content(&t, &[Expected::Table(&e)], &[]);
 
     let info = inspect_with(&t, &["--verify-stats"]);
-    assert!(info["stats_problems"].as_array().unwrap().is_empty(), "{}", info["stats_problems"]);
+    assert!(
+        info["stats_problems"].as_array().unwrap().is_empty(),
+        "{}",
+        info["stats_problems"]
+    );
     // Ids are shuffled over the files, so every old file matches partly: all are rewritten.
     assert_eq!(
         info["last_commit_removes"].as_array().unwrap().len(),
@@ -202,21 +279,41 @@ fn replace_where_on_data_column_rewrites_partly_matching_files() {
         "files matching partly are removed (and rewritten)"
     );
     assert_eq!(info["num_rows"], 600);
-    assert!(info["commit_info"]["operationParameters"]["predicate"].to_string().contains("id"));
+    assert!(
+        info["commit_info"]["operationParameters"]["predicate"]
+            .to_string()
+            .contains("id")
+    );
 
     // A second replaceWhere on another range, this time on a table made of rewritten files.
-    let c = Gen::new(seed + 2, 100).id_start(0).write(&dir.path().join("c"));
+    let c = Gen::new(seed + 2, 100)
+        .id_start(0)
+        .write(&dir.path().join("c"));
     let pred2 = "id < 100 OR id IS NULL";
-    assert_eq!(silt_write_ok(&t, &c, &["--mode", "overwrite", "--replace-where", pred2]), Some(2));
-    oracle_write(&e, &c, "parquet", &["--mode", "overwrite", "--predicate", pred2]);
+    assert_eq!(
+        silt_write_ok(&t, &c, &["--mode", "overwrite", "--replace-where", pred2]),
+        Some(2)
+    );
+    oracle_write(
+        &e,
+        &c,
+        "parquet",
+        &["--mode", "overwrite", "--predicate", pred2],
+    );
     assert_same_content(&t, &[Expected::Table(&e)], &[]);
 
     // New rows violating the predicate: failure, table unchanged.
     let listing_before = listing_with_dirs(&t);
-    let bad = Gen::new(seed + 3, 100).id_start(900).write(&dir.path().join("bad"));
+    let bad = Gen::new(seed + 3, 100)
+        .id_start(900)
+        .write(&dir.path().join("bad"));
     let out = silt_write(&t, &bad, &["--mode", "overwrite", "--replace-where", pred]);
     out.assert_error(&["do not satisfy the replaceWhere predicate"]);
-    assert_same_listing(&listing_before, &listing_with_dirs(&t), "replaceWhere violation");
+    assert_same_listing(
+        &listing_before,
+        &listing_with_dirs(&t),
+        "replaceWhere violation",
+    );
     assert_eq!(inspect(&t)["version"], 2);
 }
 
@@ -226,7 +323,10 @@ fn dynamic_partition_overwrite_replaces_only_written_partitions() {
     let dir = tempdir("dpo");
     let a = Gen::new(seed, 600).files(3).write(&dir.path().join("a"));
     // New rows in partitions 1, 2 and null; partitions 0 and 3 stay untouched.
-    let b = Gen::new(seed + 1, 200).k_domain("1,2").id_start(10_000).write(&dir.path().join("b"));
+    let b = Gen::new(seed + 1, 200)
+        .k_domain("1,2")
+        .id_start(10_000)
+        .write(&dir.path().join("b"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
     let expected = dir.path().join("expected.parquet");
@@ -246,7 +346,11 @@ fn dynamic_partition_overwrite_replaces_only_written_partitions() {
         &s(&expected),
     ]);
 
-    let out = silt_write(&t, &b, &["--mode", "overwrite", "--dynamic-partition-overwrite"]);
+    let out = silt_write(
+        &t,
+        &b,
+        &["--mode", "overwrite", "--dynamic-partition-overwrite"],
+    );
     out.assert_ok();
     assert_eq!(out.version(), Some(1));
     assert_same_content(&t, &[Expected::Parquet(&expected)], &[]);
@@ -267,11 +371,16 @@ fn dynamic_partition_overwrite_replaces_only_written_partitions() {
         .filter(|f| untouched(f))
         .map(|f| f["path"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(old_untouched, now_untouched, "files of partitions 0 and 3 must stay as they are");
+    assert_eq!(
+        old_untouched, now_untouched,
+        "files of partitions 0 and 3 must stay as they are"
+    );
     for p in info["last_commit_removes"].as_array().unwrap() {
         let d = pct_decode(p.as_str().unwrap());
         assert!(
-            d.starts_with("k=1/") || d.starts_with("k=2/") || d.starts_with("k=__HIVE_DEFAULT_PARTITION__/"),
+            d.starts_with("k=1/")
+                || d.starts_with("k=2/")
+                || d.starts_with("k=__HIVE_DEFAULT_PARTITION__/"),
             "removed a file of a partition the new data does not write: {d}"
         );
     }
@@ -280,7 +389,15 @@ fn dynamic_partition_overwrite_replaces_only_written_partitions() {
     let u = dir.path().join("u");
     assert_eq!(silt_write_ok(&u, &a, &[]), Some(0));
     let listing_before = listing_with_dirs(&u);
-    let out = silt_write(&u, &b, &["--mode", "overwrite", "--dynamic-partition-overwrite"]);
+    let out = silt_write(
+        &u,
+        &b,
+        &["--mode", "overwrite", "--dynamic-partition-overwrite"],
+    );
     out.assert_error(&["partition"]);
-    assert_same_listing(&listing_before, &listing_with_dirs(&u), "dynamic partition overwrite on an unpartitioned table");
+    assert_same_listing(
+        &listing_before,
+        &listing_with_dirs(&u),
+        "dynamic partition overwrite on an unpartitioned table",
+    );
 }

@@ -28,8 +28,14 @@ fn schema_enforcement_rejects_extra_column_and_type_mismatch() {
     let seed = seed_for("schema_enforcement_rejects_extra_column_and_type_mismatch");
     let dir = tempdir("schema-enf");
     let a = Gen::new(seed, 200).write(&dir.path().join("a"));
-    let extra = Gen::new(seed + 1, 50).variant("extra_col").id_start(1000).write(&dir.path().join("extra"));
-    let bad = Gen::new(seed + 2, 50).variant("badtype").id_start(2000).write(&dir.path().join("bad"));
+    let extra = Gen::new(seed + 1, 50)
+        .variant("extra_col")
+        .id_start(1000)
+        .write(&dir.path().join("extra"));
+    let bad = Gen::new(seed + 2, 50)
+        .variant("badtype")
+        .id_start(2000)
+        .write(&dir.path().join("bad"));
     let t = dir.path().join("t");
     assert_eq!(silt_write_ok(&t, &a, &[]), Some(0));
     let before = listing_with_dirs(&t);
@@ -51,7 +57,11 @@ fn schema_enforcement_rejects_extra_column_and_type_mismatch() {
     // Also for overwrite (without overwriteSchema).
     let out = silt_write(&t, &bad, &["--mode", "overwrite"]);
     out.assert_error(&["`k`", "string"]);
-    assert_same_listing(&before, &listing_with_dirs(&t), "type mismatch on overwrite");
+    assert_same_listing(
+        &before,
+        &listing_with_dirs(&t),
+        "type mismatch on overwrite",
+    );
 }
 
 #[test]
@@ -59,7 +69,10 @@ fn missing_nullable_column_is_filled_with_nulls() {
     let seed = seed_for("missing_nullable_column_is_filled_with_nulls");
     let dir = tempdir("narrow");
     let a = Gen::new(seed, 200).write(&dir.path().join("a"));
-    let n = Gen::new(seed + 1, 100).variant("narrow").id_start(1000).write(&dir.path().join("n"));
+    let n = Gen::new(seed + 1, 100)
+        .variant("narrow")
+        .id_start(1000)
+        .write(&dir.path().join("n"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
     assert_eq!(silt_write_ok(&t, &a, &[]), Some(0));
@@ -68,7 +81,11 @@ fn missing_nullable_column_is_filled_with_nulls() {
     oracle_write(&e, &n, "parquet", &["--schema-mode", "merge"]);
     assert_same_content(&t, &[Expected::Table(&e)], &[]);
     let info = inspect(&t);
-    assert_eq!(field_names(&info), ["id", "k", "s", "d", "ts", "amount", "f", "flag"], "schema unchanged");
+    assert_eq!(
+        field_names(&info),
+        ["id", "k", "s", "d", "ts", "amount", "f", "flag"],
+        "schema unchanged"
+    );
 }
 
 #[test]
@@ -76,7 +93,10 @@ fn merge_schema_appends_new_columns() {
     let seed = seed_for("merge_schema_appends_new_columns");
     let dir = tempdir("merge-schema");
     let a = Gen::new(seed, 300).files(2).write(&dir.path().join("a"));
-    let x = Gen::new(seed + 1, 150).variant("extra_col").id_start(1000).write(&dir.path().join("x"));
+    let x = Gen::new(seed + 1, 150)
+        .variant("extra_col")
+        .id_start(1000)
+        .write(&dir.path().join("x"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
 
@@ -94,11 +114,18 @@ fn merge_schema_appends_new_columns() {
     );
     assert_eq!(field_type(&info, "new_col"), "long");
     assert_eq!(info["partition_columns"], serde_json::json!(["k"]));
-    assert!(info["last_commit_actions"]["metaData"].as_u64() == Some(1), "the commit carries the new metaData: {}", info["last_commit_actions"]);
+    assert!(
+        info["last_commit_actions"]["metaData"].as_u64() == Some(1),
+        "the commit carries the new metaData: {}",
+        info["last_commit_actions"]
+    );
 
     // Old rows read the new column as null: checked by the comparison above (delta-rs fills
     // nulls the same way); also the next plain append with the new schema works.
-    let y = Gen::new(seed + 2, 50).variant("extra_col").id_start(2000).write(&dir.path().join("y"));
+    let y = Gen::new(seed + 2, 50)
+        .variant("extra_col")
+        .id_start(2000)
+        .write(&dir.path().join("y"));
     assert_eq!(silt_write_ok(&t, &y, &[]), Some(2));
     oracle_write(&e, &y, "parquet", &[]);
     assert_same_content(&t, &[Expected::Table(&e)], &[]);
@@ -109,15 +136,26 @@ fn overwrite_schema_replaces_schema() {
     let seed = seed_for("overwrite_schema_replaces_schema");
     let dir = tempdir("overwrite-schema");
     let a = Gen::new(seed, 300).write(&dir.path().join("a"));
-    let bad = Gen::new(seed + 1, 120).variant("badtype").id_start(1000).write(&dir.path().join("bad"));
+    let bad = Gen::new(seed + 1, 120)
+        .variant("badtype")
+        .id_start(1000)
+        .write(&dir.path().join("bad"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
 
     assert_eq!(silt_write_ok(&t, &a, &[]), Some(0));
     let id_before = inspect(&t);
-    assert_eq!(silt_write_ok(&t, &bad, &["--mode", "overwrite", "--overwrite-schema"]), Some(1));
+    assert_eq!(
+        silt_write_ok(&t, &bad, &["--mode", "overwrite", "--overwrite-schema"]),
+        Some(1)
+    );
     oracle_write(&e, &a, "parquet", &[]);
-    oracle_write(&e, &bad, "parquet", &["--mode", "overwrite", "--schema-mode", "overwrite"]);
+    oracle_write(
+        &e,
+        &bad,
+        "parquet",
+        &["--mode", "overwrite", "--schema-mode", "overwrite"],
+    );
     assert_same_content(&t, &[Expected::Table(&e)], &[]);
     assert_same_content(&t, &[Expected::Parquet(&bad)], &[]);
     let info = inspect(&t);
@@ -126,8 +164,17 @@ fn overwrite_schema_replaces_schema() {
     let _ = id_before;
 
     // Overwrite with a narrower schema drops the column.
-    let n = Gen::new(seed + 2, 60).variant("narrow").id_start(3000).write(&dir.path().join("n"));
-    assert_eq!(silt_write_ok(&t, &n, &["--mode", "overwrite", "--overwrite-schema"]), Some(2));
+    let n = Gen::new(seed + 2, 60)
+        .variant("narrow")
+        .id_start(3000)
+        .write(&dir.path().join("n"));
+    assert_eq!(
+        silt_write_ok(&t, &n, &["--mode", "overwrite", "--overwrite-schema"]),
+        Some(2)
+    );
     assert_same_content(&t, &[Expected::Parquet(&n)], &[]);
-    assert!(!field_names(&inspect(&t)).contains(&"f".to_string()), "column f is gone");
+    assert!(
+        !field_names(&inspect(&t)).contains(&"f".to_string()),
+        "column f is gone"
+    );
 }

@@ -50,7 +50,11 @@ pub fn golden(rel: &str) -> PathBuf {
         _ => repo_root().join("tests").join("golden"),
     };
     let p = root.join(rel);
-    assert!(p.exists(), "golden data not found: {} (see tests/golden/README.md)", p.display());
+    assert!(
+        p.exists(),
+        "golden data not found: {} (see tests/golden/README.md)",
+        p.display()
+    );
     p
 }
 
@@ -77,7 +81,9 @@ fn base_seed() -> u64 {
     static BASE: OnceLock<u64> = OnceLock::new();
     *BASE.get_or_init(|| {
         let seed = match std::env::var("SILT_TEST_SEED") {
-            Ok(v) if !v.trim().is_empty() => v.trim().parse().expect("SILT_TEST_SEED must be an integer"),
+            Ok(v) if !v.trim().is_empty() => {
+                v.trim().parse().expect("SILT_TEST_SEED must be an integer")
+            }
             _ => {
                 SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -132,7 +138,13 @@ impl Out {
             .lines()
             .rev()
             .find(|l| l.trim_start().starts_with('{'))
-            .unwrap_or_else(|| panic!("no JSON line on stdout of {}\n{}", self.cmdline, self.describe()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no JSON line on stdout of {}\n{}",
+                    self.cmdline,
+                    self.describe()
+                )
+            });
         serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON `{line}`: {e}"))
     }
 
@@ -167,7 +179,11 @@ impl Out {
     /// line) and mentions every term (case-insensitive). Returns the error line.
     #[track_caller]
     pub fn assert_error(&self, terms: &[&str]) -> String {
-        assert!(!self.ok(), "expected a failure, but the command succeeded\n{}", self.describe());
+        assert!(
+            !self.ok(),
+            "expected a failure, but the command succeeded\n{}",
+            self.describe()
+        );
         assert_ne!(self.code(), Some(0));
         let line = self
             .error_line()
@@ -226,16 +242,25 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitSta
 /// Runs a command to completion with a timeout (panics on timeout).
 pub fn run(mut cmd: Command, timeout: Duration) -> Out {
     let line = cmdline(&cmd);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.env("NO_COLOR", "1");
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {line}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {line}: {e}"));
     let out = drain(child.stdout.take().unwrap());
     let err = drain(child.stderr.take().unwrap());
     let status = wait_with_timeout(&mut child, timeout);
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
     match status {
-        Some(status) => Out { status, stdout, stderr, cmdline: line },
+        Some(status) => Out {
+            status,
+            stdout,
+            stderr,
+            cmdline: line,
+        },
         None => panic!(
             "timed out after {timeout:?}: {line}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
         ),
@@ -291,10 +316,16 @@ impl Daemon {
     fn start(name: &str, mut cmd: Command, capture: bool) -> Daemon {
         let line = cmdline(&cmd);
         cmd.stdin(Stdio::null())
-            .stdout(if capture { Stdio::piped() } else { Stdio::null() })
+            .stdout(if capture {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped());
         cmd.env("NO_COLOR", "1");
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {line}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {line}: {e}"));
         let stdout = child.stdout.take().map(drain);
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -308,7 +339,10 @@ impl Daemon {
         });
         eprintln!("[{name}] started pid {}: {line}", child.id());
         Daemon {
-            guard: ChildGuard { name: name.to_string(), child },
+            guard: ChildGuard {
+                name: name.to_string(),
+                child,
+            },
             lines: rx,
             seen: Vec::new(),
             cmdline: line,
@@ -329,10 +363,19 @@ impl Daemon {
                 Err(_) => {}
             }
         }
-        let stdout = self.stdout.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        let stdout = self
+            .stdout
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
         let stderr = self.seen.join("\n");
         match status {
-            Some(status) => Out { status, stdout, stderr, cmdline: self.cmdline.clone() },
+            Some(status) => Out {
+                status,
+                stdout,
+                stderr,
+                cmdline: self.cmdline.clone(),
+            },
             None => panic!(
                 "timed out after {timeout:?}: {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
                 self.cmdline
@@ -389,8 +432,13 @@ pub fn silt_write(table: &Path, source: &Path, extra: &[&str]) -> Out {
 
 pub fn silt_write_args(table: &str, source: &str, extra: &[&str]) -> Out {
     let mut cmd = Command::new(silt_bin());
-    cmd.args(["write", "--table", table, "--source", source, "--json", "-q"]);
-    if !extra.iter().any(|a| *a == "--coordinator" || *a == "--executors") {
+    cmd.args([
+        "write", "--table", table, "--source", source, "--json", "-q",
+    ]);
+    if !extra
+        .iter()
+        .any(|a| *a == "--coordinator" || *a == "--executors")
+    {
         cmd.args(["--executors", "2"]);
     }
     cmd.args(extra);
@@ -583,7 +631,8 @@ pub fn inspect_with(table: &Path, extra: &[&str]) -> Value {
     args.extend(extra.iter().map(|a| a.to_string()));
     let out = oracle(&args);
     assert!(out.ok(), "oracle inspect failed\n{}", out.describe());
-    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("bad inspect JSON: {e}\n{}", out.stdout))
+    serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("bad inspect JSON: {e}\n{}", out.stdout))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -593,10 +642,14 @@ pub fn inspect_with(table: &Path, extra: &[&str]) -> Value {
 /// Recursive listing of a directory: relative path -> size in bytes (files only).
 pub fn listing(dir: &Path) -> BTreeMap<String, u64> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, u64>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
-            let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
             if md.is_dir() {
                 walk(root, &p, out);
             } else {
@@ -613,10 +666,14 @@ pub fn listing(dir: &Path) -> BTreeMap<String, u64> {
 /// Recursive listing including directories (to detect leftovers such as empty shuffle dirs).
 pub fn listing_with_dirs(dir: &Path) -> BTreeMap<String, Option<u64>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Option<u64>>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
-            let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             if md.is_dir() {
                 out.insert(format!("{rel}/"), None);
@@ -754,7 +811,22 @@ pub fn spark_partition_dir(col: &str, value: Option<&str>) -> String {
             for c in v.chars() {
                 let needs = (c as u32) < 0x20
                     || c == '\u{7f}'
-                    || matches!(c, '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '{' | '[' | ']' | '^');
+                    || matches!(
+                        c,
+                        '"' | '#'
+                            | '%'
+                            | '\''
+                            | '*'
+                            | '/'
+                            | ':'
+                            | '='
+                            | '?'
+                            | '\\'
+                            | '{'
+                            | '['
+                            | ']'
+                            | '^'
+                    );
                 if needs {
                     o.push_str(&format!("%{:02X}", c as u32));
                 } else {

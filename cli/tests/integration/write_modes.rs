@@ -9,11 +9,18 @@ fn append_twice_equals_union_and_delta_rs() {
     let seed = seed_for("append_twice_equals_union_and_delta_rs");
     let dir = tempdir("append");
     let a = Gen::new(seed, 400).files(3).write(&dir.path().join("a"));
-    let b = Gen::new(seed + 1, 300).files(2).id_start(400).write(&dir.path().join("b"));
+    let b = Gen::new(seed + 1, 300)
+        .files(2)
+        .id_start(400)
+        .write(&dir.path().join("b"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
 
-    assert_eq!(silt_write_ok(&t, &a, &[]), Some(0), "first append creates version 0");
+    assert_eq!(
+        silt_write_ok(&t, &a, &[]),
+        Some(0),
+        "first append creates version 0"
+    );
     assert_eq!(silt_write_ok(&t, &b, &["--mode", "append"]), Some(1));
     oracle_write(&e, &a, "parquet", &["--mode", "append"]);
     oracle_write(&e, &b, "parquet", &["--mode", "append"]);
@@ -23,7 +30,10 @@ fn append_twice_equals_union_and_delta_rs() {
     let info = inspect(&t);
     assert_eq!(info["version"], 1);
     assert_eq!(info["num_rows"], 700);
-    assert!(info["last_commit_removes"].as_array().unwrap().is_empty(), "an append removes nothing");
+    assert!(
+        info["last_commit_removes"].as_array().unwrap().is_empty(),
+        "an append removes nothing"
+    );
     assert_eq!(info["protocol"]["minReaderVersion"], 1);
     assert_eq!(info["protocol"]["minWriterVersion"], 2);
 }
@@ -33,7 +43,10 @@ fn overwrite_replaces_everything() {
     let seed = seed_for("overwrite_replaces_everything");
     let dir = tempdir("overwrite");
     let a = Gen::new(seed, 500).files(3).write(&dir.path().join("a"));
-    let b = Gen::new(seed + 1, 200).files(2).id_start(10_000).write(&dir.path().join("b"));
+    let b = Gen::new(seed + 1, 200)
+        .files(2)
+        .id_start(10_000)
+        .write(&dir.path().join("b"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
 
@@ -53,7 +66,10 @@ fn overwrite_replaces_everything() {
         "an overwrite removes every old file"
     );
     assert_eq!(info["commit_info"]["operation"], "WRITE");
-    assert_eq!(info["commit_info"]["operationParameters"]["mode"], "Overwrite");
+    assert_eq!(
+        info["commit_info"]["operationParameters"]["mode"],
+        "Overwrite"
+    );
 }
 
 #[test]
@@ -61,7 +77,9 @@ fn error_and_ignore_modes() {
     let seed = seed_for("error_and_ignore_modes");
     let dir = tempdir("errign");
     let a = Gen::new(seed, 200).write(&dir.path().join("a"));
-    let b = Gen::new(seed + 1, 100).id_start(1000).write(&dir.path().join("b"));
+    let b = Gen::new(seed + 1, 100)
+        .id_start(1000)
+        .write(&dir.path().join("b"));
     let t = dir.path().join("t");
 
     // `error` on a new table creates it.
@@ -70,18 +88,33 @@ fn error_and_ignore_modes() {
 
     let out = silt_write(&t, &b, &["--mode", "error"]);
     out.assert_error(&["exist"]);
-    assert_same_listing(&before, &listing_with_dirs(&t), "mode error on an existing table");
+    assert_same_listing(
+        &before,
+        &listing_with_dirs(&t),
+        "mode error on an existing table",
+    );
 
     let out = silt_write(&t, &b, &["--mode", "ignore"]);
     out.assert_ok();
     let j = out.json();
     assert_eq!(j["state"], "succeeded");
-    assert!(j["version"].is_null(), "ignore on an existing table commits nothing: {j}");
     assert!(
-        j["summary"].as_str().unwrap_or("").to_lowercase().contains("nothing"),
+        j["version"].is_null(),
+        "ignore on an existing table commits nothing: {j}"
+    );
+    assert!(
+        j["summary"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("nothing"),
         "summary should say nothing was written: {j}"
     );
-    assert_same_listing(&before, &listing_with_dirs(&t), "mode ignore on an existing table");
+    assert_same_listing(
+        &before,
+        &listing_with_dirs(&t),
+        "mode ignore on an existing table",
+    );
     assert_same_content(&t, &[Expected::Parquet(&a)], &[]);
 
     // `ignore` on a new table writes it.
@@ -95,10 +128,16 @@ fn idempotent_txn_writes() {
     let seed = seed_for("idempotent_txn_writes");
     let dir = tempdir("txn");
     let a = Gen::new(seed, 200).write(&dir.path().join("a"));
-    let b = Gen::new(seed + 1, 150).id_start(1000).write(&dir.path().join("b"));
-    let c = Gen::new(seed + 2, 100).id_start(2000).write(&dir.path().join("c"));
+    let b = Gen::new(seed + 1, 150)
+        .id_start(1000)
+        .write(&dir.path().join("b"));
+    let c = Gen::new(seed + 2, 100)
+        .id_start(2000)
+        .write(&dir.path().join("c"));
     let t = dir.path().join("t");
-    let txn = |v: &'static str| -> Vec<&'static str> { vec!["--txn-app-id", "etl-app", "--txn-version", v] };
+    let txn = |v: &'static str| -> Vec<&'static str> {
+        vec!["--txn-app-id", "etl-app", "--txn-version", v]
+    };
 
     assert_eq!(silt_write_ok(&t, &a, &txn("1")), Some(0));
     let before = listing_with_dirs(&t);
@@ -108,15 +147,24 @@ fn idempotent_txn_writes() {
     out.assert_ok();
     let j = out.json();
     assert_eq!(j["state"], "succeeded");
-    assert!(j["version"].is_null(), "a repeated txn version must not commit: {j}");
+    assert!(
+        j["version"].is_null(),
+        "a repeated txn version must not commit: {j}"
+    );
     let summary = j["summary"].as_str().unwrap_or("").to_lowercase();
-    assert!(summary.contains("nothing committed") || summary.contains("nothing"), "summary: {j}");
+    assert!(
+        summary.contains("nothing committed") || summary.contains("nothing"),
+        "summary: {j}"
+    );
     assert_same_listing(&before, &listing_with_dirs(&t), "repeated txn version");
 
     // An older version is a no-op too.
     let out = silt_write(&t, &b, &txn("0"));
     out.assert_ok();
-    assert!(out.json()["version"].is_null(), "an older txn version must not commit");
+    assert!(
+        out.json()["version"].is_null(),
+        "an older txn version must not commit"
+    );
     assert_same_listing(&before, &listing_with_dirs(&t), "older txn version");
 
     // A higher version commits.
@@ -126,7 +174,15 @@ fn idempotent_txn_writes() {
         silt_write_ok(&t, &c, &["--txn-app-id", "other-app", "--txn-version", "1"]),
         Some(2)
     );
-    assert_same_content(&t, &[Expected::Parquet(&a), Expected::Parquet(&b), Expected::Parquet(&c)], &[]);
+    assert_same_content(
+        &t,
+        &[
+            Expected::Parquet(&a),
+            Expected::Parquet(&b),
+            Expected::Parquet(&c),
+        ],
+        &[],
+    );
     let info = inspect(&t);
     assert_eq!(info["txns"]["etl-app"], 2);
     assert_eq!(info["txns"]["other-app"], 1);
@@ -142,11 +198,21 @@ fn idempotent_txn_writes() {
 fn csv_source() {
     let seed = seed_for("csv_source");
     let dir = tempdir("csv");
-    let a = Gen::new(seed, 300).files(3).format("csv").write(&dir.path().join("a"));
-    let b = Gen::new(seed + 1, 100).files(1).format("csv").id_start(300).write(&dir.path().join("b"));
+    let a = Gen::new(seed, 300)
+        .files(3)
+        .format("csv")
+        .write(&dir.path().join("a"));
+    let b = Gen::new(seed + 1, 100)
+        .files(1)
+        .format("csv")
+        .id_start(300)
+        .write(&dir.path().join("b"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
-    assert_eq!(silt_write_ok(&t, &a, &["--format", "csv", "--partition-by", "s"]), Some(0));
+    assert_eq!(
+        silt_write_ok(&t, &a, &["--format", "csv", "--partition-by", "s"]),
+        Some(0)
+    );
     assert_eq!(silt_write_ok(&t, &b, &["--format", "csv"]), Some(1));
     oracle_write(&e, &a, "csv", &["--partition-by", "s"]);
     oracle_write(&e, &b, "csv", &[]);
@@ -157,12 +223,22 @@ fn csv_source() {
 fn json_source() {
     let seed = seed_for("json_source");
     let dir = tempdir("json");
-    let a = Gen::new(seed, 300).files(3).format("json").write(&dir.path().join("a"));
-    let b = Gen::new(seed + 1, 100).files(1).format("json").id_start(300).write(&dir.path().join("b"));
+    let a = Gen::new(seed, 300)
+        .files(3)
+        .format("json")
+        .write(&dir.path().join("a"));
+    let b = Gen::new(seed + 1, 100)
+        .files(1)
+        .format("json")
+        .id_start(300)
+        .write(&dir.path().join("b"));
     let t = dir.path().join("t");
     let e = dir.path().join("e");
     assert_eq!(silt_write_ok(&t, &a, &["--format", "json"]), Some(0));
-    assert_eq!(silt_write_ok(&t, &b, &["--format", "json", "--mode", "append"]), Some(1));
+    assert_eq!(
+        silt_write_ok(&t, &b, &["--format", "json", "--mode", "append"]),
+        Some(1)
+    );
     oracle_write(&e, &a, "json", &[]);
     oracle_write(&e, &b, "json", &[]);
     assert_same_content(&t, &[Expected::Table(&e)], &[]);
@@ -170,7 +246,9 @@ fn json_source() {
 
 fn metric(v: &Value, name: &str) -> i64 {
     match &v[name] {
-        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("metric {name} = {s:?}")),
+        Value::String(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("metric {name} = {s:?}")),
         Value::Number(n) => n.as_i64().unwrap(),
         other => panic!("metric {name} missing or odd: {other:?} in {v}"),
     }
@@ -189,7 +267,10 @@ fn commit_info_metrics_and_stats() {
     let info = inspect_with(&t, &["--verify-stats"]);
     let ci = &info["commit_info"];
     assert_eq!(ci["operation"], "WRITE", "commitInfo: {ci}");
-    assert_eq!(ci["operationParameters"]["mode"], "Append", "commitInfo: {ci}");
+    assert_eq!(
+        ci["operationParameters"]["mode"], "Append",
+        "commitInfo: {ci}"
+    );
     let pb = ci["operationParameters"]["partitionBy"].to_string();
     assert!(pb.contains('k'), "partitionBy should name k: {ci}");
 
@@ -197,27 +278,59 @@ fn commit_info_metrics_and_stats() {
     let adds = info["last_commit_adds"].as_array().unwrap().len() as i64;
     let files = info["files"].as_array().unwrap();
     let bytes: i64 = files.iter().map(|f| f["size"].as_i64().unwrap()).sum();
-    let disk_bytes: u64 = data_files(&t).iter().map(|p| std::fs::metadata(t.join(p)).unwrap().len()).sum();
-    assert_eq!(metric(m, "numFiles"), adds, "numFiles = adds in the commit: {m}");
+    let disk_bytes: u64 = data_files(&t)
+        .iter()
+        .map(|p| std::fs::metadata(t.join(p)).unwrap().len())
+        .sum();
+    assert_eq!(
+        metric(m, "numFiles"),
+        adds,
+        "numFiles = adds in the commit: {m}"
+    );
     assert_eq!(metric(m, "numOutputRows"), 1200, "numOutputRows: {m}");
-    assert_eq!(metric(m, "numOutputBytes"), bytes, "numOutputBytes = sum of add sizes: {m}");
-    assert_eq!(bytes as u64, disk_bytes, "add sizes = sizes of the files on disk");
-    assert_eq!(data_files(&t).len() as i64, adds, "no stray data files next to the table's");
+    assert_eq!(
+        metric(m, "numOutputBytes"),
+        bytes,
+        "numOutputBytes = sum of add sizes: {m}"
+    );
+    assert_eq!(
+        bytes as u64, disk_bytes,
+        "add sizes = sizes of the files on disk"
+    );
+    assert_eq!(
+        data_files(&t).len() as i64,
+        adds,
+        "no stray data files next to the table's"
+    );
     // The CLI reports the same metrics.
     for k in ["numFiles", "numOutputRows", "numOutputBytes"] {
-        assert_eq!(metric(&j["metrics"], k), metric(m, k), "CLI metric {k}: {j}");
+        assert_eq!(
+            metric(&j["metrics"], k),
+            metric(m, k),
+            "CLI metric {k}: {j}"
+        );
     }
 
     // Stats: present and true to the content of every file.
     for f in files {
         let st = &f["stats"];
         for key in ["numRecords", "minValues", "maxValues", "nullCount"] {
-            assert!(!st[key].is_null(), "file {} lacks stats.{key}: {st}", f["path"]);
+            assert!(
+                !st[key].is_null(),
+                "file {} lacks stats.{key}: {st}",
+                f["path"]
+            );
         }
     }
     let problems = info["stats_problems"].as_array().unwrap();
-    assert!(problems.is_empty(), "stats do not match file contents:\n{problems:#?}");
-    let total: i64 = files.iter().map(|f| f["stats"]["numRecords"].as_i64().unwrap()).sum();
+    assert!(
+        problems.is_empty(),
+        "stats do not match file contents:\n{problems:#?}"
+    );
+    let total: i64 = files
+        .iter()
+        .map(|f| f["stats"]["numRecords"].as_i64().unwrap())
+        .sum();
     assert_eq!(total, 1200);
 }
 
@@ -225,20 +338,32 @@ fn commit_info_metrics_and_stats() {
 fn target_file_size_rolls_files() {
     let seed = seed_for("target_file_size_rolls_files");
     let dir = tempdir("roll");
-    let a = Gen::new(seed, 3000).files(3).row_groups(250).write(&dir.path().join("a"));
+    let a = Gen::new(seed, 3000)
+        .files(3)
+        .row_groups(250)
+        .write(&dir.path().join("a"));
     let t = dir.path().join("t");
     let out = silt_write(&t, &a, &["--target-file-size", "16384"]);
     out.assert_ok();
     let info = inspect_with(&t, &["--verify-stats"]);
     let n = info["num_files"].as_u64().unwrap();
-    let sizes: Vec<i64> = info["files"].as_array().unwrap().iter().map(|f| f["size"].as_i64().unwrap()).collect();
+    let sizes: Vec<i64> = info["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["size"].as_i64().unwrap())
+        .collect();
     let total: i64 = sizes.iter().sum();
     assert!(
         n >= 2 && n as i64 >= total / (16384 * 4),
         "--target-file-size 16384 should roll ~{}KiB of output into several files; got {n} file(s) of sizes {sizes:?}",
         total / 1024
     );
-    assert!(info["stats_problems"].as_array().unwrap().is_empty(), "{}", info["stats_problems"]);
+    assert!(
+        info["stats_problems"].as_array().unwrap().is_empty(),
+        "{}",
+        info["stats_problems"]
+    );
     assert_same_content(&t, &[Expected::Parquet(&a)], &[]);
 }
 
@@ -250,22 +375,32 @@ fn checkpoints_follow_the_table_interval() {
     let seed = seed_for("checkpoints_follow_the_table_interval");
     let dir = tempdir("checkpoint");
     let a = Gen::new(seed, 300).files(2).write(&dir.path().join("a"));
-    let b = Gen::new(seed + 1, 200).id_start(1000).write(&dir.path().join("b"));
-    let c = Gen::new(seed + 2, 100).id_start(2000).write(&dir.path().join("c"));
+    let b = Gen::new(seed + 1, 200)
+        .id_start(1000)
+        .write(&dir.path().join("b"));
+    let c = Gen::new(seed + 2, 100)
+        .id_start(2000)
+        .write(&dir.path().join("c"));
     let t = dir.path().join("t");
 
     let create = ["--property", "delta.checkpointInterval=2"];
     assert_eq!(silt_write_ok(&t, &a, &create), Some(0));
     assert_eq!(silt_write_ok(&t, &b, &[]), Some(1));
     let log = t.join("_delta_log");
-    assert!(!log.join("_last_checkpoint").exists(), "no checkpoint before version 2");
+    assert!(
+        !log.join("_last_checkpoint").exists(),
+        "no checkpoint before version 2"
+    );
     assert_eq!(silt_write_ok(&t, &c, &["--mode", "overwrite"]), Some(2));
     assert!(
-        log.join("00000000000000000002.checkpoint.parquet").is_file(),
+        log.join("00000000000000000002.checkpoint.parquet")
+            .is_file(),
         "checkpoint of version 2 missing: {:?}",
         listing(&log).keys().collect::<Vec<_>>()
     );
-    let last: Value = serde_json::from_str(&std::fs::read_to_string(log.join("_last_checkpoint")).unwrap()).unwrap();
+    let last: Value =
+        serde_json::from_str(&std::fs::read_to_string(log.join("_last_checkpoint")).unwrap())
+            .unwrap();
     assert_eq!(last["version"], 2, "{last}");
     assert_eq!(silt_write_ok(&t, &a, &[]), Some(3));
     assert!(!log.join("00000000000000000003.checkpoint.parquet").exists());

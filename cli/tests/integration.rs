@@ -30,3 +30,6 @@ mod cluster;
 
 #[path = "integration/concurrency.rs"]
 mod concurrency;
+
+#[path = "integration/s3.rs"]
+mod s3;

@@ -37,44 +37,25 @@ pub type PartitionValues = BTreeMap<String, Option<String>>;
 /// The directory name Hive, Spark and Delta use for a null (or empty) partition value.
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
-/// Whether Spark's `escapePathName` escapes `c`.
-fn needs_path_escape(c: char) -> bool {
-    matches!(
-        c,
-        '\u{01}'
-            ..='\u{1F}'
-                | '"'
-                | '#'
-                | '%'
-                | '\''
-                | '*'
-                | '/'
-                | ':'
-                | '='
-                | '?'
-                | '\\'
-                | '\u{7F}'
-                | '{'
-                | '['
-                | ']'
-                | '^'
-    )
-}
-
-/// Escapes a partition column name or value for use in a directory name, exactly as Spark's
-/// `ExternalCatalogUtils.escapePathName`: control characters, `"#%'*/:=?\{[]^` and DEL become
-/// `%XX` (upper-case hex); everything else, spaces and non-ASCII included, is kept.
+/// Escapes a partition column name or value for use in a directory name: every UTF-8 byte
+/// outside RFC 3986's unreserved characters (`A-Za-z0-9-._~`) becomes `%XX` (upper-case
+/// hex), exactly as delta-rs names its directories. This escapes everything Spark's
+/// `escapePathName` escapes and more (spaces, `<>|`, non-ASCII…), which Spark keeps literal.
+/// Both are valid Delta tables (readers take partition values from the log, and Hive-style
+/// unescaping decodes any `%XX`), but only plain-ASCII, URL-safe object keys are read right
+/// by every engine on every store: polars, for one, re-encodes keys through URL parsing on
+/// S3 and misses a literal space or `ü`.
 pub fn escape_partition_path_value(s: &str) -> String {
-    if !s.chars().any(needs_path_escape) {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if s.bytes().all(keep) {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if needs_path_escape(c) {
-            // Every escaped character is ASCII, hence one byte.
-            let _ = write!(out, "%{:02X}", c as u32);
+    for b in s.bytes() {
+        if keep(b) {
+            out.push(char::from(b));
         } else {
-            out.push(c);
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
@@ -472,20 +453,20 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
 
     #[test]
-    fn escapes_like_spark() {
+    fn escapes_everything_but_unreserved_characters() {
         let cases = [
             ("a/b:c", "a%2Fb%3Ac"),
             ("100%", "100%25"),
-            ("plain", "plain"),
-            ("with space", "with space"),
-            ("ünï😀", "ünï😀"),
+            ("plain-1.2_x~", "plain-1.2_x~"),
+            ("with space", "with%20space"),
+            ("ünï😀", "%C3%BCn%C3%AF%F0%9F%98%80"),
             ("a=b", "a%3Db"),
             ("q?#*", "q%3F%23%2A"),
             ("\"'\\", "%22%27%5C"),
-            ("{[]}^", "%7B%5B%5D}%5E"),
+            ("{[]}^", "%7B%5B%5D%7D%5E"),
             ("\u{1}\t\u{1F}\u{7F}", "%01%09%1F%7F"),
             ("", ""),
-            ("~!@$&()+,;<>|`", "~!@$&()+,;<>|`"),
+            ("!@$&()+,;<>|`", "%21%40%24%26%28%29%2B%2C%3B%3C%3E%7C%60"),
         ];
         for (input, want) in cases {
             assert_eq!(escape_partition_path_value(input), want, "input {input:?}");
@@ -495,10 +476,10 @@ mod tests {
     #[test]
     fn encodes_log_paths() {
         let dir = escape_partition_path_value("a/b:c 100%");
-        assert_eq!(dir, "a%2Fb%3Ac 100%25");
+        assert_eq!(dir, "a%2Fb%3Ac%20100%25");
         assert_eq!(
             encode_log_path(&format!("p={dir}/part-00000.snappy.parquet")),
-            "p=a%252Fb%253Ac%20100%2525/part-00000.snappy.parquet"
+            "p=a%252Fb%253Ac%2520100%2525/part-00000.snappy.parquet"
         );
         assert_eq!(encode_log_path("x=ü/f-1_2.~"), "x=%C3%BC/f-1_2.~");
         assert_eq!(encode_log_path("a+b/c"), "a%2Bb/c");

@@ -130,9 +130,46 @@ impl TableSnapshot {
 /// every scheme silt supports (including `s3://`, for which deltalake-core alone has no
 /// handler) reaches the same store with the same settings.
 pub fn table_builder(url: &Url) -> Result<deltalake_core::DeltaTableBuilder> {
+    register_log_stores();
     let (store, _) = store_for(url)?;
     Ok(deltalake_core::DeltaTableBuilder::from_url(url.clone())?
         .with_storage_backend(store, url.clone()))
+}
+
+/// deltalake-core picks a log store by URL scheme and only knows local files without its
+/// cloud crates. silt hands it its own object store, so the plain log store (commits by
+/// conditional put, which `store_for` enables on S3) serves the object-store schemes too.
+struct ObjectStoreLogStores;
+
+impl deltalake_core::logstore::LogStoreFactory for ObjectStoreLogStores {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake_core::logstore::ObjectStoreRef,
+        root_store: deltalake_core::logstore::ObjectStoreRef,
+        location: &Url,
+        options: &deltalake_core::logstore::StorageConfig,
+    ) -> deltalake_core::DeltaResult<deltalake_core::logstore::LogStoreRef> {
+        Ok(deltalake_core::logstore::default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+fn register_log_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let factories = deltalake_core::logstore::logstore_factories();
+        for scheme in ["s3://", "s3a://"] {
+            if let Ok(u) = Url::parse(scheme)
+                && !factories.contains_key(&u)
+            {
+                factories.insert(u, std::sync::Arc::new(ObjectStoreLogStores));
+            }
+        }
+    });
 }
 
 /// Loads the latest snapshot of the table at `url`; `None` when there is no table there.

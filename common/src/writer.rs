@@ -818,12 +818,12 @@ mod tests {
             "p=__HIVE_DEFAULT_PARTITION__/q=__HIVE_DEFAULT_PARTITION__",
             "p=__HIVE_DEFAULT_PARTITION__/q=0",
             "p=__HIVE_DEFAULT_PARTITION__/q=1",
-            "p=a%2Fb%3Ac 100%25/q=__HIVE_DEFAULT_PARTITION__",
-            "p=a%2Fb%3Ac 100%25/q=0",
-            "p=a%2Fb%3Ac 100%25/q=1",
-            "p=ü/q=__HIVE_DEFAULT_PARTITION__",
-            "p=ü/q=0",
-            "p=ü/q=1",
+            "p=a%2Fb%3Ac%20100%25/q=__HIVE_DEFAULT_PARTITION__",
+            "p=a%2Fb%3Ac%20100%25/q=0",
+            "p=a%2Fb%3Ac%20100%25/q=1",
+            "p=%C3%BC/q=__HIVE_DEFAULT_PARTITION__",
+            "p=%C3%BC/q=0",
+            "p=%C3%BC/q=1",
         ]
         .into_iter()
         .map(String::from)
@@ -833,14 +833,14 @@ mod tests {
         assert!(
             dir.path()
                 .join("tbl")
-                .join("p=a%2Fb%3Ac 100%25")
+                .join("p=a%2Fb%3Ac%20100%25")
                 .join("q=1")
                 .is_dir()
         );
         assert!(
             files
                 .iter()
-                .any(|f| f.path.starts_with("p=a%252Fb%253Ac%20100%2525/q=1/"))
+                .any(|f| f.path.starts_with("p=a%252Fb%253Ac%2520100%2525/q=1/"))
         );
         assert!(
             files

@@ -51,7 +51,7 @@ fn check_partition_layout(t: &Path, cols: &[&str]) -> Value {
         );
         for (i, c) in cols.iter().enumerate() {
             let v = f["partitionValues"][*c].as_str();
-            let want = spark_partition_dir(c, v);
+            let want = partition_dir_name(c, v);
             assert_eq!(
                 segs[i], want,
                 "directory of partition value {c}={v:?} (log path {path:?})"

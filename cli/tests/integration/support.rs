@@ -800,43 +800,24 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// A partition directory name as Delta Spark writes it: Hive-style `col=value`, where the
-/// value escapes `"#%'*/:=?\{[]^`, DEL and control characters as `%XX`; null (and the empty
-/// string) is `__HIVE_DEFAULT_PARTITION__`. Non-ASCII characters and spaces are kept.
-pub fn spark_partition_dir(col: &str, value: Option<&str>) -> String {
+/// A partition directory name as silt writes it (and delta-rs): Hive-style `col=value`,
+/// where every UTF-8 byte of the value outside `A-Za-z0-9-._~` is escaped as `%XX`
+/// (upper-case hex); null (and the empty string) is `__HIVE_DEFAULT_PARTITION__`.
+pub fn partition_dir_name(col: &str, value: Option<&str>) -> String {
     let v = match value {
         None | Some("") => "__HIVE_DEFAULT_PARTITION__".to_string(),
-        Some(v) => {
-            let mut o = String::new();
-            for c in v.chars() {
-                let needs = (c as u32) < 0x20
-                    || c == '\u{7f}'
-                    || matches!(
-                        c,
-                        '"' | '#'
-                            | '%'
-                            | '\''
-                            | '*'
-                            | '/'
-                            | ':'
-                            | '='
-                            | '?'
-                            | '\\'
-                            | '{'
-                            | '['
-                            | ']'
-                            | '^'
-                    );
-                if needs {
-                    o.push_str(&format!("%{:02X}", c as u32));
+        Some(v) => v
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
                 } else {
-                    o.push(c);
+                    format!("%{b:02X}")
                 }
-            }
-            o
-        }
+            })
+            .collect(),
     };
-    format!("{}={}", col, v)
+    format!("{col}={v}")
 }
 
 /// Sleeps in small steps until `f` holds or the timeout passes.

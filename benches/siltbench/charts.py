@@ -137,7 +137,7 @@ def skipping(results, path):
     fig, ax = plt.subplots(figsize=(12, 4.2))
     width = 0.8 / len(entries)
     for k, e in enumerate(entries):
-        label = f"{e['layout']} ({e['side']})"
+        label = f"{e['layout']} ({e['side']}" + (f", {e['files']} files)" if e["available"] else ")")
         xs = [i + (k - (len(entries) - 1) / 2) * width for i in range(len(names))]
         if not e["available"]:
             ax.bar(xs, [0] * len(xs), width=width, label=f"{label}: n/a")

@@ -483,6 +483,21 @@ def baseline_analyses(ctx, results):
             "available": True, "sizes": layout.sizes(small["info"]["files"])}))
 
 
+def portable(obj, prefixes):
+    """The results as committed: machine paths replaced by placeholders (<workdir>, <repo>,
+    ~) and floats rounded to 4 decimals."""
+    if isinstance(obj, dict):
+        return {k: portable(v, prefixes) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v, prefixes) for v in obj]
+    if isinstance(obj, float):
+        return round(obj, 4)
+    if isinstance(obj, str):
+        for prefix, name in prefixes:
+            obj = obj.replace(prefix, name)
+    return obj
+
+
 def main(argv=None):
     args, prof = parse_args(argv)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -530,6 +545,9 @@ def main(argv=None):
 
     report.finish(results)
     results["parent_peak_rss_mib"] = parent_peak_rss_mib()
+    prefixes = [(str(workdir.resolve()), "<workdir>"), (str(workdir), "<workdir>"), (str(REPO), "<repo>"),
+                (str(Path.home()), "~")]
+    results = portable(results, prefixes)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     md = report.markdown(results)

@@ -45,12 +45,17 @@ def per_scenario(results, metric, unit, title, path):
                     xerr=[[med - summ["min"]], [summ["max"] - med]], capsize=2,
                     label=None if side in labeled else side)
             labeled.add(side)
-            ax.text(med, y, f" {med:.2f}", va="center", fontsize=7)
+            digits = 0 if metric == "peak_rss_mib" else 2
+            text = f" {med:.{digits}f}"
+            ratio = ((sc.get("ratio_silt_over_delta_rs") or {}).get(metric) or {}).get("median")
+            if side == "silt" and ratio is not None:
+                text += f"   silt/delta-rs {ratio:.2f}"
+            ax.text(summ["max"], y, text, va="center", fontsize=7)
     ax.set_yticks(range(n))
     ax.set_yticklabels([sc.get("label") or sc["name"] for sc in scs], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(unit)
-    ax.set_xlim(0, ymax * 1.15 if ymax else 1)
+    ax.set_xlim(0, ymax * 1.3 if ymax else 1)
     ax.set_title(title, fontsize=10)
     if labeled:
         ax.legend(loc="lower right", fontsize=8)

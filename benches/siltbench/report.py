@@ -98,11 +98,13 @@ def markdown(results):
         "`wr` = web_returns, `ss` = store_sales; `ins` = single insert-only, `multi-ins` = two "
         "insert clauses, `del` = delete-only, `upsert`, `upsert-chg` = update only changed rows "
         "(ours); f = fileMatchedFraction, m = rowMatchedFraction, n = rowNotMatchedFraction, "
-        "c = changed fraction of the matches.",
+        "c = changed fraction of the matches." if any(sc["group"] == "merge" for sc in results["scenarios"])
+        else None,
         "",
         "| scenario | silt wall s | delta-rs wall s (op) | wall ratio | CPU ratio | silt RSS MiB | delta-rs RSS MiB | RSS ratio |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    lines = [line for line in lines if line is not None]
     for sc in results["scenarios"]:
         s, d = sc["sides"]["silt"], sc["sides"]["delta-rs"]
         r = sc.get("ratio_silt_over_delta_rs")

@@ -54,6 +54,27 @@ PROFILES = {
 }
 
 
+def ensure_venv():
+    """<repo>/.venv with the pinned packages of tests/python/requirements.txt, created or
+    updated when the requirements changed (the same stamp as scripts/setup.sh)."""
+    import hashlib
+    import subprocess
+
+    venv = REPO / ".venv"
+    python = venv / "bin" / "python"
+    req = REPO / "tests" / "python" / "requirements.txt"
+    stamp = venv / ".requirements.sha256"
+    want = hashlib.sha256(req.read_bytes()).hexdigest()
+    if python.is_file() and stamp.is_file() and stamp.read_text().strip() == want:
+        return python
+    print(f"creating {venv} with the pinned packages of {req.relative_to(REPO)} ...", flush=True)
+    subprocess.run([shutil.which("python3") or sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(req)],
+                   check=True)
+    stamp.write_text(want + "\n")
+    return python
+
+
 def default_target_dir():
     return Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache" / "silt-target")
 
@@ -84,7 +105,8 @@ def parse_args(argv):
                          "CARGO_TARGET_DIR defaulting to ~/.cache/silt-target)")
     ap.add_argument("--datagen-bin", help="silt-datagen binary (default: cargo build --release, then use it)")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build for silt-datagen")
-    ap.add_argument("--python", default=sys.executable, help="python with deltalake/pyarrow (default: this one)")
+    ap.add_argument("--python", help="python with the pinned deltalake/pyarrow/matplotlib (default: <repo>/.venv, "
+                                      "created or updated from tests/python/requirements.txt when needed)")
     ap.add_argument("--workdir", help="work directory (default: a new temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (data, tables, logs)")
     ap.add_argument("--out-dir", help="where results.json, results.md and the charts go "
@@ -507,6 +529,8 @@ def main(argv=None):
         print(f"error: silt binary not found at {args.silt_bin}; build it with "
               "`cargo build -p silt --release`, pass --silt-bin, or use --only delta-rs", file=sys.stderr)
         return 2
+    if args.python is None:
+        args.python = str(ensure_venv())
     created = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="silt-bench-")) if created else Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -141,6 +141,7 @@ fn init_tracing(default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -243,7 +244,11 @@ impl LocalCluster {
             .context("cannot bind a loopback port for the local cluster")?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let coord = Coordinator::new(CoordinatorConfig::default(), Arc::new(SoleLeader));
+        let config = CoordinatorConfig {
+            min_executors: executors.max(1) as usize,
+            ..Default::default()
+        };
+        let coord = Coordinator::new(config, Arc::new(SoleLeader));
         let mut rx = stop_rx.clone();
         tokio::spawn(async move {
             let _ = silt_coordinator::service::serve(coord, listener, async move {

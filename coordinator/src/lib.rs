@@ -24,8 +24,12 @@ use tracing::{error, info};
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
     pub scheduler: SchedulerConfig,
-    /// How long a job waits for a first executor before failing.
+    /// How long a job waits for `min_executors` executors before planning with what it has
+    /// (and failing if that is none).
     pub executor_wait_ms: u64,
+    /// Executors a job waits for before planning. The embedded cluster sets its own size,
+    /// so that a job's split into tasks does not depend on how fast executors registered.
+    pub min_executors: usize,
     /// Finished jobs remembered for result queries.
     pub max_finished_jobs: usize,
 }
@@ -35,6 +39,7 @@ impl Default for CoordinatorConfig {
         Self {
             scheduler: SchedulerConfig::default(),
             executor_wait_ms: 30_000,
+            min_executors: 1,
             max_finished_jobs: 1_000,
         }
     }
@@ -45,6 +50,7 @@ pub struct JobContext {
     pub scheduler: Scheduler,
     pub fence: Arc<dyn fence::LeaderFence>,
     pub executor_wait_ms: u64,
+    pub min_executors: usize,
 }
 
 /// The coordinator; cheap to clone.
@@ -63,6 +69,7 @@ impl Coordinator {
                 scheduler,
                 fence,
                 executor_wait_ms: config.executor_wait_ms,
+                min_executors: config.min_executors.max(1),
             }),
             jobs: JobRegistry::new(config.max_finished_jobs),
         }

@@ -227,7 +227,10 @@ async fn plan_write(
     let src_url = parse_location(&req.source_uri)?;
     let executors = ctx
         .scheduler
-        .wait_for_executors(1, Duration::from_millis(ctx.executor_wait_ms))
+        .wait_for_executors(
+            ctx.min_executors,
+            Duration::from_millis(ctx.executor_wait_ms),
+        )
         .await;
     if executors == 0 {
         return Err(invalid("no executors are registered with the coordinator"));

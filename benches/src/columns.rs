@@ -1,4 +1,4 @@
-//! Row-at-a-time construction of Arrow batches for the table generators.
+//! Row-at-a-time construction of Arrow batches for the table generators, and their schemas.
 //!
 //! Generators produce one row at a time (a row's values depend on each other), so each
 //! column is a growable vector plus validity; [`BatchBuilder::finish`] turns them into
@@ -12,7 +12,7 @@ use arrow::array::{
     ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringBuilder,
 };
 use arrow::buffer::{NullBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::file::properties::WriterPropertiesBuilder;
 use parquet::schema::types::ColumnPath;
 
@@ -52,6 +52,38 @@ impl ColumnKind {
             other => panic!("generated tables do not use {other}"),
         }
     }
+}
+
+/// A schema of `(name, kind)` columns in which only the `primary_key` columns are NOT NULL,
+/// as in the TPC-DS DDL.
+pub fn schema_of<'a>(
+    columns: impl IntoIterator<Item = (&'a str, ColumnKind)>,
+    primary_key: &[&str],
+) -> SchemaRef {
+    let fields: Vec<Field> = columns
+        .into_iter()
+        .map(|(name, kind)| Field::new(name, kind.data_type(), !primary_key.contains(&name)))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The schema of a fact table: Int32 keys, the Int64 ticket/order number `number`, the Int32
+/// quantity after it, then `Decimal(7,2)` amounts. Only the primary key (`item`, `number`)
+/// is NOT NULL.
+pub fn fact_schema(columns: &[&str], item: &str, number: &str) -> SchemaRef {
+    let number_at = columns
+        .iter()
+        .position(|&c| c == number)
+        .expect("the number column is one of the columns");
+    let kind = |i: usize| match i {
+        _ if i == number_at => ColumnKind::Int64,
+        _ if i <= number_at + 1 => ColumnKind::Int32,
+        _ => ColumnKind::Decimal72,
+    };
+    schema_of(
+        columns.iter().enumerate().map(|(i, &name)| (name, kind(i))),
+        &[item, number],
+    )
 }
 
 enum Values {
@@ -191,7 +223,6 @@ pub fn disable_dictionary(
 mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{Field, Schema};
 
     #[test]
     fn builds_every_kind_with_nulls() {

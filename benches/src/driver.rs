@@ -8,6 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::BufWriter;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,23 +28,64 @@ pub const MAX_BATCH_ROWS: usize = 1 << 20;
 /// Upper bound on the number of output files of one run.
 pub const MAX_FILES: usize = 1 << 20;
 
+/// Batches of generated rows, as a [`TableGenerator`] returns them.
+pub type Batches<'a> = Box<dyn Iterator<Item = RecordBatch> + Send + 'a>;
+
 /// A table that can be generated file by file. Implementations must be deterministic: the
-/// batches of file `i` depend only on the generator's construction parameters and `i`.
+/// rows of a range depend only on the generator's construction parameters and the range, so
+/// any file split (a [`TableLayout`]) gives the same rows.
 pub trait TableGenerator: Sync {
-    /// TPC-DS table name, e.g. `store_sales`.
-    fn name(&self) -> &'static str;
-    fn schema(&self) -> SchemaRef;
-    fn file_count(&self) -> usize;
-    fn file_rows(&self, file: usize) -> u64;
-    /// The rows of file `file`, in order, in batches of at most `batch_rows` rows.
-    fn file_batches(
-        &self,
-        file: usize,
-        batch_rows: usize,
-    ) -> Box<dyn Iterator<Item = RecordBatch> + Send + '_>;
+    /// The table's name, schema and file split.
+    fn layout(&self) -> &TableLayout;
+    /// The rows numbered `rows` (row numbers of the whole table), in order, in batches of at
+    /// most `batch_rows` rows.
+    fn row_batches(&self, rows: Range<u64>, batch_rows: usize) -> Batches<'_>;
     /// Table-specific Parquet settings (e.g. per-column dictionary choices).
     fn configure(&self, props: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
         props
+    }
+
+    // Provided: the layout's properties and the rows of one file.
+
+    /// TPC-DS table name, e.g. `store_sales`.
+    fn name(&self) -> &'static str {
+        self.layout().name()
+    }
+    fn schema(&self) -> SchemaRef {
+        self.layout().schema().clone()
+    }
+    fn file_count(&self) -> usize {
+        self.layout().file_count()
+    }
+    fn file_rows(&self, file: usize) -> u64 {
+        let rows = self.layout().file_range(file);
+        rows.end - rows.start
+    }
+    /// The rows of file `file`, in order, in batches of at most `batch_rows` rows.
+    fn file_batches(&self, file: usize, batch_rows: usize) -> Batches<'_> {
+        self.row_batches(self.layout().file_range(file), batch_rows)
+    }
+}
+
+/// A table whose rows are each generated on their own from their row number (the dimension
+/// tables: every row has its own random streams). Implementing it implements
+/// [`TableGenerator`].
+pub trait RowTable: Sync {
+    fn layout(&self) -> &TableLayout;
+    /// Appends row `row` (0-based, of the whole table) to `b`.
+    fn push_row(&self, b: &mut BatchBuilder, row: u64);
+}
+
+impl<T: RowTable> TableGenerator for T {
+    fn layout(&self) -> &TableLayout {
+        RowTable::layout(self)
+    }
+
+    fn row_batches(&self, rows: Range<u64>, batch_rows: usize) -> Batches<'_> {
+        let schema = RowTable::layout(self).schema();
+        rows_in_batches(schema, rows, batch_rows, move |b, row| {
+            self.push_row(b, row)
+        })
     }
 }
 
@@ -56,29 +98,63 @@ pub fn split_rows(total: u64, files: usize) -> Vec<u64> {
         .collect()
 }
 
-/// First row of each file of a [`split_rows`] split.
-pub fn file_starts(file_rows: &[u64]) -> Vec<u64> {
-    file_rows
-        .iter()
-        .scan(0u64, |acc, &n| {
-            let start = *acc;
-            *acc += n;
-            Some(start)
-        })
-        .collect()
+/// What every generated table has: its name, its schema and the row range of each output
+/// file (a [`split_rows`] split).
+#[derive(Clone, Debug)]
+pub struct TableLayout {
+    name: &'static str,
+    schema: SchemaRef,
+    /// `file_start[i]..file_start[i + 1]` are the rows of file `i`.
+    file_start: Vec<u64>,
 }
 
-/// Batches of rows `start..start + rows`, each row built by `push(builder, row)`.
+impl TableLayout {
+    /// `rows` rows of `schema` in `files` files (at least one).
+    pub fn new(name: &'static str, schema: SchemaRef, rows: u64, files: usize) -> Self {
+        assert!(files > 0, "at least one file");
+        let mut file_start = vec![0];
+        let mut end = 0;
+        for n in split_rows(rows, files) {
+            end += n;
+            file_start.push(end);
+        }
+        TableLayout {
+            name,
+            schema,
+            file_start,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.file_start.len() - 1
+    }
+
+    /// The rows of file `file`.
+    pub fn file_range(&self, file: usize) -> Range<u64> {
+        self.file_start[file]..self.file_start[file + 1]
+    }
+}
+
+/// Batches of the rows `rows`, each row built by `push(builder, row)`.
 pub fn rows_in_batches<'a>(
     schema: &'a SchemaRef,
-    start: u64,
-    rows: u64,
+    rows: Range<u64>,
     batch_rows: usize,
-    push: impl Fn(&mut BatchBuilder, u64) + Send + 'a,
-) -> Box<dyn Iterator<Item = RecordBatch> + Send + 'a> {
+    mut push: impl FnMut(&mut BatchBuilder, u64) + Send + 'a,
+) -> Batches<'a> {
     assert!(batch_rows > 0);
-    let end = start + rows;
-    let mut next = start;
+    let Range {
+        start: mut next,
+        end,
+    } = rows;
     Box::new(std::iter::from_fn(move || {
         if next >= end {
             return None;
@@ -274,11 +350,19 @@ fn write_one_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::datatypes::Schema;
+    use std::sync::Arc;
 
     #[test]
     fn split_is_even_and_complete() {
         assert_eq!(split_rows(10, 3), vec![4, 3, 3]);
         assert_eq!(split_rows(5_000_000, 4).iter().sum::<u64>(), 5_000_000);
         assert_eq!(split_rows(2, 2), vec![1, 1]);
+        let layout = TableLayout::new("t", Arc::new(Schema::empty()), 10, 3);
+        assert_eq!(layout.file_count(), 3);
+        assert_eq!(
+            (0..3).map(|f| layout.file_range(f)).collect::<Vec<_>>(),
+            vec![0..4, 4..7, 7..10]
+        );
     }
 }

@@ -18,18 +18,15 @@
 //!   month; `c_birth_country` from a fixed list; `c_email_address` is
 //!   `first.last@domain`; `c_login` is always null (as in dsdgen output).
 
-use std::sync::Arc;
-
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 
 use crate::calendar::{SALES_FIRST_DATE_SK, SALES_LAST_DATE_SK, days_in_month};
-use crate::columns::{BatchBuilder, ColumnKind};
-use crate::driver::{TableGenerator, file_starts, rows_in_batches, split_rows};
+use crate::columns::{BatchBuilder, ColumnKind, schema_of};
+use crate::driver::{RowTable, TableLayout};
 use crate::rng::{Purpose, Rng};
 use crate::scale::Dimensions;
 use crate::tables::TableId;
-use crate::tables::store_sales::NULL_PER_65536;
+use crate::tables::values::NullLanes;
 use crate::text::{self, COUNTRIES, EMAIL_DOMAINS, FIRST_NAMES_F, FIRST_NAMES_M, LAST_NAMES};
 
 pub const FIRST_SALES_DATE_MIN_SK: i32 = SALES_FIRST_DATE_SK - 3652;
@@ -57,43 +54,34 @@ pub const COLUMNS: [(&str, ColumnKind); 18] = [
 ];
 
 pub fn schema() -> SchemaRef {
-    let fields: Vec<Field> = COLUMNS
-        .iter()
-        .map(|&(name, kind)| {
-            let nullable = !matches!(name, "c_customer_sk" | "c_customer_id");
-            Field::new(name, kind.data_type(), nullable)
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+    schema_of(COLUMNS, &["c_customer_sk", "c_customer_id"])
 }
 
 pub struct Customer {
     seed: u64,
     dims: Dimensions,
-    file_rows: Vec<u64>,
-    file_start: Vec<u64>,
-    schema: SchemaRef,
+    layout: TableLayout,
 }
 
 impl Customer {
     pub fn new(seed: u64, rows: u64, files: usize, dims: Dimensions) -> Self {
-        assert!(files > 0, "at least one file");
-        let file_rows = split_rows(rows, files);
         Customer {
             seed,
             dims,
-            file_start: file_starts(&file_rows),
-            file_rows,
-            schema: schema(),
+            layout: TableLayout::new("customer", schema(), rows, files),
         }
+    }
+}
+
+impl RowTable for Customer {
+    fn layout(&self) -> &TableLayout {
+        &self.layout
     }
 
     fn push_row(&self, b: &mut BatchBuilder, row: u64) {
         let d = &self.dims;
         let r = &mut Rng::stream(self.seed, TableId::Customer as u64, row, Purpose::Values);
-        let nulls = [r.next_u64(), r.next_u64()];
-        let present =
-            |lane: usize| (nulls[lane / 4] >> ((lane % 4) * 16)) & 0xFFFF >= NULL_PER_65536;
+        let nulls = NullLanes::<2>::draw(r);
         let sk = row + 1;
         b.i32(0, Some(sk as i32));
         b.str(1, Some(&text::business_key(sk)));
@@ -103,11 +91,11 @@ impl Customer {
         let first_sales = r.range_i32(FIRST_SALES_DATE_MIN_SK, SALES_LAST_DATE_SK);
         let first_shipto = first_sales + r.range_i32(0, 30);
         let last_review = r.range_i32(LAST_REVIEW_DATE_MIN_SK, SALES_LAST_DATE_SK);
-        b.i32(2, present(0).then_some(cdemo));
-        b.i32(3, present(1).then_some(hdemo));
-        b.i32(4, present(2).then_some(addr));
-        b.i32(5, present(3).then_some(first_shipto));
-        b.i32(6, present(4).then_some(first_sales));
+        b.i32(2, nulls.keep(0, cdemo));
+        b.i32(3, nulls.keep(1, hdemo));
+        b.i32(4, nulls.keep(2, addr));
+        b.i32(5, nulls.keep(3, first_shipto));
+        b.i32(6, nulls.keep(4, first_sales));
         let female = r.below(2) == 0;
         let salutation = if female {
             text::pick(r, &["Mrs.", "Ms.", "Miss", "Dr."])
@@ -137,45 +125,14 @@ impl Customer {
         b.str(15, None);
         let email = format!("{first}.{last}@{}", text::pick(r, &EMAIL_DOMAINS));
         b.str(16, Some(&email));
-        b.i32(17, present(5).then_some(last_review));
-    }
-}
-
-impl TableGenerator for Customer {
-    fn name(&self) -> &'static str {
-        "customer"
-    }
-
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn file_count(&self) -> usize {
-        self.file_rows.len()
-    }
-
-    fn file_rows(&self, file: usize) -> u64 {
-        self.file_rows[file]
-    }
-
-    fn file_batches(
-        &self,
-        file: usize,
-        batch_rows: usize,
-    ) -> Box<dyn Iterator<Item = RecordBatch> + Send + '_> {
-        rows_in_batches(
-            &self.schema,
-            self.file_start[file],
-            self.file_rows[file],
-            batch_rows,
-            move |b, row| self.push_row(b, row),
-        )
+        b.i32(17, nulls.keep(5, last_review));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::testing::read_all;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Int32Type;
     use std::collections::HashSet;
@@ -184,8 +141,7 @@ mod tests {
     fn value_rules_hold() {
         let dims = Dimensions::at_scale(1.0);
         let t = Customer::new(4, 20_000, 2, dims);
-        let batches: Vec<RecordBatch> = (0..2).flat_map(|f| t.file_batches(f, 7_000)).collect();
-        let b = arrow::compute::concat_batches(&schema(), &batches).unwrap();
+        let b = read_all(&t, 7_000);
         assert_eq!(b.num_rows(), 20_000);
         let int = |c: usize| b.column(c).as_primitive::<Int32Type>().clone();
         let (sk, addr, shipto, sales) = (int(0), int(4), int(5), int(6));

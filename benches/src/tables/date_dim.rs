@@ -20,16 +20,13 @@
 //! * The `d_current_*` flags are Y for the day, week, month, quarter and year of
 //!   [`CURRENT_DATE_SK`] (2003-01-02, the last day of sales).
 
-use std::sync::Arc;
-
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 
 use crate::calendar::{
     SALES_LAST_DATE_SK, date_of_sk, day_of_week, days_in_month, sk_of_date, unix_days_of_sk,
 };
-use crate::columns::{BatchBuilder, ColumnKind};
-use crate::driver::{TableGenerator, file_starts, rows_in_batches, split_rows};
+use crate::columns::{BatchBuilder, ColumnKind, schema_of};
+use crate::driver::{RowTable, TableLayout};
 use crate::scale::DATE_DIM_ROWS;
 use crate::text;
 
@@ -82,14 +79,7 @@ pub const COLUMNS: [(&str, ColumnKind); 28] = [
 ];
 
 pub fn schema() -> SchemaRef {
-    let fields: Vec<Field> = COLUMNS
-        .iter()
-        .map(|&(name, kind)| {
-            let nullable = !matches!(name, "d_date_sk" | "d_date_id");
-            Field::new(name, kind.data_type(), nullable)
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+    schema_of(COLUMNS, &["d_date_sk", "d_date_id"])
 }
 
 fn is_holiday(month: u32, day: u32) -> bool {
@@ -108,22 +98,22 @@ fn flag(b: bool) -> &'static str {
 }
 
 pub struct DateDim {
-    file_rows: Vec<u64>,
-    file_start: Vec<u64>,
-    schema: SchemaRef,
+    layout: TableLayout,
     current: (i32, u32, u32),
 }
 
 impl DateDim {
     pub fn new(files: usize) -> Self {
-        assert!(files > 0, "at least one file");
-        let file_rows = split_rows(DATE_DIM_ROWS, files);
         DateDim {
-            file_start: file_starts(&file_rows),
-            file_rows,
-            schema: schema(),
+            layout: TableLayout::new("date_dim", schema(), DATE_DIM_ROWS, files),
             current: date_of_sk(CURRENT_DATE_SK),
         }
+    }
+}
+
+impl RowTable for DateDim {
+    fn layout(&self) -> &TableLayout {
+        &self.layout
     }
 
     fn push_row(&self, b: &mut BatchBuilder, row: u64) {
@@ -171,49 +161,17 @@ impl DateDim {
     }
 }
 
-impl TableGenerator for DateDim {
-    fn name(&self) -> &'static str {
-        "date_dim"
-    }
-
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn file_count(&self) -> usize {
-        self.file_rows.len()
-    }
-
-    fn file_rows(&self, file: usize) -> u64 {
-        self.file_rows[file]
-    }
-
-    fn file_batches(
-        &self,
-        file: usize,
-        batch_rows: usize,
-    ) -> Box<dyn Iterator<Item = RecordBatch> + Send + '_> {
-        rows_in_batches(
-            &self.schema,
-            self.file_start[file],
-            self.file_rows[file],
-            batch_rows,
-            move |b, row| self.push_row(b, row),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::testing::read_all;
     use arrow::array::AsArray;
     use arrow::datatypes::Int32Type;
 
     #[test]
     fn calendar_columns() {
         let t = DateDim::new(2);
-        let batches: Vec<RecordBatch> = (0..2).flat_map(|f| t.file_batches(f, 10_000)).collect();
-        let b = arrow::compute::concat_batches(&schema(), &batches).unwrap();
+        let b = read_all(&t, 10_000);
         assert_eq!(b.num_rows(), 73_049);
         let int = |c: usize| b.column(c).as_primitive::<Int32Type>().clone();
         let sk = int(0);

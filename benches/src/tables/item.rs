@@ -25,17 +25,14 @@
 //! * No column is null (dsdgen leaves a few percent of non-key item columns null; this
 //!   generator does not).
 
-use std::sync::Arc;
-
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 
 use crate::calendar::{sk_of_date, unix_days_of_sk};
-use crate::columns::{BatchBuilder, ColumnKind};
-use crate::driver::{TableGenerator, file_starts, rows_in_batches, split_rows};
+use crate::columns::{BatchBuilder, ColumnKind, schema_of};
+use crate::driver::{RowTable, TableLayout};
 use crate::rng::{Purpose, Rng};
 use crate::tables::TableId;
-use crate::tables::store_sales::percent_of;
+use crate::tables::values::percent_of;
 use crate::text::{self, CATEGORIES, COLORS, SIZES, UNITS};
 
 pub const COLUMNS: [(&str, ColumnKind); 22] = [
@@ -64,14 +61,7 @@ pub const COLUMNS: [(&str, ColumnKind); 22] = [
 ];
 
 pub fn schema() -> SchemaRef {
-    let fields: Vec<Field> = COLUMNS
-        .iter()
-        .map(|&(name, kind)| {
-            let nullable = !matches!(name, "i_item_sk" | "i_item_id");
-            Field::new(name, kind.data_type(), nullable)
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+    schema_of(COLUMNS, &["i_item_sk", "i_item_id"])
 }
 
 /// Position in a run of six rows -> (item within the run, revision, revisions of the item).
@@ -107,21 +97,21 @@ pub fn revision_of_row(row: u64) -> (u64, usize, usize) {
 
 pub struct Item {
     seed: u64,
-    file_rows: Vec<u64>,
-    file_start: Vec<u64>,
-    schema: SchemaRef,
+    layout: TableLayout,
 }
 
 impl Item {
     pub fn new(seed: u64, rows: u64, files: usize) -> Self {
-        assert!(files > 0, "at least one file");
-        let file_rows = split_rows(rows, files);
         Item {
             seed,
-            file_start: file_starts(&file_rows),
-            file_rows,
-            schema: schema(),
+            layout: TableLayout::new("item", schema(), rows, files),
         }
+    }
+}
+
+impl RowTable for Item {
+    fn layout(&self) -> &TableLayout {
+        &self.layout
     }
 
     fn push_row(&self, b: &mut BatchBuilder, row: u64) {
@@ -180,41 +170,10 @@ impl Item {
     }
 }
 
-impl TableGenerator for Item {
-    fn name(&self) -> &'static str {
-        "item"
-    }
-
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn file_count(&self) -> usize {
-        self.file_rows.len()
-    }
-
-    fn file_rows(&self, file: usize) -> u64 {
-        self.file_rows[file]
-    }
-
-    fn file_batches(
-        &self,
-        file: usize,
-        batch_rows: usize,
-    ) -> Box<dyn Iterator<Item = RecordBatch> + Send + '_> {
-        rows_in_batches(
-            &self.schema,
-            self.file_start[file],
-            self.file_rows[file],
-            batch_rows,
-            move |b, row| self.push_row(b, row),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::testing::read_all;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Date32Type, Decimal128Type, Int32Type};
     use std::collections::HashMap;
@@ -222,8 +181,7 @@ mod tests {
     #[test]
     fn revisions_and_value_rules() {
         let t = Item::new(1, 18_000, 3);
-        let batches: Vec<RecordBatch> = (0..3).flat_map(|f| t.file_batches(f, 4_000)).collect();
-        let b = arrow::compute::concat_batches(&schema(), &batches).unwrap();
+        let b = read_all(&t, 4_000);
         assert_eq!(b.num_rows(), 18_000);
         let sk = b.column(0).as_primitive::<Int32Type>();
         let id = b.column(1).as_string::<i32>();

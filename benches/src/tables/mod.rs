@@ -1,5 +1,7 @@
 //! One module per TPC-DS table. A table module exposes its Arrow schema, its value rules in
-//! the module docs, and a type implementing [`crate::driver::TableGenerator`].
+//! the module docs, and a type implementing [`crate::driver::TableGenerator`] (a dimension
+//! table implements [`crate::driver::RowTable`]); [`values`] holds the value helpers several
+//! tables share (null flags, percentages).
 //!
 //! To add a table: add a module, a [`TableId`] variant (its number seeds the table's random
 //! streams, so never renumber), a [`Table`] variant, and match arms in [`Table`]'s methods;
@@ -23,6 +25,9 @@ pub mod date_dim;
 pub mod item;
 pub mod store_returns;
 pub mod store_sales;
+#[cfg(test)]
+mod testing;
+pub mod values;
 pub mod web_returns;
 pub mod web_sales;
 

@@ -23,20 +23,18 @@
 //!   `sr_reversed_charge` + `sr_store_credit` (each ≥ 0);
 //!   `sr_net_loss = amt_inc_tax + return_ship_cost − fee`.
 
-use std::sync::Arc;
+use std::ops::Range;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 
 use crate::calendar::{STORE_CLOSE_TIME_SK, STORE_OPEN_TIME_SK};
-use crate::columns::{BatchBuilder, ColumnKind};
-use crate::driver::{TableGenerator, file_starts, split_rows};
+use crate::columns::{BatchBuilder, fact_schema};
+use crate::driver::{Batches, TableGenerator, TableLayout, rows_in_batches};
 use crate::fact::{ReturnsPlan, ReturnsWalker, share};
 use crate::scale::Dimensions;
 use crate::tables::TableId;
-use crate::tables::store_sales::{
-    self as ss, NULL_PER_65536, SaleLine, StoreSalesStream, percent_of,
-};
+use crate::tables::store_sales::{self as ss, SaleLine, StoreSalesStream};
+use crate::tables::values::{NULL_PER_65536, percent_of};
 
 pub const RETURN_DAYS_MAX: i32 = 90;
 
@@ -63,24 +61,8 @@ pub const COLUMNS: [&str; 20] = [
     "sr_net_loss",
 ];
 
-fn kind(i: usize) -> ColumnKind {
-    match i {
-        9 => ColumnKind::Int64,
-        0..=10 => ColumnKind::Int32,
-        _ => ColumnKind::Decimal72,
-    }
-}
-
 pub fn schema() -> SchemaRef {
-    let fields: Vec<Field> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, &name)| {
-            let nullable = !matches!(name, "sr_item_sk" | "sr_ticket_number");
-            Field::new(name, kind(i).data_type(), nullable)
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+    fact_schema(&COLUMNS, "sr_item_sk", "sr_ticket_number")
 }
 
 /// Refund split shared by the returns tables: `amount` = cash + reversed + credit.
@@ -93,22 +75,16 @@ pub fn split_refund(r: &mut crate::rng::Rng, amount: i64) -> [i64; 3] {
 pub struct StoreReturns {
     sales: StoreSalesStream,
     returns: ReturnsPlan,
-    file_rows: Vec<u64>,
-    file_start: Vec<u64>,
-    schema: SchemaRef,
+    layout: TableLayout,
 }
 
 impl StoreReturns {
     /// `rows` returns out of `sales_rows` store_sales line items.
     pub fn new(seed: u64, rows: u64, sales_rows: u64, files: usize, dims: Dimensions) -> Self {
-        assert!(files > 0, "at least one file");
-        let file_rows = split_rows(rows, files);
         StoreReturns {
+            layout: TableLayout::new("store_returns", schema(), rows, files),
             sales: StoreSalesStream::new(seed, sales_rows, dims),
             returns: ReturnsPlan::new(seed, TableId::StoreReturns as u64, sales_rows, rows),
-            file_start: file_starts(&file_rows),
-            file_rows,
-            schema: schema(),
         }
     }
 
@@ -163,53 +139,23 @@ impl StoreReturns {
 }
 
 impl TableGenerator for StoreReturns {
-    fn name(&self) -> &'static str {
-        "store_returns"
+    fn layout(&self) -> &TableLayout {
+        &self.layout
     }
 
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn file_count(&self) -> usize {
-        self.file_rows.len()
-    }
-
-    fn file_rows(&self, file: usize) -> u64 {
-        self.file_rows[file]
-    }
-
-    fn file_batches(
-        &self,
-        file: usize,
-        batch_rows: usize,
-    ) -> Box<dyn Iterator<Item = RecordBatch> + Send + '_> {
-        assert!(batch_rows > 0);
-        let mut left = self.file_rows[file];
-        if left == 0 {
+    fn row_batches(&self, rows: Range<u64>, batch_rows: usize) -> Batches<'_> {
+        if rows.is_empty() {
             return Box::new(std::iter::empty());
         }
-        let mut walker = ReturnsWalker::new(
-            &self.returns,
-            self.sales.plan(),
-            self.file_start[file],
-            |block| self.sales.cursor_at_block(block),
-        );
-        Box::new(std::iter::from_fn(move || {
-            if left == 0 {
-                return None;
-            }
-            let n = (batch_rows as u64).min(left) as usize;
-            left -= n as u64;
-            let mut b = BatchBuilder::new(&self.schema, n);
-            for _ in 0..n {
-                let (index, sale) = walker
-                    .advance()
-                    .expect("store_sales ran out of returned line items");
-                self.push_row(&mut b, index, sale);
-            }
-            Some(b.finish())
-        }))
+        let mut walker = ReturnsWalker::new(&self.returns, self.sales.plan(), rows.start, |b| {
+            self.sales.cursor_at_block(b)
+        });
+        rows_in_batches(self.layout.schema(), rows, batch_rows, move |b, _| {
+            let (index, sale) = walker
+                .advance()
+                .expect("store_sales ran out of returned line items");
+            self.push_row(b, index, sale);
+        })
     }
 }
 
@@ -217,7 +163,7 @@ impl TableGenerator for StoreReturns {
 mod tests {
     use super::*;
     use crate::tables::store_sales::StoreSales;
-    use arrow::array::{Array, AsArray};
+    use arrow::array::{Array, AsArray, RecordBatch};
     use arrow::compute::concat_batches;
     use arrow::datatypes::{Decimal128Type, Int32Type, Int64Type};
     use std::collections::HashMap;

@@ -33,24 +33,22 @@
 //! The rows are a pure function of (seed, rows): [`StoreSalesStream`] produces them block by
 //! block, and `store_returns` replays the same stream to pick the line items it returns.
 
-use std::sync::Arc;
+use std::ops::Range;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use parquet::file::properties::WriterPropertiesBuilder;
 
 use crate::calendar::{STORE_CLOSE_TIME_SK, STORE_OPEN_TIME_SK, SalesDates};
-use crate::columns::{BatchBuilder, ColumnKind, disable_dictionary};
-use crate::driver::{TableGenerator, file_starts, split_rows};
+use crate::columns::{disable_dictionary, fact_schema};
+use crate::driver::{Batches, TableGenerator, TableLayout, rows_in_batches};
 use crate::fact::{GroupPlan, LineCursor};
 use crate::rng::{Purpose, Rng};
 use crate::scale::Dimensions;
 use crate::tables::TableId;
+use crate::tables::values::{NULL_PER_65536, percent_of};
 
 pub const ITEMS_PER_TICKET_MIN: u64 = 8;
 pub const ITEMS_PER_TICKET_MAX: u64 = 16;
-/// Null probability of a nullable key, in 1/65536 units: 2949 / 65536 = 4.5%.
-pub const NULL_PER_65536: u64 = 2949;
 const COUPON_PERCENT_OF_LINES: u64 = 20;
 
 /// Column names in TPC-DS order. The first nine are Int32 keys, then the Int64 ticket
@@ -99,25 +97,9 @@ const NO_DICTIONARY: [&str; 12] = [
     "ss_net_profit",
 ];
 
-fn kind(i: usize) -> ColumnKind {
-    match i {
-        9 => ColumnKind::Int64,
-        0..=10 => ColumnKind::Int32,
-        _ => ColumnKind::Decimal72,
-    }
-}
-
 pub fn schema() -> SchemaRef {
-    let fields: Vec<Field> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, &name)| {
-            // TPC-DS DDL: only the primary key (ss_item_sk, ss_ticket_number) is NOT NULL.
-            let nullable = !matches!(name, "ss_item_sk" | "ss_ticket_number");
-            Field::new(name, kind(i).data_type(), nullable)
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+    // TPC-DS DDL: only the primary key (ss_item_sk, ss_ticket_number) is NOT NULL.
+    fact_schema(&COLUMNS, "ss_item_sk", "ss_ticket_number")
 }
 
 /// Key positions in [`SaleLine::keys`].
@@ -265,12 +247,6 @@ pub struct SalesCursor<'a> {
     date_pos: usize,
 }
 
-/// `a × percent / 100`, rounded half up, for non-negative `a` and `percent`.
-#[inline]
-pub fn percent_of(a: i64, percent: i64) -> i64 {
-    (a * percent + 50) / 100
-}
-
 impl SalesCursor<'_> {
     /// The sales block the next row comes from.
     pub fn block(&self) -> usize {
@@ -414,21 +390,14 @@ impl LineCursor for SalesCursor<'_> {
 /// Plan and shared state of one `store_sales` generation: the stream plus its file split.
 pub struct StoreSales {
     stream: StoreSalesStream,
-    file_rows: Vec<u64>,
-    file_start: Vec<u64>,
-    schema: SchemaRef,
+    layout: TableLayout,
 }
 
 impl StoreSales {
     pub fn new(seed: u64, rows: u64, files: usize, dims: Dimensions) -> Self {
-        assert!(files > 0, "at least one file");
-        let file_rows = split_rows(rows, files);
-        let file_start = file_starts(&file_rows);
         StoreSales {
+            layout: TableLayout::new("store_sales", schema(), rows, files),
             stream: StoreSalesStream::new(seed, rows, dims),
-            file_rows,
-            file_start,
-            schema: schema(),
         }
     }
 
@@ -438,52 +407,25 @@ impl StoreSales {
 }
 
 impl TableGenerator for StoreSales {
-    fn name(&self) -> &'static str {
-        "store_sales"
+    fn layout(&self) -> &TableLayout {
+        &self.layout
     }
 
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn file_count(&self) -> usize {
-        self.file_rows.len()
-    }
-
-    fn file_rows(&self, file: usize) -> u64 {
-        self.file_rows[file]
-    }
-
-    fn file_batches(
-        &self,
-        file: usize,
-        batch_rows: usize,
-    ) -> Box<dyn Iterator<Item = RecordBatch> + Send + '_> {
-        assert!(batch_rows > 0);
-        let mut cursor = self.stream.cursor_at_row(self.file_start[file]);
-        let mut left = self.file_rows[file];
+    fn row_batches(&self, rows: Range<u64>, batch_rows: usize) -> Batches<'_> {
+        let mut cursor = self.stream.cursor_at_row(rows.start);
         let mut line = SaleLine::default();
-        Box::new(std::iter::from_fn(move || {
-            if left == 0 {
-                return None;
+        rows_in_batches(self.layout.schema(), rows, batch_rows, move |b, _| {
+            let more = cursor.next_into(&mut line);
+            assert!(more, "store_sales stream ended before its planned rows");
+            for k in 0..9 {
+                b.i32(k, line.key(k));
             }
-            let n = (batch_rows as u64).min(left) as usize;
-            left -= n as u64;
-            let mut b = BatchBuilder::new(&self.schema, n);
-            for _ in 0..n {
-                let more = cursor.next_into(&mut line);
-                assert!(more, "store_sales stream ended before its planned rows");
-                for k in 0..9 {
-                    b.i32(k, line.key(k));
-                }
-                b.i64(9, Some(line.ticket));
-                b.i32(10, Some(line.quantity));
-                for (a, &v) in line.amounts.iter().enumerate() {
-                    b.decimal(11 + a, Some(v));
-                }
+            b.i64(9, Some(line.ticket));
+            b.i32(10, Some(line.quantity));
+            for (a, &v) in line.amounts.iter().enumerate() {
+                b.decimal(11 + a, Some(v));
             }
-            Some(b.finish())
-        }))
+        })
     }
 
     fn configure(&self, props: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
@@ -494,7 +436,7 @@ impl TableGenerator for StoreSales {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, AsArray};
+    use arrow::array::{Array, AsArray, RecordBatch};
     use arrow::datatypes::{Decimal128Type, Int32Type, Int64Type};
     use std::collections::HashSet;
 

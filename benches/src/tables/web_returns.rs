@@ -25,18 +25,17 @@
 //!   refund splits `wr_return_amt` exactly into `wr_refunded_cash` + `wr_reversed_charge` +
 //!   `wr_account_credit` (each ≥ 0); `wr_net_loss = amt_inc_tax + return_ship_cost − fee`.
 
-use std::sync::Arc;
+use std::ops::Range;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 
-use crate::columns::{BatchBuilder, ColumnKind};
-use crate::driver::{TableGenerator, file_starts, split_rows};
+use crate::columns::{BatchBuilder, fact_schema};
+use crate::driver::{Batches, TableGenerator, TableLayout, rows_in_batches};
 use crate::fact::{ReturnsPlan, ReturnsWalker, share};
 use crate::scale::Dimensions;
 use crate::tables::TableId;
 use crate::tables::store_returns::{RETURN_DAYS_MAX, split_refund};
-use crate::tables::store_sales::NULL_PER_65536;
+use crate::tables::values::NULL_PER_65536;
 use crate::tables::web_sales::{self as ws, WebLine, WebSalesStream};
 
 pub const COLUMNS: [&str; 24] = [
@@ -66,45 +65,23 @@ pub const COLUMNS: [&str; 24] = [
     "wr_net_loss",
 ];
 
-fn kind(i: usize) -> ColumnKind {
-    match i {
-        13 => ColumnKind::Int64,
-        0..=14 => ColumnKind::Int32,
-        _ => ColumnKind::Decimal72,
-    }
-}
-
 pub fn schema() -> SchemaRef {
-    let fields: Vec<Field> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, &name)| {
-            let nullable = !matches!(name, "wr_item_sk" | "wr_order_number");
-            Field::new(name, kind(i).data_type(), nullable)
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+    fact_schema(&COLUMNS, "wr_item_sk", "wr_order_number")
 }
 
 pub struct WebReturns {
     sales: WebSalesStream,
     returns: ReturnsPlan,
-    file_rows: Vec<u64>,
-    file_start: Vec<u64>,
-    schema: SchemaRef,
+    layout: TableLayout,
 }
 
 impl WebReturns {
     /// `rows` returns out of `sales_rows` web_sales line items.
     pub fn new(seed: u64, rows: u64, sales_rows: u64, files: usize, dims: Dimensions) -> Self {
-        assert!(files > 0, "at least one file");
-        let file_rows = split_rows(rows, files);
         WebReturns {
+            layout: TableLayout::new("web_returns", schema(), rows, files),
             sales: WebSalesStream::new(seed, sales_rows, dims),
             returns: ReturnsPlan::new(seed, TableId::WebReturns as u64, sales_rows, rows),
-            file_start: file_starts(&file_rows),
-            file_rows,
-            schema: schema(),
         }
     }
 
@@ -164,53 +141,23 @@ impl WebReturns {
 }
 
 impl TableGenerator for WebReturns {
-    fn name(&self) -> &'static str {
-        "web_returns"
+    fn layout(&self) -> &TableLayout {
+        &self.layout
     }
 
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn file_count(&self) -> usize {
-        self.file_rows.len()
-    }
-
-    fn file_rows(&self, file: usize) -> u64 {
-        self.file_rows[file]
-    }
-
-    fn file_batches(
-        &self,
-        file: usize,
-        batch_rows: usize,
-    ) -> Box<dyn Iterator<Item = RecordBatch> + Send + '_> {
-        assert!(batch_rows > 0);
-        let mut left = self.file_rows[file];
-        if left == 0 {
+    fn row_batches(&self, rows: Range<u64>, batch_rows: usize) -> Batches<'_> {
+        if rows.is_empty() {
             return Box::new(std::iter::empty());
         }
-        let mut walker = ReturnsWalker::new(
-            &self.returns,
-            self.sales.plan(),
-            self.file_start[file],
-            |block| self.sales.cursor_at_block(block),
-        );
-        Box::new(std::iter::from_fn(move || {
-            if left == 0 {
-                return None;
-            }
-            let n = (batch_rows as u64).min(left) as usize;
-            left -= n as u64;
-            let mut b = BatchBuilder::new(&self.schema, n);
-            for _ in 0..n {
-                let (index, sale) = walker
-                    .advance()
-                    .expect("web_sales ran out of returned line items");
-                self.push_row(&mut b, index, sale);
-            }
-            Some(b.finish())
-        }))
+        let mut walker = ReturnsWalker::new(&self.returns, self.sales.plan(), rows.start, |b| {
+            self.sales.cursor_at_block(b)
+        });
+        rows_in_batches(self.layout.schema(), rows, batch_rows, move |b, _| {
+            let (index, sale) = walker
+                .advance()
+                .expect("web_sales ran out of returned line items");
+            self.push_row(b, index, sale);
+        })
     }
 }
 
@@ -218,7 +165,7 @@ impl TableGenerator for WebReturns {
 mod tests {
     use super::*;
     use crate::tables::web_sales::WebSales;
-    use arrow::array::{Array, AsArray};
+    use arrow::array::{Array, AsArray, RecordBatch};
     use arrow::compute::concat_batches;
     use arrow::datatypes::{Decimal128Type, Int32Type, Int64Type};
     use std::collections::HashMap;

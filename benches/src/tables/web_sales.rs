@@ -30,20 +30,19 @@
 //!   `ws_net_profit = net_paid − ext_wholesale_cost`. The largest amount is at most
 //!   31,800.00, within `Decimal(7,2)`.
 
-use std::sync::Arc;
+use std::ops::Range;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use parquet::file::properties::WriterPropertiesBuilder;
 
 use crate::calendar::SalesDates;
-use crate::columns::{BatchBuilder, ColumnKind, disable_dictionary};
-use crate::driver::{TableGenerator, file_starts, split_rows};
+use crate::columns::{disable_dictionary, fact_schema};
+use crate::driver::{Batches, TableGenerator, TableLayout, rows_in_batches};
 use crate::fact::{GroupPlan, LineCursor};
 use crate::rng::{Purpose, Rng};
 use crate::scale::Dimensions;
 use crate::tables::TableId;
-use crate::tables::store_sales::{NULL_PER_65536, percent_of};
+use crate::tables::values::{NULL_PER_65536, percent_of};
 
 pub const ITEMS_PER_ORDER_MIN: u64 = 8;
 pub const ITEMS_PER_ORDER_MAX: u64 = 16;
@@ -136,24 +135,8 @@ pub const A_COUPON: usize = 8;
 pub const A_EXT_SHIP: usize = 9;
 pub const A_NET_PAID: usize = 10;
 
-fn kind(i: usize) -> ColumnKind {
-    match i {
-        17 => ColumnKind::Int64,
-        0..=18 => ColumnKind::Int32,
-        _ => ColumnKind::Decimal72,
-    }
-}
-
 pub fn schema() -> SchemaRef {
-    let fields: Vec<Field> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, &name)| {
-            let nullable = !matches!(name, "ws_item_sk" | "ws_order_number");
-            Field::new(name, kind(i).data_type(), nullable)
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+    fact_schema(&COLUMNS, "ws_item_sk", "ws_order_number")
 }
 
 /// One generated web line item.
@@ -402,72 +385,38 @@ impl LineCursor for WebCursor<'_> {
 
 pub struct WebSales {
     stream: WebSalesStream,
-    file_rows: Vec<u64>,
-    file_start: Vec<u64>,
-    schema: SchemaRef,
+    layout: TableLayout,
 }
 
 impl WebSales {
     pub fn new(seed: u64, rows: u64, files: usize, dims: Dimensions) -> Self {
-        assert!(files > 0, "at least one file");
-        let file_rows = split_rows(rows, files);
-        let file_start = file_starts(&file_rows);
         WebSales {
+            layout: TableLayout::new("web_sales", schema(), rows, files),
             stream: WebSalesStream::new(seed, rows, dims),
-            file_rows,
-            file_start,
-            schema: schema(),
         }
     }
 }
 
 impl TableGenerator for WebSales {
-    fn name(&self) -> &'static str {
-        "web_sales"
+    fn layout(&self) -> &TableLayout {
+        &self.layout
     }
 
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn file_count(&self) -> usize {
-        self.file_rows.len()
-    }
-
-    fn file_rows(&self, file: usize) -> u64 {
-        self.file_rows[file]
-    }
-
-    fn file_batches(
-        &self,
-        file: usize,
-        batch_rows: usize,
-    ) -> Box<dyn Iterator<Item = RecordBatch> + Send + '_> {
-        assert!(batch_rows > 0);
-        let mut cursor = self.stream.cursor_at_row(self.file_start[file]);
-        let mut left = self.file_rows[file];
+    fn row_batches(&self, rows: Range<u64>, batch_rows: usize) -> Batches<'_> {
+        let mut cursor = self.stream.cursor_at_row(rows.start);
         let mut line = WebLine::default();
-        Box::new(std::iter::from_fn(move || {
-            if left == 0 {
-                return None;
+        rows_in_batches(self.layout.schema(), rows, batch_rows, move |b, _| {
+            let more = cursor.next_into(&mut line);
+            assert!(more, "web_sales stream ended before its planned rows");
+            for k in 0..KEYS {
+                b.i32(k, line.key(k));
             }
-            let n = (batch_rows as u64).min(left) as usize;
-            left -= n as u64;
-            let mut b = BatchBuilder::new(&self.schema, n);
-            for _ in 0..n {
-                let more = cursor.next_into(&mut line);
-                assert!(more, "web_sales stream ended before its planned rows");
-                for k in 0..KEYS {
-                    b.i32(k, line.key(k));
-                }
-                b.i64(17, Some(line.order));
-                b.i32(18, Some(line.quantity));
-                for (a, &v) in line.amounts.iter().enumerate() {
-                    b.decimal(FIRST_AMOUNT_COLUMN + a, Some(v));
-                }
+            b.i64(17, Some(line.order));
+            b.i32(18, Some(line.quantity));
+            for (a, &v) in line.amounts.iter().enumerate() {
+                b.decimal(FIRST_AMOUNT_COLUMN + a, Some(v));
             }
-            Some(b.finish())
-        }))
+        })
     }
 
     fn configure(&self, props: WriterPropertiesBuilder) -> WriterPropertiesBuilder {

@@ -247,7 +247,7 @@ impl Selector {
     }
 }
 
-/// A row-by-row walk over a sales table (see `store_sales::SalesCursor`).
+/// A row-by-row walk over a sales table (see [`crate::tables::sales::SalesCursor`]).
 pub trait LineCursor {
     type Line: Default;
     /// Writes the next line item into `line`; false at the end of the table.

@@ -117,7 +117,7 @@ impl StoreReturns {
             b.i32(col, sale.key(k));
         }
         b.i32(8, present(2).then_some(reason));
-        b.i64(9, Some(sale.ticket));
+        b.i64(9, Some(sale.number));
         b.i32(10, Some(qr as i32));
         for (col, v) in [
             amt,

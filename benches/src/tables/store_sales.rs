@@ -33,23 +33,16 @@
 //! The rows are a pure function of (seed, rows): [`StoreSalesStream`] produces them block by
 //! block, and `store_returns` replays the same stream to pick the line items it returns.
 
-use std::ops::Range;
-
 use arrow::datatypes::SchemaRef;
-use parquet::file::properties::WriterPropertiesBuilder;
 
-use crate::calendar::{STORE_CLOSE_TIME_SK, STORE_OPEN_TIME_SK, SalesDates};
-use crate::columns::{disable_dictionary, fact_schema};
-use crate::driver::{Batches, TableGenerator, TableLayout, rows_in_batches};
-use crate::fact::{GroupPlan, LineCursor};
-use crate::rng::{Purpose, Rng};
+use crate::calendar::{STORE_CLOSE_TIME_SK, STORE_OPEN_TIME_SK};
+use crate::columns::fact_schema;
+use crate::rng::Rng;
 use crate::scale::Dimensions;
 use crate::tables::TableId;
-use crate::tables::values::{NULL_PER_65536, percent_of};
-
-pub const ITEMS_PER_TICKET_MIN: u64 = 8;
-pub const ITEMS_PER_TICKET_MAX: u64 = 16;
-const COUPON_PERCENT_OF_LINES: u64 = 20;
+use crate::tables::sales::{
+    Channel, DistinctItems, LinePrices, Sales, SalesLine, SalesStream, draw_customer_keys,
+};
 
 /// Column names in TPC-DS order. The first nine are Int32 keys, then the Int64 ticket
 /// number, the Int32 quantity and twelve Decimal(7,2) amounts.
@@ -112,6 +105,7 @@ pub const K_HDEMO: usize = 5;
 pub const K_ADDR: usize = 6;
 pub const K_STORE: usize = 7;
 pub const K_PROMO: usize = 8;
+const KEYS: usize = 9;
 
 /// Amount positions in [`SaleLine::amounts`] (cents), in column order.
 pub const A_WHOLESALE: usize = 0;
@@ -126,316 +120,73 @@ pub const A_COUPON: usize = 8;
 pub const A_NET_PAID: usize = 9;
 pub const A_NET_PAID_INC_TAX: usize = 10;
 pub const A_NET_PROFIT: usize = 11;
+const AMOUNTS: usize = 12;
 
-/// One generated line item, before it becomes a row.
-#[derive(Clone, Debug, Default)]
-pub struct SaleLine {
-    /// The nine keys in column order; the value is set even where the column is null.
-    pub keys: [i32; 9],
-    /// Whether each key is non-null (`ss_item_sk` always is).
-    pub valid: [bool; 9],
-    pub ticket: i64,
-    pub quantity: i32,
-    pub amounts: [i64; 12],
-}
+const _: () = assert!(COLUMNS.len() == KEYS + 2 + AMOUNTS);
 
-impl SaleLine {
-    pub fn key(&self, k: usize) -> Option<i32> {
-        self.valid[k].then_some(self.keys[k])
-    }
-}
+/// One generated `store_sales` line item (`number` is the ticket number).
+pub type SaleLine = SalesLine<KEYS, AMOUNTS>;
 
-/// The virtual `store_sales` line stream: its block plan and everything needed to generate
-/// any block. Shared by `store_sales` and `store_returns`.
-pub struct StoreSalesStream {
-    dims: Dimensions,
-    plan: GroupPlan,
-    dates: SalesDates,
-}
+/// The virtual `store_sales` line stream, shared by `store_sales` and `store_returns`.
+pub type StoreSalesStream = SalesStream<StoreChannel>;
 
-impl StoreSalesStream {
-    pub fn new(seed: u64, rows: u64, dims: Dimensions) -> Self {
-        assert!(
-            dims.item >= ITEMS_PER_TICKET_MAX,
-            "item domain too small for distinct items per ticket"
-        );
-        let plan = GroupPlan::new(
-            seed,
-            TableId::StoreSales as u64,
-            rows,
-            ITEMS_PER_TICKET_MIN,
-            ITEMS_PER_TICKET_MAX,
-        );
-        StoreSalesStream {
-            dims,
-            dates: SalesDates::new(plan.total_groups()),
-            plan,
-        }
-    }
+/// The `store_sales` table generator.
+pub type StoreSales = Sales<StoreChannel>;
 
-    pub fn plan(&self) -> &GroupPlan {
-        &self.plan
-    }
+/// The store channel's columns and keys.
+pub struct StoreChannel;
 
-    pub fn dims(&self) -> &Dimensions {
-        &self.dims
-    }
-
-    pub fn total_tickets(&self) -> u64 {
-        self.plan.total_groups()
-    }
-
-    /// A cursor positioned at the first row of `block`.
-    pub fn cursor_at_block(&self, block: usize) -> SalesCursor<'_> {
-        let mut cursor = SalesCursor {
-            stream: self,
-            block,
-            values: Rng::from_seed(0),
-            sizes: Rng::from_seed(0),
-            rows_left_in_block: 0,
-            next_ticket: 0,
-            ticket: Ticket::default(),
-            date_pos: 0,
-        };
-        cursor.enter_block(block);
-        cursor
-    }
-
-    /// A cursor positioned at global row `row` (replays and drops the block's earlier rows).
-    pub fn cursor_at_row(&self, row: u64) -> SalesCursor<'_> {
-        if row >= self.plan.rows() {
-            let mut c = self.cursor_at_block(self.plan.blocks());
-            c.rows_left_in_block = 0;
-            return c;
-        }
-        let block = self.plan.block_of_row(row);
-        let mut cursor = self.cursor_at_block(block);
-        let mut line = SaleLine::default();
-        for _ in self.plan.block_start(block)..row {
-            cursor.next_into(&mut line);
-        }
-        cursor
-    }
-}
-
-#[derive(Default)]
-struct Ticket {
-    lines_left: u64,
-    number: i64,
-    date_sk: i32,
-    time_sk: i32,
-    customer_sk: i32,
-    cdemo_sk: i32,
-    hdemo_sk: i32,
-    addr_sk: i32,
-    store_sk: i32,
-    items: [i32; ITEMS_PER_TICKET_MAX as usize],
-    item_count: usize,
-}
-
-/// Walks the sales stream row by row, crossing blocks as needed.
-pub struct SalesCursor<'a> {
-    stream: &'a StoreSalesStream,
-    block: usize,
-    values: Rng,
-    sizes: Rng,
-    rows_left_in_block: u64,
-    /// Global 0-based index of the next ticket to open.
-    next_ticket: u64,
-    ticket: Ticket,
-    /// Day index of the current date (see [`SalesDates::advance`]); only moves forward.
-    date_pos: usize,
-}
-
-impl SalesCursor<'_> {
-    /// The sales block the next row comes from.
-    pub fn block(&self) -> usize {
-        self.block
-    }
-
-    fn enter_block(&mut self, block: usize) {
-        let plan = &self.stream.plan;
-        self.block = block;
-        if block >= plan.blocks() {
-            self.rows_left_in_block = 0;
-            return;
-        }
-        self.values = plan.block_stream(block, Purpose::Values);
-        self.sizes = plan.sizes_stream(block);
-        self.rows_left_in_block = plan.block_rows(block);
-        self.next_ticket = plan.block_first_group(block);
-        self.ticket = Ticket::default();
-        self.date_pos = self.stream.dates.day_index(self.next_ticket);
-    }
-
-    fn open_ticket(&mut self) {
-        let dims = self.stream.dims;
-        let g = self.next_ticket;
-        self.next_ticket += 1;
-        let date_sk = self.stream.dates.advance(g, &mut self.date_pos);
-        let lines = self
-            .stream
-            .plan
-            .next_group_size(&mut self.sizes, self.rows_left_in_block);
-        let r = &mut self.values;
-        self.ticket = Ticket {
-            lines_left: lines,
-            number: g as i64 + 1,
-            date_sk,
-            time_sk: r.range_i32(STORE_OPEN_TIME_SK, STORE_CLOSE_TIME_SK),
-            customer_sk: 1 + r.below(dims.customer) as i32,
-            cdemo_sk: 1 + r.below(dims.customer_demographics) as i32,
-            hdemo_sk: 1 + r.below(dims.household_demographics) as i32,
-            addr_sk: 1 + r.below(dims.customer_address) as i32,
-            store_sk: 1 + r.below(dims.store) as i32,
-            items: [0; ITEMS_PER_TICKET_MAX as usize],
-            item_count: 0,
-        };
-    }
-
-    /// Writes the next line item into `line`; false at the end of the table.
-    pub fn next_into(&mut self, line: &mut SaleLine) -> bool {
-        if self.rows_left_in_block == 0 {
-            if self.block + 1 >= self.stream.plan.blocks() {
-                return false;
-            }
-            self.enter_block(self.block + 1);
-        }
-        if self.ticket.lines_left == 0 {
-            self.open_ticket();
-        }
-        self.rows_left_in_block -= 1;
-        self.ticket.lines_left -= 1;
-        let dims = self.stream.dims;
-        let r = &mut self.values;
-        let t = &mut self.ticket;
-
-        // Nulls: eight 16-bit lanes from two draws, one lane per nullable key.
-        let (n0, n1) = (r.next_u64(), r.next_u64());
-        let lane = |i: usize| {
-            let bits = if i < 4 { n0 } else { n1 };
-            (bits >> ((i % 4) * 16)) & 0xFFFF >= NULL_PER_65536
-        };
-        line.valid = [
-            lane(0),
-            lane(1),
-            true,
-            lane(2),
-            lane(3),
-            lane(4),
-            lane(5),
-            lane(6),
-            lane(7),
-        ];
-
-        let item = loop {
-            let candidate = 1 + r.below(dims.item) as i32;
-            if !t.items[..t.item_count].contains(&candidate) {
-                break candidate;
-            }
-        };
-        t.items[t.item_count] = item;
-        t.item_count += 1;
-
-        line.keys[K_DATE] = t.date_sk;
-        line.keys[K_TIME] = t.time_sk;
-        line.keys[K_ITEM] = item;
-        line.keys[K_CUSTOMER] = t.customer_sk;
-        line.keys[K_CDEMO] = t.cdemo_sk;
-        line.keys[K_HDEMO] = t.hdemo_sk;
-        line.keys[K_ADDR] = t.addr_sk;
-        line.keys[K_STORE] = t.store_sk;
-        line.keys[K_PROMO] = 1 + r.below(dims.promotion) as i32;
-        line.ticket = t.number;
-
-        let quantity = r.range_i64(1, 100);
-        let wholesale = r.range_i64(100, 10_000);
-        let list = percent_of(wholesale, 100 + r.range_i64(0, 100));
-        let sales = percent_of(list, 100 - r.range_i64(0, 100));
-        let ext_sales = quantity * sales;
-        let ext_wholesale = quantity * wholesale;
-        let coupon = if r.below(100) < COUPON_PERCENT_OF_LINES {
-            percent_of(ext_sales, r.range_i64(1, 50))
-        } else {
-            0
-        };
-        let net_paid = ext_sales - coupon;
-        let ext_tax = percent_of(net_paid, r.range_i64(0, 9));
-        line.quantity = quantity as i32;
-        line.amounts = [
-            wholesale,
-            list,
-            sales,
-            quantity * (list - sales),
-            ext_sales,
-            ext_wholesale,
-            quantity * list,
-            ext_tax,
-            coupon,
-            net_paid,
-            net_paid + ext_tax,
-            net_paid - ext_wholesale,
-        ];
-        true
-    }
-}
-
-impl LineCursor for SalesCursor<'_> {
+impl Channel for StoreChannel {
+    const NAME: &'static str = "store_sales";
+    const TABLE: TableId = TableId::StoreSales;
+    const NO_DICTIONARY: &'static [&'static str] = &NO_DICTIONARY;
+    /// The ticket's keys at their positions (item and promotion unset).
+    type Group = [i32; KEYS];
     type Line = SaleLine;
-    fn next_into(&mut self, line: &mut SaleLine) -> bool {
-        SalesCursor::next_into(self, line)
-    }
-}
 
-/// Plan and shared state of one `store_sales` generation: the stream plus its file split.
-pub struct StoreSales {
-    stream: StoreSalesStream,
-    layout: TableLayout,
-}
-
-impl StoreSales {
-    pub fn new(seed: u64, rows: u64, files: usize, dims: Dimensions) -> Self {
-        StoreSales {
-            layout: TableLayout::new("store_sales", schema(), rows, files),
-            stream: StoreSalesStream::new(seed, rows, dims),
-        }
+    fn schema() -> SchemaRef {
+        schema()
     }
 
-    pub fn total_tickets(&self) -> u64 {
-        self.stream.total_tickets()
-    }
-}
-
-impl TableGenerator for StoreSales {
-    fn layout(&self) -> &TableLayout {
-        &self.layout
-    }
-
-    fn row_batches(&self, rows: Range<u64>, batch_rows: usize) -> Batches<'_> {
-        let mut cursor = self.stream.cursor_at_row(rows.start);
-        let mut line = SaleLine::default();
-        rows_in_batches(self.layout.schema(), rows, batch_rows, move |b, _| {
-            let more = cursor.next_into(&mut line);
-            assert!(more, "store_sales stream ended before its planned rows");
-            for k in 0..9 {
-                b.i32(k, line.key(k));
-            }
-            b.i64(9, Some(line.ticket));
-            b.i32(10, Some(line.quantity));
-            for (a, &v) in line.amounts.iter().enumerate() {
-                b.decimal(11 + a, Some(v));
-            }
-        })
+    fn open_group(dims: &Dimensions, r: &mut Rng, sold_date_sk: i32) -> [i32; KEYS] {
+        let mut keys = [0; KEYS];
+        keys[K_DATE] = sold_date_sk;
+        keys[K_TIME] = r.range_i32(STORE_OPEN_TIME_SK, STORE_CLOSE_TIME_SK);
+        keys[K_CUSTOMER..=K_ADDR].copy_from_slice(&draw_customer_keys(dims, r));
+        keys[K_STORE] = 1 + r.below(dims.store) as i32;
+        keys
     }
 
-    fn configure(&self, props: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
-        disable_dictionary(props, &NO_DICTIONARY)
+    fn next_line(
+        dims: &Dimensions,
+        r: &mut Rng,
+        ticket: &[i32; KEYS],
+        number: i64,
+        items: &mut DistinctItems,
+        line: &mut SaleLine,
+    ) {
+        // Nulls: eight 16-bit lanes from two draws, one lane per nullable key.
+        line.draw_valid::<2>(r, K_ITEM);
+        line.keys = *ticket;
+        line.keys[K_ITEM] = items.draw(r, dims.item);
+        line.keys[K_PROMO] = 1 + r.below(dims.promotion) as i32;
+        line.number = number;
+
+        let p = LinePrices::draw(r);
+        line.quantity = p.quantity as i32;
+        line.amounts[..A_NET_PAID].copy_from_slice(&p.leading_amounts());
+        line.amounts[A_NET_PAID..].copy_from_slice(&[
+            p.net_paid,
+            p.net_paid + p.ext_tax,
+            p.net_profit(),
+        ]);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::TableGenerator;
     use arrow::array::{Array, AsArray, RecordBatch};
     use arrow::datatypes::{Decimal128Type, Int32Type, Int64Type};
     use std::collections::HashSet;
@@ -514,21 +265,8 @@ mod tests {
                 let store = i32s(b, "ss_store_sk");
                 let qty = i32s(b, "ss_quantity");
                 nulls += b.column_by_name("ss_customer_sk").unwrap().null_count();
-                let [w, l, s, ed, es, ew, el, et, cp, np, npt, pr] = [
-                    "ss_wholesale_cost",
-                    "ss_list_price",
-                    "ss_sales_price",
-                    "ss_ext_discount_amt",
-                    "ss_ext_sales_price",
-                    "ss_ext_wholesale_cost",
-                    "ss_ext_list_price",
-                    "ss_ext_tax",
-                    "ss_coupon_amt",
-                    "ss_net_paid",
-                    "ss_net_paid_inc_tax",
-                    "ss_net_profit",
-                ]
-                .map(|n| dec(b, n));
+                let amounts: [&str; AMOUNTS] = COLUMNS[KEYS + 2..].try_into().unwrap();
+                let [w, l, s, ed, es, ew, el, et, cp, np, npt, pr] = amounts.map(|n| dec(b, n));
                 for i in 0..b.num_rows() {
                     assert!(ticket[i] == last_ticket || ticket[i] == last_ticket + 1);
                     if ticket[i] != last_ticket {
@@ -578,7 +316,7 @@ mod tests {
         assert!((0.035..0.055).contains(&null_fraction), "{null_fraction}");
         let coupon_fraction = coupons as f64 / rows as f64;
         assert!((0.15..0.25).contains(&coupon_fraction), "{coupon_fraction}");
-        let tickets = StoreSales::new(5, 160_000, 4, dims).total_tickets();
+        let tickets = StoreSales::new(5, 160_000, 4, dims).total_groups();
         assert_eq!(last_ticket as u64, tickets);
         assert!((160_000 / 16..=160_000 / 8 + 1).contains(&tickets));
     }
@@ -590,13 +328,13 @@ mod tests {
         let mut lines = Vec::new();
         let mut line = SaleLine::default();
         while full.next_into(&mut line) {
-            lines.push((line.ticket, line.keys, line.amounts));
+            lines.push((line.number, line.keys, line.amounts));
         }
         assert_eq!(lines.len(), 140_000);
         for row in [1u64, 65_535, 65_536, 70_000, 139_999] {
             let mut c = stream.cursor_at_row(row);
             assert!(c.next_into(&mut line));
-            assert_eq!((line.ticket, line.keys, line.amounts), lines[row as usize]);
+            assert_eq!((line.number, line.keys, line.amounts), lines[row as usize]);
         }
         let mut end = stream.cursor_at_row(140_000);
         assert!(!end.next_into(&mut line));

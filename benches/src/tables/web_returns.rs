@@ -119,7 +119,7 @@ impl WebReturns {
         }
         b.i32(11, present(2).then_some(page));
         b.i32(12, present(3).then_some(reason));
-        b.i64(13, Some(sale.order));
+        b.i64(13, Some(sale.number));
         b.i32(14, Some(qr as i32));
         for (col, v) in [
             amt,

@@ -5,7 +5,7 @@
 //! * [`fact`]: the block structure of the sales tables and the selection of their returns.
 //! * [`columns`], [`text`]: batch building and the text values of dimension tables.
 //! * [`driver`]: writes any [`driver::TableGenerator`] as Snappy Parquet files in parallel.
-//! * [`tables`]: one module per table.
+//! * [`tables`]: one module per table, plus what several tables share.
 //!
 //! Output is a pure function of (table, seed, size): thread count, file count, batch size and
 //! row group size change only how it is written.

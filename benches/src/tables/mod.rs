@@ -1,8 +1,9 @@
 //! One module per TPC-DS table. A table module exposes its Arrow schema, its value rules in
-//! the module docs, and a type implementing [`crate::driver::TableGenerator`] (a dimension
-//! table implements [`crate::driver::RowTable`]). What several tables share lives once:
-//! [`sales`] (the walk over tickets/orders, line prices and the generator of both sales
-//! tables) and [`values`] (null flags, percentages).
+//! the module docs, and a type implementing [`crate::driver::TableGenerator`]. What several
+//! tables share lives once: [`sales`] (the walk over tickets/orders, line prices and the
+//! generator of both sales tables), [`returns`] (return amounts and the generator of both
+//! returns tables) and [`values`] (null flags, percentages); a dimension table implements
+//! [`crate::driver::RowTable`].
 //!
 //! To add a table: add a module, a [`TableId`] variant (its number seeds the table's random
 //! streams, so never renumber), a [`Table`] variant, and match arms in [`Table`]'s methods;
@@ -24,6 +25,7 @@ use crate::scale::{
 pub mod customer;
 pub mod date_dim;
 pub mod item;
+pub mod returns;
 pub mod sales;
 pub mod store_returns;
 pub mod store_sales;

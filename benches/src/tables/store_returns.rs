@@ -23,20 +23,18 @@
 //!   `sr_reversed_charge` + `sr_store_credit` (each ≥ 0);
 //!   `sr_net_loss = amt_inc_tax + return_ship_cost − fee`.
 
-use std::ops::Range;
-
 use arrow::datatypes::SchemaRef;
 
 use crate::calendar::{STORE_CLOSE_TIME_SK, STORE_OPEN_TIME_SK};
 use crate::columns::{BatchBuilder, fact_schema};
-use crate::driver::{Batches, TableGenerator, TableLayout, rows_in_batches};
-use crate::fact::{ReturnsPlan, ReturnsWalker, share};
+use crate::rng::Rng;
 use crate::scale::Dimensions;
 use crate::tables::TableId;
-use crate::tables::store_sales::{self as ss, SaleLine, StoreSalesStream};
-use crate::tables::values::{NULL_PER_65536, percent_of};
-
-pub const RETURN_DAYS_MAX: i32 = 90;
+use crate::tables::returns::{
+    RETURN_DAYS_MAX, ReturnAmounts, ReturnShipping, Returns, ReturnsChannel,
+};
+use crate::tables::store_sales::{self as ss, SaleLine, StoreChannel};
+use crate::tables::values::NullLanes;
 
 pub const COLUMNS: [&str; 20] = [
     "sr_returned_date_sk",
@@ -65,47 +63,37 @@ pub fn schema() -> SchemaRef {
     fact_schema(&COLUMNS, "sr_item_sk", "sr_ticket_number")
 }
 
-/// Refund split shared by the returns tables: `amount` = cash + reversed + credit.
-pub fn split_refund(r: &mut crate::rng::Rng, amount: i64) -> [i64; 3] {
-    let cash = percent_of(amount, r.range_i64(0, 100));
-    let reversed = percent_of(amount - cash, r.range_i64(0, 100));
-    [cash, reversed, amount - cash - reversed]
-}
+/// The `store_returns` table generator.
+pub type StoreReturns = Returns<StoreReturnsChannel>;
 
-pub struct StoreReturns {
-    sales: StoreSalesStream,
-    returns: ReturnsPlan,
-    layout: TableLayout,
-}
+/// The columns and keys of store returns.
+pub struct StoreReturnsChannel;
 
-impl StoreReturns {
-    /// `rows` returns out of `sales_rows` store_sales line items.
-    pub fn new(seed: u64, rows: u64, sales_rows: u64, files: usize, dims: Dimensions) -> Self {
-        StoreReturns {
-            layout: TableLayout::new("store_returns", schema(), rows, files),
-            sales: StoreSalesStream::new(seed, sales_rows, dims),
-            returns: ReturnsPlan::new(seed, TableId::StoreReturns as u64, sales_rows, rows),
-        }
+impl ReturnsChannel for StoreReturnsChannel {
+    type Sales = StoreChannel;
+    const NAME: &'static str = "store_returns";
+    const TABLE: TableId = TableId::StoreReturns;
+
+    fn schema() -> SchemaRef {
+        schema()
     }
 
-    fn push_row(&self, b: &mut BatchBuilder, index: u64, sale: &SaleLine) {
-        let dims = self.sales.dims();
-        let r = &mut self.returns.values_stream(index);
-        let nulls = r.next_u64();
-        let present = |lane: usize| (nulls >> (lane * 16)) & 0xFFFF >= NULL_PER_65536;
+    fn push_row(dims: &Dimensions, r: &mut Rng, sale: &SaleLine, b: &mut BatchBuilder) {
+        let nulls = NullLanes::<1>::draw(r);
         let date = sale.keys[ss::K_DATE] + r.range_i32(0, RETURN_DAYS_MAX);
         let time = r.range_i32(STORE_OPEN_TIME_SK, STORE_CLOSE_TIME_SK);
         let reason = 1 + r.below(dims.reason) as i32;
-        let q = i64::from(sale.quantity);
-        let qr = r.range_i64(1, q);
-        let amt = share(sale.amounts[ss::A_NET_PAID], qr, q);
-        let tax = share(sale.amounts[ss::A_EXT_TAX], qr, q);
-        let fee = r.range_i64(50, 10_000);
-        let ship = qr * percent_of(sale.amounts[ss::A_LIST], r.range_i64(0, 50));
-        let [cash, reversed, credit] = split_refund(r, amt);
+        let shipping = ReturnShipping::PercentOfList(sale.amounts[ss::A_LIST]);
+        let amounts = ReturnAmounts::draw(
+            r,
+            sale.quantity,
+            sale.amounts[ss::A_NET_PAID],
+            sale.amounts[ss::A_EXT_TAX],
+            shipping,
+        );
 
-        b.i32(0, present(0).then_some(date));
-        b.i32(1, present(1).then_some(time));
+        b.i32(0, nulls.keep(0, date));
+        b.i32(1, nulls.keep(1, time));
         b.i32(2, Some(sale.keys[ss::K_ITEM]));
         for (col, k) in [
             (3, ss::K_CUSTOMER),
@@ -116,111 +104,34 @@ impl StoreReturns {
         ] {
             b.i32(col, sale.key(k));
         }
-        b.i32(8, present(2).then_some(reason));
+        b.i32(8, nulls.keep(2, reason));
         b.i64(9, Some(sale.number));
-        b.i32(10, Some(qr as i32));
-        for (col, v) in [
-            amt,
-            tax,
-            amt + tax,
-            fee,
-            ship,
-            cash,
-            reversed,
-            credit,
-            amt + tax + ship - fee,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            b.decimal(11 + col, Some(v));
-        }
-    }
-}
-
-impl TableGenerator for StoreReturns {
-    fn layout(&self) -> &TableLayout {
-        &self.layout
-    }
-
-    fn row_batches(&self, rows: Range<u64>, batch_rows: usize) -> Batches<'_> {
-        if rows.is_empty() {
-            return Box::new(std::iter::empty());
-        }
-        let mut walker = ReturnsWalker::new(&self.returns, self.sales.plan(), rows.start, |b| {
-            self.sales.cursor_at_block(b)
-        });
-        rows_in_batches(self.layout.schema(), rows, batch_rows, move |b, _| {
-            let (index, sale) = walker
-                .advance()
-                .expect("store_sales ran out of returned line items");
-            self.push_row(b, index, sale);
-        })
+        amounts.push(b, 10);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fact::share;
     use crate::tables::store_sales::StoreSales;
-    use arrow::array::{Array, AsArray, RecordBatch};
-    use arrow::compute::concat_batches;
-    use arrow::datatypes::{Decimal128Type, Int32Type, Int64Type};
-    use std::collections::HashMap;
-
-    fn read_all(t: &dyn TableGenerator) -> RecordBatch {
-        let batches: Vec<RecordBatch> = (0..t.file_count())
-            .flat_map(|f| t.file_batches(f, 3_000).collect::<Vec<_>>())
-            .collect();
-        concat_batches(&t.schema(), &batches).unwrap()
-    }
-
-    fn i32_at(b: &RecordBatch, name: &str, i: usize) -> Option<i32> {
-        let a = b.column_by_name(name).unwrap().as_primitive::<Int32Type>();
-        a.is_valid(i).then(|| a.value(i))
-    }
-
-    fn dec_at(b: &RecordBatch, name: &str, i: usize) -> i64 {
-        let a = b
-            .column_by_name(name)
-            .unwrap()
-            .as_primitive::<Decimal128Type>();
-        assert!(a.is_valid(i), "{name} null");
-        a.value(i) as i64
-    }
+    use crate::tables::testing::{dec_at, i32_at, read_all, returned_sales};
 
     #[test]
     fn returns_reference_sales_and_follow_the_rules() {
         let dims = Dimensions::at_scale(1.0);
         let (sales_rows, rows) = (150_000, 14_975);
-        let sales = read_all(&StoreSales::new(8, sales_rows, 3, dims));
-        let returns = read_all(&StoreReturns::new(8, rows, sales_rows, 4, dims));
+        let sales = read_all(&StoreSales::new(8, sales_rows, 3, dims), 3_000);
+        let returns = read_all(&StoreReturns::new(8, rows, sales_rows, 4, dims), 3_000);
         assert_eq!(returns.num_rows() as u64, rows);
-        let st = sales
-            .column_by_name("ss_ticket_number")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let si = sales
-            .column_by_name("ss_item_sk")
-            .unwrap()
-            .as_primitive::<Int32Type>();
-        let by_key: HashMap<(i64, i32), usize> = (0..sales.num_rows())
-            .map(|i| ((st.value(i), si.value(i)), i))
-            .collect();
-        let rt = returns
-            .column_by_name("sr_ticket_number")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let ri = returns
-            .column_by_name("sr_item_sk")
-            .unwrap()
-            .as_primitive::<Int32Type>();
-        let mut last_sale = None;
+        let sale_of = returned_sales(
+            &sales,
+            ["ss_ticket_number", "ss_item_sk"],
+            &returns,
+            ["sr_ticket_number", "sr_item_sk"],
+        );
         let mut null_dates = 0;
-        for i in 0..returns.num_rows() {
-            let s = by_key[&(rt.value(i), ri.value(i))];
-            assert!(last_sale < Some(s), "returns are unique and in sales order");
-            last_sale = Some(s);
+        for (i, &s) in sale_of.iter().enumerate() {
             for (rc, sc) in [
                 ("sr_customer_sk", "ss_customer_sk"),
                 ("sr_cdemo_sk", "ss_cdemo_sk"),
@@ -265,8 +176,8 @@ mod tests {
     #[test]
     fn file_split_does_not_change_the_rows() {
         let dims = Dimensions::at_scale(1.0);
-        let one = read_all(&StoreReturns::new(2, 20_000, 200_000, 1, dims));
-        let many = read_all(&StoreReturns::new(2, 20_000, 200_000, 7, dims));
+        let one = read_all(&StoreReturns::new(2, 20_000, 200_000, 1, dims), 3_000);
+        let many = read_all(&StoreReturns::new(2, 20_000, 200_000, 7, dims), 3_000);
         assert_eq!(one, many);
     }
 }

@@ -25,18 +25,17 @@
 //!   refund splits `wr_return_amt` exactly into `wr_refunded_cash` + `wr_reversed_charge` +
 //!   `wr_account_credit` (each ≥ 0); `wr_net_loss = amt_inc_tax + return_ship_cost − fee`.
 
-use std::ops::Range;
-
 use arrow::datatypes::SchemaRef;
 
 use crate::columns::{BatchBuilder, fact_schema};
-use crate::driver::{Batches, TableGenerator, TableLayout, rows_in_batches};
-use crate::fact::{ReturnsPlan, ReturnsWalker, share};
+use crate::rng::Rng;
 use crate::scale::Dimensions;
 use crate::tables::TableId;
-use crate::tables::store_returns::{RETURN_DAYS_MAX, split_refund};
-use crate::tables::values::NULL_PER_65536;
-use crate::tables::web_sales::{self as ws, WebLine, WebSalesStream};
+use crate::tables::returns::{
+    RETURN_DAYS_MAX, ReturnAmounts, ReturnShipping, Returns, ReturnsChannel,
+};
+use crate::tables::values::NullLanes;
+use crate::tables::web_sales::{self as ws, WebChannel, WebLine};
 
 pub const COLUMNS: [&str; 24] = [
     "wr_returned_date_sk",
@@ -69,41 +68,38 @@ pub fn schema() -> SchemaRef {
     fact_schema(&COLUMNS, "wr_item_sk", "wr_order_number")
 }
 
-pub struct WebReturns {
-    sales: WebSalesStream,
-    returns: ReturnsPlan,
-    layout: TableLayout,
-}
+/// The `web_returns` table generator.
+pub type WebReturns = Returns<WebReturnsChannel>;
 
-impl WebReturns {
-    /// `rows` returns out of `sales_rows` web_sales line items.
-    pub fn new(seed: u64, rows: u64, sales_rows: u64, files: usize, dims: Dimensions) -> Self {
-        WebReturns {
-            layout: TableLayout::new("web_returns", schema(), rows, files),
-            sales: WebSalesStream::new(seed, sales_rows, dims),
-            returns: ReturnsPlan::new(seed, TableId::WebReturns as u64, sales_rows, rows),
-        }
+/// The columns and keys of web returns.
+pub struct WebReturnsChannel;
+
+impl ReturnsChannel for WebReturnsChannel {
+    type Sales = WebChannel;
+    const NAME: &'static str = "web_returns";
+    const TABLE: TableId = TableId::WebReturns;
+
+    fn schema() -> SchemaRef {
+        schema()
     }
 
-    fn push_row(&self, b: &mut BatchBuilder, index: u64, sale: &WebLine) {
-        let dims = self.sales.dims();
-        let r = &mut self.returns.values_stream(index);
-        let nulls = r.next_u64();
-        let present = |lane: usize| (nulls >> (lane * 16)) & 0xFFFF >= NULL_PER_65536;
+    fn push_row(dims: &Dimensions, r: &mut Rng, sale: &WebLine, b: &mut BatchBuilder) {
+        let nulls = NullLanes::<1>::draw(r);
         let date = sale.keys[ws::K_SHIP_DATE] + r.range_i32(0, RETURN_DAYS_MAX);
         let time = r.range_i32(0, 86_399);
         let page = 1 + r.below(dims.web_page) as i32;
         let reason = 1 + r.below(dims.reason) as i32;
-        let q = i64::from(sale.quantity);
-        let qr = r.range_i64(1, q);
-        let amt = share(sale.amounts[ws::A_NET_PAID], qr, q);
-        let tax = share(sale.amounts[ws::A_EXT_TAX], qr, q);
-        let fee = r.range_i64(50, 10_000);
-        let ship = share(sale.amounts[ws::A_EXT_SHIP], qr, q);
-        let [cash, reversed, credit] = split_refund(r, amt);
+        let shipping = ReturnShipping::ShareOf(sale.amounts[ws::A_EXT_SHIP]);
+        let amounts = ReturnAmounts::draw(
+            r,
+            sale.quantity,
+            sale.amounts[ws::A_NET_PAID],
+            sale.amounts[ws::A_EXT_TAX],
+            shipping,
+        );
 
-        b.i32(0, present(0).then_some(date));
-        b.i32(1, present(1).then_some(time));
+        b.i32(0, nulls.keep(0, date));
+        b.i32(1, nulls.keep(1, time));
         b.i32(2, Some(sale.keys[ws::K_ITEM]));
         for (col, k) in [
             (3, ws::K_BILL_CUSTOMER),
@@ -117,109 +113,34 @@ impl WebReturns {
         ] {
             b.i32(col, sale.key(k));
         }
-        b.i32(11, present(2).then_some(page));
-        b.i32(12, present(3).then_some(reason));
+        b.i32(11, nulls.keep(2, page));
+        b.i32(12, nulls.keep(3, reason));
         b.i64(13, Some(sale.number));
-        b.i32(14, Some(qr as i32));
-        for (col, v) in [
-            amt,
-            tax,
-            amt + tax,
-            fee,
-            ship,
-            cash,
-            reversed,
-            credit,
-            amt + tax + ship - fee,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            b.decimal(15 + col, Some(v));
-        }
-    }
-}
-
-impl TableGenerator for WebReturns {
-    fn layout(&self) -> &TableLayout {
-        &self.layout
-    }
-
-    fn row_batches(&self, rows: Range<u64>, batch_rows: usize) -> Batches<'_> {
-        if rows.is_empty() {
-            return Box::new(std::iter::empty());
-        }
-        let mut walker = ReturnsWalker::new(&self.returns, self.sales.plan(), rows.start, |b| {
-            self.sales.cursor_at_block(b)
-        });
-        rows_in_batches(self.layout.schema(), rows, batch_rows, move |b, _| {
-            let (index, sale) = walker
-                .advance()
-                .expect("web_sales ran out of returned line items");
-            self.push_row(b, index, sale);
-        })
+        amounts.push(b, 14);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fact::share;
+    use crate::tables::testing::{dec_at, i32_at, read_all, returned_sales};
     use crate::tables::web_sales::WebSales;
-    use arrow::array::{Array, AsArray, RecordBatch};
-    use arrow::compute::concat_batches;
-    use arrow::datatypes::{Decimal128Type, Int32Type, Int64Type};
-    use std::collections::HashMap;
-
-    fn read_all(t: &dyn TableGenerator) -> RecordBatch {
-        let batches: Vec<RecordBatch> = (0..t.file_count())
-            .flat_map(|f| t.file_batches(f, 2_500).collect::<Vec<_>>())
-            .collect();
-        concat_batches(&t.schema(), &batches).unwrap()
-    }
-
-    fn i32_at(b: &RecordBatch, name: &str, i: usize) -> Option<i32> {
-        let a = b.column_by_name(name).unwrap().as_primitive::<Int32Type>();
-        a.is_valid(i).then(|| a.value(i))
-    }
-
-    fn dec_at(b: &RecordBatch, name: &str, i: usize) -> i64 {
-        b.column_by_name(name)
-            .unwrap()
-            .as_primitive::<Decimal128Type>()
-            .value(i) as i64
-    }
 
     #[test]
     fn returns_reference_web_sales() {
         let dims = Dimensions::at_scale(1.0);
         let (sales_rows, rows) = (140_000, 13_966);
-        let sales = read_all(&WebSales::new(6, sales_rows, 5, dims));
-        let returns = read_all(&WebReturns::new(6, rows, sales_rows, 3, dims));
+        let sales = read_all(&WebSales::new(6, sales_rows, 5, dims), 2_500);
+        let returns = read_all(&WebReturns::new(6, rows, sales_rows, 3, dims), 2_500);
         assert_eq!(returns.num_rows() as u64, rows);
-        let so = sales
-            .column_by_name("ws_order_number")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let si = sales
-            .column_by_name("ws_item_sk")
-            .unwrap()
-            .as_primitive::<Int32Type>();
-        let by_key: HashMap<(i64, i32), usize> = (0..sales.num_rows())
-            .map(|i| ((so.value(i), si.value(i)), i))
-            .collect();
-        let ro = returns
-            .column_by_name("wr_order_number")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let ri = returns
-            .column_by_name("wr_item_sk")
-            .unwrap()
-            .as_primitive::<Int32Type>();
-        let mut last = None;
-        for i in 0..returns.num_rows() {
-            let s = by_key[&(ro.value(i), ri.value(i))];
-            assert!(last < Some(s));
-            last = Some(s);
+        let sale_of = returned_sales(
+            &sales,
+            ["ws_order_number", "ws_item_sk"],
+            &returns,
+            ["wr_order_number", "wr_item_sk"],
+        );
+        for (i, &s) in sale_of.iter().enumerate() {
             assert_eq!(
                 i32_at(&returns, "wr_refunded_customer_sk", i),
                 i32_at(&sales, "ws_bill_customer_sk", s)

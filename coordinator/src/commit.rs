@@ -146,32 +146,42 @@ pub async fn commit(
                 .into(),
         ));
     }
+    if read_version < -1 {
+        return Err(CommitError::Refused(format!(
+            "invalid read version {read_version}"
+        )));
+    }
     let lines = req
         .actions
         .iter()
         .map(LogAction::to_json)
         .collect::<Result<Vec<_>, _>>()?;
+    // Decoded once: winning removes are compared by the file they name, however encoded.
+    let removed: HashSet<String> = req.removed_paths.iter().map(|p| decode(p)).collect();
     let mut read_version = read_version;
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         fence.check(req.epoch).await?;
         let version = read_version + 1;
         let bytes = commit_bytes(&lines, &req, read_version)?;
-        match write_entry(&log_store, version, bytes).await {
+        // `version` >= 0: read versions start at -1 (checked above) and only grow.
+        match write_entry(&log_store, version as u64, bytes).await {
             Ok(()) => {
                 checkpoint_if_due(&req, version).await;
                 return Ok(version);
             }
             Err(TransactionError::VersionAlreadyExists(_)) => {
-                let latest = latest_version(&log_store, version).await?;
                 warn!(
                     attempt,
-                    read_version, latest, "lost the commit race; checking winning commits"
+                    read_version, "lost the commit race; checking winning commits"
                 );
-                for v in version..=latest {
-                    check_winning_commit(&log_store, v, &req).await?;
+                // Each winning commit is read once, up to the first version not written yet.
+                let mut v = version;
+                while let Some(bytes) = log_store.read_commit_entry(v as u64).await? {
+                    check_winning_commit(v, &bytes, &req, &removed)?;
+                    v += 1;
                 }
-                read_version = latest;
-                info!(next = latest + 1, "no conflict; retrying commit");
+                read_version = v - 1;
+                info!(next = v, "no conflict; retrying commit");
             }
             Err(e) => return Err(e.into()),
         }
@@ -236,11 +246,10 @@ fn commit_bytes(
 /// bytes with a conditional put, or via a temporary file for stores that rename).
 async fn write_entry(
     log_store: &LogStoreRef,
-    version: i64,
+    v: u64,
     bytes: Bytes,
 ) -> Result<(), TransactionError> {
     let op = uuid::Uuid::new_v4();
-    let v = u64::try_from(version).map_err(|_| TransactionError::VersionAlreadyExists(0))?;
     let entry = if ["DefaultLogStore", "LakeFSLogStore"].contains(&log_store.name().as_str()) {
         CommitOrBytes::LogBytes(bytes)
     } else {
@@ -259,19 +268,6 @@ async fn write_entry(
             Err(e)
         }
     }
-}
-
-/// The latest version that exists, knowing `from` exists.
-async fn latest_version(log_store: &LogStoreRef, from: i64) -> Result<i64, CommitError> {
-    let mut v = from;
-    while log_store
-        .read_commit_entry(u64::try_from(v + 1).unwrap_or(0))
-        .await?
-        .is_some()
-    {
-        v += 1;
-    }
-    Ok(v)
 }
 
 /// Writes a checkpoint when the version is a multiple of the interval, as Delta Spark does.
@@ -295,9 +291,7 @@ async fn checkpoint_if_due(req: &CommitRequest, version: i64) {
 async fn checkpoint(table_url: &Url, version: i64) -> Result<usize, CommitError> {
     let v = u64::try_from(version)
         .map_err(|_| CommitError::Refused(format!("bad version {version}")))?;
-    let mut table = silt_common::table::table_builder(table_url)?
-        .with_version(v)
-        .build()?;
+    let mut table = silt_common::table::table_builder(table_url)?.build()?;
     table.load_version(v).await?;
     deltalake_core::checkpoints::create_checkpoint(&table, None).await?;
     use deltalake_core::table::config::TablePropertiesExt;
@@ -311,20 +305,15 @@ async fn checkpoint(table_url: &Url, version: i64) -> Result<usize, CommitError>
     Ok(0)
 }
 
-async fn check_winning_commit(
-    log_store: &LogStoreRef,
+/// Checks one winning commit (its log file's bytes) against this job with Delta's rules.
+/// `removed` holds the decoded paths of the files this job removes.
+fn check_winning_commit(
     version: i64,
+    bytes: &[u8],
     req: &CommitRequest,
+    removed: &HashSet<String>,
 ) -> Result<(), CommitError> {
-    let bytes = log_store
-        .read_commit_entry(u64::try_from(version).unwrap_or(0))
-        .await?
-        .ok_or_else(|| {
-            CommitError::Conflict(format!(
-                "winning commit {version} vanished while checking it"
-            ))
-        })?;
-    let text = String::from_utf8_lossy(&bytes);
+    let text = String::from_utf8_lossy(bytes);
     let mut actions = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let action: Value = serde_json::from_str(line).map_err(|e| {
@@ -376,8 +365,7 @@ async fn check_winning_commit(
         }
         if let Some(rm) = action.get("remove")
             && let Some(p) = rm.get("path").and_then(Value::as_str)
-            && (req.removed_paths.contains(p)
-                || req.removed_paths.iter().any(|r| decode(r) == decode(p)))
+            && removed.contains(&decode(p))
         {
             return Err(conflict(
                 "ConcurrentDeleteDeleteException",
@@ -460,6 +448,100 @@ mod tests {
         // Without a raw path deltalake-core's own encoding applies.
         let line = LogAction::new(Action::Remove(rm)).to_json().unwrap();
         assert_eq!(line["remove"]["path"], "s=%2523h/f.parquet");
+    }
+
+    fn request(read_set: ReadSet, removed: &[&str], app: Option<&str>) -> CommitRequest {
+        CommitRequest {
+            table_url: Url::parse("file:///t/").unwrap(),
+            actions: Vec::new(),
+            operation: DeltaOperation::Write {
+                mode: deltalake_core::protocol::SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            },
+            commit_info: Map::new(),
+            read_set,
+            removed_paths: removed.iter().map(|s| s.to_string()).collect(),
+            txn_app_id: app.map(str::to_string),
+            changes_metadata: false,
+            append_only: false,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            epoch: 1,
+        }
+    }
+
+    fn check(req: &CommitRequest, commit: &str) -> Result<(), CommitError> {
+        let removed = req.removed_paths.iter().map(|p| decode(p)).collect();
+        check_winning_commit(7, commit.as_bytes(), req, &removed)
+    }
+
+    #[test]
+    fn winning_commits_conflict_by_delta_rules() {
+        let info = r#"{"commitInfo":{"operation":"WRITE"}}"#;
+        let add_p1 = format!(
+            "{}\n{info}\n",
+            r#"{"add":{"path":"p=1/f.parquet","partitionValues":{"p":"1"},"dataChange":true}}"#
+        );
+        let part = |v: &str| HashMap::from([("p".to_string(), Some(v.to_string()))]);
+
+        // A blind append never conflicts with another append.
+        assert!(check(&request(ReadSet::Nothing, &[], None), &add_p1).is_ok());
+        // Data added where this job read: concurrent append.
+        let err = check(
+            &request(ReadSet::Partitions(vec![part("1")]), &[], None),
+            &add_p1,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ConcurrentAppendException") && err.contains("version 7"),
+            "{err}"
+        );
+        assert!(
+            check(
+                &request(ReadSet::Partitions(vec![part("2")]), &[], None),
+                &add_p1
+            )
+            .is_ok()
+        );
+        // Compaction-style adds (dataChange = false) are not new data.
+        let rearranged = add_p1.replace(r#""dataChange":true"#, r#""dataChange":false"#);
+        assert!(check(&request(ReadSet::WholeTable, &[], None), &rearranged).is_ok());
+
+        // The same file removed by both, however its path is encoded.
+        let rm = format!(
+            "{}\n{info}\n",
+            r#"{"remove":{"path":"s=%2523h/f.parquet","dataChange":true}}"#
+        );
+        let err = check(
+            &request(ReadSet::Nothing, &["s=%2523h/f.parquet"], None),
+            &rm,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ConcurrentDeleteDeleteException"), "{err}");
+        // `s=%23h/…` as a raw log path names another file (`s=#h`).
+        assert!(check(&request(ReadSet::Nothing, &["s=%23h/f.parquet"], None), &rm).is_ok());
+        // Spark writes non-ASCII literally, silt and delta-rs percent-encode it: same file.
+        let rm_spark = format!(
+            "{}\n{info}\n",
+            r#"{"remove":{"path":"d=😈/f.parquet","dataChange":true}}"#
+        );
+        assert!(
+            check(
+                &request(ReadSet::Nothing, &["d=%F0%9F%98%88/f.parquet"], None),
+                &rm_spark
+            )
+            .is_err()
+        );
+        assert!(check(&request(ReadSet::Nothing, &["other.parquet"], None), &rm).is_ok());
+
+        // Metadata changes and the same txn app id always conflict.
+        let md = format!("{}\n{info}\n", r#"{"metaData":{"id":"x"}}"#);
+        assert!(check(&request(ReadSet::Nothing, &[], None), &md).is_err());
+        let txn = format!("{}\n{info}\n", r#"{"txn":{"appId":"ingest","version":3}}"#);
+        assert!(check(&request(ReadSet::Nothing, &[], Some("ingest")), &txn).is_err());
+        assert!(check(&request(ReadSet::Nothing, &[], Some("other")), &txn).is_ok());
     }
 
     #[test]

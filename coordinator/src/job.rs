@@ -16,19 +16,6 @@ pub enum WriteMode {
 }
 
 impl WriteMode {
-    /// Parses `append|overwrite|error|ignore`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "append" => Ok(Self::Append),
-            "overwrite" => Ok(Self::Overwrite),
-            "error" | "errorifexists" => Ok(Self::ErrorIfExists),
-            "ignore" => Ok(Self::Ignore),
-            other => Err(format!(
-                "unknown mode `{other}` (expected append, overwrite, error or ignore)"
-            )),
-        }
-    }
-
     /// Name as Delta Spark records it in `operationParameters.mode`.
     pub fn delta_name(&self) -> &'static str {
         match self {

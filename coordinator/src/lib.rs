@@ -92,13 +92,8 @@ impl Coordinator {
         let id = job_id.clone();
         let handle = tokio::spawn(async move {
             info!(job = %id, table = %req.table_uri, source = %req.source_uri, mode = ?req.mode, "write job started");
+            // run_write forgets its stages itself: finished on success, cancelled on failure.
             let result = write::run_write(&ctx, &id, req, &status).await;
-            if result.is_err() {
-                ctx.scheduler.cancel_job(&id);
-            }
-            for s in 0..3 {
-                ctx.scheduler.finish_stage(&id, s);
-            }
             let (state, outcome) = match result {
                 Ok(o) => (JobState::Succeeded, o),
                 Err(e) if e.is_cancelled() => (

@@ -118,16 +118,19 @@ fn open_writer(
         .with_memory_limit(limits.memory_limit_bytes))
 }
 
-/// Reads every split, conforms rows to the table schema and checks the predicate,
-/// handing each batch to `sink`.
 /// Where conformed source rows go.
-trait BatchSink: Send {
+trait BatchSink: Send + Sized {
     fn accept<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>>;
+    /// Gives up: deletes whatever the sink wrote.
+    fn abort(self) -> BoxFuture<'static, ()>;
 }
 
 impl BatchSink for DataFileWriter {
     fn accept<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.write(batch))
+    }
+    fn abort(self) -> BoxFuture<'static, ()> {
+        Box::pin(DataFileWriter::abort(self))
     }
 }
 
@@ -135,15 +138,48 @@ impl BatchSink for ShuffleWriter {
     fn accept<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.write(batch))
     }
+    fn abort(self) -> BoxFuture<'static, ()> {
+        Box::pin(ShuffleWriter::abort(self))
+    }
 }
 
+/// Streams every split into `sink` ([`for_each_source_batch`]) and hands the sink back to be
+/// finished; on failure the sink is aborted first.
+async fn drain_source_into<S: BatchSink>(
+    mut sink: S,
+    splits: &[SourceSplit],
+    source_schema_json: &str,
+    check_predicate: Option<&str>,
+    table_schema: &SchemaRef,
+    metrics: &mut TaskMetrics,
+) -> Result<S> {
+    let res = for_each_source_batch(
+        splits,
+        source_schema_json,
+        check_predicate,
+        table_schema,
+        metrics,
+        &mut sink,
+    )
+    .await;
+    match res {
+        Ok(()) => Ok(sink),
+        Err(e) => {
+            sink.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// Reads every split, conforms rows to the table schema and checks the predicate,
+/// handing each batch to `sink`.
 async fn for_each_source_batch(
     splits: &[SourceSplit],
     source_schema_json: &str,
     check_predicate: Option<&str>,
     table_schema: &SchemaRef,
     metrics: &mut TaskMetrics,
-    sink: &mut dyn BatchSink,
+    sink: &mut impl BatchSink,
 ) -> Result<()> {
     let source_schema = delta_json_to_arrow(source_schema_json)?;
     let predicate = match check_predicate {
@@ -188,21 +224,17 @@ async fn run_write(
     limits: &TaskLimits,
 ) -> Result<TaskOutput> {
     let schema = delta_json_to_arrow(&spec.table_schema_json)?;
-    let mut writer = open_writer(spec, schema.clone(), limits)?;
+    let writer = open_writer(spec, schema.clone(), limits)?;
     let mut metrics = TaskMetrics::default();
-    let res = for_each_source_batch(
+    let writer = drain_source_into(
+        writer,
         splits,
         source_schema_json,
         check_predicate,
         &schema,
         &mut metrics,
-        &mut writer,
     )
-    .await;
-    if let Err(e) = res {
-        writer.abort().await;
-        return Err(e);
-    }
+    .await?;
     finish_writer(writer, metrics).await
 }
 
@@ -237,21 +269,17 @@ async fn run_shuffle_map(
                 .map_err(|_| Error::internal(format!("partition column `{c}` not in schema")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut shuffle = ShuffleWriter::try_new(dir, schema.clone(), key_columns, num_reducers)?;
+    let shuffle = ShuffleWriter::try_new(dir, schema.clone(), key_columns, num_reducers)?;
     let mut metrics = TaskMetrics::default();
-    let res = for_each_source_batch(
+    let shuffle = drain_source_into(
+        shuffle,
         splits,
         source_schema_json,
         check_predicate,
         &schema,
         &mut metrics,
-        &mut shuffle,
     )
-    .await;
-    if let Err(e) = res {
-        shuffle.abort().await;
-        return Err(e);
-    }
+    .await?;
     let (output, bytes) = shuffle.finish().await?;
     metrics.bytes_written = bytes;
     Ok(TaskOutput {

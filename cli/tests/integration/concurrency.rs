@@ -7,20 +7,7 @@ use std::time::Duration;
 use crate::support::*;
 
 fn write_process(table: &Path, source: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(silt_bin());
-    cmd.args([
-        "write",
-        "--table",
-        &s(table),
-        "--source",
-        &s(source),
-        "--json",
-        "-q",
-        "--executors",
-        "2",
-    ]);
-    cmd.args(extra);
-    cmd
+    silt_write_cmd(&s(table), &s(source), extra)
 }
 
 /// Starts both writers at once and waits for both.

@@ -71,19 +71,7 @@ impl S3Server {
     }
 
     fn write_cmd(&self, table: &str, source: &std::path::Path, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(silt_bin());
-        cmd.args([
-            "write",
-            "--table",
-            table,
-            "--source",
-            &s(source),
-            "--json",
-            "-q",
-            "--executors",
-            "2",
-        ]);
-        cmd.args(extra);
+        let mut cmd = silt_write_cmd(table, &s(source), extra);
         cmd.envs(self.env());
         cmd
     }

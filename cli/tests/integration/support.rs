@@ -431,6 +431,12 @@ pub fn silt_write(table: &Path, source: &Path, extra: &[&str]) -> Out {
 }
 
 pub fn silt_write_args(table: &str, source: &str, extra: &[&str]) -> Out {
+    run(silt_write_cmd(table, source, extra), WRITE_TIMEOUT)
+}
+
+/// The command line of [`silt_write_args`], to run some other way (in parallel, with an
+/// environment).
+pub fn silt_write_cmd(table: &str, source: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(silt_bin());
     cmd.args([
         "write", "--table", table, "--source", source, "--json", "-q",
@@ -442,7 +448,7 @@ pub fn silt_write_args(table: &str, source: &str, extra: &[&str]) -> Out {
         cmd.args(["--executors", "2"]);
     }
     cmd.args(extra);
-    run(cmd, WRITE_TIMEOUT)
+    cmd
 }
 
 /// A write that must succeed; returns its committed version (None for a no-op).

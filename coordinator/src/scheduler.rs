@@ -214,17 +214,11 @@ impl Scheduler {
 
     /// Waits until at least `n` executors are registered, or `timeout` passes.
     pub async fn wait_for_executors(&self, n: usize, timeout: Duration) -> usize {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let notified = self.inner.executors_changed.notified();
-            let have = self.capacity().0;
-            if have >= n {
-                return have;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.capacity().0;
-            }
-        }
+        wait_until(&self.inner.executors_changed, timeout, || {
+            self.capacity().0 >= n
+        })
+        .await;
+        self.capacity().0
     }
 
     /// Records a heartbeat; tells the executor which attempts to abandon.
@@ -277,18 +271,10 @@ impl Scheduler {
     /// Returns whether the job is idle. Used before deleting a job's uncommitted files, so
     /// that a straggling attempt does not write a file after the cleanup.
     pub async fn wait_job_idle(&self, job_id: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let notified = self.inner.attempts_ended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.job_attempts_in_flight(job_id) == 0 {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.job_attempts_in_flight(job_id) == 0;
-            }
-        }
+        wait_until(&self.inner.attempts_ended, timeout, || {
+            self.job_attempts_in_flight(job_id) == 0
+        })
+        .await
     }
 
     /// Hands out the next queued task to `executor_id`, waiting up to `wait`.
@@ -614,6 +600,22 @@ impl Scheduler {
                 this.reap_lost_executors();
             }
         })
+    }
+}
+
+/// Waits until `done()` holds, re-checking whenever `changed` is notified, for at most
+/// `timeout`. Returns the last answer of `done()`.
+async fn wait_until(changed: &Notify, timeout: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        // Registered before the check, so a change between check and wait is not missed.
+        let notified = changed.notified();
+        if done() {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return done();
+        }
     }
 }
 

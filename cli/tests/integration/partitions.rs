@@ -226,13 +226,7 @@ fn replace_where_on_partition_column() {
         ),
     ] {
         let c = spec.write(&dir.path().join(name));
-        let out = silt_write(&t, &c, &["--mode", "overwrite", "--replace-where", "k = 1"]);
-        out.assert_error(&["do not satisfy the replaceWhere predicate"]);
-        assert_same_listing(
-            &listing_before,
-            &listing_with_dirs(&t),
-            "replaceWhere violation",
-        );
+        assert_violation_leaves_table(&t, &c, "k = 1", &listing_before);
     }
     assert_eq!(inspect(&t)["version"], 1);
 }
@@ -307,13 +301,7 @@ fn replace_where_on_data_column_rewrites_partly_matching_files() {
     let bad = Gen::new(seed + 3, 100)
         .id_start(900)
         .write(&dir.path().join("bad"));
-    let out = silt_write(&t, &bad, &["--mode", "overwrite", "--replace-where", pred]);
-    out.assert_error(&["do not satisfy the replaceWhere predicate"]);
-    assert_same_listing(
-        &listing_before,
-        &listing_with_dirs(&t),
-        "replaceWhere violation",
-    );
+    assert_violation_leaves_table(&t, &bad, pred, &listing_before);
     assert_eq!(inspect(&t)["version"], 2);
 }
 
@@ -400,4 +388,18 @@ fn dynamic_partition_overwrite_replaces_only_written_partitions() {
         &listing_with_dirs(&u),
         "dynamic partition overwrite on an unpartitioned table",
     );
+}
+
+/// An overwrite with `--replace-where pred` of rows that do not all satisfy it fails with a
+/// clear error and leaves the table directory exactly as `before`.
+#[track_caller]
+fn assert_violation_leaves_table(
+    t: &Path,
+    source: &Path,
+    pred: &str,
+    before: &std::collections::BTreeMap<String, Option<u64>>,
+) {
+    let out = silt_write(t, source, &["--mode", "overwrite", "--replace-where", pred]);
+    out.assert_error(&["do not satisfy the replaceWhere predicate"]);
+    assert_same_listing(before, &listing_with_dirs(t), "replaceWhere violation");
 }

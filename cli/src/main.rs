@@ -1,8 +1,8 @@
 //! `silt`: the command-line client and the daemons.
 //!
-//! * `silt write …` runs a job against `--coordinator URL`, or, without it, on an embedded
-//!   local cluster (an in-process coordinator plus `--executors N` executors talking gRPC
-//!   over loopback).
+//! * `silt write …` and `silt sql "STATEMENT"` run jobs against `--coordinator URL`, or,
+//!   without it, on an embedded local cluster (an in-process coordinator plus `--executors N`
+//!   executors talking gRPC over loopback).
 //! * `silt coordinator --listen ADDR` and `silt executor --coordinator URL` run the daemons.
 
 use std::collections::BTreeMap;
@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
+use silt_common::request::{JobRequest, WriteMode, WriteRequest};
+use silt_common::task::SourceFormat;
 use silt_coordinator::fence::SoleLeader;
 use silt_coordinator::{Coordinator, CoordinatorConfig};
 use silt_executor::ExecutorConfig;
+use silt_executor::faults::Faults;
 use silt_proto::pb;
 use silt_proto::pb::job_service_client::JobServiceClient;
 use tokio_stream::StreamExt;
@@ -33,6 +36,9 @@ struct Cli {
 enum Command {
     /// Write a source (Parquet, CSV, JSON or a Delta table) into a Delta table.
     Write(Box<WriteArgs>),
+    /// Run SQL statements (Spark's Delta syntax): DELETE, UPDATE, INSERT, ALTER TABLE … SET
+    /// TBLPROPERTIES, DESCRIBE HISTORY/DETAIL. Tables are named delta.`URI`.
+    Sql(SqlArgs),
     /// Run a coordinator daemon.
     Coordinator(CoordinatorArgs),
     /// Run an executor daemon.
@@ -105,6 +111,18 @@ struct WriteArgs {
 }
 
 #[derive(Args)]
+struct SqlArgs {
+    /// The statement(s), `;`-separated.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    statement: Option<String>,
+    /// Read `;`-separated statements from this file.
+    #[arg(long, short)]
+    file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Args)]
 struct CoordinatorArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7077")]
@@ -134,6 +152,10 @@ struct ExecutorArgs {
     /// Fault injection for tests: sleep this long before every task.
     #[arg(long, default_value_t = 0, hide = true)]
     task_delay_ms: u64,
+    /// Fault injection for tests: `<point>:<selector>:<action>` (see silt_executor::faults);
+    /// `;`-separated. Also read from `SILT_FAULTS` (which the embedded cluster uses too).
+    #[arg(long, hide = true, env = "SILT_FAULTS")]
+    faults: Option<String>,
 }
 
 fn init_tracing(default: &str) {
@@ -178,6 +200,10 @@ async fn run(cli: Cli) -> Result<i32> {
             init_tracing("warn");
             write(*args).await
         }
+        Command::Sql(args) => {
+            init_tracing("warn");
+            sql(args).await
+        }
         Command::Coordinator(args) => {
             init_tracing("info");
             coordinator(args).await.map(|_| 0)
@@ -216,6 +242,15 @@ async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     Ok(())
 }
 
+/// Test-only fault injection: the executor's `--faults`, plus a start delay.
+fn faults(spec: Option<&str>, task_delay_ms: u64) -> Result<Faults> {
+    let mut spec = spec.unwrap_or_default().to_string();
+    if task_delay_ms > 0 {
+        spec.push_str(&format!(";start:s*/t*/a*:sleep={task_delay_ms}"));
+    }
+    Faults::parse(&spec).map_err(|e| anyhow!("{e}"))
+}
+
 async fn executor(args: ExecutorArgs) -> Result<()> {
     let config = ExecutorConfig {
         coordinator_url: args.coordinator,
@@ -224,7 +259,7 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
         host: args
             .name
             .unwrap_or_else(|| format!("pid{}", std::process::id())),
-        task_delay_ms: args.task_delay_ms,
+        faults: faults(args.faults.as_deref(), args.task_delay_ms)?,
         ..Default::default()
     };
     silt_executor::run_executor(config, shutdown_signal()).await?;
@@ -256,12 +291,15 @@ impl LocalCluster {
             })
             .await;
         });
+        // Test-only fault injection reaches embedded executors through the environment.
+        let injected = faults(std::env::var("SILT_FAULTS").ok().as_deref(), 0)?;
         for i in 0..executors.max(1) {
             let config = ExecutorConfig {
                 coordinator_url: url.clone(),
                 slots: 1,
                 memory_limit_bytes: executor_memory,
                 host: format!("local{i}"),
+                faults: injected.clone(),
                 ..Default::default()
             };
             let mut rx = stop_rx.clone();
@@ -301,129 +339,245 @@ fn parse_properties(props: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 async fn write(args: WriteArgs) -> Result<i32> {
-    let format = match args.format.to_ascii_lowercase().as_str() {
-        "parquet" => pb::SourceFormat::Parquet,
-        "csv" => pb::SourceFormat::Csv,
-        "json" | "ndjson" => pb::SourceFormat::Json,
-        "delta" => pb::SourceFormat::Delta,
-        other => bail!("unknown --format `{other}` (expected parquet, csv, json or delta)"),
-    };
-    let mode = match args.mode.to_ascii_lowercase().as_str() {
-        "append" => pb::WriteMode::Append,
-        "overwrite" => pb::WriteMode::Overwrite,
-        "error" | "errorifexists" => pb::WriteMode::ErrorIfExists,
-        "ignore" => pb::WriteMode::Ignore,
-        other => bail!("unknown --mode `{other}` (expected append, overwrite, error or ignore)"),
-    };
-    let job = pb::WriteJob {
-        table_uri: args.table.clone(),
-        source_uri: args.source.clone(),
-        format: format as i32,
-        mode: mode as i32,
-        partition_by: args
-            .partition_by
-            .iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        replace_where: args.replace_where.clone(),
-        dynamic_partition_overwrite: args.dynamic_partition_overwrite,
-        merge_schema: args.merge_schema,
-        overwrite_schema: args.overwrite_schema,
-        txn_app_id: args.txn_app_id.clone(),
-        txn_version: args.txn_version,
-        target_file_size_bytes: args.target_file_size,
-        properties: parse_properties(&args.properties)?.into_iter().collect(),
-    };
-    run_job(pb::submit_job_request::Job::Write(job), &args.cluster).await
+    let mut req = WriteRequest::append(&args.table, &args.source);
+    req.format = SourceFormat::parse(&args.format).map_err(|e| anyhow!("--format: {e}"))?;
+    req.mode = WriteMode::parse(&args.mode).map_err(|e| anyhow!("--mode: {e}"))?;
+    req.partition_by = args
+        .partition_by
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    req.replace_where = args.replace_where.clone();
+    req.dynamic_partition_overwrite = args.dynamic_partition_overwrite;
+    req.merge_schema = args.merge_schema;
+    req.overwrite_schema = args.overwrite_schema;
+    req.txn_app_id = args.txn_app_id.clone();
+    req.txn_version = args.txn_version;
+    req.target_file_size_bytes = args.target_file_size;
+    req.properties = parse_properties(&args.properties)?;
+    let session = Session::open(&args.cluster).await?;
+    session.run(&JobRequest::Write(req)).await
 }
 
-/// Submits a job, follows its progress and prints its result. Exit code 0 on success.
-async fn run_job(job: pb::submit_job_request::Job, cluster: &ClusterArgs) -> Result<i32> {
-    let (url, _local) = match &cluster.coordinator {
-        Some(url) => (url.clone(), None),
-        None => {
-            let n = cluster.executors.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get() as u32)
-                    .unwrap_or(2)
-            });
-            let local = LocalCluster::start(n, cluster.executor_memory).await?;
-            (local.url.clone(), Some(local))
-        }
+async fn sql(args: SqlArgs) -> Result<i32> {
+    let text = match (&args.statement, &args.file) {
+        (Some(s), _) => s.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read {}", f.display()))?,
+        (None, None) => bail!("give a statement or --file"),
     };
-    let mut client = connect_client(&url).await?;
-    let job_id = client
-        .submit_job(pb::SubmitJobRequest { job: Some(job) })
-        .await
-        .map_err(|s| anyhow!("{}", s.message()))?
-        .into_inner()
-        .job_id;
-    if !cluster.quiet {
-        eprintln!("job {job_id} submitted to {url}");
+    let statements = silt_common::sql::parse(&text)?;
+    let session = Session::open(&args.cluster).await?;
+    for stmt in &statements {
+        let code = session.run(stmt).await?;
+        if code != 0 {
+            return Ok(code);
+        }
     }
-    let mut events = client
-        .watch_job(pb::WatchJobRequest {
-            job_id: job_id.clone(),
+    Ok(0)
+}
+
+/// A connection to a coordinator (an embedded one unless `--coordinator` is given), for one
+/// or more jobs.
+struct Session<'a> {
+    url: String,
+    client: JobServiceClient<tonic::transport::Channel>,
+    cluster: &'a ClusterArgs,
+    _local: Option<LocalCluster>,
+}
+
+impl<'a> Session<'a> {
+    async fn open(cluster: &'a ClusterArgs) -> Result<Self> {
+        let (url, local) = match &cluster.coordinator {
+            Some(url) => (url.clone(), None),
+            None => {
+                let n = cluster.executors.unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get() as u32)
+                        .unwrap_or(2)
+                });
+                let local = LocalCluster::start(n, cluster.executor_memory).await?;
+                (local.url.clone(), Some(local))
+            }
+        };
+        let client = connect_client(&url).await?;
+        Ok(Self {
+            url,
+            client,
+            cluster,
+            _local: local,
         })
-        .await
-        .map_err(|s| anyhow!("{}", s.message()))?
-        .into_inner();
-    let mut last = String::new();
-    let mut cancelled = false;
-    loop {
-        tokio::select! {
-            ev = events.next() => {
-                match ev {
-                    Some(Ok(ev)) => {
-                        let line = format!("[{}] {} {}/{} tasks{}", state_name(ev.state), ev.stage, ev.tasks_succeeded, ev.tasks_total,
-                            if ev.task_retries > 0 { format!(" ({} retried)", ev.task_retries) } else { String::new() });
-                        if !cluster.quiet && line != last {
-                            eprintln!("{line}");
-                            last = line;
+    }
+
+    /// Submits a job, follows its progress and prints its result. Exit code 0 on success.
+    async fn run(&self, job: &JobRequest) -> Result<i32> {
+        let cluster = self.cluster;
+        let mut client = self.client.clone();
+        let job_id = client
+            .submit_job(pb::SubmitJobRequest::from(job))
+            .await
+            .map_err(|s| anyhow!("{}", s.message()))?
+            .into_inner()
+            .job_id;
+        if !cluster.quiet {
+            eprintln!("job {job_id} submitted to {}", self.url);
+        }
+        let mut events = client
+            .watch_job(pb::WatchJobRequest {
+                job_id: job_id.clone(),
+            })
+            .await
+            .map_err(|s| anyhow!("{}", s.message()))?
+            .into_inner();
+        let mut last = String::new();
+        let mut cancelled = false;
+        loop {
+            tokio::select! {
+                ev = events.next() => {
+                    match ev {
+                        Some(Ok(ev)) => {
+                            let line = format!("[{}] {} {}/{} tasks{}", state_name(ev.state), ev.stage, ev.tasks_succeeded, ev.tasks_total,
+                                if ev.task_retries > 0 { format!(" ({} retried)", ev.task_retries) } else { String::new() });
+                            if !cluster.quiet && line != last {
+                                eprintln!("{line}");
+                                last = line;
+                            }
                         }
+                        Some(Err(s)) => bail!("lost the job's progress stream: {}", s.message()),
+                        None => break,
                     }
-                    Some(Err(s)) => bail!("lost the job's progress stream: {}", s.message()),
-                    None => break,
+                }
+                _ = tokio::signal::ctrl_c(), if !cancelled => {
+                    cancelled = true;
+                    eprintln!("cancelling job {job_id} …");
+                    let _ = client.cancel_job(pb::CancelJobRequest { job_id: job_id.clone() }).await;
                 }
             }
-            _ = tokio::signal::ctrl_c(), if !cancelled => {
-                cancelled = true;
-                eprintln!("cancelling job {job_id} …");
-                let _ = client.cancel_job(pb::CancelJobRequest { job_id: job_id.clone() }).await;
-            }
         }
-    }
-    let result = client
-        .get_job_result(pb::GetJobResultRequest {
-            job_id: job_id.clone(),
-        })
-        .await
-        .map_err(|s| anyhow!("{}", s.message()))?
-        .into_inner();
-    let ok = result.state == pb::JobState::Succeeded as i32;
-    if cluster.json {
-        let metrics: BTreeMap<_, _> = result.metrics.iter().collect();
-        println!(
-            "{}",
-            serde_json::json!({
+        let result = client
+            .get_job_result(pb::GetJobResultRequest {
+                job_id: job_id.clone(),
+            })
+            .await
+            .map_err(|s| anyhow!("{}", s.message()))?
+            .into_inner();
+        let ok = result.state == pb::JobState::Succeeded as i32;
+        let rows: Option<serde_json::Value> = result
+            .rows_json
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .context("malformed query result")?;
+        if cluster.json {
+            let metrics: BTreeMap<_, _> = result.metrics.iter().collect();
+            let mut out = serde_json::json!({
                 "job_id": result.job_id,
                 "state": state_name(result.state),
                 "version": result.version,
                 "error": result.error,
                 "summary": result.summary,
                 "metrics": metrics,
+                "winning_commits_checked": result.winning_commits_checked,
+            });
+            if let Some(r) = &rows {
+                out["rows"] = rows_as_objects(r);
+            }
+            println!("{out}");
+        } else if ok {
+            match &rows {
+                Some(r) => print!("{}", render_table(r)),
+                None => println!("{}", result.summary),
+            }
+        }
+        if ok {
+            Ok(0)
+        } else {
+            eprintln!("error: {}", one_line(&result.error));
+            Ok(1)
+        }
+    }
+}
+
+/// `{"columns": [...], "rows": [[...]]}` → an array of objects (one per row).
+fn rows_as_objects(r: &serde_json::Value) -> serde_json::Value {
+    let columns: Vec<&str> = r["columns"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    serde_json::Value::Array(
+        r["rows"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|row| {
+                        let mut obj = serde_json::Map::new();
+                        for (c, v) in columns.iter().zip(row.as_array().into_iter().flatten()) {
+                            obj.insert(c.to_string(), v.clone());
+                        }
+                        serde_json::Value::Object(obj)
+                    })
+                    .collect()
             })
-        );
-    } else if ok {
-        println!("{}", result.summary);
+            .unwrap_or_default(),
+    )
+}
+
+/// A query result as a text table: one line per row, columns separated by ` | `, values as
+/// JSON (strings without quotes).
+fn render_table(r: &serde_json::Value) -> String {
+    let columns: Vec<String> = r["columns"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "null".to_string(),
+        other => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = r["rows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|row| row.as_array().into_iter().flatten().map(cell).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .chain(std::iter::once(&columns[i]))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(&columns);
+    out.push('\n');
+    out.push_str(
+        &widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-"),
+    );
+    out.push('\n');
+    for r in &rows {
+        out.push_str(&line(r));
+        out.push('\n');
     }
-    if ok {
-        Ok(0)
-    } else {
-        eprintln!("error: {}", one_line(&result.error));
-        Ok(1)
-    }
+    out
 }
 
 /// Errors reach users as one `error: …` line: line breaks inside a message become spaces.

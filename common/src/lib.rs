@@ -1,19 +1,22 @@
-//! Domain types and logic shared by the silt coordinator and executors: task
-//! specifications, Delta table access, reading sources, writing Parquet data files with
-//! Delta statistics, schemas, predicates and the exchange (shuffle) format.
+//! Domain types and logic shared by the silt coordinator, executors and clients: job
+//! requests and SQL statements, task specifications, Delta table access (snapshots,
+//! properties, pruning, deletion vectors), reading sources, writing Parquet data files with
+//! Delta statistics, schemas, expressions and the exchange format.
 //!
 //! Nothing here knows gRPC or prost types; nothing here commits to a Delta log.
 
+pub mod cleanup;
 pub mod error;
+pub mod exchange;
+pub mod expr;
 pub mod partition;
-pub mod predicate;
+pub mod request;
 pub mod schema;
-pub mod shuffle;
 pub mod source;
-pub mod stats;
+pub mod sql;
 pub mod storage;
 pub mod table;
 pub mod task;
-pub mod writer;
+pub mod write;
 
 pub use error::{Error, Result};

@@ -612,7 +612,7 @@ fn cast_options() -> CastOptions<'static> {
 }
 
 /// Casts `array` to `to`, matching struct fields by name (case-insensitively) at every depth.
-fn cast_array(array: &ArrayRef, to: &DataType, path: &str) -> Result<ArrayRef> {
+pub fn cast_array(array: &ArrayRef, to: &DataType, path: &str) -> Result<ArrayRef> {
     let from = array.data_type();
     if from == to {
         return Ok(array.clone());

@@ -19,7 +19,6 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use bytes::{Buf, Bytes};
-use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow;
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -614,6 +613,7 @@ fn parquet_split(file: &SourceFile, row_groups: Vec<u32>, size_bytes: u64) -> So
         row_groups,
         partition_values: BTreeMap::new(),
         size_bytes,
+        deletion_vector: None,
     }
 }
 
@@ -627,6 +627,7 @@ pub fn whole_file_splits(files: &[SourceFile], format: SourceFormat) -> Vec<Sour
             row_groups: Vec::new(),
             partition_values: BTreeMap::new(),
             size_bytes: f.size_bytes,
+            deletion_vector: None,
         })
         .collect()
 }
@@ -636,80 +637,31 @@ pub fn whole_file_splits(files: &[SourceFile], format: SourceFormat) -> Vec<Sour
 // ---------------------------------------------------------------------------------------------
 
 /// The schema (partition columns included, in table order) and one whole-file Parquet split
-/// per active file of the Delta table at `location` (latest version), carrying the file's
-/// partition values.
+/// per active file of the Delta table at `location` (as of `at`), carrying the file's
+/// partition values and deletion vector (whose rows the read skips).
 ///
-/// Tables using column mapping, or with deletion vectors on active files, are refused with
-/// [`Error::Unsupported`]: reading their files directly would return wrong rows.
-pub async fn delta_source(location: &Url) -> Result<(Schema, Vec<SourceSplit>)> {
-    let mut table = crate::table::table_builder(location)?.build()?;
-    if !table.verify_deltatable_existence().await? {
-        return Err(Error::invalid(format!(
-            "source not found: no Delta table at {location}"
-        )));
-    }
-    table.load().await?;
-    let state = table.snapshot()?;
-    let mode = state
-        .metadata()
-        .configuration()
-        .get("delta.columnMapping.mode")
-        .map(|m| m.to_ascii_lowercase());
-    if mode.as_deref().is_some_and(|m| m != "none") {
+/// Tables using column mapping are refused with [`Error::Unsupported`]: reading their files
+/// by physical column name would return wrong rows.
+pub async fn delta_source(
+    location: &Url,
+    at: &crate::table::TimeTravel,
+) -> Result<(Schema, Vec<SourceSplit>)> {
+    let snapshot = crate::table::load_table_at(location, at)
+        .await?
+        .ok_or_else(|| Error::invalid(format!("source not found: no Delta table at {location}")))?;
+    if snapshot.properties.column_mapping.is_some() {
         return Err(Error::Unsupported(format!(
             "source table {location} uses column mapping, which silt cannot read yet"
         )));
     }
-    let delta_schema = state.schema();
-    let schema: Schema = delta_schema
-        .as_ref()
-        .try_into_arrow()
-        .map_err(|e| Error::invalid(format!("cannot convert the schema of {location}: {e}")))?;
-    let schema = normalize_arrow_schema(&schema)?;
-
-    let mut splits = Vec::new();
-    let mut with_dv = 0usize;
-    for view in state.log_data().iter() {
-        if view.deletion_vector_descriptor().is_some() {
-            with_dv += 1;
-            continue;
-        }
-        splits.push(SourceSplit {
-            uri: data_file_url(location, &view.path())?.to_string(),
-            format: SourceFormat::Parquet,
-            row_groups: Vec::new(),
-            partition_values: view.partition_values_map().into_iter().collect(),
-            size_bytes: u64::try_from(view.size()).unwrap_or(0),
-        });
-    }
-    if with_dv > 0 {
-        return Err(Error::Unsupported(format!(
-            "source table {location} has deletion vectors on {with_dv} file(s), which silt cannot read yet; purge them first (REORG TABLE … APPLY (PURGE))"
-        )));
-    }
+    let schema = normalize_arrow_schema(&snapshot.arrow_schema)?;
+    let mut splits = snapshot
+        .files
+        .iter()
+        .map(|f| crate::table::file_split(location, &f.file))
+        .collect::<Result<Vec<_>>>()?;
     splits.sort_by(|a, b| a.uri.cmp(&b.uri));
     Ok((schema, splits))
-}
-
-/// The URL of a data file from its decoded `add` path: absolute URLs as they are, relative
-/// paths joined onto the table root (percent-encoded segment by segment).
-fn data_file_url(root: &Url, decoded_path: &str) -> Result<Url> {
-    if let Ok(url) = Url::parse(decoded_path)
-        && url.scheme().len() > 1
-    {
-        return Ok(url);
-    }
-    let mut url = root.clone();
-    {
-        let mut segments = url
-            .path_segments_mut()
-            .map_err(|_| Error::invalid(format!("`{root}` cannot be a table root")))?;
-        segments.pop_if_empty();
-        for part in decoded_path.split('/').filter(|p| !p.is_empty()) {
-            segments.push(part);
-        }
-    }
-    Ok(url)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -867,11 +819,42 @@ async fn read_parquet(
         }
         builder = builder.with_row_groups(row_groups);
     }
+    // The rows the stream covers, as (first row, row count) ranges of the file, so that a
+    // deletion vector's row indexes can be matched to streamed rows.
+    let row_ranges: Vec<(u64, u64)> = {
+        let groups = builder.metadata().row_groups();
+        let mut starts = Vec::with_capacity(groups.len());
+        let mut next = 0u64;
+        for g in groups {
+            let n = u64::try_from(g.num_rows()).unwrap_or(0);
+            starts.push((next, n));
+            next += n;
+        }
+        if split.row_groups.is_empty() {
+            starts
+        } else {
+            split
+                .row_groups
+                .iter()
+                .map(|&rg| starts[rg as usize])
+                .collect()
+        }
+    };
+    let deleted = match &split.deletion_vector {
+        // Splits carry resolved (absolute or inline) vectors: see `table::file_split`.
+        Some(dv) => Some(crate::table::dv::load(dv, &parse_url(&split.uri)?).await?),
+        None => None,
+    };
     let stream = builder.build().map_err(|e| parquet_err(&uri, e))?;
-    Ok(stream
+    let stream = stream
         .map(move |r| r.map_err(|e| parquet_err(&uri, e)))
-        .boxed())
+        .boxed();
+    Ok(match deleted {
+        Some(deleted) => crate::table::dv::skip_deleted(stream, deleted, row_ranges),
+        None => stream,
+    })
 }
+
 
 /// A push decoder of CSV or JSON bytes.
 trait ChunkDecoder: Send {
@@ -1436,7 +1419,7 @@ mod tests {
     #[tokio::test]
     async fn delta_source_basic_partitioned() {
         let url = golden("dat/basic_partitioned/delta");
-        let (schema, splits) = delta_source(&url).await.unwrap();
+        let (schema, splits) = delta_source(&url, &crate::table::TimeTravel::Latest).await.unwrap();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["letter", "number", "a_float"]);
         assert_eq!(splits.len(), 6);
@@ -1477,16 +1460,11 @@ mod tests {
     #[tokio::test]
     async fn delta_source_refusals() {
         let missing = tempfile::tempdir().unwrap();
-        let e = delta_source(&dir_url(missing.path())).await.unwrap_err();
+        let e = delta_source(&dir_url(missing.path()), &crate::table::TimeTravel::Latest).await.unwrap_err();
         assert!(e.to_string().contains("source not found"), "{e}");
 
-        let dv = golden("delta-kernel-rs-golden/dv-partitioned-with-checkpoint/delta");
-        let e = delta_source(&dv).await.unwrap_err();
-        assert!(matches!(e, Error::Unsupported(_)), "{e}");
-        assert!(e.to_string().contains("deletion vectors"), "{e}");
-
         let cm = golden("delta-kernel-rs-golden/table-with-columnmapping-mode-name/delta");
-        let e = delta_source(&cm).await.unwrap_err();
+        let e = delta_source(&cm, &crate::table::TimeTravel::Latest).await.unwrap_err();
         assert!(matches!(e, Error::Unsupported(_)), "{e}");
         assert!(e.to_string().contains("column mapping"), "{e}");
     }
@@ -1500,7 +1478,7 @@ mod tests {
             .unwrap();
         let expected_schema = infer_schema(&files, SourceFormat::Parquet).await.unwrap();
         let expected_splits = plan_parquet_splits(&files, 1 << 20).await.unwrap();
-        let (schema, splits) = delta_source(table).await.unwrap();
+        let (schema, splits) = delta_source(table, &crate::table::TimeTravel::Latest).await.unwrap();
         let names: Vec<String> = expected_schema
             .fields()
             .iter()
@@ -1567,6 +1545,8 @@ mod tests {
             "delta-kernel-rs-golden/multi-part-checkpoint",
             "delta-kernel-rs-golden/data-reader-escaped-chars",
             "delta-kernel-rs-golden/v2-checkpoint-parquet",
+            // Deletion vectors: deleted rows must not come back.
+            "delta-kernel-rs-golden/dv-partitioned-with-checkpoint",
         ];
         let mut failures = Vec::new();
         for t in tables {

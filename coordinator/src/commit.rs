@@ -10,15 +10,23 @@
 //! log store, which writes `_delta_log/<version>.json` with put-if-absent.
 //!
 //! When another writer took the version first, the winning commits are checked here with
-//! Delta's rules and the commit is retried at the next version, or the job fails with a
-//! conflict error:
-//! * a winning `metaData` or `protocol` change always conflicts;
-//! * a winning `txn` for the same application id conflicts;
-//! * a winning `remove` of a file this job also removes conflicts (delete/delete);
-//! * if this job read data (overwrite, replaceWhere, dynamic partition overwrite), a winning
-//!   data-changing `add` in the region it read conflicts (concurrent append);
-//! * a job that changes metadata conflicts with any winning commit;
-//! * blind appends never conflict with other appends.
+//! Delta's rules (Delta Spark's `ConflictChecker`) and the commit is retried at the next
+//! version, or the job fails with a conflict error naming Delta's exception and the winning
+//! version:
+//! * a winning `protocol` or `metaData` change: `ProtocolChangedException`,
+//!   `MetadataChangedException`;
+//! * a winning `txn` for this job's application id: `ConcurrentTransactionException`;
+//! * a winning data-changing `add` in the region this job read: `ConcurrentAppendException`.
+//!   Which adds count depends on the isolation level: under `Serializable` all of them, under
+//!   `WriteSerializable` (the default) not those of blind appends (unless this job changes
+//!   metadata), under `SnapshotIsolation` none; a blind append itself never conflicts here.
+//!   Whether an add falls in the region is decided per file from its partition values and
+//!   statistics ([`silt_common::table::prune`]);
+//! * a winning `remove` of a file this job read: `ConcurrentDeleteReadException` — unless the
+//!   remove does not change data (`dataChange = false`, a compaction) and this job does not
+//!   remove that file itself: its rows still exist unchanged, so retrying is provably safe;
+//!   any data-changing remove when this job read the whole table conflicts too;
+//! * a winning `remove` of a file this job also removes: `ConcurrentDeleteDeleteException`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -27,7 +35,11 @@ use deltalake_core::DeltaTableError;
 use deltalake_core::kernel::Action;
 use deltalake_core::kernel::transaction::TransactionError;
 use deltalake_core::logstore::{CommitOrBytes, LogStoreRef};
-use deltalake_core::protocol::DeltaOperation;
+use arrow::datatypes::SchemaRef;
+use silt_common::expr::Predicate;
+use silt_common::table::prune::{self, Verdict};
+use silt_common::table::IsolationLevel;
+use silt_common::task::DataFile;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde_json::{Map, Value};
@@ -35,21 +47,48 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::fence::LeaderFence;
+use crate::txn::decode;
 
 /// Commit retries after losing a version race (each re-checks conflicts).
 pub const MAX_COMMIT_ATTEMPTS: usize = 15;
-/// Checkpoint interval when the table does not set `delta.checkpointInterval` (Delta Spark's).
-pub const DEFAULT_CHECKPOINT_INTERVAL: i64 = 10;
 
-/// Which part of the table the job's result depends on.
-#[derive(Debug, Clone)]
-pub enum ReadSet {
-    /// A blind append: depends on nothing.
+/// The region of the table a job's result depends on, for deciding whether a concurrently
+/// added file would have changed it.
+#[derive(Debug, Clone, Default)]
+pub enum ReadRegion {
+    /// Nothing: a blind append.
+    #[default]
     Nothing,
-    /// The whole table (full overwrite).
+    /// The whole table (full overwrite, DELETE/UPDATE without a condition).
     WholeTable,
     /// Files in these partitions (each a map of partition column → value).
     Partitions(Vec<HashMap<String, Option<String>>>),
+    /// Rows for which this predicate may be true (DELETE/UPDATE/replaceWhere conditions).
+    Predicate {
+        predicate: Predicate,
+        schema: SchemaRef,
+        partition_columns: Vec<String>,
+    },
+}
+
+/// What a job read: the region (for concurrent appends) and the files (for concurrent
+/// deletes).
+#[derive(Debug, Clone, Default)]
+pub struct ReadSet {
+    pub region: ReadRegion,
+    /// Raw log paths of the files whose rows the job read or depends on.
+    pub files: HashSet<String>,
+}
+
+impl ReadSet {
+    /// A blind append's read set: nothing.
+    pub fn nothing() -> Self {
+        Self::default()
+    }
+
+    pub fn is_nothing(&self) -> bool {
+        matches!(self.region, ReadRegion::Nothing) && self.files.is_empty()
+    }
 }
 
 /// Why a commit did not happen.
@@ -117,19 +156,58 @@ impl LogAction {
 pub struct CommitRequest {
     pub table_url: Url,
     pub actions: Vec<LogAction>,
-    pub operation: DeltaOperation,
+    /// Delta's operation name (`WRITE`, `DELETE`, `UPDATE`, `SET TBLPROPERTIES`, …).
+    pub operation: String,
+    /// `commitInfo.operationParameters`.
+    pub parameters: Map<String, Value>,
     /// Extra `commitInfo` fields (operationMetrics, engineInfo, …).
     pub commit_info: Map<String, Value>,
     pub read_set: ReadSet,
     /// Raw paths of files this job removes.
     pub removed_paths: HashSet<String>,
     pub txn_app_id: Option<String>,
-    /// Whether this commit changes metadata or protocol (conflicts with any concurrent commit).
+    /// Whether this commit changes metadata or protocol.
     pub changes_metadata: bool,
+    /// The table's isolation level; `SnapshotIsolation` is used instead when no action of
+    /// the commit changes data.
+    pub isolation_level: IsolationLevel,
     /// Whether the table refuses removes (`delta.appendOnly = true`).
     pub append_only: bool,
     pub checkpoint_interval: i64,
     pub epoch: u64,
+}
+
+impl CommitRequest {
+    /// Whether any action changes data (an add or remove with `dataChange = true`).
+    fn changes_data(&self) -> bool {
+        self.actions.iter().any(|a| match &a.action {
+            Action::Add(add) => add.data_change,
+            Action::Remove(rm) => rm.data_change,
+            _ => false,
+        })
+    }
+
+    /// The isolation level this commit runs at (Delta downgrades rearrangements).
+    pub fn effective_isolation(&self) -> IsolationLevel {
+        if self.changes_data() || self.changes_metadata {
+            self.isolation_level
+        } else {
+            IsolationLevel::SnapshotIsolation
+        }
+    }
+
+    /// Whether the commit only adds data without reading any (`commitInfo.isBlindAppend`).
+    fn is_blind_append(&self) -> bool {
+        self.read_set.is_nothing() && self.removed_paths.is_empty()
+    }
+}
+
+/// What a successful commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub version: i64,
+    /// Commits by other writers checked after losing a race for a version.
+    pub winning_commits_checked: u32,
 }
 
 /// Commits the request on top of `read_version` (-1 creates the table). Returns the
@@ -139,7 +217,7 @@ pub async fn commit(
     read_version: i64,
     req: CommitRequest,
     fence: &dyn LeaderFence,
-) -> Result<i64, CommitError> {
+) -> Result<Committed, CommitError> {
     if req.append_only && req.actions.iter().any(LogAction::is_data_change_remove) {
         return Err(CommitError::Refused(
             "the table is append-only (delta.appendOnly = true) and this job would remove data; nothing was committed"
@@ -159,6 +237,7 @@ pub async fn commit(
     // Decoded once: winning removes are compared by the file they name, however encoded.
     let removed: HashSet<String> = req.removed_paths.iter().map(|p| decode(p)).collect();
     let mut read_version = read_version;
+    let mut checked = 0u32;
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         fence.check(req.epoch).await?;
         let version = read_version + 1;
@@ -167,7 +246,10 @@ pub async fn commit(
         match write_entry(&log_store, version as u64, bytes).await {
             Ok(()) => {
                 checkpoint_if_due(&req, version).await;
-                return Ok(version);
+                return Ok(Committed {
+                    version,
+                    winning_commits_checked: checked,
+                });
             }
             Err(TransactionError::VersionAlreadyExists(_)) => {
                 warn!(
@@ -178,6 +260,7 @@ pub async fn commit(
                 let mut v = version;
                 while let Some(bytes) = log_store.read_commit_entry(v as u64).await? {
                     check_winning_commit(v, &bytes, &req, &removed)?;
+                    checked += 1;
                     v += 1;
                 }
                 read_version = v - 1;
@@ -202,25 +285,19 @@ fn commit_bytes(
         "timestamp".into(),
         Value::from(chrono::Utc::now().timestamp_millis()),
     );
-    info.insert("operation".into(), Value::from(req.operation.name()));
-    let params = req.operation.operation_parameters()?;
+    info.insert("operation".into(), Value::from(req.operation.clone()));
     info.insert(
         "operationParameters".into(),
-        Value::Object(params.into_iter().collect()),
+        Value::Object(req.parameters.clone()),
     );
     if read_version >= 0 {
         info.insert("readVersion".into(), Value::from(read_version));
     }
-    let isolation = if req.operation.changes_data() {
-        "Serializable"
-    } else {
-        "SnapshotIsolation"
-    };
-    info.insert("isolationLevel".into(), Value::from(isolation));
-    let blind = matches!(req.read_set, ReadSet::Nothing)
-        && req.removed_paths.is_empty()
-        && !req.changes_metadata;
-    info.insert("isBlindAppend".into(), Value::from(blind));
+    info.insert(
+        "isolationLevel".into(),
+        Value::from(req.effective_isolation().as_str()),
+    );
+    info.insert("isBlindAppend".into(), Value::from(req.is_blind_append()));
     for (k, v) in &req.commit_info {
         info.insert(k.clone(), v.clone());
     }
@@ -321,37 +398,39 @@ fn check_winning_commit(
         })?;
         actions.push(action);
     }
-    let operation = actions
-        .iter()
-        .find_map(|a| a.get("commitInfo")?.get("operation")?.as_str())
+    let commit_info = actions.iter().find_map(|a| a.get("commitInfo"));
+    let operation = commit_info
+        .and_then(|c| c.get("operation")?.as_str())
         .unwrap_or("unknown")
         .to_string();
+    // Writers that do not say (delta-rs) are not blind appends, as Delta Spark reads them.
+    let winner_blind = commit_info
+        .and_then(|c| c.get("isBlindAppend")?.as_bool())
+        .unwrap_or(false);
     let conflict = |kind: &str, detail: String| {
         CommitError::Conflict(format!(
             "{kind}: version {version} ({operation}) committed concurrently {detail}; this job read version {} — nothing was committed, retry the job",
             version - 1
         ))
     };
+    let read_files: HashSet<String> = req.read_set.files.iter().map(|p| decode(p)).collect();
+    // Which winning adds can conflict, by this commit's isolation level.
+    let check_adds = match req.effective_isolation() {
+        IsolationLevel::SnapshotIsolation => false,
+        IsolationLevel::Serializable => true,
+        IsolationLevel::WriteSerializable => !winner_blind || req.changes_metadata,
+    };
     for action in &actions {
-        if action.get("commitInfo").is_some() {
-            continue;
-        }
-        if action.get("metaData").is_some() {
-            return Err(conflict(
-                "MetadataChangedException",
-                "changed the table metadata".into(),
-            ));
-        }
         if action.get("protocol").is_some() {
             return Err(conflict(
                 "ProtocolChangedException",
                 "changed the table protocol".into(),
             ));
         }
-        if req.changes_metadata {
+        if action.get("metaData").is_some() {
             return Err(conflict(
                 "MetadataChangedException",
-                "while this job changes the table metadata".into(),
+                "changed the table metadata".into(),
             ));
         }
         if let Some(txn) = action.get("txn")
@@ -363,24 +442,42 @@ fn check_winning_commit(
                 format!("with the same txn app id `{app}`"),
             ));
         }
-        if let Some(rm) = action.get("remove")
-            && let Some(p) = rm.get("path").and_then(Value::as_str)
-            && removed.contains(&decode(p))
-        {
-            return Err(conflict(
-                "ConcurrentDeleteDeleteException",
-                format!("removing file `{p}` that this job also removes"),
-            ));
-        }
         if let Some(add) = action.get("add") {
             let data_change = add
                 .get("dataChange")
                 .and_then(Value::as_bool)
                 .unwrap_or(true);
-            if data_change && read_set_hit(&req.read_set, add) {
+            if check_adds && data_change && add_in_region(&req.read_set.region, add) {
+                let path = add.get("path").and_then(Value::as_str).unwrap_or("?");
                 return Err(conflict(
                     "ConcurrentAppendException",
-                    "adding data this job read".into(),
+                    format!("adding file `{path}` in the region this job read"),
+                ));
+            }
+        }
+        if let Some(rm) = action.get("remove")
+            && let Some(p) = rm.get("path").and_then(Value::as_str)
+        {
+            let path = decode(p);
+            let data_change = rm
+                .get("dataChange")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let we_remove = removed.contains(&path);
+            let read_it = read_files.contains(&path)
+                || (data_change && matches!(req.read_set.region, ReadRegion::WholeTable));
+            // A compaction that rewrote a file this job only read keeps its rows as they
+            // were: safe to commit on top of it.
+            if read_it && (data_change || we_remove) {
+                return Err(conflict(
+                    "ConcurrentDeleteReadException",
+                    format!("removing file `{p}` that this job read"),
+                ));
+            }
+            if we_remove {
+                return Err(conflict(
+                    "ConcurrentDeleteDeleteException",
+                    format!("removing file `{p}` that this job also removes"),
                 ));
             }
         }
@@ -388,20 +485,13 @@ fn check_winning_commit(
     Ok(())
 }
 
-fn read_set_hit(read_set: &ReadSet, add: &Value) -> bool {
-    match read_set {
-        ReadSet::Nothing => false,
-        ReadSet::WholeTable => true,
-        ReadSet::Partitions(parts) => {
-            let pv: HashMap<String, Option<String>> = add
-                .get("partitionValues")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
-                        .collect()
-                })
-                .unwrap_or_default();
+/// Whether a winning `add` (its JSON) falls into the region this job read.
+fn add_in_region(region: &ReadRegion, add: &Value) -> bool {
+    match region {
+        ReadRegion::Nothing => false,
+        ReadRegion::WholeTable => true,
+        ReadRegion::Partitions(parts) => {
+            let pv = partition_values_of(add);
             parts.iter().any(|p| {
                 p.iter().all(|(k, v)| {
                     pv.get(k).cloned().flatten().filter(|s| !s.is_empty())
@@ -409,19 +499,55 @@ fn read_set_hit(read_set: &ReadSet, add: &Value) -> bool {
                 })
             })
         }
+        ReadRegion::Predicate {
+            predicate,
+            schema,
+            partition_columns,
+        } => {
+            let file = DataFile {
+                path: add
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                partition_values: partition_values_of(add)
+                    .into_iter()
+                    .map(|(k, v)| (k, v.filter(|s| !s.is_empty())))
+                    .collect(),
+                size_bytes: add.get("size").and_then(Value::as_i64).unwrap_or(0),
+                modification_time_ms: 0,
+                stats_json: add
+                    .get("stats")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                num_records: -1,
+                deletion_vector: None,
+            };
+            // When in doubt (a bad predicate evaluation), the file is in the region.
+            prune::classify(predicate, schema, partition_columns, &[&file])
+                .map(|v| v.first() != Some(&Verdict::NoMatch))
+                .unwrap_or(true)
+        }
     }
 }
 
-fn decode(p: &str) -> String {
-    percent_encoding::percent_decode_str(p)
-        .decode_utf8_lossy()
-        .into_owned()
+fn partition_values_of(add: &Value) -> HashMap<String, Option<String>> {
+    add.get("partitionValues")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
+
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use deltalake_core::kernel::{Add, Remove};
+    use std::sync::Arc;
 
     #[test]
     fn raw_paths_are_written_verbatim() {
@@ -450,22 +576,27 @@ mod tests {
         assert_eq!(line["remove"]["path"], "s=%2523h/f.parquet");
     }
 
-    fn request(read_set: ReadSet, removed: &[&str], app: Option<&str>) -> CommitRequest {
+    fn request(region: ReadRegion, removed: &[&str], app: Option<&str>) -> CommitRequest {
         CommitRequest {
             table_url: Url::parse("file:///t/").unwrap(),
-            actions: Vec::new(),
-            operation: DeltaOperation::Write {
-                mode: deltalake_core::protocol::SaveMode::Append,
-                partition_by: None,
-                predicate: None,
-            },
+            actions: vec![LogAction::new(Action::Add(Add {
+                path: "new.parquet".into(),
+                data_change: true,
+                ..Default::default()
+            }))],
+            operation: "DELETE".into(),
+            parameters: Map::new(),
             commit_info: Map::new(),
-            read_set,
+            read_set: ReadSet {
+                region,
+                files: HashSet::new(),
+            },
             removed_paths: removed.iter().map(|s| s.to_string()).collect(),
             txn_app_id: app.map(str::to_string),
             changes_metadata: false,
+            isolation_level: IsolationLevel::WriteSerializable,
             append_only: false,
-            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            checkpoint_interval: 10,
             epoch: 1,
         }
     }
@@ -475,77 +606,168 @@ mod tests {
         check_winning_commit(7, commit.as_bytes(), req, &removed)
     }
 
-    #[test]
-    fn winning_commits_conflict_by_delta_rules() {
-        let info = r#"{"commitInfo":{"operation":"WRITE"}}"#;
-        let add_p1 = format!(
-            "{}\n{info}\n",
-            r#"{"add":{"path":"p=1/f.parquet","partitionValues":{"p":"1"},"dataChange":true}}"#
-        );
-        let part = |v: &str| HashMap::from([("p".to_string(), Some(v.to_string()))]);
+    fn conflict_kind(r: Result<(), CommitError>) -> String {
+        match r {
+            Ok(()) => "ok".into(),
+            Err(CommitError::Conflict(m)) => {
+                assert!(m.contains("version 7"), "{m}");
+                m.split(':').next().unwrap_or_default().to_string()
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
 
-        // A blind append never conflicts with another append.
-        assert!(check(&request(ReadSet::Nothing, &[], None), &add_p1).is_ok());
-        // Data added where this job read: concurrent append.
-        let err = check(
-            &request(ReadSet::Partitions(vec![part("1")]), &[], None),
-            &add_p1,
+    const INFO: &str = r#"{"commitInfo":{"operation":"WRITE","isBlindAppend":false}}"#;
+    const BLIND: &str = r#"{"commitInfo":{"operation":"WRITE","isBlindAppend":true}}"#;
+
+    fn add_p1(info: &str) -> String {
+        format!(
+            "{}\n{info}\n",
+            r#"{"add":{"path":"p=1/f.parquet","partitionValues":{"p":"1"},"dataChange":true,"stats":"{\"numRecords\":3,\"minValues\":{\"x\":100},\"maxValues\":{\"x\":200},\"nullCount\":{\"x\":0}}"}}"#
         )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("ConcurrentAppendException") && err.contains("version 7"),
-            "{err}"
-        );
-        assert!(
-            check(
-                &request(ReadSet::Partitions(vec![part("2")]), &[], None),
-                &add_p1
-            )
-            .is_ok()
-        );
-        // Compaction-style adds (dataChange = false) are not new data.
-        let rearranged = add_p1.replace(r#""dataChange":true"#, r#""dataChange":false"#);
-        assert!(check(&request(ReadSet::WholeTable, &[], None), &rearranged).is_ok());
+    }
 
-        // The same file removed by both, however its path is encoded.
-        let rm = format!(
-            "{}\n{info}\n",
-            r#"{"remove":{"path":"s=%2523h/f.parquet","dataChange":true}}"#
-        );
-        let err = check(
-            &request(ReadSet::Nothing, &["s=%2523h/f.parquet"], None),
-            &rm,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("ConcurrentDeleteDeleteException"), "{err}");
-        // `s=%23h/…` as a raw log path names another file (`s=#h`).
-        assert!(check(&request(ReadSet::Nothing, &["s=%23h/f.parquet"], None), &rm).is_ok());
-        // Spark writes non-ASCII literally, silt and delta-rs percent-encode it: same file.
-        let rm_spark = format!(
-            "{}\n{info}\n",
-            r#"{"remove":{"path":"d=😈/f.parquet","dataChange":true}}"#
-        );
-        assert!(
-            check(
-                &request(ReadSet::Nothing, &["d=%F0%9F%98%88/f.parquet"], None),
-                &rm_spark
-            )
-            .is_err()
-        );
-        assert!(check(&request(ReadSet::Nothing, &["other.parquet"], None), &rm).is_ok());
-
-        // Metadata changes and the same txn app id always conflict.
-        let md = format!("{}\n{info}\n", r#"{"metaData":{"id":"x"}}"#);
-        assert!(check(&request(ReadSet::Nothing, &[], None), &md).is_err());
-        let txn = format!("{}\n{info}\n", r#"{"txn":{"appId":"ingest","version":3}}"#);
-        assert!(check(&request(ReadSet::Nothing, &[], Some("ingest")), &txn).is_err());
-        assert!(check(&request(ReadSet::Nothing, &[], Some("other")), &txn).is_ok());
+    fn part(v: &str) -> HashMap<String, Option<String>> {
+        HashMap::from([("p".to_string(), Some(v.to_string()))])
     }
 
     #[test]
-    fn partition_read_sets_match_null_and_values() {
+    fn concurrent_appends_by_region_and_isolation_level() {
+        // A blind append never conflicts with another append.
+        assert_eq!(conflict_kind(check(&request(ReadRegion::Nothing, &[], None), &add_p1(INFO))), "ok");
+        // Data added where this job read: concurrent append.
+        let read_p1 = || request(ReadRegion::Partitions(vec![part("1")]), &[], None);
+        assert_eq!(
+            conflict_kind(check(&read_p1(), &add_p1(INFO))),
+            "ConcurrentAppendException"
+        );
+        let read_p2 = request(ReadRegion::Partitions(vec![part("2")]), &[], None);
+        assert_eq!(conflict_kind(check(&read_p2, &add_p1(INFO))), "ok");
+        // WriteSerializable lets a blind append into the read region through; Serializable
+        // does not; SnapshotIsolation (a rearranging commit) ignores appends.
+        assert_eq!(conflict_kind(check(&read_p1(), &add_p1(BLIND))), "ok");
+        let mut serializable = read_p1();
+        serializable.isolation_level = IsolationLevel::Serializable;
+        assert_eq!(
+            conflict_kind(check(&serializable, &add_p1(BLIND))),
+            "ConcurrentAppendException"
+        );
+        let mut rearranging = read_p1();
+        rearranging.actions = vec![LogAction::new(Action::Add(Add {
+            path: "c.parquet".into(),
+            data_change: false,
+            ..Default::default()
+        }))];
+        assert_eq!(rearranging.effective_isolation(), IsolationLevel::SnapshotIsolation);
+        assert_eq!(conflict_kind(check(&rearranging, &add_p1(INFO))), "ok");
+        // Compaction-style adds (dataChange = false) are not new data.
+        let rearranged = add_p1(INFO).replace(r#""dataChange":true"#, r#""dataChange":false"#);
+        assert_eq!(
+            conflict_kind(check(&request(ReadRegion::WholeTable, &[], None), &rearranged)),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn predicate_regions_use_partition_values_and_statistics() {
+        let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("x", arrow::datatypes::DataType::Int64, true),
+            arrow::datatypes::Field::new("p", arrow::datatypes::DataType::Int32, true),
+        ]));
+        let region = |sql: &str| ReadRegion::Predicate {
+            predicate: Predicate::compile(sql, &schema).unwrap(),
+            schema: schema.clone(),
+            partition_columns: vec!["p".into()],
+        };
+        let winner = add_p1(INFO);
+        for (sql, kind) in [
+            ("x < 50", "ok"),
+            ("x >= 150", "ConcurrentAppendException"),
+            ("p = 2", "ok"),
+            ("p = 1 AND x > 300", "ok"),
+            ("p = 1", "ConcurrentAppendException"),
+        ] {
+            assert_eq!(
+                conflict_kind(check(&request(region(sql), &[], None), &winner)),
+                kind,
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_removes_of_read_and_removed_files() {
+        let rm = |path: &str, data_change: bool| {
+            format!(
+                "{{\"remove\":{{\"path\":\"{path}\",\"dataChange\":{data_change}}}}}\n{INFO}\n"
+            )
+        };
+        // The same file removed by both, however its path is encoded.
+        let r = request(ReadRegion::Nothing, &["s=%2523h/f.parquet"], None);
+        assert_eq!(
+            conflict_kind(check(&r, &rm("s=%2523h/f.parquet", true))),
+            "ConcurrentDeleteDeleteException"
+        );
+        // `s=%23h/…` as a raw log path names another file (`s=#h`).
+        let r = request(ReadRegion::Nothing, &["s=%23h/f.parquet"], None);
+        assert_eq!(conflict_kind(check(&r, &rm("s=%2523h/f.parquet", true))), "ok");
+        // Spark writes non-ASCII literally, silt and delta-rs percent-encode it: same file.
+        let r = request(ReadRegion::Nothing, &["d=%F0%9F%98%88/f.parquet"], None);
+        assert_eq!(
+            conflict_kind(check(&r, &rm("d=😈/f.parquet", true))),
+            "ConcurrentDeleteDeleteException"
+        );
+
+        // A file this job read (and kept) removed by a data change: delete-read.
+        let mut read = request(ReadRegion::Nothing, &[], None);
+        read.read_set.files.insert("a.parquet".into());
+        assert_eq!(
+            conflict_kind(check(&read, &rm("a.parquet", true))),
+            "ConcurrentDeleteReadException"
+        );
+        // …by a compaction: its rows are unchanged, so it is safe.
+        assert_eq!(conflict_kind(check(&read, &rm("a.parquet", false))), "ok");
+        // A compaction of a file this job removes is not.
+        let mut both = request(ReadRegion::Nothing, &["a.parquet"], None);
+        both.read_set.files.insert("a.parquet".into());
+        assert_eq!(
+            conflict_kind(check(&both, &rm("a.parquet", false))),
+            "ConcurrentDeleteReadException"
+        );
+        // Reading the whole table depends on every file.
+        let whole = request(ReadRegion::WholeTable, &[], None);
+        assert_eq!(
+            conflict_kind(check(&whole, &rm("z.parquet", true))),
+            "ConcurrentDeleteReadException"
+        );
+        assert_eq!(conflict_kind(check(&whole, &rm("z.parquet", false))), "ok");
+    }
+
+    #[test]
+    fn metadata_protocol_and_txn_conflicts() {
+        let md = format!("{}\n{INFO}\n", r#"{"metaData":{"id":"x"}}"#);
+        assert_eq!(
+            conflict_kind(check(&request(ReadRegion::Nothing, &[], None), &md)),
+            "MetadataChangedException"
+        );
+        let proto = format!("{}\n{INFO}\n", r#"{"protocol":{"minReaderVersion":1}}"#);
+        assert_eq!(
+            conflict_kind(check(&request(ReadRegion::Nothing, &[], None), &proto)),
+            "ProtocolChangedException"
+        );
+        let txn = format!("{}\n{INFO}\n", r#"{"txn":{"appId":"ingest","version":3}}"#);
+        assert_eq!(
+            conflict_kind(check(&request(ReadRegion::Nothing, &[], Some("ingest")), &txn)),
+            "ConcurrentTransactionException"
+        );
+        assert_eq!(
+            conflict_kind(check(&request(ReadRegion::Nothing, &[], Some("other")), &txn)),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn partition_regions_match_null_and_values() {
         let add = serde_json::json!({"partitionValues": {"p": "1", "q": null}});
         let part = |p: Option<&str>, q: Option<&str>| {
             HashMap::from([
@@ -553,20 +775,132 @@ mod tests {
                 ("q".to_string(), q.map(str::to_string)),
             ])
         };
-        assert!(read_set_hit(
-            &ReadSet::Partitions(vec![part(Some("1"), None)]),
+        assert!(add_in_region(
+            &ReadRegion::Partitions(vec![part(Some("1"), None)]),
             &add
         ));
-        assert!(!read_set_hit(
-            &ReadSet::Partitions(vec![part(Some("2"), None)]),
+        assert!(!add_in_region(
+            &ReadRegion::Partitions(vec![part(Some("2"), None)]),
             &add
         ));
         // An empty partition value is null in Delta.
-        assert!(read_set_hit(
-            &ReadSet::Partitions(vec![part(Some("1"), Some(""))]),
+        assert!(add_in_region(
+            &ReadRegion::Partitions(vec![part(Some("1"), Some(""))]),
             &add
         ));
-        assert!(read_set_hit(&ReadSet::WholeTable, &add));
-        assert!(!read_set_hit(&ReadSet::Nothing, &add));
+        assert!(add_in_region(&ReadRegion::WholeTable, &add));
+        assert!(!add_in_region(&ReadRegion::Nothing, &add));
+    }
+
+    /// A fence that, before each commit attempt, lets another writer take the version the
+    /// attempt is about to write: every attempt loses a real race (a blind append).
+    struct RacingFence {
+        dir: std::path::PathBuf,
+        races: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl LeaderFence for RacingFence {
+        fn epoch(&self) -> u64 {
+            1
+        }
+        async fn check(&self, _epoch: u64) -> Result<(), crate::fence::Fenced> {
+            let log = self.dir.join("_delta_log");
+            let next = (0..)
+                .find(|v| !log.join(format!("{v:020}.json")).exists())
+                .unwrap_or(0);
+            std::fs::write(
+                log.join(format!("{next:020}.json")),
+                format!("{}\n", r#"{"commitInfo":{"operation":"WRITE","isBlindAppend":true}}"#),
+            )
+            .unwrap();
+            self.races.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn lost_races_are_retried_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir_all(&log).unwrap();
+        std::fs::write(
+            log.join(format!("{:020}.json", 0)),
+            concat!(
+                r#"{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}"#,
+                "\n",
+                r#"{"metaData":{"id":"t","format":{"provider":"parquet","options":{}},"schemaString":"{\"type\":\"struct\",\"fields\":[{\"name\":\"x\",\"type\":\"long\",\"nullable\":true,\"metadata\":{}}]}","partitionColumns":[],"configuration":{},"createdTime":0}}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let url = Url::from_directory_path(dir.path()).unwrap();
+        let table = silt_common::table::table_builder(&url).unwrap().build().unwrap();
+        let fence = RacingFence {
+            dir: dir.path().to_path_buf(),
+            races: Default::default(),
+        };
+        let mut req = request(ReadRegion::Nothing, &[], None);
+        req.table_url = url.clone();
+        let err = commit(table.log_store(), 0, req, &fence).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("gave up after {MAX_COMMIT_ATTEMPTS} lost commit races")),
+            "{err}"
+        );
+        assert_eq!(
+            fence.races.load(std::sync::atomic::Ordering::SeqCst) as usize,
+            MAX_COMMIT_ATTEMPTS
+        );
+        // Every version was taken by the racer; none by this job.
+        for v in 1..=MAX_COMMIT_ATTEMPTS {
+            let text = std::fs::read_to_string(log.join(format!("{v:020}.json"))).unwrap();
+            assert!(!text.contains("new.parquet"), "version {v}: {text}");
+        }
+
+        // With one lost race, the commit lands at the next version after checking the winner.
+        let dir2 = tempfile::tempdir().unwrap();
+        copy_log(&log, &dir2.path().join("_delta_log"), 0);
+        let url2 = Url::from_directory_path(dir2.path()).unwrap();
+        let table2 = silt_common::table::table_builder(&url2).unwrap().build().unwrap();
+        let once = OnceRacingFence(RacingFence {
+            dir: dir2.path().to_path_buf(),
+            races: Default::default(),
+        });
+        let mut req = request(ReadRegion::Nothing, &[], None);
+        req.table_url = url2;
+        let done = commit(table2.log_store(), 0, req, &once).await.unwrap();
+        assert_eq!(
+            done,
+            Committed {
+                version: 2,
+                winning_commits_checked: 1
+            }
+        );
+    }
+
+    fn copy_log(from: &std::path::Path, to: &std::path::Path, upto: u64) {
+        std::fs::create_dir_all(to).unwrap();
+        for v in 0..=upto {
+            let name = format!("{v:020}.json");
+            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    }
+
+    /// Races only the first attempt.
+    struct OnceRacingFence(RacingFence);
+
+    #[async_trait::async_trait]
+    impl LeaderFence for OnceRacingFence {
+        fn epoch(&self) -> u64 {
+            1
+        }
+        async fn check(&self, epoch: u64) -> Result<(), crate::fence::Fenced> {
+            if self.0.races.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                self.0.check(epoch).await
+            } else {
+                Ok(())
+            }
+        }
     }
 }

@@ -1,49 +1,10 @@
-//! Jobs: what clients submit, their lifecycle and progress, and the in-memory job store.
+//! Jobs: their lifecycle and progress, and the in-memory job store. What clients submit
+//! is `silt_common::request::JobRequest`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use silt_common::task::SourceFormat;
 use tokio::sync::watch;
-
-/// Delta write modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    Append,
-    Overwrite,
-    ErrorIfExists,
-    Ignore,
-}
-
-impl WriteMode {
-    /// Name as Delta Spark records it in `operationParameters.mode`.
-    pub fn delta_name(&self) -> &'static str {
-        match self {
-            Self::Append => "Append",
-            Self::Overwrite => "Overwrite",
-            Self::ErrorIfExists => "ErrorIfExists",
-            Self::Ignore => "Ignore",
-        }
-    }
-}
-
-/// A distributed write, as submitted.
-#[derive(Debug, Clone)]
-pub struct WriteRequest {
-    pub table_uri: String,
-    pub source_uri: String,
-    pub format: SourceFormat,
-    pub mode: WriteMode,
-    pub partition_by: Vec<String>,
-    pub replace_where: Option<String>,
-    pub dynamic_partition_overwrite: bool,
-    pub merge_schema: bool,
-    pub overwrite_schema: bool,
-    pub txn_app_id: Option<String>,
-    pub txn_version: Option<i64>,
-    pub target_file_size_bytes: Option<u64>,
-    pub properties: BTreeMap<String, String>,
-}
 
 /// Lifecycle of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +26,23 @@ impl JobState {
 /// How a job ended.
 #[derive(Debug, Clone, Default)]
 pub struct JobOutcome {
+    /// The committed version, when the job committed.
     pub version: Option<i64>,
     pub error: String,
+    /// Delta operation metrics as written to `commitInfo.operationMetrics`.
     pub metrics: BTreeMap<String, String>,
     pub summary: String,
+    /// Queries (DESCRIBE): the answer.
+    pub rows: Option<QueryResult>,
+    /// Commits by other writers checked after losing a race for a version.
+    pub winning_commits_checked: u32,
+}
+
+/// The answer of a query: named columns and rows of JSON values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
 }
 
 /// A snapshot of a job's status, published on every change.

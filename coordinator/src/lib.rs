@@ -1,22 +1,28 @@
 //! The silt coordinator: accepts jobs, plans them into tasks, schedules the tasks on
 //! executors over gRPC, and makes each job's single Delta commit (fenced by leadership).
 //!
-//! Code map: [`job`] (requests, lifecycle, job store), [`write`] (the WRITE planner and
-//! driver), [`scheduler`] (executors, attempts, retries), [`commit`] (conflict checks and the
-//! commit), [`fence`] (leadership), [`cleanup`] (uncommitted files), [`service`] (gRPC: decode,
-//! call, map errors — nothing else).
+//! Code map: [`driver`] (the job lifecycle every operation shares), [`ops`] (one planner per
+//! operation: write, delete, update, properties, describe), [`plan`] (pure planning helpers:
+//! task sizing, file selection), [`txn`] (the transaction an operation fills), [`commit`]
+//! (conflict checks and the commit), [`scheduler`] (executors, attempts, retries), [`fence`]
+//! (leadership), [`job`] (lifecycle, job store), [`service`] (gRPC: decode, call, map errors — nothing else).
 
-pub mod cleanup;
 pub mod commit;
+pub mod driver;
 pub mod fence;
 pub mod job;
+pub mod ops;
+pub mod plan;
 pub mod scheduler;
 pub mod service;
-pub mod write;
+pub mod txn;
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use job::{JobOutcome, JobRegistry, JobState, WriteRequest};
+use driver::PlanContext;
+use job::{JobOutcome, JobRegistry, JobState};
+use silt_common::request::JobRequest;
 use scheduler::{Scheduler, SchedulerConfig};
 use tracing::{error, info};
 
@@ -83,17 +89,24 @@ impl Coordinator {
         &self.jobs
     }
 
-    /// Accepts a write job and starts driving it; returns its id.
-    pub fn submit_write(&self, req: WriteRequest) -> String {
+    /// Accepts a job and starts driving it; returns its id.
+    pub fn submit(&self, req: JobRequest) -> String {
         let job_id = new_job_id();
         let status = self.jobs.create(&job_id);
         let ctx = self.ctx.clone();
         let jobs = self.jobs.clone();
         let id = job_id.clone();
         let handle = tokio::spawn(async move {
-            info!(job = %id, table = %req.table_uri, source = %req.source_uri, mode = ?req.mode, "write job started");
-            // run_write forgets its stages itself: finished on success, cancelled on failure.
-            let result = write::run_write(&ctx, &id, req, &status).await;
+            let started = Instant::now();
+            info!(job = %id, kind = req.name(), table = %req.table_uri(), "job started");
+            let plan_ctx = PlanContext {
+                job_id: id.clone(),
+                slots: 1,
+            };
+            let result = match ops::prepare(&ctx, plan_ctx, req).await {
+                Ok(op) => driver::run(&ctx, &id, op, &status, started).await,
+                Err(e) => Err(e),
+            };
             let (state, outcome) = match result {
                 Ok(o) => (JobState::Succeeded, o),
                 Err(e) if e.is_cancelled() => (
@@ -104,7 +117,7 @@ impl Coordinator {
                     },
                 ),
                 Err(e) => {
-                    error!(job = %id, "write job failed: {e}");
+                    error!(job = %id, "job failed: {e}");
                     (
                         JobState::Failed,
                         JobOutcome {

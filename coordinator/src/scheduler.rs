@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use silt_common::task::{TaskFailure, TaskKind, TaskOutput, TaskSpec};
+use silt_common::task::{Task, TaskFailure, TaskOutput, TaskSpec};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -94,7 +94,7 @@ enum TaskState {
 
 #[derive(Debug)]
 struct TaskEntry {
-    kind: TaskKind,
+    task: Task,
     attempt: u32,
     state: TaskState,
     output: Option<TaskOutput>,
@@ -331,7 +331,7 @@ impl Scheduler {
             attempt: task.attempt,
             epoch: run.epoch,
             snapshot_version: run.snapshot_version,
-            kind: task.kind.clone(),
+            task: task.task.clone(),
         };
         let key = AttemptKey::of(&spec);
         run.dispatched.push(key.clone());
@@ -349,7 +349,7 @@ impl Scheduler {
         stage: u32,
         epoch: u64,
         snapshot_version: i64,
-        tasks: Vec<TaskKind>,
+        tasks: Vec<Task>,
     ) -> Result<Vec<TaskOutput>, StageError> {
         if tasks.is_empty() {
             return Ok(Vec::new());
@@ -368,8 +368,8 @@ impl Scheduler {
                     snapshot_version,
                     tasks: tasks
                         .into_iter()
-                        .map(|kind| TaskEntry {
-                            kind,
+                        .map(|task| TaskEntry {
+                            task,
                             attempt: 0,
                             state: TaskState::Queued,
                             output: None,
@@ -397,6 +397,24 @@ impl Scheduler {
             .unwrap_or_default()
     }
 
+    /// Whether any task of the job's known stages ran more than one attempt (superseded
+    /// attempts may have left files behind).
+    pub fn job_had_retries(&self, job_id: &str) -> bool {
+        self.lock()
+            .stages
+            .iter()
+            .filter(|((j, _), _)| j == job_id)
+            .any(|(_, run)| run.dispatched.iter().any(|a| a.attempt > 0))
+    }
+
+    /// Forgets every stage of a finished job; attempts still running get cancelled at the
+    /// next heartbeat of their executor.
+    pub fn forget_job(&self, job_id: &str) {
+        let mut st = self.lock();
+        st.stages.retain(|(j, _), _| j != job_id);
+        st.queue.retain(|(j, _, _)| j != job_id);
+    }
+
     /// Progress of a stage.
     pub fn progress(&self, job_id: &str, stage: u32) -> StageProgress {
         let st = self.lock();
@@ -416,14 +434,6 @@ impl Scheduler {
             }
         }
         p
-    }
-
-    /// Forgets a finished stage; its running attempts (if any) get cancelled at the next
-    /// heartbeat of their executor.
-    pub fn finish_stage(&self, job_id: &str, stage: u32) {
-        let mut st = self.lock();
-        st.stages.remove(&(job_id.to_string(), stage));
-        st.queue.retain(|(j, s, _)| !(j == job_id && *s == stage));
     }
 
     /// Cancels every stage of a job: waiting `run_stage` calls return `Cancelled`.

@@ -1,17 +1,17 @@
 //! gRPC services: decode the request, call the coordinator or scheduler, map errors.
 //! No scheduling or planning logic lives here.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
 use silt_proto::pb;
-use silt_proto::{PROTOCOL_VERSION, format_from_pb};
+use silt_common::request::JobRequest;
+use silt_proto::PROTOCOL_VERSION;
 use tonic::{Request, Response, Status};
 
 use crate::Coordinator;
-use crate::job::{JobState, JobStatus, WriteMode, WriteRequest};
+use crate::job::{JobState, JobStatus};
 use crate::scheduler::AttemptKey;
 
 /// Client-facing job service.
@@ -43,60 +43,15 @@ fn event(s: &JobStatus) -> pb::JobEvent {
     }
 }
 
-fn write_request(w: pb::WriteJob) -> Result<WriteRequest, Status> {
-    let mode = match pb::WriteMode::try_from(w.mode) {
-        Ok(pb::WriteMode::Append) | Ok(pb::WriteMode::Unspecified) => WriteMode::Append,
-        Ok(pb::WriteMode::Overwrite) => WriteMode::Overwrite,
-        Ok(pb::WriteMode::ErrorIfExists) => WriteMode::ErrorIfExists,
-        Ok(pb::WriteMode::Ignore) => WriteMode::Ignore,
-        Err(_) => {
-            return Err(Status::invalid_argument(format!(
-                "unknown write mode {}",
-                w.mode
-            )));
-        }
-    };
-    let format = if w.format == pb::SourceFormat::Unspecified as i32 {
-        silt_common::task::SourceFormat::Parquet
-    } else {
-        format_from_pb(w.format).map_err(|e| Status::invalid_argument(e.to_string()))?
-    };
-    if w.table_uri.is_empty() {
-        return Err(Status::invalid_argument("table_uri is required"));
-    }
-    if w.source_uri.is_empty() {
-        return Err(Status::invalid_argument("source_uri is required"));
-    }
-    Ok(WriteRequest {
-        table_uri: w.table_uri,
-        source_uri: w.source_uri,
-        format,
-        mode,
-        partition_by: w.partition_by,
-        replace_where: w.replace_where.filter(|p| !p.trim().is_empty()),
-        dynamic_partition_overwrite: w.dynamic_partition_overwrite,
-        merge_schema: w.merge_schema,
-        overwrite_schema: w.overwrite_schema,
-        txn_app_id: w.txn_app_id,
-        txn_version: w.txn_version,
-        target_file_size_bytes: w.target_file_size_bytes,
-        properties: w.properties.into_iter().collect::<BTreeMap<_, _>>(),
-    })
-}
-
 #[tonic::async_trait]
 impl pb::job_service_server::JobService for JobServiceImpl {
     async fn submit_job(
         &self,
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
-        let job = request
-            .into_inner()
-            .job
-            .ok_or_else(|| Status::invalid_argument("no job in request"))?;
-        let job_id = match job {
-            pb::submit_job_request::Job::Write(w) => self.0.submit_write(write_request(w)?),
-        };
+        let req = JobRequest::try_from(request.into_inner())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let job_id = self.0.submit(req);
         Ok(Response::new(pb::SubmitJobResponse { job_id }))
     }
 
@@ -147,6 +102,10 @@ impl pb::job_service_server::JobService for JobServiceImpl {
             error: o.error,
             metrics: o.metrics.into_iter().collect(),
             summary: o.summary,
+            rows_json: o.rows.map(|r| {
+                serde_json::json!({ "columns": r.columns, "rows": r.rows }).to_string()
+            }),
+            winning_commits_checked: o.winning_commits_checked,
         }))
     }
 

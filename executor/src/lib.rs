@@ -3,8 +3,10 @@
 //! never write to `_delta_log` and never commit.
 //!
 //! Code map: [`runtime`] (registration, heartbeats, polling, cancellation — the only gRPC
-//! code), [`tasks`] (what each task kind does, on `silt-common`).
+//! code), [`tasks`] (running a task: input → transforms → sink, on `silt-common`),
+//! [`faults`] (test-only fault injection at named points of an attempt).
 
+pub mod faults;
 pub mod runtime;
 pub mod tasks;
 

@@ -12,7 +12,8 @@ use silt_proto::pb::executor_service_client::ExecutorServiceClient;
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
-use crate::tasks::{TaskLimits, run_task};
+use crate::faults::Faults;
+use crate::tasks::{TaskLimits, cleanup_attempt, run_task};
 
 /// Executor settings.
 #[derive(Debug, Clone)]
@@ -25,8 +26,8 @@ pub struct ExecutorConfig {
     pub memory_limit_bytes: u64,
     /// Name reported at registration.
     pub host: String,
-    /// Fault injection for tests: sleep this long at the start of every task.
-    pub task_delay_ms: u64,
+    /// Fault injection for tests (none in production): see [`crate::faults`].
+    pub faults: Faults,
     /// Give up connecting to the coordinator after this long.
     pub connect_timeout_ms: u64,
 }
@@ -38,7 +39,7 @@ impl Default for ExecutorConfig {
             slots: 1,
             memory_limit_bytes: 1 << 30,
             host: "localhost".into(),
-            task_delay_ms: 0,
+            faults: Faults::default(),
             connect_timeout_ms: 30_000,
         }
     }
@@ -158,22 +159,29 @@ pub async fn run_executor(
                 id.clone(),
                 running.clone(),
                 limits.clone(),
-                config.task_delay_ms,
+                config.faults.clone(),
                 rereg_tx.clone(),
             ));
         }
+        let lost = async {
+            let _ = rereg_rx.wait_for(|v| *v).await;
+        };
         tokio::select! {
             _ = &mut shutdown => {
                 loops.abort_all();
                 abort_all(&running);
                 return Ok(());
             }
-            _ = rereg_rx.wait_for(|v| *v) => {
-                warn!(executor = %id, "coordinator forgot this executor; registering again");
-                loops.abort_all();
-                abort_all(&running);
-            }
+            _ = lost => {}
         }
+        // The coordinator declared this executor lost (e.g. after a long pause) and re-ran
+        // its attempts elsewhere: abandon them. Their poll loops delete what they wrote, then
+        // end (the coordinator tells them to register again); bounded in case it is gone.
+        warn!(executor = %id, "coordinator forgot this executor; registering again");
+        abort_all(&running);
+        let drain = async { while loops.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(30), drain).await;
+        loops.abort_all();
     }
 }
 
@@ -213,9 +221,11 @@ async fn heartbeat_loop(
                     let _ = rereg.send(true);
                     return;
                 }
-                let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
+                // The attempt stays on the books (and in the next heartbeat) until its poll loop
+                // has seen it end and deleted what it wrote.
+                let r = running.lock().unwrap_or_else(|p| p.into_inner());
                 for key in resp.cancel {
-                    if let Some(h) = r.remove(&key) {
+                    if let Some(h) = r.get(&key) {
                         info!(job = %key.job_id, stage = key.stage, task = key.index, attempt = key.attempt, "cancelling task");
                         h.abort();
                     }
@@ -231,7 +241,7 @@ async fn poll_loop(
     executor_id: String,
     running: Running,
     limits: TaskLimits,
-    task_delay_ms: u64,
+    faults: Faults,
     rereg: tokio::sync::watch::Sender<bool>,
 ) {
     loop {
@@ -259,12 +269,11 @@ async fn poll_loop(
         let outcome = match TaskSpec::try_from(task) {
             Ok(spec) => {
                 let limits = limits.clone();
+                let faults = faults.clone();
+                let cancelled_spec = spec.clone();
                 let handle = tokio::spawn(async move {
-                    if task_delay_ms > 0 {
-                        tokio::time::sleep(Duration::from_millis(task_delay_ms)).await;
-                    }
-                    info!(task = %spec.display_id(), kind = spec.kind.name(), "task started");
-                    let r = run_task(&spec, &limits).await;
+                    info!(task = %spec.display_id(), kind = %spec.task.name(), "task started");
+                    let r = run_task(&spec, &limits, &faults).await;
                     match &r {
                         Ok(o) => {
                             info!(task = %spec.display_id(), rows = o.metrics.rows_written, files = o.adds.len(), ms = o.metrics.elapsed_ms, "task succeeded")
@@ -278,6 +287,10 @@ async fn poll_loop(
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(key.clone(), handle.abort_handle());
                 let joined = handle.await;
+                if matches!(&joined, Err(j) if j.is_cancelled()) {
+                    // Cancelled mid-way: nothing will report or clean up for this attempt.
+                    cleanup_attempt(&cancelled_spec).await;
+                }
                 running
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

@@ -1,11 +1,13 @@
 //! silt's gRPC protocol: the generated tonic/prost code and the conversions between wire
-//! messages and `silt-common` domain types. No other crate builds prost messages by hand
-//! beyond calling these conversions.
+//! messages and `silt-common` domain types (tasks, their outputs, job requests). No other
+//! crate builds prost messages by hand beyond calling these conversions.
 
 #![allow(clippy::large_enum_variant)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use silt_common::request as r;
+use silt_common::table::TimeTravel;
 use silt_common::task as d;
 
 /// Generated code for package `silt.v1`.
@@ -14,7 +16,7 @@ pub mod pb {
 }
 
 /// Version of the executor protocol; executors with another version are refused at registration.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A wire message that could not be turned into a domain value.
 #[derive(Debug, thiserror::Error)]
@@ -27,17 +29,13 @@ fn missing(what: &str) -> DecodeError {
 
 // ------------------------------------------------------------------ small helpers
 
-fn pv_to_pb(
-    m: &BTreeMap<String, Option<String>>,
-) -> std::collections::HashMap<String, pb::NullableString> {
+fn pv_to_pb(m: &BTreeMap<String, Option<String>>) -> HashMap<String, pb::NullableString> {
     m.iter()
         .map(|(k, v)| (k.clone(), pb::NullableString { value: v.clone() }))
         .collect()
 }
 
-fn pv_from_pb(
-    m: std::collections::HashMap<String, pb::NullableString>,
-) -> BTreeMap<String, Option<String>> {
+fn pv_from_pb(m: HashMap<String, pb::NullableString>) -> BTreeMap<String, Option<String>> {
     m.into_iter().map(|(k, v)| (k, v.value)).collect()
 }
 
@@ -62,7 +60,27 @@ pub fn format_from_pb(v: i32) -> Result<d::SourceFormat, DecodeError> {
     }
 }
 
-// ------------------------------------------------------------------ data files, specs
+fn dv_to_pb(dv: &Option<d::DeletionVector>) -> Option<pb::DeletionVector> {
+    dv.as_ref().map(|dv| pb::DeletionVector {
+        storage_type: dv.storage_type.clone(),
+        path_or_inline_dv: dv.path_or_inline_dv.clone(),
+        offset: dv.offset,
+        size_in_bytes: dv.size_in_bytes,
+        cardinality: dv.cardinality,
+    })
+}
+
+fn dv_from_pb(dv: Option<pb::DeletionVector>) -> Option<d::DeletionVector> {
+    dv.map(|dv| d::DeletionVector {
+        storage_type: dv.storage_type,
+        path_or_inline_dv: dv.path_or_inline_dv,
+        offset: dv.offset,
+        size_in_bytes: dv.size_in_bytes,
+        cardinality: dv.cardinality,
+    })
+}
+
+// ------------------------------------------------------------------ data files, splits
 
 impl From<&d::DataFile> for pb::DataFile {
     fn from(f: &d::DataFile) -> Self {
@@ -73,6 +91,7 @@ impl From<&d::DataFile> for pb::DataFile {
             modification_time_ms: f.modification_time_ms,
             stats_json: f.stats_json.clone(),
             num_records: f.num_records,
+            deletion_vector: dv_to_pb(&f.deletion_vector),
         }
     }
 }
@@ -86,6 +105,7 @@ impl From<pb::DataFile> for d::DataFile {
             modification_time_ms: f.modification_time_ms,
             stats_json: f.stats_json,
             num_records: f.num_records,
+            deletion_vector: dv_from_pb(f.deletion_vector),
         }
     }
 }
@@ -98,6 +118,7 @@ impl From<&d::SourceSplit> for pb::SourceSplit {
             row_groups: s.row_groups.clone(),
             partition_values: pv_to_pb(&s.partition_values),
             size_bytes: s.size_bytes,
+            deletion_vector: dv_to_pb(&s.deletion_vector),
         }
     }
 }
@@ -111,101 +132,214 @@ impl TryFrom<pb::SourceSplit> for d::SourceSplit {
             row_groups: s.row_groups,
             partition_values: pv_from_pb(s.partition_values),
             size_bytes: s.size_bytes,
+            deletion_vector: dv_from_pb(s.deletion_vector),
         })
     }
 }
 
-impl From<&d::WriterSpec> for pb::WriterSpec {
-    fn from(w: &d::WriterSpec) -> Self {
-        pb::WriterSpec {
-            table_uri: w.table_uri.clone(),
-            table_schema_json: w.table_schema_json.clone(),
-            partition_columns: w.partition_columns.clone(),
-            target_file_size_bytes: w.target_file_size_bytes,
-            stats: Some(pb::StatsSpec {
-                num_indexed_cols: w.stats.num_indexed_cols,
-                has_stats_columns: w.stats.stats_columns.is_some(),
-                stats_columns: w.stats.stats_columns.clone().unwrap_or_default(),
-                string_prefix_len: w.stats.string_prefix_len as u32,
+// ------------------------------------------------------------------ tasks
+
+fn stats_to_pb(s: &d::StatsSpec) -> pb::StatsSpec {
+    pb::StatsSpec {
+        num_indexed_cols: s.num_indexed_cols,
+        has_stats_columns: s.stats_columns.is_some(),
+        stats_columns: s.stats_columns.clone().unwrap_or_default(),
+        string_prefix_len: s.string_prefix_len as u32,
+    }
+}
+
+fn stats_from_pb(s: pb::StatsSpec) -> d::StatsSpec {
+    d::StatsSpec {
+        num_indexed_cols: s.num_indexed_cols,
+        stats_columns: s.has_stats_columns.then_some(s.stats_columns),
+        string_prefix_len: s.string_prefix_len as usize,
+    }
+}
+
+fn input_to_pb(i: &d::Input) -> pb::Input {
+    use pb::input::Input as I;
+    let input = match i {
+        d::Input::Source {
+            splits,
+            schema_json,
+        } => I::Source(pb::SourceInput {
+            splits: splits.iter().map(Into::into).collect(),
+            schema_json: schema_json.clone(),
+        }),
+        d::Input::TableFiles { files, touch } => I::TableFiles(pb::TableFilesInput {
+            files: files.iter().map(Into::into).collect(),
+            touch: touch.clone(),
+        }),
+        d::Input::Exchange {
+            map_outputs,
+            partition,
+        } => I::Exchange(pb::ExchangeInput {
+            map_outputs: map_outputs.clone(),
+            partition: *partition,
+        }),
+    };
+    pb::Input { input: Some(input) }
+}
+
+fn input_from_pb(i: Option<pb::Input>) -> Result<d::Input, DecodeError> {
+    use pb::input::Input as I;
+    Ok(
+        match i.and_then(|i| i.input).ok_or_else(|| missing("task.input"))? {
+            I::Source(s) => d::Input::Source {
+                splits: s
+                    .splits
+                    .into_iter()
+                    .map(d::SourceSplit::try_from)
+                    .collect::<Result<_, _>>()?,
+                schema_json: s.schema_json,
+            },
+            I::TableFiles(t) => d::Input::TableFiles {
+                files: t.files.into_iter().map(Into::into).collect(),
+                touch: t.touch,
+            },
+            I::Exchange(e) => d::Input::Exchange {
+                map_outputs: e.map_outputs,
+                partition: e.partition,
+            },
+        },
+    )
+}
+
+fn assignment_to_pb(a: &d::Assignment) -> pb::Assignment {
+    pb::Assignment {
+        column: a.column.clone(),
+        expr: a.expr.clone(),
+    }
+}
+
+fn transform_to_pb(t: &d::Transform) -> pb::Transform {
+    use pb::transform::Transform as T;
+    let t = match t {
+        d::Transform::Conform => T::Conform(pb::ConformTransform {}),
+        d::Transform::Check { predicate } => T::Check(pb::CheckTransform {
+            predicate: predicate.clone(),
+        }),
+        d::Transform::Filter { predicate, keep } => T::Filter(pb::FilterTransform {
+            predicate: predicate.clone(),
+            keep_matching: *keep == d::Keep::Matching,
+        }),
+        d::Transform::Update {
+            predicate,
+            assignments,
+        } => T::Update(pb::UpdateTransform {
+            predicate: predicate.clone(),
+            assignments: assignments.iter().map(assignment_to_pb).collect(),
+        }),
+    };
+    pb::Transform { transform: Some(t) }
+}
+
+fn transform_from_pb(t: pb::Transform) -> Result<d::Transform, DecodeError> {
+    use pb::transform::Transform as T;
+    Ok(match t.transform.ok_or_else(|| missing("transform"))? {
+        T::Conform(_) => d::Transform::Conform,
+        T::Check(c) => d::Transform::Check {
+            predicate: c.predicate,
+        },
+        T::Filter(f) => d::Transform::Filter {
+            predicate: f.predicate,
+            keep: if f.keep_matching {
+                d::Keep::Matching
+            } else {
+                d::Keep::NotMatching
+            },
+        },
+        T::Update(u) => d::Transform::Update {
+            predicate: u.predicate,
+            assignments: u
+                .assignments
+                .into_iter()
+                .map(|a| d::Assignment {
+                    column: a.column,
+                    expr: a.expr,
+                })
+                .collect(),
+        },
+    })
+}
+
+fn sink_to_pb(s: &d::Sink) -> pb::Sink {
+    use pb::sink::Sink as S;
+    let s = match s {
+        d::Sink::DataFiles(f) => S::DataFiles(pb::FileSpec {
+            target_file_size_bytes: f.target_file_size_bytes,
+            stats: Some(stats_to_pb(&f.stats)),
+            file_prefix: f.file_prefix.clone(),
+        }),
+        d::Sink::Exchange {
+            location,
+            keys,
+            partitions,
+        } => S::Exchange(pb::ExchangeSink {
+            location: location.clone(),
+            keys: keys.clone(),
+            partitions: *partitions,
+        }),
+    };
+    pb::Sink { sink: Some(s) }
+}
+
+fn sink_from_pb(s: Option<pb::Sink>) -> Result<d::Sink, DecodeError> {
+    use pb::sink::Sink as S;
+    Ok(
+        match s.and_then(|s| s.sink).ok_or_else(|| missing("task.sink"))? {
+            S::DataFiles(f) => d::Sink::DataFiles(d::FileSpec {
+                target_file_size_bytes: f.target_file_size_bytes,
+                stats: stats_from_pb(f.stats.ok_or_else(|| missing("sink.stats"))?),
+                file_prefix: f.file_prefix,
             }),
-            file_prefix: w.file_prefix.clone(),
+            S::Exchange(e) => d::Sink::Exchange {
+                location: e.location,
+                keys: e.keys,
+                partitions: e.partitions,
+            },
+        },
+    )
+}
+
+impl From<&d::Task> for pb::Task {
+    fn from(t: &d::Task) -> Self {
+        pb::Task {
+            table: Some(pb::TableSpec {
+                uri: t.table.uri.clone(),
+                schema_json: t.table.schema_json.clone(),
+                partition_columns: t.table.partition_columns.clone(),
+            }),
+            input: Some(input_to_pb(&t.input)),
+            transforms: t.transforms.iter().map(transform_to_pb).collect(),
+            sink: Some(sink_to_pb(&t.sink)),
         }
     }
 }
 
-/// Wire writer spec (required field) → domain.
-fn writer_from_pb(w: Option<pb::WriterSpec>) -> Result<d::WriterSpec, DecodeError> {
-    {
-        let w = w.ok_or_else(|| missing("writer"))?;
-        let s = w.stats.ok_or_else(|| missing("writer.stats"))?;
-        Ok(d::WriterSpec {
-            table_uri: w.table_uri,
-            table_schema_json: w.table_schema_json,
-            partition_columns: w.partition_columns,
-            target_file_size_bytes: w.target_file_size_bytes,
-            stats: d::StatsSpec {
-                num_indexed_cols: s.num_indexed_cols,
-                stats_columns: s.has_stats_columns.then_some(s.stats_columns),
-                string_prefix_len: s.string_prefix_len as usize,
+impl TryFrom<pb::Task> for d::Task {
+    type Error = DecodeError;
+    fn try_from(t: pb::Task) -> Result<Self, DecodeError> {
+        let table = t.table.ok_or_else(|| missing("task.table"))?;
+        Ok(d::Task {
+            table: d::TableSpec {
+                uri: table.uri,
+                schema_json: table.schema_json,
+                partition_columns: table.partition_columns,
             },
-            file_prefix: w.file_prefix,
+            input: input_from_pb(t.input)?,
+            transforms: t
+                .transforms
+                .into_iter()
+                .map(transform_from_pb)
+                .collect::<Result<_, _>>()?,
+            sink: sink_from_pb(t.sink)?,
         })
     }
 }
 
-fn splits_from_pb(v: Vec<pb::SourceSplit>) -> Result<Vec<d::SourceSplit>, DecodeError> {
-    v.into_iter().map(d::SourceSplit::try_from).collect()
-}
-
 impl From<&d::TaskSpec> for pb::TaskSpec {
     fn from(t: &d::TaskSpec) -> Self {
-        use pb::task_spec::Kind;
-        let kind = match &t.kind {
-            d::TaskKind::Write {
-                splits,
-                source_schema_json,
-                check_predicate,
-                writer,
-            } => Kind::Write(pb::WriteTask {
-                splits: splits.iter().map(Into::into).collect(),
-                source_schema_json: source_schema_json.clone(),
-                check_predicate: check_predicate.clone(),
-                writer: Some(writer.into()),
-            }),
-            d::TaskKind::ShuffleMap {
-                splits,
-                source_schema_json,
-                check_predicate,
-                writer,
-                num_reducers,
-                shuffle_uri,
-            } => Kind::ShuffleMap(pb::ShuffleMapTask {
-                splits: splits.iter().map(Into::into).collect(),
-                source_schema_json: source_schema_json.clone(),
-                check_predicate: check_predicate.clone(),
-                writer: Some(writer.into()),
-                num_reducers: *num_reducers,
-                shuffle_uri: shuffle_uri.clone(),
-            }),
-            d::TaskKind::ShuffleReduce {
-                map_outputs,
-                reducer,
-                writer,
-            } => Kind::ShuffleReduce(pb::ShuffleReduceTask {
-                map_outputs: map_outputs.clone(),
-                reducer: *reducer,
-                writer: Some(writer.into()),
-            }),
-            d::TaskKind::Rewrite {
-                files,
-                predicate,
-                writer,
-            } => Kind::Rewrite(pb::RewriteTask {
-                files: files.iter().map(Into::into).collect(),
-                predicate: predicate.clone(),
-                writer: Some(writer.into()),
-            }),
-        };
         pb::TaskSpec {
             job_id: t.job_id.clone(),
             stage: t.stage,
@@ -213,7 +347,7 @@ impl From<&d::TaskSpec> for pb::TaskSpec {
             attempt: t.attempt,
             epoch: t.epoch,
             snapshot_version: t.snapshot_version,
-            kind: Some(kind),
+            task: Some((&t.task).into()),
         }
     }
 }
@@ -221,33 +355,6 @@ impl From<&d::TaskSpec> for pb::TaskSpec {
 impl TryFrom<pb::TaskSpec> for d::TaskSpec {
     type Error = DecodeError;
     fn try_from(t: pb::TaskSpec) -> Result<Self, DecodeError> {
-        use pb::task_spec::Kind;
-        let kind = match t.kind.ok_or_else(|| missing("kind"))? {
-            Kind::Write(w) => d::TaskKind::Write {
-                splits: splits_from_pb(w.splits)?,
-                source_schema_json: w.source_schema_json,
-                check_predicate: w.check_predicate,
-                writer: writer_from_pb(w.writer)?,
-            },
-            Kind::ShuffleMap(m) => d::TaskKind::ShuffleMap {
-                splits: splits_from_pb(m.splits)?,
-                source_schema_json: m.source_schema_json,
-                check_predicate: m.check_predicate,
-                writer: writer_from_pb(m.writer)?,
-                num_reducers: m.num_reducers,
-                shuffle_uri: m.shuffle_uri,
-            },
-            Kind::ShuffleReduce(r) => d::TaskKind::ShuffleReduce {
-                map_outputs: r.map_outputs,
-                reducer: r.reducer,
-                writer: writer_from_pb(r.writer)?,
-            },
-            Kind::Rewrite(r) => d::TaskKind::Rewrite {
-                files: r.files.into_iter().map(Into::into).collect(),
-                predicate: r.predicate,
-                writer: writer_from_pb(r.writer)?,
-            },
-        };
         Ok(d::TaskSpec {
             job_id: t.job_id,
             stage: t.stage,
@@ -255,7 +362,7 @@ impl TryFrom<pb::TaskSpec> for d::TaskSpec {
             attempt: t.attempt,
             epoch: t.epoch,
             snapshot_version: t.snapshot_version,
-            kind,
+            task: t.task.ok_or_else(|| missing("task"))?.try_into()?,
         })
     }
 }
@@ -296,6 +403,11 @@ impl From<&d::TaskMetrics> for pb::TaskMetrics {
             files_written: m.files_written,
             rows_copied: m.rows_copied,
             elapsed_ms: m.elapsed_ms,
+            rows_deleted: m.rows_deleted,
+            rows_updated: m.rows_updated,
+            files_touched: m.files_touched,
+            files_skipped: m.files_skipped,
+            scan_ms: m.scan_ms,
         }
     }
 }
@@ -309,6 +421,11 @@ impl From<pb::TaskMetrics> for d::TaskMetrics {
             bytes_written: m.bytes_written,
             files_written: m.files_written,
             rows_copied: m.rows_copied,
+            rows_deleted: m.rows_deleted,
+            rows_updated: m.rows_updated,
+            files_touched: m.files_touched,
+            files_skipped: m.files_skipped,
+            scan_ms: m.scan_ms,
             elapsed_ms: m.elapsed_ms,
         }
     }
@@ -319,7 +436,7 @@ impl From<&d::TaskOutput> for pb::TaskOutput {
         pb::TaskOutput {
             adds: o.adds.iter().map(Into::into).collect(),
             removes: o.removes.iter().map(Into::into).collect(),
-            shuffle_output: o.shuffle_output.clone(),
+            exchange_output: o.exchange_output.clone(),
             metrics: Some((&o.metrics).into()),
         }
     }
@@ -330,9 +447,194 @@ impl From<pb::TaskOutput> for d::TaskOutput {
         d::TaskOutput {
             adds: o.adds.into_iter().map(Into::into).collect(),
             removes: o.removes.into_iter().map(Into::into).collect(),
-            shuffle_output: o.shuffle_output,
+            exchange_output: o.exchange_output,
             metrics: o.metrics.map(Into::into).unwrap_or_default(),
         }
+    }
+}
+
+// ------------------------------------------------------------------ job requests
+
+fn mode_to_pb(m: r::WriteMode) -> pb::WriteMode {
+    match m {
+        r::WriteMode::Append => pb::WriteMode::Append,
+        r::WriteMode::Overwrite => pb::WriteMode::Overwrite,
+        r::WriteMode::ErrorIfExists => pb::WriteMode::ErrorIfExists,
+        r::WriteMode::Ignore => pb::WriteMode::Ignore,
+    }
+}
+
+fn time_travel_to_pb(t: &TimeTravel) -> Option<pb::TimeTravel> {
+    use pb::time_travel::At;
+    match t {
+        TimeTravel::Latest => None,
+        TimeTravel::Version(v) => Some(pb::TimeTravel {
+            at: Some(At::Version(*v)),
+        }),
+        TimeTravel::Timestamp(ts) => Some(pb::TimeTravel {
+            at: Some(At::Timestamp(ts.to_rfc3339())),
+        }),
+    }
+}
+
+fn time_travel_from_pb(t: Option<pb::TimeTravel>) -> Result<TimeTravel, DecodeError> {
+    use pb::time_travel::At;
+    Ok(match t.and_then(|t| t.at) {
+        None => TimeTravel::Latest,
+        Some(At::Version(v)) => TimeTravel::Version(v),
+        Some(At::Timestamp(s)) => TimeTravel::Timestamp(
+            chrono::DateTime::parse_from_rfc3339(&s)
+                .map_err(|e| DecodeError(format!("bad timestamp `{s}`: {e}")))?
+                .with_timezone(&chrono::Utc),
+        ),
+    })
+}
+
+fn required(uri: String, what: &str) -> Result<String, DecodeError> {
+    if uri.trim().is_empty() {
+        Err(DecodeError(format!("{what} is required")))
+    } else {
+        Ok(uri)
+    }
+}
+
+impl From<&r::JobRequest> for pb::SubmitJobRequest {
+    fn from(req: &r::JobRequest) -> Self {
+        use pb::submit_job_request::Job;
+        let job = match req {
+            r::JobRequest::Write(w) => Job::Write(pb::WriteJob {
+                table_uri: w.table_uri.clone(),
+                source_uri: w.source_uri.clone(),
+                format: format_to_pb(w.format) as i32,
+                mode: mode_to_pb(w.mode) as i32,
+                partition_by: w.partition_by.clone(),
+                replace_where: w.replace_where.clone(),
+                dynamic_partition_overwrite: w.dynamic_partition_overwrite,
+                merge_schema: w.merge_schema,
+                overwrite_schema: w.overwrite_schema,
+                txn_app_id: w.txn_app_id.clone(),
+                txn_version: w.txn_version,
+                target_file_size_bytes: w.target_file_size_bytes,
+                properties: w.properties.clone().into_iter().collect(),
+                source_version: time_travel_to_pb(&w.source_version),
+                static_partitions: w
+                    .static_partitions
+                    .iter()
+                    .map(|(c, v)| pb::Assignment {
+                        column: c.clone(),
+                        expr: v.clone(),
+                    })
+                    .collect(),
+            }),
+            r::JobRequest::Delete(d) => Job::Delete(pb::DeleteJob {
+                table_uri: d.table_uri.clone(),
+                predicate: d.predicate.clone(),
+            }),
+            r::JobRequest::Update(u) => Job::Update(pb::UpdateJob {
+                table_uri: u.table_uri.clone(),
+                assignments: u
+                    .assignments
+                    .iter()
+                    .map(|(c, e)| pb::Assignment {
+                        column: c.clone(),
+                        expr: e.clone(),
+                    })
+                    .collect(),
+                predicate: u.predicate.clone(),
+            }),
+            r::JobRequest::SetProperties(p) => Job::SetProperties(pb::SetPropertiesJob {
+                table_uri: p.table_uri.clone(),
+                set: p.set.clone().into_iter().collect(),
+                unset: p.unset.clone(),
+                if_exists: p.if_exists,
+            }),
+            r::JobRequest::Describe(d) => Job::Describe(pb::DescribeJob {
+                table_uri: d.table_uri.clone(),
+                kind: Some(match d.kind {
+                    r::DescribeKind::History { limit } => {
+                        pb::describe_job::Kind::History(pb::DescribeHistory { limit })
+                    }
+                    r::DescribeKind::Detail => {
+                        pb::describe_job::Kind::Detail(pb::DescribeDetail {})
+                    }
+                }),
+            }),
+        };
+        pb::SubmitJobRequest { job: Some(job) }
+    }
+}
+
+impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
+    type Error = DecodeError;
+    fn try_from(req: pb::SubmitJobRequest) -> Result<Self, DecodeError> {
+        use pb::submit_job_request::Job;
+        Ok(match req.job.ok_or_else(|| missing("job"))? {
+            Job::Write(w) => {
+                let mode = match pb::WriteMode::try_from(w.mode) {
+                    Ok(pb::WriteMode::Append) | Ok(pb::WriteMode::Unspecified) => {
+                        r::WriteMode::Append
+                    }
+                    Ok(pb::WriteMode::Overwrite) => r::WriteMode::Overwrite,
+                    Ok(pb::WriteMode::ErrorIfExists) => r::WriteMode::ErrorIfExists,
+                    Ok(pb::WriteMode::Ignore) => r::WriteMode::Ignore,
+                    Err(_) => return Err(DecodeError(format!("unknown write mode {}", w.mode))),
+                };
+                let format = if w.format == pb::SourceFormat::Unspecified as i32 {
+                    d::SourceFormat::Parquet
+                } else {
+                    format_from_pb(w.format)?
+                };
+                r::JobRequest::Write(r::WriteRequest {
+                    table_uri: required(w.table_uri, "table_uri")?,
+                    source_uri: required(w.source_uri, "source_uri")?,
+                    format,
+                    source_version: time_travel_from_pb(w.source_version)?,
+                    mode,
+                    partition_by: w.partition_by,
+                    replace_where: w.replace_where.filter(|p| !p.trim().is_empty()),
+                    dynamic_partition_overwrite: w.dynamic_partition_overwrite,
+                    merge_schema: w.merge_schema,
+                    overwrite_schema: w.overwrite_schema,
+                    txn_app_id: w.txn_app_id,
+                    txn_version: w.txn_version,
+                    target_file_size_bytes: w.target_file_size_bytes,
+                    properties: w.properties.into_iter().collect(),
+                    static_partitions: w
+                        .static_partitions
+                        .into_iter()
+                        .map(|a| (a.column, a.expr))
+                        .collect(),
+                })
+            }
+            Job::Delete(d) => r::JobRequest::Delete(r::DeleteRequest {
+                table_uri: required(d.table_uri, "table_uri")?,
+                predicate: d.predicate,
+            }),
+            Job::Update(u) => r::JobRequest::Update(r::UpdateRequest {
+                table_uri: required(u.table_uri, "table_uri")?,
+                assignments: u
+                    .assignments
+                    .into_iter()
+                    .map(|a| (a.column, a.expr))
+                    .collect(),
+                predicate: u.predicate,
+            }),
+            Job::SetProperties(p) => r::JobRequest::SetProperties(r::SetPropertiesRequest {
+                table_uri: required(p.table_uri, "table_uri")?,
+                set: p.set.into_iter().collect(),
+                unset: p.unset,
+                if_exists: p.if_exists,
+            }),
+            Job::Describe(d) => r::JobRequest::Describe(r::DescribeRequest {
+                table_uri: required(d.table_uri, "table_uri")?,
+                kind: match d.kind.ok_or_else(|| missing("describe.kind"))? {
+                    pb::describe_job::Kind::History(h) => {
+                        r::DescribeKind::History { limit: h.limit }
+                    }
+                    pb::describe_job::Kind::Detail(_) => r::DescribeKind::Detail,
+                },
+            }),
+        })
     }
 }
 
@@ -340,11 +642,16 @@ impl From<pb::TaskOutput> for d::TaskOutput {
 mod tests {
     use super::*;
 
-    fn writer() -> d::WriterSpec {
-        d::WriterSpec {
-            table_uri: "file:///t".into(),
-            table_schema_json: "{}".into(),
+    fn table() -> d::TableSpec {
+        d::TableSpec {
+            uri: "file:///t".into(),
+            schema_json: "{}".into(),
             partition_columns: vec!["p".into()],
+        }
+    }
+
+    fn files() -> d::FileSpec {
+        d::FileSpec {
             target_file_size_bytes: 10,
             stats: d::StatsSpec {
                 num_indexed_cols: 3,
@@ -360,38 +667,79 @@ mod tests {
         let mut pv = BTreeMap::new();
         pv.insert("p".to_string(), None);
         pv.insert("q".to_string(), Some("1".to_string()));
-        let kinds = vec![
-            d::TaskKind::Write {
-                splits: vec![d::SourceSplit {
-                    uri: "file:///s/a.parquet".into(),
-                    format: d::SourceFormat::Parquet,
-                    row_groups: vec![1, 2],
-                    partition_values: pv.clone(),
-                    size_bytes: 7,
-                }],
-                source_schema_json: "{}".into(),
-                check_predicate: Some("p > 1".into()),
-                writer: writer(),
+        let dv = d::DeletionVector {
+            storage_type: "u".into(),
+            path_or_inline_dv: "ab".into(),
+            offset: Some(1),
+            size_in_bytes: 4,
+            cardinality: 2,
+        };
+        let tasks = vec![
+            d::Task {
+                table: table(),
+                input: d::Input::Source {
+                    splits: vec![d::SourceSplit {
+                        uri: "file:///s/a.parquet".into(),
+                        format: d::SourceFormat::Parquet,
+                        row_groups: vec![1, 2],
+                        partition_values: pv.clone(),
+                        size_bytes: 7,
+                        deletion_vector: Some(dv.clone()),
+                    }],
+                    schema_json: "{}".into(),
+                },
+                transforms: vec![
+                    d::Transform::Conform,
+                    d::Transform::Check {
+                        predicate: "p > 1".into(),
+                    },
+                ],
+                sink: d::Sink::Exchange {
+                    location: "file:///x/".into(),
+                    keys: vec!["p".into(), "q + 1".into()],
+                    partitions: 4,
+                },
             },
-            d::TaskKind::ShuffleReduce {
-                map_outputs: vec!["file:///x".into()],
-                reducer: 3,
-                writer: writer(),
+            d::Task {
+                table: table(),
+                input: d::Input::Exchange {
+                    map_outputs: vec!["file:///x".into()],
+                    partition: 3,
+                },
+                transforms: vec![],
+                sink: d::Sink::DataFiles(files()),
             },
-            d::TaskKind::Rewrite {
-                files: vec![d::DataFile {
-                    path: "p=1/f.parquet".into(),
-                    partition_values: pv,
-                    size_bytes: 1,
-                    modification_time_ms: 2,
-                    stats_json: None,
-                    num_records: 3,
-                }],
-                predicate: "p = 1".into(),
-                writer: writer(),
+            d::Task {
+                table: table(),
+                input: d::Input::TableFiles {
+                    files: vec![d::DataFile {
+                        path: "p=1/f.parquet".into(),
+                        partition_values: pv,
+                        size_bytes: 1,
+                        modification_time_ms: 2,
+                        stats_json: None,
+                        num_records: 3,
+                        deletion_vector: Some(dv),
+                    }],
+                    touch: Some("p = 1".into()),
+                },
+                transforms: vec![
+                    d::Transform::Filter {
+                        predicate: "p = 1".into(),
+                        keep: d::Keep::NotMatching,
+                    },
+                    d::Transform::Update {
+                        predicate: None,
+                        assignments: vec![d::Assignment {
+                            column: "q".into(),
+                            expr: "q * 2".into(),
+                        }],
+                    },
+                ],
+                sink: d::Sink::DataFiles(files()),
             },
         ];
-        for kind in kinds {
+        for task in tasks {
             let t = d::TaskSpec {
                 job_id: "j".into(),
                 stage: 1,
@@ -399,7 +747,7 @@ mod tests {
                 attempt: 3,
                 epoch: 4,
                 snapshot_version: -1,
-                kind,
+                task,
             };
             let back = d::TaskSpec::try_from(pb::TaskSpec::from(&t)).unwrap();
             assert_eq!(back, t);
@@ -407,8 +755,65 @@ mod tests {
     }
 
     #[test]
-    fn missing_kind_is_an_error() {
-        let t = pb::TaskSpec::default();
-        assert!(d::TaskSpec::try_from(t).is_err());
+    fn missing_parts_are_errors() {
+        assert!(d::TaskSpec::try_from(pb::TaskSpec::default()).is_err());
+        let no_sink = pb::Task {
+            table: Some(pb::TableSpec::default()),
+            input: Some(input_to_pb(&d::Input::Exchange {
+                map_outputs: vec![],
+                partition: 0,
+            })),
+            transforms: vec![],
+            sink: None,
+        };
+        assert!(d::Task::try_from(no_sink).is_err());
+        assert!(r::JobRequest::try_from(pb::SubmitJobRequest { job: None }).is_err());
+    }
+
+    #[test]
+    fn job_requests_round_trip() {
+        let mut w = r::WriteRequest::append("file:///t", "file:///s");
+        w.source_version = TimeTravel::Version(3);
+        w.format = d::SourceFormat::Delta;
+        w.replace_where = Some("p = 1".into());
+        w.static_partitions = vec![("p".into(), "1".into())];
+        let reqs = vec![
+            r::JobRequest::Write(w.clone()),
+            r::JobRequest::Write(r::WriteRequest {
+                source_version: TimeTravel::Timestamp(
+                    chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:05Z")
+                        .unwrap()
+                        .with_timezone(&chrono::Utc),
+                ),
+                ..w
+            }),
+            r::JobRequest::Delete(r::DeleteRequest {
+                table_uri: "file:///t".into(),
+                predicate: Some("x > 1".into()),
+            }),
+            r::JobRequest::Update(r::UpdateRequest {
+                table_uri: "file:///t".into(),
+                assignments: vec![("x".into(), "x + 1".into()), ("y".into(), "'a'".into())],
+                predicate: None,
+            }),
+            r::JobRequest::SetProperties(r::SetPropertiesRequest {
+                table_uri: "file:///t".into(),
+                set: BTreeMap::from([("a".to_string(), "1".to_string())]),
+                unset: vec!["b".into()],
+                if_exists: true,
+            }),
+            r::JobRequest::Describe(r::DescribeRequest {
+                table_uri: "file:///t".into(),
+                kind: r::DescribeKind::History { limit: Some(5) },
+            }),
+            r::JobRequest::Describe(r::DescribeRequest {
+                table_uri: "file:///t".into(),
+                kind: r::DescribeKind::Detail,
+            }),
+        ];
+        for req in reqs {
+            let back = r::JobRequest::try_from(pb::SubmitJobRequest::from(&req)).unwrap();
+            assert_eq!(back, req);
+        }
     }
 }

@@ -1,8 +1,9 @@
-//! SQL predicates (`replaceWhere`, `OPTIMIZE … WHERE`) compiled with DataFusion.
+//! SQL expressions compiled with DataFusion: predicates (`replaceWhere`, DELETE/UPDATE
+//! conditions, `OPTIMIZE … WHERE`) and scalar expressions (UPDATE assignments).
 //!
-//! A [`Predicate`] is parsed once against a schema and evaluated on any batch that has the
+//! An [`Expression`] is parsed once against a schema and evaluated on any batch that has the
 //! columns it references (found by name, case-insensitively), so the same predicate works on
-//! full rows and on batches of partition values.
+//! full rows, on projected rows and on batches of partition values.
 //!
 //! Column names are case-insensitive, as in Spark: `Year = 2020`, `year = 2020`,
 //! `"YEAR" = 2020` and `` `Year` = 2020 `` all reference a column `Year`. Like Spark, a
@@ -21,7 +22,9 @@ use datafusion::common::DFSchema;
 use datafusion::common::config::Dialect;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::error::DataFusionError;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, ExprSchemable};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
@@ -30,40 +33,42 @@ use datafusion::sql::sqlparser::ast::{
 
 use crate::{Error, Result};
 
-/// A compiled boolean SQL predicate.
+/// A compiled SQL expression of any type.
 #[derive(Clone)]
-pub struct Predicate {
+pub struct Expression {
     sql: String,
-    /// The planned (type-checked) logical expression.
+    /// The planned (type-checked, simplified) logical expression.
     expr: Expr,
-    /// Referenced columns, in the order of the schema the predicate was compiled against
+    data_type: DataType,
+    /// Referenced columns, in the order of the schema the expression was compiled against
     /// (table spelling). The physical expression is bound to exactly these, as nullable.
     input_schema: SchemaRef,
     physical: Arc<dyn PhysicalExpr>,
 }
 
-impl fmt::Debug for Predicate {
+impl fmt::Debug for Expression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Predicate")
+        f.debug_struct("Expression")
             .field("sql", &self.sql)
+            .field("type", &self.data_type)
             .field("columns", &self.columns())
             .finish()
     }
 }
 
-impl Predicate {
+impl Expression {
     /// Parses and type-checks `sql` against `schema`.
     ///
     /// Errors are [`Error::InvalidPredicate`] with a short reason: a syntax error, an
-    /// unknown column, a non-boolean expression, a non-deterministic function, or a type
-    /// error DataFusion reports.
-    pub fn compile(sql: &str, schema: &SchemaRef) -> Result<Predicate> {
+    /// unknown column, an aggregate, window or subquery, a non-deterministic function, or a
+    /// type error DataFusion reports.
+    pub fn compile(sql: &str, schema: &SchemaRef) -> Result<Expression> {
         let invalid = |reason: String| Error::InvalidPredicate {
             predicate: sql.to_string(),
             reason,
         };
         if sql.trim().is_empty() {
-            return Err(invalid("empty predicate".into()));
+            return Err(invalid("empty expression".into()));
         }
         let ctx = SessionContext::new();
         let state = ctx.state();
@@ -71,9 +76,7 @@ impl Predicate {
             .sql_to_expr_with_alias(sql, &Dialect::Generic)
             .map_err(|e| invalid(df_reason(&e)))?;
         if let Some(alias) = &ast.alias {
-            return Err(invalid(format!(
-                "unexpected alias `{alias}`; a predicate is a boolean expression"
-            )));
+            return Err(invalid(format!("unexpected alias `{alias}`")));
         }
         if let ControlFlow::Break(reason) = resolve_identifiers(&mut ast.expr, schema.fields()) {
             return Err(invalid(reason));
@@ -87,7 +90,7 @@ impl Predicate {
         let has = |f: fn(&Expr) -> bool| expr.exists(|e| Ok(f(e))).unwrap_or(false);
         if has(|e| matches!(e, Expr::AggregateFunction(_) | Expr::WindowFunction(_))) {
             return Err(invalid(
-                "aggregate and window functions are not allowed in a predicate".into(),
+                "aggregate and window functions are not allowed here".into(),
             ));
         }
         if has(|e| {
@@ -96,22 +99,27 @@ impl Predicate {
                 Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
             )
         }) {
-            return Err(invalid("subqueries are not allowed in a predicate".into()));
+            return Err(invalid("subqueries are not allowed here".into()));
         }
         if expr.is_volatile() {
             return Err(invalid(
-                "non-deterministic functions are not allowed in a predicate".into(),
+                "non-deterministic functions are not allowed here".into(),
             ));
         }
         let data_type = expr
             .get_type(&df_schema)
             .map_err(|e| invalid(df_reason(&e)))?;
-        if data_type != DataType::Boolean {
-            return Err(invalid(format!(
-                "the predicate must be a boolean expression, but it is of type {}",
-                crate::schema::type_name(&data_type)
-            )));
-        }
+        // Types coerced, constants folded and literal casts unwrapped from comparisons, so
+        // that statistics pruning sees `col > literal` rather than `CAST(col) > literal`.
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(Arc::new(df_schema.clone()))
+                .build(),
+        );
+        let expr = simplifier
+            .coerce(expr, &df_schema)
+            .and_then(|e| simplifier.simplify(e))
+            .map_err(|e| invalid(df_reason(&e)))?;
 
         let referenced: HashSet<String> = expr
             .column_refs()
@@ -142,20 +150,20 @@ impl Predicate {
         physical
             .evaluate(&empty)
             .map_err(|e| invalid(df_reason(&e)))?;
-        Ok(Predicate {
+        Ok(Expression {
             sql: sql.to_string(),
             expr,
+            data_type,
             input_schema,
             physical,
         })
     }
 
-    /// Evaluates the predicate on every row of `batch`. The result has no nulls: a row for
-    /// which the predicate is null (unknown) is `false`, i.e. "not true".
+    /// Evaluates the expression on every row of `batch`.
     ///
     /// `batch` must have the referenced columns (matched by name case-insensitively);
     /// others are ignored. A column of another type is cast to the compiled type.
-    pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray> {
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef> {
         let invalid = |reason: String| Error::InvalidPredicate {
             predicate: self.sql.clone(),
             reason,
@@ -192,31 +200,23 @@ impl Predicate {
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         let input =
             RecordBatch::try_new_with_options(self.input_schema.clone(), columns, &options)?;
-        let value = self
-            .physical
+        self.physical
             .evaluate(&input)
             .and_then(|v| v.into_array(batch.num_rows()))
-            .map_err(|e| invalid(format!("cannot evaluate: {}", df_reason(&e))))?;
-        let result = value.as_boolean_opt().ok_or_else(|| {
-            Error::internal(format!(
-                "predicate `{}` evaluated to {} instead of boolean",
-                self.sql,
-                value.data_type()
-            ))
-        })?;
-        Ok(if result.null_count() > 0 {
-            prep_null_mask_filter(result)
-        } else {
-            result.clone()
-        })
+            .map_err(|e| invalid(format!("cannot evaluate: {}", df_reason(&e))))
     }
 
-    /// The predicate as given.
+    /// The expression as given.
     pub fn sql(&self) -> &str {
         &self.sql
     }
 
-    /// The columns the predicate references, in schema order, spelled as in the schema.
+    /// The expression's result type.
+    pub fn data_type(&self) -> &DataType {
+        &self.data_type
+    }
+
+    /// The columns the expression references, in schema order, spelled as in the schema.
     pub fn columns(&self) -> Vec<String> {
         self.input_schema
             .fields()
@@ -237,6 +237,82 @@ impl Predicate {
     /// The planned logical expression (columns spelled as in the schema).
     pub fn expr(&self) -> &Expr {
         &self.expr
+    }
+
+    /// The physical expression, bound to [`Expression::input_schema`].
+    pub fn physical(&self) -> &Arc<dyn PhysicalExpr> {
+        &self.physical
+    }
+
+    /// The referenced columns (nullable), as the physical expression expects them.
+    pub fn input_schema(&self) -> &SchemaRef {
+        &self.input_schema
+    }
+}
+
+/// A compiled boolean SQL predicate.
+#[derive(Clone)]
+pub struct Predicate(Expression);
+
+impl fmt::Debug for Predicate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Predicate")
+            .field("sql", &self.0.sql)
+            .field("columns", &self.0.columns())
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Predicate {
+    type Target = Expression;
+    fn deref(&self) -> &Expression {
+        &self.0
+    }
+}
+
+impl Predicate {
+    /// Parses and type-checks `sql` against `schema`; it must be boolean.
+    pub fn compile(sql: &str, schema: &SchemaRef) -> Result<Predicate> {
+        let e = Expression::compile(sql, schema).map_err(|e| match e {
+            Error::InvalidPredicate { predicate, reason } if reason == "empty expression" => {
+                Error::InvalidPredicate {
+                    predicate,
+                    reason: "empty predicate".into(),
+                }
+            }
+            e => e,
+        })?;
+        if e.data_type != DataType::Boolean && e.data_type != DataType::Null {
+            return Err(Error::InvalidPredicate {
+                predicate: sql.to_string(),
+                reason: format!(
+                    "the predicate must be a boolean expression, but it is of type {}",
+                    crate::schema::type_name(&e.data_type)
+                ),
+            });
+        }
+        Ok(Predicate(e))
+    }
+
+    /// Evaluates the predicate on every row of `batch`. The result has no nulls: a row for
+    /// which the predicate is null (unknown) is `false`, i.e. "not true".
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray> {
+        let value = self.0.evaluate(batch)?;
+        if value.data_type() == &DataType::Null {
+            return Ok(BooleanArray::from(vec![false; batch.num_rows()]));
+        }
+        let result = value.as_boolean_opt().ok_or_else(|| {
+            Error::internal(format!(
+                "predicate `{}` evaluated to {} instead of boolean",
+                self.0.sql,
+                value.data_type()
+            ))
+        })?;
+        Ok(if result.null_count() > 0 {
+            prep_null_mask_filter(result)
+        } else {
+            result.clone()
+        })
     }
 }
 

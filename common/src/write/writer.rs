@@ -32,8 +32,8 @@ use parquet::file::properties::WriterProperties;
 use tokio::io::AsyncWriteExt;
 
 use crate::partition::{PartitionValues, encode_log_path, hive_partition_dir, split_by_partition};
-use crate::stats::StatsCollector;
-use crate::task::{DataFile, WriterSpec};
+use super::stats::StatsCollector;
+use crate::task::{DataFile, FileSpec, StatsSpec};
 use crate::{Error, Result};
 
 /// Default bound on bytes buffered across open files.
@@ -137,6 +137,30 @@ impl OpenFile {
     /// Whether the file has reached `target` bytes (written plus in progress).
     fn is_full(&self, target: u64) -> bool {
         (self.writer.bytes_written() + self.writer.in_progress_size()) as u64 >= target
+    }
+}
+
+/// What a writer needs besides the table schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterSpec {
+    /// Partition columns, in table order.
+    pub partition_columns: Vec<String>,
+    /// Roll to a new file once the current one reaches this many bytes.
+    pub target_file_size_bytes: u64,
+    pub stats: StatsSpec,
+    /// File name prefix, unique per attempt; files are `<prefix>-<n>.<codec>.parquet`.
+    pub file_prefix: String,
+}
+
+impl WriterSpec {
+    /// A task's writer: its file spec, with the attempt tag appended to the prefix.
+    pub fn for_attempt(partition_columns: &[String], files: &FileSpec, attempt_tag: &str) -> Self {
+        Self {
+            partition_columns: partition_columns.to_vec(),
+            target_file_size_bytes: files.target_file_size_bytes,
+            stats: files.stats.clone(),
+            file_prefix: format!("{}-{attempt_tag}", files.file_prefix),
+        }
     }
 }
 
@@ -582,6 +606,7 @@ async fn finish_file(store: &Arc<dyn ObjectStore>, mut file: OpenFile) -> Result
         modification_time_ms: chrono::Utc::now().timestamp_millis(),
         stats_json: Some(stats_json),
         num_records,
+        deletion_vector: None,
     }))
 }
 
@@ -597,12 +622,8 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use serde_json::Value;
 
-    use crate::task::StatsSpec;
-
     fn spec(partition_columns: &[&str], target: u64) -> WriterSpec {
         WriterSpec {
-            table_uri: "file:///unused".into(),
-            table_schema_json: String::new(),
             partition_columns: partition_columns.iter().map(|s| s.to_string()).collect(),
             target_file_size_bytes: target,
             stats: StatsSpec::default(),

@@ -1,12 +1,14 @@
-//! Removal of what a job wrote but did not commit: data files of failed or superseded
-//! attempts (named `part-<job id>-…`) and the job's exchange directory.
+//! Removal of what was written but not committed: data files of failed, cancelled or
+//! superseded attempts (found by their name prefix, e.g. `part-<job id>-`) and exchange
+//! directories. Used by the coordinator after a job and by executors after a cancelled
+//! attempt.
 
 use std::collections::HashSet;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use silt_common::storage::store_for;
+use crate::storage::store_for;
 use tracing::{info, warn};
 use url::Url;
 
@@ -39,13 +41,18 @@ pub async fn remove_dir(dir: &Url) {
     }
 }
 
-/// Deletes data files written by `job_id` under the table root, except those in `keep`
-/// (file names). Returns how many were deleted.
-pub async fn remove_job_files(table_url: &Url, job_id: &str, keep: &HashSet<String>) -> usize {
+/// Deletes the data files under the table root whose names start with `name_prefix` (e.g.
+/// `part-<job id>-`), except those in `keep` (file names), never touching `_delta_log`.
+/// Returns how many were deleted.
+pub async fn remove_files_named(
+    table_url: &Url,
+    name_prefix: &str,
+    keep: &HashSet<String>,
+) -> usize {
     let Ok((store, root)) = store_for(table_url) else {
         return 0;
     };
-    let marker = format!("part-{job_id}-");
+    let marker = name_prefix;
     // File names are unique per job/stage/task/attempt, so matching on the name alone is
     // exact and avoids comparing differently-escaped directory names.
     let listed: Vec<Path> = match store
@@ -54,7 +61,7 @@ pub async fn remove_job_files(table_url: &Url, job_id: &str, keep: &HashSet<Stri
             let delete = m
                 .location
                 .filename()
-                .is_some_and(|f| f.starts_with(&marker) && !keep.contains(f))
+                .is_some_and(|f| f.starts_with(marker) && !keep.contains(f))
                 && !m.location.as_ref().contains("_delta_log");
             futures::future::ready(Ok(delete.then_some(m.location)))
         })
@@ -70,7 +77,7 @@ pub async fn remove_job_files(table_url: &Url, job_id: &str, keep: &HashSet<Stri
     let n = listed.len();
     delete_all(&store, listed).await;
     if n > 0 {
-        info!(job = job_id, files = n, "deleted uncommitted data files");
+        info!(prefix = name_prefix, files = n, "deleted uncommitted data files");
     }
     n
 }

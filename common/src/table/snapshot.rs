@@ -1,6 +1,7 @@
-//! Read access to a Delta table's latest snapshot through deltalake-core: schema, partition
-//! columns, properties, protocol and the active files. Log replay and checkpoints are
-//! deltalake-core's; this module only shapes the result for planning.
+//! Read access to a Delta table's snapshot (latest, or at a version or timestamp) through
+//! deltalake-core: schema, partition columns, properties, protocol and the active files. Log
+//! replay and checkpoints are deltalake-core's; this module only shapes the result for
+//! planning.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,8 +12,9 @@ use deltalake_core::kernel::Remove;
 use futures::TryStreamExt;
 use url::Url;
 
-use crate::storage::store_for;
-use crate::task::DataFile;
+use super::TableProperties;
+use crate::storage::{join_url, store_for};
+use crate::task::{DataFile, DeletionVector, SourceFormat, SourceSplit};
 use crate::{Error, Result};
 
 /// Writer features silt can honour when it writes to a table. Anything else is refused
@@ -32,13 +34,22 @@ const WRITABLE_FEATURES: &[&str] = &[
 pub struct ActiveFile {
     /// `path` is the raw (URL-encoded) path exactly as stored in the log.
     pub file: DataFile,
-    /// Whether the file carries a deletion vector (some of its rows are deleted).
-    pub has_deletion_vector: bool,
     /// The `remove` action retiring this file (dataChange = true).
     pub remove: Remove,
 }
 
-/// The latest state of a table, as needed to plan and commit a job.
+/// Which version of a table to load.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TimeTravel {
+    #[default]
+    Latest,
+    /// `VERSION AS OF n`.
+    Version(i64),
+    /// `TIMESTAMP AS OF '…'`: the latest version committed at or before this instant.
+    Timestamp(chrono::DateTime<chrono::Utc>),
+}
+
+/// The state of a table at one version, as needed to plan and commit a job.
 pub struct TableSnapshot {
     pub table: DeltaTable,
     pub version: i64,
@@ -47,6 +58,8 @@ pub struct TableSnapshot {
     pub arrow_schema: SchemaRef,
     pub partition_columns: Vec<String>,
     pub configuration: HashMap<String, String>,
+    /// The properties silt acts on, parsed from `configuration`.
+    pub properties: TableProperties,
     pub min_reader_version: i32,
     pub min_writer_version: i32,
     pub writer_features: Vec<String>,
@@ -174,11 +187,34 @@ fn register_log_stores() {
 
 /// Loads the latest snapshot of the table at `url`; `None` when there is no table there.
 pub async fn load_table(url: &Url) -> Result<Option<TableSnapshot>> {
+    load_table_at(url, &TimeTravel::Latest).await
+}
+
+/// Loads the table at `url` as of `at`; `None` when there is no table there. A version that
+/// does not exist (or a timestamp before the first commit) is an error naming it.
+pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSnapshot>> {
     let mut table = table_builder(url)?.build()?;
     if !table.verify_deltatable_existence().await? {
         return Ok(None);
     }
-    table.load().await?;
+    match at {
+        TimeTravel::Latest => table.load().await?,
+        TimeTravel::Version(v) => {
+            let version = u64::try_from(*v)
+                .map_err(|_| Error::invalid(format!("version {v} does not exist")))?;
+            table.load_version(version).await.map_err(|e| {
+                Error::invalid(format!("cannot load version {v} of {url}: {e}"))
+            })?;
+        }
+        TimeTravel::Timestamp(ts) => {
+            table.load_with_datetime(*ts).await.map_err(|e| {
+                Error::invalid(format!(
+                    "cannot load {url} as of {}: {e}",
+                    ts.to_rfc3339()
+                ))
+            })?;
+        }
+    }
     let state = table.snapshot()?;
     let version = state.version() as i64;
     let metadata = state.metadata();
@@ -188,6 +224,7 @@ pub async fn load_table(url: &Url) -> Result<Option<TableSnapshot>> {
     let arrow_schema = crate::schema::delta_json_to_arrow(&schema_json)?;
     let partition_columns = metadata.partition_columns().to_vec();
     let configuration = metadata.configuration().clone();
+    let properties = TableProperties::parse(&configuration)?;
     let writer_features = protocol
         .writer_features()
         .map(|fs| fs.iter().map(feature_name).collect())
@@ -228,6 +265,18 @@ pub async fn load_table(url: &Url) -> Result<Option<TableSnapshot>> {
         // deltalake-core keeps action paths decoded in memory and percent-encodes them when
         // it serialises a commit, so the remove carries the decoded path.
         let remove = view.remove_action(true);
+        let deletion_vector = view
+            .deletion_vector_descriptor()
+            .map(|dv| DeletionVector {
+                storage_type: serde_json::to_value(&dv.storage_type)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "u".into()),
+                path_or_inline_dv: dv.path_or_inline_dv,
+                offset: dv.offset,
+                size_in_bytes: dv.size_in_bytes,
+                cardinality: dv.cardinality,
+            });
         files.push(ActiveFile {
             file: DataFile {
                 path: raw,
@@ -236,8 +285,8 @@ pub async fn load_table(url: &Url) -> Result<Option<TableSnapshot>> {
                 modification_time_ms: view.modification_time(),
                 stats_json: view.stats(),
                 num_records: view.num_records().map(|n| n as i64).unwrap_or(-1),
+                deletion_vector,
             },
-            has_deletion_vector: view.deletion_vector_descriptor().is_some(),
             remove,
         });
     }
@@ -248,11 +297,40 @@ pub async fn load_table(url: &Url) -> Result<Option<TableSnapshot>> {
         arrow_schema,
         partition_columns,
         configuration,
+        properties,
         min_reader_version,
         min_writer_version,
         writer_features,
         files,
     }))
+}
+
+/// A split reading one data file of the table at `table_url` (whole file, with its partition
+/// values and deletion vector), so that table files are read like any Parquet source.
+pub fn file_split(table_url: &Url, file: &DataFile) -> Result<SourceSplit> {
+    Ok(SourceSplit {
+        uri: data_file_url(table_url, &file.path)?.to_string(),
+        format: SourceFormat::Parquet,
+        row_groups: Vec::new(),
+        partition_values: file.partition_values.clone(),
+        size_bytes: u64::try_from(file.size_bytes).unwrap_or(0),
+        deletion_vector: file
+            .deletion_vector
+            .as_ref()
+            .map(|dv| super::dv::resolve(dv, table_url))
+            .transpose()?,
+    })
+}
+
+/// The URL of a data file from its raw (URL-encoded) log path: absolute URLs as they are,
+/// relative paths joined onto the table root.
+pub fn data_file_url(table_url: &Url, raw_path: &str) -> Result<Url> {
+    if let Ok(url) = Url::parse(raw_path)
+        && url.scheme().len() > 1
+    {
+        return Ok(url);
+    }
+    join_url(table_url, raw_path)
 }
 
 fn feature_name<F: serde::Serialize + std::fmt::Debug>(f: &F) -> String {

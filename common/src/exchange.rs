@@ -1,5 +1,6 @@
-//! The exchange: map tasks route rows to reducers by a hash of their key columns and write
-//! one Arrow IPC stream per reducer; reduce tasks read their stream from every map output.
+//! The exchange: map tasks route rows to reducers by a hash of their keys (SQL expressions
+//! over the row: partition columns, join keys, …) and write one Arrow IPC stream per reducer;
+//! reduce tasks read their stream from every map output.
 //!
 //! Layout: `<map output dir>/r-<reducer>.arrow`. A missing file means the map task had no rows
 //! for that reducer. Output directories are per task attempt, so a superseded attempt can
@@ -23,6 +24,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
+use crate::expr::Expression;
 use crate::storage::{join_url, store_for};
 use crate::{Error, Result};
 
@@ -33,25 +35,18 @@ fn reducer_file(reducer: u32) -> String {
     format!("r-{reducer:05}.arrow")
 }
 
-/// Computes, for each row, `hash(key columns) % num_reducers`. Stable across processes.
-pub fn route_rows(
-    batch: &RecordBatch,
-    key_columns: &[usize],
-    num_reducers: u32,
-) -> Result<Vec<u32>> {
-    if num_reducers <= 1 || key_columns.is_empty() {
-        return Ok(vec![0; batch.num_rows()]);
+/// Computes, for each of `num_rows` rows, `hash(keys) % num_reducers`, where `keys` are the
+/// rows' key values (one array per key). Stable across processes.
+pub fn route_rows(keys: &[ArrayRef], num_rows: usize, num_reducers: u32) -> Result<Vec<u32>> {
+    if num_reducers <= 1 || keys.is_empty() {
+        return Ok(vec![0; num_rows]);
     }
-    let fields: Vec<SortField> = key_columns
+    let fields: Vec<SortField> = keys
         .iter()
-        .map(|&i| SortField::new(batch.schema().field(i).data_type().clone()))
+        .map(|k| SortField::new(k.data_type().clone()))
         .collect();
     let converter = RowConverter::new(fields)?;
-    let cols: Vec<ArrayRef> = key_columns
-        .iter()
-        .map(|&i| batch.column(i).clone())
-        .collect();
-    let rows = converter.convert_columns(&cols)?;
+    let rows = converter.convert_columns(keys)?;
     Ok(rows
         .iter()
         .map(|row| {
@@ -73,18 +68,18 @@ pub struct ShuffleWriter {
     dir: Path,
     dir_url: Url,
     schema: SchemaRef,
-    key_columns: Vec<usize>,
+    keys: Vec<Expression>,
     num_reducers: u32,
     streams: Vec<Option<ReducerStream>>,
     bytes_written: u64,
 }
 
 impl ShuffleWriter {
-    /// `dir_url`: this attempt's output directory; `key_columns`: indices of the routing key.
+    /// `dir_url`: this attempt's output directory; `keys`: the routing key expressions.
     pub fn try_new(
         dir_url: &Url,
         schema: SchemaRef,
-        key_columns: Vec<usize>,
+        keys: Vec<Expression>,
         num_reducers: u32,
     ) -> Result<Self> {
         if num_reducers == 0 {
@@ -96,7 +91,7 @@ impl ShuffleWriter {
             dir,
             dir_url: dir_url.clone(),
             schema,
-            key_columns,
+            keys,
             num_reducers,
             streams: (0..num_reducers).map(|_| None).collect(),
             bytes_written: 0,
@@ -108,7 +103,12 @@ impl ShuffleWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let routes = route_rows(batch, &self.key_columns, self.num_reducers)?;
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| k.evaluate(batch))
+            .collect::<Result<Vec<_>>>()?;
+        let routes = route_rows(&keys, batch.num_rows(), self.num_reducers)?;
         let mut per_reducer: Vec<Vec<u32>> = vec![Vec::new(); self.num_reducers as usize];
         for (row, r) in routes.iter().enumerate() {
             per_reducer[*r as usize].push(row as u32);
@@ -219,8 +219,9 @@ mod tests {
     #[test]
     fn routing_is_by_key_and_stable() {
         let b = batch(vec![Some("a"), Some("b"), None, Some("a"), None, Some("c")]);
-        let r1 = route_rows(&b, &[0], 7).unwrap();
-        let r2 = route_rows(&b, &[0], 7).unwrap();
+        let keys = [b.column(0).clone()];
+        let r1 = route_rows(&keys, b.num_rows(), 7).unwrap();
+        let r2 = route_rows(&keys, b.num_rows(), 7).unwrap();
         assert_eq!(r1, r2);
         assert_eq!(r1[0], r1[3]);
         assert_eq!(r1[2], r1[4]);
@@ -236,7 +237,8 @@ mod tests {
                 .map(|i| Some(["x", "y", "z", "w"][i % 4]))
                 .collect(),
         );
-        let mut w = ShuffleWriter::try_new(&url, b.schema(), vec![0], 3).unwrap();
+        let key = Expression::compile("k", &b.schema()).unwrap();
+        let mut w = ShuffleWriter::try_new(&url, b.schema(), vec![key], 3).unwrap();
         w.write(&b).await.unwrap();
         w.write(&b).await.unwrap();
         let (out, bytes) = w.finish().await.unwrap();

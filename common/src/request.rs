@@ -1,0 +1,165 @@
+//! What clients ask for: one request type per table operation, as the CLI flags, `silt sql`
+//! and the gRPC job API produce them. The coordinator validates and plans them.
+
+use std::collections::BTreeMap;
+
+use crate::table::TimeTravel;
+use crate::task::SourceFormat;
+
+/// Delta write modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    Append,
+    Overwrite,
+    ErrorIfExists,
+    Ignore,
+}
+
+impl WriteMode {
+    /// Parses `append|overwrite|error|errorifexists|ignore`.
+    pub fn parse(s: &str) -> crate::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "append" => Ok(Self::Append),
+            "overwrite" => Ok(Self::Overwrite),
+            "error" | "errorifexists" => Ok(Self::ErrorIfExists),
+            "ignore" => Ok(Self::Ignore),
+            other => Err(crate::Error::invalid(format!(
+                "unknown write mode `{other}` (expected append, overwrite, error or ignore)"
+            ))),
+        }
+    }
+
+    /// Name as Delta Spark records it in `operationParameters.mode`.
+    pub fn delta_name(&self) -> &'static str {
+        match self {
+            Self::Append => "Append",
+            Self::Overwrite => "Overwrite",
+            Self::ErrorIfExists => "ErrorIfExists",
+            Self::Ignore => "Ignore",
+        }
+    }
+}
+
+/// A distributed write (`silt write`, `INSERT INTO` / `INSERT OVERWRITE`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteRequest {
+    pub table_uri: String,
+    pub source_uri: String,
+    pub format: SourceFormat,
+    /// Delta sources: which version to read.
+    pub source_version: TimeTravel,
+    pub mode: WriteMode,
+    pub partition_by: Vec<String>,
+    pub replace_where: Option<String>,
+    pub dynamic_partition_overwrite: bool,
+    pub merge_schema: bool,
+    pub overwrite_schema: bool,
+    pub txn_app_id: Option<String>,
+    pub txn_version: Option<i64>,
+    pub target_file_size_bytes: Option<u64>,
+    pub properties: BTreeMap<String, String>,
+    /// `INSERT … PARTITION (p = v)`: partition columns every new row gets, as `(column, SQL
+    /// literal)`; the source must not have them.
+    pub static_partitions: Vec<(String, String)>,
+}
+
+impl WriteRequest {
+    /// An append of `source_uri` (Parquet) into `table_uri`, everything else default.
+    pub fn append(table_uri: &str, source_uri: &str) -> Self {
+        Self {
+            table_uri: table_uri.to_string(),
+            source_uri: source_uri.to_string(),
+            format: SourceFormat::Parquet,
+            source_version: TimeTravel::Latest,
+            mode: WriteMode::Append,
+            partition_by: Vec::new(),
+            replace_where: None,
+            dynamic_partition_overwrite: false,
+            merge_schema: false,
+            overwrite_schema: false,
+            txn_app_id: None,
+            txn_version: None,
+            target_file_size_bytes: None,
+            properties: BTreeMap::new(),
+            static_partitions: Vec::new(),
+        }
+    }
+}
+
+/// `DELETE FROM table [WHERE predicate]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteRequest {
+    pub table_uri: String,
+    /// `None`: every row.
+    pub predicate: Option<String>,
+}
+
+/// `UPDATE table SET column = expr, … [WHERE predicate]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateRequest {
+    pub table_uri: String,
+    /// `(column, SQL expression)` in the order given.
+    pub assignments: Vec<(String, String)>,
+    /// `None`: every row.
+    pub predicate: Option<String>,
+}
+
+/// `ALTER TABLE table SET TBLPROPERTIES (…)` / `UNSET TBLPROPERTIES [IF EXISTS] (…)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetPropertiesRequest {
+    pub table_uri: String,
+    pub set: BTreeMap<String, String>,
+    pub unset: Vec<String>,
+    /// `UNSET … IF EXISTS`: unknown keys are not an error.
+    pub if_exists: bool,
+}
+
+/// What `DESCRIBE` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DescribeKind {
+    /// `DESCRIBE HISTORY [LIMIT n]`: one row per commit, newest first.
+    History { limit: Option<u32> },
+    /// `DESCRIBE DETAIL`: one row about the table.
+    Detail,
+}
+
+/// `DESCRIBE HISTORY|DETAIL table`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeRequest {
+    pub table_uri: String,
+    pub kind: DescribeKind,
+}
+
+/// Any job a client can submit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobRequest {
+    Write(WriteRequest),
+    Delete(DeleteRequest),
+    Update(UpdateRequest),
+    SetProperties(SetPropertiesRequest),
+    Describe(DescribeRequest),
+}
+
+impl JobRequest {
+    /// The table the job works on.
+    pub fn table_uri(&self) -> &str {
+        match self {
+            JobRequest::Write(r) => &r.table_uri,
+            JobRequest::Delete(r) => &r.table_uri,
+            JobRequest::Update(r) => &r.table_uri,
+            JobRequest::SetProperties(r) => &r.table_uri,
+            JobRequest::Describe(r) => &r.table_uri,
+        }
+    }
+
+    /// Short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobRequest::Write(_) => "write",
+            JobRequest::Delete(_) => "delete",
+            JobRequest::Update(_) => "update",
+            JobRequest::SetProperties(_) => "set-properties",
+            JobRequest::Describe(_) => "describe",
+        }
+    }
+}

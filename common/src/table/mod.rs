@@ -1,0 +1,14 @@
+//! Delta tables as silt sees them: the snapshot a job plans on ([`snapshot`]), its typed
+//! properties ([`properties`]), pruning of its files by partition values and statistics
+//! ([`prune`]), and reading its data files back as rows ([`dv`] applies deletion vectors;
+//! the rows themselves are read through [`crate::source::read_split`]).
+
+pub mod dv;
+pub mod properties;
+pub mod prune;
+pub mod snapshot;
+
+pub use properties::{IsolationLevel, TableProperties};
+pub use snapshot::{
+    ActiveFile, TableSnapshot, TimeTravel, file_split, load_table, load_table_at, table_builder,
+};

@@ -1,0 +1,94 @@
+//! Where a task's rows come from.
+
+use std::collections::BTreeMap;
+
+use super::DataFile;
+
+/// Format of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceFormat {
+    Parquet,
+    Csv,
+    Json,
+    /// The active files of another Delta table.
+    Delta,
+}
+
+impl SourceFormat {
+    /// Parses `parquet|csv|json|delta`.
+    pub fn parse(s: &str) -> crate::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "parquet" => Ok(Self::Parquet),
+            "csv" => Ok(Self::Csv),
+            "json" | "ndjson" => Ok(Self::Json),
+            "delta" => Ok(Self::Delta),
+            other => Err(crate::Error::invalid(format!(
+                "unknown source format `{other}` (expected parquet, csv, json or delta)"
+            ))),
+        }
+    }
+
+    /// Lower-case name, as accepted by [`SourceFormat::parse`].
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Csv => "csv",
+            Self::Json => "json",
+            Self::Delta => "delta",
+        }
+    }
+}
+
+/// One unit of source input: a whole file, or some row groups of a Parquet file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSplit {
+    /// Absolute URL of the file (`file:///…`, `s3://…`).
+    pub uri: String,
+    pub format: SourceFormat,
+    /// Parquet only: row groups to read; empty means the whole file.
+    pub row_groups: Vec<u32>,
+    /// Constant columns to append to every row (partition values of a Delta source file).
+    /// `None` values are nulls. Values are in Delta's partition-value string form.
+    pub partition_values: BTreeMap<String, Option<String>>,
+    /// Bytes this split covers (for planning and metrics).
+    pub size_bytes: u64,
+    /// Delta sources: the file's deletion vector (its rows are skipped).
+    pub deletion_vector: Option<super::DeletionVector>,
+}
+
+/// Where a task's rows come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Source splits, read with the source schema (Delta `StructType` JSON, needed to parse
+    /// CSV/JSON). Rows still have the source's shape: follow with [`super::Transform::Conform`].
+    Source {
+        splits: Vec<SourceSplit>,
+        schema_json: String,
+    },
+    /// Data files of the task's table, read back as complete table rows (partition values
+    /// filled in, rows deleted by a deletion vector skipped).
+    ///
+    /// With `touch`, each file is first scanned for a row for which the predicate is true;
+    /// a file without one produces no rows and no action (it stays in the table), a file
+    /// with one is read in full and reported in [`super::TaskOutput::removes`]. Without
+    /// `touch`, every file is read and reported.
+    TableFiles {
+        files: Vec<DataFile>,
+        touch: Option<String>,
+    },
+    /// One partition of an exchange: that partition's rows from every map output.
+    Exchange {
+        map_outputs: Vec<String>,
+        partition: u32,
+    },
+}
+
+impl Input {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Input::Source { .. } => "source",
+            Input::TableFiles { .. } => "files",
+            Input::Exchange { .. } => "exchange",
+        }
+    }
+}

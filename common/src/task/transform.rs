@@ -1,0 +1,51 @@
+//! What happens to rows between a task's input and its sink. Expressions are SQL text,
+//! compiled by the executor against the task's table schema (see [`crate::expr`]).
+
+/// Which rows a [`Transform::Filter`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Rows for which the predicate is true.
+    Matching,
+    /// Rows for which the predicate is not true (false or null): DELETE keeps these.
+    NotMatching,
+}
+
+/// `column = expression` of an UPDATE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    /// Column name as spelled in the table schema.
+    pub column: String,
+    /// SQL expression over the row's columns; cast to the column's type.
+    pub expr: String,
+}
+
+/// One step between input and sink.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transform {
+    /// Cast source rows to the table schema (schema enforcement: missing nullable columns
+    /// become null, types are cast safely, NOT NULL is checked).
+    Conform,
+    /// Every row must satisfy the predicate, else the task fails with a data violation
+    /// (new rows of a `replaceWhere` overwrite).
+    Check { predicate: String },
+    /// Keeps some rows; dropped rows count as deleted.
+    Filter { predicate: String, keep: Keep },
+    /// Sets columns to expressions on the rows for which `predicate` is true (all rows
+    /// without one); changed rows count as updated. Every expression sees the row before
+    /// any assignment.
+    Update {
+        predicate: Option<String>,
+        assignments: Vec<Assignment>,
+    },
+}
+
+impl Transform {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transform::Conform => "conform",
+            Transform::Check { .. } => "check",
+            Transform::Filter { .. } => "filter",
+            Transform::Update { .. } => "update",
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! What DELETE and UPDATE share (copy-on-write): the table and its condition, the files the
+//! condition touches, the rewrite stage, and the commit bookkeeping (removes, adds, read set,
+//! Delta's common metrics).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use silt_common::expr::Predicate;
+use silt_common::table::{ActiveFile, TableSnapshot};
+use silt_common::task::{FileSpec, TableSpec, Task, TaskMetrics, TaskOutput};
+use url::Url;
+
+use super::write::DEFAULT_TARGET_FILE_SIZE;
+use crate::commit::ReadRegion;
+use crate::driver::{CommitTarget, PlanContext, StagePlan, StageResult};
+use crate::plan::rewrite::FileSelection;
+use crate::txn::Txn;
+
+/// Name of the stage that rewrites touched files.
+pub const REWRITE_STAGE: &str = "rewrite";
+
+/// A DML statement's plan and progress.
+pub struct Rewrite {
+    pub table_url: Url,
+    pub snapshot: TableSnapshot,
+    pub predicate: Option<Predicate>,
+    pub selection: FileSelection,
+    pub tasks: Vec<Task>,
+    pub ctx: PlanContext,
+    pub outputs: Vec<TaskOutput>,
+    /// Wall time of the rewrite stage.
+    pub rewrite_elapsed: Duration,
+}
+
+impl Rewrite {
+    /// The table as tasks carry it.
+    pub fn table_spec(table_url: &Url, snapshot: &TableSnapshot) -> TableSpec {
+        TableSpec {
+            uri: table_url.to_string(),
+            schema_json: snapshot.schema_json.clone(),
+            partition_columns: snapshot.partition_columns.clone(),
+        }
+    }
+
+    /// How rewritten files are written: the table's target size and statistics settings.
+    pub fn files_out(snapshot: &TableSnapshot, ctx: &PlanContext) -> FileSpec {
+        FileSpec {
+            target_file_size_bytes: snapshot
+                .properties
+                .target_file_size_bytes
+                .unwrap_or(DEFAULT_TARGET_FILE_SIZE),
+            stats: snapshot.properties.stats.clone(),
+            file_prefix: ctx.file_prefix(),
+        }
+    }
+
+    pub fn start(&self) -> Vec<StagePlan> {
+        if self.tasks.is_empty() {
+            Vec::new()
+        } else {
+            vec![StagePlan::new(REWRITE_STAGE, self.tasks.clone())]
+        }
+    }
+
+    pub fn stage_done(&mut self, result: StageResult) {
+        self.rewrite_elapsed += result.elapsed;
+        self.outputs.extend(result.outputs);
+    }
+
+    /// Counters of every rewrite task, added up.
+    pub fn task_metrics(&self) -> TaskMetrics {
+        let mut m = TaskMetrics::default();
+        for o in &self.outputs {
+            m.add(&o.metrics);
+        }
+        m
+    }
+
+    /// The active files the rewrite tasks read in full (they held a touched row).
+    pub fn rewritten_files(&self) -> Vec<ActiveFile> {
+        let by_path: HashMap<&str, &ActiveFile> = self
+            .snapshot
+            .files
+            .iter()
+            .map(|f| (f.file.path.as_str(), f))
+            .collect();
+        self.outputs
+            .iter()
+            .flat_map(|o| &o.removes)
+            .filter_map(|f| by_path.get(f.path.as_str()).map(|a| (*a).clone()))
+            .collect()
+    }
+
+    /// Fills the transaction with the adds, the removes and what was read, and the metrics
+    /// DELETE and UPDATE share. `removed` are the files the commit removes.
+    pub fn fill(&self, txn: &mut Txn, removed: &[ActiveFile], elapsed: Duration) {
+        let adds: Vec<_> = self.outputs.iter().flat_map(|o| &o.adds).collect();
+        txn.add_files(adds.iter().copied(), true);
+        txn.remove_files(removed, true);
+        txn.read_region(match &self.predicate {
+            None => ReadRegion::WholeTable,
+            Some(p) => ReadRegion::Predicate {
+                predicate: p.clone(),
+                schema: self.snapshot.arrow_schema.clone(),
+                partition_columns: self.snapshot.partition_columns.clone(),
+            },
+        });
+        txn.read_files(
+            self.selection
+                .whole
+                .iter()
+                .chain(&self.selection.candidates)
+                .map(|f| f.file.path.as_str()),
+        );
+        let dvs_removed = removed
+            .iter()
+            .filter(|f| f.file.deletion_vector.is_some())
+            .count();
+        txn.metric("numAddedFiles", adds.len());
+        txn.metric("numRemovedFiles", removed.len());
+        txn.metric(
+            "numAddedBytes",
+            adds.iter().map(|a| a.size_bytes.max(0)).sum::<i64>(),
+        );
+        txn.metric(
+            "numRemovedBytes",
+            removed.iter().map(|r| r.file.size_bytes.max(0)).sum::<i64>(),
+        );
+        txn.metric("numAddedChangeFiles", 0);
+        txn.metric("numDeletionVectorsAdded", 0);
+        txn.metric("numDeletionVectorsRemoved", dvs_removed);
+        txn.metric("numDeletionVectorsUpdated", 0);
+        // Scan: until the touched files were known (planning plus the tasks' scan passes);
+        // rewrite: the rest of the rewrite stage.
+        let scan_in_tasks = self
+            .outputs
+            .iter()
+            .map(|o| o.metrics.scan_ms)
+            .max()
+            .unwrap_or(0);
+        let rewrite_ms = (self.rewrite_elapsed.as_millis() as u64).saturating_sub(scan_in_tasks);
+        let total_ms = elapsed.as_millis() as u64;
+        txn.metric("executionTimeMs", total_ms);
+        txn.metric("scanTimeMs", total_ms.saturating_sub(rewrite_ms));
+        txn.metric("rewriteTimeMs", rewrite_ms);
+    }
+
+    /// Where the commit goes.
+    pub fn target(&self) -> CommitTarget {
+        CommitTarget {
+            log_store: self.snapshot.table.log_store(),
+            read_version: self.snapshot.version,
+            properties: self.snapshot.properties.clone(),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Table operations. Each is a small type implementing [`Operation`]: an async `prepare`
+//! gathers what it plans on (the table snapshot, a source listing), then a pure planner turns
+//! `(snapshot, request, config)` into stages, and `finish` fills the transaction. The
+//! lifecycle around them (stages, retries, cancellation, cleanup, the commit) is the
+//! driver's ([`crate::driver`]).
+//!
+//! Where a new operation goes: a module here with `prepare` and its `Operation`, one arm in
+//! [`prepare`], its request type in `silt_common::request`, its wire message in `silt.proto`
+//! (converted in `silt-proto`), and its statement in `silt_common::sql`.
+
+pub mod delete;
+pub mod describe;
+pub mod dml;
+pub mod properties;
+pub mod update;
+pub mod write;
+
+use std::time::Duration;
+
+use silt_common::request::JobRequest;
+use silt_common::storage::parse_location;
+use silt_common::table::{TableSnapshot, load_table};
+use url::Url;
+
+use crate::JobContext;
+use crate::driver::{JobError, Operation, PlanContext, invalid};
+
+/// Prepares the operation a request asks for.
+pub async fn prepare(
+    ctx: &JobContext,
+    plan_ctx: PlanContext,
+    req: JobRequest,
+) -> Result<Box<dyn Operation>, JobError> {
+    match req {
+        JobRequest::Write(r) => write::prepare(ctx, plan_ctx, r).await,
+        JobRequest::Delete(r) => delete::prepare(ctx, plan_ctx, r).await,
+        JobRequest::Update(r) => update::prepare(ctx, plan_ctx, r).await,
+        JobRequest::SetProperties(r) => properties::prepare(plan_ctx, r).await,
+        JobRequest::Describe(r) => describe::prepare(r).await,
+    }
+}
+
+/// Waits (bounded) for executors and returns their total task slots; no executor at all is
+/// an error.
+pub async fn executor_slots(ctx: &JobContext) -> Result<u32, JobError> {
+    let executors = ctx
+        .scheduler
+        .wait_for_executors(
+            ctx.min_executors,
+            Duration::from_millis(ctx.executor_wait_ms),
+        )
+        .await;
+    if executors == 0 {
+        return Err(invalid("no executors are registered with the coordinator"));
+    }
+    Ok(ctx.scheduler.capacity().1.max(1))
+}
+
+/// Loads an existing table for an operation that modifies it: unknown tables and tables
+/// silt cannot write are errors naming them.
+pub async fn existing_table(uri: &str) -> Result<(Url, TableSnapshot), JobError> {
+    let url = parse_location(uri)?;
+    let snapshot = load_table(&url)
+        .await?
+        .ok_or_else(|| invalid(format!("table not found: no Delta table at {uri}")))?;
+    Ok((url, snapshot))
+}
+
+/// A column name as a SQL identifier that resolves to exactly that column.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

@@ -1,0 +1,220 @@
+//! `ALTER TABLE … SET TBLPROPERTIES` / `UNSET TBLPROPERTIES`: a metadata-only commit.
+//!
+//! Values of the `delta.` properties silt acts on are checked ([`TableProperties::parse`]);
+//! unknown `delta.` keys are refused as Delta Spark refuses them, and so are properties that
+//! would need a protocol upgrade or a feature silt cannot write yet. Other keys are free-form.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use deltalake_core::kernel::MetadataExt;
+use serde_json::{Map, Value};
+use silt_common::request::SetPropertiesRequest;
+use silt_common::table::{TableProperties, TableSnapshot};
+use url::Url;
+
+use super::existing_table;
+use crate::driver::{CommitTarget, JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid};
+use crate::txn::Txn;
+
+/// `delta.` table properties Delta defines (lower-cased); anything else under `delta.` is a
+/// typo or a property of a newer Delta, refused rather than silently stored.
+const KNOWN_DELTA_PROPERTIES: &[&str] = &[
+    "delta.appendonly",
+    "delta.autooptimize.autocompact",
+    "delta.autooptimize.optimizewrite",
+    "delta.checkpoint.writestatsasjson",
+    "delta.checkpoint.writestatsasstruct",
+    "delta.checkpointinterval",
+    "delta.checkpointpolicy",
+    "delta.columnmapping.mode",
+    "delta.compatibility.symlinkformatmanifest.enabled",
+    "delta.dataskippingnumindexedcols",
+    "delta.dataskippingstatscolumns",
+    "delta.deletedfileretentionduration",
+    "delta.enablechangedatafeed",
+    "delta.enabledeletionvectors",
+    "delta.enableexpiredlogcleanup",
+    "delta.enableincommittimestamps",
+    "delta.enablerowtracking",
+    "delta.enabletypewidening",
+    "delta.isolationlevel",
+    "delta.logretentionduration",
+    "delta.minreaderversion",
+    "delta.minwriterversion",
+    "delta.randomizefileprefixes",
+    "delta.randomprefixlength",
+    "delta.settransactionretentionduration",
+    "delta.targetfilesize",
+    "delta.tunefilesizesforrewrites",
+];
+
+/// Loads the table and checks the change.
+pub async fn prepare(
+    plan_ctx: PlanContext,
+    req: SetPropertiesRequest,
+) -> Result<Box<dyn Operation>, JobError> {
+    let (table_url, snapshot) = existing_table(&req.table_uri).await?;
+    snapshot.check_writable()?;
+    let configuration = new_configuration(&snapshot, &req)?;
+    Ok(Box::new(PropertiesOp {
+        table_url,
+        snapshot,
+        req,
+        configuration,
+        job_id: plan_ctx.job_id,
+    }))
+}
+
+/// The table configuration after the change, checked.
+pub fn new_configuration(
+    snapshot: &TableSnapshot,
+    req: &SetPropertiesRequest,
+) -> Result<HashMap<String, String>, JobError> {
+    if req.set.is_empty() && req.unset.is_empty() {
+        return Err(invalid("no table properties given"));
+    }
+    let mut config = snapshot.configuration.clone();
+    for (key, value) in &req.set {
+        let lower = key.to_ascii_lowercase();
+        if lower.starts_with("delta.") {
+            if !KNOWN_DELTA_PROPERTIES.contains(&lower.as_str()) {
+                return Err(invalid(format!(
+                    "unknown Delta table property `{key}` (properties under `delta.` must be ones Delta defines); nothing was changed"
+                )));
+            }
+            needs_no_upgrade(snapshot, &lower, value)?;
+        }
+        // Delta keys are case-insensitive: replace any other spelling of the same key.
+        config.retain(|k, _| !(k.eq_ignore_ascii_case(key) && lower.starts_with("delta.")));
+        config.insert(key.clone(), value.clone());
+    }
+    for key in &req.unset {
+        let existing: Vec<String> = config
+            .keys()
+            .filter(|k| *k == key || (key.starts_with("delta.") && k.eq_ignore_ascii_case(key)))
+            .cloned()
+            .collect();
+        if existing.is_empty() && !req.if_exists {
+            return Err(invalid(format!(
+                "table property `{key}` is not set (use UNSET TBLPROPERTIES IF EXISTS to ignore); nothing was changed"
+            )));
+        }
+        for k in existing {
+            config.remove(&k);
+        }
+    }
+    TableProperties::parse(&config)?;
+    Ok(config)
+}
+
+/// Refuses property values that need a table protocol upgrade or a feature silt cannot write.
+fn needs_no_upgrade(snapshot: &TableSnapshot, key: &str, value: &str) -> Result<(), JobError> {
+    let on = value.trim().eq_ignore_ascii_case("true");
+    let has_feature = |f: &str| snapshot.writer_features.iter().any(|w| w == f);
+    let refuse = |what: &str| {
+        Err(invalid(format!(
+            "setting {key} = `{value}` {what}, which silt does not do yet; nothing was changed"
+        )))
+    };
+    match key {
+        "delta.minreaderversion" | "delta.minwriterversion" => {
+            refuse("upgrades the table protocol")
+        }
+        "delta.enablechangedatafeed" if on => refuse("needs the change data feed to be written"),
+        "delta.enablerowtracking" | "delta.enabletypewidening" | "delta.enableincommittimestamps"
+            if on =>
+        {
+            refuse("needs a table feature")
+        }
+        "delta.columnmapping.mode" if !value.trim().eq_ignore_ascii_case("none") => {
+            refuse("needs column mapping")
+        }
+        "delta.enabledeletionvectors" if on && !has_feature("deletionVectors") => {
+            refuse("upgrades the table protocol to enable deletion vectors")
+        }
+        "delta.appendonly" if on && snapshot.min_writer_version < 2 => {
+            refuse("upgrades the table protocol (writer version 2)")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A checked property change.
+pub struct PropertiesOp {
+    table_url: Url,
+    snapshot: TableSnapshot,
+    req: SetPropertiesRequest,
+    configuration: HashMap<String, String>,
+    job_id: String,
+}
+
+impl Operation for PropertiesOp {
+    fn table_url(&self) -> &Url {
+        &self.table_url
+    }
+
+    fn read_version(&self) -> i64 {
+        self.snapshot.version
+    }
+
+    fn start(&mut self) -> Result<Vec<StagePlan>, JobError> {
+        Ok(Vec::new())
+    }
+
+    fn stage_done(&mut self, _result: StageResult) -> Result<Vec<StagePlan>, JobError> {
+        Ok(Vec::new())
+    }
+
+    fn finish(self: Box<Self>, _elapsed: Duration) -> Result<Outcome, JobError> {
+        let old = self.snapshot.state()?.metadata().clone();
+        let mut md = old;
+        for key in self.snapshot.configuration.keys() {
+            if !self.configuration.contains_key(key) {
+                md = md
+                    .remove_config_key(key)
+                    .map_err(|e| invalid(format!("cannot update table properties: {e}")))?;
+            }
+        }
+        for (k, v) in &self.configuration {
+            if self.snapshot.configuration.get(k) != Some(v) {
+                md = md
+                    .add_config_key(k.clone(), v.clone())
+                    .map_err(|e| invalid(format!("cannot update table properties: {e}")))?;
+            }
+        }
+        let (operation, params) = if self.req.unset.is_empty() {
+            let set: BTreeMap<&String, &String> = self.req.set.iter().collect();
+            let mut p = Map::new();
+            p.insert(
+                "properties".into(),
+                Value::String(serde_json::to_string(&set).unwrap_or_default()),
+            );
+            ("SET TBLPROPERTIES", p)
+        } else {
+            let mut p = Map::new();
+            p.insert(
+                "properties".into(),
+                Value::String(serde_json::to_string(&self.req.unset).unwrap_or_default()),
+            );
+            p.insert("ifExists".into(), Value::Bool(self.req.if_exists));
+            ("UNSET TBLPROPERTIES", p)
+        };
+        let mut txn = Txn::new(&self.job_id, operation, params);
+        txn.set_metadata(md);
+        let properties = TableProperties::parse(&self.configuration)?;
+        let summary = format!(
+            "table properties {}",
+            if self.req.unset.is_empty() { "set" } else { "changed" }
+        );
+        Ok(Outcome::Commit {
+            txn,
+            target: CommitTarget {
+                log_store: self.snapshot.table.log_store(),
+                read_version: self.snapshot.version,
+                properties,
+            },
+            summary,
+        })
+    }
+}

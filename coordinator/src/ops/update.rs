@@ -1,0 +1,231 @@
+//! UPDATE (copy-on-write): every file that may hold a matching row is read; files holding
+//! one are rewritten with the assignments applied to the matching rows (a partition column
+//! assignment moves rows to their new partition); a file found to hold none stays as it is.
+//! No matching row: no commit.
+
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Schema};
+use serde_json::Map;
+use silt_common::expr::{Expression, Predicate};
+use silt_common::request::UpdateRequest;
+use silt_common::schema::type_name;
+use silt_common::table::TableSnapshot;
+use silt_common::task::{Assignment, Transform};
+use url::Url;
+
+use super::delete::check_deletable;
+use super::dml::Rewrite;
+use super::{executor_slots, existing_table};
+use crate::JobContext;
+use crate::driver::{JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid};
+use crate::plan::rewrite;
+use crate::txn::{Txn, predicate_parameter};
+
+/// Loads the table and plans the update.
+pub async fn prepare(
+    ctx: &JobContext,
+    plan_ctx: PlanContext,
+    req: UpdateRequest,
+) -> Result<Box<dyn Operation>, JobError> {
+    let (table_url, snapshot) = existing_table(&req.table_uri).await?;
+    check_deletable(&snapshot)?;
+    let assignments = resolve_assignments(&req.assignments, &snapshot.arrow_schema)?;
+    let predicate = req
+        .predicate
+        .as_deref()
+        .map(|p| Predicate::compile(p, &snapshot.arrow_schema))
+        .transpose()?;
+    let slots = executor_slots(ctx).await?;
+    Ok(Box::new(plan(
+        table_url,
+        snapshot,
+        predicate,
+        assignments,
+        PlanContext { slots, ..plan_ctx },
+    )?))
+}
+
+/// Checks the assignments against the table schema: known columns (resolved to the table's
+/// spelling), each assigned once, expressions that compile and whose type can be stored in
+/// the column.
+pub fn resolve_assignments(
+    assignments: &[(String, String)],
+    schema: &std::sync::Arc<Schema>,
+) -> Result<Vec<Assignment>, JobError> {
+    if assignments.is_empty() {
+        return Err(invalid("UPDATE needs at least one assignment"));
+    }
+    let mut out: Vec<Assignment> = Vec::new();
+    for (column, expr) in assignments {
+        if column.contains('.') && schema.index_of(column).is_err() {
+            return Err(invalid(format!(
+                "cannot assign to nested field `{column}`: only top-level columns can be updated"
+            )));
+        }
+        let field = schema
+            .fields()
+            .iter()
+            .find(|f| f.name() == column)
+            .or_else(|| schema.fields().iter().find(|f| f.name().eq_ignore_ascii_case(column)))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "unknown column `{column}` in SET (columns: {})",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        if out.iter().any(|a| &a.column == field.name()) {
+            return Err(invalid(format!(
+                "column `{}` is assigned more than once",
+                field.name()
+            )));
+        }
+        let compiled = Expression::compile(expr, schema)?;
+        if !store_assignable(compiled.data_type(), field.data_type()) {
+            return Err(invalid(format!(
+                "type mismatch in SET: cannot assign `{expr}` of type {} to column `{}` of type {}",
+                type_name(compiled.data_type()),
+                field.name(),
+                type_name(field.data_type())
+            )));
+        }
+        out.push(Assignment {
+            column: field.name().clone(),
+            expr: expr.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Whether a value of type `from` may be stored in a column of type `to` (Spark's ANSI store
+/// assignment: numbers to numbers, anything to strings, strings to dates and timestamps,
+/// dates and timestamps to each other; no strings to numbers or booleans).
+pub fn store_assignable(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let numeric = |t: &DataType| t.is_numeric();
+    let string = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
+    let temporal = |t: &DataType| matches!(t, Date32 | Date64 | Timestamp(_, _));
+    let binary = |t: &DataType| matches!(t, Binary | LargeBinary | BinaryView);
+    from == to
+        || *from == Null
+        || (numeric(from) && numeric(to))
+        || string(to) && !from.is_nested()
+        || (string(from) && temporal(to))
+        || (temporal(from) && temporal(to))
+        || (binary(to) && (binary(from) || string(from)))
+        || (from.is_nested() && to.is_nested() && arrow::compute::can_cast_types(from, to))
+}
+
+/// Plans an update: pure, from the snapshot, the condition and the checked assignments.
+pub fn plan(
+    table_url: Url,
+    snapshot: TableSnapshot,
+    predicate: Option<Predicate>,
+    assignments: Vec<Assignment>,
+    ctx: PlanContext,
+) -> Result<UpdateOp, JobError> {
+    let selection = rewrite::select_files(&snapshot, predicate.as_ref())?;
+    let table = Rewrite::table_spec(&table_url, &snapshot);
+    let files_out = Rewrite::files_out(&snapshot, &ctx);
+    let transforms = [Transform::Update {
+        predicate: predicate.as_ref().map(|p| p.sql().to_string()),
+        assignments: assignments.clone(),
+    }];
+    // Files where every row matches are read without a scan pass.
+    let mut tasks = rewrite::rewrite_tasks(
+        &table,
+        &selection.whole,
+        None,
+        &transforms,
+        &files_out,
+        ctx.slots,
+    );
+    if let Some(p) = &predicate {
+        tasks.extend(rewrite::rewrite_tasks(
+            &table,
+            &selection.candidates,
+            Some(p.sql()),
+            &transforms,
+            &files_out,
+            ctx.slots,
+        ));
+    }
+    Ok(UpdateOp {
+        rewrite: Rewrite {
+            table_url,
+            snapshot,
+            predicate,
+            selection,
+            tasks,
+            ctx,
+            outputs: Vec::new(),
+            rewrite_elapsed: Duration::ZERO,
+        },
+        assignments,
+    })
+}
+
+/// A planned UPDATE.
+pub struct UpdateOp {
+    pub rewrite: Rewrite,
+    pub assignments: Vec<Assignment>,
+}
+
+impl Operation for UpdateOp {
+    fn table_url(&self) -> &Url {
+        &self.rewrite.table_url
+    }
+
+    fn read_version(&self) -> i64 {
+        self.rewrite.snapshot.version
+    }
+
+    fn start(&mut self) -> Result<Vec<StagePlan>, JobError> {
+        Ok(self.rewrite.start())
+    }
+
+    fn stage_done(&mut self, result: StageResult) -> Result<Vec<StagePlan>, JobError> {
+        self.rewrite.stage_done(result);
+        Ok(Vec::new())
+    }
+
+    fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {
+        let r = self.rewrite;
+        let removed = r.rewritten_files();
+        let m = r.task_metrics();
+        if removed.is_empty() || m.rows_updated == 0 {
+            return Ok(Outcome::Nothing {
+                summary: "no row matched the condition; nothing to update, nothing committed"
+                    .into(),
+                metrics: Default::default(),
+            });
+        }
+        let mut params = Map::new();
+        params.insert(
+            "predicate".into(),
+            predicate_parameter(r.predicate.as_ref().map(|p| p.sql())),
+        );
+        let mut txn = Txn::new(&r.ctx.job_id, "UPDATE", params);
+        r.fill(&mut txn, &removed, elapsed);
+        txn.metric("numUpdatedRows", m.rows_updated);
+        txn.metric("numCopiedRows", m.rows_copied);
+        let summary = format!(
+            "{} row(s) updated; {} file(s) removed, {} added, {} row(s) copied",
+            m.rows_updated,
+            removed.len(),
+            m.files_written,
+            m.rows_copied
+        );
+        let target = r.target();
+        Ok(Outcome::Commit {
+            txn,
+            target,
+            summary,
+        })
+    }
+}

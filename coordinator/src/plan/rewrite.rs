@@ -1,0 +1,103 @@
+//! Which files a row condition touches, and the tasks that rewrite them: shared by DELETE,
+//! UPDATE and replaceWhere overwrites (later MERGE's target side).
+//!
+//! Files are classified from the log alone ([`prune::classify`]): ruled out (left alone),
+//! wholly matching (every row satisfies the condition), or candidates that must be read.
+//! A rewrite task reads its candidates with a *touch* predicate: a file without a matching row
+//! produces nothing and stays in the table; a file with one is rewritten and removed.
+
+use silt_common::expr::Predicate;
+use silt_common::table::prune::{self, Verdict};
+use silt_common::table::{ActiveFile, TableSnapshot};
+use silt_common::task::{DataFile, FileSpec, Input, Sink, TableSpec, Task, Transform};
+use url::Url;
+
+use super::binpack;
+use crate::driver::JobError;
+
+/// The files of a table split by what a condition does to them.
+#[derive(Debug, Default)]
+pub struct FileSelection {
+    /// Every row matches: the whole file is affected.
+    pub whole: Vec<ActiveFile>,
+    /// Some rows may match: read to find out.
+    pub candidates: Vec<ActiveFile>,
+    /// No row can match.
+    pub untouched: usize,
+}
+
+/// Splits the snapshot's files by `predicate` (`None`: every row of every file matches).
+pub fn select_files(
+    snapshot: &TableSnapshot,
+    predicate: Option<&Predicate>,
+) -> Result<FileSelection, JobError> {
+    let Some(predicate) = predicate else {
+        return Ok(FileSelection {
+            whole: snapshot.files.clone(),
+            ..Default::default()
+        });
+    };
+    let files: Vec<&DataFile> = snapshot.files.iter().map(|f| &f.file).collect();
+    let verdicts = prune::classify(
+        predicate,
+        &snapshot.arrow_schema,
+        &snapshot.partition_columns,
+        &files,
+    )?;
+    let mut sel = FileSelection::default();
+    for (f, v) in snapshot.files.iter().zip(verdicts) {
+        match v {
+            Verdict::NoMatch => sel.untouched += 1,
+            Verdict::AllMatch => sel.whole.push(f.clone()),
+            Verdict::MayMatch => sel.candidates.push(f.clone()),
+        }
+    }
+    Ok(sel)
+}
+
+/// The table a task works on, as tasks carry it.
+pub fn table_spec(table_url: &Url, snapshot_schema_json: &str, partition_columns: &[String]) -> TableSpec {
+    TableSpec {
+        uri: table_url.to_string(),
+        schema_json: snapshot_schema_json.to_string(),
+        partition_columns: partition_columns.to_vec(),
+    }
+}
+
+/// Tasks reading `files` (packed by bytes for `slots` slots), keeping only files with a row
+/// for which `touch` is true (all files when `None`), applying `transforms`, and writing data
+/// files.
+pub fn rewrite_tasks(
+    table: &TableSpec,
+    files: &[ActiveFile],
+    touch: Option<&str>,
+    transforms: &[Transform],
+    files_out: &FileSpec,
+    slots: u32,
+) -> Vec<Task> {
+    let total: u64 = files.iter().map(|f| file_bytes(&f.file)).sum();
+    let per_task = binpack::task_bytes(total, slots);
+    let data: Vec<DataFile> = files.iter().map(|f| f.file.clone()).collect();
+    binpack::consecutive(data, file_bytes, per_task)
+        .into_iter()
+        .map(|files| Task {
+            table: table.clone(),
+            input: Input::TableFiles {
+                files,
+                touch: touch.map(str::to_string),
+            },
+            transforms: transforms.to_vec(),
+            sink: Sink::DataFiles(files_out.clone()),
+        })
+        .collect()
+}
+
+fn file_bytes(f: &DataFile) -> u64 {
+    u64::try_from(f.size_bytes).unwrap_or(0)
+}
+
+/// Rows of the given files that are live (not deleted by a deletion vector), when every file
+/// has a row count; `None` otherwise.
+pub fn live_rows<'a>(files: impl IntoIterator<Item = &'a ActiveFile>) -> Option<i64> {
+    files.into_iter().map(|f| f.file.live_rows()).sum()
+}

@@ -1,0 +1,145 @@
+//! Inputs: source splits, table data files (with an optional touch predicate), exchange
+//! partitions. Each streams its rows through the task's pipeline into the sink.
+
+use std::time::Instant;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use silt_common::exchange::read_reducer_input;
+use silt_common::expr::Predicate;
+use silt_common::schema::{conform_batch, delta_json_to_arrow};
+use silt_common::source::read_split;
+use silt_common::table::file_split;
+use silt_common::task::{DataFile, Input, TaskMetrics};
+use silt_common::Result;
+use url::Url;
+
+use super::BATCH_ROWS;
+use super::sinks::OpenSink;
+use super::transforms::Pipeline;
+
+/// Streams the input's rows through `pipeline` into `sink`. Returns the table files whose
+/// rows were read in full (to be removed by the commit).
+pub async fn drain(
+    input: &Input,
+    table_url: &Url,
+    schema: &SchemaRef,
+    pipeline: &Pipeline,
+    sink: &mut OpenSink,
+    metrics: &mut TaskMetrics,
+) -> Result<Vec<DataFile>> {
+    match input {
+        Input::Source {
+            splits,
+            schema_json,
+        } => {
+            let source_schema = delta_json_to_arrow(schema_json)?;
+            for split in splits {
+                let mut stream = read_split(split, source_schema.clone(), BATCH_ROWS).await?;
+                metrics.bytes_read += split.size_bytes;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    metrics.rows_read += batch.num_rows() as u64;
+                    push(batch, pipeline, sink, metrics).await?;
+                }
+            }
+            Ok(Vec::new())
+        }
+        Input::TableFiles { files, touch } => {
+            let touch = touch
+                .as_deref()
+                .map(|p| Predicate::compile(p, schema))
+                .transpose()?;
+            let mut read = Vec::new();
+            for file in files {
+                if let Some(p) = &touch {
+                    let started = Instant::now();
+                    let hit = any_row_matches(file, table_url, schema, p).await?;
+                    metrics.scan_ms += started.elapsed().as_millis() as u64;
+                    if !hit {
+                        metrics.files_skipped += 1;
+                        continue;
+                    }
+                }
+                let mut rows = table_rows(file, table_url, schema).await?;
+                metrics.bytes_read += u64::try_from(file.size_bytes).unwrap_or(0);
+                while let Some(batch) = rows.next().await {
+                    let batch = batch?;
+                    metrics.rows_read += batch.num_rows() as u64;
+                    push(batch, pipeline, sink, metrics).await?;
+                }
+                metrics.files_touched += 1;
+                read.push(file.clone());
+            }
+            Ok(read)
+        }
+        Input::Exchange {
+            map_outputs,
+            partition,
+        } => {
+            for out in map_outputs {
+                for batch in read_reducer_input(out, *partition).await? {
+                    metrics.rows_read += batch.num_rows() as u64;
+                    let batch = conform_batch(&batch, schema)?;
+                    push(batch, pipeline, sink, metrics).await?;
+                }
+            }
+            Ok(Vec::new())
+        }
+    }
+}
+
+async fn push(
+    batch: RecordBatch,
+    pipeline: &Pipeline,
+    sink: &mut OpenSink,
+    metrics: &mut TaskMetrics,
+) -> Result<()> {
+    if let Some(out) = pipeline.apply(batch, metrics)? {
+        sink.accept(&out).await?;
+    }
+    Ok(())
+}
+
+/// A table data file's live rows (deletion vector applied, partition values filled in) with
+/// the columns of `columns` (the table schema or a subset of it), conformed to it.
+async fn table_rows(
+    file: &DataFile,
+    table_url: &Url,
+    columns: &SchemaRef,
+) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch>>> {
+    let split = file_split(table_url, file)?;
+    let stream = read_split(&split, columns.clone(), BATCH_ROWS).await?;
+    let target = columns.clone();
+    Ok(stream
+        .map(move |b| b.and_then(|b| conform_batch(&b, &target)))
+        .boxed())
+}
+
+/// Whether some live row of the file satisfies `touch`. Reads only the predicate's columns
+/// and stops at the first match.
+async fn any_row_matches(
+    file: &DataFile,
+    table_url: &Url,
+    schema: &SchemaRef,
+    touch: &Predicate,
+) -> Result<bool> {
+    let wanted = touch.columns();
+    let projected = std::sync::Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| wanted.contains(f.name()))
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let mut rows = table_rows(file, table_url, &projected).await?;
+    while let Some(batch) = rows.next().await {
+        let batch = batch?;
+        if touch.evaluate(&batch)?.true_count() > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,113 @@
+//! Running a task: rows from its input ([`inputs`]) pass through its transforms
+//! ([`transforms`]) into its sink ([`sinks`]). Every operation is a combination of these
+//! parts; nothing here is specific to one operation.
+//!
+//! Memory: inputs stream batch by batch; the data file writer bounds what it buffers
+//! (`memory_limit_bytes`), closing its largest open file early when over; exchange streams
+//! flush every few MiB.
+
+mod inputs;
+mod sinks;
+mod transforms;
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use silt_common::cleanup;
+use silt_common::schema::delta_json_to_arrow;
+use silt_common::storage::join_url;
+use silt_common::task::{Input, Sink, TaskMetrics, TaskOutput, TaskSpec};
+use silt_common::{Error, Result};
+use url::Url;
+
+use crate::faults::{Faults, Hit, Point};
+pub use sinks::TaskLimits;
+
+/// Rows per batch read from inputs.
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// Runs one task attempt to completion. On failure, whatever the attempt wrote is deleted
+/// (best effort) before the error is returned. `faults` are test hooks (none in production).
+pub async fn run_task(spec: &TaskSpec, limits: &TaskLimits, faults: &Faults) -> Result<TaskOutput> {
+    let started = Instant::now();
+    let task = &spec.task;
+    if let Hit::Fail(e) | Hit::FailKeepingFiles(e) = faults.at(Point::Start, spec).await {
+        return Err(e);
+    }
+    let schema = delta_json_to_arrow(&task.table.schema_json)?;
+    let table_url = parse_url(&task.table.uri)?;
+    let pipeline = transforms::Pipeline::compile(&task.transforms, &schema)?;
+    let mut sink = sinks::open(&task.sink, &task.table, &schema, &spec.attempt_tag(), limits)?;
+    let mut metrics = TaskMetrics::default();
+    let drained = inputs::drain(
+        &task.input,
+        &table_url,
+        &schema,
+        &pipeline,
+        &mut sink,
+        &mut metrics,
+    )
+    .await;
+    let removes = match drained {
+        Ok(removes) => match faults.at(Point::BeforeClose, spec).await {
+            Hit::Continue => removes,
+            Hit::Fail(e) | Hit::FailKeepingFiles(e) => {
+                sink.abort().await;
+                return Err(e);
+            }
+        },
+        Err(e) => {
+            sink.abort().await;
+            return Err(e);
+        }
+    };
+    let mut out = sink.finish(metrics).await?;
+    match faults.at(Point::AfterClose, spec).await {
+        Hit::Continue => {}
+        Hit::FailKeepingFiles(e) => return Err(e),
+        Hit::Fail(e) => {
+            cleanup_attempt(spec).await;
+            return Err(e);
+        }
+    }
+    out.removes = removes;
+    if matches!(task.input, Input::TableFiles { .. }) {
+        out.metrics.rows_copied = out
+            .metrics
+            .rows_written
+            .saturating_sub(out.metrics.rows_updated);
+    }
+    out.metrics.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(out)
+}
+
+/// Deletes whatever an attempt wrote (its data files, found by name, or its exchange
+/// output), for attempts that were cancelled mid-way and could not clean up themselves.
+pub async fn cleanup_attempt(spec: &TaskSpec) {
+    let tag = spec.attempt_tag();
+    match &spec.task.sink {
+        Sink::DataFiles(files) => {
+            if let Ok(table) = parse_url(&spec.task.table.uri) {
+                let prefix = format!("{}-{tag}-", files.file_prefix);
+                cleanup::remove_files_named(&table, &prefix, &HashSet::new()).await;
+            }
+        }
+        Sink::Exchange { location, .. } => {
+            if let Ok(dir) = parse_url(location).and_then(|l| join_url(&l, &format!("{tag}/"))) {
+                cleanup::remove_dir(&dir).await;
+            }
+        }
+    }
+}
+
+fn parse_url(s: &str) -> Result<Url> {
+    Url::parse(s).map_err(|e| Error::invalid(format!("bad URL `{s}`: {e}")))
+}
+
+/// Counters of a task, for tests and logs.
+pub fn describe(m: &TaskMetrics) -> String {
+    format!(
+        "{} rows read, {} written, {} deleted, {} updated",
+        m.rows_read, m.rows_written, m.rows_deleted, m.rows_updated
+    )
+}

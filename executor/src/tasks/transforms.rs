@@ -1,0 +1,259 @@
+//! Transforms, compiled once per task against the table schema and applied batch by batch.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray};
+use arrow::compute::{filter_record_batch, not};
+use arrow::compute::kernels::zip::zip;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use silt_common::expr::{Expression, Predicate};
+use silt_common::schema::{cast_array, conform_batch};
+use silt_common::task::{Keep, TaskMetrics, Transform};
+use silt_common::{Error, Result};
+
+enum Step {
+    Conform,
+    Check(Predicate),
+    Filter(Predicate, Keep),
+    Update {
+        predicate: Option<Predicate>,
+        /// (column index in the table schema, expression)
+        assignments: Vec<(usize, Expression)>,
+    },
+}
+
+/// A task's transforms, ready to apply.
+pub struct Pipeline {
+    steps: Vec<Step>,
+    schema: SchemaRef,
+}
+
+impl Pipeline {
+    /// Compiles the transforms against the table schema (bad expressions fail here, before
+    /// any row is read).
+    pub fn compile(transforms: &[Transform], schema: &SchemaRef) -> Result<Self> {
+        let steps = transforms
+            .iter()
+            .map(|t| {
+                Ok(match t {
+                    Transform::Conform => Step::Conform,
+                    Transform::Check { predicate } => {
+                        Step::Check(Predicate::compile(predicate, schema)?)
+                    }
+                    Transform::Filter { predicate, keep } => {
+                        Step::Filter(Predicate::compile(predicate, schema)?, *keep)
+                    }
+                    Transform::Update {
+                        predicate,
+                        assignments,
+                    } => Step::Update {
+                        predicate: predicate
+                            .as_deref()
+                            .map(|p| Predicate::compile(p, schema))
+                            .transpose()?,
+                        assignments: assignments
+                            .iter()
+                            .map(|a| {
+                                let idx = schema.index_of(&a.column).map_err(|_| {
+                                    Error::invalid(format!("unknown column `{}`", a.column))
+                                })?;
+                                Ok((idx, Expression::compile(&a.expr, schema)?))
+                            })
+                            .collect::<Result<_>>()?,
+                    },
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            steps,
+            schema: schema.clone(),
+        })
+    }
+
+    /// Applies every step to a batch; `None` when no row is left.
+    pub fn apply(&self, batch: RecordBatch, metrics: &mut TaskMetrics) -> Result<Option<RecordBatch>> {
+        let mut batch = batch;
+        for step in &self.steps {
+            if batch.num_rows() == 0 {
+                return Ok(None);
+            }
+            batch = match step {
+                Step::Conform => conform_batch(&batch, &self.schema)?,
+                Step::Check(p) => {
+                    check_all_match(p, &batch)?;
+                    batch
+                }
+                Step::Filter(p, keep) => {
+                    let matching = p.evaluate(&batch)?;
+                    let mask = match keep {
+                        Keep::Matching => matching,
+                        Keep::NotMatching => not(&matching)?,
+                    };
+                    let kept = mask.true_count();
+                    metrics.rows_deleted += (batch.num_rows() - kept) as u64;
+                    if kept == batch.num_rows() {
+                        batch
+                    } else {
+                        filter_record_batch(&batch, &mask)?
+                    }
+                }
+                Step::Update {
+                    predicate,
+                    assignments,
+                } => self.update(batch, predicate.as_ref(), assignments, metrics)?,
+            };
+        }
+        Ok((batch.num_rows() > 0).then_some(batch))
+    }
+
+    /// Sets the assigned columns on the rows the predicate selects; every expression sees
+    /// the row as it was before the update.
+    fn update(
+        &self,
+        batch: RecordBatch,
+        predicate: Option<&Predicate>,
+        assignments: &[(usize, Expression)],
+        metrics: &mut TaskMetrics,
+    ) -> Result<RecordBatch> {
+        let mask = match predicate {
+            Some(p) => p.evaluate(&batch)?,
+            None => BooleanArray::from(vec![true; batch.num_rows()]),
+        };
+        let n = mask.true_count();
+        metrics.rows_updated += n as u64;
+        if n == 0 {
+            return Ok(batch);
+        }
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        for (idx, expr) in assignments {
+            let field = self.schema.field(*idx);
+            let value = cast_array(&expr.evaluate(&batch)?, field.data_type(), field.name())?;
+            let old = &batch.columns()[*idx];
+            columns[*idx] = if n == batch.num_rows() {
+                value
+            } else {
+                zip(&mask, &value, old)?
+            };
+        }
+        // Re-checks NOT NULL columns (an assignment may set a null).
+        let nullable = Arc::new(arrow::datatypes::Schema::new(
+            self.schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        conform_batch(&RecordBatch::try_new(nullable, columns)?, &self.schema)
+    }
+}
+
+/// Every row must satisfy the predicate (new rows of a replaceWhere overwrite).
+fn check_all_match(p: &Predicate, batch: &RecordBatch) -> Result<()> {
+    let mask = p.evaluate(batch)?;
+    let bad = batch.num_rows() - mask.true_count();
+    if bad > 0 {
+        return Err(Error::DataViolation(format!(
+            "{bad} new row(s) do not satisfy the replaceWhere predicate `{}`",
+            p.sql()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use silt_common::task::Assignment;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]))
+    }
+
+    fn batch() -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+                Arc::new(StringArray::from(vec![Some("a"), None, Some("c"), Some("d")])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn ids(b: &RecordBatch) -> Vec<i64> {
+        b.column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec()
+    }
+
+    #[test]
+    fn filter_keeps_rows_where_the_condition_is_not_true() {
+        let p = Pipeline::compile(
+            &[Transform::Filter {
+                predicate: "s <> 'a'".into(),
+                keep: Keep::NotMatching,
+            }],
+            &schema(),
+        )
+        .unwrap();
+        let mut m = TaskMetrics::default();
+        let out = p.apply(batch(), &mut m).unwrap().unwrap();
+        // `s` is null in row 2: the condition is null there, so the row stays.
+        assert_eq!(ids(&out), vec![1, 2]);
+        assert_eq!(m.rows_deleted, 2);
+    }
+
+    #[test]
+    fn update_sees_old_values_and_counts_rows() {
+        let p = Pipeline::compile(
+            &[Transform::Update {
+                predicate: Some("id >= 2".into()),
+                assignments: vec![
+                    Assignment {
+                        column: "id".into(),
+                        expr: "id * 10".into(),
+                    },
+                    Assignment {
+                        column: "s".into(),
+                        expr: "concat(s, cast(id as varchar))".into(),
+                    },
+                ],
+            }],
+            &schema(),
+        )
+        .unwrap();
+        let mut m = TaskMetrics::default();
+        let out = p.apply(batch(), &mut m).unwrap().unwrap();
+        assert_eq!(ids(&out), vec![1, 20, 30, 40]);
+        let s = out.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(s.value(0), "a");
+        assert_eq!(s.value(2), "c3");
+        assert_eq!(m.rows_updated, 3);
+    }
+
+    #[test]
+    fn update_to_null_in_a_not_null_column_is_a_data_violation() {
+        let p = Pipeline::compile(
+            &[Transform::Update {
+                predicate: None,
+                assignments: vec![Assignment {
+                    column: "id".into(),
+                    expr: "NULL".into(),
+                }],
+            }],
+            &schema(),
+        )
+        .unwrap();
+        let e = p.apply(batch(), &mut TaskMetrics::default()).unwrap_err();
+        assert!(matches!(e, Error::DataViolation(_)), "{e}");
+    }
+}

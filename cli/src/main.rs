@@ -479,6 +479,7 @@ impl<'a> Session<'a> {
                 "summary": result.summary,
                 "metrics": metrics,
                 "winning_commits_checked": result.winning_commits_checked,
+                "task_retries": result.task_retries,
             });
             if let Some(r) = &rows {
                 out["rows"] = rows_as_objects(r);

@@ -1,4 +1,4 @@
-//! End-to-end tests of `silt write`: the real binary on an embedded cluster (coordinator and
+//! End-to-end tests of `silt write` and `silt sql`: the real binary on an embedded cluster (coordinator and
 //! 2 executors over loopback gRPC) or as separate daemon processes, checked against an
 //! independent oracle (`tests/python/oracle.py`: delta-rs writes the expected tables, delta-rs
 //! AND polars read what silt wrote).
@@ -33,3 +33,15 @@ mod concurrency;
 
 #[path = "integration/s3.rs"]
 mod s3;
+
+#[path = "integration/dml.rs"]
+mod dml;
+
+#[path = "integration/conflicts.rs"]
+mod conflicts;
+
+#[path = "integration/sql.rs"]
+mod sql;
+
+#[path = "integration/faults.rs"]
+mod faults;

@@ -403,10 +403,7 @@ fn check_winning_commit(
         .and_then(|c| c.get("operation")?.as_str())
         .unwrap_or("unknown")
         .to_string();
-    // Writers that do not say (delta-rs) are not blind appends, as Delta Spark reads them.
-    let winner_blind = commit_info
-        .and_then(|c| c.get("isBlindAppend")?.as_bool())
-        .unwrap_or(false);
+    let winner_blind = is_blind_append(commit_info, &actions);
     let conflict = |kind: &str, detail: String| {
         CommitError::Conflict(format!(
             "{kind}: version {version} ({operation}) committed concurrently {detail}; this job read version {} — nothing was committed, retry the job",
@@ -420,6 +417,8 @@ fn check_winning_commit(
         IsolationLevel::Serializable => true,
         IsolationLevel::WriteSerializable => !winner_blind || req.changes_metadata,
     };
+    // In Delta Spark's order: protocol, metadata, transactions, added files, then removed
+    // files (read, then removed by both), whatever the order of the actions in the commit.
     for action in &actions {
         if action.get("protocol").is_some() {
             return Err(conflict(
@@ -427,12 +426,16 @@ fn check_winning_commit(
                 "changed the table protocol".into(),
             ));
         }
+    }
+    for action in &actions {
         if action.get("metaData").is_some() {
             return Err(conflict(
                 "MetadataChangedException",
                 "changed the table metadata".into(),
             ));
         }
+    }
+    for action in &actions {
         if let Some(txn) = action.get("txn")
             && let Some(app) = &req.txn_app_id
             && txn.get("appId").and_then(Value::as_str) == Some(app)
@@ -442,47 +445,73 @@ fn check_winning_commit(
                 format!("with the same txn app id `{app}`"),
             ));
         }
-        if let Some(add) = action.get("add") {
-            let data_change = add
-                .get("dataChange")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
-            if check_adds && data_change && add_in_region(&req.read_set.region, add) {
-                let path = add.get("path").and_then(Value::as_str).unwrap_or("?");
-                return Err(conflict(
-                    "ConcurrentAppendException",
-                    format!("adding file `{path}` in the region this job read"),
-                ));
-            }
+    }
+    for add in actions.iter().filter_map(|a| a.get("add")) {
+        let data_change = add
+            .get("dataChange")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        if check_adds && data_change && add_in_region(&req.read_set.region, add) {
+            let path = add.get("path").and_then(Value::as_str).unwrap_or("?");
+            return Err(conflict(
+                "ConcurrentAppendException",
+                format!("adding file `{path}` in the region this job read"),
+            ));
         }
-        if let Some(rm) = action.get("remove")
-            && let Some(p) = rm.get("path").and_then(Value::as_str)
-        {
-            let path = decode(p);
-            let data_change = rm
-                .get("dataChange")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
-            let we_remove = removed.contains(&path);
-            let read_it = read_files.contains(&path)
-                || (data_change && matches!(req.read_set.region, ReadRegion::WholeTable));
-            // A compaction that rewrote a file this job only read keeps its rows as they
-            // were: safe to commit on top of it.
-            if read_it && (data_change || we_remove) {
-                return Err(conflict(
-                    "ConcurrentDeleteReadException",
-                    format!("removing file `{p}` that this job read"),
-                ));
-            }
-            if we_remove {
-                return Err(conflict(
-                    "ConcurrentDeleteDeleteException",
-                    format!("removing file `{p}` that this job also removes"),
-                ));
-            }
+    }
+    let removes: Vec<(&str, bool)> = actions
+        .iter()
+        .filter_map(|a| a.get("remove"))
+        .filter_map(|rm| {
+            let p = rm.get("path").and_then(Value::as_str)?;
+            let data_change = rm.get("dataChange").and_then(Value::as_bool).unwrap_or(true);
+            Some((p, data_change))
+        })
+        .collect();
+    for &(p, data_change) in &removes {
+        let path = decode(p);
+        let read_it = read_files.contains(&path)
+            || (data_change && matches!(req.read_set.region, ReadRegion::WholeTable));
+        // A compaction that rewrote a file this job only read keeps its rows as they were:
+        // safe to commit on top of it.
+        if read_it && (data_change || removed.contains(&path)) {
+            return Err(conflict(
+                "ConcurrentDeleteReadException",
+                format!("removing file `{p}` that this job read"),
+            ));
+        }
+    }
+    for &(p, _) in &removes {
+        if removed.contains(&decode(p)) {
+            return Err(conflict(
+                "ConcurrentDeleteDeleteException",
+                format!("removing file `{p}` that this job also removes"),
+            ));
         }
     }
     Ok(())
+}
+
+/// Whether a winning commit is a blind append: as its `commitInfo.isBlindAppend` says, or,
+/// for writers that do not say (delta-rs), a plain `WRITE` in `Append` mode that only adds
+/// files (an append reads nothing). Anything else counts as having read the table, as Delta
+/// Spark counts it.
+fn is_blind_append(commit_info: Option<&Value>, actions: &[Value]) -> bool {
+    let Some(info) = commit_info else {
+        return false;
+    };
+    if let Some(b) = info.get("isBlindAppend").and_then(Value::as_bool) {
+        return b;
+    }
+    info.get("operation").and_then(Value::as_str) == Some("WRITE")
+        && info
+            .get("operationParameters")
+            .and_then(|p| p.get("mode"))
+            .and_then(Value::as_str)
+            == Some("Append")
+        && actions
+            .iter()
+            .all(|a| a.get("add").is_some() || a.get("commitInfo").is_some())
 }
 
 /// Whether a winning `add` (its JSON) falls into the region this job read.
@@ -665,6 +694,28 @@ mod tests {
         assert_eq!(
             conflict_kind(check(&request(ReadRegion::WholeTable, &[], None), &rearranged)),
             "ok"
+        );
+    }
+
+    #[test]
+    fn appends_that_do_not_say_are_blind_when_they_only_add() {
+        let delta_rs = r#"{"commitInfo":{"operation":"WRITE","operationParameters":{"mode":"Append"}}}"#;
+        let mut read_p1 = request(ReadRegion::Partitions(vec![part("1")]), &[], None);
+        assert_eq!(conflict_kind(check(&read_p1, &add_p1(delta_rs))), "ok");
+        let overwrite = delta_rs.replace("Append", "Overwrite");
+        assert_eq!(
+            conflict_kind(check(&read_p1, &add_p1(&overwrite))),
+            "ConcurrentAppendException"
+        );
+        let merge = r#"{"commitInfo":{"operation":"MERGE"}}"#;
+        assert_eq!(
+            conflict_kind(check(&read_p1, &add_p1(merge))),
+            "ConcurrentAppendException"
+        );
+        read_p1.isolation_level = IsolationLevel::Serializable;
+        assert_eq!(
+            conflict_kind(check(&read_p1, &add_p1(delta_rs))),
+            "ConcurrentAppendException"
         );
     }
 

@@ -237,7 +237,9 @@ async fn drive(
         start(plans, &mut running);
     }
     drop(running);
-    let any_retry = ctx.scheduler.job_had_retries(job_id);
+    let retries = ctx.scheduler.job_retries(job_id);
+    status.send_modify(|s| s.task_retries = retries);
+    let any_retry = retries > 0;
 
     let table_url = op.table_url().clone();
     let outcome = op.finish(started.elapsed())?;
@@ -337,12 +339,13 @@ async fn run_stage(
         tokio::select! {
             r = &mut fut => {
                 let p = ctx.scheduler.progress(job_id, id);
+                let retries = ctx.scheduler.job_retries(job_id);
                 status.send_modify(|s| {
                     if s.stage == name {
                         s.tasks_succeeded = p.succeeded;
                         s.tasks_running = 0;
                     }
-                    s.task_retries = s.task_retries.max(p.retries);
+                    s.task_retries = s.task_retries.max(retries);
                 });
                 if let Err(e) = &r {
                     warn!(job = job_id, stage = %name, "stage failed: {e}");
@@ -356,14 +359,17 @@ async fn run_stage(
             }
             _ = tick.tick() => {
                 let p = ctx.scheduler.progress(job_id, id);
+                let retries = ctx.scheduler.job_retries(job_id);
                 status.send_if_modified(|s| {
                     if s.stage != name {
                         return false;
                     }
-                    let changed = s.tasks_succeeded != p.succeeded || s.tasks_running != p.running || s.task_retries != p.retries;
+                    let changed = s.tasks_succeeded != p.succeeded
+                        || s.tasks_running != p.running
+                        || s.task_retries != retries;
                     s.tasks_succeeded = p.succeeded;
                     s.tasks_running = p.running;
-                    s.task_retries = p.retries;
+                    s.task_retries = retries;
                     changed
                 });
             }

@@ -126,6 +126,8 @@ struct State {
     executors: HashMap<String, ExecutorEntry>,
     stages: HashMap<(String, u32), StageRun>,
     queue: VecDeque<(String, u32, u32)>,
+    /// Re-run attempts per job, kept until the job is forgotten (stages that failed are gone).
+    retries: HashMap<String, u32>,
 }
 
 /// The scheduler; cheap to clone.
@@ -397,14 +399,10 @@ impl Scheduler {
             .unwrap_or_default()
     }
 
-    /// Whether any task of the job's known stages ran more than one attempt (superseded
-    /// attempts may have left files behind).
-    pub fn job_had_retries(&self, job_id: &str) -> bool {
-        self.lock()
-            .stages
-            .iter()
-            .filter(|((j, _), _)| j == job_id)
-            .any(|(_, run)| run.dispatched.iter().any(|a| a.attempt > 0))
+    /// Attempts of the job that were re-run (after a failure or a lost executor); superseded
+    /// attempts may have left files behind.
+    pub fn job_retries(&self, job_id: &str) -> u32 {
+        self.lock().retries.get(job_id).copied().unwrap_or(0)
     }
 
     /// Forgets every stage of a finished job; attempts still running get cancelled at the
@@ -413,6 +411,7 @@ impl Scheduler {
         let mut st = self.lock();
         st.stages.retain(|(j, _), _| j != job_id);
         st.queue.retain(|(j, _, _)| j != job_id);
+        st.retries.remove(job_id);
     }
 
     /// Progress of a stage.
@@ -529,6 +528,7 @@ impl Scheduler {
                     run.retries += 1;
                     st.queue
                         .push_back((key.job_id.clone(), key.stage, key.index));
+                    *st.retries.entry(key.job_id.clone()).or_default() += 1;
                     None
                 };
                 if let Some(err) = fatal {
@@ -587,6 +587,7 @@ impl Scheduler {
                     run.retries += 1;
                     st.queue
                         .push_back((key.job_id.clone(), key.stage, key.index));
+                    *st.retries.entry(key.job_id.clone()).or_default() += 1;
                 }
             }
         }

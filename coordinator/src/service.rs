@@ -106,6 +106,7 @@ impl pb::job_service_server::JobService for JobServiceImpl {
                 serde_json::json!({ "columns": r.columns, "rows": r.rows }).to_string()
             }),
             winning_commits_checked: o.winning_commits_checked,
+            task_retries: s.task_retries,
         }))
     }
 

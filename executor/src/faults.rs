@@ -8,8 +8,8 @@
 //!   `s*/t*/a*`);
 //! * action: `fail` (a retryable failure; the attempt deletes what it wrote), `fatal` (a
 //!   non-retryable failure), `fail-keep` (a retryable failure that leaves the attempt's
-//!   closed files behind, as a crash would; only at `after-close`), `pause=<file>` (wait until
-//!   the file exists), `sleep=<ms>`.
+//!   closed files behind, as a crash would; only at `after-close`), `pause=<file>` (create
+//!   `<file>.reached`, then wait until `<file>` exists), `sleep=<ms>`.
 //!
 //! Several faults are separated by `;` (e.g. in `SILT_FAULTS`).
 
@@ -84,6 +84,10 @@ impl Faults {
                 Action::Fatal => return Hit::Fail(Error::invalid(tag)),
                 Action::FailKeep => return Hit::FailKeepingFiles(Error::internal(tag)),
                 Action::Pause(gate) => {
+                    // Tells the test the attempt got here.
+                    let mut reached = gate.clone().into_os_string();
+                    reached.push(".reached");
+                    let _ = std::fs::write(&reached, spec.display_id());
                     while !gate.exists() {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
@@ -213,6 +217,7 @@ mod tests {
                 .await
                 .is_err()
         );
+        assert!(dir.path().join("go.reached").exists());
         std::fs::write(&gate, b"").unwrap();
         assert!(matches!(waiting.await, Hit::Continue));
     }

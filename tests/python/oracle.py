@@ -6,10 +6,34 @@ delta-rs (`deltalake.write_deltalake`), reads with two readers (delta-rs and pol
 
 Subcommands (run `oracle.py <cmd> --help`):
 
-  gen           random source files (parquet / csv / json) from a seed
-  oracle-write  write a source into a Delta table with delta-rs: the expected table
-  compare       compare a table's content (read by delta-rs AND polars) with the expected
-  inspect       JSON facts about a table (version, files, schema, protocol, last commit)
+  gen             random source files (parquet / csv / json) from a seed
+  oracle-write    write a source into a Delta table with delta-rs: the expected table, or
+                  a concurrent delta-rs writer (`--mode append`); prints {"rows", "version"}
+  compare         compare a table's content (read by delta-rs AND polars) with the expected
+  expect-dpo      expected content of a dynamic partition overwrite (polars)
+  expect-filter   expected content after `DELETE WHERE p` without delta-rs: the rows of a
+                  table (read by polars) for which a polars expression is not true (null
+                  counts as not true, as in SQL), or with --keep-matching those for which
+                  it is true; written to a parquet file
+  dml             DELETE / UPDATE a table in place with delta-rs; prints {"metrics": the
+                  dict delta-rs returns, "version": the committed version, null when
+                  nothing was committed (no row matched)}
+  set-properties  set table properties with delta-rs; prints {"version", "configuration"}
+  compact       bin-packing OPTIMIZE with delta-rs (dataChange=false rewrites), optionally of
+                one partition; prints {"metrics", "version"}
+  inspect         JSON facts about a table (version, files, schema, protocol, last commit)
+
+`gen --format parquet` (variant `base`) suits DELETE/UPDATE tests as it is: `id` int64
+unique and never null; `k` int32 from --k-domain (default 0..3, ~8% nulls unless
+--no-null-k), a small-domain partition column (`oracle-write --partition-by k`); nullable
+(~10%) `s` string (partition-unsafe characters), `d` date (6 values), `ts` timestamp UTC,
+`amount` decimal(10,2), `f` float64, `flag` bool. For example:
+
+  oracle.py gen --seed 1 --rows 5000 --files 3 --out SRC
+  oracle.py oracle-write --table T --source SRC --partition-by k
+  oracle.py dml --table T --op update --set "f=f * 2" --set "s='x'" --predicate "k = 1 AND d IS NULL"
+  oracle.py expect-filter --table T --predicate-py "(col('k') == 2) & (col('id') > 10)" --out E.parquet
+  oracle.py compare --table SILT_T --expected-parquet E.parquet
 
 Exit codes: 0 ok, 1 mismatch / failure (with a summary on stderr), 2 usage errors.
 """
@@ -118,6 +142,8 @@ def generate(
         cols["new_col"] = pa.array(_with_nulls([int(v) for v in new_vals], new_mask), type=pa.int64())
     if variant == "narrow":
         del cols["f"]
+    if variant == "no_k":
+        del cols["k"]
     return pa.table(cols)
 
 
@@ -207,8 +233,14 @@ def read_source(path: str, fmt: str) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
+def error_line(ex: Exception) -> str:
+    """An exception as one line (delta-rs messages span several)."""
+    return f"{type(ex).__name__}: {' '.join(str(ex).split())}"
+
+
 def cmd_oracle_write(args: argparse.Namespace) -> int:
-    from deltalake import write_deltalake
+    from deltalake import DeltaTable, write_deltalake
+    from deltalake.exceptions import DeltaError
 
     data = read_source(args.source, args.format)
     kwargs: dict[str, Any] = {"mode": args.mode}
@@ -218,8 +250,17 @@ def cmd_oracle_write(args: argparse.Namespace) -> int:
         kwargs["predicate"] = args.predicate
     if args.schema_mode:
         kwargs["schema_mode"] = args.schema_mode
-    write_deltalake(args.table, data, **kwargs)
-    eprint(f"oracle-write: {data.num_rows} rows -> {args.table} ({kwargs})")
+    # A write through a DeltaTable updates its version in place: the version of this very
+    # commit, even when other writers commit concurrently (conflict tests).
+    target = DeltaTable(args.table) if DeltaTable.is_deltatable(args.table) else args.table
+    try:
+        write_deltalake(target, data, **kwargs)
+    except DeltaError as ex:
+        eprint(f"oracle-write {args.table}: {error_line(ex)}")
+        return 1
+    version = target.version() if isinstance(target, DeltaTable) else DeltaTable(args.table).version()
+    print(json.dumps({"rows": data.num_rows, "version": version}))
+    eprint(f"oracle-write: {data.num_rows} rows -> {args.table} v{version} ({kwargs})")
     return 0
 
 
@@ -365,9 +406,13 @@ def compare_tables(
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    readers = [r.strip() for r in args.readers.split(",") if r.strip()]
+    # Expected tables are read by delta-rs, unless the comparison leaves it out (tables with
+    # deletion vectors, which delta-rs cannot read).
+    read_expected = read_table_deltalake if "deltalake" in readers else read_table_polars
     expected_parts: list[pa.Table] = []
     for e in args.expected or []:
-        expected_parts.append(read_table_deltalake(e))
+        expected_parts.append(read_expected(e))
     for p in args.expected_parquet or []:
         expected_parts.append(read_expected_parquet(p))
     if not expected_parts:
@@ -382,7 +427,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         aligned.append(normalise(t, columns, args.loose_types))
     expected = pa.concat_tables(aligned, promote_options="permissive")
 
-    readers = [r.strip() for r in args.readers.split(",") if r.strip()]
     problems: list[str] = []
     counts = {}
     for r in readers:
@@ -432,6 +476,101 @@ def cmd_expect_dpo(args: argparse.Namespace) -> int:
         f"expect-dpo: kept {kept.height} old row(s) of untouched partitions + {new.height} new -> {args.out}"
     )
     print(json.dumps({"kept": kept.height, "new": new.height, "touched": touched.height}))
+    return 0
+
+
+def cmd_expect_filter(args: argparse.Namespace) -> int:
+    """Expected content of `DELETE WHERE p` computed with polars, independent of delta-rs's
+    DELETE, also for tables delta-rs cannot read (deletion vectors; polars applies them):
+    the rows for which the polars expression is not true; null is not true, so those stay."""
+    import polars as pl
+
+    table = pl.read_delta(args.table)
+    predicate = eval(args.predicate_py, {"pl": pl, "col": pl.col})  # noqa: S307 - test input
+    matching = table.select(predicate.fill_null(False).alias("matching")).to_series()
+    out = table.filter(matching if args.keep_matching else ~matching)
+    out.write_parquet(args.out)
+    hits = int(matching.sum())
+    eprint(f"expect-filter: {hits} of {table.height} row(s) match; wrote {out.height} -> {args.out}")
+    print(json.dumps({"rows": table.height, "matching": hits, "written": out.height}))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# DML and table properties with delta-rs
+# --------------------------------------------------------------------------------------------
+
+
+def assignment(text: str) -> tuple[str, str]:
+    """argparse type of NAME=VALUE options (the value may contain `=`)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def cmd_dml(args: argparse.Namespace) -> int:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    updates = dict(args.set or [])
+    if (args.op == "update") != bool(updates):
+        eprint("dml: --op update needs --set COL=SQLEXPR; --op delete takes none")
+        return 2
+    try:
+        table = DeltaTable(args.table)
+        before = table.version()
+        if args.op == "delete":
+            metrics = table.delete(args.predicate)
+        else:
+            metrics = table.update(updates=updates, predicate=args.predicate)
+    except DeltaError as ex:
+        eprint(f"dml {args.op} {args.table}: {error_line(ex)}")
+        return 1
+    # delta-rs commits nothing when no row matches; otherwise the table object is at the
+    # version it committed.
+    version = table.version() if table.version() != before else None
+    out = json.dumps({"metrics": metrics, "version": version})
+    if args.out_json:
+        with open(args.out_json, "w", encoding="utf-8") as fh:
+            fh.write(out + "\n")
+    print(out)
+    eprint(f"dml {args.op} {args.table}: version {version}, {metrics}")
+    return 0
+
+
+def cmd_set_properties(args: argparse.Namespace) -> int:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    props = dict(args.prop)
+    try:
+        table = DeltaTable(args.table)
+        table.alter.set_table_properties(props, raise_if_not_exists=False)
+    except DeltaError as ex:
+        eprint(f"set-properties {args.table}: {error_line(ex)}")
+        return 1
+    print(json.dumps({"version": table.version(), "configuration": dict(table.metadata().configuration)}))
+    eprint(f"set-properties {args.table}: {props} -> version {table.version()}")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    filters = None
+    if args.partition:
+        col, _, value = args.partition.partition("=")
+        filters = [(col, "=", value)]
+    try:
+        table = DeltaTable(args.table)
+        metrics = table.optimize.compact(partition_filters=filters)
+    except DeltaError as ex:
+        eprint(f"compact {args.table}: {error_line(ex)}")
+        return 1
+    print(json.dumps({"metrics": metrics, "version": table.version()}, default=str))
+    eprint(f"compact {args.table}: version {table.version()}")
     return 0
 
 
@@ -623,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", required=True)
     g.add_argument("--format", choices=["parquet", "csv", "json"], default="parquet")
     g.add_argument("--files", type=int, default=1)
-    g.add_argument("--variant", choices=["base", "extra_col", "narrow", "badtype"], default="base")
+    g.add_argument("--variant", choices=["base", "extra_col", "narrow", "badtype", "no_k"], default="base")
     g.add_argument("--id-start", type=int, default=0, help="ids are id_start .. id_start+rows-1")
     g.add_argument("--k-domain", default="0,1,2,3", help="values of k, comma separated")
     g.add_argument("--no-null-k", action="store_true", help="no nulls in k")
@@ -660,6 +799,43 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--partition-by", required=True)
     x.add_argument("--out", required=True, help="parquet file to write")
     x.set_defaults(func=cmd_expect_dpo)
+
+    f = sub.add_parser("expect-filter", help="expected content after DELETE WHERE (polars)")
+    f.add_argument("--table", required=True)
+    f.add_argument(
+        "--predicate-py",
+        required=True,
+        help="polars expression over `pl` and `col` (= pl.col), e.g. \"(col('k') == 2) & (col('id') > 10)\"",
+    )
+    f.add_argument("--out", required=True, help="parquet file to write")
+    f.add_argument(
+        "--keep-matching", action="store_true", help="write the rows where it is true instead (the deleted ones)"
+    )
+    f.set_defaults(func=cmd_expect_filter)
+
+    m = sub.add_parser("dml", help="DELETE / UPDATE a table in place with delta-rs")
+    m.add_argument("--table", required=True)
+    m.add_argument("--op", choices=["delete", "update"], required=True)
+    m.add_argument("--predicate", default=None, help="SQL predicate (default: every row)")
+    m.add_argument(
+        "--set",
+        type=assignment,
+        action="append",
+        metavar="COL=SQLEXPR",
+        help="UPDATE assignment (repeatable; --op update only)",
+    )
+    m.add_argument("--out-json", default=None, help="also write the JSON result to this file")
+    m.set_defaults(func=cmd_dml)
+
+    p = sub.add_parser("set-properties", help="set table properties with delta-rs")
+    p.add_argument("--table", required=True)
+    p.add_argument("--prop", type=assignment, action="append", required=True, metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_set_properties)
+
+    o = sub.add_parser("compact", help="bin-packing OPTIMIZE with delta-rs")
+    o.add_argument("--table", required=True)
+    o.add_argument("--partition", default=None, metavar="COL=VALUE", help="only this partition")
+    o.set_defaults(func=cmd_compact)
 
     i = sub.add_parser("inspect", help="JSON facts about a table")
     i.add_argument("--table", required=True)

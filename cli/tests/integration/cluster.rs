@@ -19,6 +19,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(executors: usize, task_delay_ms: u64) -> Cluster {
+        Self::start_with_faults(executors, task_delay_ms, &[])
+    }
+
+    /// `faults[i]`: the `--faults` of executor `i` (test-only fault injection).
+    fn start_with_faults(executors: usize, task_delay_ms: u64, faults: &[&str]) -> Cluster {
         let mut cmd = Command::new(silt_bin());
         cmd.args([
             "coordinator",
@@ -56,6 +61,9 @@ impl Cluster {
                 &format!("it-exec{i}"),
             ]);
             cmd.args(["--task-delay-ms", &task_delay_ms.to_string()]);
+            if let Some(f) = faults.get(i) {
+                cmd.args(["--faults", f]);
+            }
             cmd.env("SILT_LOG", "info");
             let mut d = Daemon::spawn(&format!("executor{i}"), cmd);
             d.wait_for_line("registered with coordinator", START_TIMEOUT);
@@ -66,6 +74,12 @@ impl Cluster {
             coordinator,
             executors: list,
         }
+    }
+
+    fn sql_cmd(&self, sql: &str) -> Command {
+        let mut cmd = Command::new(silt_bin());
+        cmd.args(["sql", sql, "--json", "-q", "--coordinator", &self.url]);
+        cmd
     }
 
     fn write_cmd(&self, table: &Path, source: &Path, extra: &[&str]) -> Command {
@@ -124,20 +138,21 @@ fn killed_executor_mid_job_does_not_change_the_result() {
         .row_groups(250)
         .write(&dir.path().join("a"));
     let t = dir.path().join("t");
-    let mut cluster = Cluster::start(2, 1500);
+    // Executor 0 pauses in the first attempt of every reduce task it gets, so it is killed
+    // while it certainly holds a running task.
+    let gate = Gate::new(dir.path(), "exec0");
+    let mut cluster = Cluster::start_with_faults(2, 300, &[&gate.fault("start", "s1/t*/a0")]);
 
-    // Partitioned: 1+ map task(s) then one reduce task per reducer (2 per executor slot), so
-    // both executors hold a running task when the reduce stage starts.
+    // Partitioned: 1+ map task(s) then one reduce task per reducer (2 per executor slot).
     let cmd = cluster.write_cmd(
         &t,
         &a,
         &["--partition-by", "k", "--target-file-size", "4096"],
     );
-    let mut job = Daemon::spawn_capture("write", cmd);
-    job.wait_for_line("job ", Duration::from_secs(60));
-    let progress = job.wait_for_line("exchange-reduce", Duration::from_secs(90));
+    let job = Daemon::spawn_capture("write", cmd);
+    gate.wait_reached(Duration::from_secs(90));
     eprintln!(
-        "[kill9] progress: {progress}; killing executor0 (pid {})",
+        "[kill9] executor0 holds a reduce task; killing it (pid {})",
         cluster.executors[0].guard.pid()
     );
     cluster.executors[0].guard.kill9();
@@ -153,8 +168,12 @@ fn killed_executor_mid_job_does_not_change_the_result() {
     assert_eq!(j["state"], "succeeded", "{j}");
     assert_eq!(j["version"], 0);
     assert!(
-        logs.contains("executor lost") || out.stderr.contains("retried"),
-        "the coordinator should have noticed the lost executor:\n{logs}"
+        j["task_retries"].as_u64() >= Some(1),
+        "the lost executor's task must have been re-run: {j}"
+    );
+    assert!(
+        logs.contains("executor lost") && logs.contains("tasks=1"),
+        "the coordinator should have noticed the lost executor holding a task:\n{logs}"
     );
 
     // Exactly the source rows (no duplicates from the retried tasks), readable by both readers.
@@ -173,6 +192,24 @@ fn killed_executor_mid_job_does_not_change_the_result() {
     out.assert_ok();
     assert_eq!(out.version(), Some(1));
     assert_same_content(&t, &[Expected::Parquet(&a), Expected::Parquet(&b)], &[]);
+
+    // DELETE and UPDATE reach the daemons through the same job API.
+    let out = Daemon::spawn_capture(
+        "delete",
+        cluster.sql_cmd(&format!("DELETE FROM {} WHERE id >= 2100", delta_ref(&t))),
+    )
+    .finish(Duration::from_secs(120));
+    out.assert_ok();
+    assert_eq!(metric(&out.json(), "numDeletedRows"), 200);
+    let out = Daemon::spawn_capture(
+        "update",
+        cluster.sql_cmd(&format!("UPDATE {} SET f = 0 WHERE id < 10", delta_ref(&t))),
+    )
+    .finish(Duration::from_secs(120));
+    out.assert_ok();
+    assert_eq!(metric(&out.json(), "numUpdatedRows"), 10);
+    assert_eq!(inspect(&t)["num_rows"], 2100);
+    assert_no_orphan_files(&t);
 }
 
 #[test]

@@ -1,4 +1,7 @@
-//! Concurrent writers on one table: separate `silt write` processes racing.
+//! Concurrent writers on one table, made deterministic: writer A is paused (a `pause` fault
+//! at a named point of its task attempts, after its files are written) until writer B has
+//! committed, so A's commit always loses the race and must check B's commit with Delta's
+//! conflict rules. Each test asserts that the race happened (`winning_commits_checked`).
 
 use std::path::Path;
 use std::process::Command;
@@ -6,22 +9,38 @@ use std::time::Duration;
 
 use crate::support::*;
 
+const GATE_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn write_process(table: &Path, source: &Path, extra: &[&str]) -> Command {
     silt_write_cmd(&s(table), &s(source), extra)
 }
 
-/// Starts both writers at once and waits for both.
-fn race(a: Command, b: Command) -> (Out, Out) {
+/// Runs `a` until its first attempt is paused after writing its files, then `b` to the end,
+/// then lets `a` finish. Returns both results.
+pub fn a_loses_the_race(dir: &Path, mut a: Command, b: impl FnOnce() -> Out) -> (Out, Out) {
+    let gate = Gate::new(dir, "a-gate");
+    a.env("SILT_FAULTS", gate.fault("after-close", "s*/t0/a0"));
     let pa = Daemon::spawn_capture("writer-a", a);
-    let pb = Daemon::spawn_capture("writer-b", b);
+    gate.wait_reached(GATE_TIMEOUT);
+    let ob = b();
+    gate.open();
     let oa = pa.finish(WRITE_TIMEOUT);
-    let ob = pb.finish(WRITE_TIMEOUT);
     (oa, ob)
 }
 
+#[track_caller]
+fn assert_raced(out: &Out, checked: u64) {
+    assert_eq!(
+        out.json()["winning_commits_checked"].as_u64(),
+        Some(checked),
+        "the commit must have lost the race and checked the winner\n{}",
+        out.describe()
+    );
+}
+
 #[test]
-fn concurrent_appends_both_commit() {
-    let seed = seed_for("concurrent_appends_both_commit");
+fn appends_racing_each_other_both_commit() {
+    let seed = seed_for("appends_racing_each_other_both_commit");
     let dir = tempdir("race-append");
     let base = Gen::new(seed, 300).write(&dir.path().join("base"));
     let a = Gen::new(seed + 1, 200)
@@ -35,38 +54,28 @@ fn concurrent_appends_both_commit() {
     let t = dir.path().join("t");
     assert_eq!(silt_write_ok(&t, &base, &["--partition-by", "k"]), Some(0));
 
-    for round in 0..2 {
-        let (oa, ob) = race(write_process(&t, &a, &[]), write_process(&t, &b, &[]));
-        oa.assert_ok();
-        ob.assert_ok();
-        let (va, vb) = (oa.version().unwrap(), ob.version().unwrap());
-        assert_ne!(va, vb, "two commits cannot share a version");
-        let lo = 1 + 2 * round;
-        let mut vs = [va, vb];
-        vs.sort();
-        assert_eq!(
-            vs,
-            [lo, lo + 1],
-            "round {round}: versions of the two appends"
-        );
-    }
+    let (oa, ob) = a_loses_the_race(dir.path(), write_process(&t, &a, &[]), || {
+        silt_write(&t, &b, &[])
+    });
+    ob.assert_ok();
+    oa.assert_ok();
+    assert_eq!(ob.version(), Some(1));
+    assert_eq!(oa.version(), Some(2), "the paused append commits after the other");
+    assert_raced(&oa, 1);
     assert_same_content(
         &t,
         &[
             Expected::Parquet(&base),
             Expected::Parquet(&a),
             Expected::Parquet(&b),
-            Expected::Parquet(&a),
-            Expected::Parquet(&b),
         ],
         &[],
     );
-    assert_eq!(inspect(&t)["version"], 4);
 }
 
 #[test]
-fn overwrite_racing_append_is_consistent() {
-    let seed = seed_for("overwrite_racing_append_is_consistent");
+fn overwrite_racing_a_blind_append_follows_the_isolation_level() {
+    let seed = seed_for("overwrite_racing_a_blind_append_follows_the_isolation_level");
     let dir = tempdir("race-overwrite");
     let base = Gen::new(seed, 300).write(&dir.path().join("base"));
     let app = Gen::new(seed + 1, 200)
@@ -75,64 +84,64 @@ fn overwrite_racing_append_is_consistent() {
     let ovw = Gen::new(seed + 2, 150)
         .id_start(2000)
         .write(&dir.path().join("ovw"));
-    let t = dir.path().join("t");
 
-    for round in 0..2 {
-        let _ = std::fs::remove_dir_all(&t);
-        assert_eq!(silt_write_ok(&t, &base, &[]), Some(0));
-        // Alternate who starts first.
-        let (append_cmd, overwrite_cmd) = (
-            write_process(&t, &app, &["--mode", "append"]),
-            write_process(&t, &ovw, &["--mode", "overwrite"]),
-        );
-        let (oa, oo) = if round == 0 {
-            race(append_cmd, overwrite_cmd)
-        } else {
-            let (oo, oa) = race(overwrite_cmd, append_cmd);
-            (oa, oo)
-        };
-        let conflict = |o: &Out| {
-            let l = o.error_line().unwrap_or_default().to_lowercase();
-            l.contains("conflict") || l.contains("concurrent")
-        };
-        let expected: Vec<Expected<'_>> = match (oa.ok(), oo.ok()) {
-            (true, true) => {
-                let (va, vo) = (oa.version().unwrap(), oo.version().unwrap());
-                assert_ne!(va, vo);
-                if va < vo {
-                    // The overwrite came after the append: only its rows remain. (Under Delta's
-                    // rules this is only valid if the overwrite read the append's version.)
-                    vec![Expected::Parquet(&ovw)]
-                } else {
-                    vec![Expected::Parquet(&ovw), Expected::Parquet(&app)]
-                }
-            }
-            (true, false) => {
-                assert!(
-                    conflict(&oo),
-                    "the overwrite failed without a conflict error\n{}",
-                    oo.describe()
-                );
-                vec![Expected::Parquet(&base), Expected::Parquet(&app)]
-            }
-            (false, true) => {
-                assert!(
-                    conflict(&oa),
-                    "the append failed without a conflict error\n{}",
-                    oa.describe()
-                );
-                vec![Expected::Parquet(&ovw)]
-            }
-            (false, false) => panic!("both writers failed\n{}\n{}", oa.describe(), oo.describe()),
-        };
-        eprintln!(
-            "[race round {round}] append ok={} v={:?}, overwrite ok={} v={:?}",
-            oa.ok(),
-            oa.ok().then(|| oa.version()),
-            oo.ok(),
-            oo.ok().then(|| oo.version())
-        );
-        assert_same_content(&t, &expected, &[]);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // WriteSerializable (the default): the blind append is ordered after the overwrite, which
+    // commits on top of it; the appended rows stay.
+    let t = dir.path().join("ws");
+    silt_write_ok(&t, &base, &[]);
+    let (oo, oa) = a_loses_the_race(
+        dir.path(),
+        write_process(&t, &ovw, &["--mode", "overwrite"]),
+        || silt_write(&t, &app, &[]),
+    );
+    oa.assert_ok();
+    oo.assert_ok();
+    assert_raced(&oo, 1);
+    assert_eq!(oo.version(), Some(2));
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&ovw), Expected::Parquet(&app)],
+        &[],
+    );
+
+    // Serializable: the append added data the overwrite read, so the overwrite fails and the
+    // table keeps the base and the append.
+    let dir2 = tempdir("race-overwrite-ser");
+    let t = dir2.path().join("ser");
+    silt_write_ok(&t, &base, &["--property", "delta.isolationLevel=Serializable"]);
+    let (oo, oa) = a_loses_the_race(
+        dir2.path(),
+        write_process(&t, &ovw, &["--mode", "overwrite"]),
+        || silt_write(&t, &app, &[]),
+    );
+    oa.assert_ok();
+    let line = oo.assert_error(&["ConcurrentAppendException", "version 1"]);
+    assert!(line.contains("nothing was committed"), "{line}");
+    assert_eq!(commit_files(&t).len(), 2);
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&base), Expected::Parquet(&app)],
+        &[],
+    );
+    assert!(
+        data_files(&t).len() == inspect(&t)["num_files"].as_u64().unwrap() as usize,
+        "the failed overwrite left no files:\n{}",
+        listing_text(&t)
+    );
+
+    // The append paused instead: a blind append never conflicts; it lands after the overwrite.
+    let dir3 = tempdir("race-append-after-overwrite");
+    let t = dir3.path().join("t");
+    silt_write_ok(&t, &base, &[]);
+    let (oa, oo) = a_loses_the_race(dir3.path(), write_process(&t, &app, &[]), || {
+        silt_write(&t, &ovw, &["--mode", "overwrite"])
+    });
+    oo.assert_ok();
+    oa.assert_ok();
+    assert_raced(&oa, 1);
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&ovw), Expected::Parquet(&app)],
+        &[],
+    );
 }

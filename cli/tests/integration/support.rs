@@ -837,3 +837,129 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+// ---------------------------------------------------------------------------------------------
+// silt sql, DML oracle, fault gates
+// ---------------------------------------------------------------------------------------------
+
+/// `delta.\`<path>\`` for a SQL statement.
+pub fn delta_ref(table: &Path) -> String {
+    format!("delta.`{}`", s(table))
+}
+
+/// The command line of `silt sql STATEMENT --json -q` on an embedded cluster of 2 executors.
+pub fn silt_sql_cmd(sql: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(["sql", sql, "--json", "-q"]);
+    if !extra
+        .iter()
+        .any(|a| *a == "--coordinator" || *a == "--executors")
+    {
+        cmd.args(["--executors", "2"]);
+    }
+    cmd.args(extra);
+    cmd
+}
+
+/// Runs `silt sql` (see [`silt_sql_cmd`]).
+pub fn silt_sql(sql: &str, extra: &[&str]) -> Out {
+    run(silt_sql_cmd(sql, extra), WRITE_TIMEOUT)
+}
+
+/// A statement that must succeed; returns its `--json` result.
+#[track_caller]
+pub fn silt_sql_ok(sql: &str) -> Value {
+    let out = silt_sql(sql, &[]);
+    out.assert_ok();
+    let j = out.json();
+    assert_eq!(j["state"], "succeeded", "{}", out.describe());
+    j
+}
+
+/// A Delta metric of a `--json` result as a number (metrics are strings, as in the log).
+#[track_caller]
+pub fn metric(result: &Value, name: &str) -> i64 {
+    result["metrics"][name]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric `{name}` in {result}"))
+}
+
+/// delta-rs's DELETE or UPDATE on `table` in place (`oracle.py dml`): `{metrics, version}`.
+#[track_caller]
+pub fn oracle_dml(table: &Path, op: &str, predicate: Option<&str>, sets: &[(&str, &str)]) -> Value {
+    let mut args = vec![
+        "dml".to_string(),
+        "--table".into(),
+        s(table),
+        "--op".into(),
+        op.into(),
+    ];
+    if let Some(p) = predicate {
+        args.push("--predicate".into());
+        args.push(p.into());
+    }
+    for (c, e) in sets {
+        args.push("--set".into());
+        args.push(format!("{c}={e}"));
+    }
+    let out = oracle(&args);
+    assert!(out.ok(), "oracle dml failed\n{}", out.describe());
+    serde_json::from_str(out.stdout.trim()).expect("oracle dml prints JSON")
+}
+
+/// The actions of a table's latest commit, read straight from its log.
+pub fn last_commit(table: &Path) -> Vec<Value> {
+    let log = table.join("_delta_log");
+    let latest = commit_files(table)
+        .into_iter()
+        .max()
+        .expect("the table has commits");
+    std::fs::read_to_string(log.join(latest))
+        .expect("read commit")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("commit line is JSON"))
+        .collect()
+}
+
+/// The `commitInfo` of a table's latest commit.
+pub fn last_commit_info(table: &Path) -> Value {
+    last_commit(table)
+        .into_iter()
+        .find_map(|a| a.get("commitInfo").cloned())
+        .expect("the latest commit has a commitInfo")
+}
+
+/// A gate for the `pause=` fault: an attempt that reaches it waits until it is opened.
+pub struct Gate {
+    path: PathBuf,
+}
+
+impl Gate {
+    pub fn new(dir: &Path, name: &str) -> Gate {
+        Gate {
+            path: dir.join(name),
+        }
+    }
+
+    /// `SILT_FAULTS` value pausing attempts matching `selector` at `point` on this gate.
+    pub fn fault(&self, point: &str, selector: &str) -> String {
+        format!("{point}:{selector}:pause={}", s(&self.path))
+    }
+
+    /// Waits until an attempt has reached the gate.
+    #[track_caller]
+    pub fn wait_reached(&self, timeout: Duration) {
+        let reached = PathBuf::from(format!("{}.reached", s(&self.path)));
+        assert!(
+            wait_until(timeout, || reached.exists()),
+            "no attempt reached the gate {} within {timeout:?}",
+            s(&self.path)
+        );
+    }
+
+    pub fn open(&self) {
+        std::fs::write(&self.path, b"").expect("open gate");
+    }
+}

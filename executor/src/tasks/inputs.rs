@@ -112,8 +112,16 @@ async fn table_rows(
     let split = file_split(table_url, file)?;
     let stream = read_split(&split, columns.clone(), BATCH_ROWS).await?;
     let target = columns.clone();
+    // Partition columns outside `columns` come along as constants: leave them out.
     Ok(stream
-        .map(move |b| b.and_then(|b| conform_batch(&b, &target)))
+        .map(move |b| {
+            b.and_then(|b| {
+                let keep: Vec<usize> = (0..b.num_columns())
+                    .filter(|&i| target.index_of(b.schema().field(i).name()).is_ok())
+                    .collect();
+                conform_batch(&b.project(&keep)?, &target)
+            })
+        })
         .boxed())
 }
 

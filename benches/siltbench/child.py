@@ -12,9 +12,10 @@ Prints one JSON object on the last line of stdout. Operations:
   table_info      rows, sum of an amount column, columns, version and per-file stats
   source_info     rows and sum of an amount column of a Parquet directory
   merge_sources   build the MERGE source tables of a target (see scenarios.py)
-  count_where     rows and amount sum matching simple predicates (DELETE expectations)
+  count_where     rows, non-null amounts and amount sum matching simple predicates
+                  (DELETE and UPDATE expectations)
   op              THE MEASURED OPERATION on the delta-rs side: write, merge, compact,
-                  zorder or delete, as described by the spec (see scenarios.py)
+                  zorder, delete or update, as described by the spec (see scenarios.py)
 """
 
 import json
@@ -221,8 +222,9 @@ def merge_sources(spec):
 
 
 def count_where(spec):
-    """Rows and amount sum of a Delta table matching each predicate, evaluated by pyarrow
-    (not by either engine). A predicate is a list of [column, op, value] conjuncts."""
+    """Rows, rows with a non-null amount and amount sum of a Delta table matching each
+    predicate, evaluated by pyarrow (not by either engine). A predicate is a list of
+    [column, op, value] conjuncts."""
     import deltalake
     import pyarrow.compute as pc
 
@@ -238,7 +240,8 @@ def count_where(spec):
             mask = m if mask is None else pc.and_(mask, m)
         hit = t.filter(mask)
         s = pc.sum(hit.column(amount)).as_py()
-        out[name] = {"rows": hit.num_rows, "sum": str(s) if s is not None else "0"}
+        out[name] = {"rows": hit.num_rows, "non_null": hit.num_rows - hit.column(amount).null_count,
+                     "sum": str(s) if s is not None else "0"}
     return {"rows": t.num_rows, "sum": _sum_str(t.column(amount)), "matches": out}
 
 
@@ -281,6 +284,8 @@ def op(spec):
             spec["columns"], target_size=spec["target_size"])
     elif kind == "delete":
         metrics = deltalake.DeltaTable(spec["table"]).delete(spec["predicate"])
+    elif kind == "update":
+        metrics = deltalake.DeltaTable(spec["table"]).update(updates=spec["updates"], predicate=spec["predicate"])
     else:
         raise ValueError(f"unknown op kind {kind}")
     return {"op_s": time.monotonic() - started, "metrics": metrics}

@@ -4,6 +4,11 @@ import statistics
 
 SIDES = ("silt", "delta-rs")
 METRICS = ("wall_s", "cpu_s", "peak_rss_mib")
+# Data files a DELETE/UPDATE removed and added, from each engine's own metrics: delta-rs's
+# snake_case numbers, silt's Delta operationMetrics (camelCase strings).
+DML_GROUPS = ("delete", "update")
+FILE_METRICS = {"files_removed": ("num_removed_files", "numRemovedFiles"),
+                "files_added": ("num_added_files", "numAddedFiles")}
 
 
 def stats(values):
@@ -18,6 +23,18 @@ def summarize_side(side):
     side["summary"] = {m: stats([r[m] for r in ok]) for m in METRICS}
     inner = [r["inner_op_s"] for r in ok if r.get("inner_op_s") is not None]
     side["summary"]["inner_op_s"] = stats(inner)
+
+
+def summarize_files(side):
+    ok = [r for r in side["runs"] if r["ok"]]
+    for key, names in FILE_METRICS.items():
+        counts = []
+        for r in ok:
+            metrics = r.get("engine_metrics") or {}
+            found = [metrics[n] for n in names if metrics.get(n) is not None]
+            if found:
+                counts.append(int(found[0]))
+        side["summary"][key] = stats(counts)
 
 
 def ratios(scenario):
@@ -39,6 +56,8 @@ def finish(results):
     for sc in results["scenarios"]:
         for s in SIDES:
             summarize_side(sc["sides"][s])
+            if sc["group"] in DML_GROUPS:
+                summarize_files(sc["sides"][s])
         sc["ratio_silt_over_delta_rs"] = ratios(sc)
 
 
@@ -67,6 +86,13 @@ def _ratio(r, metric):
     return f"**{s['median']:.2f}** ({s['min']:.2f}–{s['max']:.2f})"
 
 
+def _files(side, key):
+    if not side["available"]:
+        return "n/a"
+    s = side["summary"].get(key)
+    return "–" if s is None else f"{s['median']:g}"
+
+
 def _name(sc):
     return f"merge {sc['label']}" if sc["group"] == "merge" else sc["name"]
 
@@ -79,7 +105,7 @@ def markdown(results):
     lines = [
         f"### silt vs delta-rs ({results['profile']} profile, {results['timestamp']})",
         "",
-        f"- scale: SF {p['scale']:g} for MERGE, compaction, Z-order, DELETE and query skipping "
+        f"- scale: SF {p['scale']:g} for MERGE, compaction, Z-order, DELETE, UPDATE and query skipping "
         f"(store_sales {p['rows']['store_sales']:,} rows in {p['fact_files']} files, web_returns "
         f"{p['rows']['web_returns']:,} rows in {p['fact_files']} files, compaction input "
         f"{p['small_files']} files); load: {p['load_rows']:,} store_sales rows from "
@@ -112,6 +138,15 @@ def markdown(results):
             f"| {_name(sc)} | {_median(s, 'wall_s')} | {_median(d, 'wall_s')}{_inner(d)} | {_ratio(r, 'wall_s')} | "
             f"{_ratio(r, 'cpu_s')} | {_median(s, 'peak_rss_mib', 0)} | {_median(d, 'peak_rss_mib', 0)} | "
             f"{_ratio(r, 'peak_rss_mib')} |")
+    dml = [sc for sc in results["scenarios"] if sc["group"] in DML_GROUPS]
+    if dml:
+        lines += ["", "DELETE / UPDATE: data files removed / added (rewritten) by each side, from the "
+                  "engines' own metrics (median over runs):", "",
+                  "| scenario | matching rows | silt removed | silt added | delta-rs removed | delta-rs added |",
+                  "|---|---|---|---|---|---|"]
+        for sc in dml:
+            cells = [_files(sc["sides"][side], key) for side in SIDES for key in FILE_METRICS]
+            lines.append(f"| {_name(sc)} | {sc['params']['matching_rows']:,} | " + " | ".join(cells) + " |")
     sk = results.get("skipping") or []
     if sk:
         lines += ["", "Query file skipping (files scanned / files in the table, from the add-action "

@@ -6,7 +6,8 @@ See benches/README.md. In short:
    rows), and at --scale: store_sales and web_returns in --fact-files files, and store_sales
    in --small-files small files. The last three become Delta tables in place
    (deltalake.convert_to_deltalake: the generator's files, with their stats, are the
-   table), the common starting point of every run of MERGE, compaction, Z-order and DELETE.
+   table), the common starting point of every run of MERGE, compaction, Z-order, DELETE
+   and UPDATE.
 2. Build the MERGE sources from their targets and compute every expected result
    independently (pyarrow over the data, not either engine).
 3. For each scenario and repetition, run each side in its own child process on a fresh
@@ -33,14 +34,16 @@ from pathlib import Path
 from . import layout, report, scenarios
 from .measure import (ChildError, git_info, machine, parent_peak_rss_mib, run_child,
                       run_measured, tool_version)
-from .scenarios import (DELETE_CASES, MERGE_CASES, MERGE_TARGETS, STATS_COLS, STORE_SALES,
-                        STORE_SALES_MERGE_CASES, WEB_RETURNS, ZORDER_COLS, MergeCase, Scenario)
+from .scenarios import (DML_CASES, MERGE_CASES, MERGE_TARGETS, STATS_COLS, STORE_SALES,
+                        STORE_SALES_MERGE_CASES, UPDATE_COL, UPDATE_INCREMENT, UPDATES, WEB_RETURNS,
+                        ZORDER_COLS, MergeCase, Scenario)
 
 BENCHES = Path(__file__).resolve().parent.parent
 REPO = BENCHES.parent
 CHILD = Path(__file__).resolve().parent / "child.py"
 CHARTS = Path(__file__).resolve().parent / "charts.py"
 SIDES = ("silt", "delta-rs")
+DML_OPS = ("delete", "update")
 
 PROFILES = {
     # Keeps the runner working inside the test suite (benches/tests/bench_quick.rs).
@@ -85,7 +88,7 @@ def parse_args(argv):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="full",
                     help="preset sizes (default full); the options below override it")
-    ap.add_argument("--scale", type=float, help="TPC-DS scale factor of the MERGE/OPTIMIZE/DELETE data")
+    ap.add_argument("--scale", type=float, help="TPC-DS scale factor of the MERGE/OPTIMIZE/DELETE/UPDATE data")
     ap.add_argument("--load-rows", type=int, help="store_sales rows of the load scenario")
     ap.add_argument("--load-files", type=int, help="Parquet files of the load source")
     ap.add_argument("--fact-files", type=int, help="files of the store_sales and web_returns targets")
@@ -214,9 +217,9 @@ def build_scenarios(ctx, patterns):
                                  for c in merge_cases_for("store_sales", prof)),
         "compaction": selected("compaction", patterns),
         "zorder": selected("zorder", patterns),
-        "delete": any(selected(f"delete/{n}", patterns) for n in DELETE_CASES),
+        "dml": any(selected(f"{op}/{n}", patterns) for op in DML_OPS for n in DML_CASES),
     }
-    need_ss = wanted["store_sales_merge"] or wanted["zorder"] or wanted["delete"]
+    need_ss = wanted["store_sales_merge"] or wanted["zorder"] or wanted["dml"]
     data = {}
     datagen = build_datagen(args) if any(wanted.values()) else None
     if datagen:
@@ -251,8 +254,9 @@ def build_scenarios(ctx, patterns):
         out.append(compaction_scenario(ctx))
     if wanted["zorder"]:
         out.append(zorder_scenario(ctx))
-    if wanted["delete"]:
-        out += delete_scenarios(ctx, patterns)
+    if wanted["dml"]:
+        for op in DML_OPS:
+            out += dml_scenarios(ctx, op, patterns)
     return [s for s in out if selected(s.name, patterns)]
 
 
@@ -345,28 +349,41 @@ def zorder_scenario(ctx):
         analyze="zorder")
 
 
-def delete_scenarios(ctx, patterns):
+def dml_scenarios(ctx, op, patterns):
+    """`op` ("delete" or "update") of store_sales WHERE each of DML_CASES. DELETE is checked
+    by rows and the ss_net_paid sum left, UPDATE by unchanged rows and the UPDATE_COL sum
+    grown by UPDATE_INCREMENT per matching non-null value."""
     d = ctx.data_sets["store_sales"]
-    names = [n for n in DELETE_CASES if selected(f"delete/{n}", patterns)]
-    counts = ctx.child("count_where", {"path": d["path"], "amount_col": STORE_SALES["amount_col"],
-                                       "predicates": {n: DELETE_CASES[n] for n in names}})
+    names = [n for n in DML_CASES if selected(f"{op}/{n}", patterns)]
+    if not names:
+        return []
+    amount = STORE_SALES["amount_col"] if op == "delete" else UPDATE_COL
+    counts = ctx.child("count_where", {"path": d["path"], "amount_col": amount,
+                                       "predicates": {n: DML_CASES[n] for n in names}})
+    total = decimal.Decimal(counts["sum"])
     out = []
     for n in names:
-        sql = scenarios.predicate_sql(DELETE_CASES[n])
+        sql = scenarios.predicate_sql(DML_CASES[n])
         hit = counts["matches"][n]
+        if op == "delete":
+            statement = f"DELETE FROM store_sales WHERE {sql}"
+            extra = {}
+            expect = {"rows": counts["rows"] - hit["rows"], "sum": str(total - decimal.Decimal(hit["sum"]))}
+        else:
+            statement = f"UPDATE store_sales SET {scenarios.assignments_sql(UPDATES)} WHERE {sql}"
+            extra = {"updates": UPDATES}
+            expect = {"rows": counts["rows"], "sum": str(total + hit["non_null"] * UPDATE_INCREMENT)}
 
-        def spec(run_dir, sql=sql):
+        def spec(run_dir, sql=sql, extra=extra):
             fresh_copy(Path(d["path"]), run_dir / "table")
-            return {"kind": "delete", "table": str(run_dir / "table"), "predicate": sql}
+            return {"kind": op, "table": str(run_dir / "table"), "predicate": sql, **extra}
 
-        total = decimal.Decimal(counts["sum"])
         out.append(Scenario(
-            name=f"delete/{n}", group="delete", kind="delete", label=f"delete {n}",
-            description=f"DELETE FROM store_sales WHERE {sql} ({hit['rows']:,} of {counts['rows']:,} rows)",
+            name=f"{op}/{n}", group=op, kind=op, label=f"{op} {n}",
+            description=f"{statement} ({hit['rows']:,} of {counts['rows']:,} rows)",
             spec=spec,
-            expect={"rows": counts["rows"] - hit["rows"], "sum": str(total - decimal.Decimal(hit["sum"])),
-                    "amount_col": STORE_SALES["amount_col"]},
-            params={"predicate": sql, "matching_rows": hit["rows"], "table_rows": counts["rows"]}))
+            expect={**expect, "amount_col": amount},
+            params={"predicate": sql, **extra, "matching_rows": hit["rows"], "table_rows": counts["rows"]}))
     return out
 
 
@@ -494,7 +511,7 @@ def baseline_analyses(ctx, results):
     ss = ctx.data_sets.get("store_sales")
     if ss:
         files = ss["info"]["files"]
-        results["skipping"].insert(0, {"layout": "generated (Z-order/DELETE input)", "side": "silt-datagen",
+        results["skipping"].insert(0, {"layout": "generated (Z-order/DELETE/UPDATE input)", "side": "silt-datagen",
                                        "available": True, "files": len(files), "rows": ss["info"]["rows"],
                                        "predicates": layout.skipping(files)})
         results["clustering"]["tables"].insert(0, ("before Z-order (generated)", {

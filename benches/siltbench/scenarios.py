@@ -10,8 +10,8 @@ The delta-rs side runs it with `child.py op` (the Python `deltalake` package). s
 is `SILT_SIDE[kind](spec, ctx)`, which returns the `silt` command line for the spec, or is
 `None` while silt does not have the operation: the runner then reports that side as not
 available (in the JSON, the Markdown table and the charts) and never measures anything in
-its place. Giving silt MERGE, OPTIMIZE, Z-order or DELETE in the benchmark is one function
-here, e.g.
+its place. Giving silt MERGE, OPTIMIZE or Z-order in the benchmark is one function here,
+e.g.
 
     def silt_merge(spec, ctx):
         return [ctx.silt_bin, "merge", "--table", spec["table"], "--source", spec["source"],
@@ -20,6 +20,7 @@ here, e.g.
 """
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 
 
@@ -34,20 +35,38 @@ def silt_write(spec, ctx):
             *cluster_flags(ctx), "--json", "-q"]
 
 
+def silt_sql(statement, ctx):
+    return [ctx.silt_bin, "sql", *cluster_flags(ctx), "--json", "-q", statement]
+
+
+def delta_ref(spec):
+    """The spec's table in SQL: delta.`/absolute/path`."""
+    return f"delta.`{os.path.abspath(spec['table'])}`"
+
+
+def silt_delete(spec, ctx):
+    return silt_sql(f"DELETE FROM {delta_ref(spec)} WHERE {spec['predicate']}", ctx)
+
+
+def silt_update(spec, ctx):
+    return silt_sql(f"UPDATE {delta_ref(spec)} SET {assignments_sql(spec['updates'])} "
+                    f"WHERE {spec['predicate']}", ctx)
+
+
 # op kind -> builder of silt's command line, or None while silt lacks the operation.
 SILT_SIDE = {
     "write": silt_write,
     "merge": None,
     "compact": None,
     "zorder": None,
-    "delete": None,
+    "delete": silt_delete,
+    "update": silt_update,
 }
 
 NOT_AVAILABLE = {
     "merge": "silt has no MERGE yet",
     "compact": "silt has no OPTIMIZE yet",
     "zorder": "silt has no OPTIMIZE ZORDER BY yet",
-    "delete": "silt has no DELETE yet",
 }
 
 
@@ -190,16 +209,17 @@ def merge_sql(t, clauses):
     return " ".join(sql)
 
 
-# --- DELETE cases ------------------------------------------------------------------------
+# --- DELETE and UPDATE cases -------------------------------------------------------------
 
 def date_sk(year, month, day):
     """TPC-DS date key (Julian day number) of a calendar date."""
     return dt.date(year, month, day).toordinal() + 1_721_425
 
 
-# name -> conjuncts [column, op, value]; evaluated independently by pyarrow for the
-# expected result and rendered as SQL for the engines.
-DELETE_CASES = {
+# name -> conjuncts [column, op, value] of the WHERE clause of both the DELETE and the
+# UPDATE scenarios; evaluated independently by pyarrow for the expected result and
+# rendered as SQL for the engines.
+DML_CASES = {
     # Aligned with the layout (dates grow with ticket numbers): touches few files.
     "date_range": [["ss_sold_date_sk", ">=", date_sk(2001, 10, 1)],
                    ["ss_sold_date_sk", "<", date_sk(2002, 1, 1)]],
@@ -208,8 +228,20 @@ DELETE_CASES = {
 }
 
 
+# UPDATE store_sales SET UPDATE_COL = UPDATE_COL + UPDATE_INCREMENT WHERE ...: the sum of
+# UPDATE_COL grows by the increment once per matching row where it is not null (null + 1
+# stays null), which the verification checks.
+UPDATE_COL = "ss_ext_discount_amt"
+UPDATE_INCREMENT = 1
+UPDATES = {UPDATE_COL: f"{UPDATE_COL} + {UPDATE_INCREMENT}"}
+
+
 def predicate_sql(conjuncts):
     return " AND ".join(f"{c} {op} {v}" for c, op, v in conjuncts)
+
+
+def assignments_sql(updates):
+    return ", ".join(f"{col} = {expr}" for col, expr in updates.items())
 
 
 @dataclass

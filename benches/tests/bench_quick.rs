@@ -140,6 +140,8 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
         "zorder",
         "delete/date_range",
         "delete/scattered",
+        "update/date_range",
+        "update/scattered",
     ] {
         assert!(
             names.contains(&expected),
@@ -183,13 +185,14 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
             "{name}: RSS"
         );
         let s = side(sc, "silt");
-        if name == "load" {
-            assert_eq!(s["available"], true, "silt has WRITE");
-            assert_eq!(s["ok_runs"], 1, "silt load failed: {s}");
+        let dml = name.starts_with("delete/") || name.starts_with("update/");
+        if name == "load" || dml {
+            assert_eq!(s["available"], true, "silt has {name}");
+            assert_eq!(s["ok_runs"], 1, "silt {name} failed: {s}");
             let ratio = &sc["ratio_silt_over_delta_rs"]["wall_s"];
             assert!(
                 ratio["median"].as_f64().unwrap_or(0.0) > 0.0,
-                "load ratio: {ratio}"
+                "{name} ratio: {ratio}"
             );
             assert_eq!(ratio["n"], 1);
         } else {
@@ -206,6 +209,15 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
             );
             assert_eq!(s["runs"].as_array().map(Vec::len), Some(0), "{name}");
             assert!(sc["ratio_silt_over_delta_rs"].is_null(), "{name}: no ratio");
+        }
+        if dml {
+            // Files rewritten: no more than delta-rs rewrites.
+            let removed = |side: &Value| side["summary"]["files_removed"]["median"].as_f64();
+            let (ours, theirs) = (removed(s), removed(d));
+            assert!(
+                ours.is_some() && theirs.is_some() && ours <= theirs,
+                "{name}: silt removed {ours:?} files, delta-rs {theirs:?}"
+            );
         }
     }
 

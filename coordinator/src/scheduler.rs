@@ -654,3 +654,168 @@ fn fail_stage(st: &mut State, stage_key: &(String, u32), err: StageError) {
     st.queue
         .retain(|(j, s, _)| !(j == &stage_key.0 && *s == stage_key.1));
 }
+
+#[cfg(test)]
+mod tests {
+    //! The scheduler's state machine, driven directly: reports, heartbeats and lost
+    //! executors with time injected (tokio's paused clock), no gRPC.
+    use super::*;
+    use silt_common::task::{FileSpec, Input, Sink, TableSpec};
+
+    fn task(n: u32) -> Task {
+        Task {
+            table: TableSpec {
+                uri: "file:///t".into(),
+                schema_json: "{}".into(),
+                partition_columns: vec![],
+            },
+            input: Input::Exchange {
+                map_outputs: vec![],
+                partition: n,
+            },
+            transforms: vec![],
+            sink: Sink::DataFiles(FileSpec {
+                target_file_size_bytes: 1,
+                stats: Default::default(),
+                file_prefix: "part-j".into(),
+            }),
+        }
+    }
+
+    fn scheduler() -> Scheduler {
+        Scheduler::new(SchedulerConfig {
+            max_task_attempts: 3,
+            executor_timeout_ms: 1_000,
+            heartbeat_interval_ms: 100,
+            max_poll_wait_ms: 50,
+        })
+    }
+
+    /// Starts a stage of `n` tasks in the background; its result arrives on the handle.
+    fn start_stage(
+        s: &Scheduler,
+        epoch: u64,
+        n: u32,
+    ) -> tokio::task::JoinHandle<Result<Vec<TaskOutput>, StageError>> {
+        let s = s.clone();
+        let handle = tokio::spawn(async move {
+            s.run_stage("j", 0, epoch, 0, (0..n).map(task).collect()).await
+        });
+        handle
+    }
+
+    async fn poll(s: &Scheduler, exec: &str) -> TaskSpec {
+        for _ in 0..100 {
+            if let Some(t) = s.poll(exec, Duration::from_millis(10)).await.unwrap() {
+                return t;
+            }
+        }
+        panic!("no task for {exec}");
+    }
+
+    fn ok() -> Result<TaskOutput, TaskFailure> {
+        Ok(TaskOutput::default())
+    }
+
+    fn fail(retryable: bool) -> Result<TaskOutput, TaskFailure> {
+        Err(TaskFailure {
+            message: "boom".into(),
+            retryable,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_wrong_executor_and_old_epoch_reports_are_ignored() {
+        let s = scheduler();
+        let a = s.register(1, "a").executor_id;
+        let b = s.register(1, "b").executor_id;
+        let stage = start_stage(&s, 7, 1);
+        let t = poll(&s, &a).await;
+        let key = AttemptKey::of(&t);
+        assert_eq!((t.attempt, t.epoch), (0, 7));
+        // From another executor, or another epoch: ignored.
+        assert!(!s.report(&b, &key, 7, ok()));
+        assert!(!s.report(&a, &key, 6, ok()));
+        // The attempt fails (retryable): attempt 1 goes to the other executor.
+        assert!(s.report(&a, &key, 7, fail(true)));
+        let t1 = poll(&s, &b).await;
+        assert_eq!(t1.attempt, 1);
+        // A late report of the superseded attempt 0 is stale.
+        assert!(!s.report(&a, &key, 7, ok()));
+        assert!(s.report(&b, &AttemptKey::of(&t1), 7, ok()));
+        assert_eq!(stage.await.unwrap().unwrap().len(), 1);
+        assert_eq!(s.job_retries("j"), 1);
+        // After the stage, reports for it are stale.
+        assert!(!s.report(&b, &AttemptKey::of(&t1), 7, ok()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_bounded_and_bad_input_fails_at_once() {
+        let s = scheduler();
+        let a = s.register(1, "a").executor_id;
+        let stage = start_stage(&s, 1, 1);
+        for attempt in 0..3 {
+            let t = poll(&s, &a).await;
+            assert_eq!(t.attempt, attempt);
+            assert!(s.report(&a, &AttemptKey::of(&t), 1, fail(true)));
+        }
+        match stage.await.unwrap() {
+            Err(StageError::AttemptsExhausted { attempts, .. }) => assert_eq!(attempts, 3),
+            other => panic!("{other:?}"),
+        }
+        s.forget_job("j");
+
+        let stage = start_stage(&s, 1, 2);
+        let t = poll(&s, &a).await;
+        assert!(s.report(&a, &AttemptKey::of(&t), 1, fail(false)));
+        assert!(matches!(
+            stage.await.unwrap(),
+            Err(StageError::TaskFailed { .. })
+        ));
+        assert_eq!(s.job_retries("j"), 0, "non-retryable: no retry");
+        // The failed stage's other task is gone from the queue.
+        assert!(s.poll(&a, Duration::from_millis(10)).await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_executor_is_lost_and_its_attempts_rerun() {
+        let s = scheduler();
+        let a = s.register(1, "a").executor_id;
+        let b = s.register(1, "b").executor_id;
+        let stage = start_stage(&s, 1, 1);
+        let t = poll(&s, &a).await;
+        // `b` heartbeats, `a` stays silent past the timeout.
+        for _ in 0..12 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            s.heartbeat(&b, vec![]);
+        }
+        assert_eq!(s.reap_lost_executors(), vec![a.clone()]);
+        let t1 = poll(&s, &b).await;
+        assert_eq!((t1.index, t1.attempt), (t.index, 1));
+        // The lost executor comes back: it must register again, and its report is stale.
+        assert!(s.heartbeat(&a, vec![AttemptKey::of(&t)]).reregister);
+        assert!(!s.report(&a, &AttemptKey::of(&t), 1, ok()));
+        assert!(s.report(&b, &AttemptKey::of(&t1), 1, ok()));
+        assert!(stage.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_attempts_are_waited_for_until_executors_let_go() {
+        let s = scheduler();
+        let a = s.register(1, "a").executor_id;
+        let stage = start_stage(&s, 1, 1);
+        let t = poll(&s, &a).await;
+        let key = AttemptKey::of(&t);
+        s.cancel_job("j");
+        assert!(matches!(stage.await.unwrap(), Err(StageError::Cancelled)));
+        // The executor still runs it: the heartbeat tells it to cancel, the job is not idle.
+        let reply = s.heartbeat(&a, vec![key.clone()]);
+        assert_eq!(reply.cancel, vec![key.clone()]);
+        assert_eq!(s.job_attempts_in_flight("j"), 1);
+        assert!(!s.wait_job_idle("j", Duration::from_millis(200)).await);
+        // Once the executor no longer reports it (past the grace for fresh hand-outs), idle.
+        tokio::time::advance(Duration::from_millis(300)).await;
+        s.heartbeat(&a, vec![]);
+        assert!(s.wait_job_idle("j", Duration::from_millis(10)).await);
+    }
+}

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use arrow::compute::prep_null_mask_filter;
@@ -26,12 +26,20 @@ use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Ident, Value as SqlValue, visit_expressions_mut,
 };
 
 use crate::{Error, Result};
+
+/// The DataFusion session expressions are planned with, made once: building one registers
+/// every built-in function, which costs more than planning a predicate.
+fn session() -> &'static SessionState {
+    static STATE: OnceLock<SessionState> = OnceLock::new();
+    STATE.get_or_init(|| SessionContext::new().state())
+}
 
 /// A compiled SQL expression of any type.
 #[derive(Clone)]
@@ -70,8 +78,7 @@ impl Expression {
         if sql.trim().is_empty() {
             return Err(invalid("empty expression".into()));
         }
-        let ctx = SessionContext::new();
-        let state = ctx.state();
+        let state = session();
         let mut ast = state
             .sql_to_expr_with_alias(sql, &Dialect::Generic)
             .map_err(|e| invalid(df_reason(&e)))?;

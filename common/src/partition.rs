@@ -341,12 +341,7 @@ pub fn split_by_partition(
         let idx = schema.index_of(name).map_err(|_| {
             Error::invalid(format!(
                 "partition column `{name}` is not in the data (columns: {})",
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                crate::schema::column_list(&schema)
             ))
         })?;
         let col = Arc::clone(batch.column(idx));

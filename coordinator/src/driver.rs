@@ -76,13 +76,18 @@ impl PlanContext {
     /// Prefix of the data files this job writes; the executor appends the attempt tag.
     /// Cleanup finds the job's files by it.
     pub fn file_prefix(&self) -> String {
-        format!("part-{}", self.job_id)
+        job_file_prefix(&self.job_id)
     }
 
     /// The directory of this job's exchanges under the table root.
     pub fn exchange_location(&self, table_url: &Url) -> Url {
         exchange_dir(table_url, &self.job_id)
     }
+}
+
+/// Prefix of every data file name of a job (`part-<job id>`).
+pub fn job_file_prefix(job_id: &str) -> String {
+    format!("part-{job_id}")
 }
 
 pub(crate) fn exchange_dir(table_url: &Url, job_id: &str) -> Url {
@@ -194,7 +199,8 @@ pub async fn run(
     ctx.scheduler.forget_job(job_id);
     cleanup::remove_dir(&exchange_dir(&table_url, job_id)).await;
     if needs_file_cleanup {
-        cleanup::remove_files_named(&table_url, &format!("part-{job_id}-"), &kept).await;
+        let prefix = format!("{}-", job_file_prefix(job_id));
+        cleanup::remove_files_named(&table_url, &prefix, &kept).await;
     }
     result.map(|d| d.outcome)
 }

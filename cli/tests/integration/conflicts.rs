@@ -38,6 +38,19 @@ fn expected_after_delete(dir: &Path, table: &Path, polars_cond: &str, name: &str
     out
 }
 
+/// delta-rs appends `source` to `table` (a plain append: nothing read).
+fn delta_rs_append(table: &Path, source: &Path) -> Out {
+    oracle_ok(&[
+        "oracle-write",
+        "--table",
+        &s(table),
+        "--source",
+        &s(source),
+        "--mode",
+        "append",
+    ])
+}
+
 fn silt_sql_process(sql: &str) -> std::process::Command {
     silt_sql_cmd(sql, &[])
 }
@@ -60,19 +73,7 @@ fn blind_append_into_the_deleted_range_by_isolation_level() {
         let (od, oa) = a_loses_the_race(
             dir.path(),
             silt_sql_process(&format!("DELETE FROM {} WHERE id < 200", delta_ref(&t))),
-            || {
-                let out = oracle(&[
-                    "oracle-write".to_string(),
-                    "--table".into(),
-                    s(&t),
-                    "--source".into(),
-                    s(&late),
-                    "--mode".into(),
-                    "append".into(),
-                ]);
-                assert!(out.ok(), "{}", out.describe());
-                out
-            },
+            || delta_rs_append(&t, &late),
         );
         assert!(oa.ok());
         if conflict {
@@ -111,19 +112,7 @@ fn append_outside_the_read_range_does_not_conflict_even_when_serializable() {
     let (od, oa) = a_loses_the_race(
         dir.path(),
         silt_sql_process(&format!("DELETE FROM {} WHERE id < 200", delta_ref(&t))),
-        || {
-            let out = oracle(&[
-                "oracle-write".to_string(),
-                "--table".into(),
-                s(&t),
-                "--source".into(),
-                s(&late),
-                "--mode".into(),
-                "append".into(),
-            ]);
-            assert!(out.ok(), "{}", out.describe());
-            out
-        },
+        || delta_rs_append(&t, &late),
     );
     assert!(oa.ok());
     od.assert_ok();

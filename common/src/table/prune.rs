@@ -173,7 +173,6 @@ struct FileStats {
     columns: Vec<ColumnStats>,
     row_counts: UInt64Array,
     schema: SchemaRef,
-    partition_columns: Vec<String>,
 }
 
 struct ColumnStats {
@@ -249,7 +248,6 @@ impl FileStats {
             columns: out,
             row_counts,
             schema: schema.clone(),
-            partition_columns: partition_columns.to_vec(),
         })
     }
 
@@ -283,7 +281,6 @@ impl FileStats {
             fields.push(field.clone().with_nullable(true));
             cols.push(values.clone());
         }
-        let _ = &self.partition_columns;
         let options = arrow::record_batch::RecordBatchOptions::new()
             .with_row_count(Some(self.num_files));
         Ok(arrow::record_batch::RecordBatch::try_new_with_options(

@@ -11,10 +11,10 @@ use silt_common::table::TableSnapshot;
 use silt_common::task::{Keep, Transform};
 use url::Url;
 
-use super::dml::Rewrite;
+use super::dml::{DmlKind, DmlOp};
 use super::{executor_slots, existing_table};
 use crate::JobContext;
-use crate::driver::{JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid};
+use crate::driver::{JobError, Operation, Outcome, PlanContext, invalid};
 use crate::plan::rewrite::{self, live_rows};
 use crate::txn::{Txn, predicate_parameter};
 
@@ -57,23 +57,24 @@ pub fn plan(
     snapshot: TableSnapshot,
     predicate: Option<Predicate>,
     ctx: PlanContext,
-) -> Result<DeleteOp, JobError> {
+) -> Result<DmlOp, JobError> {
     let selection = rewrite::select_files(&snapshot, predicate.as_ref())?;
     let tasks = match &predicate {
         Some(p) if !selection.candidates.is_empty() => rewrite::rewrite_tasks(
-            &Rewrite::table_spec(&table_url, &snapshot),
+            &DmlOp::table_spec(&table_url, &snapshot),
             &selection.candidates,
             Some(p.sql()),
             &[Transform::Filter {
                 predicate: p.sql().to_string(),
                 keep: Keep::NotMatching,
             }],
-            &Rewrite::files_out(&snapshot, &ctx),
+            &DmlOp::files_out(&snapshot, &ctx),
             ctx.slots,
         ),
         _ => Vec::new(),
     };
-    Ok(DeleteOp(Rewrite {
+    Ok(DmlOp {
+        kind: DmlKind::Delete,
         table_url,
         snapshot,
         predicate,
@@ -82,70 +83,115 @@ pub fn plan(
         ctx,
         outputs: Vec::new(),
         rewrite_elapsed: Duration::ZERO,
-    }))
+    })
 }
 
-/// A planned DELETE.
-pub struct DeleteOp(pub Rewrite);
-
-impl Operation for DeleteOp {
-    fn table_url(&self) -> &Url {
-        &self.0.table_url
+/// The outcome of a finished DELETE: removes (whole files and rewritten ones), adds, Delta's
+/// DELETE metrics; nothing to commit when no row matched.
+pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
+    let rewritten = r.rewritten_files();
+    let removed: Vec<_> = r.selection.whole.iter().cloned().chain(rewritten).collect();
+    if removed.is_empty() {
+        return Ok(Outcome::Nothing {
+            summary: "no row matched the condition; nothing to delete, nothing committed"
+                .into(),
+            metrics: Default::default(),
+        });
     }
-
-    fn read_version(&self) -> i64 {
-        self.0.snapshot.version
+    let m = r.task_metrics();
+    let mut params = Map::new();
+    params.insert(
+        "predicate".into(),
+        predicate_parameter(r.predicate.as_ref().map(|p| p.sql())),
+    );
+    let mut txn = Txn::new(&r.ctx.job_id, "DELETE", params);
+    r.fill(&mut txn, &removed, elapsed);
+    // Rows of files removed whole come from the log (live rows: minus deletion vectors).
+    let whole_rows = live_rows(&r.selection.whole);
+    let deleted = whole_rows.map(|w| w + m.rows_deleted as i64);
+    // As Delta Spark: without row counts for the files removed whole, the row metrics
+    // are left out.
+    if let Some(d) = deleted {
+        txn.metric("numDeletedRows", d);
+        txn.metric("numCopiedRows", m.rows_copied);
     }
+    let summary = format!(
+        "{} row(s) deleted; {} file(s) removed, {} added, {} row(s) copied",
+        deleted.map_or("unknown number of".to_string(), |d| d.to_string()),
+        removed.len(),
+        m.files_written,
+        m.rows_copied
+    );
+    let target = r.target();
+    Ok(Outcome::Commit {
+        txn,
+        target,
+        summary,
+    })
+}
 
-    fn start(&mut self) -> Result<Vec<StagePlan>, JobError> {
-        Ok(self.0.start())
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::rewrite::testing::{snapshot, stats};
+    use silt_common::task::Input;
 
-    fn stage_done(&mut self, result: StageResult) -> Result<Vec<StagePlan>, JobError> {
-        self.0.stage_done(result);
-        Ok(Vec::new())
-    }
-
-    fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {
-        let r = self.0;
-        let rewritten = r.rewritten_files();
-        let removed: Vec<_> = r.selection.whole.iter().cloned().chain(rewritten).collect();
-        if removed.is_empty() {
-            return Ok(Outcome::Nothing {
-                summary: "no row matched the condition; nothing to delete, nothing committed"
-                    .into(),
-                metrics: Default::default(),
-            });
+    fn ctx() -> PlanContext {
+        PlanContext {
+            job_id: "j".into(),
+            slots: 2,
         }
-        let m = r.task_metrics();
-        let mut params = Map::new();
-        params.insert(
-            "predicate".into(),
-            predicate_parameter(r.predicate.as_ref().map(|p| p.sql())),
-        );
-        let mut txn = Txn::new(&r.ctx.job_id, "DELETE", params);
-        r.fill(&mut txn, &removed, elapsed);
-        // Rows of files removed whole come from the log (live rows: minus deletion vectors).
-        let whole_rows = live_rows(&r.selection.whole);
-        let deleted = whole_rows.map(|w| w + m.rows_deleted as i64);
-        // As Delta Spark: without row counts for the files removed whole, the row metrics
-        // are left out.
-        if let Some(d) = deleted {
-            txn.metric("numDeletedRows", d);
-            txn.metric("numCopiedRows", m.rows_copied);
+    }
+
+    fn planned(sql: Option<&str>) -> DmlOp {
+        let (a, b) = (stats(10, 0, 10), stats(10, 20, 30));
+        let snap = snapshot(&[("1", Some(&a)), ("2", Some(&b)), ("2", None)]);
+        let predicate = sql.map(|s| Predicate::compile(s, &snap.arrow_schema).unwrap());
+        plan(Url::parse("file:///planner-test/t/").unwrap(), snap, predicate, ctx()).unwrap()
+    }
+
+    fn paths(files: &[silt_common::table::ActiveFile]) -> Vec<&str> {
+        files.iter().map(|f| f.file.path.as_str()).collect()
+    }
+
+    #[test]
+    fn partition_conditions_remove_whole_files_without_tasks() {
+        let op = planned(Some("p = 1"));
+        assert_eq!(paths(&op.selection.whole), vec!["p=1/f0.parquet"]);
+        assert!(op.tasks.is_empty());
+        assert_eq!(op.selection.untouched, 2);
+    }
+
+    #[test]
+    fn statistics_decide_whole_files_and_candidates() {
+        let op = planned(Some("id > 15"));
+        // f1's ids are 20..30: every row matches; f2 has no statistics: it must be read.
+        assert_eq!(paths(&op.selection.whole), vec!["p=2/f1.parquet"]);
+        assert_eq!(paths(&op.selection.candidates), vec!["p=2/f2.parquet"]);
+        assert_eq!(op.tasks.len(), 1);
+        let t = &op.tasks[0];
+        match &t.input {
+            Input::TableFiles { files, touch } => {
+                assert_eq!(files.len(), 1);
+                assert_eq!(touch.as_deref(), Some("id > 15"));
+            }
+            other => panic!("{other:?}"),
         }
-        let summary = format!(
-            "{} row(s) deleted; {} file(s) removed, {} added, {} row(s) copied",
-            deleted.map_or("unknown number of".to_string(), |d| d.to_string()),
-            removed.len(),
-            m.files_written,
-            m.rows_copied
+        assert_eq!(
+            t.transforms,
+            vec![Transform::Filter {
+                predicate: "id > 15".into(),
+                keep: Keep::NotMatching
+            }]
         );
-        let target = r.target();
-        Ok(Outcome::Commit {
-            txn,
-            target,
-            summary,
-        })
+    }
+
+    #[test]
+    fn no_condition_removes_everything_and_nothing_matching_plans_nothing() {
+        let op = planned(None);
+        assert_eq!(op.selection.whole.len(), 3);
+        assert!(op.tasks.is_empty());
+        let op = planned(Some("id < -5 AND p = 1"));
+        assert!(op.selection.whole.is_empty() && op.tasks.is_empty());
     }
 }

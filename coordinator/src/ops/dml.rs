@@ -12,15 +12,25 @@ use url::Url;
 
 use super::write::DEFAULT_TARGET_FILE_SIZE;
 use crate::commit::ReadRegion;
-use crate::driver::{CommitTarget, PlanContext, StagePlan, StageResult};
+use crate::driver::{
+    CommitTarget, JobError, Operation, Outcome, PlanContext, StagePlan, StageResult,
+};
 use crate::plan::rewrite::FileSelection;
 use crate::txn::Txn;
 
 /// Name of the stage that rewrites touched files.
 pub const REWRITE_STAGE: &str = "rewrite";
 
-/// A DML statement's plan and progress.
-pub struct Rewrite {
+/// Which DML statement a [`DmlOp`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmlKind {
+    Delete,
+    Update,
+}
+
+/// A planned DELETE or UPDATE and its progress.
+pub struct DmlOp {
+    pub kind: DmlKind,
     pub table_url: Url,
     pub snapshot: TableSnapshot,
     pub predicate: Option<Predicate>,
@@ -32,7 +42,7 @@ pub struct Rewrite {
     pub rewrite_elapsed: Duration,
 }
 
-impl Rewrite {
+impl DmlOp {
     /// The table as tasks carry it.
     pub fn table_spec(table_url: &Url, snapshot: &TableSnapshot) -> TableSpec {
         TableSpec {
@@ -52,19 +62,6 @@ impl Rewrite {
             stats: snapshot.properties.stats.clone(),
             file_prefix: ctx.file_prefix(),
         }
-    }
-
-    pub fn start(&self) -> Vec<StagePlan> {
-        if self.tasks.is_empty() {
-            Vec::new()
-        } else {
-            vec![StagePlan::new(REWRITE_STAGE, self.tasks.clone())]
-        }
-    }
-
-    pub fn stage_done(&mut self, result: StageResult) {
-        self.rewrite_elapsed += result.elapsed;
-        self.outputs.extend(result.outputs);
     }
 
     /// Counters of every rewrite task, added up.
@@ -151,6 +148,37 @@ impl Rewrite {
             log_store: self.snapshot.table.log_store(),
             read_version: self.snapshot.version,
             properties: self.snapshot.properties.clone(),
+        }
+    }
+}
+
+impl Operation for DmlOp {
+    fn table_url(&self) -> &Url {
+        &self.table_url
+    }
+
+    fn read_version(&self) -> i64 {
+        self.snapshot.version
+    }
+
+    fn start(&mut self) -> Result<Vec<StagePlan>, JobError> {
+        Ok(if self.tasks.is_empty() {
+            Vec::new()
+        } else {
+            vec![StagePlan::new(REWRITE_STAGE, self.tasks.clone())]
+        })
+    }
+
+    fn stage_done(&mut self, result: StageResult) -> Result<Vec<StagePlan>, JobError> {
+        self.rewrite_elapsed += result.elapsed;
+        self.outputs.extend(result.outputs);
+        Ok(Vec::new())
+    }
+
+    fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {
+        match self.kind {
+            DmlKind::Delete => super::delete::finish(*self, elapsed),
+            DmlKind::Update => super::update::finish(*self, elapsed),
         }
     }
 }

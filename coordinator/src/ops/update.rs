@@ -9,16 +9,16 @@ use arrow::datatypes::{DataType, Schema};
 use serde_json::Map;
 use silt_common::expr::{Expression, Predicate};
 use silt_common::request::UpdateRequest;
-use silt_common::schema::type_name;
+use silt_common::schema::{column_list, type_name};
 use silt_common::table::TableSnapshot;
 use silt_common::task::{Assignment, Transform};
 use url::Url;
 
 use super::delete::check_deletable;
-use super::dml::Rewrite;
+use super::dml::{DmlKind, DmlOp};
 use super::{executor_slots, existing_table};
 use crate::JobContext;
-use crate::driver::{JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid};
+use crate::driver::{JobError, Operation, Outcome, PlanContext, invalid};
 use crate::plan::rewrite;
 use crate::txn::{Txn, predicate_parameter};
 
@@ -71,12 +71,7 @@ pub fn resolve_assignments(
             .ok_or_else(|| {
                 invalid(format!(
                     "unknown column `{column}` in SET (columns: {})",
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    column_list(schema)
                 ))
             })?;
         if out.iter().any(|a| &a.column == field.name()) {
@@ -128,10 +123,10 @@ pub fn plan(
     predicate: Option<Predicate>,
     assignments: Vec<Assignment>,
     ctx: PlanContext,
-) -> Result<UpdateOp, JobError> {
+) -> Result<DmlOp, JobError> {
     let selection = rewrite::select_files(&snapshot, predicate.as_ref())?;
-    let table = Rewrite::table_spec(&table_url, &snapshot);
-    let files_out = Rewrite::files_out(&snapshot, &ctx);
+    let table = DmlOp::table_spec(&table_url, &snapshot);
+    let files_out = DmlOp::files_out(&snapshot, &ctx);
     let transforms = [Transform::Update {
         predicate: predicate.as_ref().map(|p| p.sql().to_string()),
         assignments: assignments.clone(),
@@ -155,77 +150,113 @@ pub fn plan(
             ctx.slots,
         ));
     }
-    Ok(UpdateOp {
-        rewrite: Rewrite {
-            table_url,
-            snapshot,
-            predicate,
-            selection,
-            tasks,
-            ctx,
-            outputs: Vec::new(),
-            rewrite_elapsed: Duration::ZERO,
-        },
-        assignments,
+    Ok(DmlOp {
+        kind: DmlKind::Update,
+        table_url,
+        snapshot,
+        predicate,
+        selection,
+        tasks,
+        ctx,
+        outputs: Vec::new(),
+        rewrite_elapsed: Duration::ZERO,
     })
 }
 
-/// A planned UPDATE.
-pub struct UpdateOp {
-    pub rewrite: Rewrite,
-    pub assignments: Vec<Assignment>,
+/// The outcome of a finished UPDATE: the rewritten files replaced, Delta's UPDATE metrics;
+/// nothing to commit when no row matched.
+pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
+    let removed = r.rewritten_files();
+    let m = r.task_metrics();
+    if removed.is_empty() || m.rows_updated == 0 {
+        return Ok(Outcome::Nothing {
+            summary: "no row matched the condition; nothing to update, nothing committed"
+                .into(),
+            metrics: Default::default(),
+        });
+    }
+    let mut params = Map::new();
+    params.insert(
+        "predicate".into(),
+        predicate_parameter(r.predicate.as_ref().map(|p| p.sql())),
+    );
+    let mut txn = Txn::new(&r.ctx.job_id, "UPDATE", params);
+    r.fill(&mut txn, &removed, elapsed);
+    txn.metric("numUpdatedRows", m.rows_updated);
+    txn.metric("numCopiedRows", m.rows_copied);
+    let summary = format!(
+        "{} row(s) updated; {} file(s) removed, {} added, {} row(s) copied",
+        m.rows_updated,
+        removed.len(),
+        m.files_written,
+        m.rows_copied
+    );
+    let target = r.target();
+    Ok(Outcome::Commit {
+        txn,
+        target,
+        summary,
+    })
 }
 
-impl Operation for UpdateOp {
-    fn table_url(&self) -> &Url {
-        &self.rewrite.table_url
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::rewrite::testing::{snapshot, stats};
+    use silt_common::task::Input;
+
+    #[test]
+    fn whole_files_are_read_without_a_scan_pass() {
+        let (a, b) = (stats(10, 0, 10), stats(10, 20, 30));
+        let snap = snapshot(&[("1", Some(&a)), ("2", Some(&b))]);
+        let assignments =
+            resolve_assignments(&[("S".into(), "upper(s)".into())], &snap.arrow_schema).unwrap();
+        assert_eq!(assignments[0].column, "s", "the table's spelling");
+        let predicate = Predicate::compile("p = 1 OR id > 25", &snap.arrow_schema).unwrap();
+        let op = plan(
+            Url::parse("file:///planner-test/t/").unwrap(),
+            snap,
+            Some(predicate),
+            assignments,
+            PlanContext {
+                job_id: "j".into(),
+                slots: 1,
+            },
+        )
+        .unwrap();
+        let touches: Vec<Option<&str>> = op
+            .tasks
+            .iter()
+            .map(|t| match &t.input {
+                Input::TableFiles { touch, .. } => touch.as_deref(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // p=1 matches whole (no scan); p=2 may match (scan for id > 25 first).
+        assert_eq!(touches, vec![None, Some("p = 1 OR id > 25")]);
     }
 
-    fn read_version(&self) -> i64 {
-        self.rewrite.snapshot.version
-    }
-
-    fn start(&mut self) -> Result<Vec<StagePlan>, JobError> {
-        Ok(self.rewrite.start())
-    }
-
-    fn stage_done(&mut self, result: StageResult) -> Result<Vec<StagePlan>, JobError> {
-        self.rewrite.stage_done(result);
-        Ok(Vec::new())
-    }
-
-    fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {
-        let r = self.rewrite;
-        let removed = r.rewritten_files();
-        let m = r.task_metrics();
-        if removed.is_empty() || m.rows_updated == 0 {
-            return Ok(Outcome::Nothing {
-                summary: "no row matched the condition; nothing to update, nothing committed"
-                    .into(),
-                metrics: Default::default(),
-            });
+    #[test]
+    fn assignments_are_checked_against_the_schema() {
+        let snap = snapshot(&[]);
+        let schema = &snap.arrow_schema;
+        let err = |a: &[(&str, &str)]| {
+            let a: Vec<(String, String)> =
+                a.iter().map(|(c, e)| (c.to_string(), e.to_string())).collect();
+            resolve_assignments(&a, schema).unwrap_err().to_string()
+        };
+        assert!(err(&[("nope", "1")]).contains("unknown column `nope` in SET"));
+        assert!(err(&[("id", "'x'")]).contains("type mismatch"));
+        assert!(err(&[("id", "1"), ("ID", "2")]).contains("more than once"));
+        assert!(err(&[("s.x", "1")]).contains("nested field"));
+        assert!(err(&[("id", "nope + 1")]).contains("unknown column `nope`"));
+        assert!(err(&[]).contains("at least one assignment"));
+        // Numbers into numbers, anything into strings, strings into dates.
+        for (c, e) in [("id", "1.5"), ("s", "id + 1"), ("p", "NULL")] {
+            let a = vec![(c.to_string(), e.to_string())];
+            assert!(resolve_assignments(&a, schema).is_ok(), "{c} = {e}");
         }
-        let mut params = Map::new();
-        params.insert(
-            "predicate".into(),
-            predicate_parameter(r.predicate.as_ref().map(|p| p.sql())),
-        );
-        let mut txn = Txn::new(&r.ctx.job_id, "UPDATE", params);
-        r.fill(&mut txn, &removed, elapsed);
-        txn.metric("numUpdatedRows", m.rows_updated);
-        txn.metric("numCopiedRows", m.rows_copied);
-        let summary = format!(
-            "{} row(s) updated; {} file(s) removed, {} added, {} row(s) copied",
-            m.rows_updated,
-            removed.len(),
-            m.files_written,
-            m.rows_copied
-        );
-        let target = r.target();
-        Ok(Outcome::Commit {
-            txn,
-            target,
-            summary,
-        })
+        assert!(store_assignable(&DataType::Utf8, &DataType::Date32));
+        assert!(!store_assignable(&DataType::Utf8, &DataType::Boolean));
     }
 }

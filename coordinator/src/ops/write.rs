@@ -735,12 +735,7 @@ fn resolve_partition_columns(
             .ok_or_else(|| {
                 invalid(format!(
                     "unknown partition column `{name}` (columns: {})",
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    schema::column_list(schema)
                 ))
             })?;
         if field.data_type().is_nested() {

@@ -10,7 +10,6 @@ use silt_common::expr::Predicate;
 use silt_common::table::prune::{self, Verdict};
 use silt_common::table::{ActiveFile, TableSnapshot};
 use silt_common::task::{DataFile, FileSpec, Input, Sink, TableSpec, Task, Transform};
-use url::Url;
 
 use super::binpack;
 use crate::driver::JobError;
@@ -55,15 +54,6 @@ pub fn select_files(
     Ok(sel)
 }
 
-/// The table a task works on, as tasks carry it.
-pub fn table_spec(table_url: &Url, snapshot_schema_json: &str, partition_columns: &[String]) -> TableSpec {
-    TableSpec {
-        uri: table_url.to_string(),
-        schema_json: snapshot_schema_json.to_string(),
-        partition_columns: partition_columns.to_vec(),
-    }
-}
-
 /// Tasks reading `files` (packed by bytes for `slots` slots), keeping only files with a row
 /// for which `touch` is true (all files when `None`), applying `transforms`, and writing data
 /// files.
@@ -100,4 +90,71 @@ fn file_bytes(f: &DataFile) -> u64 {
 /// has a row count; `None` otherwise.
 pub fn live_rows<'a>(files: impl IntoIterator<Item = &'a ActiveFile>) -> Option<i64> {
     files.into_iter().map(|f| f.file.live_rows()).sum()
+}
+
+/// Snapshots for planner unit tests: built without IO (the table handle is never loaded).
+#[cfg(test)]
+pub mod testing {
+    use std::collections::{BTreeMap, HashMap};
+
+    use silt_common::table::{ActiveFile, TableProperties, TableSnapshot};
+    use silt_common::task::DataFile;
+    use url::Url;
+
+    /// A table `(id long, s string, p int)` partitioned by `p`, with one file per
+    /// `(partition value, stats JSON)`.
+    pub fn snapshot(files: &[(&str, Option<&str>)]) -> TableSnapshot {
+        let schema_json = r#"{"type":"struct","fields":[{"name":"id","type":"long","nullable":true,"metadata":{}},{"name":"s","type":"string","nullable":true,"metadata":{}},{"name":"p","type":"integer","nullable":true,"metadata":{}}]}"#;
+        let url = Url::parse("file:///planner-test/t/").unwrap();
+        TableSnapshot {
+            table: deltalake_core::DeltaTableBuilder::from_url(url)
+                .unwrap()
+                .build()
+                .unwrap(),
+            version: 3,
+            schema_json: schema_json.to_string(),
+            arrow_schema: silt_common::schema::delta_json_to_arrow(schema_json).unwrap(),
+            partition_columns: vec!["p".into()],
+            configuration: HashMap::new(),
+            properties: TableProperties::default(),
+            min_reader_version: 1,
+            min_writer_version: 2,
+            writer_features: vec![],
+            files: files
+                .iter()
+                .enumerate()
+                .map(|(i, (p, stats))| {
+                    let path = format!("p={p}/f{i}.parquet");
+                    ActiveFile {
+                        file: DataFile {
+                            path: path.clone(),
+                            partition_values: BTreeMap::from([(
+                                "p".to_string(),
+                                Some(p.to_string()),
+                            )]),
+                            size_bytes: 1000,
+                            modification_time_ms: 0,
+                            stats_json: stats.map(str::to_string),
+                            num_records: stats
+                                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                                .and_then(|v| v["numRecords"].as_i64())
+                                .unwrap_or(-1),
+                            deletion_vector: None,
+                        },
+                        remove: deltalake_core::kernel::Remove {
+                            path,
+                            data_change: true,
+                            ..Default::default()
+                        },
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    pub fn stats(n: i64, min: i64, max: i64) -> String {
+        format!(
+            r#"{{"numRecords":{n},"minValues":{{"id":{min}}},"maxValues":{{"id":{max}}},"nullCount":{{"id":0}}}}"#
+        )
+    }
 }

@@ -1,6 +1,7 @@
 //! Inputs: source splits, table data files (with an optional touch predicate), exchange
 //! partitions. Each streams its rows through the task's pipeline into the sink.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use arrow::datatypes::{Schema, SchemaRef};
@@ -9,7 +10,7 @@ use futures::StreamExt;
 use silt_common::exchange::read_reducer_input;
 use silt_common::expr::Predicate;
 use silt_common::schema::{conform_batch, delta_json_to_arrow};
-use silt_common::source::read_split;
+use silt_common::source::{RowFilterSpec, read_split, read_split_filtered};
 use silt_common::table::file_split;
 use silt_common::task::{DataFile, Input, TaskMetrics};
 use silt_common::Result;
@@ -62,12 +63,27 @@ pub async fn drain(
                         continue;
                     }
                 }
-                let mut rows = table_rows(file, table_url, schema).await?;
+                // A leading filter is applied while decoding where the file allows it.
+                let filter = pipeline.leading_filter().map(|(p, keep)| RowFilterSpec {
+                    predicate: p.clone(),
+                    keep,
+                    dropped: Default::default(),
+                });
+                let (mut rows, filtered) =
+                    table_rows_filtered(file, table_url, schema, filter.as_ref()).await?;
+                let first_step = usize::from(filtered);
                 metrics.bytes_read += u64::try_from(file.size_bytes).unwrap_or(0);
                 while let Some(batch) = rows.next().await {
                     let batch = batch?;
                     metrics.rows_read += batch.num_rows() as u64;
-                    push(batch, pipeline, sink, metrics).await?;
+                    if let Some(out) = pipeline.apply_from(first_step, batch, metrics)? {
+                        sink.accept(&out).await?;
+                    }
+                }
+                if let Some(f) = filter.filter(|_| filtered) {
+                    let dropped = f.dropped.load(Ordering::Relaxed);
+                    metrics.rows_read += dropped;
+                    metrics.rows_deleted += dropped;
                 }
                 metrics.files_touched += 1;
                 read.push(file.clone());
@@ -109,11 +125,23 @@ async fn table_rows(
     table_url: &Url,
     columns: &SchemaRef,
 ) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch>>> {
+    Ok(table_rows_filtered(file, table_url, columns, None).await?.0)
+}
+
+/// [`table_rows`], leaving out the rows `filter` drops while decoding where the file allows
+/// it (the flag says whether it did).
+async fn table_rows_filtered(
+    file: &DataFile,
+    table_url: &Url,
+    columns: &SchemaRef,
+    filter: Option<&RowFilterSpec>,
+) -> Result<(futures::stream::BoxStream<'static, Result<RecordBatch>>, bool)> {
     let split = file_split(table_url, file)?;
-    let stream = read_split(&split, columns.clone(), BATCH_ROWS).await?;
+    let (stream, filtered) =
+        read_split_filtered(&split, columns.clone(), BATCH_ROWS, filter).await?;
     let target = columns.clone();
     // Partition columns outside `columns` come along as constants: leave them out.
-    Ok(stream
+    let rows = stream
         .map(move |b| {
             b.and_then(|b| {
                 let keep: Vec<usize> = (0..b.num_columns())
@@ -122,7 +150,8 @@ async fn table_rows(
                 conform_batch(&b.project(&keep)?, &target)
             })
         })
-        .boxed())
+        .boxed();
+    Ok((rows, filtered))
 }
 
 /// Whether some live row of the file satisfies `touch`. Reads only the predicate's columns

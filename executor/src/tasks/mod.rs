@@ -103,11 +103,3 @@ pub async fn cleanup_attempt(spec: &TaskSpec) {
 fn parse_url(s: &str) -> Result<Url> {
     Url::parse(s).map_err(|e| Error::invalid(format!("bad URL `{s}`: {e}")))
 }
-
-/// Counters of a task, for tests and logs.
-pub fn describe(m: &TaskMetrics) -> String {
-    format!(
-        "{} rows read, {} written, {} deleted, {} updated",
-        m.rows_read, m.rows_written, m.rows_deleted, m.rows_updated
-    )
-}

@@ -71,10 +71,29 @@ impl Pipeline {
         })
     }
 
+    /// The leading filter, which an input may apply while reading (late materialization),
+    /// then skipping it with [`Pipeline::apply_from`].
+    pub fn leading_filter(&self) -> Option<(&Predicate, Keep)> {
+        match self.steps.first() {
+            Some(Step::Filter(p, keep)) => Some((p, *keep)),
+            _ => None,
+        }
+    }
+
     /// Applies every step to a batch; `None` when no row is left.
     pub fn apply(&self, batch: RecordBatch, metrics: &mut TaskMetrics) -> Result<Option<RecordBatch>> {
+        self.apply_from(0, batch, metrics)
+    }
+
+    /// Applies the steps from `first` on (earlier ones were applied while reading).
+    pub fn apply_from(
+        &self,
+        first: usize,
+        batch: RecordBatch,
+        metrics: &mut TaskMetrics,
+    ) -> Result<Option<RecordBatch>> {
         let mut batch = batch;
-        for step in &self.steps {
+        for step in &self.steps[first.min(self.steps.len())..] {
             if batch.num_rows() == 0 {
                 return Ok(None);
             }

@@ -363,8 +363,9 @@ async fn write(args: WriteArgs) -> Result<i32> {
 async fn sql(args: SqlArgs) -> Result<i32> {
     let text = match (&args.statement, &args.file) {
         (Some(s), _) => s.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read {}", f.display()))?,
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?
+        }
         (None, None) => bail!("give a statement or --file"),
     };
     let statements = silt_common::sql::parse(&text)?;
@@ -529,7 +530,11 @@ fn rows_as_objects(r: &serde_json::Value) -> serde_json::Value {
 fn render_table(r: &serde_json::Value) -> String {
     let columns: Vec<String> = r["columns"]
         .as_array()
-        .map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let cell = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),

@@ -5,10 +5,10 @@
 
 use std::collections::HashSet;
 
+use crate::storage::store_for;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use crate::storage::store_for;
 use tracing::{info, warn};
 use url::Url;
 
@@ -77,7 +77,11 @@ pub async fn remove_files_named(
     let n = listed.len();
     delete_all(&store, listed).await;
     if n > 0 {
-        info!(prefix = name_prefix, files = n, "deleted uncommitted data files");
+        info!(
+            prefix = name_prefix,
+            files = n,
+            "deleted uncommitted data files"
+        );
     }
     n
 }

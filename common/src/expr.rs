@@ -22,11 +22,11 @@ use datafusion::common::DFSchema;
 use datafusion::common::config::Dialect;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Ident, Value as SqlValue, visit_expressions_mut,

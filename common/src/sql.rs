@@ -24,8 +24,8 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::request::{
-    DeleteRequest, DescribeKind, DescribeRequest, JobRequest, SetPropertiesRequest,
-    UpdateRequest, WriteMode, WriteRequest,
+    DeleteRequest, DescribeKind, DescribeRequest, JobRequest, SetPropertiesRequest, UpdateRequest,
+    WriteMode, WriteRequest,
 };
 use crate::table::TimeTravel;
 use crate::task::SourceFormat;
@@ -199,16 +199,16 @@ fn single_table(factor: &TableFactor) -> std::result::Result<(String, Option<Str
             version: None,
             args: None,
             ..
-        } => Ok((table_uri(name)?, alias.as_ref().map(|a| a.name.value.clone()))),
+        } => Ok((
+            table_uri(name)?,
+            alias.as_ref().map(|a| a.name.value.clone()),
+        )),
         other => Err(unsupported(format!("table `{other}`"))),
     }
 }
 
-fn delete(
-    d: datafusion::sql::sqlparser::ast::Delete,
-) -> std::result::Result<JobRequest, Parsed> {
-    if d.using.is_some() || d.returning.is_some() || !d.order_by.is_empty() || d.limit.is_some()
-    {
+fn delete(d: datafusion::sql::sqlparser::ast::Delete) -> std::result::Result<JobRequest, Parsed> {
+    if d.using.is_some() || d.returning.is_some() || !d.order_by.is_empty() || d.limit.is_some() {
         return Err(unsupported(
             "DELETE with USING, RETURNING, ORDER BY or LIMIT",
         ));
@@ -229,11 +229,11 @@ fn delete(
     }))
 }
 
-fn update(
-    u: datafusion::sql::sqlparser::ast::Update,
-) -> std::result::Result<JobRequest, Parsed> {
+fn update(u: datafusion::sql::sqlparser::ast::Update) -> std::result::Result<JobRequest, Parsed> {
     if u.from.is_some() || u.returning.is_some() || !u.order_by.is_empty() || u.limit.is_some() {
-        return Err(unsupported("UPDATE with FROM, RETURNING, ORDER BY or LIMIT"));
+        return Err(unsupported(
+            "UPDATE with FROM, RETURNING, ORDER BY or LIMIT",
+        ));
     }
     if !u.table.joins.is_empty() {
         return Err(unsupported("UPDATE with a join"));
@@ -416,7 +416,9 @@ fn insert(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     let query = parser.parse_query()?;
     let (format, source_uri, source_version) = insert_source(&query)?;
     if replace_where.is_some() && (!static_parts.is_empty() || !dynamic_parts.is_empty()) {
-        return Err(unsupported("REPLACE WHERE together with a PARTITION clause"));
+        return Err(unsupported(
+            "REPLACE WHERE together with a PARTITION clause",
+        ));
     }
     if !static_parts.is_empty() && !dynamic_parts.is_empty() {
         return Err(unsupported(
@@ -464,9 +466,7 @@ fn quote(column: &str) -> String {
 }
 
 /// `SELECT * FROM <format>.\`URI\` [VERSION AS OF n | TIMESTAMP AS OF 'ts']`.
-fn insert_source(
-    query: &Query,
-) -> std::result::Result<(SourceFormat, String, TimeTravel), Parsed> {
+fn insert_source(query: &Query) -> std::result::Result<(SourceFormat, String, TimeTravel), Parsed> {
     let bad = || {
         unsupported(format!(
             "INSERT source `{}` (only SELECT * FROM <format>.`URI`)",
@@ -541,7 +541,11 @@ fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&chrono::Utc));
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%.f"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t.and_utc());
         }
@@ -607,12 +611,18 @@ mod tests {
         let JobRequest::Write(w) = one("INSERT INTO delta.`/t` SELECT * FROM parquet.`/s`") else {
             panic!()
         };
-        assert_eq!((w.mode, w.format, w.source_uri.as_str()), (WriteMode::Append, SourceFormat::Parquet, "/s"));
+        assert_eq!(
+            (w.mode, w.format, w.source_uri.as_str()),
+            (WriteMode::Append, SourceFormat::Parquet, "/s")
+        );
         let JobRequest::Write(w) = one("INSERT OVERWRITE TABLE delta.`/t` SELECT * FROM csv.`/s`")
         else {
             panic!()
         };
-        assert_eq!((w.mode, w.format), (WriteMode::Overwrite, SourceFormat::Csv));
+        assert_eq!(
+            (w.mode, w.format),
+            (WriteMode::Overwrite, SourceFormat::Csv)
+        );
         let JobRequest::Write(w) = one(
             "INSERT INTO delta.`/t` REPLACE WHERE d >= '2024-01-01' SELECT * FROM delta.`/s` VERSION AS OF 3",
         ) else {
@@ -627,15 +637,21 @@ mod tests {
             panic!()
         };
         assert!(w.dynamic_partition_overwrite);
-        let JobRequest::Write(w) =
-            one("INSERT OVERWRITE delta.`/t` PARTITION (p = 'a', q = 2) SELECT * FROM parquet.`/s`")
-        else {
+        let JobRequest::Write(w) = one(
+            "INSERT OVERWRITE delta.`/t` PARTITION (p = 'a', q = 2) SELECT * FROM parquet.`/s`",
+        ) else {
             panic!()
         };
-        assert_eq!(w.replace_where.as_deref(), Some("\"p\" = 'a' AND \"q\" = 2"));
+        assert_eq!(
+            w.replace_where.as_deref(),
+            Some("\"p\" = 'a' AND \"q\" = 2")
+        );
         assert_eq!(
             w.static_partitions,
-            vec![("p".to_string(), "'a'".to_string()), ("q".to_string(), "2".to_string())]
+            vec![
+                ("p".to_string(), "'a'".to_string()),
+                ("q".to_string(), "2".to_string())
+            ]
         );
         let JobRequest::Write(w) = one(
             "INSERT INTO delta.`/t` SELECT * FROM delta.`/s` TIMESTAMP AS OF '2024-01-02 03:04:05'",
@@ -651,7 +667,9 @@ mod tests {
     #[test]
     fn properties_and_describe() {
         assert_eq!(
-            one("ALTER TABLE delta.`/t` SET TBLPROPERTIES ('delta.appendOnly' = 'true', owner.team = eng, n = 5)"),
+            one(
+                "ALTER TABLE delta.`/t` SET TBLPROPERTIES ('delta.appendOnly' = 'true', owner.team = eng, n = 5)"
+            ),
             JobRequest::SetProperties(SetPropertiesRequest {
                 table_uri: "/t".into(),
                 set: BTreeMap::from([
@@ -690,7 +708,8 @@ mod tests {
 
     #[test]
     fn several_statements() {
-        let v = parse("DELETE FROM delta.`/t` WHERE a = 1; ;\nDESCRIBE DETAIL delta.`/t`;").unwrap();
+        let v =
+            parse("DELETE FROM delta.`/t` WHERE a = 1; ;\nDESCRIBE DETAIL delta.`/t`;").unwrap();
         assert_eq!(v.len(), 2);
     }
 
@@ -700,13 +719,19 @@ mod tests {
         assert!(err("DELETE FROM delta.`/t` WHERE").contains("syntax error"));
         assert!(err("SELECT * FROM delta.`/t`").contains("unsupported SQL: `SELECT * FROM"));
         assert!(err("CREATE TABLE x (a INT)").contains("unsupported SQL: `CREATE TABLE x"));
-        assert!(err("INSERT INTO delta.`/t` SELECT a FROM parquet.`/s`")
-            .contains("INSERT source `SELECT a FROM parquet.`/s``"));
-        assert!(err("INSERT INTO delta.`/t` SELECT * FROM orc.`/s`").contains("unknown format `orc`"));
+        assert!(
+            err("INSERT INTO delta.`/t` SELECT a FROM parquet.`/s`")
+                .contains("INSERT source `SELECT a FROM parquet.`/s``")
+        );
+        assert!(
+            err("INSERT INTO delta.`/t` SELECT * FROM orc.`/s`").contains("unknown format `orc`")
+        );
         assert!(err("ALTER TABLE delta.`/t` ADD COLUMN x INT").contains("ALTER TABLE"));
         assert!(err("DELETE FROM delta.`/t` WHERE a = 1 garbage").contains("syntax error"));
         assert!(err("   ").contains("no SQL statement"));
-        assert!(err("INSERT INTO delta.`/t` SELECT * FROM parquet.`/s` VERSION AS OF 1")
-            .contains("on a parquet source"));
+        assert!(
+            err("INSERT INTO delta.`/t` SELECT * FROM parquet.`/s` VERSION AS OF 1")
+                .contains("on a parquet source")
+        );
     }
 }

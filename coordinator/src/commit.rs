@@ -30,19 +30,19 @@
 
 use std::collections::{HashMap, HashSet};
 
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use deltalake_core::DeltaTableError;
 use deltalake_core::kernel::Action;
 use deltalake_core::kernel::transaction::TransactionError;
 use deltalake_core::logstore::{CommitOrBytes, LogStoreRef};
-use arrow::datatypes::SchemaRef;
-use silt_common::expr::Predicate;
-use silt_common::table::prune::{self, Verdict};
-use silt_common::table::IsolationLevel;
-use silt_common::task::DataFile;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde_json::{Map, Value};
+use silt_common::expr::Predicate;
+use silt_common::table::IsolationLevel;
+use silt_common::table::prune::{self, Verdict};
+use silt_common::task::DataFile;
 use tracing::{info, warn};
 use url::Url;
 
@@ -464,7 +464,10 @@ fn check_winning_commit(
         .filter_map(|a| a.get("remove"))
         .filter_map(|rm| {
             let p = rm.get("path").and_then(Value::as_str)?;
-            let data_change = rm.get("dataChange").and_then(Value::as_bool).unwrap_or(true);
+            let data_change = rm
+                .get("dataChange")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
             Some((p, data_change))
         })
         .collect();
@@ -545,10 +548,7 @@ fn add_in_region(region: &ReadRegion, add: &Value) -> bool {
                     .collect(),
                 size_bytes: add.get("size").and_then(Value::as_i64).unwrap_or(0),
                 modification_time_ms: 0,
-                stats_json: add
-                    .get("stats")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                stats_json: add.get("stats").and_then(Value::as_str).map(str::to_string),
                 num_records: -1,
                 deletion_vector: None,
             };
@@ -570,7 +570,6 @@ fn partition_values_of(add: &Value) -> HashMap<String, Option<String>> {
         })
         .unwrap_or_default()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -663,7 +662,13 @@ mod tests {
     #[test]
     fn concurrent_appends_by_region_and_isolation_level() {
         // A blind append never conflicts with another append.
-        assert_eq!(conflict_kind(check(&request(ReadRegion::Nothing, &[], None), &add_p1(INFO))), "ok");
+        assert_eq!(
+            conflict_kind(check(
+                &request(ReadRegion::Nothing, &[], None),
+                &add_p1(INFO)
+            )),
+            "ok"
+        );
         // Data added where this job read: concurrent append.
         let read_p1 = || request(ReadRegion::Partitions(vec![part("1")]), &[], None);
         assert_eq!(
@@ -687,19 +692,26 @@ mod tests {
             data_change: false,
             ..Default::default()
         }))];
-        assert_eq!(rearranging.effective_isolation(), IsolationLevel::SnapshotIsolation);
+        assert_eq!(
+            rearranging.effective_isolation(),
+            IsolationLevel::SnapshotIsolation
+        );
         assert_eq!(conflict_kind(check(&rearranging, &add_p1(INFO))), "ok");
         // Compaction-style adds (dataChange = false) are not new data.
         let rearranged = add_p1(INFO).replace(r#""dataChange":true"#, r#""dataChange":false"#);
         assert_eq!(
-            conflict_kind(check(&request(ReadRegion::WholeTable, &[], None), &rearranged)),
+            conflict_kind(check(
+                &request(ReadRegion::WholeTable, &[], None),
+                &rearranged
+            )),
             "ok"
         );
     }
 
     #[test]
     fn appends_that_do_not_say_are_blind_when_they_only_add() {
-        let delta_rs = r#"{"commitInfo":{"operation":"WRITE","operationParameters":{"mode":"Append"}}}"#;
+        let delta_rs =
+            r#"{"commitInfo":{"operation":"WRITE","operationParameters":{"mode":"Append"}}}"#;
         let mut read_p1 = request(ReadRegion::Partitions(vec![part("1")]), &[], None);
         assert_eq!(conflict_kind(check(&read_p1, &add_p1(delta_rs))), "ok");
         let overwrite = delta_rs.replace("Append", "Overwrite");
@@ -749,9 +761,7 @@ mod tests {
     #[test]
     fn concurrent_removes_of_read_and_removed_files() {
         let rm = |path: &str, data_change: bool| {
-            format!(
-                "{{\"remove\":{{\"path\":\"{path}\",\"dataChange\":{data_change}}}}}\n{INFO}\n"
-            )
+            format!("{{\"remove\":{{\"path\":\"{path}\",\"dataChange\":{data_change}}}}}\n{INFO}\n")
         };
         // The same file removed by both, however its path is encoded.
         let r = request(ReadRegion::Nothing, &["s=%2523h/f.parquet"], None);
@@ -761,7 +771,10 @@ mod tests {
         );
         // `s=%23h/…` as a raw log path names another file (`s=#h`).
         let r = request(ReadRegion::Nothing, &["s=%23h/f.parquet"], None);
-        assert_eq!(conflict_kind(check(&r, &rm("s=%2523h/f.parquet", true))), "ok");
+        assert_eq!(
+            conflict_kind(check(&r, &rm("s=%2523h/f.parquet", true))),
+            "ok"
+        );
         // Spark writes non-ASCII literally, silt and delta-rs percent-encode it: same file.
         let r = request(ReadRegion::Nothing, &["d=%F0%9F%98%88/f.parquet"], None);
         assert_eq!(
@@ -808,11 +821,17 @@ mod tests {
         );
         let txn = format!("{}\n{INFO}\n", r#"{"txn":{"appId":"ingest","version":3}}"#);
         assert_eq!(
-            conflict_kind(check(&request(ReadRegion::Nothing, &[], Some("ingest")), &txn)),
+            conflict_kind(check(
+                &request(ReadRegion::Nothing, &[], Some("ingest")),
+                &txn
+            )),
             "ConcurrentTransactionException"
         );
         assert_eq!(
-            conflict_kind(check(&request(ReadRegion::Nothing, &[], Some("other")), &txn)),
+            conflict_kind(check(
+                &request(ReadRegion::Nothing, &[], Some("other")),
+                &txn
+            )),
             "ok"
         );
     }
@@ -862,7 +881,10 @@ mod tests {
                 .unwrap_or(0);
             std::fs::write(
                 log.join(format!("{next:020}.json")),
-                format!("{}\n", r#"{"commitInfo":{"operation":"WRITE","isBlindAppend":true}}"#),
+                format!(
+                    "{}\n",
+                    r#"{"commitInfo":{"operation":"WRITE","isBlindAppend":true}}"#
+                ),
             )
             .unwrap();
             self.races.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -886,7 +908,10 @@ mod tests {
         )
         .unwrap();
         let url = Url::from_directory_path(dir.path()).unwrap();
-        let table = silt_common::table::table_builder(&url).unwrap().build().unwrap();
+        let table = silt_common::table::table_builder(&url)
+            .unwrap()
+            .build()
+            .unwrap();
         let fence = RacingFence {
             dir: dir.path().to_path_buf(),
             races: Default::default(),
@@ -895,8 +920,9 @@ mod tests {
         req.table_url = url.clone();
         let err = commit(table.log_store(), 0, req, &fence).await.unwrap_err();
         assert!(
-            err.to_string()
-                .contains(&format!("gave up after {MAX_COMMIT_ATTEMPTS} lost commit races")),
+            err.to_string().contains(&format!(
+                "gave up after {MAX_COMMIT_ATTEMPTS} lost commit races"
+            )),
             "{err}"
         );
         assert_eq!(
@@ -913,7 +939,10 @@ mod tests {
         let dir2 = tempfile::tempdir().unwrap();
         copy_log(&log, &dir2.path().join("_delta_log"), 0);
         let url2 = Url::from_directory_path(dir2.path()).unwrap();
-        let table2 = silt_common::table::table_builder(&url2).unwrap().build().unwrap();
+        let table2 = silt_common::table::table_builder(&url2)
+            .unwrap()
+            .build()
+            .unwrap();
         let once = OnceRacingFence(RacingFence {
             dir: dir2.path().to_path_buf(),
             races: Default::default(),

@@ -144,7 +144,10 @@ pub enum Outcome {
         metrics: BTreeMap<String, String>,
     },
     /// A query's answer (DESCRIBE); nothing committed.
-    Rows { summary: String, result: QueryResult },
+    Rows {
+        summary: String,
+        result: QueryResult,
+    },
 }
 
 /// A table operation as the driver runs it. Implementations are pure planners: they see

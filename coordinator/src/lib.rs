@@ -22,8 +22,8 @@ use std::time::Instant;
 
 use driver::PlanContext;
 use job::{JobOutcome, JobRegistry, JobState};
-use silt_common::request::JobRequest;
 use scheduler::{Scheduler, SchedulerConfig};
+use silt_common::request::JobRequest;
 use tracing::{error, info};
 
 /// Coordinator settings.

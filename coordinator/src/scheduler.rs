@@ -699,7 +699,8 @@ mod tests {
     ) -> tokio::task::JoinHandle<Result<Vec<TaskOutput>, StageError>> {
         let s = s.clone();
         let handle = tokio::spawn(async move {
-            s.run_stage("j", 0, epoch, 0, (0..n).map(task).collect()).await
+            s.run_stage("j", 0, epoch, 0, (0..n).map(task).collect())
+                .await
         });
         handle
     }
@@ -774,7 +775,12 @@ mod tests {
         ));
         assert_eq!(s.job_retries("j"), 0, "non-retryable: no retry");
         // The failed stage's other task is gone from the queue.
-        assert!(s.poll(&a, Duration::from_millis(10)).await.unwrap().is_none());
+        assert!(
+            s.poll(&a, Duration::from_millis(10))
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test(start_paused = true)]

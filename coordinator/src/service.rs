@@ -5,9 +5,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use silt_proto::pb;
 use silt_common::request::JobRequest;
 use silt_proto::PROTOCOL_VERSION;
+use silt_proto::pb;
 use tonic::{Request, Response, Status};
 
 use crate::Coordinator;
@@ -102,9 +102,9 @@ impl pb::job_service_server::JobService for JobServiceImpl {
             error: o.error,
             metrics: o.metrics.into_iter().collect(),
             summary: o.summary,
-            rows_json: o.rows.map(|r| {
-                serde_json::json!({ "columns": r.columns, "rows": r.rows }).to_string()
-            }),
+            rows_json: o
+                .rows
+                .map(|r| serde_json::json!({ "columns": r.columns, "rows": r.rows }).to_string()),
             winning_commits_checked: o.winning_commits_checked,
             task_retries: s.task_retries,
         }))
@@ -240,8 +240,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     // No Nagle delay: replies are small and latency-bound (a poll answer would otherwise
     // wait for the client's delayed ACK, ~40 ms on Linux).
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(
             pb::job_service_server::JobServiceServer::new(JobServiceImpl(coordinator.clone()))

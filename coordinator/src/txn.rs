@@ -46,7 +46,11 @@ impl Txn {
     }
 
     /// Adds new data files (`dataChange` as given: false for rearrangements).
-    pub fn add_files<'a>(&mut self, files: impl IntoIterator<Item = &'a DataFile>, data_change: bool) {
+    pub fn add_files<'a>(
+        &mut self,
+        files: impl IntoIterator<Item = &'a DataFile>,
+        data_change: bool,
+    ) {
         self.adds
             .extend(files.into_iter().map(|f| (f.clone(), data_change)));
     }

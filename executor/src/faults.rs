@@ -16,8 +16,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use silt_common::task::TaskSpec;
 use silt_common::Error;
+use silt_common::task::TaskSpec;
 
 /// Where in an attempt a fault applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,11 @@ impl Faults {
 
     /// Applies the faults matching this point and attempt, in order.
     pub async fn at(&self, point: Point, spec: &TaskSpec) -> Hit {
-        for f in self.0.iter().filter(|f| f.point == point && f.matches(spec)) {
+        for f in self
+            .0
+            .iter()
+            .filter(|f| f.point == point && f.matches(spec))
+        {
             let tag = format!("injected fault at {point:?} of {}", spec.display_id());
             match &f.action {
                 Action::Fail => return Hit::Fail(Error::internal(tag)),
@@ -193,15 +197,25 @@ mod tests {
     #[tokio::test]
     async fn faults_hit_only_their_point_and_attempt() {
         let f = Faults::parse("start:s0/t1/a0:fail; after-close:s*/t*/a1:fail-keep").unwrap();
-        assert!(matches!(f.at(Point::Start, &spec(0, 1, 0)).await, Hit::Fail(e) if e.is_retryable()));
-        assert!(matches!(f.at(Point::Start, &spec(0, 1, 1)).await, Hit::Continue));
-        assert!(matches!(f.at(Point::Start, &spec(0, 2, 0)).await, Hit::Continue));
+        assert!(
+            matches!(f.at(Point::Start, &spec(0, 1, 0)).await, Hit::Fail(e) if e.is_retryable())
+        );
+        assert!(matches!(
+            f.at(Point::Start, &spec(0, 1, 1)).await,
+            Hit::Continue
+        ));
+        assert!(matches!(
+            f.at(Point::Start, &spec(0, 2, 0)).await,
+            Hit::Continue
+        ));
         assert!(matches!(
             f.at(Point::AfterClose, &spec(3, 4, 1)).await,
             Hit::FailKeepingFiles(_)
         ));
         let fatal = Faults::parse("before-close:s0/t0/a0:fatal").unwrap();
-        assert!(matches!(fatal.at(Point::BeforeClose, &spec(0, 0, 0)).await, Hit::Fail(e) if !e.is_retryable()));
+        assert!(
+            matches!(fatal.at(Point::BeforeClose, &spec(0, 0, 0)).await, Hit::Fail(e) if !e.is_retryable())
+        );
     }
 
     #[tokio::test]

@@ -184,7 +184,10 @@ fn input_to_pb(i: &d::Input) -> pb::Input {
 fn input_from_pb(i: Option<pb::Input>) -> Result<d::Input, DecodeError> {
     use pb::input::Input as I;
     Ok(
-        match i.and_then(|i| i.input).ok_or_else(|| missing("task.input"))? {
+        match i
+            .and_then(|i| i.input)
+            .ok_or_else(|| missing("task.input"))?
+        {
             I::Source(s) => d::Input::Source {
                 splits: s
                     .splits

@@ -60,7 +60,11 @@ fn appends_racing_each_other_both_commit() {
     ob.assert_ok();
     oa.assert_ok();
     assert_eq!(ob.version(), Some(1));
-    assert_eq!(oa.version(), Some(2), "the paused append commits after the other");
+    assert_eq!(
+        oa.version(),
+        Some(2),
+        "the paused append commits after the other"
+    );
     assert_raced(&oa, 1);
     assert_same_content(
         &t,
@@ -98,17 +102,17 @@ fn overwrite_racing_a_blind_append_follows_the_isolation_level() {
     oo.assert_ok();
     assert_raced(&oo, 1);
     assert_eq!(oo.version(), Some(2));
-    assert_same_content(
-        &t,
-        &[Expected::Parquet(&ovw), Expected::Parquet(&app)],
-        &[],
-    );
+    assert_same_content(&t, &[Expected::Parquet(&ovw), Expected::Parquet(&app)], &[]);
 
     // Serializable: the append added data the overwrite read, so the overwrite fails and the
     // table keeps the base and the append.
     let dir2 = tempdir("race-overwrite-ser");
     let t = dir2.path().join("ser");
-    silt_write_ok(&t, &base, &["--property", "delta.isolationLevel=Serializable"]);
+    silt_write_ok(
+        &t,
+        &base,
+        &["--property", "delta.isolationLevel=Serializable"],
+    );
     let (oo, oa) = a_loses_the_race(
         dir2.path(),
         write_process(&t, &ovw, &["--mode", "overwrite"]),
@@ -139,9 +143,5 @@ fn overwrite_racing_a_blind_append_follows_the_isolation_level() {
     oo.assert_ok();
     oa.assert_ok();
     assert_raced(&oa, 1);
-    assert_same_content(
-        &t,
-        &[Expected::Parquet(&ovw), Expected::Parquet(&app)],
-        &[],
-    );
+    assert_same_content(&t, &[Expected::Parquet(&ovw), Expected::Parquet(&app)], &[]);
 }

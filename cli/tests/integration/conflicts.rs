@@ -171,14 +171,21 @@ fn concurrent_delete_of_a_file_this_job_read_fails_it() {
     assert!(od.ok());
     let line = ou.assert_error(&["ConcurrentDeleteReadException", "version 2"]);
     assert!(line.contains("nothing was committed"), "{line}");
-    assert_eq!(commit_files(&t).len(), 3, "only delta-rs's delete committed");
+    assert_eq!(
+        commit_files(&t).len(),
+        3,
+        "only delta-rs's delete committed"
+    );
     assert_eq!(inspect(&t)["num_rows"].as_i64(), Some(800 - rows_k2));
     let job = ou.json()["job_id"].as_str().unwrap().to_string();
     let leftovers: Vec<String> = data_files(&t)
         .into_iter()
         .filter(|f| f.contains(&format!("part-{job}-")))
         .collect();
-    assert!(leftovers.is_empty(), "the failed UPDATE left files: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "the failed UPDATE left files: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -189,12 +196,8 @@ fn compaction_of_files_only_read_is_retried_safely() {
     // Expressions keep the partition values and statistics from ruling files out: every file
     // is scanned, only the k=1 files are rewritten. Meanwhile delta-rs compacts partition k=2
     // (dataChange=false): files this job read but does not remove.
-    let expected = expected_after_delete(
-        dir.path(),
-        &t,
-        "(col('k') == 1) & (col('id') >= 0)",
-        "kept",
-    );
+    let expected =
+        expected_after_delete(dir.path(), &t, "(col('k') == 1) & (col('id') >= 0)", "kept");
     let (od, oc) = a_loses_the_race(
         dir.path(),
         silt_sql_process(&format!(
@@ -216,7 +219,10 @@ fn compaction_of_files_only_read_is_retried_safely() {
     assert!(oc.ok());
     let compacted: serde_json::Value = serde_json::from_str(oc.stdout.trim()).unwrap();
     assert!(
-        compacted["metrics"]["numFilesRemoved"].as_i64().unwrap_or(0) >= 2,
+        compacted["metrics"]["numFilesRemoved"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 2,
         "delta-rs compacted files of k=2: {compacted}"
     );
     od.assert_ok();

@@ -65,7 +65,10 @@ fn differential(
     out.assert_ok();
     let got = out.json();
     let want = oracle_call(&theirs);
-    eprintln!("[{case}] silt: {}\n[{case}] delta-rs: {want}", got["metrics"]);
+    eprintln!(
+        "[{case}] silt: {}\n[{case}] delta-rs: {want}",
+        got["metrics"]
+    );
     match want["version"].as_i64() {
         Some(_) => {
             assert_eq!(
@@ -108,7 +111,10 @@ fn differential(
                 .get("numUpdatedRows")
                 .map(|_| metric(&got, "numUpdatedRows"))
                 .unwrap_or(0);
-        assert!(removed_rows <= base.rows as i64, "[{case}] row metrics add up");
+        assert!(
+            removed_rows <= base.rows as i64,
+            "[{case}] row metrics add up"
+        );
     }
     assert_same_content(&ours, &[Expected::Table(&theirs)], readers);
 }
@@ -156,7 +162,11 @@ fn update_matches_delta_rs_on_random_tables() {
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
     let cases: &[Case] = &[
         ("partition", &[("f", "f + 1")], Some("k = 1")),
-        ("data", &[("s", "upper(s)"), ("f", "f * 2")], Some("id % 3 = 0")),
+        (
+            "data",
+            &[("s", "upper(s)"), ("f", "f * 2")],
+            Some("id % 3 = 0"),
+        ),
         // Rows move to another partition.
         ("partition-column", &[("k", "k + 10")], Some("id < 300")),
         ("everything", &[("flag", "NOT flag")], None),
@@ -164,7 +174,11 @@ fn update_matches_delta_rs_on_random_tables() {
         ("nothing", &[("f", "0")], Some("id < -1")),
     ];
     for (partitioned, by_silt) in [(true, true), (false, false)] {
-        let layout = format!("{}-{}", if partitioned { "part" } else { "flat" }, if by_silt { "silt" } else { "delta-rs" });
+        let layout = format!(
+            "{}-{}",
+            if partitioned { "part" } else { "flat" },
+            if by_silt { "silt" } else { "delta-rs" }
+        );
         let dir = tempdir(&format!("update-{layout}"));
         let base = base_table(dir.path(), seed, partitioned, by_silt);
         for (case, sets, predicate) in cases {
@@ -196,7 +210,10 @@ fn commit_info_as_delta_spark_writes_it() {
     let base = base_table(dir.path(), seed, true, true);
     let t = &base.table;
     let before = commit_files(t).len();
-    let r = silt_sql_ok(&format!("DELETE FROM {} WHERE id < 100 AND k = 1", delta_ref(t)));
+    let r = silt_sql_ok(&format!(
+        "DELETE FROM {} WHERE id < 100 AND k = 1",
+        delta_ref(t)
+    ));
     assert_eq!(commit_files(t).len(), before + 1, "exactly one commit");
     let info = last_commit_info(t);
     assert_eq!(info["operation"], "DELETE");
@@ -218,7 +235,10 @@ fn commit_info_as_delta_spark_writes_it() {
         "numRemovedBytes",
         "numAddedBytes",
     ] {
-        assert!(info["operationMetrics"][m].is_string(), "DELETE metric {m}: {info}");
+        assert!(
+            info["operationMetrics"][m].is_string(),
+            "DELETE metric {m}: {info}"
+        );
         assert_eq!(info["operationMetrics"][m], r["metrics"][m]);
     }
     // Every removed file was active and every add is new.
@@ -230,8 +250,16 @@ fn commit_info_as_delta_spark_writes_it() {
     let info = last_commit_info(t);
     assert_eq!(info["operation"], "UPDATE");
     assert_eq!(info["operationParameters"]["predicate"], r#"["k = 2"]"#);
-    for m in ["numUpdatedRows", "numCopiedRows", "numAddedFiles", "numRemovedFiles"] {
-        assert_eq!(info["operationMetrics"][m], r["metrics"][m], "UPDATE metric {m}");
+    for m in [
+        "numUpdatedRows",
+        "numCopiedRows",
+        "numAddedFiles",
+        "numRemovedFiles",
+    ] {
+        assert_eq!(
+            info["operationMetrics"][m], r["metrics"][m],
+            "UPDATE metric {m}"
+        );
     }
     assert!(metric(&r, "numUpdatedRows") > 0);
     // delta-rs reads the result and sees the version.
@@ -273,10 +301,14 @@ fn dml_on_spark_tables_with_checkpoints_and_partitions() {
         ),
     ];
     for (i, (rel, cond, update, readers)) in tables.iter().enumerate() {
-        let version = inspect(&golden(&format!("{rel}/delta")))["version"].as_i64().unwrap();
+        let version = inspect(&golden(&format!("{rel}/delta")))["version"]
+            .as_i64()
+            .unwrap();
         let base = Base {
             table: golden_copy(rel, dir.path(), &format!("g{i}")),
-            rows: inspect(&golden(&format!("{rel}/delta")))["num_rows"].as_u64().unwrap() as usize,
+            rows: inspect(&golden(&format!("{rel}/delta")))["num_rows"]
+                .as_u64()
+                .unwrap() as usize,
             version,
         };
         differential(
@@ -309,17 +341,29 @@ fn dml_on_spark_paths_written_unencoded() {
     // is checked directly, read by delta-rs.
     let rel = "dat/multi_partitioned";
     let t = golden_copy(rel, dir.path(), "t");
-    let r = silt_sql_ok(&format!("UPDATE {} SET letter = 'moved' WHERE number >= 7", delta_ref(&t)));
+    let r = silt_sql_ok(&format!(
+        "UPDATE {} SET letter = 'moved' WHERE number >= 7",
+        delta_ref(&t)
+    ));
     assert_eq!(metric(&r, "numUpdatedRows"), 1);
     let removed: Vec<String> = last_commit(&t)
         .iter()
         .filter_map(|a| a["remove"]["path"].as_str().map(str::to_string))
         .collect();
     assert_eq!(removed.len(), 1);
-    assert!(removed[0].contains("😈"), "the remove names the file as its add does: {removed:?}");
+    assert!(
+        removed[0].contains("😈"),
+        "the remove names the file as its add does: {removed:?}"
+    );
     let info = inspect(&t);
-    assert_eq!(info["num_rows"], 2, "the moved row is not duplicated: {info}");
-    let r = silt_sql_ok(&format!("DELETE FROM {} WHERE letter = 'moved'", delta_ref(&t)));
+    assert_eq!(
+        info["num_rows"], 2,
+        "the moved row is not duplicated: {info}"
+    );
+    let r = silt_sql_ok(&format!(
+        "DELETE FROM {} WHERE letter = 'moved'",
+        delta_ref(&t)
+    ));
     assert_eq!(metric(&r, "numDeletedRows"), 1);
     assert_eq!(inspect(&t)["num_rows"], 1);
 }
@@ -359,13 +403,20 @@ fn dml_on_a_table_with_deletion_vectors() {
     let r = silt_sql_ok(&format!("DELETE FROM {} WHERE col1 % 3 = 0", delta_ref(&t)));
     assert!(metric(&r, "numDeletedRows") > 0);
     assert!(metric(&r, "numDeletionVectorsRemoved") > 0, "{r}");
-    assert_same_content(&t, &[Expected::Parquet(&expected)], &["--readers", "polars"]);
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&expected)],
+        &["--readers", "polars"],
+    );
     // Removes carry the deletion vector of the file they retire.
     let with_dv = last_commit(&t)
         .iter()
         .filter(|a| a["remove"]["deletionVector"].is_object())
         .count();
-    assert!(with_dv > 0, "removes of files with deletion vectors keep them");
+    assert!(
+        with_dv > 0,
+        "removes of files with deletion vectors keep them"
+    );
 
     // UPDATE against delta-rs, which can rewrite (not read) tables with deletion vectors.
     let ours = golden_copy(rel, dir.path(), "u-silt");

@@ -50,7 +50,10 @@ fn superseded_attempt_files_are_removed_after_a_successful_job() {
     );
     assert!(!files_of_attempt(&t, "-s0-t0-a1-").is_empty());
     assert_same_content(&t, &[Expected::Parquet(&src)], &[]);
-    assert_eq!(data_files(&t).len() as u64, inspect(&t)["num_files"].as_u64().unwrap());
+    assert_eq!(
+        data_files(&t).len() as u64,
+        inspect(&t)["num_files"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -70,11 +73,7 @@ fn straggler_of_a_failed_job_is_cancelled_and_its_files_removed() {
         failer.fault("start", "s1/t0/a0"),
     );
     let cmd = with_faults(
-        silt_write_cmd(
-            &s(&t),
-            &s(&src),
-            &["--partition-by", "k"],
-        ),
+        silt_write_cmd(&s(&t), &s(&src), &["--partition-by", "k"]),
         &faults,
     );
     let job = Daemon::spawn_capture("write", cmd);
@@ -106,10 +105,7 @@ fn attempts_are_bounded() {
     let src = Gen::new(seed, 100).write(&dir.path().join("src"));
     let t = dir.path().join("t");
     let out = run(
-        with_faults(
-            silt_write_cmd(&s(&t), &s(&src), &[]),
-            "start:s0/t0/a*:fail",
-        ),
+        with_faults(silt_write_cmd(&s(&t), &s(&src), &[]), "start:s0/t0/a*:fail"),
         WRITE_TIMEOUT,
     );
     out.assert_error(&["failed 4 times", "injected fault"]);
@@ -128,7 +124,10 @@ fn bad_input_fails_at_once_without_retries() {
     // A value that does not fit the column, found by the executor while rewriting:
     // deterministic, so no retry.
     let out = silt_sql(
-        &format!("UPDATE {} SET k = id * 1000000000 WHERE id < 10", delta_ref(&t)),
+        &format!(
+            "UPDATE {} SET k = id * 1000000000 WHERE id < 10",
+            delta_ref(&t)
+        ),
         &[],
     );
     out.assert_error(&["`k`", "cannot convert"]);

@@ -22,26 +22,58 @@ fn bad_statements_fail_with_one_line_and_change_nothing() {
     let tr = delta_ref(&t);
     let missing = delta_ref(&dir.path().join("nope"));
     let cases: Vec<(String, Vec<&str>)> = vec![
-        (format!("DELETE FROM {missing} WHERE id = 1"), vec!["table not found"]),
-        (format!("DELETE FROM {tr} WHERE nope = 1"), vec!["unknown column `nope`"]),
-        (format!("UPDATE {tr} SET nope = 1"), vec!["unknown column `nope` in SET"]),
+        (
+            format!("DELETE FROM {missing} WHERE id = 1"),
+            vec!["table not found"],
+        ),
+        (
+            format!("DELETE FROM {tr} WHERE nope = 1"),
+            vec!["unknown column `nope`"],
+        ),
+        (
+            format!("UPDATE {tr} SET nope = 1"),
+            vec!["unknown column `nope` in SET"],
+        ),
         (
             format!("UPDATE {tr} SET id = 'abc' WHERE k = 1"),
             vec!["type mismatch", "`id`", "long"],
         ),
-        (format!("UPDATE {tr} SET flag = 1"), vec!["type mismatch", "`flag`"]),
-        (format!("UPDATE {tr} SET id = 1, ID = 2"), vec!["assigned more than once"]),
-        (format!("DELETE FROM {tr} WHERE id + 1"), vec!["must be a boolean"]),
-        (format!("UPDATE {tr} SET f = 1 WHERE s"), vec!["must be a boolean"]),
+        (
+            format!("UPDATE {tr} SET flag = 1"),
+            vec!["type mismatch", "`flag`"],
+        ),
+        (
+            format!("UPDATE {tr} SET id = 1, ID = 2"),
+            vec!["assigned more than once"],
+        ),
+        (
+            format!("DELETE FROM {tr} WHERE id + 1"),
+            vec!["must be a boolean"],
+        ),
+        (
+            format!("UPDATE {tr} SET f = 1 WHERE s"),
+            vec!["must be a boolean"],
+        ),
         (format!("DELETE FROM {tr} WHERE"), vec!["syntax error"]),
         (format!("DELETE {tr} id = 1"), vec!["syntax error"]),
         (
-            format!("MERGE INTO {tr} t USING parquet.`/x` s ON t.id = s.id WHEN MATCHED THEN DELETE"),
+            format!(
+                "MERGE INTO {tr} t USING parquet.`/x` s ON t.id = s.id WHEN MATCHED THEN DELETE"
+            ),
             vec!["unsupported SQL", "MERGE INTO"],
         ),
-        ("CREATE TABLE x (a INT)".into(), vec!["unsupported SQL", "CREATE TABLE x"]),
-        (format!("SELECT * FROM {tr}"), vec!["unsupported SQL", "SELECT"]),
-        ("DELETE FROM some_table".into(), vec!["unknown table `some_table`"]),
+        (
+            "CREATE TABLE x (a INT)".into(),
+            vec!["unsupported SQL", "CREATE TABLE x"],
+        ),
+        (
+            format!("SELECT * FROM {tr}"),
+            vec!["unsupported SQL", "SELECT"],
+        ),
+        (
+            "DELETE FROM some_table".into(),
+            vec!["unknown table `some_table`"],
+        ),
         (
             format!("ALTER TABLE {tr} SET TBLPROPERTIES ('delta.nosuchthing' = 'x')"),
             vec!["unknown Delta table property `delta.nosuchthing`"],
@@ -64,7 +96,11 @@ fn bad_statements_fail_with_one_line_and_change_nothing() {
         let out = silt_sql(sql, &[]);
         let line = out.assert_error(terms);
         eprintln!("[bad] {sql}\n      {line}");
-        assert_same_listing(&before, &listing(&t), "a failed statement changed the table");
+        assert_same_listing(
+            &before,
+            &listing(&t),
+            "a failed statement changed the table",
+        );
     }
 }
 
@@ -116,7 +152,12 @@ fn describe_history_and_detail() {
     let rows = h["rows"].as_array().expect("history rows");
     let ops: Vec<(i64, &str)> = rows
         .iter()
-        .map(|r| (r["version"].as_i64().unwrap(), r["operation"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["version"].as_i64().unwrap(),
+                r["operation"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(ops, vec![(2, "UPDATE"), (1, "DELETE"), (0, "WRITE")]);
     assert_eq!(rows[1]["operationMetrics"]["numDeletedRows"], "50");
@@ -144,7 +185,13 @@ fn describe_history_and_detail() {
     );
     text.assert_ok();
     let header = text.stdout.lines().next().unwrap_or_default();
-    for col in ["version", "timestamp", "operation", "operationParameters", "operationMetrics"] {
+    for col in [
+        "version",
+        "timestamp",
+        "operation",
+        "operationParameters",
+        "operationMetrics",
+    ] {
         assert!(header.contains(col), "{header}");
     }
 }
@@ -219,7 +266,10 @@ fn insert_statements_map_onto_writes() {
         "INSERT INTO {tr} REPLACE WHERE k = 1 SELECT * FROM {}",
         pq(&narrow)
     ));
-    assert_eq!(last_commit_info(&t)["operationParameters"]["predicate"], "k = 1");
+    assert_eq!(
+        last_commit_info(&t)["operationParameters"]["predicate"],
+        "k = 1"
+    );
     assert_same_content(
         &t,
         &[Expected::Parquet(&others), Expected::Parquet(&narrow)],

@@ -170,7 +170,11 @@ pub fn cast_array(array: &ArrayRef, to: &DataType, path: &str) -> Result<ArrayRe
     }
 }
 
-pub(super) fn cast_struct(source: &StructArray, to_fields: &Fields, path: &str) -> Result<StructArray> {
+pub(super) fn cast_struct(
+    source: &StructArray,
+    to_fields: &Fields,
+    path: &str,
+) -> Result<StructArray> {
     let from_fields = source.fields();
     for f in from_fields {
         if find_field(to_fields, f.name()).is_none() {
@@ -229,7 +233,6 @@ pub(super) fn arrow_cast(array: &ArrayRef, to: &DataType, path: &str) -> Result<
         ))
     })
 }
-
 
 /// A column of `num_rows` copies of a Delta partition value, typed as `field`.
 ///

@@ -271,7 +271,12 @@ pub(super) fn merge_types(
     table.clone()
 }
 
-pub(super) fn false_problem(table: &DataType, source: &DataType, path: &str, problems: &mut Vec<String>) {
+pub(super) fn false_problem(
+    table: &DataType,
+    source: &DataType,
+    path: &str,
+    problems: &mut Vec<String>,
+) {
     problems.push(format!(
         "`{path}`: table type {}, source type {}",
         type_name(table),

@@ -61,4 +61,3 @@ const MAP_VALUE: &str = "value";
 
 /// The UTC time zone id used for Delta `timestamp` columns.
 const UTC: &str = "UTC";
-

@@ -1,8 +1,7 @@
 use super::*;
 use arrow::array::{
     AsArray, Date32Array, Decimal128Array, DictionaryArray, Int8Array, Int32Array, Int64Array,
-    ListBuilder, StringBuilder, TimestampMicrosecondArray, TimestampNanosecondArray,
-    UInt64Array,
+    ListBuilder, StringBuilder, TimestampMicrosecondArray, TimestampNanosecondArray, UInt64Array,
 };
 use arrow::datatypes::{Int32Type, IntervalUnit};
 

@@ -91,7 +91,10 @@ pub(super) fn normalize_type(dt: &DataType, path: &str) -> Result<DataType> {
 }
 
 /// The key and value fields of a map's entries struct.
-pub(super) fn map_children<'a>(entries: &'a FieldRef, path: &str) -> Result<(&'a FieldRef, &'a FieldRef)> {
+pub(super) fn map_children<'a>(
+    entries: &'a FieldRef,
+    path: &str,
+) -> Result<(&'a FieldRef, &'a FieldRef)> {
     match entries.data_type() {
         DataType::Struct(kv) if kv.len() == 2 => Ok((&kv[0], &kv[1])),
         other => Err(Error::SchemaMismatch(format!(
@@ -117,7 +120,6 @@ pub(super) fn map_type(key: DataType, value: DataType, value_nullable: bool) -> 
         false,
     )
 }
-
 
 /// The Delta `StructType` JSON (as in `metaData.schemaString`) of an Arrow schema.
 ///

@@ -37,7 +37,9 @@ pub(super) async fn file_schema(f: &SourceFile) -> Result<(&SourceFile, Schema)>
     Ok((f, schema))
 }
 
-pub(super) async fn file_with_metadata(f: &SourceFile) -> Result<(&SourceFile, ArrowReaderMetadata)> {
+pub(super) async fn file_with_metadata(
+    f: &SourceFile,
+) -> Result<(&SourceFile, ArrowReaderMetadata)> {
     Ok((f, file_metadata(f).await?))
 }
 

@@ -81,7 +81,6 @@ pub struct SourceFile {
     pub size_bytes: u64,
 }
 
-
 /// Object store failures stay storage errors (retryable); anything else is a corrupt file.
 fn parquet_err(uri: &str, e: ParquetError) -> Error {
     match e {
@@ -109,4 +108,3 @@ fn corrupt(uri: &str, reason: impl std::fmt::Display) -> Error {
         reason: reason.to_string(),
     }
 }
-

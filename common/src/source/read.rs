@@ -282,7 +282,6 @@ pub(super) async fn read_parquet(
     ))
 }
 
-
 /// A push decoder of CSV or JSON bytes.
 pub(super) trait ChunkDecoder: Send {
     fn decode(&mut self, buf: &[u8]) -> Result<usize, ArrowError>;

@@ -41,7 +41,11 @@ pub async fn plan_parquet_splits(
     Ok(splits)
 }
 
-pub(super) fn parquet_split(file: &SourceFile, row_groups: Vec<u32>, size_bytes: u64) -> SourceSplit {
+pub(super) fn parquet_split(
+    file: &SourceFile,
+    row_groups: Vec<u32>,
+    size_bytes: u64,
+) -> SourceSplit {
     SourceSplit {
         uri: file.uri.to_string(),
         format: SourceFormat::Parquet,
@@ -66,8 +70,6 @@ pub fn whole_file_splits(files: &[SourceFile], format: SourceFormat) -> Vec<Sour
         })
         .collect()
 }
-
-
 
 /// The schema (partition columns included, in table order) and one whole-file Parquet split
 /// per active file of the Delta table at `location` (as of `at`), carrying the file's

@@ -384,7 +384,9 @@ fn golden(rel: &str) -> Url {
 #[tokio::test]
 async fn delta_source_basic_partitioned() {
     let url = golden("dat/basic_partitioned/delta");
-    let (schema, splits) = delta_source(&url, &crate::table::TimeTravel::Latest).await.unwrap();
+    let (schema, splits) = delta_source(&url, &crate::table::TimeTravel::Latest)
+        .await
+        .unwrap();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, ["letter", "number", "a_float"]);
     assert_eq!(splits.len(), 6);
@@ -425,11 +427,15 @@ async fn delta_source_basic_partitioned() {
 #[tokio::test]
 async fn delta_source_refusals() {
     let missing = tempfile::tempdir().unwrap();
-    let e = delta_source(&dir_url(missing.path()), &crate::table::TimeTravel::Latest).await.unwrap_err();
+    let e = delta_source(&dir_url(missing.path()), &crate::table::TimeTravel::Latest)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("source not found"), "{e}");
 
     let cm = golden("delta-kernel-rs-golden/table-with-columnmapping-mode-name/delta");
-    let e = delta_source(&cm, &crate::table::TimeTravel::Latest).await.unwrap_err();
+    let e = delta_source(&cm, &crate::table::TimeTravel::Latest)
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Unsupported(_)), "{e}");
     assert!(e.to_string().contains("column mapping"), "{e}");
 }
@@ -443,7 +449,9 @@ async fn golden_rows(table: &Url, expected: &Url, skip: &[&str]) -> (Vec<String>
         .unwrap();
     let expected_schema = infer_schema(&files, SourceFormat::Parquet).await.unwrap();
     let expected_splits = plan_parquet_splits(&files, 1 << 20).await.unwrap();
-    let (schema, splits) = delta_source(table, &crate::table::TimeTravel::Latest).await.unwrap();
+    let (schema, splits) = delta_source(table, &crate::table::TimeTravel::Latest)
+        .await
+        .unwrap();
     let names: Vec<String> = expected_schema
         .fields()
         .iter()
@@ -471,8 +479,7 @@ async fn golden_rows(table: &Url, expected: &Url, skip: &[&str]) -> (Vec<String>
                     })
                     .collect();
                 for i in 0..b.num_rows() {
-                    let row: Vec<String> =
-                        cols.iter().map(|c| c.value(i).to_string()).collect();
+                    let row: Vec<String> = cols.iter().map(|c| c.value(i).to_string()).collect();
                     let row = row.join(" | ");
                     if side == 0 {
                         out.0.push(row);

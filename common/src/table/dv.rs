@@ -45,8 +45,8 @@ fn stored_location(dv: &DeletionVector, table_url: &Url) -> Result<Option<Url>> 
             }
             let (prefix, id) = s.split_at(s.len() - 20);
             let bytes = z85::decode(id).map_err(|e| corrupt(s, format!("bad id: {e}")))?;
-            let uuid = uuid::Uuid::from_slice(&bytes)
-                .map_err(|e| corrupt(s, format!("bad id: {e}")))?;
+            let uuid =
+                uuid::Uuid::from_slice(&bytes).map_err(|e| corrupt(s, format!("bad id: {e}")))?;
             let name = format!("deletion_vector_{uuid}.bin");
             let rel = if prefix.is_empty() {
                 name
@@ -101,8 +101,8 @@ pub async fn load(dv: &DeletionVector, table_url: &Url) -> Result<RoaringTreemap
             let what = url.to_string();
             let (store, path) = store_for(&url)?;
             let offset = dv.offset.unwrap_or(1).max(0) as u64;
-            let size = u64::try_from(dv.size_in_bytes)
-                .map_err(|_| corrupt(&what, "negative size"))?;
+            let size =
+                u64::try_from(dv.size_in_bytes).map_err(|_| corrupt(&what, "negative size"))?;
             // Size field, data, CRC.
             let range = offset..offset + 4 + size + 4;
             let bytes = get_range(&store, &path, range.clone())
@@ -176,7 +176,11 @@ pub fn skip_deleted(
     deleted: RoaringTreemap,
     ranges: Vec<(u64, u64)>,
 ) -> BoxStream<'static, Result<RecordBatch>> {
-    let mut cursor = RowCursor { ranges, range: 0, offset: 0 };
+    let mut cursor = RowCursor {
+        ranges,
+        range: 0,
+        offset: 0,
+    };
     stream
         .map(move |b| {
             let b = b?;
@@ -257,9 +261,15 @@ mod tests {
         assert_eq!(rows, vec![0, 5, 1 << 33]);
 
         // A wrong cardinality or a flipped byte is a corrupt file.
-        let e = load(&DeletionVector { cardinality: 2, ..dv.clone() }, &table)
-            .await
-            .unwrap_err();
+        let e = load(
+            &DeletionVector {
+                cardinality: 2,
+                ..dv.clone()
+            },
+            &table,
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("the log says 2"), "{e}");
         file[10] ^= 0xff;
         std::fs::write(

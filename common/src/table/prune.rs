@@ -53,12 +53,7 @@ pub fn classify(
     if files.is_empty() {
         return Ok(Vec::new());
     }
-    let stats = FileStats::new(
-        files,
-        predicate.input_schema(),
-        schema,
-        partition_columns,
-    )?;
+    let stats = FileStats::new(files, predicate.input_schema(), schema, partition_columns)?;
     if predicate.only_references(partition_columns) {
         let batch = stats.partition_batch()?;
         let mask = predicate.evaluate(&batch)?;
@@ -112,9 +107,7 @@ fn prune(
 
 /// `NOT predicate`, simplified (negations pushed into comparisons), as a physical expression
 /// over the predicate's input schema.
-fn negated(
-    predicate: &Predicate,
-) -> Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>> {
+fn negated(predicate: &Predicate) -> Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>> {
     let df_schema = Arc::new(DFSchema::try_from(predicate.input_schema().as_ref().clone()).ok()?);
     let simplifier = ExprSimplifier::new(
         SimplifyContext::builder()
@@ -227,7 +220,10 @@ impl FileStats {
             }
             let pick = |part: &str| -> Option<ArrayRef> {
                 let d = decoded.as_ref()?;
-                let s = d.column_by_name(part)?.as_any().downcast_ref::<StructArray>()?;
+                let s = d
+                    .column_by_name(part)?
+                    .as_any()
+                    .downcast_ref::<StructArray>()?;
                 s.column_by_name(field.name()).cloned()
             };
             let max = pick("maxValues").map(|m| widen_timestamp_max(&m));
@@ -281,8 +277,8 @@ impl FileStats {
             fields.push(field.clone().with_nullable(true));
             cols.push(values.clone());
         }
-        let options = arrow::record_batch::RecordBatchOptions::new()
-            .with_row_count(Some(self.num_files));
+        let options =
+            arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(self.num_files));
         Ok(arrow::record_batch::RecordBatch::try_new_with_options(
             Arc::new(Schema::new(fields)),
             cols,
@@ -313,18 +309,18 @@ impl PruningStatistics for FileStats {
         Some(Arc::new(self.row_counts.clone()))
     }
 
-    fn contained(
-        &self,
-        _column: &Column,
-        _values: &HashSet<ScalarValue>,
-    ) -> Option<BooleanArray> {
+    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
         None
     }
 }
 
 /// Types whose min/max Delta statistics carry and pruning can use.
 fn stats_type(dt: &DataType) -> bool {
-    dt.is_primitive() || matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    dt.is_primitive()
+        || matches!(
+            dt,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        )
 }
 
 /// Delta writers truncate timestamp statistics to milliseconds, so a maximum may be up to a
@@ -346,7 +342,10 @@ fn widen_timestamp_max(max: &ArrayRef) -> ArrayRef {
     let Some(values) = as_i64.as_any().downcast_ref::<Int64Array>() else {
         return max.clone();
     };
-    let widened: Int64Array = values.iter().map(|v| v.map(|v| v.saturating_add(ms))).collect();
+    let widened: Int64Array = values
+        .iter()
+        .map(|v| v.map(|v| v.saturating_add(ms)))
+        .collect();
     arrow::compute::cast(&(Arc::new(widened) as ArrayRef), max.data_type())
         .unwrap_or_else(|_| max.clone())
 }
@@ -448,11 +447,21 @@ mod tests {
     #[test]
     fn statistics_rule_files_in_and_out() {
         use Verdict::*;
-        let files = [file(Some("1"), Some(A)), file(Some("2"), Some(B)), file(Some("1"), None)];
+        let files = [
+            file(Some("1"), Some(A)),
+            file(Some("2"), Some(B)),
+            file(Some("1"), None),
+        ];
         assert_eq!(verdicts("id > 15", &files), [NoMatch, MayMatch, MayMatch]);
         assert_eq!(verdicts("id >= 1", &files), [AllMatch, MayMatch, MayMatch]);
-        assert_eq!(verdicts("id BETWEEN 0 AND 10", &files), [AllMatch, NoMatch, MayMatch]);
-        assert_eq!(verdicts("id IN (50, 60)", &files), [NoMatch, NoMatch, MayMatch]);
+        assert_eq!(
+            verdicts("id BETWEEN 0 AND 10", &files),
+            [AllMatch, NoMatch, MayMatch]
+        );
+        assert_eq!(
+            verdicts("id IN (50, 60)", &files),
+            [NoMatch, NoMatch, MayMatch]
+        );
         // `s` has nulls in A: the predicate is null there, so not every row matches.
         assert_eq!(verdicts("s >= 'a'", &files), [MayMatch, AllMatch, MayMatch]);
         assert_eq!(
@@ -460,16 +469,29 @@ mod tests {
             [AllMatch, NoMatch, MayMatch]
         );
         // Functions are never proven to hold everywhere, but may still rule files out.
-        assert_eq!(verdicts("id + 0 > 100", &files), [MayMatch, MayMatch, MayMatch]);
+        assert_eq!(
+            verdicts("id + 0 > 100", &files),
+            [MayMatch, MayMatch, MayMatch]
+        );
         // Partition columns combine with statistics.
-        assert_eq!(verdicts("p = 2 AND id > 25", &files), [NoMatch, MayMatch, NoMatch]);
-        assert_eq!(verdicts("p = 1 OR id > 100", &files), [AllMatch, NoMatch, MayMatch]);
+        assert_eq!(
+            verdicts("p = 2 AND id > 25", &files),
+            [NoMatch, MayMatch, NoMatch]
+        );
+        assert_eq!(
+            verdicts("p = 1 OR id > 100", &files),
+            [AllMatch, NoMatch, MayMatch]
+        );
     }
 
     #[test]
     fn partition_only_predicates_are_exact() {
         use Verdict::*;
-        let files = [file(Some("1"), None), file(None, None), file(Some("3"), None)];
+        let files = [
+            file(Some("1"), None),
+            file(None, None),
+            file(Some("3"), None),
+        ];
         assert_eq!(verdicts("p = 1", &files), [AllMatch, NoMatch, NoMatch]);
         assert_eq!(verdicts("p IS NULL", &files), [NoMatch, AllMatch, NoMatch]);
         assert_eq!(verdicts("p <> 1", &files), [NoMatch, NoMatch, AllMatch]);

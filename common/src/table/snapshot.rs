@@ -202,16 +202,14 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
         TimeTravel::Version(v) => {
             let version = u64::try_from(*v)
                 .map_err(|_| Error::invalid(format!("version {v} does not exist")))?;
-            table.load_version(version).await.map_err(|e| {
-                Error::invalid(format!("cannot load version {v} of {url}: {e}"))
-            })?;
+            table
+                .load_version(version)
+                .await
+                .map_err(|e| Error::invalid(format!("cannot load version {v} of {url}: {e}")))?;
         }
         TimeTravel::Timestamp(ts) => {
             table.load_with_datetime(*ts).await.map_err(|e| {
-                Error::invalid(format!(
-                    "cannot load {url} as of {}: {e}",
-                    ts.to_rfc3339()
-                ))
+                Error::invalid(format!("cannot load {url} as of {}: {e}", ts.to_rfc3339()))
             })?;
         }
     }
@@ -265,18 +263,16 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
         // deltalake-core keeps action paths decoded in memory and percent-encodes them when
         // it serialises a commit, so the remove carries the decoded path.
         let remove = view.remove_action(true);
-        let deletion_vector = view
-            .deletion_vector_descriptor()
-            .map(|dv| DeletionVector {
-                storage_type: serde_json::to_value(&dv.storage_type)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "u".into()),
-                path_or_inline_dv: dv.path_or_inline_dv,
-                offset: dv.offset,
-                size_in_bytes: dv.size_in_bytes,
-                cardinality: dv.cardinality,
-            });
+        let deletion_vector = view.deletion_vector_descriptor().map(|dv| DeletionVector {
+            storage_type: serde_json::to_value(&dv.storage_type)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "u".into()),
+            path_or_inline_dv: dv.path_or_inline_dv,
+            offset: dv.offset,
+            size_in_bytes: dv.size_in_bytes,
+            cardinality: dv.cardinality,
+        });
         files.push(ActiveFile {
             file: DataFile {
                 path: raw,

@@ -87,11 +87,7 @@ impl DataFile {
     /// file has no row count.
     pub fn live_rows(&self) -> Option<i64> {
         (self.num_records >= 0).then(|| {
-            self.num_records
-                - self
-                    .deletion_vector
-                    .as_ref()
-                    .map_or(0, |dv| dv.cardinality)
+            self.num_records - self.deletion_vector.as_ref().map_or(0, |dv| dv.cardinality)
         })
     }
 }

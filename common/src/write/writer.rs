@@ -31,8 +31,8 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use tokio::io::AsyncWriteExt;
 
-use crate::partition::{PartitionValues, encode_log_path, hive_partition_dir, split_by_partition};
 use super::stats::StatsCollector;
+use crate::partition::{PartitionValues, encode_log_path, hive_partition_dir, split_by_partition};
 use crate::task::{DataFile, FileSpec, StatsSpec};
 use crate::{Error, Result};
 

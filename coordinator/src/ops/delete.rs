@@ -93,8 +93,7 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
     let removed: Vec<_> = r.selection.whole.iter().cloned().chain(rewritten).collect();
     if removed.is_empty() {
         return Ok(Outcome::Nothing {
-            summary: "no row matched the condition; nothing to delete, nothing committed"
-                .into(),
+            summary: "no row matched the condition; nothing to delete, nothing committed".into(),
             metrics: Default::default(),
         });
     }
@@ -147,7 +146,13 @@ mod tests {
         let (a, b) = (stats(10, 0, 10), stats(10, 20, 30));
         let snap = snapshot(&[("1", Some(&a)), ("2", Some(&b)), ("2", None)]);
         let predicate = sql.map(|s| Predicate::compile(s, &snap.arrow_schema).unwrap());
-        plan(Url::parse("file:///planner-test/t/").unwrap(), snap, predicate, ctx()).unwrap()
+        plan(
+            Url::parse("file:///planner-test/t/").unwrap(),
+            snap,
+            predicate,
+            ctx(),
+        )
+        .unwrap()
     }
 
     fn paths(files: &[silt_common::table::ActiveFile]) -> Vec<&str> {

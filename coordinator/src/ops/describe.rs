@@ -29,7 +29,12 @@ pub async fn prepare(req: DescribeRequest) -> Result<Box<dyn Operation>, JobErro
     };
     let rows = rows
         .iter()
-        .map(|r| columns.iter().map(|c| r.get(*c).cloned().unwrap_or(Value::Null)).collect())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| r.get(*c).cloned().unwrap_or(Value::Null))
+                .collect()
+        })
         .collect();
     Ok(Box::new(DescribeOp {
         table_url,

@@ -121,7 +121,10 @@ impl DmlOp {
         );
         txn.metric(
             "numRemovedBytes",
-            removed.iter().map(|r| r.file.size_bytes.max(0)).sum::<i64>(),
+            removed
+                .iter()
+                .map(|r| r.file.size_bytes.max(0))
+                .sum::<i64>(),
         );
         txn.metric("numAddedChangeFiles", 0);
         txn.metric("numDeletionVectorsAdded", 0);

@@ -14,7 +14,9 @@ use silt_common::table::{TableProperties, TableSnapshot};
 use url::Url;
 
 use super::existing_table;
-use crate::driver::{CommitTarget, JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid};
+use crate::driver::{
+    CommitTarget, JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid,
+};
 use crate::txn::Txn;
 
 /// `delta.` table properties Delta defines (lower-cased); anything else under `delta.` is a
@@ -122,7 +124,9 @@ fn needs_no_upgrade(snapshot: &TableSnapshot, key: &str, value: &str) -> Result<
             refuse("upgrades the table protocol")
         }
         "delta.enablechangedatafeed" if on => refuse("needs the change data feed to be written"),
-        "delta.enablerowtracking" | "delta.enabletypewidening" | "delta.enableincommittimestamps"
+        "delta.enablerowtracking"
+        | "delta.enabletypewidening"
+        | "delta.enableincommittimestamps"
             if on =>
         {
             refuse("needs a table feature")
@@ -205,7 +209,11 @@ impl Operation for PropertiesOp {
         let properties = TableProperties::parse(&self.configuration)?;
         let summary = format!(
             "table properties {}",
-            if self.req.unset.is_empty() { "set" } else { "changed" }
+            if self.req.unset.is_empty() {
+                "set"
+            } else {
+                "changed"
+            }
         );
         Ok(Outcome::Commit {
             txn,

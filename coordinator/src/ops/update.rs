@@ -67,7 +67,12 @@ pub fn resolve_assignments(
             .fields()
             .iter()
             .find(|f| f.name() == column)
-            .or_else(|| schema.fields().iter().find(|f| f.name().eq_ignore_ascii_case(column)))
+            .or_else(|| {
+                schema
+                    .fields()
+                    .iter()
+                    .find(|f| f.name().eq_ignore_ascii_case(column))
+            })
             .ok_or_else(|| {
                 invalid(format!(
                     "unknown column `{column}` in SET (columns: {})",
@@ -170,8 +175,7 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
     let m = r.task_metrics();
     if removed.is_empty() || m.rows_updated == 0 {
         return Ok(Outcome::Nothing {
-            summary: "no row matched the condition; nothing to update, nothing committed"
-                .into(),
+            summary: "no row matched the condition; nothing to update, nothing committed".into(),
             metrics: Default::default(),
         });
     }
@@ -241,8 +245,10 @@ mod tests {
         let snap = snapshot(&[]);
         let schema = &snap.arrow_schema;
         let err = |a: &[(&str, &str)]| {
-            let a: Vec<(String, String)> =
-                a.iter().map(|(c, e)| (c.to_string(), e.to_string())).collect();
+            let a: Vec<(String, String)> = a
+                .iter()
+                .map(|(c, e)| (c.to_string(), e.to_string()))
+                .collect();
             resolve_assignments(&a, schema).unwrap_err().to_string()
         };
         assert!(err(&[("nope", "1")]).contains("unknown column `nope` in SET"));

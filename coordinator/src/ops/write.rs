@@ -21,8 +21,7 @@ use silt_common::source;
 use silt_common::storage::parse_location;
 use silt_common::table::{ActiveFile, TableProperties, TableSnapshot, load_table};
 use silt_common::task::{
-    FileSpec, Input, Keep, Sink, SourceFormat, SourceSplit, TableSpec, Task, TaskOutput,
-    Transform,
+    FileSpec, Input, Keep, Sink, SourceFormat, SourceSplit, TableSpec, Task, TaskOutput, Transform,
 };
 use tracing::info;
 use url::Url;
@@ -203,7 +202,9 @@ fn validate_options(req: &WriteRequest) -> Result<(), JobError> {
     if req.source_version != silt_common::table::TimeTravel::Latest
         && req.format != SourceFormat::Delta
     {
-        return Err(invalid("a source version can only be read from a Delta source"));
+        return Err(invalid(
+            "a source version can only be read from a Delta source",
+        ));
     }
     Ok(())
 }
@@ -518,7 +519,11 @@ impl Operation for WriteOp {
         let parameters = write_parameters(&req, &plan)?;
         let mut txn = Txn::new(&ctx.job_id, "WRITE", parameters);
 
-        let adds: Vec<_> = written.iter().chain(&rewritten).flat_map(|o| &o.adds).collect();
+        let adds: Vec<_> = written
+            .iter()
+            .chain(&rewritten)
+            .flat_map(|o| &o.adds)
+            .collect();
         let rewritten_removes: std::collections::HashSet<&str> = rewritten
             .iter()
             .flat_map(|o| &o.removes)
@@ -845,7 +850,10 @@ mod tests {
         let mut req = WriteRequest::append("file:///t", "file:///s");
         req.partition_by = vec!["nope".into()];
         let e = plan(&req, &url, None, source(1), &ctx()).err().unwrap();
-        assert!(e.to_string().contains("unknown partition column `nope`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown partition column `nope`"),
+            "{e}"
+        );
         let mut req = WriteRequest::append("file:///t", "file:///s");
         req.replace_where = Some("id > 1".into());
         let e = validate_options(&req).unwrap_err();

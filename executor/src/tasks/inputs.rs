@@ -7,13 +7,13 @@ use std::time::Instant;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
+use silt_common::Result;
 use silt_common::exchange::read_reducer_input;
 use silt_common::expr::Predicate;
 use silt_common::schema::{conform_batch, delta_json_to_arrow};
 use silt_common::source::{RowFilterSpec, read_split, read_split_filtered};
 use silt_common::table::file_split;
 use silt_common::task::{DataFile, Input, TaskMetrics};
-use silt_common::Result;
 use url::Url;
 
 use super::BATCH_ROWS;
@@ -135,7 +135,10 @@ async fn table_rows_filtered(
     table_url: &Url,
     columns: &SchemaRef,
     filter: Option<&RowFilterSpec>,
-) -> Result<(futures::stream::BoxStream<'static, Result<RecordBatch>>, bool)> {
+) -> Result<(
+    futures::stream::BoxStream<'static, Result<RecordBatch>>,
+    bool,
+)> {
     let split = file_split(table_url, file)?;
     let (stream, filtered) =
         read_split_filtered(&split, columns.clone(), BATCH_ROWS, filter).await?;

@@ -24,7 +24,7 @@ use crate::faults::{Faults, Hit, Point};
 pub use sinks::TaskLimits;
 
 /// Rows per batch read from inputs.
-const BATCH_ROWS: usize = 64 * 1024;
+const BATCH_ROWS: usize = 16 * 1024;
 
 /// Runs one task attempt to completion. On failure, whatever the attempt wrote is deleted
 /// (best effort) before the error is returned. `faults` are test hooks (none in production).
@@ -37,7 +37,13 @@ pub async fn run_task(spec: &TaskSpec, limits: &TaskLimits, faults: &Faults) -> 
     let schema = delta_json_to_arrow(&task.table.schema_json)?;
     let table_url = parse_url(&task.table.uri)?;
     let pipeline = transforms::Pipeline::compile(&task.transforms, &schema)?;
-    let mut sink = sinks::open(&task.sink, &task.table, &schema, &spec.attempt_tag(), limits)?;
+    let mut sink = sinks::open(
+        &task.sink,
+        &task.table,
+        &schema,
+        &spec.attempt_tag(),
+        limits,
+    )?;
     let mut metrics = TaskMetrics::default();
     let drained = inputs::drain(
         &task.input,

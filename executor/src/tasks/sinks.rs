@@ -2,13 +2,13 @@
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use silt_common::Result;
 use silt_common::exchange::ShuffleWriter;
 use silt_common::expr::Expression;
 use silt_common::storage::{join_url, store_for};
 use silt_common::task::{Sink, TableSpec, TaskMetrics, TaskOutput};
 use silt_common::write::DataFileWriter;
 use silt_common::write::writer::WriterSpec;
-use silt_common::Result;
 
 use super::parse_url;
 

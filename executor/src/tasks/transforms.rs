@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray};
-use arrow::compute::{filter_record_batch, not};
 use arrow::compute::kernels::zip::zip;
+use arrow::compute::{filter_record_batch, not};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use silt_common::expr::{Expression, Predicate};
@@ -81,7 +81,11 @@ impl Pipeline {
     }
 
     /// Applies every step to a batch; `None` when no row is left.
-    pub fn apply(&self, batch: RecordBatch, metrics: &mut TaskMetrics) -> Result<Option<RecordBatch>> {
+    pub fn apply(
+        &self,
+        batch: RecordBatch,
+        metrics: &mut TaskMetrics,
+    ) -> Result<Option<RecordBatch>> {
         self.apply_from(0, batch, metrics)
     }
 
@@ -199,7 +203,12 @@ mod tests {
             schema(),
             vec![
                 Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
-                Arc::new(StringArray::from(vec![Some("a"), None, Some("c"), Some("d")])),
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    None,
+                    Some("c"),
+                    Some("d"),
+                ])),
             ],
         )
         .unwrap()
@@ -253,7 +262,11 @@ mod tests {
         let mut m = TaskMetrics::default();
         let out = p.apply(batch(), &mut m).unwrap().unwrap();
         assert_eq!(ids(&out), vec![1, 20, 30, 40]);
-        let s = out.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let s = out
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         assert_eq!(s.value(0), "a");
         assert_eq!(s.value(2), "c3");
         assert_eq!(m.rows_updated, 3);

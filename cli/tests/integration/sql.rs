@@ -251,6 +251,24 @@ fn insert_statements_map_onto_writes() {
     ));
     assert_same_content(&copy, &[Expected::Parquet(&src)], &[]);
 
+    // TIMESTAMP AS OF: the version committed at or before that instant (version 0's commit
+    // timestamp, from DESCRIBE HISTORY, selects version 0 although 2 exist).
+    let h = silt_sql_ok(&format!("DESCRIBE HISTORY {tr}"));
+    let v0 = h["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == 0)
+        .expect("version 0 in the history");
+    let ts = v0["timestamp"].as_str().expect("ISO timestamp").to_string();
+    let copy_ts = dir.path().join("copy-ts");
+    silt_sql_ok(&format!(
+        "INSERT INTO {} SELECT * FROM delta.`{}` TIMESTAMP AS OF '{ts}'",
+        delta_ref(&copy_ts),
+        s(&t)
+    ));
+    assert_same_content(&copy_ts, &[Expected::Parquet(&src)], &[]);
+
     // INSERT INTO … REPLACE WHERE: rows of k = 1 replaced by the new ones.
     let others = dir.path().join("others.parquet");
     oracle_ok(&[

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
@@ -254,11 +254,30 @@ impl DataFileWriter {
         }
         // Validate the stats selection once.
         StatsCollector::try_new(&file_schema, &spec.stats)?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
-            .set_max_row_group_bytes(Some(row_group_bytes(spec.target_file_size_bytes)))
-            .build();
+            .set_max_row_group_bytes(Some(row_group_bytes(spec.target_file_size_bytes)));
+        // Amounts and measures rarely repeat: a dictionary for them fills up and is abandoned
+        // after hashing every value, which costs more than the rest of the encoding.
+        for f in file_schema.fields() {
+            if matches!(
+                f.data_type(),
+                DataType::Decimal32(_, _)
+                    | DataType::Decimal64(_, _)
+                    | DataType::Decimal128(_, _)
+                    | DataType::Decimal256(_, _)
+                    | DataType::Float16
+                    | DataType::Float32
+                    | DataType::Float64
+            ) {
+                props = props.set_column_dictionary_enabled(
+                    parquet::schema::types::ColumnPath::from(f.name().as_str()),
+                    false,
+                );
+            }
+        }
+        let props = props.build();
         Ok(Self {
             store,
             table_root,

@@ -16,7 +16,7 @@ use silt_common::table::file_split;
 use silt_common::task::{DataFile, Input, TaskMetrics};
 use url::Url;
 
-use super::BATCH_ROWS;
+use super::{SOURCE_BATCH_ROWS, TABLE_BATCH_ROWS};
 use super::sinks::OpenSink;
 use super::transforms::Pipeline;
 
@@ -37,7 +37,7 @@ pub async fn drain(
         } => {
             let source_schema = delta_json_to_arrow(schema_json)?;
             for split in splits {
-                let mut stream = read_split(split, source_schema.clone(), BATCH_ROWS).await?;
+                let mut stream = read_split(split, source_schema.clone(), SOURCE_BATCH_ROWS).await?;
                 metrics.bytes_read += split.size_bytes;
                 while let Some(batch) = stream.next().await {
                     let batch = batch?;
@@ -141,7 +141,7 @@ async fn table_rows_filtered(
 )> {
     let split = file_split(table_url, file)?;
     let (stream, filtered) =
-        read_split_filtered(&split, columns.clone(), BATCH_ROWS, filter).await?;
+        read_split_filtered(&split, columns.clone(), TABLE_BATCH_ROWS, filter).await?;
     let target = columns.clone();
     // Partition columns outside `columns` come along as constants: leave them out.
     let rows = stream

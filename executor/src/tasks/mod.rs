@@ -23,8 +23,11 @@ use url::Url;
 use crate::faults::{Faults, Hit, Point};
 pub use sinks::TaskLimits;
 
-/// Rows per batch read from inputs.
-const BATCH_ROWS: usize = 16 * 1024;
+/// Rows per batch read from sources (large batches keep conforming and writing cheap).
+const SOURCE_BATCH_ROWS: usize = 64 * 1024;
+/// Rows per batch read back from table files: a rewrite holds a batch of every column of a
+/// file while filtering or updating it, so smaller batches bound its memory.
+const TABLE_BATCH_ROWS: usize = 16 * 1024;
 
 /// Runs one task attempt to completion. On failure, whatever the attempt wrote is deleted
 /// (best effort) before the error is returned. `faults` are test hooks (none in production).

@@ -380,10 +380,8 @@ fn property_value(p: &mut Parser) -> std::result::Result<String, ParserError> {
 /// SELECT * FROM <source>`.
 fn insert(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     parser.expect_keyword(Keyword::INSERT)?;
-    let overwrite = match parser.expect_one_of_keywords(&[Keyword::INTO, Keyword::OVERWRITE])? {
-        Keyword::OVERWRITE => true,
-        _ => false,
-    };
+    let overwrite =
+        parser.expect_one_of_keywords(&[Keyword::INTO, Keyword::OVERWRITE])? == Keyword::OVERWRITE;
     let _ = parser.parse_keyword(Keyword::TABLE);
     let name = parser.parse_object_name(false)?;
     let table_uri = table_uri(&name)?;

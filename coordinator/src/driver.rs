@@ -133,7 +133,7 @@ pub struct CommitTarget {
 pub enum Outcome {
     /// Commit this transaction.
     Commit {
-        txn: Txn,
+        txn: Box<Txn>,
         target: CommitTarget,
         /// One line for the user, completed by the driver with the committed version.
         summary: String,

@@ -698,11 +698,10 @@ mod tests {
         n: u32,
     ) -> tokio::task::JoinHandle<Result<Vec<TaskOutput>, StageError>> {
         let s = s.clone();
-        let handle = tokio::spawn(async move {
+        tokio::spawn(async move {
             s.run_stage("j", 0, epoch, 0, (0..n).map(task).collect())
                 .await
-        });
-        handle
+        })
     }
 
     async fn poll(s: &Scheduler, exec: &str) -> TaskSpec {

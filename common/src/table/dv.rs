@@ -282,7 +282,7 @@ mod tests {
 
         // Inline: the data itself, Z85-encoded (its length padded to a multiple of 4).
         let mut inline = encode(&[2, 3]);
-        while inline.len() % 4 != 0 {
+        while !inline.len().is_multiple_of(4) {
             inline.push(0);
         }
         let dv = DeletionVector {

@@ -264,7 +264,7 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
         // it serialises a commit, so the remove carries the decoded path.
         let remove = view.remove_action(true);
         let deletion_vector = view.deletion_vector_descriptor().map(|dv| DeletionVector {
-            storage_type: serde_json::to_value(&dv.storage_type)
+            storage_type: serde_json::to_value(dv.storage_type)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_else(|| "u".into()),

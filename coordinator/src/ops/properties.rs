@@ -216,7 +216,7 @@ impl Operation for PropertiesOp {
             }
         );
         Ok(Outcome::Commit {
-            txn,
+            txn: Box::new(txn),
             target: CommitTarget {
                 log_store: self.snapshot.table.log_store(),
                 read_version: self.snapshot.version,

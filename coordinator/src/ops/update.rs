@@ -197,7 +197,7 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
     );
     let target = r.target();
     Ok(Outcome::Commit {
-        txn,
+        txn: Box::new(txn),
         target,
         summary,
     })

@@ -652,7 +652,7 @@ impl Operation for WriteOp {
             removes.len()
         );
         Ok(Outcome::Commit {
-            txn,
+            txn: Box::new(txn),
             target,
             summary,
         })

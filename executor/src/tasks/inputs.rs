@@ -16,9 +16,9 @@ use silt_common::table::file_split;
 use silt_common::task::{DataFile, Input, TaskMetrics};
 use url::Url;
 
-use super::{SOURCE_BATCH_ROWS, TABLE_BATCH_ROWS};
 use super::sinks::OpenSink;
 use super::transforms::Pipeline;
+use super::{SOURCE_BATCH_ROWS, TABLE_BATCH_ROWS};
 
 /// Streams the input's rows through `pipeline` into `sink`. Returns the table files whose
 /// rows were read in full (to be removed by the commit).
@@ -37,7 +37,8 @@ pub async fn drain(
         } => {
             let source_schema = delta_json_to_arrow(schema_json)?;
             for split in splits {
-                let mut stream = read_split(split, source_schema.clone(), SOURCE_BATCH_ROWS).await?;
+                let mut stream =
+                    read_split(split, source_schema.clone(), SOURCE_BATCH_ROWS).await?;
                 metrics.bytes_read += split.size_bytes;
                 while let Some(batch) = stream.next().await {
                     let batch = batch?;

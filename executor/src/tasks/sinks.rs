@@ -21,7 +21,7 @@ pub struct TaskLimits {
 
 /// An open sink.
 pub enum OpenSink {
-    Files(DataFileWriter),
+    Files(Box<DataFileWriter>),
     Exchange(ShuffleWriter),
 }
 
@@ -37,10 +37,10 @@ pub fn open(
         Sink::DataFiles(files) => {
             let (store, root) = store_for(&parse_url(&table.uri)?)?;
             let spec = WriterSpec::for_attempt(&table.partition_columns, files, attempt_tag);
-            OpenSink::Files(
+            OpenSink::Files(Box::new(
                 DataFileWriter::try_new(store, root, spec, schema.clone())?
                     .with_memory_limit(limits.memory_limit_bytes),
-            )
+            ))
         }
         Sink::Exchange {
             location,
@@ -99,7 +99,7 @@ impl OpenSink {
     /// Gives up: deletes whatever the sink wrote (best effort).
     pub async fn abort(self) {
         match self {
-            OpenSink::Files(w) => w.abort().await,
+            OpenSink::Files(w) => (*w).abort().await,
             OpenSink::Exchange(w) => w.abort().await,
         }
     }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use serde_json::Map;
 use silt_common::expr::Predicate;
 use silt_common::request::DeleteRequest;
 use silt_common::table::TableSnapshot;
@@ -16,7 +15,6 @@ use super::{executor_slots, existing_table};
 use crate::JobContext;
 use crate::driver::{JobError, Operation, Outcome, PlanContext, invalid};
 use crate::plan::rewrite::{self, live_rows};
-use crate::txn::{Txn, predicate_parameter};
 
 /// Loads the table and plans the delete.
 pub async fn prepare(
@@ -73,17 +71,15 @@ pub fn plan(
         ),
         _ => Vec::new(),
     };
-    Ok(DmlOp {
-        kind: DmlKind::Delete,
+    Ok(DmlOp::new(
+        DmlKind::Delete,
         table_url,
         snapshot,
         predicate,
         selection,
         tasks,
         ctx,
-        outputs: Vec::new(),
-        rewrite_elapsed: Duration::ZERO,
-    })
+    ))
 }
 
 /// The outcome of a finished DELETE: removes (whole files and rewritten ones), adds, Delta's
@@ -98,12 +94,7 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
         });
     }
     let m = r.task_metrics();
-    let mut params = Map::new();
-    params.insert(
-        "predicate".into(),
-        predicate_parameter(r.predicate.as_ref().map(|p| p.sql())),
-    );
-    let mut txn = Txn::new(&r.ctx.job_id, "DELETE", params);
+    let mut txn = r.transaction();
     r.fill(&mut txn, &removed, elapsed);
     // Rows of files removed whole come from the log (live rows: minus deletion vectors).
     let whole_rows = live_rows(&r.selection.whole);
@@ -121,12 +112,7 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
         m.files_written,
         m.rows_copied
     );
-    let target = r.target();
-    Ok(Outcome::Commit {
-        txn: Box::new(txn),
-        target,
-        summary,
-    })
+    Ok(r.commit(txn, summary))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::driver::{
     CommitTarget, JobError, Operation, Outcome, PlanContext, StagePlan, StageResult,
 };
 use crate::plan::rewrite::FileSelection;
-use crate::txn::Txn;
+use crate::txn::{Txn, predicate_parameter};
 
 /// Name of the stage that rewrites touched files.
 pub const REWRITE_STAGE: &str = "rewrite";
@@ -43,6 +43,56 @@ pub struct DmlOp {
 }
 
 impl DmlOp {
+    /// A planned statement, before any stage ran.
+    pub fn new(
+        kind: DmlKind,
+        table_url: Url,
+        snapshot: TableSnapshot,
+        predicate: Option<Predicate>,
+        selection: FileSelection,
+        tasks: Vec<Task>,
+        ctx: PlanContext,
+    ) -> Self {
+        Self {
+            kind,
+            table_url,
+            snapshot,
+            predicate,
+            selection,
+            tasks,
+            ctx,
+            outputs: Vec::new(),
+            rewrite_elapsed: Duration::ZERO,
+        }
+    }
+
+    /// The statement's transaction: Delta's operation name and `predicate` parameter.
+    pub fn transaction(&self) -> Txn {
+        let operation = match self.kind {
+            DmlKind::Delete => "DELETE",
+            DmlKind::Update => "UPDATE",
+        };
+        let mut params = serde_json::Map::new();
+        params.insert(
+            "predicate".into(),
+            predicate_parameter(self.predicate.as_ref().map(|p| p.sql())),
+        );
+        Txn::new(&self.ctx.job_id, operation, params)
+    }
+
+    /// The commit of a filled transaction.
+    pub fn commit(&self, txn: Txn, summary: String) -> Outcome {
+        Outcome::Commit {
+            txn: Box::new(txn),
+            target: CommitTarget {
+                log_store: self.snapshot.table.log_store(),
+                read_version: self.snapshot.version,
+                properties: self.snapshot.properties.clone(),
+            },
+            summary,
+        }
+    }
+
     /// The table as tasks carry it.
     pub fn table_spec(table_url: &Url, snapshot: &TableSnapshot) -> TableSpec {
         TableSpec {
@@ -143,15 +193,6 @@ impl DmlOp {
         txn.metric("executionTimeMs", total_ms);
         txn.metric("scanTimeMs", total_ms.saturating_sub(rewrite_ms));
         txn.metric("rewriteTimeMs", rewrite_ms);
-    }
-
-    /// Where the commit goes.
-    pub fn target(&self) -> CommitTarget {
-        CommitTarget {
-            log_store: self.snapshot.table.log_store(),
-            read_version: self.snapshot.version,
-            properties: self.snapshot.properties.clone(),
-        }
     }
 }
 

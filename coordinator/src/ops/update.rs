@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use arrow::datatypes::{DataType, Schema};
-use serde_json::Map;
 use silt_common::expr::{Expression, Predicate};
 use silt_common::request::UpdateRequest;
 use silt_common::schema::{column_list, type_name};
@@ -20,7 +19,6 @@ use super::{executor_slots, existing_table};
 use crate::JobContext;
 use crate::driver::{JobError, Operation, Outcome, PlanContext, invalid};
 use crate::plan::rewrite;
-use crate::txn::{Txn, predicate_parameter};
 
 /// Loads the table and plans the update.
 pub async fn prepare(
@@ -155,17 +153,15 @@ pub fn plan(
             ctx.slots,
         ));
     }
-    Ok(DmlOp {
-        kind: DmlKind::Update,
+    Ok(DmlOp::new(
+        DmlKind::Update,
         table_url,
         snapshot,
         predicate,
         selection,
         tasks,
         ctx,
-        outputs: Vec::new(),
-        rewrite_elapsed: Duration::ZERO,
-    })
+    ))
 }
 
 /// The outcome of a finished UPDATE: the rewritten files replaced, Delta's UPDATE metrics;
@@ -179,12 +175,7 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
             metrics: Default::default(),
         });
     }
-    let mut params = Map::new();
-    params.insert(
-        "predicate".into(),
-        predicate_parameter(r.predicate.as_ref().map(|p| p.sql())),
-    );
-    let mut txn = Txn::new(&r.ctx.job_id, "UPDATE", params);
+    let mut txn = r.transaction();
     r.fill(&mut txn, &removed, elapsed);
     txn.metric("numUpdatedRows", m.rows_updated);
     txn.metric("numCopiedRows", m.rows_copied);
@@ -195,12 +186,7 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
         m.files_written,
         m.rows_copied
     );
-    let target = r.target();
-    Ok(Outcome::Commit {
-        txn: Box::new(txn),
-        target,
-        summary,
-    })
+    Ok(r.commit(txn, summary))
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::fence::LeaderFence;
-use crate::txn::decode;
+use silt_common::table::decode_path as decode;
 
 /// Commit retries after losing a version race (each re-checks conflicts).
 pub const MAX_COMMIT_ATTEMPTS: usize = 15;

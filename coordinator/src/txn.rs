@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use deltalake_core::kernel::{Action, Add, Metadata, Protocol, Transaction};
 use serde_json::{Map, Value};
-use silt_common::table::{ActiveFile, TableProperties};
+use silt_common::table::{ActiveFile, TableProperties, decode_path as decode};
 use silt_common::task::DataFile;
 use url::Url;
 
@@ -205,13 +205,6 @@ impl Txn {
             epoch,
         }
     }
-}
-
-/// Percent-decodes a raw log path.
-pub fn decode(p: &str) -> String {
-    percent_encoding::percent_decode_str(p)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// Delta Spark's form of a `predicate` operation parameter: a JSON array (as a string) of

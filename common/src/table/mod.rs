@@ -10,5 +10,6 @@ pub mod snapshot;
 
 pub use properties::{IsolationLevel, TableProperties};
 pub use snapshot::{
-    ActiveFile, TableSnapshot, TimeTravel, file_split, load_table, load_table_at, table_builder,
+    ActiveFile, TableSnapshot, TimeTravel, decode_path, file_split, load_table, load_table_at,
+    table_builder,
 };

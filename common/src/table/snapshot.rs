@@ -243,10 +243,7 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
             .ok_or_else(|| Error::internal("add actions `path` is not a string column"))?;
         for i in 0..col.len() {
             let raw = col.value(i).to_string();
-            let decoded = percent_encoding::percent_decode_str(&raw)
-                .decode_utf8_lossy()
-                .into_owned();
-            raw_paths.insert(decoded, raw);
+            raw_paths.insert(decode_path(&raw), raw);
         }
     }
     let views: Vec<_> = state
@@ -334,4 +331,11 @@ fn feature_name<F: serde::Serialize + std::fmt::Debug>(f: &F) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| format!("{f:?}"))
+}
+
+/// Percent-decodes a path as the Delta log stores it (`add.path`, `remove.path`).
+pub fn decode_path(p: &str) -> String {
+    percent_encoding::percent_decode_str(p)
+        .decode_utf8_lossy()
+        .into_owned()
 }

@@ -149,6 +149,17 @@ struct ExecutorArgs {
     /// Name reported to the coordinator.
     #[arg(long)]
     name: Option<String>,
+    /// Where this executor serves its exchange (shuffle) outputs to the other executors.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    shuffle_listen: std::net::SocketAddr,
+    /// The HOST:PORT other executors reach the shuffle endpoint at (default: the bound
+    /// address; required with an unspecified listen address such as 0.0.0.0).
+    #[arg(long)]
+    shuffle_advertise: Option<String>,
+    /// Directory map outputs spill to past the memory budget (default: the system temporary
+    /// directory); a fresh subdirectory is used and deleted at exit.
+    #[arg(long)]
+    spill_dir: Option<std::path::PathBuf>,
     /// Fault injection for tests: sleep this long before every task.
     #[arg(long, default_value_t = 0, hide = true)]
     task_delay_ms: u64,
@@ -260,6 +271,9 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
             .name
             .unwrap_or_else(|| format!("pid{}", std::process::id())),
         faults: faults(args.faults.as_deref(), args.task_delay_ms)?,
+        shuffle_listen: args.shuffle_listen,
+        shuffle_advertise: args.shuffle_advertise,
+        spill_dir: args.spill_dir,
         ..Default::default()
     };
     silt_executor::run_executor(config, shutdown_signal()).await?;

@@ -1,7 +1,6 @@
 //! Removal of what was written but not committed: data files of failed, cancelled or
-//! superseded attempts (found by their name prefix, e.g. `part-<job id>-`) and exchange
-//! directories. Used by the coordinator after a job and by executors after a cancelled
-//! attempt.
+//! superseded attempts, found by their name prefix (e.g. `part-<job id>-`). Used by the
+//! coordinator after a job and by executors after a cancelled attempt.
 
 use std::collections::HashSet;
 
@@ -11,35 +10,6 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use tracing::{info, warn};
 use url::Url;
-
-/// Deletes every object under `dir` (best effort; failures are logged).
-pub async fn remove_dir(dir: &Url) {
-    let Ok((store, prefix)) = store_for(dir) else {
-        return;
-    };
-    let listed: Vec<Path> = match store
-        .list(Some(&prefix))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => {
-            warn!(dir = %dir, "cannot list for cleanup: {e}");
-            return;
-        }
-    };
-    delete_all(&store, listed).await;
-    if dir.scheme() == "file"
-        && let Ok(p) = dir.to_file_path()
-    {
-        let _ = std::fs::remove_dir_all(&p);
-        if let Some(parent) = p.parent() {
-            // `_silt_shuffle` itself, once empty.
-            let _ = std::fs::remove_dir(parent);
-        }
-    }
-}
 
 /// Deletes the data files under the table root whose names start with `name_prefix` (e.g.
 /// `part-<job id>-`), except those in `keep` (file names), never touching `_delta_log`.

@@ -44,6 +44,14 @@ pub enum Error {
     /// Delta log access or commit failure.
     #[error("delta: {0}")]
     Delta(#[from] deltalake_core::DeltaTableError),
+    /// An exchange partition could not be fetched from the executor holding a map output
+    /// (gone, or no longer holding it): the map task must run again.
+    #[error("cannot fetch map output {map_id} from {address}: {reason}")]
+    FetchFailed {
+        address: String,
+        map_id: String,
+        reason: String,
+    },
     /// A broken internal invariant; a bug in silt.
     #[error("internal error: {0}")]
     Internal(String),
@@ -59,7 +67,7 @@ impl Error {
                     | object_store::Error::InvalidPath { .. }
                     | object_store::Error::NotSupported { .. }
             ),
-            Error::Delta(_) | Error::Internal(_) => true,
+            Error::Delta(_) | Error::Internal(_) | Error::FetchFailed { .. } => true,
             _ => false,
         }
     }

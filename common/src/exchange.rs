@@ -1,44 +1,35 @@
-//! The exchange: map tasks route rows to reducers by a hash of their keys (SQL expressions
-//! over the row: partition columns, join keys, …) and write one Arrow IPC stream per reducer;
-//! reduce tasks read their stream from every map output.
+//! The exchange format: map tasks route rows to partitions by a hash of their keys (SQL
+//! expressions over the row: partition columns, join keys, a range id, …) and cut each
+//! partition's rows into *blocks*; reduce tasks decode the blocks of their partition from
+//! every map output.
 //!
-//! Layout: `<map output dir>/r-<reducer>.arrow`. A missing file means the map task had no rows
-//! for that reducer. Output directories are per task attempt, so a superseded attempt can
-//! never mix into a reducer's input: reducers only read the directories the coordinator
-//! accepted.
+//! A block is a self-contained Arrow IPC stream (schema, one batch, end marker) with
+//! LZ4-compressed buffers, so it can be stored, sent and decoded on its own. Where blocks are
+//! kept (executor memory, then local spill files) and how they travel (the executors'
+//! shuffle endpoints) is the executor's business; this module only encodes and routes.
 
 use std::hash::{Hash, Hasher};
 use std::io::Cursor;
-use std::sync::Arc;
 
 use arrow::array::{ArrayRef, UInt32Array};
-use arrow::compute::take_record_batch;
+use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::SchemaRef;
+use arrow::ipc::CompressionType;
 use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::StreamWriter;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use object_store::buffered::BufWriter;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
-use tokio::io::AsyncWriteExt;
-use url::Url;
 
 use crate::expr::Expression;
-use crate::storage::{join_url, store_for};
 use crate::{Error, Result};
 
-/// Bytes of encoded IPC a reducer stream buffers before it is flushed to the store.
-const FLUSH_BYTES: usize = 4 << 20;
+/// Uncompressed bytes of rows a partition buffers before they become a block.
+pub const BLOCK_BYTES: usize = 1 << 20;
 
-fn reducer_file(reducer: u32) -> String {
-    format!("r-{reducer:05}.arrow")
-}
-
-/// Computes, for each of `num_rows` rows, `hash(keys) % num_reducers`, where `keys` are the
+/// Computes, for each of `num_rows` rows, `hash(keys) % num_partitions`, where `keys` are the
 /// rows' key values (one array per key). Stable across processes.
-pub fn route_rows(keys: &[ArrayRef], num_rows: usize, num_reducers: u32) -> Result<Vec<u32>> {
-    if num_reducers <= 1 || keys.is_empty() {
+pub fn route_rows(keys: &[ArrayRef], num_rows: usize, num_partitions: u32) -> Result<Vec<u32>> {
+    if num_partitions <= 1 || keys.is_empty() {
         return Ok(vec![0; num_rows]);
     }
     let fields: Vec<SortField> = keys
@@ -52,68 +43,86 @@ pub fn route_rows(keys: &[ArrayRef], num_rows: usize, num_reducers: u32) -> Resu
         .map(|row| {
             let mut h = std::hash::DefaultHasher::new();
             row.as_ref().hash(&mut h);
-            (h.finish() % num_reducers as u64) as u32
+            (h.finish() % num_partitions as u64) as u32
         })
         .collect())
 }
 
-struct ReducerStream {
-    ipc: StreamWriter<Vec<u8>>,
-    sink: BufWriter,
+/// Encodes batches (of one schema) as one block.
+pub fn encode_block(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let batch = concat_batches(schema, batches)?;
+    let options =
+        IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+    let mut w = StreamWriter::try_new_with_options(Vec::new(), schema, options)?;
+    w.write(&batch)?;
+    w.finish()?;
+    Ok(w.into_inner()?)
 }
 
-/// Writes a map task's output.
-pub struct ShuffleWriter {
-    store: Arc<dyn ObjectStore>,
-    dir: Path,
-    dir_url: Url,
+/// Decodes one block.
+pub fn decode_block(block: &[u8]) -> Result<Vec<RecordBatch>> {
+    let reader = StreamReader::try_new(Cursor::new(block), None)?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::internal(format!("corrupt exchange block: {e}")))
+}
+
+/// Routes a map task's rows to partitions and cuts them into blocks. Buffers at most
+/// `BLOCK_BYTES` per partition and `budget` bytes overall (the largest buffer becomes a block
+/// early when over), so a map task's memory does not grow with its input.
+pub struct Partitioner {
     schema: SchemaRef,
     keys: Vec<Expression>,
-    num_reducers: u32,
-    streams: Vec<Option<ReducerStream>>,
-    bytes_written: u64,
+    num_partitions: u32,
+    buffers: Vec<Vec<RecordBatch>>,
+    buffered: Vec<usize>,
+    total: usize,
+    budget: usize,
 }
 
-impl ShuffleWriter {
-    /// `dir_url`: this attempt's output directory; `keys`: the routing key expressions.
+impl Partitioner {
     pub fn try_new(
-        dir_url: &Url,
         schema: SchemaRef,
         keys: Vec<Expression>,
-        num_reducers: u32,
+        num_partitions: u32,
+        budget: usize,
     ) -> Result<Self> {
-        if num_reducers == 0 {
-            return Err(Error::internal("exchange with zero reducers"));
+        if num_partitions == 0 {
+            return Err(Error::internal("exchange with zero partitions"));
         }
-        let (store, dir) = store_for(dir_url)?;
+        let n = num_partitions as usize;
         Ok(Self {
-            store,
-            dir,
-            dir_url: dir_url.clone(),
             schema,
             keys,
-            num_reducers,
-            streams: (0..num_reducers).map(|_| None).collect(),
-            bytes_written: 0,
+            num_partitions,
+            buffers: vec![Vec::new(); n],
+            buffered: vec![0; n],
+            total: 0,
+            budget: budget.max(BLOCK_BYTES),
         })
     }
 
-    /// Routes the rows of `batch` to their reducers.
-    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+    pub fn num_partitions(&self) -> u32 {
+        self.num_partitions
+    }
+
+    /// Routes the rows of `batch`; returns the blocks that became full, as (partition, block).
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<(u32, Vec<u8>)>> {
+        let mut ready = Vec::new();
         if batch.num_rows() == 0 {
-            return Ok(());
+            return Ok(ready);
         }
         let keys = self
             .keys
             .iter()
             .map(|k| k.evaluate(batch))
             .collect::<Result<Vec<_>>>()?;
-        let routes = route_rows(&keys, batch.num_rows(), self.num_reducers)?;
-        let mut per_reducer: Vec<Vec<u32>> = vec![Vec::new(); self.num_reducers as usize];
-        for (row, r) in routes.iter().enumerate() {
-            per_reducer[*r as usize].push(row as u32);
+        let routes = route_rows(&keys, batch.num_rows(), self.num_partitions)?;
+        let mut per_partition: Vec<Vec<u32>> = vec![Vec::new(); self.num_partitions as usize];
+        for (row, p) in routes.iter().enumerate() {
+            per_partition[*p as usize].push(row as u32);
         }
-        for (r, rows) in per_reducer.into_iter().enumerate() {
+        for (p, rows) in per_partition.into_iter().enumerate() {
             if rows.is_empty() {
                 continue;
             }
@@ -122,76 +131,42 @@ impl ShuffleWriter {
             } else {
                 take_record_batch(batch, &UInt32Array::from(rows))?
             };
-            self.append(r, &part).await?;
+            let size = part.get_array_memory_size();
+            self.buffers[p].push(part);
+            self.buffered[p] += size;
+            self.total += size;
+            if self.buffered[p] >= BLOCK_BYTES {
+                ready.push(self.cut(p)?);
+            }
         }
-        Ok(())
+        while self.total > self.budget {
+            let Some(largest) = (0..self.buffers.len()).max_by_key(|&p| self.buffered[p]) else {
+                break;
+            };
+            if self.buffered[largest] == 0 {
+                break;
+            }
+            ready.push(self.cut(largest)?);
+        }
+        Ok(ready)
     }
 
-    async fn append(&mut self, reducer: usize, batch: &RecordBatch) -> Result<()> {
-        if self.streams[reducer].is_none() {
-            let path = self.dir.clone().join(reducer_file(reducer as u32));
-            let sink = BufWriter::new(self.store.clone(), path);
-            let ipc = StreamWriter::try_new(Vec::new(), &self.schema)?;
-            self.streams[reducer] = Some(ReducerStream { ipc, sink });
-        }
-        let Some(stream) = self.streams[reducer].as_mut() else {
-            return Err(Error::internal("reducer stream vanished"));
-        };
-        stream.ipc.write(batch)?;
-        if stream.ipc.get_ref().len() >= FLUSH_BYTES {
-            let buf = std::mem::take(stream.ipc.get_mut());
-            self.bytes_written += buf.len() as u64;
-            stream
-                .sink
-                .write_all(&buf)
-                .await
-                .map_err(|e| Error::internal(format!("exchange write: {e}")))?;
-        }
-        Ok(())
+    /// The remaining buffered rows, as blocks.
+    pub fn finish(&mut self) -> Result<Vec<(u32, Vec<u8>)>> {
+        (0..self.buffers.len())
+            .filter(|&p| !self.buffers[p].is_empty())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|p| self.cut(p))
+            .collect()
     }
 
-    /// Finishes every reducer stream; returns the output directory URL and bytes written.
-    pub async fn finish(mut self) -> Result<(String, u64)> {
-        for stream in self.streams.iter_mut().filter_map(Option::take) {
-            let ReducerStream { mut ipc, mut sink } = stream;
-            ipc.finish()?;
-            let buf = ipc.into_inner()?;
-            self.bytes_written += buf.len() as u64;
-            sink.write_all(&buf)
-                .await
-                .map_err(|e| Error::internal(format!("exchange write: {e}")))?;
-            sink.shutdown()
-                .await
-                .map_err(|e| Error::internal(format!("exchange write: {e}")))?;
-        }
-        Ok((self.dir_url.to_string(), self.bytes_written))
+    fn cut(&mut self, p: usize) -> Result<(u32, Vec<u8>)> {
+        let batches = std::mem::take(&mut self.buffers[p]);
+        self.total -= self.buffered[p];
+        self.buffered[p] = 0;
+        Ok((p as u32, encode_block(&self.schema, &batches)?))
     }
-
-    /// Abandons the output (best effort).
-    pub async fn abort(mut self) {
-        for stream in self.streams.iter_mut().filter_map(Option::take) {
-            let mut sink = stream.sink;
-            let _ = sink.abort().await;
-        }
-    }
-}
-
-/// Reads reducer `reducer`'s batches from one map output directory (empty if the map task
-/// produced no rows for it).
-pub async fn read_reducer_input(map_output: &str, reducer: u32) -> Result<Vec<RecordBatch>> {
-    let dir = Url::parse(map_output)
-        .map_err(|e| Error::internal(format!("bad map output url `{map_output}`: {e}")))?;
-    let url = join_url(&dir, &reducer_file(reducer))?;
-    let (store, path) = store_for(&url)?;
-    let bytes = match store.get(&path).await {
-        Ok(r) => r.bytes().await?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(Error::from)
 }
 
 #[cfg(test)]
@@ -199,6 +174,7 @@ mod tests {
     use super::*;
     use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
 
     fn batch(keys: Vec<Option<&str>>) -> RecordBatch {
         let n = keys.len();
@@ -228,37 +204,42 @@ mod tests {
         assert!(r1.iter().all(|r| *r < 7));
     }
 
-    #[tokio::test]
-    async fn map_output_round_trips_per_reducer() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = Url::from_directory_path(dir.path().join("m0")).unwrap();
+    #[test]
+    fn blocks_hold_each_key_in_one_partition_and_stay_within_the_budget() {
         let b = batch(
-            (0..1000)
-                .map(|i| Some(["x", "y", "z", "w"][i % 4]))
+            (0..50_000)
+                .map(|i| Some(["x", "y", "z", "w", "v"][i % 5]))
                 .collect(),
         );
         let key = Expression::compile("k", &b.schema()).unwrap();
-        let mut w = ShuffleWriter::try_new(&url, b.schema(), vec![key], 3).unwrap();
-        w.write(&b).await.unwrap();
-        w.write(&b).await.unwrap();
-        let (out, bytes) = w.finish().await.unwrap();
-        assert!(bytes > 0);
+        // A budget below one block: every push cuts blocks, nothing accumulates.
+        let mut p = Partitioner::try_new(b.schema(), vec![key], 3, 1).unwrap();
+        let mut blocks = Vec::new();
+        for _ in 0..4 {
+            blocks.extend(p.push(&b).unwrap());
+            assert!(p.total <= BLOCK_BYTES, "buffered {}", p.total);
+        }
+        blocks.extend(p.finish().unwrap());
         let mut total = 0;
-        let mut seen_keys = std::collections::HashMap::new();
-        for r in 0..3 {
-            for rb in read_reducer_input(&out, r).await.unwrap() {
+        let mut seen = std::collections::HashMap::new();
+        for (part, block) in &blocks {
+            for rb in decode_block(block).unwrap() {
                 total += rb.num_rows();
                 let k = rb.column(0).as_any().downcast_ref::<StringArray>().unwrap();
                 for i in 0..k.len() {
-                    let prev = seen_keys.insert(k.value(i).to_string(), r);
-                    assert!(
-                        prev.is_none() || prev == Some(r),
-                        "key split across reducers"
-                    );
+                    let prev = seen.insert(k.value(i).to_string(), *part);
+                    assert!(prev.is_none() || prev == Some(*part), "key split");
                 }
             }
         }
-        assert_eq!(total, 2000);
-        assert!(read_reducer_input(&out, 99).await.unwrap().is_empty());
+        assert_eq!(total, 200_000);
+        // Compressed: smaller than the rows in memory.
+        let encoded: usize = blocks.iter().map(|(_, b)| b.len()).sum();
+        assert!(encoded < 4 * b.get_array_memory_size(), "{encoded}");
+    }
+
+    #[test]
+    fn a_corrupt_block_is_an_error() {
+        assert!(decode_block(b"not arrow").is_err());
     }
 }

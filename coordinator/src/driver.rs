@@ -9,12 +9,19 @@
 //! * cancellation: a cancelled job's stages end with [`StageError::Cancelled`];
 //! * the commit: `LeaderFence::check` before each attempt, conflict checks and retries
 //!   ([`commit::commit`]);
-//! * cleanup, on every path: the job's exchange directory is removed; after a failure (or a
-//!   success with superseded attempts) the driver cancels the job's attempts, waits (bounded)
-//!   until no executor still runs one, and deletes the job's data files that the commit does
-//!   not reference.
+//! * lost exchange inputs, as Spark recovers them: when a task cannot fetch map outputs
+//!   (their executor is gone), the stage stops; the map tasks whose outputs were on the lost
+//!   endpoints run again (new attempts, epoch-checked like any), the unfinished tasks are
+//!   pointed at the new outputs and run again, and the outputs of the tasks that had
+//!   succeeded are kept (bounded rounds);
+//! * cleanup, on every path: executors drop the job's map outputs once the job is forgotten
+//!   (told in heartbeat replies); after a failure (or a success with superseded attempts)
+//!   the driver cancels the job's attempts, waits (bounded) until no executor still runs
+//!   one, and deletes the job's data files that the commit does not reference.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use deltalake_core::logstore::LogStoreRef;
@@ -22,7 +29,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use silt_common::cleanup;
 use silt_common::table::TableProperties;
-use silt_common::task::{Task, TaskOutput};
+use silt_common::task::{Input, MapOutputRef, Sink, Task, TaskOutput};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use url::Url;
@@ -78,21 +85,11 @@ impl PlanContext {
     pub fn file_prefix(&self) -> String {
         job_file_prefix(&self.job_id)
     }
-
-    /// The directory of this job's exchanges under the table root.
-    pub fn exchange_location(&self, table_url: &Url) -> Url {
-        exchange_dir(table_url, &self.job_id)
-    }
 }
 
 /// Prefix of every data file name of a job (`part-<job id>`).
 pub fn job_file_prefix(job_id: &str) -> String {
     format!("part-{job_id}")
-}
-
-pub(crate) fn exchange_dir(table_url: &Url, job_id: &str) -> Url {
-    silt_common::storage::join_url(table_url, &format!("_silt_shuffle/{job_id}/"))
-        .unwrap_or_else(|_| table_url.clone())
 }
 
 /// A stage an operation wants run: a name (for progress and logs) and its tasks.
@@ -178,6 +175,7 @@ pub async fn run(
     started: Instant,
 ) -> Result<JobOutcome, JobError> {
     let table_url = op.table_url().clone();
+    ctx.scheduler.begin_job(job_id);
     let result = drive(ctx, job_id, op, status, started).await;
     // Attempts that are no longer wanted (the failed job's other tasks, superseded attempts)
     // may still be writing: cancel them and wait, bounded, until executors let go of them,
@@ -200,7 +198,6 @@ pub async fn run(
         }
     }
     ctx.scheduler.forget_job(job_id);
-    cleanup::remove_dir(&exchange_dir(&table_url, job_id)).await;
     if needs_file_cleanup {
         let prefix = format!("{}-", job_file_prefix(job_id));
         cleanup::remove_files_named(&table_url, &prefix, &kept).await;
@@ -230,14 +227,13 @@ async fn drive(
         epoch: ctx.fence.epoch(),
         version: op.read_version(),
         status,
+        next_id: AtomicU32::new(0),
+        map_tasks: Mutex::default(),
     };
-    let mut next_id = 0u32;
     let mut running = FuturesUnordered::new();
-    let mut start = |plans: Vec<StagePlan>, running: &mut FuturesUnordered<_>| {
+    let start = |plans: Vec<StagePlan>, running: &mut FuturesUnordered<_>| {
         for plan in plans {
-            let id = next_id;
-            next_id += 1;
-            running.push(run_stage(&scope, id, plan));
+            running.push(run_stage(&scope, scope.new_stage_id(), plan));
         }
     };
     start(op.start()?, &mut running);
@@ -307,31 +303,175 @@ async fn drive(
 }
 
 /// Where a job's stages run: the job, the epoch and table version its tasks are stamped with,
-/// and the status channel progress goes to.
+/// the status channel progress goes to, stage numbering, and the tasks of the stages that
+/// produced exchange outputs (to re-run the ones whose outputs get lost).
 struct StageScope<'a> {
     ctx: &'a JobContext,
     job_id: &'a str,
     epoch: u64,
     version: i64,
     status: &'a watch::Sender<JobStatus>,
+    next_id: AtomicU32,
+    map_tasks: Mutex<HashMap<u32, Vec<Task>>>,
 }
 
-/// Runs one stage to completion, publishing its progress.
+impl StageScope<'_> {
+    fn new_stage_id(&self) -> u32 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Rounds of re-running lost map tasks one stage may go through before it fails.
+const MAX_FETCH_RECOVERIES: u32 = 4;
+
+/// Runs one stage to completion, recovering lost exchange inputs (see the module docs).
 async fn run_stage(
     scope: &StageScope<'_>,
     id: u32,
     plan: StagePlan,
 ) -> Result<StageResult, JobError> {
+    let started = Instant::now();
+    let StagePlan { name, mut tasks } = plan;
+    let n = tasks.len();
+    let mut outputs: Vec<Option<TaskOutput>> = vec![None; n];
+    let mut pending: Vec<usize> = (0..n).collect();
+    let mut run_id = id;
+    let mut recoveries = 0;
+    loop {
+        let batch: Vec<Task> = pending.iter().map(|&i| tasks[i].clone()).collect();
+        let label = if recoveries == 0 {
+            name.clone()
+        } else {
+            format!("{name} (resumed)")
+        };
+        match run_tasks(scope, run_id, &label, batch).await {
+            Ok(outs) => {
+                for (&i, o) in pending.iter().zip(outs) {
+                    outputs[i] = Some(o);
+                }
+                break;
+            }
+            Err(StageError::FetchFailed {
+                task,
+                message,
+                lost,
+                outputs: partial,
+            }) if recoveries < MAX_FETCH_RECOVERIES => {
+                recoveries += 1;
+                warn!(job = scope.job_id, stage = %name, %task, ?lost, "exchange input lost ({message}); re-running its map tasks");
+                for (&i, o) in pending.iter().zip(partial) {
+                    if o.is_some() {
+                        outputs[i] = o;
+                    }
+                }
+                pending = (0..n).filter(|&i| outputs[i].is_none()).collect();
+                let lost: HashSet<&str> = lost.iter().map(String::as_str).collect();
+                let replaced = rerun_lost_maps(scope, &name, &tasks, &pending, &lost).await?;
+                for &i in &pending {
+                    if let Input::Exchange { map_outputs, .. } = &mut tasks[i].input {
+                        for r in map_outputs.iter_mut() {
+                            if let Some(new) = replaced.get(&(r.map_stage, r.map_index)) {
+                                *r = new.clone();
+                            }
+                        }
+                    }
+                }
+                run_id = scope.new_stage_id();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if tasks
+        .iter()
+        .any(|t| matches!(t.sink, Sink::Exchange { .. }))
+    {
+        scope
+            .map_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tasks);
+    }
+    Ok(StageResult {
+        id,
+        name,
+        outputs: outputs.into_iter().map(Option::unwrap_or_default).collect(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Re-runs the map tasks whose outputs, referenced by the `pending` tasks, were on a `lost`
+/// endpoint. Returns the new outputs by the (stage, index) of the map task they replace.
+async fn rerun_lost_maps(
+    scope: &StageScope<'_>,
+    name: &str,
+    tasks: &[Task],
+    pending: &[usize],
+    lost: &HashSet<&str>,
+) -> Result<HashMap<(u32, u32), MapOutputRef>, JobError> {
+    let wanted: BTreeSet<(u32, u32)> = pending
+        .iter()
+        .filter_map(|&i| match &tasks[i].input {
+            Input::Exchange { map_outputs, .. } => Some(map_outputs),
+            _ => None,
+        })
+        .flatten()
+        .filter(|r| lost.contains(r.address.as_str()))
+        .map(|r| (r.map_stage, r.map_index))
+        .collect();
+    let defs: Vec<Task> = {
+        let maps = scope.map_tasks.lock().unwrap_or_else(|p| p.into_inner());
+        wanted
+            .iter()
+            .map(|(stage, index)| {
+                maps.get(stage)
+                    .and_then(|t| t.get(*index as usize))
+                    .cloned()
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "internal: lost map output of stage {stage} task {index} has no task to re-run"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if defs.is_empty() {
+        // The endpoint answered "not found" for outputs it should hold, or the report named
+        // an endpoint no pending task reads from: running the same tasks again is all we can do.
+        return Ok(HashMap::new());
+    }
+    let label = format!("{name}: re-run {} lost map task(s)", defs.len());
+    let outs = run_tasks(scope, scope.new_stage_id(), &label, defs).await?;
+    let mut replaced = HashMap::new();
+    for ((stage, index), out) in wanted.into_iter().zip(outs) {
+        let mut location = out
+            .exchange_output
+            .ok_or_else(|| invalid("internal: a re-run map task produced no exchange output"))?
+            .location;
+        // It stands in for the original map task (so a later loss finds that task again).
+        location.map_stage = stage;
+        location.map_index = index;
+        replaced.insert((stage, index), location);
+    }
+    Ok(replaced)
+}
+
+/// Runs tasks as one scheduler stage to completion, publishing its progress.
+async fn run_tasks(
+    scope: &StageScope<'_>,
+    id: u32,
+    name: &str,
+    tasks: Vec<Task>,
+) -> Result<Vec<TaskOutput>, StageError> {
     let StageScope {
         ctx,
         job_id,
         epoch,
         version,
         status,
+        ..
     } = *scope;
-    let name = plan.name;
-    let n = plan.tasks.len() as u32;
-    let started = Instant::now();
+    let name = name.to_string();
+    let n = tasks.len() as u32;
     status.send_modify(|s| {
         s.state = JobState::Running;
         s.stage = name.clone();
@@ -339,9 +479,7 @@ async fn run_stage(
         s.tasks_succeeded = 0;
         s.message = format!("stage {name}: {n} task(s)");
     });
-    let fut = ctx
-        .scheduler
-        .run_stage(job_id, id, epoch, version, plan.tasks);
+    let fut = ctx.scheduler.run_stage(job_id, id, epoch, version, tasks);
     tokio::pin!(fut);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
@@ -356,15 +494,12 @@ async fn run_stage(
                     }
                     s.task_retries = s.task_retries.max(retries);
                 });
-                if let Err(e) = &r {
+                if let Err(e) = &r
+                    && !matches!(e, StageError::FetchFailed { .. })
+                {
                     warn!(job = job_id, stage = %name, "stage failed: {e}");
                 }
-                return r.map(|outputs| StageResult {
-                    id,
-                    name: name.clone(),
-                    outputs,
-                    elapsed: started.elapsed(),
-                }).map_err(JobError::from);
+                return r;
             }
             _ = tick.tick() => {
                 let p = ctx.scheduler.progress(job_id, id);

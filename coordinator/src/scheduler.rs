@@ -6,7 +6,12 @@
 //!   another epoch, is rejected as stale;
 //! * a stage completes once, with every task's output from its accepted attempt, or fails
 //!   once with the first fatal cause;
-//! * attempts per task are bounded (`max_task_attempts`), and so is the wait of a poll.
+//! * attempts per task are bounded (`max_task_attempts`), and so is the wait of a poll;
+//! * a task that could not fetch its exchange input ends its stage at once with
+//!   [`StageError::FetchFailed`] (the outputs of the tasks that succeeded kept): the driver
+//!   re-runs the lost map tasks and then the rest of the stage;
+//! * executors drop the map outputs of every job that is not active (begun and not yet
+//!   forgotten) when they next heartbeat.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,6 +79,15 @@ pub enum StageError {
     },
     #[error("job cancelled")]
     Cancelled,
+    /// A task could not fetch map outputs from these shuffle endpoints. `outputs` holds the
+    /// outputs of the stage's tasks that had succeeded (by task index).
+    #[error("task {task} could not fetch its exchange input from {lost:?}: {message}")]
+    FetchFailed {
+        task: String,
+        message: String,
+        lost: Vec<String>,
+        outputs: Vec<Option<TaskOutput>>,
+    },
 }
 
 /// Progress counters of the running stage of a job.
@@ -116,6 +130,8 @@ struct StageRun {
 struct ExecutorEntry {
     last_seen: Instant,
     slots: u32,
+    /// Where its shuffle endpoint is (for logs: map outputs name it themselves).
+    shuffle_address: String,
     /// Attempts handed to this executor and not yet reported, with when they were handed out.
     running: HashMap<AttemptKey, Instant>,
 }
@@ -128,6 +144,8 @@ struct State {
     queue: VecDeque<(String, u32, u32)>,
     /// Re-run attempts per job, kept until the job is forgotten (stages that failed are gone).
     retries: HashMap<String, u32>,
+    /// Jobs begun and not yet forgotten: executors keep their map outputs.
+    active_jobs: HashSet<String>,
 }
 
 /// The scheduler; cheap to clone.
@@ -155,6 +173,8 @@ pub struct Registration {
 pub struct HeartbeatReply {
     pub reregister: bool,
     pub cancel: Vec<AttemptKey>,
+    /// Jobs the executor holds map outputs of that are no longer active.
+    pub drop_shuffle_jobs: Vec<String>,
 }
 
 impl Scheduler {
@@ -184,7 +204,7 @@ impl Scheduler {
     }
 
     /// Registers an executor.
-    pub fn register(&self, slots: u32, host: &str) -> Registration {
+    pub fn register(&self, slots: u32, host: &str, shuffle_address: &str) -> Registration {
         let mut st = self.lock();
         st.next_executor += 1;
         let id = format!("exec-{}-{}", st.next_executor, host);
@@ -193,11 +213,12 @@ impl Scheduler {
             ExecutorEntry {
                 last_seen: Instant::now(),
                 slots: slots.max(1),
+                shuffle_address: shuffle_address.to_string(),
                 running: HashMap::new(),
             },
         );
         drop(st);
-        info!(executor = %id, slots, "executor registered");
+        info!(executor = %id, slots, shuffle = shuffle_address, "executor registered");
         self.inner.executors_changed.notify_waiters();
         Registration {
             executor_id: id,
@@ -228,14 +249,25 @@ impl Scheduler {
     /// `running` is what the executor still runs. Attempts it no longer reports (abandoned
     /// after a cancel, which sends no report) are forgotten, unless they were handed out too
     /// recently to have reached the executor's books.
-    pub fn heartbeat(&self, executor_id: &str, running: Vec<AttemptKey>) -> HeartbeatReply {
+    pub fn heartbeat(
+        &self,
+        executor_id: &str,
+        running: Vec<AttemptKey>,
+        shuffle_jobs: &[String],
+    ) -> HeartbeatReply {
         let mut st = self.lock();
         let grace = Duration::from_millis(self.inner.config.heartbeat_interval_ms * 2);
         let now = Instant::now();
+        let drop_shuffle_jobs: Vec<String> = shuffle_jobs
+            .iter()
+            .filter(|j| !st.active_jobs.contains(*j))
+            .cloned()
+            .collect();
         let Some(exec) = st.executors.get_mut(executor_id) else {
             return HeartbeatReply {
                 reregister: true,
                 cancel: running,
+                drop_shuffle_jobs,
             };
         };
         exec.last_seen = now;
@@ -256,7 +288,13 @@ impl Scheduler {
         HeartbeatReply {
             reregister: false,
             cancel,
+            drop_shuffle_jobs,
         }
+    }
+
+    /// Marks a job active: executors keep its map outputs until [`Scheduler::forget_job`].
+    pub fn begin_job(&self, job_id: &str) {
+        self.lock().active_jobs.insert(job_id.to_string());
     }
 
     /// Attempts of `job_id` that some live executor may still be running (including ones
@@ -412,6 +450,7 @@ impl Scheduler {
         st.stages.retain(|(j, _), _| j != job_id);
         st.queue.retain(|(j, _, _)| j != job_id);
         st.retries.remove(job_id);
+        st.active_jobs.remove(job_id);
     }
 
     /// Progress of a stage.
@@ -509,7 +548,18 @@ impl Scheduler {
             }
             Err(failure) => {
                 warn!(task = %task_name, attempt = key.attempt, retryable = failure.retryable, "task failed: {}", failure.message);
-                let fatal = if !failure.retryable {
+                let fatal = if !failure.lost_map_outputs.is_empty() {
+                    // Not this task's fault: the stage ends so that the driver can re-run
+                    // the lost map tasks; its succeeded outputs are kept.
+                    let outputs = run.tasks.iter_mut().map(|t| t.output.take()).collect();
+                    *st.retries.entry(key.job_id.clone()).or_default() += 1;
+                    Some(StageError::FetchFailed {
+                        task: task_name,
+                        message: failure.message,
+                        lost: failure.lost_map_outputs,
+                        outputs,
+                    })
+                } else if !failure.retryable {
                     Some(StageError::TaskFailed {
                         task: task_name,
                         message: failure.message,
@@ -558,7 +608,7 @@ impl Scheduler {
             let Some(exec) = st.executors.remove(id) else {
                 continue;
             };
-            warn!(executor = %id, tasks = exec.running.len(), "executor lost");
+            warn!(executor = %id, tasks = exec.running.len(), shuffle = %exec.shuffle_address, "executor lost");
             for key in exec.running.into_keys() {
                 let stage_key = (key.job_id.clone(), key.stage);
                 let Some(run) = st.stages.get_mut(&stage_key) else {
@@ -721,14 +771,15 @@ mod tests {
         Err(TaskFailure {
             message: "boom".into(),
             retryable,
+            lost_map_outputs: vec![],
         })
     }
 
     #[tokio::test(start_paused = true)]
     async fn stale_wrong_executor_and_old_epoch_reports_are_ignored() {
         let s = scheduler();
-        let a = s.register(1, "a").executor_id;
-        let b = s.register(1, "b").executor_id;
+        let a = s.register(1, "a", "").executor_id;
+        let b = s.register(1, "b", "").executor_id;
         let stage = start_stage(&s, 7, 1);
         let t = poll(&s, &a).await;
         let key = AttemptKey::of(&t);
@@ -750,9 +801,57 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_fetch_failure_ends_the_stage_keeping_what_succeeded() {
+        let s = scheduler();
+        let a = s.register(2, "a", "127.0.0.1:1").executor_id;
+        s.begin_job("j");
+        let stage = start_stage(&s, 1, 3);
+        let t0 = poll(&s, &a).await;
+        let t1 = poll(&s, &a).await;
+        assert!(s.report(&a, &AttemptKey::of(&t0), 1, ok()));
+        let lost = Err(TaskFailure {
+            message: "gone".into(),
+            retryable: true,
+            lost_map_outputs: vec!["127.0.0.1:9".into()],
+        });
+        assert!(s.report(&a, &AttemptKey::of(&t1), 1, lost));
+        match stage.await.unwrap() {
+            Err(StageError::FetchFailed { lost, outputs, .. }) => {
+                assert_eq!(lost, vec!["127.0.0.1:9".to_string()]);
+                let done: Vec<bool> = outputs.iter().map(Option::is_some).collect();
+                assert_eq!(done, vec![true, false, false]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            s.job_retries("j"),
+            1,
+            "counted, so the job's files get cleaned up"
+        );
+        // The stage's last task was never handed out and is gone with it.
+        assert!(
+            s.poll(&a, Duration::from_millis(10))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Map outputs of active jobs stay; of any other job, executors are told to drop.
+        let jobs = ["j".to_string(), "old".to_string()];
+        assert_eq!(
+            s.heartbeat(&a, vec![], &jobs).drop_shuffle_jobs,
+            vec!["old"]
+        );
+        s.forget_job("j");
+        assert_eq!(
+            s.heartbeat(&a, vec![], &jobs).drop_shuffle_jobs,
+            jobs.to_vec()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn attempts_are_bounded_and_bad_input_fails_at_once() {
         let s = scheduler();
-        let a = s.register(1, "a").executor_id;
+        let a = s.register(1, "a", "").executor_id;
         let stage = start_stage(&s, 1, 1);
         for attempt in 0..3 {
             let t = poll(&s, &a).await;
@@ -785,20 +884,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_executor_is_lost_and_its_attempts_rerun() {
         let s = scheduler();
-        let a = s.register(1, "a").executor_id;
-        let b = s.register(1, "b").executor_id;
+        let a = s.register(1, "a", "").executor_id;
+        let b = s.register(1, "b", "").executor_id;
         let stage = start_stage(&s, 1, 1);
         let t = poll(&s, &a).await;
         // `b` heartbeats, `a` stays silent past the timeout.
         for _ in 0..12 {
             tokio::time::advance(Duration::from_millis(100)).await;
-            s.heartbeat(&b, vec![]);
+            s.heartbeat(&b, vec![], &[]);
         }
         assert_eq!(s.reap_lost_executors(), vec![a.clone()]);
         let t1 = poll(&s, &b).await;
         assert_eq!((t1.index, t1.attempt), (t.index, 1));
         // The lost executor comes back: it must register again, and its report is stale.
-        assert!(s.heartbeat(&a, vec![AttemptKey::of(&t)]).reregister);
+        assert!(s.heartbeat(&a, vec![AttemptKey::of(&t)], &[]).reregister);
         assert!(!s.report(&a, &AttemptKey::of(&t), 1, ok()));
         assert!(s.report(&b, &AttemptKey::of(&t1), 1, ok()));
         assert!(stage.await.unwrap().is_ok());
@@ -807,20 +906,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cancelled_attempts_are_waited_for_until_executors_let_go() {
         let s = scheduler();
-        let a = s.register(1, "a").executor_id;
+        let a = s.register(1, "a", "").executor_id;
         let stage = start_stage(&s, 1, 1);
         let t = poll(&s, &a).await;
         let key = AttemptKey::of(&t);
         s.cancel_job("j");
         assert!(matches!(stage.await.unwrap(), Err(StageError::Cancelled)));
         // The executor still runs it: the heartbeat tells it to cancel, the job is not idle.
-        let reply = s.heartbeat(&a, vec![key.clone()]);
+        let reply = s.heartbeat(&a, vec![key.clone()], &[]);
         assert_eq!(reply.cancel, vec![key.clone()]);
         assert_eq!(s.job_attempts_in_flight("j"), 1);
         assert!(!s.wait_job_idle("j", Duration::from_millis(200)).await);
         // Once the executor no longer reports it (past the grace for fresh hand-outs), idle.
         tokio::time::advance(Duration::from_millis(300)).await;
-        s.heartbeat(&a, vec![]);
+        s.heartbeat(&a, vec![], &[]);
         assert!(s.wait_job_idle("j", Duration::from_millis(10)).await);
     }
 }

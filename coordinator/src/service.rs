@@ -163,7 +163,10 @@ impl pb::executor_service_server::ExecutorService for ExecutorServiceImpl {
                 r.protocol_version
             )));
         }
-        let reg = self.0.scheduler().register(r.slots, &r.host);
+        let reg = self
+            .0
+            .scheduler()
+            .register(r.slots, &r.host, &r.shuffle_address);
         Ok(Response::new(pb::RegisterResponse {
             executor_id: reg.executor_id,
             heartbeat_interval_ms: reg.heartbeat_interval_ms,
@@ -178,10 +181,12 @@ impl pb::executor_service_server::ExecutorService for ExecutorServiceImpl {
         let reply = self.0.scheduler().heartbeat(
             &r.executor_id,
             r.running.into_iter().map(key_from_pb).collect(),
+            &r.shuffle_jobs,
         );
         Ok(Response::new(pb::HeartbeatResponse {
             reregister: reply.reregister,
             cancel: reply.cancel.into_iter().map(key_to_pb).collect(),
+            drop_shuffle_jobs: reply.drop_shuffle_jobs,
         }))
     }
 
@@ -221,6 +226,7 @@ impl pb::executor_service_server::ExecutorService for ExecutorServiceImpl {
             Some(pb::task_report::Outcome::Failure(f)) => Err(silt_common::task::TaskFailure {
                 message: f.message,
                 retryable: f.retryable,
+                lost_map_outputs: f.lost_map_outputs,
             }),
             None => return Err(Status::invalid_argument("report without outcome")),
         };

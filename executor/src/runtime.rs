@@ -1,8 +1,15 @@
-//! Executor runtime: the gRPC side of an executor. Registers (with the protocol version),
-//! heartbeats with the attempts it runs, polls for tasks with one loop per slot, runs them,
-//! reports outcomes, and aborts attempts the coordinator cancels.
+//! Executor runtime: the gRPC side of an executor. Serves its shuffle endpoint, registers
+//! (with the protocol version and that endpoint's address), heartbeats with the attempts it
+//! runs and the jobs it holds map outputs of, polls for tasks with one loop per slot, runs
+//! them, reports outcomes, aborts attempts the coordinator cancels, and drops the map
+//! outputs of jobs that ended.
+//!
+//! Memory: a quarter of the executor's limit is the shuffle store's in-memory budget (map
+//! outputs beyond it spill to local disk); the rest is split evenly among the slots.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +20,8 @@ use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::faults::Faults;
-use crate::tasks::{TaskLimits, cleanup_attempt, run_task};
+use crate::shuffle::{Fetcher, ShuffleStore, service};
+use crate::tasks::{TaskEnv, TaskLimits, cleanup_attempt, run_task};
 
 /// Executor settings.
 #[derive(Debug, Clone)]
@@ -30,6 +38,14 @@ pub struct ExecutorConfig {
     pub faults: Faults,
     /// Give up connecting to the coordinator after this long.
     pub connect_timeout_ms: u64,
+    /// Where the shuffle endpoint listens (port 0: any free port).
+    pub shuffle_listen: SocketAddr,
+    /// The `host:port` other executors reach the shuffle endpoint at (default: the bound
+    /// address; required when listening on an unspecified address such as 0.0.0.0).
+    pub shuffle_advertise: Option<String>,
+    /// Where map outputs spill (a fresh directory inside it, deleted at exit); the system
+    /// temporary directory by default.
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl Default for ExecutorConfig {
@@ -41,6 +57,9 @@ impl Default for ExecutorConfig {
             host: "localhost".into(),
             faults: Faults::default(),
             connect_timeout_ms: 30_000,
+            shuffle_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shuffle_advertise: None,
+            spill_dir: None,
         }
     }
 }
@@ -54,6 +73,8 @@ pub enum ExecutorError {
     Refused(String),
     #[error("rpc failed: {0}")]
     Rpc(#[from] tonic::Status),
+    #[error("shuffle endpoint: {0}")]
+    Shuffle(String),
 }
 
 type Running = Arc<Mutex<HashMap<pb::TaskKey, tokio::task::AbortHandle>>>;
@@ -105,6 +126,7 @@ async fn connect(config: &ExecutorConfig) -> Result<ExecutorServiceClient<Channe
 async fn register(
     client: &mut ExecutorServiceClient<Channel>,
     config: &ExecutorConfig,
+    shuffle_address: &str,
 ) -> Result<Session, ExecutorError> {
     let resp = client
         .register(pb::RegisterRequest {
@@ -112,6 +134,7 @@ async fn register(
             host: config.host.clone(),
             slots: config.slots,
             memory_limit_bytes: config.memory_limit_bytes,
+            shuffle_address: shuffle_address.to_string(),
         })
         .await
         .map_err(|s| match s.code() {
@@ -133,14 +156,42 @@ pub async fn run_executor(
     config: ExecutorConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ExecutorError> {
+    let shuffle_budget = config.memory_limit_bytes / 4;
+    let store = ShuffleStore::new(shuffle_budget as usize, config.spill_dir.as_deref())
+        .map_err(|e| ExecutorError::Shuffle(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(config.shuffle_listen)
+        .await
+        .map_err(|e| {
+            ExecutorError::Shuffle(format!("cannot listen on {}: {e}", config.shuffle_listen))
+        })?;
+    let (bound, server) = service::serve(store.clone(), listener)
+        .map_err(|e| ExecutorError::Shuffle(e.to_string()))?;
+    let _server = AbortOnDrop(server);
+    let shuffle_address = match &config.shuffle_advertise {
+        Some(a) => a.clone(),
+        None if bound.ip().is_unspecified() => {
+            return Err(ExecutorError::Shuffle(format!(
+                "listening on {bound}: say which address other executors reach it at (--shuffle-advertise HOST:PORT)"
+            )));
+        }
+        None => bound.to_string(),
+    };
+    info!(address = %shuffle_address, "shuffle endpoint listening");
     let mut client = connect(&config).await?;
     let running: Running = Arc::new(Mutex::new(HashMap::new()));
-    let limits = TaskLimits {
-        memory_limit_bytes: (config.memory_limit_bytes / config.slots.max(1) as u64) as usize,
+    let per_slot = (config.memory_limit_bytes - shuffle_budget) / config.slots.max(1) as u64;
+    let env = TaskEnv {
+        limits: TaskLimits {
+            memory_limit_bytes: per_slot as usize,
+        },
+        faults: config.faults.clone(),
+        fetcher: Fetcher::new(store.clone(), shuffle_address.clone()),
+        shuffle: store,
+        shuffle_address: shuffle_address.clone(),
     };
     tokio::pin!(shutdown);
     loop {
-        let session = register(&mut client, &config).await?;
+        let session = register(&mut client, &config, &shuffle_address).await?;
         let id = session.executor_id.clone();
         // One heartbeat loop and `slots` poll loops; all end when the coordinator asks
         // this executor to register again.
@@ -151,6 +202,7 @@ pub async fn run_executor(
             id.clone(),
             session.heartbeat_ms,
             running.clone(),
+            env.shuffle.clone(),
             rereg_tx.clone(),
         ));
         for _ in 0..config.slots.max(1) {
@@ -158,8 +210,7 @@ pub async fn run_executor(
                 session.client.clone(),
                 id.clone(),
                 running.clone(),
-                limits.clone(),
-                config.faults.clone(),
+                env.clone(),
                 rereg_tx.clone(),
             ));
         }
@@ -185,6 +236,15 @@ pub async fn run_executor(
     }
 }
 
+/// Aborts a spawned task when dropped (the shuffle endpoint ends with the executor).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn abort_all(running: &Running) {
     let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
     for (_, h) in r.drain() {
@@ -197,6 +257,7 @@ async fn heartbeat_loop(
     executor_id: String,
     interval_ms: u64,
     running: Running,
+    shuffle: ShuffleStore,
     rereg: tokio::sync::watch::Sender<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
@@ -212,11 +273,16 @@ async fn heartbeat_loop(
             .heartbeat(pb::HeartbeatRequest {
                 executor_id: executor_id.clone(),
                 running: keys,
+                shuffle_jobs: shuffle.jobs(),
             })
             .await
         {
             Ok(resp) => {
                 let resp = resp.into_inner();
+                for job in &resp.drop_shuffle_jobs {
+                    debug!(job = %job, "dropping the map outputs of an ended job");
+                    shuffle.drop_job(job);
+                }
                 if resp.reregister {
                     let _ = rereg.send(true);
                     return;
@@ -240,8 +306,7 @@ async fn poll_loop(
     mut client: ExecutorServiceClient<Channel>,
     executor_id: String,
     running: Running,
-    limits: TaskLimits,
-    faults: Faults,
+    env: TaskEnv,
     rereg: tokio::sync::watch::Sender<bool>,
 ) {
     loop {
@@ -268,12 +333,11 @@ async fn poll_loop(
         let epoch = task.epoch;
         let outcome = match TaskSpec::try_from(task) {
             Ok(spec) => {
-                let limits = limits.clone();
-                let faults = faults.clone();
+                let task_env = env.clone();
                 let cancelled_spec = spec.clone();
                 let handle = tokio::spawn(async move {
                     info!(task = %spec.display_id(), kind = %spec.task.name(), "task started");
-                    let r = run_task(&spec, &limits, &faults).await;
+                    let r = run_task(&spec, &task_env).await;
                     match &r {
                         Ok(o) => {
                             info!(task = %spec.display_id(), rows = o.metrics.rows_written, files = o.adds.len(), ms = o.metrics.elapsed_ms, "task succeeded")
@@ -289,7 +353,7 @@ async fn poll_loop(
                 let joined = handle.await;
                 if matches!(&joined, Err(j) if j.is_cancelled()) {
                     // Cancelled mid-way: nothing will report or clean up for this attempt.
-                    cleanup_attempt(&cancelled_spec).await;
+                    cleanup_attempt(&cancelled_spec, &env).await;
                 }
                 running
                     .lock()
@@ -297,20 +361,26 @@ async fn poll_loop(
                     .remove(&key);
                 match joined {
                     Ok(Ok(out)) => pb::task_report::Outcome::Success((&out).into()),
-                    Ok(Err(e)) => pb::task_report::Outcome::Failure(pb::TaskFailure {
-                        message: TaskFailure::from(&e).message,
-                        retryable: e.is_retryable(),
-                    }),
+                    Ok(Err(e)) => {
+                        let f = TaskFailure::from(&e);
+                        pb::task_report::Outcome::Failure(pb::TaskFailure {
+                            message: f.message,
+                            retryable: f.retryable,
+                            lost_map_outputs: f.lost_map_outputs,
+                        })
+                    }
                     Err(j) if j.is_cancelled() => continue,
                     Err(j) => pb::task_report::Outcome::Failure(pb::TaskFailure {
                         message: format!("task panicked: {j}"),
                         retryable: true,
+                        lost_map_outputs: Vec::new(),
                     }),
                 }
             }
             Err(e) => pb::task_report::Outcome::Failure(pb::TaskFailure {
                 message: e.to_string(),
                 retryable: false,
+                lost_map_outputs: Vec::new(),
             }),
         };
         let report = pb::TaskReport {

@@ -16,7 +16,7 @@ pub mod pb {
 }
 
 /// Version of the executor protocol; executors with another version are refused at registration.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A wire message that could not be turned into a domain value.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +174,7 @@ fn input_to_pb(i: &d::Input) -> pb::Input {
             map_outputs,
             partition,
         } => I::Exchange(pb::ExchangeInput {
-            map_outputs: map_outputs.clone(),
+            map_outputs: map_outputs.iter().map(map_ref_to_pb).collect(),
             partition: *partition,
         }),
     };
@@ -201,11 +201,29 @@ fn input_from_pb(i: Option<pb::Input>) -> Result<d::Input, DecodeError> {
                 touch: t.touch,
             },
             I::Exchange(e) => d::Input::Exchange {
-                map_outputs: e.map_outputs,
+                map_outputs: e.map_outputs.into_iter().map(map_ref_from_pb).collect(),
                 partition: e.partition,
             },
         },
     )
+}
+
+fn map_ref_to_pb(r: &d::MapOutputRef) -> pb::MapOutputRef {
+    pb::MapOutputRef {
+        address: r.address.clone(),
+        map_id: r.map_id.clone(),
+        map_stage: r.map_stage,
+        map_index: r.map_index,
+    }
+}
+
+fn map_ref_from_pb(r: pb::MapOutputRef) -> d::MapOutputRef {
+    d::MapOutputRef {
+        address: r.address,
+        map_id: r.map_id,
+        map_stage: r.map_stage,
+        map_index: r.map_index,
+    }
 }
 
 fn assignment_to_pb(a: &d::Assignment) -> pb::Assignment {
@@ -274,12 +292,7 @@ fn sink_to_pb(s: &d::Sink) -> pb::Sink {
             stats: Some(stats_to_pb(&f.stats)),
             file_prefix: f.file_prefix.clone(),
         }),
-        d::Sink::Exchange {
-            location,
-            keys,
-            partitions,
-        } => S::Exchange(pb::ExchangeSink {
-            location: location.clone(),
+        d::Sink::Exchange { keys, partitions } => S::Exchange(pb::ExchangeSink {
             keys: keys.clone(),
             partitions: *partitions,
         }),
@@ -297,7 +310,6 @@ fn sink_from_pb(s: Option<pb::Sink>) -> Result<d::Sink, DecodeError> {
                 file_prefix: f.file_prefix,
             }),
             S::Exchange(e) => d::Sink::Exchange {
-                location: e.location,
                 keys: e.keys,
                 partitions: e.partitions,
             },
@@ -411,6 +423,7 @@ impl From<&d::TaskMetrics> for pb::TaskMetrics {
             files_touched: m.files_touched,
             files_skipped: m.files_skipped,
             scan_ms: m.scan_ms,
+            bytes_fetched_remote: m.bytes_fetched_remote,
         }
     }
 }
@@ -429,6 +442,7 @@ impl From<pb::TaskMetrics> for d::TaskMetrics {
             files_touched: m.files_touched,
             files_skipped: m.files_skipped,
             scan_ms: m.scan_ms,
+            bytes_fetched_remote: m.bytes_fetched_remote,
             elapsed_ms: m.elapsed_ms,
         }
     }
@@ -439,7 +453,10 @@ impl From<&d::TaskOutput> for pb::TaskOutput {
         pb::TaskOutput {
             adds: o.adds.iter().map(Into::into).collect(),
             removes: o.removes.iter().map(Into::into).collect(),
-            exchange_output: o.exchange_output.clone(),
+            exchange_output: o.exchange_output.as_ref().map(|m| pb::MapOutput {
+                location: Some(map_ref_to_pb(&m.location)),
+                partition_bytes: m.partition_bytes.clone(),
+            }),
             metrics: Some((&o.metrics).into()),
         }
     }
@@ -450,7 +467,10 @@ impl From<pb::TaskOutput> for d::TaskOutput {
         d::TaskOutput {
             adds: o.adds.into_iter().map(Into::into).collect(),
             removes: o.removes.into_iter().map(Into::into).collect(),
-            exchange_output: o.exchange_output,
+            exchange_output: o.exchange_output.map(|m| d::MapOutput {
+                location: m.location.map(map_ref_from_pb).unwrap_or_default(),
+                partition_bytes: m.partition_bytes,
+            }),
             metrics: o.metrics.map(Into::into).unwrap_or_default(),
         }
     }
@@ -698,7 +718,6 @@ mod tests {
                     },
                 ],
                 sink: d::Sink::Exchange {
-                    location: "file:///x/".into(),
                     keys: vec!["p".into(), "q + 1".into()],
                     partitions: 4,
                 },
@@ -706,7 +725,12 @@ mod tests {
             d::Task {
                 table: table(),
                 input: d::Input::Exchange {
-                    map_outputs: vec!["file:///x".into()],
+                    map_outputs: vec![d::MapOutputRef {
+                        address: "127.0.0.1:9".into(),
+                        map_id: "s0-t1-a0".into(),
+                        map_stage: 0,
+                        map_index: 1,
+                    }],
                     partition: 3,
                 },
                 transforms: vec![],

@@ -76,11 +76,25 @@ pub enum Input {
         files: Vec<DataFile>,
         touch: Option<String>,
     },
-    /// One partition of an exchange: that partition's rows from every map output.
+    /// One partition of an exchange: that partition's rows from every map output, fetched
+    /// from the executors holding them.
     Exchange {
-        map_outputs: Vec<String>,
+        map_outputs: Vec<MapOutputRef>,
         partition: u32,
     },
+}
+
+/// Where one map task attempt's exchange output lives: on the executor that produced it,
+/// served from its shuffle endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct MapOutputRef {
+    /// `host:port` of the producing executor's shuffle endpoint.
+    pub address: String,
+    /// The attempt's output id on that executor (unique per job, stage, task and attempt).
+    pub map_id: String,
+    /// The map task that produced it (stage id and task index), to re-run it when lost.
+    pub map_stage: u32,
+    pub map_index: u32,
 }
 
 impl Input {

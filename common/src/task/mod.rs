@@ -16,7 +16,7 @@ mod transform;
 
 use std::collections::BTreeMap;
 
-pub use input::{Input, SourceFormat, SourceSplit};
+pub use input::{Input, MapOutputRef, SourceFormat, SourceSplit};
 pub use sink::{FileSpec, Sink, StatsSpec};
 pub use transform::{Assignment, Keep, Transform};
 
@@ -141,6 +141,8 @@ pub struct TaskMetrics {
     pub files_skipped: u64,
     /// Time spent finding matches (the scan pass of table-file inputs).
     pub scan_ms: u64,
+    /// Exchange inputs: encoded bytes fetched from other executors (the rest were local).
+    pub bytes_fetched_remote: u64,
     pub elapsed_ms: u64,
 }
 
@@ -158,6 +160,7 @@ impl TaskMetrics {
         self.files_touched += o.files_touched;
         self.files_skipped += o.files_skipped;
         self.scan_ms += o.scan_ms;
+        self.bytes_fetched_remote += o.bytes_fetched_remote;
         self.elapsed_ms += o.elapsed_ms;
     }
 }
@@ -169,9 +172,17 @@ pub struct TaskOutput {
     pub adds: Vec<DataFile>,
     /// Existing files whose rows this task rewrote (to be removed by the commit).
     pub removes: Vec<DataFile>,
-    /// Exchange sinks: the location holding this attempt's outputs.
-    pub exchange_output: Option<String>,
+    /// Exchange sinks: where this attempt's output is served from.
+    pub exchange_output: Option<MapOutput>,
     pub metrics: TaskMetrics,
+}
+
+/// A map task attempt's exchange output: where it is, and its encoded bytes per partition
+/// (for sizing and skew; 0 where the attempt had no rows for a partition).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MapOutput {
+    pub location: MapOutputRef,
+    pub partition_bytes: Vec<u64>,
 }
 
 /// Why a task attempt failed.
@@ -180,6 +191,9 @@ pub struct TaskFailure {
     pub message: String,
     /// Whether another attempt (elsewhere) may succeed.
     pub retryable: bool,
+    /// Shuffle endpoints the attempt could not fetch map outputs from (gone or without the
+    /// output): the map tasks whose outputs lived there must run again.
+    pub lost_map_outputs: Vec<String>,
 }
 
 impl From<&crate::Error> for TaskFailure {
@@ -187,6 +201,10 @@ impl From<&crate::Error> for TaskFailure {
         TaskFailure {
             message: e.to_string(),
             retryable: e.is_retryable(),
+            lost_map_outputs: match e {
+                crate::Error::FetchFailed { address, .. } => vec![address.clone()],
+                _ => Vec::new(),
+            },
         }
     }
 }

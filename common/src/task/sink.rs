@@ -40,12 +40,8 @@ pub enum Sink {
     DataFiles(FileSpec),
     /// An exchange: each row goes to partition `hash(keys) % partitions`, where `keys` are
     /// SQL expressions over the row (e.g. partition columns, or a MERGE join key).
-    /// `location` is the exchange's directory; the attempt writes under its own tag.
-    Exchange {
-        location: String,
-        keys: Vec<String>,
-        partitions: u32,
-    },
+    /// The output stays on the executor that runs the attempt (memory, then local spill).
+    Exchange { keys: Vec<String>, partitions: u32 },
 }
 
 impl Sink {

@@ -21,7 +21,8 @@ use silt_common::source;
 use silt_common::storage::parse_location;
 use silt_common::table::{ActiveFile, TableProperties, TableSnapshot, load_table};
 use silt_common::task::{
-    FileSpec, Input, Keep, Sink, SourceFormat, SourceSplit, TableSpec, Task, TaskOutput, Transform,
+    FileSpec, Input, Keep, MapOutputRef, Sink, SourceFormat, SourceSplit, TableSpec, Task,
+    TaskOutput, Transform,
 };
 use tracing::info;
 use url::Url;
@@ -363,7 +364,6 @@ fn plan(
         Sink::DataFiles(files_out.clone())
     } else {
         Sink::Exchange {
-            location: ctx.exchange_location(table_url).to_string(),
             keys: partition_columns.iter().map(|c| quote_ident(c)).collect(),
             partitions: num_reducers,
         }
@@ -463,10 +463,10 @@ impl Operation for WriteOp {
         match result.name.as_str() {
             "exchange-map" => {
                 let plan = &p.plan;
-                let map_outputs: Vec<String> = result
+                let map_outputs: Vec<MapOutputRef> = result
                     .outputs
                     .iter()
-                    .filter_map(|o| o.exchange_output.clone())
+                    .filter_map(|o| o.exchange_output.as_ref().map(|m| m.location.clone()))
                     .collect();
                 let table = plan
                     .data_tasks
@@ -831,12 +831,7 @@ mod tests {
         let plan = plan(&req, &url, None, source(1), &ctx()).unwrap();
         assert_eq!(plan.partition_columns, vec!["p".to_string()]);
         match &plan.data_tasks[0].sink {
-            Sink::Exchange {
-                location,
-                keys,
-                partitions,
-            } => {
-                assert_eq!(location, "file:///t/_silt_shuffle/j1/");
+            Sink::Exchange { keys, partitions } => {
                 assert_eq!(keys, &vec!["\"p\"".to_string()]);
                 assert_eq!(*partitions, 4);
             }

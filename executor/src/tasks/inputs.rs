@@ -8,7 +8,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use silt_common::Result;
-use silt_common::exchange::read_reducer_input;
+use silt_common::exchange::decode_block;
 use silt_common::expr::Predicate;
 use silt_common::schema::{conform_batch, delta_json_to_arrow};
 use silt_common::source::{RowFilterSpec, read_split, read_split_filtered};
@@ -16,13 +16,17 @@ use silt_common::table::file_split;
 use silt_common::task::{DataFile, Input, TaskMetrics};
 use url::Url;
 
+use super::TaskEnv;
 use super::sinks::OpenSink;
 use super::transforms::Pipeline;
 use super::{SOURCE_BATCH_ROWS, TABLE_BATCH_ROWS};
 
 /// Streams the input's rows through `pipeline` into `sink`. Returns the table files whose
 /// rows were read in full (to be removed by the commit).
+#[allow(clippy::too_many_arguments)]
 pub async fn drain(
+    job_id: &str,
+    env: &TaskEnv,
     input: &Input,
     table_url: &Url,
     schema: &SchemaRef,
@@ -95,8 +99,14 @@ pub async fn drain(
             map_outputs,
             partition,
         } => {
-            for out in map_outputs {
-                for batch in read_reducer_input(out, *partition).await? {
+            let mut blocks = env.fetcher.partition(job_id, map_outputs, *partition);
+            while let Some(block) = blocks.next().await {
+                let (block, remote) = block?;
+                metrics.bytes_read += block.len() as u64;
+                if remote {
+                    metrics.bytes_fetched_remote += block.len() as u64;
+                }
+                for batch in decode_block(&block)? {
                     metrics.rows_read += batch.num_rows() as u64;
                     let batch = conform_batch(&batch, schema)?;
                     push(batch, pipeline, sink, metrics).await?;

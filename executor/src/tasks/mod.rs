@@ -3,8 +3,9 @@
 //! parts; nothing here is specific to one operation.
 //!
 //! Memory: inputs stream batch by batch; the data file writer bounds what it buffers
-//! (`memory_limit_bytes`), closing its largest open file early when over; exchange streams
-//! flush every few MiB.
+//! (`memory_limit_bytes`), closing its largest open file early when over; a map task buffers
+//! at most half of it before cutting blocks, and the executor's shuffle store spills blocks
+//! to local disk past its own budget; reducers decode one fetched block at a time.
 
 mod inputs;
 mod sinks;
@@ -15,13 +16,25 @@ use std::time::Instant;
 
 use silt_common::cleanup;
 use silt_common::schema::delta_json_to_arrow;
-use silt_common::storage::join_url;
 use silt_common::task::{Input, Sink, TaskMetrics, TaskOutput, TaskSpec};
 use silt_common::{Error, Result};
 use url::Url;
 
 use crate::faults::{Faults, Hit, Point};
+use crate::shuffle::{Fetcher, ShuffleStore};
 pub use sinks::TaskLimits;
+
+/// What tasks run with: per-task limits, fault hooks (tests), and the executor's exchange
+/// parts (its map output store, its shuffle address, the fetcher of other executors'
+/// outputs).
+#[derive(Clone)]
+pub struct TaskEnv {
+    pub limits: TaskLimits,
+    pub faults: Faults,
+    pub shuffle: ShuffleStore,
+    pub shuffle_address: String,
+    pub fetcher: Fetcher,
+}
 
 /// Rows per batch read from sources (large batches keep conforming and writing cheap).
 const SOURCE_BATCH_ROWS: usize = 64 * 1024;
@@ -31,24 +44,21 @@ const TABLE_BATCH_ROWS: usize = 16 * 1024;
 
 /// Runs one task attempt to completion. On failure, whatever the attempt wrote is deleted
 /// (best effort) before the error is returned. `faults` are test hooks (none in production).
-pub async fn run_task(spec: &TaskSpec, limits: &TaskLimits, faults: &Faults) -> Result<TaskOutput> {
+pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
     let started = Instant::now();
     let task = &spec.task;
+    let faults = &env.faults;
     if let Hit::Fail(e) | Hit::FailKeepingFiles(e) = faults.at(Point::Start, spec).await {
         return Err(e);
     }
     let schema = delta_json_to_arrow(&task.table.schema_json)?;
     let table_url = parse_url(&task.table.uri)?;
     let pipeline = transforms::Pipeline::compile(&task.transforms, &schema)?;
-    let mut sink = sinks::open(
-        &task.sink,
-        &task.table,
-        &schema,
-        &spec.attempt_tag(),
-        limits,
-    )?;
+    let mut sink = sinks::open(spec, &schema, env)?;
     let mut metrics = TaskMetrics::default();
     let drained = inputs::drain(
+        &spec.job_id,
+        env,
         &task.input,
         &table_url,
         &schema,
@@ -75,7 +85,7 @@ pub async fn run_task(spec: &TaskSpec, limits: &TaskLimits, faults: &Faults) -> 
         Hit::Continue => {}
         Hit::FailKeepingFiles(e) => return Err(e),
         Hit::Fail(e) => {
-            cleanup_attempt(spec).await;
+            cleanup_attempt(spec, env).await;
             return Err(e);
         }
     }
@@ -92,7 +102,7 @@ pub async fn run_task(spec: &TaskSpec, limits: &TaskLimits, faults: &Faults) -> 
 
 /// Deletes whatever an attempt wrote (its data files, found by name, or its exchange
 /// output), for attempts that were cancelled mid-way and could not clean up themselves.
-pub async fn cleanup_attempt(spec: &TaskSpec) {
+pub async fn cleanup_attempt(spec: &TaskSpec, env: &TaskEnv) {
     let tag = spec.attempt_tag();
     match &spec.task.sink {
         Sink::DataFiles(files) => {
@@ -101,11 +111,7 @@ pub async fn cleanup_attempt(spec: &TaskSpec) {
                 cleanup::remove_files_named(&table, &prefix, &HashSet::new()).await;
             }
         }
-        Sink::Exchange { location, .. } => {
-            if let Ok(dir) = parse_url(location).and_then(|l| join_url(&l, &format!("{tag}/"))) {
-                cleanup::remove_dir(&dir).await;
-            }
-        }
+        Sink::Exchange { .. } => env.shuffle.remove(&spec.job_id, &tag),
     }
 }
 

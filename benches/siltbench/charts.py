@@ -153,7 +153,8 @@ def skipping(results, path):
     ax.set_xticklabels(names, fontsize=8)
     ax.set_ylabel("fraction of files scanned")
     ax.set_ylim(0, 1.05)
-    ax.set_title("Query file skipping from add-action min/max stats (lower is better)", fontsize=10)
+    ax.set_title("Query file skipping from add-action min/max stats and partition values (lower is better)",
+                 fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)

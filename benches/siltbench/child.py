@@ -9,8 +9,10 @@ Prints one JSON object on the last line of stdout. Operations:
   versions        versions of the Python packages
   convert         turn a directory of Parquet files into a Delta table in place
                   (deltalake.convert_to_deltalake: the files stay, with their stats)
-  table_info      rows, sum of an amount column, columns, version and per-file stats
-  source_info     rows and sum of an amount column of a Parquet directory
+  table_info      rows, sum of an amount column, columns, version, partition columns and
+                  per-file stats (a partition column's value counts as the file's min and max)
+  source_info     rows and sum of an amount column of a Parquet directory, and distinct
+                  values of some columns (partitioned load expectations)
   merge_sources   build the MERGE source tables of a target (see scenarios.py)
   count_where     rows, non-null amounts and amount sum matching simple predicates
                   (DELETE and UPDATE expectations)
@@ -58,7 +60,10 @@ def _sum_str(column):
 
 
 def table_info(spec):
-    """Rows, amount sum, columns and per-file stats of a Delta table (via deltalake)."""
+    """Rows, amount sum, columns and per-file stats of a Delta table (via deltalake). For a
+    partition column, which has no stats of its own (its value lives in the add action, not
+    in the data file), the file's partition value is its min and max; a null partition value
+    marks the column all-null in that file (`all_null`), so no comparison can match it."""
     import deltalake
     import pyarrow as pa
 
@@ -72,16 +77,28 @@ def table_info(spec):
         "columns": [f.name for f in dt.schema().fields],
         "version": dt.version(),
     }
+    part_cols = list(dt.metadata().partition_columns)
     adds = pa.table(dt.get_add_actions(flatten=True))
     stats_cols = spec.get("stats_cols", [])
     files = []
+    partitions = set()
     for row in adds.to_pylist():
         f = {"path": row["path"], "size": row["size_bytes"], "rows": row.get("num_records")}
         f["min"] = {c: row.get(f"min.{c}") for c in stats_cols}
         f["max"] = {c: row.get(f"max.{c}") for c in stats_cols}
+        if part_cols:
+            values = {c: row.get(f"partition.{c}") for c in part_cols}
+            partitions.add(tuple(values.values()))
+            f["partition"] = values
+            for c in stats_cols:
+                if c in values:
+                    f["min"][c] = f["max"][c] = values[c]
+            f["all_null"] = [c for c in stats_cols if c in values and values[c] is None]
         files.append(f)
     files.sort(key=lambda f: f["path"])
     out["files"] = files
+    out["partition_columns"] = part_cols
+    out["partitions"] = len(partitions) if part_cols else None
     return out
 
 
@@ -90,13 +107,21 @@ def source_info(spec):
     import pyarrow.dataset as ds
 
     d = ds.dataset(spec["path"], format="parquet")
+    distinct_cols = spec.get("distinct_cols", [])
     rows, total = 0, None
-    for b in d.to_batches(columns=[spec["amount_col"]]):
+    seen = {c: set() for c in distinct_cols}
+    for b in d.to_batches(columns=[spec["amount_col"], *distinct_cols]):
         rows += b.num_rows
         s = pc.sum(b.column(0)).as_py()
         if s is not None:
             total = s if total is None else total + s
-    return {"rows": rows, "sum": None if total is None else str(total), "columns": d.schema.names}
+        for i, c in enumerate(distinct_cols, start=1):
+            seen[c].update(pc.unique(b.column(i)).to_pylist())
+    out = {"rows": rows, "sum": None if total is None else str(total), "columns": d.schema.names}
+    if distinct_cols:
+        # Distinct values, null included: the partitions a table partitioned by the column has.
+        out["distinct"] = {c: len(v) for c, v in seen.items()}
+    return out
 
 
 # --- deterministic sampling (independent of numpy's random generators) ----------------
@@ -259,7 +284,8 @@ def op(spec):
         # write_deltalake takes Arrow C-stream exportables; a scanner's reader streams the
         # files (reading is part of the timed work, as it is for silt).
         reader = ds.dataset(spec["source"], format="parquet").scanner().to_reader()
-        deltalake.write_deltalake(spec["table"], reader, mode=spec.get("mode", "overwrite"))
+        deltalake.write_deltalake(spec["table"], reader, mode=spec.get("mode", "overwrite"),
+                                  partition_by=spec.get("partition_by") or None)
     elif kind == "merge":
         import pyarrow.parquet as pq
 

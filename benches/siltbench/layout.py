@@ -3,8 +3,10 @@
 Input: the per-file stats that `child.py table_info` reads from the Delta log (size, rows,
 min and max of the columns in scenarios.STATS_COLS). A file must be scanned for a predicate
 unless its [min, max] proves that no row can match; a file without stats for the column
-must be scanned. This is the pruning every Delta engine does before reading data, so it is
-computed here once, from the log, for the tables both engines wrote.
+must be scanned. In a partitioned table a partition column's value is the file's min and
+max (partition pruning), and a file in the null partition of a column (`all_null`) never
+matches a comparison on it. This is the pruning every Delta engine does before reading
+data, so it is computed here once, from the log, for the tables both engines wrote.
 
 Pure Python on purpose: the runner process must stay small (see measure.py).
 """
@@ -14,6 +16,8 @@ import statistics
 
 def may_match(f, col, lo, hi):
     """Whether a file can hold a row with lo <= col <= hi, judging by its stats."""
+    if col in f.get("all_null", ()):
+        return False
     mn, mx = f["min"].get(col), f["max"].get(col)
     if mn is None or mx is None:
         return True

@@ -9,6 +9,9 @@ METRICS = ("wall_s", "cpu_s", "peak_rss_mib")
 DML_GROUPS = ("delete", "update")
 FILE_METRICS = {"files_removed": ("num_removed_files", "numRemovedFiles"),
                 "files_added": ("num_added_files", "numAddedFiles")}
+# Data files and bytes each side's load wrote, from the verified table (the add actions).
+LOAD_GROUPS = ("load",)
+OUTPUT_METRICS = {"files_written": "files", "bytes_written": "bytes"}
 
 
 def stats(values):
@@ -37,6 +40,12 @@ def summarize_files(side):
         side["summary"][key] = stats(counts)
 
 
+def summarize_output(side):
+    ok = [r for r in side["runs"] if r["ok"] and r.get("output")]
+    for key, name in OUTPUT_METRICS.items():
+        side["summary"][key] = stats([r["output"][name] for r in ok if r["output"].get(name) is not None])
+
+
 def ratios(scenario):
     """silt / delta-rs per repetition where both sides succeeded, for each metric."""
     sides = scenario["sides"]
@@ -58,6 +67,8 @@ def finish(results):
             summarize_side(sc["sides"][s])
             if sc["group"] in DML_GROUPS:
                 summarize_files(sc["sides"][s])
+            if sc["group"] in LOAD_GROUPS:
+                summarize_output(sc["sides"][s])
         sc["ratio_silt_over_delta_rs"] = ratios(sc)
 
 
@@ -86,11 +97,13 @@ def _ratio(r, metric):
     return f"**{s['median']:.2f}** ({s['min']:.2f}–{s['max']:.2f})"
 
 
-def _files(side, key):
+def _files(side, key, scale=1, digits=None):
     if not side["available"]:
         return "n/a"
     s = side["summary"].get(key)
-    return "–" if s is None else f"{s['median']:g}"
+    if s is None:
+        return "–"
+    return f"{s['median'] / scale:g}" if digits is None else f"{s['median'] / scale:.{digits}f}"
 
 
 def _name(sc):
@@ -138,6 +151,17 @@ def markdown(results):
             f"| {_name(sc)} | {_median(s, 'wall_s')} | {_median(d, 'wall_s')}{_inner(d)} | {_ratio(r, 'wall_s')} | "
             f"{_ratio(r, 'cpu_s')} | {_median(s, 'peak_rss_mib', 0)} | {_median(d, 'peak_rss_mib', 0)} | "
             f"{_ratio(r, 'peak_rss_mib')} |")
+    loads = [sc for sc in results["scenarios"] if sc["group"] in LOAD_GROUPS]
+    if loads:
+        lines += ["", "Loads: data files and MiB each side wrote, from the table's add actions (median over "
+                  "runs); partitions = distinct values of the partition column in the source, null included:", "",
+                  "| scenario | partitions | silt files | delta-rs files | silt MiB | delta-rs MiB |",
+                  "|---|---|---|---|---|---|"]
+        for sc in loads:
+            parts = sc["params"].get("partitions")
+            cells = [_files(sc["sides"][side], "files_written") for side in SIDES]
+            cells += [_files(sc["sides"][side], "bytes_written", 2**20, 2) for side in SIDES]
+            lines.append(f"| {_name(sc)} | {'–' if parts is None else f'{parts:,}'} | " + " | ".join(cells) + " |")
     dml = [sc for sc in results["scenarios"] if sc["group"] in DML_GROUPS]
     if dml:
         lines += ["", "DELETE / UPDATE: data files removed / added (rewritten) by each side, from the "
@@ -150,7 +174,7 @@ def markdown(results):
     sk = results.get("skipping") or []
     if sk:
         lines += ["", "Query file skipping (files scanned / files in the table, from the add-action "
-                  "min/max stats):", ""]
+                  "min/max stats and partition values):", ""]
         names = []
         for entry in sk:
             for q in entry.get("predicates") or []:
@@ -167,7 +191,7 @@ def markdown(results):
             cells = [f"{by[n]['files_scanned']:g}" if n in by else "–" for n in names]
             lines.append(f"| {entry['layout']} | {entry['side']} | {entry['files']} | " + " | ".join(cells) + " |")
     cl = results.get("clustering")
-    if cl:
+    if cl and cl.get("tables"):
         lines += ["", f"Clustering on Z-order columns ({', '.join(cl['columns'])}): files touched per "
                   "point lookup / files, and mean overlap depth (1 is perfect):", "",
                   "| table | " + " | ".join(f"{c} lookups | {c} depth" for c in cl["columns"]) + " |",

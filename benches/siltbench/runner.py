@@ -3,7 +3,7 @@
 See benches/README.md. In short:
 
 1. Generate the data with silt-datagen (untimed): the load source (store_sales, --load-rows
-   rows), and at --scale: store_sales and web_returns in --fact-files files, and store_sales
+   rows; written unpartitioned, by store and by date), and at --scale: store_sales and web_returns in --fact-files files, and store_sales
    in --small-files small files. The last three become Delta tables in place
    (deltalake.convert_to_deltalake: the generator's files, with their stats, are the
    table), the common starting point of every run of MERGE, compaction, Z-order, DELETE
@@ -15,7 +15,7 @@ See benches/README.md. In short:
    measure wall, CPU and peak RSS, and verify the resulting table with deltalake (rows,
    sum of an amount column, columns). A side silt does not have yet is reported as not
    available; nothing is measured in its place.
-4. Analyse layouts from the Delta log's add actions: query file skipping after load,
+4. Analyse layouts from the Delta log's add actions: query file skipping after each load,
    compaction and Z-order, clustering quality, file sizes before/after compaction.
 5. Write results.json, results.md and PNG charts to --out-dir; print the Markdown.
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 from . import layout, report, scenarios
 from .measure import (ChildError, git_info, machine, parent_peak_rss_mib, run_child,
                       run_measured, tool_version)
-from .scenarios import (DML_CASES, MERGE_CASES, MERGE_TARGETS, STATS_COLS, STORE_SALES,
+from .scenarios import (DML_CASES, LOAD_SCENARIOS, MERGE_CASES, MERGE_TARGETS, STATS_COLS, STORE_SALES,
                         STORE_SALES_MERGE_CASES, UPDATE_COL, UPDATE_INCREMENT, UPDATES, WEB_RETURNS,
                         ZORDER_COLS, MergeCase, Scenario)
 
@@ -89,7 +89,7 @@ def parse_args(argv):
     ap.add_argument("--profile", choices=sorted(PROFILES), default="full",
                     help="preset sizes (default full); the options below override it")
     ap.add_argument("--scale", type=float, help="TPC-DS scale factor of the MERGE/OPTIMIZE/DELETE/UPDATE data")
-    ap.add_argument("--load-rows", type=int, help="store_sales rows of the load scenario")
+    ap.add_argument("--load-rows", type=int, help="store_sales rows of the load scenarios")
     ap.add_argument("--load-files", type=int, help="Parquet files of the load source")
     ap.add_argument("--fact-files", type=int, help="files of the store_sales and web_returns targets")
     ap.add_argument("--small-files", type=int, help="files of the compaction input")
@@ -211,7 +211,7 @@ def build_scenarios(ctx, patterns):
     """The scenario list; prepares only the data the selected scenarios need."""
     prof, args = ctx.prof, ctx.args
     wanted = {
-        "load": selected("load", patterns),
+        "load": any(selected(name, patterns) for name, _, _ in LOAD_SCENARIOS),
         "web_returns": any(selected(f"merge/web_returns/{c.name}", patterns) for c in MERGE_CASES),
         "store_sales_merge": any(selected(f"merge/store_sales/{c.name}", patterns)
                                  for c in merge_cases_for("store_sales", prof)),
@@ -227,8 +227,10 @@ def build_scenarios(ctx, patterns):
     if wanted["load"]:
         data["load_src"] = generate(ctx, datagen, "load_src", "store_sales",
                                     ["--rows", str(prof["load_rows"])], prof["load_files"])
+        part_cols = sorted({c for _, cols, _ in LOAD_SCENARIOS for c in cols})
         data["load_src"].update(ctx.child("source_info", {"path": data["load_src"]["path"],
-                                                          "amount_col": STORE_SALES["amount_col"]}))
+                                                          "amount_col": STORE_SALES["amount_col"],
+                                                          "distinct_cols": part_cols}))
     scale = ["--scale", repr(prof["scale"])]
     for key, table, files, need in (("store_sales", "store_sales", prof["fact_files"], need_ss),
                                     ("web_returns", "web_returns", prof["fact_files"], wanted["web_returns"]),
@@ -245,7 +247,7 @@ def build_scenarios(ctx, patterns):
 
     out = []
     if wanted["load"]:
-        out.append(load_scenario(ctx))
+        out += load_scenarios(ctx)
     for table, key, want in (("web_returns", "web_returns", wanted["web_returns"]),
                              ("store_sales", "store_sales", wanted["store_sales_merge"])):
         if want:
@@ -260,21 +262,36 @@ def build_scenarios(ctx, patterns):
     return [s for s in out if selected(s.name, patterns)]
 
 
-def load_scenario(ctx):
+def load_scenarios(ctx):
+    """`load`: the load source into a new unpartitioned table; `load/by_store`,
+    `load/by_date`: the same into a table partitioned by a column, checked also for its
+    partition columns and for one partition per distinct value (null included)."""
     src = ctx.data_sets["load_src"]
+    out = []
+    for name, part_cols, label in LOAD_SCENARIOS:
+        extra = {"partition_by": part_cols} if part_cols else {}
 
-    def spec(run_dir):
-        return {"kind": "write", "source": src["path"], "table": str(run_dir / "table"), "mode": "overwrite"}
+        def spec(run_dir, extra=extra):
+            return {"kind": "write", "source": src["path"], "table": str(run_dir / "table"), "mode": "overwrite",
+                    **extra}
 
-    return Scenario(
-        name="load", group="load", kind="write", label="load",
-        description=f"write {src['rows']:,} store_sales rows from {src['files']} Parquet files "
-                    "into a new Delta table (mode overwrite)",
-        spec=spec,
-        expect={"rows": src["rows"], "sum": src["sum"], "columns": src["columns"],
-                "amount_col": STORE_SALES["amount_col"]},
-        params={"rows": src["rows"], "source_files": src["files"], "source_bytes": src["bytes"]},
-        analyze="load")
+        expect = {"rows": src["rows"], "sum": src["sum"], "columns": src["columns"],
+                  "amount_col": STORE_SALES["amount_col"]}
+        params = {"rows": src["rows"], "source_files": src["files"], "source_bytes": src["bytes"]}
+        partitioned = ""
+        if part_cols:
+            expect["partition_by"] = params["partition_by"] = part_cols
+            partitioned = f" partitioned by {', '.join(part_cols)}"
+            if len(part_cols) == 1:
+                # One partition per distinct value of the column in the source, null included.
+                expect["partitions"] = params["partitions"] = src["distinct"][part_cols[0]]
+                partitioned += f" ({expect['partitions']:,} partitions)"
+        out.append(Scenario(
+            name=name, group="load", kind="write", label=label,
+            description=f"write {src['rows']:,} store_sales rows from {src['files']} Parquet files "
+                        f"into a new Delta table{partitioned} (mode overwrite)",
+            spec=spec, expect=expect, params=params, analyze=name))
+    return out
 
 
 def merge_scenarios(ctx, table, target, patterns):
@@ -396,6 +413,10 @@ def verify(ctx, table, expect):
         problems.append(f"sum({expect['amount_col']}) {info['sum']} != expected {expect['sum']}")
     if expect.get("columns") and info["columns"] != expect["columns"]:
         problems.append(f"columns {info['columns']} != expected {expect['columns']}")
+    if "partition_by" in expect and info["partition_columns"] != expect["partition_by"]:
+        problems.append(f"partition columns {info['partition_columns']} != expected {expect['partition_by']}")
+    if expect.get("partitions") is not None and info["partitions"] != expect["partitions"]:
+        problems.append(f"{info['partitions']} partitions != expected {expect['partitions']}")
     if expect.get("fewer_files_than") and len(info["files"]) >= expect["fewer_files_than"]:
         problems.append(f"{len(info['files'])} files after compaction, not fewer than {expect['fewer_files_than']}")
     return info, problems
@@ -455,7 +476,8 @@ def run_scenario(ctx, sc, results):
                 try:
                     info, problems = verify(ctx, spec["table"], sc.expect)
                     run["output"] = {"rows": info["rows"], "files": len(info["files"]), "version": info["version"],
-                                     "bytes": sum(f["size"] for f in info["files"])}
+                                     "bytes": sum(f["size"] for f in info["files"]),
+                                     "partitions": info["partitions"]}
                     run["ok"] = not problems
                     run["error"] = "; ".join(problems) or None
                     if run["ok"] and rep == 0 and sc.analyze:
@@ -483,7 +505,8 @@ def run_scenario(ctx, sc, results):
                 analyze_unavailable(results, sc.analyze, side, sides[side]["reason"])
 
 
-LAYOUT_LABEL = {"load": "after load", "compaction": "after compaction", "zorder": "after Z-order"}
+LAYOUT_LABEL = {**{name: f"after {label}" for name, _, label in LOAD_SCENARIOS},
+                "compaction": "after compaction", "zorder": "after Z-order"}
 
 
 def analyze(ctx, results, what, side, info):

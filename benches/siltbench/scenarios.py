@@ -6,6 +6,9 @@ Every measured run executes one *op spec*, a JSON-able dict such as
     {"kind": "merge", "table": T, "source": S, "predicate": "t.k = s.k AND ...",
      "clauses": [{"kind": "matched_update_all"}, {"kind": "not_matched_insert_all"}]}
 
+or {"kind": "write", "table": T, "source": S, "mode": "overwrite"} with an optional
+"partition_by": [column, ...] for a new partitioned table.
+
 The delta-rs side runs it with `child.py op` (the Python `deltalake` package). silt's side
 is `SILT_SIDE[kind](spec, ctx)`, which returns the `silt` command line for the spec, or is
 `None` while silt does not have the operation: the runner then reports that side as not
@@ -30,8 +33,9 @@ def cluster_flags(ctx):
 
 
 def silt_write(spec, ctx):
+    partition = ["--partition-by", ",".join(spec["partition_by"])] if spec.get("partition_by") else []
     return [ctx.silt_bin, "write", "--table", spec["table"], "--source", spec["source"],
-            "--format", "parquet", "--mode", spec.get("mode", "overwrite"),
+            "--format", "parquet", "--mode", spec.get("mode", "overwrite"), *partition,
             *cluster_flags(ctx), "--json", "-q"]
 
 
@@ -93,6 +97,14 @@ WEB_RETURNS = {
     "amount_col": "wr_return_amt",
 }
 MERGE_TARGETS = {"web_returns": WEB_RETURNS, "store_sales": STORE_SALES}
+
+# The load scenarios: (name, partition columns, chart label). All write the same load
+# source into a new table; the partitioned ones add "partition_by" to the write spec.
+LOAD_SCENARIOS = [
+    ("load", [], "load"),
+    ("load/by_store", ["ss_store_sk"], "load by store"),
+    ("load/by_date", ["ss_sold_date_sk"], "load by date"),
+]
 
 # Columns whose per-file min/max the analyses read (skipping, clustering).
 STATS_COLS = ["ss_ticket_number", "ss_item_sk", "ss_customer_sk", "ss_sold_date_sk"]

@@ -136,6 +136,8 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
         .collect();
     for expected in [
         "load",
+        "load/by_store",
+        "load/by_date",
         "compaction",
         "zorder",
         "delete/date_range",
@@ -185,8 +187,9 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
             "{name}: RSS"
         );
         let s = side(sc, "silt");
+        let load = name == "load" || name.starts_with("load/");
         let dml = name.starts_with("delete/") || name.starts_with("update/");
-        if name == "load" || dml {
+        if load || dml {
             assert_eq!(s["available"], true, "silt has {name}");
             assert_eq!(s["ok_runs"], 1, "silt {name} failed: {s}");
             let ratio = &sc["ratio_silt_over_delta_rs"]["wall_s"];
@@ -210,6 +213,18 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
             assert_eq!(s["runs"].as_array().map(Vec::len), Some(0), "{name}");
             assert!(sc["ratio_silt_over_delta_rs"].is_null(), "{name}: no ratio");
         }
+        if load {
+            // Data files written, from the verified tables: at least one per partition
+            // (verification already checked the partition columns and count).
+            let partitions = sc["params"]["partitions"].as_f64().unwrap_or(1.0);
+            for (side_name, summary) in [("silt", &s["summary"]), ("delta-rs", &d["summary"])] {
+                let files = summary["files_written"]["median"].as_f64();
+                assert!(
+                    files.is_some_and(|f| f >= partitions),
+                    "{name}: {side_name} wrote {files:?} files for {partitions} partitions"
+                );
+            }
+        }
         if dml {
             // Files rewritten: no more than delta-rs rewrites.
             let removed = |side: &Value| side["summary"]["files_removed"]["median"].as_f64();
@@ -231,17 +246,30 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
             .unwrap_or_else(|| panic!("no skipping entry for {layout} / {side}"))
     };
     for side in ["silt", "delta-rs"] {
-        let e = entry("after load", side);
-        assert_eq!(e["available"], true);
-        let preds = e["predicates"].as_array().expect("predicates");
-        assert!(preds.len() >= 4, "{e}");
-        for p in preds {
-            let (scanned, total) = (
-                p["files_scanned"].as_f64().unwrap_or(-1.0),
-                p["files_total"].as_f64().unwrap_or(0.0),
-            );
-            assert!(total >= 1.0 && (0.0..=total).contains(&scanned), "{p}");
+        for layout in ["after load", "after load by store", "after load by date"] {
+            let e = entry(layout, side);
+            assert_eq!(e["available"], true);
+            let preds = e["predicates"].as_array().expect("predicates");
+            assert!(preds.len() >= 4, "{e}");
+            for p in preds {
+                let (scanned, total) = (
+                    p["files_scanned"].as_f64().unwrap_or(-1.0),
+                    p["files_total"].as_f64().unwrap_or(0.0),
+                );
+                assert!(total >= 1.0 && (0.0..=total).contains(&scanned), "{p}");
+            }
         }
+        // Partition pruning: a 30-day range touches a small part of the date partitions.
+        let by_date = entry("after load by date", side);
+        let range = by_date["predicates"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["predicate"] == "range 30 days"))
+            .unwrap_or_else(|| panic!("no 30-day range after load by date: {by_date}"));
+        let (scanned, total) = (
+            range["files_scanned"].as_f64().unwrap_or(-1.0),
+            range["files_total"].as_f64().unwrap_or(0.0),
+        );
+        assert!(scanned >= 1.0 && scanned * 10.0 < total, "{side}: {range}");
     }
     assert_eq!(entry("after compaction", "delta-rs")["available"], true);
     assert_eq!(entry("after compaction", "silt")["available"], false);
@@ -254,6 +282,10 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
 
     let md = fs::read_to_string(out_dir.join("results.md")).expect("results.md written");
     assert!(md.contains("| load |") && md.contains("n/a"), "{md}");
+    assert!(
+        md.contains("| load/by_store |") && md.contains("| load/by_date |"),
+        "{md}"
+    );
     for chart in [
         "time.png",
         "memory.png",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use silt_common::request::{JobRequest, WriteMode, WriteRequest};
+use silt_common::request::{ExchangeMode, JobRequest, WriteMode, WriteRequest};
 use silt_common::task::SourceFormat;
 use silt_coordinator::fence::SoleLeader;
 use silt_coordinator::{Coordinator, CoordinatorConfig};
@@ -82,6 +82,11 @@ struct WriteArgs {
     /// Partition columns for a new table, comma separated.
     #[arg(long, value_delimiter = ',')]
     partition_by: Vec<String>,
+    /// Partitioned tables: bring each partition's rows together through an exchange
+    /// (always), never (every task writes the partitions it sees), or let the planner
+    /// decide from a sample of the source (auto).
+    #[arg(long, default_value = "auto")]
+    exchange: String,
     /// Overwrite only rows matching this SQL predicate (with --mode overwrite).
     #[arg(long)]
     replace_where: Option<String>,
@@ -362,6 +367,7 @@ async fn write(args: WriteArgs) -> Result<i32> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    req.exchange = ExchangeMode::parse(&args.exchange).map_err(|e| anyhow!("--exchange: {e}"))?;
     req.replace_where = args.replace_where.clone();
     req.dynamic_partition_overwrite = args.dynamic_partition_overwrite;
     req.merge_schema = args.merge_schema;
@@ -446,12 +452,18 @@ impl<'a> Session<'a> {
             .map_err(|s| anyhow!("{}", s.message()))?
             .into_inner();
         let mut last = String::new();
+        let mut last_stage = String::new();
         let mut cancelled = false;
         loop {
             tokio::select! {
                 ev = events.next() => {
                     match ev {
                         Some(Ok(ev)) => {
+                            if !cluster.quiet && ev.stage != last_stage && ev.message.starts_with("stage ") {
+                                // A stage starts: say what it is (and why, when the plan says).
+                                eprintln!("{}", ev.message);
+                                last_stage = ev.stage.clone();
+                            }
                             let line = format!("[{}] {} {}/{} tasks{}", state_name(ev.state), ev.stage, ev.tasks_succeeded, ev.tasks_total,
                                 if ev.task_retries > 0 { format!(" ({} retried)", ev.task_retries) } else { String::new() });
                             if !cluster.quiet && line != last {

@@ -40,6 +40,32 @@ impl WriteMode {
     }
 }
 
+/// How a write to a partitioned table brings each partition's rows together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExchangeMode {
+    /// The planner decides from the data (see the coordinator's write planning).
+    #[default]
+    Auto,
+    /// Always through an exchange (one writer per partition across the job).
+    Always,
+    /// Never: every task writes the partitions it sees.
+    Never,
+}
+
+impl ExchangeMode {
+    /// Parses `auto|always|never`.
+    pub fn parse(s: &str) -> crate::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            other => Err(crate::Error::invalid(format!(
+                "unknown exchange mode `{other}` (expected auto, always or never)"
+            ))),
+        }
+    }
+}
+
 /// A distributed write (`silt write`, `INSERT INTO` / `INSERT OVERWRITE`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteRequest {
@@ -61,6 +87,8 @@ pub struct WriteRequest {
     /// `INSERT … PARTITION (p = v)`: partition columns every new row gets, as `(column, SQL
     /// literal)`; the source must not have them.
     pub static_partitions: Vec<(String, String)>,
+    /// Partitioned tables: whether rows go through an exchange.
+    pub exchange: ExchangeMode,
 }
 
 impl WriteRequest {
@@ -82,6 +110,7 @@ impl WriteRequest {
             target_file_size_bytes: None,
             properties: BTreeMap::new(),
             static_partitions: Vec::new(),
+            exchange: ExchangeMode::Auto,
         }
     }
 }

@@ -92,11 +92,13 @@ pub fn job_file_prefix(job_id: &str) -> String {
     format!("part-{job_id}")
 }
 
-/// A stage an operation wants run: a name (for progress and logs) and its tasks.
+/// A stage an operation wants run: a name (for progress and logs), its tasks, and an
+/// optional note for the progress message (e.g. why the plan looks the way it does).
 #[derive(Debug, Clone)]
 pub struct StagePlan {
     pub name: String,
     pub tasks: Vec<Task>,
+    pub note: Option<String>,
 }
 
 impl StagePlan {
@@ -104,7 +106,13 @@ impl StagePlan {
         Self {
             name: name.to_string(),
             tasks,
+            note: None,
         }
+    }
+
+    pub fn with_note(mut self, note: String) -> Self {
+        self.note = Some(note);
+        self
     }
 }
 
@@ -331,7 +339,11 @@ async fn run_stage(
     plan: StagePlan,
 ) -> Result<StageResult, JobError> {
     let started = Instant::now();
-    let StagePlan { name, mut tasks } = plan;
+    let StagePlan {
+        name,
+        mut tasks,
+        note,
+    } = plan;
     let n = tasks.len();
     let mut outputs: Vec<Option<TaskOutput>> = vec![None; n];
     let mut pending: Vec<usize> = (0..n).collect();
@@ -344,7 +356,7 @@ async fn run_stage(
         } else {
             format!("{name} (resumed)")
         };
-        match run_tasks(scope, run_id, &label, batch).await {
+        match run_tasks(scope, run_id, &label, note.as_deref(), batch).await {
             Ok(outs) => {
                 for (&i, o) in pending.iter().zip(outs) {
                     outputs[i] = Some(o);
@@ -440,7 +452,8 @@ async fn rerun_lost_maps(
         return Ok(HashMap::new());
     }
     let label = format!("{name}: re-run {} lost map task(s)", defs.len());
-    let outs = run_tasks(scope, scope.new_stage_id(), &label, defs).await?;
+    info!(job = scope.job_id, stage = %name, maps = defs.len(), "re-running lost map tasks");
+    let outs = run_tasks(scope, scope.new_stage_id(), &label, None, defs).await?;
     let mut replaced = HashMap::new();
     for ((stage, index), out) in wanted.into_iter().zip(outs) {
         let mut location = out
@@ -460,6 +473,7 @@ async fn run_tasks(
     scope: &StageScope<'_>,
     id: u32,
     name: &str,
+    note: Option<&str>,
     tasks: Vec<Task>,
 ) -> Result<Vec<TaskOutput>, StageError> {
     let StageScope {
@@ -477,7 +491,10 @@ async fn run_tasks(
         s.stage = name.clone();
         s.tasks_total = n;
         s.tasks_succeeded = 0;
-        s.message = format!("stage {name}: {n} task(s)");
+        s.message = match note {
+            Some(note) => format!("stage {name}: {n} task(s); {note}"),
+            None => format!("stage {name}: {n} task(s)"),
+        };
     });
     let fut = ctx.scheduler.run_stage(job_id, id, epoch, version, tasks);
     tokio::pin!(fut);

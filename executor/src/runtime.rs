@@ -280,8 +280,8 @@ async fn heartbeat_loop(
             Ok(resp) => {
                 let resp = resp.into_inner();
                 for job in &resp.drop_shuffle_jobs {
-                    debug!(job = %job, "dropping the map outputs of an ended job");
                     shuffle.drop_job(job);
+                    info!(job = %job, "dropped the map outputs of an ended job");
                 }
                 if resp.reregister {
                     let _ = rereg.send(true);
@@ -340,7 +340,7 @@ async fn poll_loop(
                     let r = run_task(&spec, &task_env).await;
                     match &r {
                         Ok(o) => {
-                            info!(task = %spec.display_id(), rows = o.metrics.rows_written, files = o.adds.len(), ms = o.metrics.elapsed_ms, "task succeeded")
+                            info!(task = %spec.display_id(), kind = %spec.task.name(), rows = o.metrics.rows_written, files = o.adds.len(), fetched_remote = o.metrics.bytes_fetched_remote, ms = o.metrics.elapsed_ms, "task succeeded")
                         }
                         Err(e) => warn!(task = %spec.display_id(), "task failed: {e}"),
                     }

@@ -548,6 +548,11 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                         expr: v.clone(),
                     })
                     .collect(),
+                exchange: match w.exchange {
+                    r::ExchangeMode::Auto => pb::ExchangeMode::Auto,
+                    r::ExchangeMode::Always => pb::ExchangeMode::Always,
+                    r::ExchangeMode::Never => pb::ExchangeMode::Never,
+                } as i32,
             }),
             r::JobRequest::Delete(d) => Job::Delete(pb::DeleteJob {
                 table_uri: d.table_uri.clone(),
@@ -627,6 +632,17 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                         .into_iter()
                         .map(|a| (a.column, a.expr))
                         .collect(),
+                    exchange: match pb::ExchangeMode::try_from(w.exchange) {
+                        Ok(pb::ExchangeMode::Auto) => r::ExchangeMode::Auto,
+                        Ok(pb::ExchangeMode::Always) => r::ExchangeMode::Always,
+                        Ok(pb::ExchangeMode::Never) => r::ExchangeMode::Never,
+                        Err(_) => {
+                            return Err(DecodeError(format!(
+                                "unknown exchange mode {}",
+                                w.exchange
+                            )));
+                        }
+                    },
                 })
             }
             Job::Delete(d) => r::JobRequest::Delete(r::DeleteRequest {
@@ -804,6 +820,7 @@ mod tests {
         w.format = d::SourceFormat::Delta;
         w.replace_where = Some("p = 1".into());
         w.static_partitions = vec![("p".into(), "1".into())];
+        w.exchange = r::ExchangeMode::Never;
         let reqs = vec![
             r::JobRequest::Write(w.clone()),
             r::JobRequest::Write(r::WriteRequest {

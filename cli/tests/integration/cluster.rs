@@ -138,21 +138,32 @@ fn killed_executor_mid_job_does_not_change_the_result() {
         .row_groups(250)
         .write(&dir.path().join("a"));
     let t = dir.path().join("t");
-    // Executor 0 pauses in the first attempt of every reduce task it gets, so it is killed
-    // while it certainly holds a running task.
+    // Map tasks succeed only on executor 0 (executor 1 fails first attempts, which then
+    // retry there), so executor 0 holds every map output. It then pauses in the first attempt of every reduce
+    // task it gets and is killed there: it held a running task AND the map outputs the
+    // remaining reduce tasks need. They cannot be fetched any more, the coordinator re-runs
+    // the map tasks on executor 1, and the reduce stage resumes there.
     let gate = Gate::new(dir.path(), "exec0");
-    let mut cluster = Cluster::start_with_faults(2, 300, &[&gate.fault("start", "s1/t*/a0")]);
+    let exec0 = gate.fault("start", "s1/t*/a0");
+    let mut cluster = Cluster::start_with_faults(2, 300, &[&exec0, "start:s0/t*/a0:fail"]);
 
-    // Partitioned: 1+ map task(s) then one reduce task per reducer (2 per executor slot).
+    // Partitioned through an exchange: map task(s), then one reduce task per reducer.
     let cmd = cluster.write_cmd(
         &t,
         &a,
-        &["--partition-by", "k", "--target-file-size", "4096"],
+        &[
+            "--partition-by",
+            "k",
+            "--exchange",
+            "always",
+            "--target-file-size",
+            "4096",
+        ],
     );
     let job = Daemon::spawn_capture("write", cmd);
     gate.wait_reached(Duration::from_secs(90));
     eprintln!(
-        "[kill9] executor0 holds a reduce task; killing it (pid {})",
+        "[kill9] executor0 holds a reduce task and the map outputs; killing it (pid {})",
         cluster.executors[0].guard.pid()
     );
     cluster.executors[0].guard.kill9();
@@ -174,6 +185,10 @@ fn killed_executor_mid_job_does_not_change_the_result() {
     assert!(
         logs.contains("executor lost") && logs.contains("tasks=1"),
         "the coordinator should have noticed the lost executor holding a task:\n{logs}"
+    );
+    assert!(
+        logs.contains("exchange input lost") && logs.contains("re-running lost map tasks"),
+        "the lost map outputs should have been re-run:\n{logs}"
     );
 
     // Exactly the source rows (no duplicates from the retried tasks), readable by both readers.
@@ -209,6 +224,85 @@ fn killed_executor_mid_job_does_not_change_the_result() {
     out.assert_ok();
     assert_eq!(metric(&out.json(), "numUpdatedRows"), 10);
     assert_eq!(inspect(&t)["num_rows"], 2100);
+}
+
+#[test]
+fn executors_fetch_map_outputs_from_each_other() {
+    let seed = seed_for("executors_fetch_map_outputs_from_each_other");
+    let dir = tempdir("fetch");
+    // 40 partition values: every reducer gets rows.
+    let domain: String = (0..40).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let a = Gen::new(seed, 3000)
+        .files(3)
+        .row_groups(500)
+        .k_domain(Box::leak(domain.into_boxed_str()))
+        .write(&dir.path().join("a"));
+    let t = dir.path().join("t");
+    // Map tasks succeed only on executor 0 and reduce tasks only on executor 1 (each fails
+    // the other kind, which then retries on the other executor): every reduce task fetches
+    // all of its input from executor 0's shuffle endpoint over loopback. Reduce task 0
+    // pauses once its files are written, while the test lists the table's directory.
+    let gate = Gate::new(dir.path(), "reduce");
+    let exec1 = format!(
+        "start:s0/t*/a*:fail;{}",
+        gate.fault("after-close", "s1/t0/a*")
+    );
+    let mut cluster = Cluster::start_with_faults(2, 0, &["start:s1/t*/a*:fail", &exec1]);
+    let cmd = cluster.write_cmd(
+        &t,
+        &a,
+        &[
+            "--partition-by",
+            "k",
+            "--exchange",
+            "always",
+            "--target-file-size",
+            "4096",
+        ],
+    );
+    let job = Daemon::spawn_capture("write", cmd);
+    gate.wait_reached(Duration::from_secs(90));
+    // Mid-job, the table's store holds data files only: no exchange data, no log yet.
+    let during = listing(&t);
+    assert!(!during.is_empty(), "the paused reducer has written files");
+    for path in during.keys() {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        assert!(
+            name.starts_with("part-") && !path.starts_with('_'),
+            "only data files may be written to the table's store during a job: {path}\n{}",
+            listing_text(&t)
+        );
+    }
+    gate.open();
+    let out = job.finish(Duration::from_secs(180));
+    let logs = cluster.logs();
+    assert!(out.ok(), "{}\n{logs}", out.describe());
+    assert_same_content(&t, &[Expected::Parquet(&a)], &[]);
+    assert_no_orphan_files(&t);
+
+    // Every reduce task ran on executor 1 and fetched from executor 0.
+    let exec1_log = logs.split("--- executor1 ---").nth(1).unwrap_or_default();
+    let fetched: Vec<u64> = exec1_log
+        .lines()
+        .filter(|l| l.contains("task succeeded") && l.contains("exchange>"))
+        .filter_map(|l| {
+            let v = l.split("fetched_remote=").nth(1)?;
+            v.split_whitespace().next()?.parse().ok()
+        })
+        .collect();
+    assert!(
+        !fetched.is_empty() && fetched.iter().any(|b| *b > 0),
+        "executor 1's reduce tasks should have fetched map outputs remotely: {fetched:?}\n{logs}"
+    );
+    // Once the job ended, executor 0 drops its map outputs (told by a heartbeat reply).
+    let exec0 = &mut cluster.executors[0];
+    assert!(
+        wait_until(START_TIMEOUT, || exec0
+            .collect()
+            .contains("dropped the map outputs of an ended job")),
+        "executor 0 kept the ended job's map outputs:\n{}",
+        exec0.collect()
+    );
 }
 
 #[test]

@@ -73,7 +73,11 @@ fn straggler_of_a_failed_job_is_cancelled_and_its_files_removed() {
         failer.fault("start", "s1/t0/a0"),
     );
     let cmd = with_faults(
-        silt_write_cmd(&s(&t), &s(&src), &["--partition-by", "k"]),
+        silt_write_cmd(
+            &s(&t),
+            &s(&src),
+            &["--partition-by", "k", "--exchange", "always"],
+        ),
         &faults,
     );
     let job = Daemon::spawn_capture("write", cmd);

@@ -92,41 +92,92 @@ fn check_partition_layout(t: &Path, cols: &[&str]) -> Value {
 }
 
 fn partitioned_roundtrip(test: &str, cols: &str, rows: usize) {
+    partitioned_roundtrip_with(test, cols, rows, "0,1,2,3", "directly");
+}
+
+/// Writes then appends random data partitioned by `cols` once per exchange mode (the
+/// planner's choice, which the summary must name as `auto_plan`; never; always), and checks
+/// each table against the same writes by delta-rs: content, partition values, layout.
+fn partitioned_roundtrip_with(
+    test: &str,
+    cols: &str,
+    rows: usize,
+    k_domain: &'static str,
+    auto_plan: &str,
+) {
     let seed = seed_for(test);
     let dir = tempdir(test);
-    let a = Gen::new(seed, rows).files(3).write(&dir.path().join("a"));
+    let a = Gen::new(seed, rows)
+        .files(3)
+        .k_domain(k_domain)
+        .write(&dir.path().join("a"));
     let b = Gen::new(seed + 1, rows / 2)
         .files(2)
         .id_start(rows as i64)
+        .k_domain(k_domain)
         .write(&dir.path().join("b"));
-    let t = dir.path().join("t");
     let e = dir.path().join("e");
     let col_list: Vec<&str> = cols.split(',').collect();
-
-    assert_eq!(silt_write_ok(&t, &a, &["--partition-by", cols]), Some(0));
-    // Appending without --partition-by keeps the table's partitioning.
-    assert_eq!(silt_write_ok(&t, &b, &[]), Some(1));
     oracle_write(&e, &a, "parquet", &["--partition-by", cols]);
     oracle_write(&e, &b, "parquet", &[]);
-
-    assert_same_content(&t, &[Expected::Table(&e)], &[]);
-    let info = check_partition_layout(&t, &col_list);
     let expected = inspect(&e);
-    assert_eq!(
-        partition_value_set(&info, &col_list),
-        partition_value_set(&expected, &col_list),
-        "partitions written by silt vs. by delta-rs"
-    );
-    // Partition columns are not stored in the data files' stats, and every file has stats.
-    for f in info["files"].as_array().unwrap() {
-        assert!(!f["stats"].is_null(), "file without stats: {f}");
-        for c in &col_list {
-            assert!(
-                f["stats"]["minValues"][*c].is_null(),
-                "partition column {c} in minValues: {f}"
-            );
+
+    for (mode, plan) in [
+        ("auto", auto_plan),
+        ("never", "directly"),
+        ("always", "through an exchange"),
+    ] {
+        let t = dir.path().join(format!("t-{mode}"));
+        let out = silt_write(&t, &a, &["--partition-by", cols, "--exchange", mode]);
+        out.assert_ok();
+        let summary = out.json()["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            summary.contains(&format!("partitions written {plan}")),
+            "--exchange {mode}: expected partitions written {plan}: {summary}"
+        );
+        // Appending without --partition-by keeps the table's partitioning.
+        let out = silt_write(&t, &b, &["--exchange", mode]);
+        out.assert_ok();
+        assert_eq!(out.version(), Some(1));
+
+        assert_same_content(&t, &[Expected::Table(&e)], &[]);
+        let info = check_partition_layout(&t, &col_list);
+        assert_eq!(
+            partition_value_set(&info, &col_list),
+            partition_value_set(&expected, &col_list),
+            "--exchange {mode}: partitions written by silt vs. by delta-rs"
+        );
+        // Partition columns are not stored in the data files' stats, and every file has stats.
+        for f in info["files"].as_array().unwrap() {
+            assert!(!f["stats"].is_null(), "file without stats: {f}");
+            for c in &col_list {
+                assert!(
+                    f["stats"]["minValues"][*c].is_null(),
+                    "partition column {c} in minValues: {f}"
+                );
+            }
         }
     }
+}
+
+#[test]
+fn partitioned_by_many_values() {
+    // 300 values over 1,500 rows (one task: the planner writes directly; the choice between
+    // the two plans for larger inputs is unit-tested in the coordinator).
+    let domain: String = (0..300)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    partitioned_roundtrip_with(
+        "partitioned_by_many_values",
+        "k",
+        1500,
+        Box::leak(domain.into_boxed_str()),
+        "directly",
+    );
 }
 
 #[test]

@@ -59,6 +59,12 @@ const MAX_WRITE_ROWS: usize = 64 * 1024;
 const SPLIT_ROWS: usize = 128 * 1024;
 /// Upper bound on the bytes of input gathered before a split.
 const MAX_SPLIT_BYTES: usize = 64 * 1024 * 1024;
+/// Fixed memory of an open file per column (encoders, dictionary, page buffers), besides
+/// its data: the basis of the open-file bound.
+const OPEN_FILE_BYTES_PER_COLUMN: usize = 64 * 1024;
+/// Bounds on the number of files open at once.
+const MIN_OPEN_FILES: usize = 2;
+const MAX_OPEN_FILES: usize = 64;
 
 /// Streams Parquet bytes into an object through `object_store`'s [`BufWriter`]: small files
 /// become a single PUT, larger ones a multipart upload. Chunks are handed over without
@@ -192,8 +198,16 @@ pub struct DataFileWriter {
     /// Partitioned tables: input batches not yet split (see [`SPLIT_ROWS`]).
     pending: Vec<RecordBatch>,
     pending_rows: usize,
-    /// Memory of `pending` (counted in `buffered`).
+    /// Memory of `pending` or `grouped` (counted in `buffered`).
     pending_bytes: usize,
+    /// Files open at once at most; past it, the least recently written file is finished.
+    max_open: usize,
+    /// Set once the input has spread over more partitions than `max_open`: from then on,
+    /// input is split on arrival and gathered per partition (`grouped`, up to half the
+    /// memory limit), then written partition after partition, so that each partition's
+    /// rows reach its file in as few pieces as memory allows.
+    many_partitions: bool,
+    grouped: HashMap<PartitionValues, Vec<RecordBatch>>,
 }
 
 impl std::fmt::Debug for DataFileWriter {
@@ -296,7 +310,11 @@ impl DataFileWriter {
             pending: Vec::new(),
             pending_rows: 0,
             pending_bytes: 0,
-        })
+            max_open: MAX_OPEN_FILES,
+            many_partitions: false,
+            grouped: HashMap::new(),
+        }
+        .with_memory_limit(DEFAULT_MEMORY_LIMIT_BYTES))
     }
 
     /// Bound on bytes buffered across open files (default 256 MiB); when exceeded, the
@@ -308,7 +326,15 @@ impl DataFileWriter {
     /// files: cluster such input by partition upstream.
     pub fn with_memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit = bytes;
+        // A quarter of the limit for the open files' fixed memory.
+        let per_file = OPEN_FILE_BYTES_PER_COLUMN * self.file_schema.fields().len().max(1);
+        self.max_open = (bytes / 4 / per_file).clamp(MIN_OPEN_FILES, MAX_OPEN_FILES);
         self
+    }
+
+    /// Files open at once at most (see [`DataFileWriter::with_memory_limit`]).
+    pub fn max_open_files(&self) -> usize {
+        self.max_open
     }
 
     /// The schema data files are written with (the table schema minus partition columns).
@@ -328,7 +354,13 @@ impl DataFileWriter {
         if rows == 0 {
             return Ok(());
         }
-        if self.spec.partition_columns.is_empty() || (self.pending.is_empty() && rows >= SPLIT_ROWS)
+        if self.many_partitions {
+            self.gather_by_partition(batch)?;
+            if self.pending_bytes >= self.memory_limit / 2 {
+                self.flush_grouped().await?;
+            }
+        } else if self.spec.partition_columns.is_empty()
+            || (self.pending.is_empty() && rows >= SPLIT_ROWS)
         {
             self.write_split(batch).await?;
         } else {
@@ -369,17 +401,57 @@ impl DataFileWriter {
     async fn write_split(&mut self, batch: &RecordBatch) -> Result<()> {
         self.splits += 1;
         for (values, rows) in split_by_partition(batch, &self.spec.partition_columns)? {
-            let columns: Vec<ArrayRef> = self
-                .data_indices
-                .iter()
-                .map(|&i| Arc::clone(rows.column(i)))
-                .collect();
-            let data = RecordBatch::try_new_with_options(
-                Arc::clone(&self.file_schema),
-                columns,
-                &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())),
-            )?;
+            let data = self.file_rows(&rows)?;
             self.write_partition(values, data).await?;
+        }
+        Ok(())
+    }
+
+    /// A partition's rows with the file schema (partition columns left out).
+    fn file_rows(&self, rows: &RecordBatch) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = self
+            .data_indices
+            .iter()
+            .map(|&i| Arc::clone(rows.column(i)))
+            .collect();
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.file_schema),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())),
+        )?)
+    }
+
+    /// Many-partition mode: splits `batch` now and keeps its groups until written.
+    fn gather_by_partition(&mut self, batch: &RecordBatch) -> Result<()> {
+        for (values, rows) in split_by_partition(batch, &self.spec.partition_columns)? {
+            let data = self.file_rows(&rows)?;
+            let bytes = slice_bytes(&data);
+            self.pending_bytes += bytes;
+            self.buffered += bytes;
+            self.grouped.entry(values).or_default().push(data);
+        }
+        Ok(())
+    }
+
+    /// Many-partition mode: writes the gathered rows partition after partition.
+    async fn flush_grouped(&mut self) -> Result<()> {
+        if self.grouped.is_empty() {
+            return Ok(());
+        }
+        let grouped = std::mem::take(&mut self.grouped);
+        // Partitions whose file is open first (they extend it), the rest in value order.
+        let mut order: Vec<(PartitionValues, Vec<RecordBatch>)> = grouped.into_iter().collect();
+        order.sort_by(|(a, _), (b, _)| {
+            (!self.open.contains_key(a), a).cmp(&(!self.open.contains_key(b), b))
+        });
+        for (values, batches) in order {
+            self.splits += 1;
+            for data in batches {
+                let bytes = slice_bytes(&data);
+                self.write_partition(values.clone(), data).await?;
+                self.pending_bytes -= bytes;
+                self.buffered -= bytes;
+            }
         }
         Ok(())
     }
@@ -410,6 +482,7 @@ impl DataFileWriter {
     /// Writes gathered input and finishes every open file.
     async fn finish_all(&mut self) -> Result<()> {
         self.flush_pending().await?;
+        self.flush_grouped().await?;
         let open: Vec<OpenFile> = self.open.drain().map(|(_, f)| f).collect();
         self.buffered = 0;
         let store = &self.store;
@@ -485,6 +558,19 @@ impl DataFileWriter {
             let chunk = data.slice(offset, len);
             offset += len;
             if !self.open.contains_key(&values) {
+                if self.open.len() >= self.max_open {
+                    // Too many partitions to keep a file open for each: finish the least
+                    // recently written one, and gather input by partition from now on.
+                    self.many_partitions = !self.spec.partition_columns.is_empty();
+                    let lru = self
+                        .open
+                        .iter()
+                        .min_by_key(|(_, f)| f.last_split)
+                        .map(|(k, _)| k.clone());
+                    if let Some(k) = lru {
+                        self.finish_open(&k).await?;
+                    }
+                }
                 let file = self.open_file(values.clone())?;
                 self.open.insert(values.clone(), file);
             }
@@ -575,6 +661,7 @@ impl DataFileWriter {
         if self.buffered > self.memory_limit {
             // Gathered input is the cheapest memory to give back.
             self.flush_pending().await?;
+            self.flush_grouped().await?;
         }
         while self.buffered > self.memory_limit {
             let current = self.splits;
@@ -595,6 +682,16 @@ impl DataFileWriter {
         }
         Ok(())
     }
+}
+
+/// Bytes of a batch's own rows (a slice of a larger batch counts only its part, where
+/// `get_array_memory_size` would count the whole shared buffers).
+fn slice_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum()
 }
 
 /// Row-group byte bound for a target file size: never above the file target (so files
@@ -977,6 +1074,42 @@ mod tests {
         let files = w.close().await.unwrap();
         assert_eq!(files.len(), 50);
         assert!(files.iter().all(|f| f.num_records == 4000));
+    }
+
+    #[tokio::test]
+    async fn many_partitions_keep_few_files_open_and_few_files_per_partition() {
+        let (dir, store) = local_store();
+        let limit = 32 * 1024 * 1024;
+        let mut w =
+            DataFileWriter::try_new(store, Path::from("tbl"), spec(&["q"], 1 << 30), schema())
+                .unwrap()
+                .with_memory_limit(limit);
+        let cap = w.max_open_files();
+        assert!(cap < 50, "cap {cap}");
+        // 500 partitions, every batch spread over all of them.
+        let parts = 500;
+        for start in (0..200_000).step_by(10_000) {
+            w.write(&rows(start, 10_000, |_| None, |i| Some((i % parts) as i32)))
+                .await
+                .unwrap();
+            assert!(w.open.len() <= cap, "{} open > {cap}", w.open.len());
+            assert!(w.buffered_bytes() <= limit, "{}", w.buffered_bytes());
+        }
+        let files = w.close().await.unwrap();
+        let total: i64 = files.iter().map(|f| f.num_records).sum();
+        assert_eq!(total, 200_000);
+        // Rows are gathered by partition up to half the limit before they are written:
+        // a handful of files per partition, not one per batch.
+        let per_partition = files.len() as f64 / parts as f64;
+        assert!(
+            per_partition <= 4.0,
+            "{} files for {parts} partitions",
+            files.len()
+        );
+        for f in files.iter().take(5) {
+            let n: usize = read_back(&dir, f).iter().map(|b| b.num_rows()).sum();
+            assert_eq!(n as i64, f.num_records);
+        }
     }
 
     #[tokio::test]

@@ -1,13 +1,15 @@
 //! WRITE: append, overwrite, `replaceWhere`, dynamic partition overwrite, schema
 //! enforcement/merge/overwrite, idempotent `txn` writes.
 //!
-//! Stages: one `write` stage (source → conform → data files) for unpartitioned tables, or an
-//! exchange for partitioned ones (`exchange-map`: source → conform → exchange keyed by the
-//! partition columns; then `exchange-reduce`: exchange → data files). A `replaceWhere` on
-//! data columns adds a `rewrite` stage beside them (files holding matching rows are rewritten
-//! without those rows).
+//! Stages: one `write` stage (source → conform → data files), also for partitioned tables
+//! whose partitions are few relative to the data per task; otherwise an exchange
+//! (`exchange-map`: source → conform → exchange keyed by the partition columns; then
+//! `exchange-reduce`: exchange → data files), as [`crate::plan::partitioning`] chooses from a
+//! sample of the source's partition columns. A `replaceWhere` on data columns adds a
+//! `rewrite` stage beside them (files holding matching rows are rewritten without those
+//! rows).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use arrow::datatypes::{Schema, SchemaRef};
@@ -15,7 +17,7 @@ use deltalake_core::kernel::{MetadataExt, StructType};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use serde_json::{Map, Value};
 use silt_common::expr::Predicate;
-use silt_common::request::{WriteMode, WriteRequest};
+use silt_common::request::{ExchangeMode, WriteMode, WriteRequest};
 use silt_common::schema::{self, SchemaOptions};
 use silt_common::source;
 use silt_common::storage::parse_location;
@@ -33,19 +35,24 @@ use crate::commit::ReadRegion;
 use crate::driver::{
     CommitTarget, JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid,
 };
+use crate::plan::partitioning::{self, PartitionChoice, PartitionEstimate};
 use crate::plan::{binpack, rewrite};
 use crate::txn::Txn;
 
 /// Default target size of written data files.
 pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 << 20;
-/// Upper bound on reducers of an exchange.
-const MAX_REDUCERS: u32 = 256;
+/// Rows of the source's partition columns read per sampled split.
+const SAMPLE_ROWS_PER_SPLIT: usize = 16 * 1024;
+/// Splits sampled (spread evenly over the source).
+const SAMPLE_SPLITS: usize = 8;
 
 /// The source as listed and inferred (the IO part of planning).
 pub struct SourceInfo {
     pub schema: Schema,
     pub splits: Vec<SourceSplit>,
     pub per_task_bytes: u64,
+    /// Partitioned tables: how many partitions the rows fall into, as far as known.
+    pub partitions: Option<PartitionEstimate>,
 }
 
 /// Loads what a write plans on (table snapshot, source listing) and plans it.
@@ -84,7 +91,22 @@ pub async fn prepare(
     }
     let slots = executor_slots(ctx).await?;
     let plan_ctx = PlanContext { slots, ..plan_ctx };
-    let source = list_source(&req, slots).await?;
+    let mut source = list_source(&req, slots).await?;
+    let partition_columns = match &snapshot {
+        Some(s) => s.partition_columns.clone(),
+        None => req.partition_by.clone(),
+    };
+    if !partition_columns.is_empty() && req.exchange == ExchangeMode::Auto {
+        source.partitions = match sample_partitions(&source, &partition_columns).await {
+            Ok(Some(e)) => Some(e),
+            Ok(None) => snapshot.as_ref().and_then(table_partitions),
+            Err(e) => {
+                // A sample is only a hint; the tasks will report the source's problem.
+                info!("partition sample failed: {e}");
+                None
+            }
+        };
+    }
     let plan = plan(&req, &table_url, snapshot.as_ref(), source, &plan_ctx)?;
     Ok(Box::new(WriteOp {
         table_url,
@@ -140,6 +162,7 @@ async fn list_source(req: &WriteRequest, slots: u32) -> Result<SourceInfo, JobEr
                 schema,
                 splits,
                 per_task_bytes: binpack::task_bytes(total, slots),
+                partitions: None,
             }
         }
         format => {
@@ -156,8 +179,74 @@ async fn list_source(req: &WriteRequest, slots: u32) -> Result<SourceInfo, JobEr
                 schema,
                 splits,
                 per_task_bytes: per_task,
+                partitions: None,
             }
         }
+    })
+}
+
+/// Distinct partition values among a sample of the source's rows: the partition columns of
+/// the first rows of up to [`SAMPLE_SPLITS`] splits spread over the source. `None` when the
+/// source does not have every partition column (static partitions, generated values).
+async fn sample_partitions(
+    source: &SourceInfo,
+    partition_columns: &[String],
+) -> silt_common::Result<Option<PartitionEstimate>> {
+    let mut fields = Vec::new();
+    for c in partition_columns {
+        let Some(f) = source
+            .schema
+            .fields()
+            .iter()
+            .find(|f| f.name().eq_ignore_ascii_case(c))
+        else {
+            return Ok(None);
+        };
+        fields.push(f.as_ref().clone().with_nullable(true));
+    }
+    let projected: SchemaRef = std::sync::Arc::new(Schema::new(fields));
+    let n = source.splits.len();
+    if n == 0 {
+        return Ok(None);
+    }
+    let step = n.div_ceil(SAMPLE_SPLITS);
+    let converter = arrow::row::RowConverter::new(
+        projected
+            .fields()
+            .iter()
+            .map(|f| arrow::row::SortField::new(f.data_type().clone()))
+            .collect(),
+    )?;
+    let mut seen: std::collections::HashSet<Vec<u8>> = Default::default();
+    let mut rows = 0u64;
+    for split in source.splits.iter().step_by(step.max(1)) {
+        let mut stream =
+            source::read_split(split, projected.clone(), SAMPLE_ROWS_PER_SPLIT).await?;
+        if let Some(batch) = futures::StreamExt::next(&mut stream).await {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            let keys = converter.convert_columns(batch.columns())?;
+            seen.extend(keys.iter().map(|r| r.as_ref().to_vec()));
+        }
+    }
+    Ok(Some(PartitionEstimate {
+        distinct: seen.len() as u64,
+        rows,
+        basis: format!("a {rows}-row source sample"),
+    }))
+}
+
+/// The table's partitions, as an estimate for new rows when the source gave none.
+fn table_partitions(snapshot: &TableSnapshot) -> Option<PartitionEstimate> {
+    let distinct: HashSet<&BTreeMap<String, Option<String>>> = snapshot
+        .files
+        .iter()
+        .map(|f| &f.file.partition_values)
+        .collect();
+    (!distinct.is_empty()).then(|| PartitionEstimate {
+        distinct: distinct.len() as u64,
+        rows: 0,
+        basis: "the table's partitions".into(),
     })
 }
 
@@ -219,8 +308,9 @@ struct WritePlan {
     properties: TableProperties,
     configuration: HashMap<String, String>,
     data_tasks: Vec<Task>,
-    /// Partitioned tables: reduce tasks follow the map tasks in `data_tasks`.
-    num_reducers: u32,
+    /// Partitioned tables: whether (and with how many reducers) rows go through an
+    /// exchange; reduce tasks then follow the map tasks in `data_tasks`.
+    partitioning: Option<PartitionChoice>,
     files_out: FileSpec,
     replace_where: Option<Predicate>,
     /// Files removed without reading (overwrite, replaceWhere matching whole files).
@@ -359,34 +449,42 @@ fn plan(
             predicate: p.clone(),
         });
     }
-    let num_reducers = (ctx.slots * 2).clamp(1, MAX_REDUCERS);
-    let sink = if partition_columns.is_empty() {
-        Sink::DataFiles(files_out.clone())
-    } else {
-        Sink::Exchange {
+    let total_bytes: u64 = source.splits.iter().map(|s| s.size_bytes).sum();
+    let bins = binpack::consecutive(source.splits, |s| s.size_bytes, source.per_task_bytes);
+    let partitioning = (!partition_columns.is_empty()).then(|| {
+        partitioning::choose(
+            req.exchange,
+            bins.len(),
+            total_bytes,
+            ctx.slots,
+            source.partitions.as_ref(),
+        )
+    });
+    let sink = match &partitioning {
+        Some(p) if p.exchange => Sink::Exchange {
             keys: partition_columns.iter().map(|c| quote_ident(c)).collect(),
-            partitions: num_reducers,
-        }
+            partitions: p.reducers,
+        },
+        _ => Sink::DataFiles(files_out.clone()),
     };
     let source_schema_json = schema::arrow_to_delta_json(&source.schema)?;
-    let data_tasks: Vec<Task> =
-        binpack::consecutive(source.splits, |s| s.size_bytes, source.per_task_bytes)
-            .into_iter()
-            .map(|splits| Task {
-                table: table.clone(),
-                input: Input::Source {
-                    splits,
-                    schema_json: source_schema_json.clone(),
-                },
-                transforms: transforms.clone(),
-                sink: sink.clone(),
-            })
-            .collect();
+    let data_tasks: Vec<Task> = bins
+        .into_iter()
+        .map(|splits| Task {
+            table: table.clone(),
+            input: Input::Source {
+                splits,
+                schema_json: source_schema_json.clone(),
+            },
+            transforms: transforms.clone(),
+            sink: sink.clone(),
+        })
+        .collect();
     info!(
         job = %ctx.job_id,
         tasks = data_tasks.len(),
         per_task_bytes = source.per_task_bytes,
-        partitioned = !partition_columns.is_empty(),
+        partitioning = partitioning.as_ref().map_or("unpartitioned", |p| p.reason.as_str()),
         removes = removes.len(),
         rewrites = rewrite_candidates.len(),
         "write planned"
@@ -399,7 +497,7 @@ fn plan(
         properties,
         configuration,
         data_tasks,
-        num_reducers,
+        partitioning,
         files_out,
         replace_where,
         removes,
@@ -444,10 +542,12 @@ impl Operation for WriteOp {
             return Ok(Vec::new());
         };
         let plan = &p.plan;
-        let data = if plan.partition_columns.is_empty() {
-            StagePlan::new("write", plan.data_tasks.clone())
-        } else {
-            StagePlan::new("exchange-map", plan.data_tasks.clone())
+        let data = match &plan.partitioning {
+            Some(p) if p.exchange => StagePlan::new("exchange-map", plan.data_tasks.clone())
+                .with_note(format!("partitions through an exchange: {}", p.reason)),
+            Some(p) => StagePlan::new("write", plan.data_tasks.clone())
+                .with_note(format!("partitions written directly: {}", p.reason)),
+            None => StagePlan::new("write", plan.data_tasks.clone()),
         };
         let mut stages = vec![data];
         if !plan.rewrites.is_empty() {
@@ -473,7 +573,8 @@ impl Operation for WriteOp {
                     .first()
                     .map(|t| t.table.clone())
                     .ok_or_else(|| invalid("internal: exchange without map tasks"))?;
-                let reduces = (0..plan.num_reducers)
+                let reducers = plan.partitioning.as_ref().map_or(1, |p| p.reducers);
+                let reduces = (0..reducers)
                     .map(|r| Task {
                         table: table.clone(),
                         input: Input::Exchange {
@@ -646,11 +747,19 @@ impl Operation for WriteOp {
             read_version: snapshot.as_ref().map_or(-1, |s| s.version),
             properties: plan.properties.clone(),
         };
-        let summary = format!(
+        let mut summary = format!(
             "{} file(s), {rows_added} row(s), {bytes_added} bytes added; {} file(s) removed",
             adds.len(),
             removes.len()
         );
+        if let Some(p) = &plan.partitioning {
+            let how = if p.exchange {
+                format!("through an exchange to {} reducer(s)", p.reducers)
+            } else {
+                "directly".to_string()
+            };
+            summary.push_str(&format!("; partitions written {how} ({})", p.reason));
+        }
         Ok(Outcome::Commit {
             txn: Box::new(txn),
             target,
@@ -799,6 +908,7 @@ mod tests {
                 })
                 .collect(),
             per_task_bytes: 200 << 20,
+            partitions: None,
         }
     }
 

@@ -56,7 +56,7 @@ const MAX_WRITE_ROWS: usize = 64 * 1024;
 /// Partitioned tables: small input batches are gathered up to this many rows before they
 /// are split by partition, so that rows spread over many partitions still reach each file
 /// in pieces large enough to encode efficiently.
-const SPLIT_ROWS: usize = 128 * 1024;
+const SPLIT_ROWS: usize = 64 * 1024;
 /// Upper bound on the bytes of input gathered before a split.
 const MAX_SPLIT_BYTES: usize = 64 * 1024 * 1024;
 /// Fixed memory of an open file per column (encoders, dictionary, page buffers), besides
@@ -996,7 +996,7 @@ mod tests {
         // Large enough to be split at once: files fill up and roll.
         w.write(&rows(
             0,
-            SPLIT_ROWS as i64 + 10,
+            2 * SPLIT_ROWS as i64 + 10,
             |i| Some(format!("v{}", i % 2)),
             |_| None,
         ))

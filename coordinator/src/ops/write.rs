@@ -217,7 +217,8 @@ async fn sample_partitions(
             .map(|f| arrow::row::SortField::new(f.data_type().clone()))
             .collect(),
     )?;
-    let mut seen: std::collections::HashSet<Vec<u8>> = Default::default();
+    let mut seen: HashSet<Vec<u8>> = Default::default();
+    let mut per_split: Vec<usize> = Vec::new();
     let mut rows = 0u64;
     for split in source.splits.iter().step_by(step.max(1)) {
         let mut stream =
@@ -226,13 +227,22 @@ async fn sample_partitions(
             let batch = batch?;
             rows += batch.num_rows() as u64;
             let keys = converter.convert_columns(batch.columns())?;
-            seen.extend(keys.iter().map(|r| r.as_ref().to_vec()));
+            let local: HashSet<Vec<u8>> = keys.iter().map(|r| r.as_ref().to_vec()).collect();
+            per_split.push(local.len());
+            seen.extend(local);
         }
     }
+    let distinct = seen.len() as u64;
+    let coverage = if distinct == 0 || per_split.is_empty() {
+        1.0
+    } else {
+        per_split.iter().sum::<usize>() as f64 / per_split.len() as f64 / distinct as f64
+    };
     Ok(Some(PartitionEstimate {
-        distinct: seen.len() as u64,
+        distinct,
         rows,
-        basis: format!("a {rows}-row source sample"),
+        basis: format!("a {rows}-row sample of {} split(s)", per_split.len()),
+        coverage,
     }))
 }
 
@@ -247,6 +257,7 @@ fn table_partitions(snapshot: &TableSnapshot) -> Option<PartitionEstimate> {
         distinct: distinct.len() as u64,
         rows: 0,
         basis: "the table's partitions".into(),
+        coverage: 1.0,
     })
 }
 

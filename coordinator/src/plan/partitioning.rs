@@ -10,14 +10,21 @@
 //!   files) or their number is unknown.
 //!
 //! The estimate comes from a sample of the source (its partition columns, read by the
-//! coordinator while planning) or, failing that, from the partitions the table has.
+//! coordinator while planning: the first rows of splits spread over the source) or, failing
+//! that, from the partitions the table has. When each sampled split sees only a small part
+//! of the partitions the sample saw in all, the source is clustered by partition (e.g. a
+//! fact table written in date order): each task then sees few partitions, and writing
+//! directly makes about as many files as an exchange would, without its cost.
 
 use silt_common::request::ExchangeMode;
 
 /// Partitions per task up to which writing directly is considered.
 pub const MAX_DIRECT_PARTITIONS: u64 = 64;
 /// Smallest expected size of one task's slice of one partition for writing directly.
-pub const MIN_DIRECT_SLICE_BYTES: u64 = 4 << 20;
+pub const MIN_DIRECT_SLICE_BYTES: u64 = 1 << 20;
+/// Coverage (see [`PartitionEstimate::coverage`]) at or below which the source counts as
+/// clustered by partition.
+pub const CLUSTERED_COVERAGE: f64 = 0.5;
 /// Upper bound on reducers of an exchange.
 pub const MAX_REDUCERS: u32 = 256;
 /// Input bytes per reducer below which fewer reducers are used.
@@ -32,6 +39,10 @@ pub struct PartitionEstimate {
     pub rows: u64,
     /// Where it comes from, for the user: e.g. "a 65,536-row source sample".
     pub basis: String,
+    /// The mean share of the `distinct` values that one sampled split's rows fall into:
+    /// near 1 when every part of the source spreads over all partitions, small when the
+    /// source is clustered by partition. 1 when unknown.
+    pub coverage: f64,
 }
 
 impl PartitionEstimate {
@@ -90,6 +101,12 @@ pub fn choose(
         // One task writes each partition once either way; an exchange would only add work.
         return direct(format!("{seen}, one task"));
     }
+    if est.coverage <= CLUSTERED_COVERAGE {
+        return direct(format!(
+            "{seen}, each sampled part of the source holding ~{:.0}% of them (clustered by partition)",
+            est.coverage * 100.0
+        ));
+    }
     if !est.saturated() {
         return exchange(format!(
             "{seen}, most rows in a new partition: many partitions"
@@ -129,6 +146,7 @@ mod tests {
             distinct,
             rows,
             basis: "a sample".into(),
+            coverage: 1.0,
         }
     }
 
@@ -139,6 +157,13 @@ mod tests {
         let c = choose(ExchangeMode::Auto, 4, 400 * MIB, 2, Some(&est(12, 65_536)));
         assert!(!c.exchange, "{c:?}");
         assert!(c.reason.contains("~12 partition(s)"), "{}", c.reason);
+        // A source clustered by partition: each task sees few partitions.
+        let clustered = PartitionEstimate {
+            coverage: 0.12,
+            ..est(48, 65_536)
+        };
+        let c = choose(ExchangeMode::Auto, 4, 400 * MIB, 2, Some(&clustered));
+        assert!(!c.exchange && c.reason.contains("clustered"), "{c:?}");
         // A single task never needs an exchange, however many partitions.
         let c = choose(ExchangeMode::Auto, 1, MIB, 2, Some(&est(400, 500)));
         assert!(!c.exchange, "{c:?}");
@@ -149,7 +174,7 @@ mod tests {
         for (tasks, bytes, e) in [
             (4, 400 * MIB, Some(est(1_800, 65_536))),
             (4, 400 * MIB, Some(est(30, 100))),
-            (8, 40 * MIB, Some(est(12, 65_536))),
+            (12, 36 * MIB, Some(est(12, 65_536))),
             (4, 400 * MIB, None),
         ] {
             let c = choose(ExchangeMode::Auto, tasks, bytes, 2, e.as_ref());

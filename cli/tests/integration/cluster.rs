@@ -24,6 +24,16 @@ impl Cluster {
 
     /// `faults[i]`: the `--faults` of executor `i` (test-only fault injection).
     fn start_with_faults(executors: usize, task_delay_ms: u64, faults: &[&str]) -> Cluster {
+        Self::start_with(executors, task_delay_ms, faults, &[])
+    }
+
+    /// … and `executor_args` for every executor.
+    fn start_with(
+        executors: usize,
+        task_delay_ms: u64,
+        faults: &[&str],
+        executor_args: &[&str],
+    ) -> Cluster {
         let mut cmd = Command::new(silt_bin());
         cmd.args([
             "coordinator",
@@ -64,6 +74,7 @@ impl Cluster {
             if let Some(f) = faults.get(i) {
                 cmd.args(["--faults", f]);
             }
+            cmd.args(executor_args);
             cmd.env("SILT_LOG", "info");
             let mut d = Daemon::spawn(&format!("executor{i}"), cmd);
             d.wait_for_line("registered with coordinator", START_TIMEOUT);
@@ -303,6 +314,94 @@ fn executors_fetch_map_outputs_from_each_other() {
         "executor 0 kept the ended job's map outputs:\n{}",
         exec0.collect()
     );
+}
+
+/// An executor's resident memory stays within its `--memory-limit` plus this fixed
+/// overhead (documented in README: the process itself, a source row group being decoded,
+/// fetch streams in flight, allocator slack), whatever the size of the data.
+const EXECUTOR_RSS_OVERHEAD: u64 = 128 << 20;
+
+/// Peak resident memory of a process (VmHWM), bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb << 10)
+        .unwrap_or_else(|| panic!("no VmHWM for pid {pid}"))
+}
+
+/// Per partition value of `k`: row count and sum of `id`, as delta-rs reads the table and
+/// pyarrow the source (a row-by-row comparison of millions of rows would take minutes).
+#[track_caller]
+fn assert_same_aggregates(table: &Path, source: &Path) {
+    let script = r#"
+import sys, json, deltalake, pyarrow.dataset as ds
+def agg(t):
+    g = t.group_by("k").aggregate([("id", "count"), ("id", "sum")]).to_pylist()
+    return sorted((r["k"] if r["k"] is not None else -1, r["id_count"], r["id_sum"]) for r in g)
+t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table(columns=["k", "id"])
+s = ds.dataset(sys.argv[2], format="parquet").to_table(columns=["k", "id"])
+a, b = agg(t), agg(s)
+print(json.dumps({"same": a == b, "rows": t.num_rows, "groups": len(a)}))
+"#;
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", script, &s(table), &s(source)]);
+    let out = run(cmd, Duration::from_secs(120));
+    assert!(out.ok(), "{}", out.describe());
+    let j = out.json();
+    assert_eq!(j["same"], true, "per-partition counts and sums differ: {j}");
+}
+
+#[test]
+fn partitioned_write_of_data_ten_times_the_memory_limit_stays_within_it() {
+    let seed = seed_for("partitioned_write_of_data_ten_times_the_memory_limit_stays_within_it");
+    let dir = tempdir("memlimit");
+    const LIMIT: u64 = 16 << 20;
+    // 3M rows over 500 partition values: ~160 MiB as Arrow arrays, 10x the limit.
+    let domain: String = (0..500)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let a = Gen::new(seed, 3_000_000)
+        .files(6)
+        .row_groups(65_536)
+        .k_domain(Box::leak(domain.into_boxed_str()))
+        .write(&dir.path().join("a"));
+    let limit = LIMIT.to_string();
+    let mut cluster = Cluster::start_with(2, 0, &[], &["--memory-limit", &limit]);
+    for mode in ["always", "never"] {
+        let t = dir.path().join(format!("t-{mode}"));
+        let out = Daemon::spawn_capture(
+            "write",
+            cluster.write_cmd(&t, &a, &["-q", "--partition-by", "k", "--exchange", mode]),
+        )
+        .finish(Duration::from_secs(300));
+        let logs = cluster.logs();
+        assert!(out.ok(), "--exchange {mode}: {}\n{logs}", out.describe());
+        assert_same_aggregates(&t, &a);
+        if mode == "always" {
+            assert!(
+                logs.contains("map output spills to local disk"),
+                "map outputs beyond a quarter of the limit must have spilled:\n{logs}"
+            );
+        }
+    }
+    for (i, e) in cluster.executors.iter().enumerate() {
+        let peak = peak_rss(e.guard.pid());
+        eprintln!(
+            "[memlimit] executor{i}: peak RSS {} MiB (limit {} MiB + overhead {} MiB)",
+            peak >> 20,
+            LIMIT >> 20,
+            EXECUTOR_RSS_OVERHEAD >> 20
+        );
+        assert!(
+            peak <= LIMIT + EXECUTOR_RSS_OVERHEAD,
+            "executor{i} peaked at {} MiB",
+            peak >> 20
+        );
+    }
 }
 
 #[test]

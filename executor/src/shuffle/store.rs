@@ -163,6 +163,12 @@ impl ShuffleStore {
         if out.spill.is_none() {
             let path = dir.join(format!("{}-{}.spill", sanitize(job), sanitize(map_id)));
             let f = File::create(&path).map_err(|e| io_error("create", &path, e))?;
+            tracing::info!(
+                job,
+                map_id,
+                budget = self.inner.budget,
+                "map output spills to local disk past the memory budget"
+            );
             out.spill = Some((path, f, 0));
         }
         let Some((path, f, end)) = out.spill.as_mut() else {

@@ -202,12 +202,15 @@ pub struct DataFileWriter {
     pending_bytes: usize,
     /// Files open at once at most; past it, the least recently written file is finished.
     max_open: usize,
-    /// Set once the input has spread over more partitions than `max_open`: from then on,
-    /// input is split on arrival and gathered per partition (`grouped`, up to half the
-    /// memory limit), then written partition after partition, so that each partition's
-    /// rows reach its file in as few pieces as memory allows.
+    /// Set once a partition comes back after its file was finished to make room (the input
+    /// interleaves more partitions than `max_open`): from then on, input is split on
+    /// arrival and gathered per partition (`grouped`, up to half the memory limit), then
+    /// written partition after partition, so that each partition's rows reach its file in
+    /// as few pieces as memory allows. Input clustered by partition never sets it.
     many_partitions: bool,
     grouped: HashMap<PartitionValues, Vec<RecordBatch>>,
+    /// Partitions whose file was finished to make room (until `many_partitions` is set).
+    made_room: std::collections::HashSet<PartitionValues>,
 }
 
 impl std::fmt::Debug for DataFileWriter {
@@ -313,6 +316,7 @@ impl DataFileWriter {
             max_open: MAX_OPEN_FILES,
             many_partitions: false,
             grouped: HashMap::new(),
+            made_room: Default::default(),
         }
         .with_memory_limit(DEFAULT_MEMORY_LIMIT_BYTES))
     }
@@ -558,16 +562,24 @@ impl DataFileWriter {
             let chunk = data.slice(offset, len);
             offset += len;
             if !self.open.contains_key(&values) {
+                if !self.many_partitions && self.made_room.contains(&values) {
+                    // A partition whose file was finished to make room is back: the input
+                    // interleaves too many partitions; gather by partition from now on.
+                    self.many_partitions = true;
+                    self.made_room.clear();
+                }
                 if self.open.len() >= self.max_open {
                     // Too many partitions to keep a file open for each: finish the least
-                    // recently written one, and gather input by partition from now on.
-                    self.many_partitions = !self.spec.partition_columns.is_empty();
+                    // recently written one.
                     let lru = self
                         .open
                         .iter()
                         .min_by_key(|(_, f)| f.last_split)
                         .map(|(k, _)| k.clone());
                     if let Some(k) = lru {
+                        if !self.many_partitions {
+                            self.made_room.insert(k.clone());
+                        }
                         self.finish_open(&k).await?;
                     }
                 }
@@ -1110,6 +1122,27 @@ mod tests {
             let n: usize = read_back(&dir, f).iter().map(|b| b.num_rows()).sum();
             assert_eq!(n as i64, f.num_records);
         }
+    }
+
+    #[tokio::test]
+    async fn many_partitions_in_partition_order_stream_one_file_each() {
+        let (_dir, store) = local_store();
+        let mut w =
+            DataFileWriter::try_new(store, Path::from("tbl"), spec(&["q"], 1 << 30), schema())
+                .unwrap()
+                .with_memory_limit(32 * 1024 * 1024);
+        let cap = w.max_open_files();
+        // 400 partitions of 500 rows, in partition order (a source written by date).
+        for start in (0..200_000).step_by(10_000) {
+            w.write(&rows(start, 10_000, |_| None, |i| Some((i / 500) as i32)))
+                .await
+                .unwrap();
+            assert!(w.open.len() <= cap);
+            assert!(!w.many_partitions, "clustered input needs no gathering");
+        }
+        let files = w.close().await.unwrap();
+        assert_eq!(files.len(), 400);
+        assert!(files.iter().all(|f| f.num_records == 500));
     }
 
     #[tokio::test]

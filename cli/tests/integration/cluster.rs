@@ -11,6 +11,16 @@ use crate::support::*;
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A write partitioned by `k` through an exchange, with small files (several per reducer).
+const EXCHANGE_BY_K: &[&str] = &[
+    "--partition-by",
+    "k",
+    "--exchange",
+    "always",
+    "--target-file-size",
+    "4096",
+];
+
 struct Cluster {
     url: String,
     coordinator: Daemon,
@@ -159,18 +169,7 @@ fn killed_executor_mid_job_does_not_change_the_result() {
     let mut cluster = Cluster::start_with_faults(2, 300, &[&exec0, "start:s0/t*/a0:fail"]);
 
     // Partitioned through an exchange: map task(s), then one reduce task per reducer.
-    let cmd = cluster.write_cmd(
-        &t,
-        &a,
-        &[
-            "--partition-by",
-            "k",
-            "--exchange",
-            "always",
-            "--target-file-size",
-            "4096",
-        ],
-    );
+    let cmd = cluster.write_cmd(&t, &a, EXCHANGE_BY_K);
     let job = Daemon::spawn_capture("write", cmd);
     gate.wait_reached(Duration::from_secs(90));
     eprintln!(
@@ -259,18 +258,7 @@ fn executors_fetch_map_outputs_from_each_other() {
         gate.fault("after-close", "s1/t0/a*")
     );
     let mut cluster = Cluster::start_with_faults(2, 0, &["start:s1/t*/a*:fail", &exec1]);
-    let cmd = cluster.write_cmd(
-        &t,
-        &a,
-        &[
-            "--partition-by",
-            "k",
-            "--exchange",
-            "always",
-            "--target-file-size",
-            "4096",
-        ],
-    );
+    let cmd = cluster.write_cmd(&t, &a, EXCHANGE_BY_K);
     let job = Daemon::spawn_capture("write", cmd);
     gate.wait_reached(Duration::from_secs(90));
     // Mid-job, the table's store holds data files only: no exchange data, no log yet.

@@ -45,3 +45,6 @@ mod sql;
 
 #[path = "integration/faults.rs"]
 mod faults;
+
+#[path = "integration/deploy.rs"]
+mod deploy;

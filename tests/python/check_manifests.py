@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Static checks of the Kubernetes manifests in deploy/k8s (no cluster needed).
+
+Usage: check_manifests.py SILT_BINARY MANIFEST...
+
+For every container running silt: each `--flag` of its args is one the binary's subcommand
+accepts (from `silt <subcommand> --help`); every `$(VAR)` in the args is defined in the
+container's env; every port the args listen on (`--listen`, `--shuffle-listen`) is a declared
+containerPort; an executor advertises a shuffle address other pods can reach (not
+0.0.0.0/127.x) and a spill directory that is a mounted volume. Prints {"checked": N} or
+the problems, one per line, and exits 1.
+"""
+
+import json
+import re
+import subprocess
+import sys
+
+import yaml
+
+
+def help_flags(binary, sub, cache={}):
+    if sub not in cache:
+        out = subprocess.run([binary, sub, "--help"], capture_output=True, text=True, check=True).stdout
+        cache[sub] = set(re.findall(r"(--[a-z0-9-]+)", out))
+    return cache[sub]
+
+
+def containers(doc):
+    spec = (doc.get("spec") or {}).get("template", {}).get("spec", {})
+    return spec.get("containers", []), spec.get("volumes", [])
+
+
+def main():
+    binary, paths = sys.argv[1], sys.argv[2:]
+    problems, checked = [], 0
+    for path in paths:
+        for doc in yaml.safe_load_all(open(path)):
+            if not doc:
+                continue
+            cs, volumes = containers(doc)
+            for c in cs:
+                args = [str(a) for a in c.get("args", [])]
+                if not args:
+                    continue
+                checked += 1
+                where = f"{path}: {c.get('name')}"
+                sub = args[0]
+                known = help_flags(binary, sub)
+                for a in args[1:]:
+                    if a.startswith("--") and a.split("=")[0] not in known:
+                        problems.append(f"{where}: `silt {sub}` has no option {a}")
+                env = {e["name"] for e in c.get("env", [])}
+                for var in re.findall(r"\$\(([A-Z_]+)\)", " ".join(args)):
+                    if var not in env:
+                        problems.append(f"{where}: $({var}) is used but not in env")
+                ports = {p["containerPort"] for p in c.get("ports", [])}
+                for flag in ("--listen", "--shuffle-listen"):
+                    if flag in args:
+                        port = int(args[args.index(flag) + 1].rsplit(":", 1)[1])
+                        if port not in ports:
+                            problems.append(f"{where}: {flag} port {port} is not a containerPort")
+                if sub == "executor":
+                    if "--shuffle-advertise" not in args:
+                        problems.append(f"{where}: executors must advertise their shuffle address")
+                    else:
+                        adv = args[args.index("--shuffle-advertise") + 1]
+                        if adv.startswith(("0.0.0.0", "127.", "localhost")):
+                            problems.append(f"{where}: shuffle address {adv} is not reachable from other pods")
+                    if "--spill-dir" in args:
+                        spill = args[args.index("--spill-dir") + 1]
+                        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+                        names = {v["name"] for v in volumes}
+                        if mounts.get(spill) not in names:
+                            problems.append(f"{where}: spill dir {spill} is not a mounted volume")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    print(json.dumps({"checked": checked}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -226,3 +226,110 @@ fn lost(map: &MapOutputRef, reason: &str) -> Error {
         reason: reason.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Real gRPC on loopback: a store served by the shuffle endpoint, fetched locally and
+    //! remotely; unreachable endpoints and missing outputs are `FetchFailed`.
+    use super::*;
+    use crate::shuffle::service;
+
+    fn output(store: &ShuffleStore, job: &str, map_id: &str, blocks: &[&[u8]]) {
+        store.open(job, map_id, 2);
+        for b in blocks {
+            store.put(job, map_id, 1, b.to_vec()).unwrap();
+        }
+        store.complete(job, map_id).unwrap();
+    }
+
+    fn map_ref(address: &str, map_id: &str) -> MapOutputRef {
+        MapOutputRef {
+            address: address.to_string(),
+            map_id: map_id.to_string(),
+            map_stage: 0,
+            map_index: 0,
+        }
+    }
+
+    async fn collect(
+        f: &Fetcher,
+        maps: &[MapOutputRef],
+        partition: u32,
+    ) -> Result<Vec<(Vec<u8>, bool)>> {
+        let mut s = f.partition("j", maps, partition);
+        let mut out = Vec::new();
+        while let Some(b) = s.next().await {
+            let (bytes, remote) = b?;
+            out.push((bytes.to_vec(), remote));
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn fetches_local_and_remote_outputs_and_names_lost_ones() {
+        // The serving executor: a store holding one output, spilled past a tiny budget.
+        let served = ShuffleStore::new(4, None).unwrap();
+        output(&served, "j", "s0-t0-a0", &[b"abc", b"defgh"]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, server) = service::serve(served.clone(), listener).unwrap();
+        let remote = addr.to_string();
+
+        // The fetching executor holds another output itself.
+        let own = ShuffleStore::new(1 << 20, None).unwrap();
+        output(&own, "j", "s0-t1-a0", &[b"local"]);
+        let f = Fetcher::new(own, "127.0.0.1:1".into());
+        let mut got = collect(
+            &f,
+            &[
+                map_ref(&remote, "s0-t0-a0"),
+                map_ref("127.0.0.1:1", "s0-t1-a0"),
+            ],
+            1,
+        )
+        .await
+        .unwrap();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (b"abc".to_vec(), true),
+                (b"defgh".to_vec(), true),
+                (b"local".to_vec(), false)
+            ]
+        );
+        // A partition without rows is an empty stream, not an error.
+        assert!(
+            collect(&f, &[map_ref(&remote, "s0-t0-a0")], 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // An output the endpoint does not hold (dropped, never written): lost at once.
+        match collect(&f, &[map_ref(&remote, "s0-t9-a0")], 1).await {
+            Err(Error::FetchFailed {
+                address, map_id, ..
+            }) => {
+                assert_eq!(
+                    (address.as_str(), map_id.as_str()),
+                    (remote.as_str(), "s0-t9-a0")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // The endpoint's executor is gone: lost after the retries.
+        server.abort();
+        let _ = server.await;
+        drop(served);
+        let f = Fetcher::new(ShuffleStore::new(1, None).unwrap(), "127.0.0.1:1".into());
+        match collect(&f, &[map_ref(&remote, "s0-t0-a0")], 1).await {
+            Err(e @ Error::FetchFailed { .. }) => {
+                assert_eq!(
+                    silt_common::task::TaskFailure::from(&e).lost_map_outputs,
+                    vec![remote]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -177,6 +177,24 @@ pub async fn run_executor(
         None => bound.to_string(),
     };
     info!(address = %shuffle_address, "shuffle endpoint listening");
+    let loopback = |host: &str| {
+        host == "localhost"
+            || host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    let coordinator_host = url::Url::parse(&config.coordinator_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string));
+    let advertised_host = shuffle_address.rsplit_once(':').map_or("", |(h, _)| h);
+    if coordinator_host.is_some_and(|h| !loopback(&h)) && loopback(advertised_host) {
+        warn!(
+            address = %shuffle_address,
+            "the coordinator is remote but this executor's shuffle endpoint is only reachable on this host: \
+             other executors cannot fetch its map outputs (set --shuffle-listen / --shuffle-advertise)"
+        );
+    }
     let mut client = connect(&config).await?;
     let running: Running = Arc::new(Mutex::new(HashMap::new()));
     let per_slot = (config.memory_limit_bytes - shuffle_budget) / config.slots.max(1) as u64;

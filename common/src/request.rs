@@ -115,6 +115,141 @@ impl WriteRequest {
     }
 }
 
+/// `MERGE INTO table USING source ON condition WHEN …` (parsed; not executed yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeRequest {
+    pub table_uri: String,
+    pub target_alias: Option<String>,
+    pub source: MergeSource,
+    pub source_alias: Option<String>,
+    /// The join condition, SQL with its qualifiers (`t.k = s.k`).
+    pub on: String,
+    /// In the order given: the first clause of a kind whose condition holds wins.
+    pub clauses: Vec<MergeClause>,
+    /// `WITH SCHEMA EVOLUTION`: `*` actions add new source columns to the table.
+    pub schema_evolution: bool,
+}
+
+/// What MERGE reads its source rows from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeSource {
+    pub format: SourceFormat,
+    pub uri: String,
+    /// Delta sources: which version.
+    pub version: TimeTravel,
+}
+
+/// Which rows a clause applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeClauseKind {
+    /// A target row matched by a source row.
+    Matched,
+    /// A source row matching no target row.
+    NotMatchedByTarget,
+    /// A target row matched by no source row.
+    NotMatchedBySource,
+}
+
+impl MergeClauseKind {
+    pub fn sql(&self) -> &'static str {
+        match self {
+            Self::Matched => "WHEN MATCHED",
+            Self::NotMatchedByTarget => "WHEN NOT MATCHED [BY TARGET]",
+            Self::NotMatchedBySource => "WHEN NOT MATCHED BY SOURCE",
+        }
+    }
+}
+
+/// What a clause does to the rows it applies to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MergeAction {
+    /// `UPDATE SET c = expr, …` as (column, SQL expression).
+    Update(Vec<(String, String)>),
+    /// `UPDATE SET *`: every target column from the source column of the same name.
+    UpdateAll,
+    Delete,
+    /// `INSERT (c, …) VALUES (expr, …)`; no columns: the table's columns in order.
+    Insert {
+        columns: Vec<String>,
+        values: Vec<String>,
+    },
+    /// `INSERT *`: every target column from the source column of the same name.
+    InsertAll,
+}
+
+/// One `WHEN … THEN …` clause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeClause {
+    pub kind: MergeClauseKind,
+    /// `AND condition` (SQL with qualifiers); `None`: always.
+    pub condition: Option<String>,
+    pub action: MergeAction,
+}
+
+impl MergeRequest {
+    /// Delta's rules for the clause list: at least one clause; actions allowed per kind;
+    /// only the last clause of each kind may omit its condition; explicit INSERT lists have
+    /// as many values as columns.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.clauses.is_empty() {
+            return Err(crate::Error::invalid(
+                "MERGE needs at least one WHEN clause",
+            ));
+        }
+        for kind in [
+            MergeClauseKind::Matched,
+            MergeClauseKind::NotMatchedByTarget,
+            MergeClauseKind::NotMatchedBySource,
+        ] {
+            let of_kind: Vec<&MergeClause> =
+                self.clauses.iter().filter(|c| c.kind == kind).collect();
+            if let Some(pos) = of_kind.iter().position(|c| c.condition.is_none())
+                && pos + 1 < of_kind.len()
+            {
+                return Err(crate::Error::invalid(format!(
+                    "only the last {} clause may omit its condition",
+                    kind.sql()
+                )));
+            }
+        }
+        for c in &self.clauses {
+            match (c.kind, &c.action) {
+                (MergeClauseKind::NotMatchedByTarget, MergeAction::Insert { columns, values })
+                    if !columns.is_empty() && columns.len() != values.len() =>
+                {
+                    return Err(crate::Error::invalid(format!(
+                        "INSERT lists {} column(s) but {} value(s)",
+                        columns.len(),
+                        values.len()
+                    )));
+                }
+                (
+                    MergeClauseKind::NotMatchedByTarget,
+                    MergeAction::Insert { .. } | MergeAction::InsertAll,
+                ) => {}
+                (MergeClauseKind::NotMatchedByTarget, _) => {
+                    return Err(crate::Error::invalid(
+                        "a WHEN NOT MATCHED [BY TARGET] clause can only INSERT",
+                    ));
+                }
+                (_, MergeAction::Insert { .. } | MergeAction::InsertAll) => {
+                    return Err(crate::Error::invalid(format!(
+                        "a {} clause cannot INSERT (only UPDATE or DELETE)",
+                        c.kind.sql()
+                    )));
+                }
+                (MergeClauseKind::NotMatchedBySource, MergeAction::UpdateAll) => {
+                    return Err(crate::Error::invalid(
+                        "UPDATE SET * is not allowed in a NOT MATCHED BY SOURCE clause (there is no source row)",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `DELETE FROM table [WHERE predicate]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteRequest {

@@ -10,6 +10,10 @@
 //! Statements: `DELETE FROM`, `UPDATE … SET`, `INSERT INTO|OVERWRITE [TABLE] … [PARTITION
 //! (…)] [REPLACE WHERE …] SELECT * FROM <source>`, `ALTER TABLE … SET|UNSET TBLPROPERTIES`,
 //! `DESCRIBE HISTORY … [LIMIT n]`, `DESCRIBE DETAIL …`. Anything else is an error quoting it.
+//! `MERGE INTO` is parsed ([`merge::parse_merge`]) but not executed yet: it is refused with
+//! a clear error.
+
+pub mod merge;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -104,6 +108,13 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
             describe(parser)
         }
         Some("INSERT") => insert(parser),
+        Some("MERGE") => {
+            let m = merge::merge(parser)?;
+            Err(unsupported(format!(
+                "`MERGE INTO {}` (MERGE is parsed but not executed yet)",
+                m.table_uri
+            )))
+        }
         Some("ALTER") => alter(parser),
         _ => {
             let stmt = parser.parse_statement()?;
@@ -498,7 +509,16 @@ fn insert_source(query: &Query) -> std::result::Result<(SourceFormat, String, Ti
         return Err(bad());
     };
     let (format, uri) = source_ref(name)?;
-    let travel = match version {
+    let travel = time_travel(format, version.as_ref())?;
+    Ok((format, uri, travel))
+}
+
+/// `VERSION AS OF n` / `TIMESTAMP AS OF '…'` of a source (Delta sources only).
+fn time_travel(
+    format: SourceFormat,
+    version: Option<&TableVersion>,
+) -> std::result::Result<TimeTravel, Parsed> {
+    Ok(match version {
         None => TimeTravel::Latest,
         Some(v) if format != SourceFormat::Delta => {
             return Err(unsupported(format!("{v} on a {} source", format.as_str())));
@@ -518,8 +538,7 @@ fn insert_source(query: &Query) -> std::result::Result<(SourceFormat, String, Ti
             })?)
         }
         Some(other) => return Err(unsupported(format!("{other}"))),
-    };
-    Ok((format, uri, travel))
+    })
 }
 
 fn literal_text(e: &Expr) -> Option<String> {

@@ -168,7 +168,17 @@ pub async fn run_executor(
         .map_err(|e| ExecutorError::Shuffle(e.to_string()))?;
     let _server = AbortOnDrop(server);
     let shuffle_address = match &config.shuffle_advertise {
-        Some(a) => a.clone(),
+        Some(a) => {
+            let valid = a.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !valid {
+                return Err(ExecutorError::Shuffle(format!(
+                    "--shuffle-advertise `{a}` is not HOST:PORT"
+                )));
+            }
+            a.clone()
+        }
         None if bound.ip().is_unspecified() => {
             return Err(ExecutorError::Shuffle(format!(
                 "listening on {bound}: say which address other executors reach it at (--shuffle-advertise HOST:PORT)"

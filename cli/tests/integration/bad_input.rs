@@ -202,9 +202,10 @@ fn usage_errors() {
     let t = table_with_data(dir.path(), seed, &[]);
     let a = dir.path().join("a");
     let before = listing_with_dirs(&t);
-    let cases: [(&[&str], &[&str]); 6] = [
+    let cases: [(&[&str], &[&str]); 7] = [
         (&["--format", "avro"], &["avro"]),
         (&["--mode", "upsert"], &["upsert"]),
+        (&["--exchange", "sometimes"], &["--exchange", "sometimes"]),
         (&["--replace-where", "id > 1"], &["overwrite"]),
         (&["--dynamic-partition-overwrite"], &["overwrite"]),
         (&["--txn-app-id", "x"], &["txn"]),
@@ -214,5 +215,16 @@ fn usage_errors() {
         let out = silt_write(&t, &a, args);
         out.assert_error(terms);
         assert_same_listing(&before, &listing_with_dirs(&t), &format!("{args:?}"));
+    }
+    // An executor whose shuffle endpoint others could not reach refuses to start.
+    let executor: [(&[&str], &[&str]); 2] = [
+        (&["--shuffle-advertise", "nohost"], &["nohost", "HOST:PORT"]),
+        (&["--shuffle-listen", "0.0.0.0:0"], &["--shuffle-advertise"]),
+    ];
+    for (args, terms) in executor {
+        let mut cmd = std::process::Command::new(silt_bin());
+        cmd.args(["executor", "--coordinator", "http://127.0.0.1:1"])
+            .args(args);
+        run(cmd, std::time::Duration::from_secs(30)).assert_error(terms);
     }
 }

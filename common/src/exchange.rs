@@ -103,10 +103,6 @@ impl Partitioner {
         })
     }
 
-    pub fn num_partitions(&self) -> u32 {
-        self.num_partitions
-    }
-
     /// Routes the rows of `batch`; returns the blocks that became full, as (partition, block).
     pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<(u32, Vec<u8>)>> {
         let mut ready = Vec::new();

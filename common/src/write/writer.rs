@@ -325,9 +325,11 @@ impl DataFileWriter {
     /// largest open file is closed (finished) early, preferring files the latest batch did
     /// not touch (so input sorted by partition yields one file per partition).
     ///
-    /// Each open file costs a fixed ~70 KiB per dictionary-encoded column besides its data,
-    /// so input spread over many more partitions than fit in the limit produces many small
-    /// files: cluster such input by partition upstream.
+    /// It also bounds the files open at once: each costs fixed memory per column besides its
+    /// data, so a quarter of the limit goes to them ([`DataFileWriter::max_open_files`]). Past
+    /// that, the least recently written file is finished, and once a partition comes back
+    /// after that, input is gathered by partition (up to half the limit) and written
+    /// partition after partition.
     pub fn with_memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit = bytes;
         // A quarter of the limit for the open files' fixed memory.

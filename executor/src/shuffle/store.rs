@@ -32,7 +32,8 @@ struct State {
     outputs: HashMap<(String, String), MapOut>,
 }
 
-/// Counters of what the store holds and has spilled (for logs and tests).
+/// Counters of what the store holds and has spilled (tests).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
     pub outputs: usize,
@@ -249,6 +250,7 @@ impl ShuffleStore {
         jobs
     }
 
+    #[cfg(test)]
     pub fn stats(&self) -> StoreStats {
         let st = self.lock();
         StoreStats {

@@ -13,7 +13,7 @@ use silt_common::expr::Predicate;
 use silt_common::schema::{conform_batch, delta_json_to_arrow};
 use silt_common::source::{RowFilterSpec, read_split, read_split_filtered};
 use silt_common::table::file_split;
-use silt_common::task::{DataFile, Input, TaskMetrics};
+use silt_common::task::{DataFile, Input, TaskMetrics, TaskSpec};
 use url::Url;
 
 use super::TaskEnv;
@@ -23,18 +23,16 @@ use super::{SOURCE_BATCH_ROWS, TABLE_BATCH_ROWS};
 
 /// Streams the input's rows through `pipeline` into `sink`. Returns the table files whose
 /// rows were read in full (to be removed by the commit).
-#[allow(clippy::too_many_arguments)]
 pub async fn drain(
-    job_id: &str,
+    spec: &TaskSpec,
     env: &TaskEnv,
-    input: &Input,
     table_url: &Url,
     schema: &SchemaRef,
     pipeline: &Pipeline,
     sink: &mut OpenSink,
     metrics: &mut TaskMetrics,
 ) -> Result<Vec<DataFile>> {
-    match input {
+    match &spec.task.input {
         Input::Source {
             splits,
             schema_json,
@@ -99,7 +97,7 @@ pub async fn drain(
             map_outputs,
             partition,
         } => {
-            let mut blocks = env.fetcher.partition(job_id, map_outputs, *partition);
+            let mut blocks = env.fetcher.partition(&spec.job_id, map_outputs, *partition);
             while let Some(block) = blocks.next().await {
                 let (block, remote) = block?;
                 metrics.bytes_read += block.len() as u64;

@@ -57,9 +57,8 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
     let mut sink = sinks::open(spec, &schema, env)?;
     let mut metrics = TaskMetrics::default();
     let drained = inputs::drain(
-        &spec.job_id,
+        spec,
         env,
-        &task.input,
         &table_url,
         &schema,
         &pipeline,

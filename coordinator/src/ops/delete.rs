@@ -105,13 +105,11 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
         txn.metric("numDeletedRows", d);
         txn.metric("numCopiedRows", m.rows_copied);
     }
-    let summary = format!(
-        "{} row(s) deleted; {} file(s) removed, {} added, {} row(s) copied",
-        deleted.map_or("unknown number of".to_string(), |d| d.to_string()),
-        removed.len(),
-        m.files_written,
-        m.rows_copied
+    let what = format!(
+        "{} row(s) deleted",
+        deleted.map_or("unknown number of".to_string(), |d| d.to_string())
     );
+    let summary = DmlOp::summary(&what, removed.len(), &m);
     Ok(r.commit(txn, summary))
 }
 

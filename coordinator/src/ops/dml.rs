@@ -66,6 +66,14 @@ impl DmlOp {
         }
     }
 
+    /// The one-line outcome: `what` happened to rows, then the files removed and added.
+    pub fn summary(what: &str, removed: usize, m: &TaskMetrics) -> String {
+        format!(
+            "{what}; {removed} file(s) removed, {} added, {} row(s) copied",
+            m.files_written, m.rows_copied
+        )
+    }
+
     /// The statement's transaction: Delta's operation name and `predicate` parameter.
     pub fn transaction(&self) -> Txn {
         let operation = match self.kind {

@@ -179,13 +179,8 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
     r.fill(&mut txn, &removed, elapsed);
     txn.metric("numUpdatedRows", m.rows_updated);
     txn.metric("numCopiedRows", m.rows_copied);
-    let summary = format!(
-        "{} row(s) updated; {} file(s) removed, {} added, {} row(s) copied",
-        m.rows_updated,
-        removed.len(),
-        m.files_written,
-        m.rows_copied
-    );
+    let what = format!("{} row(s) updated", m.rows_updated);
+    let summary = DmlOp::summary(&what, removed.len(), &m);
     Ok(r.commit(txn, summary))
 }
 

@@ -162,7 +162,9 @@ impl Partitioner {
         let batches = std::mem::take(&mut self.buffers[p]);
         self.total -= self.buffered[p];
         self.buffered[p] = 0;
-        Ok((p as u32, encode_block(&self.schema, &batches)?))
+        // Rows may carry more columns than the sink's schema names (MERGE's row ids).
+        let schema = batches.first().map_or_else(|| self.schema.clone(), |b| b.schema());
+        Ok((p as u32, encode_block(&schema, &batches)?))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cleanup;
 pub mod error;
 pub mod exchange;
 pub mod expr;
+pub mod merge;
 pub mod partition;
 pub mod request;
 pub mod schema;

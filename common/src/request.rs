@@ -302,6 +302,7 @@ pub enum JobRequest {
     Update(UpdateRequest),
     SetProperties(SetPropertiesRequest),
     Describe(DescribeRequest),
+    Merge(MergeRequest),
 }
 
 impl JobRequest {
@@ -313,6 +314,7 @@ impl JobRequest {
             JobRequest::Update(r) => &r.table_uri,
             JobRequest::SetProperties(r) => &r.table_uri,
             JobRequest::Describe(r) => &r.table_uri,
+            JobRequest::Merge(r) => &r.table_uri,
         }
     }
 
@@ -324,6 +326,7 @@ impl JobRequest {
             JobRequest::Update(_) => "update",
             JobRequest::SetProperties(_) => "set-properties",
             JobRequest::Describe(_) => "describe",
+            JobRequest::Merge(_) => "merge",
         }
     }
 }

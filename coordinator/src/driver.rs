@@ -380,7 +380,7 @@ async fn run_stage(
                 let lost: HashSet<&str> = lost.iter().map(String::as_str).collect();
                 let replaced = rerun_lost_maps(scope, &name, &tasks, &pending, &lost).await?;
                 for &i in &pending {
-                    if let Input::Exchange { map_outputs, .. } = &mut tasks[i].input {
+                    for map_outputs in tasks[i].input.map_outputs_mut() {
                         for r in map_outputs.iter_mut() {
                             if let Some(new) = replaced.get(&(r.map_stage, r.map_index)) {
                                 *r = new.clone();
@@ -420,13 +420,11 @@ async fn rerun_lost_maps(
     pending: &[usize],
     lost: &HashSet<&str>,
 ) -> Result<HashMap<(u32, u32), MapOutputRef>, JobError> {
-    let wanted: BTreeSet<(u32, u32)> = pending
-        .iter()
-        .filter_map(|&i| match &tasks[i].input {
-            Input::Exchange { map_outputs, .. } => Some(map_outputs),
-            _ => None,
-        })
-        .flatten()
+    let mut inputs: Vec<Input> = pending.iter().map(|&i| tasks[i].input.clone()).collect();
+    let wanted: BTreeSet<(u32, u32)> = inputs
+        .iter_mut()
+        .flat_map(|i| i.map_outputs_mut())
+        .flat_map(|m| m.iter())
         .filter(|r| lost.contains(r.address.as_str()))
         .map(|r| (r.map_stage, r.map_index))
         .collect();

@@ -130,6 +130,8 @@ struct StageRun {
 struct ExecutorEntry {
     last_seen: Instant,
     slots: u32,
+    /// The executor's memory limit (0: not said).
+    memory_limit_bytes: u64,
     /// Where its shuffle endpoint is (for logs: map outputs name it themselves).
     shuffle_address: String,
     /// Attempts handed to this executor and not yet reported, with when they were handed out.
@@ -204,7 +206,13 @@ impl Scheduler {
     }
 
     /// Registers an executor.
-    pub fn register(&self, slots: u32, host: &str, shuffle_address: &str) -> Registration {
+    pub fn register(
+        &self,
+        slots: u32,
+        memory_limit_bytes: u64,
+        host: &str,
+        shuffle_address: &str,
+    ) -> Registration {
         let mut st = self.lock();
         st.next_executor += 1;
         let id = format!("exec-{}-{}", st.next_executor, host);
@@ -213,6 +221,7 @@ impl Scheduler {
             ExecutorEntry {
                 last_seen: Instant::now(),
                 slots: slots.max(1),
+                memory_limit_bytes,
                 shuffle_address: shuffle_address.to_string(),
                 running: HashMap::new(),
             },
@@ -233,6 +242,16 @@ impl Scheduler {
             st.executors.len(),
             st.executors.values().map(|e| e.slots).sum(),
         )
+    }
+
+    /// The smallest memory one task slot has on any live executor (`None`: no executor said).
+    pub fn slot_memory(&self) -> Option<u64> {
+        let st = self.lock();
+        st.executors
+            .values()
+            .filter(|e| e.memory_limit_bytes > 0)
+            .map(|e| e.memory_limit_bytes / u64::from(e.slots.max(1)))
+            .min()
     }
 
     /// Waits until at least `n` executors are registered, or `timeout` passes.
@@ -778,8 +797,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stale_wrong_executor_and_old_epoch_reports_are_ignored() {
         let s = scheduler();
-        let a = s.register(1, "a", "").executor_id;
-        let b = s.register(1, "b", "").executor_id;
+        let a = s.register(1, 0, "a", "").executor_id;
+        let b = s.register(1, 0, "b", "").executor_id;
         let stage = start_stage(&s, 7, 1);
         let t = poll(&s, &a).await;
         let key = AttemptKey::of(&t);
@@ -803,7 +822,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_fetch_failure_ends_the_stage_keeping_what_succeeded() {
         let s = scheduler();
-        let a = s.register(2, "a", "127.0.0.1:1").executor_id;
+        let a = s.register(2, 0, "a", "127.0.0.1:1").executor_id;
         s.begin_job("j");
         let stage = start_stage(&s, 1, 3);
         let t0 = poll(&s, &a).await;
@@ -851,7 +870,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn attempts_are_bounded_and_bad_input_fails_at_once() {
         let s = scheduler();
-        let a = s.register(1, "a", "").executor_id;
+        let a = s.register(1, 0, "a", "").executor_id;
         let stage = start_stage(&s, 1, 1);
         for attempt in 0..3 {
             let t = poll(&s, &a).await;
@@ -884,8 +903,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_executor_is_lost_and_its_attempts_rerun() {
         let s = scheduler();
-        let a = s.register(1, "a", "").executor_id;
-        let b = s.register(1, "b", "").executor_id;
+        let a = s.register(1, 0, "a", "").executor_id;
+        let b = s.register(1, 0, "b", "").executor_id;
         let stage = start_stage(&s, 1, 1);
         let t = poll(&s, &a).await;
         // `b` heartbeats, `a` stays silent past the timeout.
@@ -906,7 +925,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cancelled_attempts_are_waited_for_until_executors_let_go() {
         let s = scheduler();
-        let a = s.register(1, "a", "").executor_id;
+        let a = s.register(1, 0, "a", "").executor_id;
         let stage = start_stage(&s, 1, 1);
         let t = poll(&s, &a).await;
         let key = AttemptKey::of(&t);

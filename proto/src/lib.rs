@@ -16,7 +16,7 @@ pub mod pb {
 }
 
 /// Version of the executor protocol; executors with another version are refused at registration.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A wire message that could not be turned into a domain value.
 #[derive(Debug, thiserror::Error)]
@@ -166,9 +166,14 @@ fn input_to_pb(i: &d::Input) -> pb::Input {
             splits: splits.iter().map(Into::into).collect(),
             schema_json: schema_json.clone(),
         }),
-        d::Input::TableFiles { files, touch } => I::TableFiles(pb::TableFilesInput {
+        d::Input::TableFiles {
+            files,
+            touch,
+            row_ids,
+        } => I::TableFiles(pb::TableFilesInput {
             files: files.iter().map(Into::into).collect(),
             touch: touch.clone(),
+            row_ids: *row_ids,
         }),
         d::Input::Exchange {
             map_outputs,
@@ -177,6 +182,25 @@ fn input_to_pb(i: &d::Input) -> pb::Input {
             map_outputs: map_outputs.iter().map(map_ref_to_pb).collect(),
             partition: *partition,
         }),
+        d::Input::Merge {
+            target,
+            source,
+            merge,
+        } => I::Merge(Box::new(pb::MergeInput {
+            target: Some(Box::new(input_to_pb(target))),
+            source: Some(Box::new(input_to_pb(source))),
+            target_alias: merge.target_alias.clone(),
+            source_alias: merge.source_alias.clone(),
+            target_schema_json: merge.target_schema_json.clone(),
+            source_schema_json: merge.source_schema_json.clone(),
+            on: merge.on.clone(),
+            clauses: merge.clauses.iter().map(merge_clause_spec_to_pb).collect(),
+            discover: matches!(merge.pass, d::MergePass::Discover),
+            touched: match &merge.pass {
+                d::MergePass::Discover => Vec::new(),
+                d::MergePass::Rewrite { touched } => touched.clone(),
+            },
+        })),
     };
     pb::Input { input: Some(input) }
 }
@@ -199,13 +223,164 @@ fn input_from_pb(i: Option<pb::Input>) -> Result<d::Input, DecodeError> {
             I::TableFiles(t) => d::Input::TableFiles {
                 files: t.files.into_iter().map(Into::into).collect(),
                 touch: t.touch,
+                row_ids: t.row_ids,
             },
             I::Exchange(e) => d::Input::Exchange {
                 map_outputs: e.map_outputs.into_iter().map(map_ref_from_pb).collect(),
                 partition: e.partition,
             },
+            I::Merge(m) => {
+                let m = *m;
+                d::Input::Merge {
+                    target: Box::new(input_from_pb(m.target.map(|b| *b))?),
+                    source: Box::new(input_from_pb(m.source.map(|b| *b))?),
+                    merge: d::MergeSpec {
+                        target_alias: m.target_alias,
+                        source_alias: m.source_alias,
+                        target_schema_json: m.target_schema_json,
+                        source_schema_json: m.source_schema_json,
+                        on: m.on,
+                        clauses: m
+                            .clauses
+                            .into_iter()
+                            .map(merge_clause_spec_from_pb)
+                            .collect::<Result<_, _>>()?,
+                        pass: if m.discover {
+                            d::MergePass::Discover
+                        } else {
+                            d::MergePass::Rewrite { touched: m.touched }
+                        },
+                    },
+                }
+            }
         },
     )
+}
+
+fn merge_kind_to_pb(k: r::MergeClauseKind) -> pb::MergeClauseKind {
+    match k {
+        r::MergeClauseKind::Matched => pb::MergeClauseKind::Matched,
+        r::MergeClauseKind::NotMatchedByTarget => pb::MergeClauseKind::NotMatchedByTarget,
+        r::MergeClauseKind::NotMatchedBySource => pb::MergeClauseKind::NotMatchedBySource,
+    }
+}
+
+fn merge_kind_from_pb(k: i32) -> Result<r::MergeClauseKind, DecodeError> {
+    Ok(match pb::MergeClauseKind::try_from(k) {
+        Ok(pb::MergeClauseKind::Matched) => r::MergeClauseKind::Matched,
+        Ok(pb::MergeClauseKind::NotMatchedByTarget) => r::MergeClauseKind::NotMatchedByTarget,
+        Ok(pb::MergeClauseKind::NotMatchedBySource) => r::MergeClauseKind::NotMatchedBySource,
+        Err(_) => return Err(DecodeError(format!("unknown MERGE clause kind {k}"))),
+    })
+}
+
+fn merge_action_from_pb(a: i32) -> Result<pb::MergeActionKind, DecodeError> {
+    pb::MergeActionKind::try_from(a)
+        .map_err(|_| DecodeError(format!("unknown MERGE action {a}")))
+}
+
+fn merge_clause_spec_to_pb(c: &d::MergeClauseSpec) -> pb::MergeClause {
+    let (action, assignments) = match &c.action {
+        d::MergeActionSpec::Update(a) => (pb::MergeActionKind::Update, a.as_slice()),
+        d::MergeActionSpec::Delete => (pb::MergeActionKind::Delete, &[][..]),
+        d::MergeActionSpec::Insert(a) => (pb::MergeActionKind::Insert, a.as_slice()),
+    };
+    pb::MergeClause {
+        kind: merge_kind_to_pb(c.kind) as i32,
+        condition: c.condition.clone(),
+        action: action as i32,
+        assignments: assignments.iter().map(assignment_to_pb).collect(),
+    }
+}
+
+fn merge_clause_spec_from_pb(c: pb::MergeClause) -> Result<d::MergeClauseSpec, DecodeError> {
+    let assignments = || {
+        c.assignments
+            .iter()
+            .map(|a| d::Assignment {
+                column: a.column.clone(),
+                expr: a.expr.clone(),
+            })
+            .collect()
+    };
+    Ok(d::MergeClauseSpec {
+        kind: merge_kind_from_pb(c.kind)?,
+        condition: c.condition.clone(),
+        action: match merge_action_from_pb(c.action)? {
+            pb::MergeActionKind::Update => d::MergeActionSpec::Update(assignments()),
+            pb::MergeActionKind::Delete => d::MergeActionSpec::Delete,
+            pb::MergeActionKind::Insert => d::MergeActionSpec::Insert(assignments()),
+            other => {
+                return Err(DecodeError(format!(
+                    "a MERGE task clause cannot be {}",
+                    other.as_str_name()
+                )));
+            }
+        },
+    })
+}
+
+fn merge_clause_to_pb(c: &r::MergeClause) -> pb::MergeClause {
+    let pair = |(c, e): &(String, String)| pb::Assignment {
+        column: c.clone(),
+        expr: e.clone(),
+    };
+    let (action, assignments) = match &c.action {
+        r::MergeAction::Update(a) => (
+            pb::MergeActionKind::Update,
+            a.iter().map(pair).collect::<Vec<_>>(),
+        ),
+        r::MergeAction::UpdateAll => (pb::MergeActionKind::UpdateAll, Vec::new()),
+        r::MergeAction::Delete => (pb::MergeActionKind::Delete, Vec::new()),
+        r::MergeAction::Insert { columns, values } => (
+            pb::MergeActionKind::Insert,
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| pb::Assignment {
+                    column: columns.get(i).cloned().unwrap_or_default(),
+                    expr: v.clone(),
+                })
+                .collect(),
+        ),
+        r::MergeAction::InsertAll => (pb::MergeActionKind::InsertAll, Vec::new()),
+    };
+    pb::MergeClause {
+        kind: merge_kind_to_pb(c.kind) as i32,
+        condition: c.condition.clone(),
+        action: action as i32,
+        assignments,
+    }
+}
+
+fn merge_clause_from_pb(c: pb::MergeClause) -> Result<r::MergeClause, DecodeError> {
+    let action = match merge_action_from_pb(c.action)? {
+        pb::MergeActionKind::Update => r::MergeAction::Update(
+            c.assignments
+                .into_iter()
+                .map(|a| (a.column, a.expr))
+                .collect(),
+        ),
+        pb::MergeActionKind::UpdateAll => r::MergeAction::UpdateAll,
+        pb::MergeActionKind::Delete => r::MergeAction::Delete,
+        pb::MergeActionKind::Insert => {
+            let named = c.assignments.iter().all(|a| !a.column.is_empty());
+            r::MergeAction::Insert {
+                columns: if named {
+                    c.assignments.iter().map(|a| a.column.clone()).collect()
+                } else {
+                    Vec::new()
+                },
+                values: c.assignments.into_iter().map(|a| a.expr).collect(),
+            }
+        }
+        pb::MergeActionKind::InsertAll => r::MergeAction::InsertAll,
+    };
+    Ok(r::MergeClause {
+        kind: merge_kind_from_pb(c.kind)?,
+        condition: c.condition,
+        action,
+    })
 }
 
 fn map_ref_to_pb(r: &d::MapOutputRef) -> pb::MapOutputRef {
@@ -424,6 +599,10 @@ impl From<&d::TaskMetrics> for pb::TaskMetrics {
             files_skipped: m.files_skipped,
             scan_ms: m.scan_ms,
             bytes_fetched_remote: m.bytes_fetched_remote,
+            rows_inserted: m.rows_inserted,
+            rows_updated_by_source: m.rows_updated_by_source,
+            rows_deleted_by_source: m.rows_deleted_by_source,
+            bytes_spilled: m.bytes_spilled,
         }
     }
 }
@@ -443,6 +622,10 @@ impl From<pb::TaskMetrics> for d::TaskMetrics {
             files_skipped: m.files_skipped,
             scan_ms: m.scan_ms,
             bytes_fetched_remote: m.bytes_fetched_remote,
+            rows_inserted: m.rows_inserted,
+            rows_updated_by_source: m.rows_updated_by_source,
+            rows_deleted_by_source: m.rows_deleted_by_source,
+            bytes_spilled: m.bytes_spilled,
             elapsed_ms: m.elapsed_ms,
         }
     }
@@ -458,6 +641,7 @@ impl From<&d::TaskOutput> for pb::TaskOutput {
                 partition_bytes: m.partition_bytes.clone(),
             }),
             metrics: Some((&o.metrics).into()),
+            touched_files: o.touched_files.clone(),
         }
     }
 }
@@ -472,6 +656,7 @@ impl From<pb::TaskOutput> for d::TaskOutput {
                 partition_bytes: m.partition_bytes,
             }),
             metrics: o.metrics.map(Into::into).unwrap_or_default(),
+            touched_files: o.touched_files,
         }
     }
 }
@@ -587,6 +772,17 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                     }
                 }),
             }),
+            r::JobRequest::Merge(m) => Job::Merge(pb::MergeJob {
+                table_uri: m.table_uri.clone(),
+                target_alias: m.target_alias.clone(),
+                source_format: format_to_pb(m.source.format) as i32,
+                source_uri: m.source.uri.clone(),
+                source_version: time_travel_to_pb(&m.source.version),
+                source_alias: m.source_alias.clone(),
+                on: m.on.clone(),
+                clauses: m.clauses.iter().map(merge_clause_to_pb).collect(),
+                schema_evolution: m.schema_evolution,
+            }),
         };
         pb::SubmitJobRequest { job: Some(job) }
     }
@@ -672,6 +868,23 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                     }
                     pb::describe_job::Kind::Detail(_) => r::DescribeKind::Detail,
                 },
+            }),
+            Job::Merge(m) => r::JobRequest::Merge(r::MergeRequest {
+                table_uri: required(m.table_uri, "table_uri")?,
+                target_alias: m.target_alias,
+                source: r::MergeSource {
+                    format: format_from_pb(m.source_format)?,
+                    uri: required(m.source_uri, "source_uri")?,
+                    version: time_travel_from_pb(m.source_version)?,
+                },
+                source_alias: m.source_alias,
+                on: required(m.on, "on")?,
+                clauses: m
+                    .clauses
+                    .into_iter()
+                    .map(merge_clause_from_pb)
+                    .collect::<Result<_, _>>()?,
+                schema_evolution: m.schema_evolution,
             }),
         })
     }

@@ -9,9 +9,8 @@
 //!
 //! Statements: `DELETE FROM`, `UPDATE … SET`, `INSERT INTO|OVERWRITE [TABLE] … [PARTITION
 //! (…)] [REPLACE WHERE …] SELECT * FROM <source>`, `ALTER TABLE … SET|UNSET TBLPROPERTIES`,
-//! `DESCRIBE HISTORY … [LIMIT n]`, `DESCRIBE DETAIL …`. Anything else is an error quoting it.
-//! `MERGE INTO` is parsed ([`merge::parse_merge`]) but not executed yet: it is refused with
-//! a clear error.
+//! `DESCRIBE HISTORY … [LIMIT n]`, `DESCRIBE DETAIL …`, `MERGE INTO` ([`merge`]). Anything
+//! else is an error quoting it.
 
 pub mod merge;
 
@@ -108,13 +107,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
             describe(parser)
         }
         Some("INSERT") => insert(parser),
-        Some("MERGE") => {
-            let m = merge::merge(parser)?;
-            Err(unsupported(format!(
-                "`MERGE INTO {}` (MERGE is parsed but not executed yet)",
-                m.table_uri
-            )))
-        }
+        Some("MERGE") => Ok(JobRequest::Merge(merge::merge(parser)?)),
         Some("ALTER") => alter(parser),
         _ => {
             let stmt = parser.parse_statement()?;
@@ -122,7 +115,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
                 Statement::Delete(d) => delete(d),
                 Statement::Update(u) => update(u),
                 other => Err(unsupported(format!(
-                    "`{}` (statements: DELETE, UPDATE, INSERT, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
+                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
                     first_line(&other.to_string())
                 ))),
             }

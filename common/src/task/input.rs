@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::DataFile;
+use super::{Assignment, DataFile};
+use crate::request::MergeClauseKind;
 
 /// Format of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,9 +73,14 @@ pub enum Input {
     /// a file without one produces no rows and no action (it stays in the table), a file
     /// with one is read in full and reported in [`super::TaskOutput::removes`]. Without
     /// `touch`, every file is read and reported.
+    ///
+    /// With `row_ids`, every row also carries [`crate::merge::FILE_COL`] (the file's ordinal:
+    /// `row_ids` plus its index in `files`) and [`crate::merge::ROW_COL`] (its position
+    /// among the file's live rows), so that a later join can tell rows and files apart.
     TableFiles {
         files: Vec<DataFile>,
         touch: Option<String>,
+        row_ids: Option<u32>,
     },
     /// One partition of an exchange: that partition's rows from every map output, fetched
     /// from the executors holding them.
@@ -82,8 +88,62 @@ pub enum Input {
         map_outputs: Vec<MapOutputRef>,
         partition: u32,
     },
+    /// The rows of a MERGE: target rows (`target`, tagged with row ids) joined with source
+    /// rows (`source`) on the MERGE condition, each resolved by the first clause that
+    /// applies. Both sides are read in full before the join (each is one exchange
+    /// partition, sized to fit the task's memory).
+    Merge {
+        target: Box<Input>,
+        source: Box<Input>,
+        merge: MergeSpec,
+    },
 }
 
+/// A MERGE as its join tasks carry it: names, condition and clauses as SQL, `*` forms
+/// already expanded by the coordinator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeSpec {
+    pub target_alias: Option<String>,
+    pub source_alias: Option<String>,
+    /// Schema of the target rows (the table's at the version read), Delta JSON.
+    pub target_schema_json: String,
+    /// Schema of the source rows, Delta JSON.
+    pub source_schema_json: String,
+    /// The `ON` condition.
+    pub on: String,
+    pub clauses: Vec<MergeClauseSpec>,
+    pub pass: MergePass,
+}
+
+/// One `WHEN … THEN …` clause of a [`MergeSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeClauseSpec {
+    pub kind: MergeClauseKind,
+    pub condition: Option<String>,
+    pub action: MergeActionSpec,
+}
+
+/// What a clause does; assignments name output (table) columns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MergeActionSpec {
+    /// Assigned columns take their expression; the others keep the target's value.
+    Update(Vec<Assignment>),
+    Delete,
+    /// Assigned columns take their expression; the others are null.
+    Insert(Vec<Assignment>),
+}
+
+/// Which pass of a MERGE a join task runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MergePass {
+    /// Finds the target files holding a row that a clause changes (reported as
+    /// [`super::TaskOutput::touched_files`]) and fails on a target row matched by several
+    /// source rows (unless Delta allows it). Produces no rows.
+    Discover,
+    /// Produces the MERGE's rows: those of the touched target files (by ordinal), changed,
+    /// copied or deleted, and the inserted source rows.
+    Rewrite { touched: Vec<u32> },
+}
 /// Where one map task attempt's exchange output lives: on the executor that produced it,
 /// served from its shuffle endpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -103,6 +163,23 @@ impl Input {
             Input::Source { .. } => "source",
             Input::TableFiles { .. } => "files",
             Input::Exchange { .. } => "exchange",
+            Input::Merge { merge, .. } => match merge.pass {
+                MergePass::Discover => "merge-discover",
+                MergePass::Rewrite { .. } => "merge",
+            },
+        }
+    }
+
+    /// The exchange inputs this input reads (the driver points them at re-run map outputs).
+    pub fn map_outputs_mut(&mut self) -> Vec<&mut Vec<MapOutputRef>> {
+        match self {
+            Input::Exchange { map_outputs, .. } => vec![map_outputs],
+            Input::Merge { target, source, .. } => {
+                let mut all = target.map_outputs_mut();
+                all.extend(source.map_outputs_mut());
+                all
+            }
+            Input::Source { .. } | Input::TableFiles { .. } => Vec::new(),
         }
     }
 }

@@ -16,7 +16,10 @@ mod transform;
 
 use std::collections::BTreeMap;
 
-pub use input::{Input, MapOutputRef, SourceFormat, SourceSplit};
+pub use input::{
+    Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec, SourceFormat,
+    SourceSplit,
+};
 pub use sink::{FileSpec, Sink, StatsSpec};
 pub use transform::{Assignment, Keep, Transform};
 
@@ -143,6 +146,14 @@ pub struct TaskMetrics {
     pub scan_ms: u64,
     /// Exchange inputs: encoded bytes fetched from other executors (the rest were local).
     pub bytes_fetched_remote: u64,
+    /// MERGE: source rows inserted.
+    pub rows_inserted: u64,
+    /// MERGE: of `rows_updated` and `rows_deleted`, those changed by a `WHEN NOT MATCHED BY
+    /// SOURCE` clause (the rest were matched).
+    pub rows_updated_by_source: u64,
+    pub rows_deleted_by_source: u64,
+    /// Bytes spilled to local disk by the task's joins and sorts.
+    pub bytes_spilled: u64,
     pub elapsed_ms: u64,
 }
 
@@ -161,6 +172,10 @@ impl TaskMetrics {
         self.files_skipped += o.files_skipped;
         self.scan_ms += o.scan_ms;
         self.bytes_fetched_remote += o.bytes_fetched_remote;
+        self.rows_inserted += o.rows_inserted;
+        self.rows_updated_by_source += o.rows_updated_by_source;
+        self.rows_deleted_by_source += o.rows_deleted_by_source;
+        self.bytes_spilled += o.bytes_spilled;
         self.elapsed_ms += o.elapsed_ms;
     }
 }
@@ -174,6 +189,8 @@ pub struct TaskOutput {
     pub removes: Vec<DataFile>,
     /// Exchange sinks: where this attempt's output is served from.
     pub exchange_output: Option<MapOutput>,
+    /// MERGE discovery: ordinals of the target files holding a row a clause changes.
+    pub touched_files: Vec<u32>,
     pub metrics: TaskMetrics,
 }
 

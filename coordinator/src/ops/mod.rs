@@ -11,6 +11,7 @@
 pub mod delete;
 pub mod describe;
 pub mod dml;
+pub mod merge;
 pub mod properties;
 pub mod update;
 pub mod write;
@@ -37,6 +38,7 @@ pub async fn prepare(
         JobRequest::Update(r) => update::prepare(ctx, plan_ctx, r).await,
         JobRequest::SetProperties(r) => properties::prepare(plan_ctx, r).await,
         JobRequest::Describe(r) => describe::prepare(r).await,
+        JobRequest::Merge(r) => merge::prepare(ctx, plan_ctx, r).await,
     }
 }
 

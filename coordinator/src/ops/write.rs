@@ -21,7 +21,7 @@ use silt_common::request::{ExchangeMode, WriteMode, WriteRequest};
 use silt_common::schema::{self, SchemaOptions};
 use silt_common::source;
 use silt_common::storage::parse_location;
-use silt_common::table::{ActiveFile, TableProperties, TableSnapshot, load_table};
+use silt_common::table::{ActiveFile, TableProperties, TableSnapshot, TimeTravel, load_table};
 use silt_common::task::{
     FileSpec, Input, Keep, MapOutputRef, Sink, SourceFormat, SourceSplit, TableSpec, Task,
     TaskOutput, Transform,
@@ -153,10 +153,20 @@ async fn skip_reason(req: &WriteRequest, snap: &TableSnapshot) -> Result<Option<
 
 /// Lists the source, infers its schema and splits it into units of work.
 async fn list_source(req: &WriteRequest, slots: u32) -> Result<SourceInfo, JobError> {
-    let src_url = parse_location(&req.source_uri)?;
-    Ok(match req.format {
+    list_source_at(req.format, &req.source_uri, &req.source_version, slots).await
+}
+
+/// Lists a source given by format, location and (Delta sources) version.
+pub async fn list_source_at(
+    format: SourceFormat,
+    uri: &str,
+    version: &TimeTravel,
+    slots: u32,
+) -> Result<SourceInfo, JobError> {
+    let src_url = parse_location(uri)?;
+    Ok(match format {
         SourceFormat::Delta => {
-            let (schema, splits) = source::delta_source(&src_url, &req.source_version).await?;
+            let (schema, splits) = source::delta_source(&src_url, version).await?;
             let total: u64 = splits.iter().map(|s| s.size_bytes).sum();
             SourceInfo {
                 schema,

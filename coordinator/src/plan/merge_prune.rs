@@ -144,6 +144,36 @@ fn unqualified(e: &Expr, scope: &Scope<'_>) -> String {
     e.to_string()
 }
 
+/// The `target_col = source_col` conjuncts of `ON` (either order), as lower-cased
+/// (target, source) column names: the keys rows can be exchanged by.
+pub fn key_pairs(on: &str, scope: &Scope<'_>) -> Vec<(String, String)> {
+    let Some(e) = parse(on) else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    conjuncts(e, &mut all);
+    fn unnest(e: &Expr) -> &Expr {
+        match e {
+            Expr::Nested(inner) => unnest(inner),
+            other => other,
+        }
+    }
+    all.iter()
+        .filter_map(|c| match unnest(c) {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => match (scope.resolve(left), scope.resolve(right)) {
+                (Some((Side::Target, t)), Some((Side::Source, s)))
+                | (Some((Side::Source, s)), Some((Side::Target, t))) => Some((t, s)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 /// The pruning predicate over target columns (`None`: nothing can be ruled out).
 /// `not_matched_by_source`: the conditions of the `WHEN NOT MATCHED BY SOURCE` clauses
 /// (`None` for one without a condition).
@@ -256,6 +286,23 @@ mod tests {
         assert_eq!(predicate("t.n = s.n", &[]).as_deref(), Some("FALSE"));
         // Nothing to go on: no pruning.
         assert_eq!(predicate("t.v = s.w + 1", &[]), None);
+    }
+
+    #[test]
+    fn key_pairs_are_the_equalities_between_the_sides() {
+        let target = cols(&["id", "p", "v"]);
+        let source = cols(&["id", "p", "w"]);
+        let scope = Scope {
+            target_alias: Some("t"),
+            source_alias: Some("s"),
+            target_columns: &target,
+            source_columns: &source,
+        };
+        assert_eq!(
+            key_pairs("t.id = s.id AND (s.p = t.P) AND t.v > s.w AND v = 1", &scope),
+            vec![("id".into(), "id".into()), ("p".into(), "p".into())]
+        );
+        assert_eq!(key_pairs("t.v = s.w + 1", &scope), vec![]);
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub fn rewrite_tasks(
             input: Input::TableFiles {
                 files,
                 touch: touch.map(str::to_string),
+                row_ids: None,
             },
             transforms: transforms.to_vec(),
             sink: Sink::DataFiles(files_out.clone()),

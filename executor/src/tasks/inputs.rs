@@ -7,13 +7,14 @@ use std::time::Instant;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
-use silt_common::Result;
 use silt_common::exchange::decode_block;
+use silt_common::merge::{self, MergeQuery};
+use silt_common::{Error, Result};
 use silt_common::expr::Predicate;
 use silt_common::schema::{conform_batch, delta_json_to_arrow};
 use silt_common::source::{RowFilterSpec, read_split, read_split_filtered};
 use silt_common::table::file_split;
-use silt_common::task::{DataFile, Input, TaskMetrics, TaskSpec};
+use silt_common::task::{DataFile, Input, MapOutputRef, MergePass, TaskMetrics, TaskSpec};
 use url::Url;
 
 use super::TaskEnv;
@@ -31,6 +32,7 @@ pub async fn drain(
     pipeline: &Pipeline,
     sink: &mut OpenSink,
     metrics: &mut TaskMetrics,
+    touched_files: &mut Vec<u32>,
 ) -> Result<Vec<DataFile>> {
     match &spec.task.input {
         Input::Source {
@@ -50,13 +52,18 @@ pub async fn drain(
             }
             Ok(Vec::new())
         }
-        Input::TableFiles { files, touch } => {
+        Input::TableFiles {
+            files,
+            touch,
+            row_ids,
+        } => {
             let touch = touch
                 .as_deref()
                 .map(|p| Predicate::compile(p, schema))
                 .transpose()?;
             let mut read = Vec::new();
-            for file in files {
+            for (ordinal, file) in files.iter().enumerate() {
+                let mut next_row = 0u64;
                 if let Some(p) = &touch {
                     let started = Instant::now();
                     let hit = any_row_matches(file, table_url, schema, p).await?;
@@ -77,8 +84,13 @@ pub async fn drain(
                 let first_step = usize::from(filtered);
                 metrics.bytes_read += u64::try_from(file.size_bytes).unwrap_or(0);
                 while let Some(batch) = rows.next().await {
-                    let batch = batch?;
+                    let mut batch = batch?;
                     metrics.rows_read += batch.num_rows() as u64;
+                    if let Some(first) = row_ids {
+                        let file_id = first + ordinal as u32;
+                        batch = merge::tag_rows(&batch, file_id, next_row)?;
+                        next_row += batch.num_rows() as u64;
+                    }
                     if let Some(out) = pipeline.apply_from(first_step, batch, metrics)? {
                         sink.accept(&out).await?;
                     }
@@ -112,7 +124,77 @@ pub async fn drain(
             }
             Ok(Vec::new())
         }
+        Input::Merge {
+            target,
+            source,
+            merge: merge_spec,
+        } => {
+            let query = MergeQuery::build(merge_spec, schema)?;
+            let target_rows = collect_side(spec_side(target)?, spec, env, metrics).await?;
+            let source_rows = collect_side(spec_side(source)?, spec, env, metrics).await?;
+            let started = Instant::now();
+            let (mut rows, plan) = query
+                .execute(target_rows, source_rows, env.limits.memory_limit_bytes)
+                .await?;
+            match &merge_spec.pass {
+                MergePass::Discover => {
+                    let mut found = query.rows(&[]);
+                    while let Some(batch) = rows.next().await {
+                        found.discover(&batch?)?;
+                    }
+                    metrics.scan_ms += started.elapsed().as_millis() as u64;
+                    metrics.bytes_spilled += merge::spilled_bytes(&plan);
+                    *touched_files = found.touched_files();
+                }
+                MergePass::Rewrite { touched } => {
+                    let out = query.rows(touched);
+                    while let Some(batch) = rows.next().await {
+                        let batch = out.rewrite(&batch?, metrics)?;
+                        push(batch, pipeline, sink, metrics).await?;
+                    }
+                    metrics.bytes_spilled += merge::spilled_bytes(&plan);
+                }
+            }
+            Ok(Vec::new())
+        }
     }
+}
+
+/// The exchange partition one side of a MERGE join reads.
+fn spec_side(input: &Input) -> Result<(&[MapOutputRef], u32)> {
+    match input {
+        Input::Exchange {
+            map_outputs,
+            partition,
+        } => Ok((map_outputs, *partition)),
+        other => Err(Error::internal(format!(
+            "a MERGE join side must be an exchange, not {}",
+            other.name()
+        ))),
+    }
+}
+
+/// Fetches one side of a MERGE join (one exchange partition) into memory.
+async fn collect_side(
+    (map_outputs, partition): (&[MapOutputRef], u32),
+    spec: &TaskSpec,
+    env: &TaskEnv,
+    metrics: &mut TaskMetrics,
+) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    let mut blocks = env.fetcher.partition(&spec.job_id, map_outputs, partition);
+    while let Some(block) = blocks.next().await {
+        let (block, remote) = block?;
+        metrics.bytes_read += block.len() as u64;
+        if remote {
+            metrics.bytes_fetched_remote += block.len() as u64;
+        }
+        for batch in decode_block(&block)? {
+            metrics.rows_read += batch.num_rows() as u64;
+            out.push(batch);
+        }
+    }
+    Ok(out)
 }
 
 async fn push(

@@ -56,6 +56,7 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
     let pipeline = transforms::Pipeline::compile(&task.transforms, &schema)?;
     let mut sink = sinks::open(spec, &schema, env)?;
     let mut metrics = TaskMetrics::default();
+    let mut touched_files = Vec::new();
     let drained = inputs::drain(
         spec,
         env,
@@ -64,6 +65,7 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
         &pipeline,
         &mut sink,
         &mut metrics,
+        &mut touched_files,
     )
     .await;
     let removes = match drained {
@@ -89,6 +91,7 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
         }
     }
     out.removes = removes;
+    out.touched_files = touched_files;
     if matches!(task.input, Input::TableFiles { .. }) {
         out.metrics.rows_copied = out
             .metrics

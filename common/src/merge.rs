@@ -1,0 +1,702 @@
+//! MERGE's join: the query a MERGE join task runs over its target and source rows, built
+//! from a [`MergeSpec`], and what the task makes of the query's rows.
+//!
+//! The coordinator builds the same query to check a MERGE before any task runs
+//! ([`MergeQuery::validate`]: unknown or ambiguous columns, columns of the wrong side, type
+//! errors); executors run it ([`MergeQuery::execute`]) with DataFusion under their memory
+//! limit.
+//!
+//! The query joins the target rows (tagged with [`FILE_COL`] and [`ROW_COL`]) with the source
+//! rows on `ON`, flattens both sides into one namespace (`__t_<column>`, `__s_<column>`,
+//! every reference of the user's expressions resolved to one side as Spark resolves them),
+//! and computes for each joined row the code of the first clause that applies, in clause
+//! order within its kind (matched, not matched by target, not matched by source), or
+//! [`COPY`] / [`NOTHING`]. The rewrite pass then computes every output column with a `CASE`
+//! on that code.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder};
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt32Type, UInt64Type};
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, Value, visit_expressions_mut};
+use datafusion::sql::sqlparser::dialect::DatabricksDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::request::MergeClauseKind;
+use crate::task::{MergeActionSpec, MergePass, MergeSpec, TaskMetrics};
+use crate::{Error, Result};
+
+/// Target rows: the ordinal of the file a row comes from.
+pub const FILE_COL: &str = "__silt_file";
+/// Target rows: the row's position among its file's live rows.
+pub const ROW_COL: &str = "__silt_row";
+/// Qualifiers that always name the target and the source (for expressions silt writes, such
+/// as the expansion of `UPDATE SET *`), whatever the aliases.
+pub const TARGET_QUALIFIER: &str = "__silt_target";
+pub const SOURCE_QUALIFIER: &str = "__silt_source";
+/// Source rows: always true (tells a joined source row from a missing one).
+const SRC_COL: &str = "__silt_src";
+const TARGET_TABLE: &str = "__silt_target";
+const SOURCE_TABLE: &str = "__silt_source";
+const T: &str = "__t";
+const S: &str = "__s";
+const ACTION: &str = "__a";
+const T_FILE: &str = "__t_file";
+const T_ROW: &str = "__t_row";
+const S_SRC: &str = "__s_src";
+const MATCHED: &str = "__m";
+
+/// Action code of a target row no clause changes (copied if its file is rewritten).
+pub const COPY: i64 = -1;
+/// Action code of a source row no clause inserts.
+pub const NOTHING: i64 = -2;
+
+/// The target rows' schema: the table's columns and the two row id columns.
+pub fn target_row_schema(table: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = table.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(FILE_COL, DataType::UInt32, false));
+    fields.push(Field::new(ROW_COL, DataType::UInt64, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Appends the row id columns to a batch of one file's rows.
+pub fn tag_rows(batch: &RecordBatch, file: u32, first_row: u64) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(FILE_COL, DataType::UInt32, false));
+    fields.push(Field::new(ROW_COL, DataType::UInt64, false));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(arrow::array::UInt32Array::from(vec![file; n])));
+    columns.push(Arc::new(arrow::array::UInt64Array::from_iter_values(
+        first_row..first_row + n as u64,
+    )));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn flat(side: Side, column: &str) -> String {
+    match side {
+        Side::Target => format!("__t_{column}"),
+        Side::Source => format!("__s_{column}"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Target,
+    Source,
+}
+
+/// How resolved references are written: `"__t"."c"` inside the join, `"__t_c"` above it.
+#[derive(Clone, Copy)]
+enum Form {
+    Qualified,
+    Flat,
+}
+
+/// The names a MERGE expression may use.
+struct Names<'a> {
+    target_alias: Option<&'a str>,
+    source_alias: Option<&'a str>,
+    target: &'a Schema,
+    source: &'a Schema,
+}
+
+fn find<'s>(schema: &'s Schema, name: &str) -> Option<&'s Field> {
+    let lower = name.to_lowercase();
+    schema
+        .fields()
+        .iter()
+        .find(|f| f.name() == name)
+        .or_else(|| schema.fields().iter().find(|f| f.name().to_lowercase() == lower))
+        .map(|f| f.as_ref())
+}
+
+impl Names<'_> {
+    fn schema(&self, side: Side) -> &Schema {
+        match side {
+            Side::Target => self.target,
+            Side::Source => self.source,
+        }
+    }
+
+    fn side_name(&self, side: Side) -> String {
+        match side {
+            Side::Target => match self.target_alias {
+                Some(a) => format!("target `{a}`"),
+                None => "the target".into(),
+            },
+            Side::Source => match self.source_alias {
+                Some(a) => format!("source `{a}`"),
+                None => "the source".into(),
+            },
+        }
+    }
+
+    /// Which side and column `parts` name (qualified or not), and how many leading parts
+    /// that took.
+    fn lookup(&self, parts: &[Ident]) -> std::result::Result<(Side, String, usize), String> {
+        let alias_is = |a: Option<&str>, q: &str| a.is_some_and(|a| a.eq_ignore_ascii_case(q));
+        if parts.len() >= 2 {
+            let q = parts[0].value.as_str();
+            for (side, alias, reserved) in [
+                (Side::Target, self.target_alias, TARGET_QUALIFIER),
+                (Side::Source, self.source_alias, SOURCE_QUALIFIER),
+            ] {
+                if alias_is(alias, q) || q == reserved {
+                    return match find(self.schema(side), &parts[1].value) {
+                        Some(f) => Ok((side, f.name().clone(), 2)),
+                        None => Err(format!(
+                            "{} has no column `{}` (columns: {})",
+                            self.side_name(side),
+                            parts[1].value,
+                            columns_of(self.schema(side))
+                        )),
+                    };
+                }
+            }
+        }
+        let name = &parts[0].value;
+        match (find(self.target, name), find(self.source, name)) {
+            (Some(t), None) => Ok((Side::Target, t.name().clone(), 1)),
+            (None, Some(s)) => Ok((Side::Source, s.name().clone(), 1)),
+            (Some(_), Some(_)) => Err(format!(
+                "column `{name}` is ambiguous: both {} and {} have it; qualify it",
+                self.side_name(Side::Target),
+                self.side_name(Side::Source)
+            )),
+            (None, None) => {
+                let whole = parts
+                    .iter()
+                    .map(|p| p.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                Err(format!(
+                    "unknown column `{whole}` (target columns: {}; source columns: {})",
+                    columns_of(self.target),
+                    columns_of(self.source)
+                ))
+            }
+        }
+    }
+
+    /// `sql` with every column reference resolved to one side, written in `form`. `allowed`
+    /// are the sides the expression may read; `what` names it in errors.
+    fn resolve(&self, sql: &str, allowed: &[Side], what: &str, form: Form) -> Result<String> {
+        let err = |reason: String| Error::invalid(format!("MERGE {what} `{sql}`: {reason}"));
+        let mut expr = Parser::new(&DatabricksDialect {})
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|e| err(format!("syntax error: {e}")))?;
+        let outcome = visit_expressions_mut(&mut expr, |e| {
+            let parts: Vec<Ident> = match e {
+                SqlExpr::Identifier(i) => vec![i.clone()],
+                SqlExpr::CompoundIdentifier(p) => p.clone(),
+                SqlExpr::Value(v) => {
+                    // Databricks reads "x" as a string; DataFusion would read a name.
+                    if let Value::DoubleQuotedString(s) = &v.value {
+                        v.value = Value::SingleQuotedString(s.clone());
+                    }
+                    return ControlFlow::Continue(());
+                }
+                _ => return ControlFlow::Continue(()),
+            };
+            let (side, column, used) = match self.lookup(&parts) {
+                Ok(r) => r,
+                Err(reason) => return ControlFlow::Break(reason),
+            };
+            if !allowed.contains(&side) {
+                let written = parts
+                    .iter()
+                    .map(|p| p.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                return ControlFlow::Break(format!(
+                    "`{written}` is a column of {}, which this clause cannot read",
+                    self.side_name(side)
+                ));
+            }
+            let mut out = match form {
+                Form::Qualified => vec![
+                    Ident::with_quote('"', if side == Side::Target { T } else { S }),
+                    Ident::with_quote('"', column.as_str()),
+                ],
+                Form::Flat => vec![Ident::with_quote('"', flat(side, &column))],
+            };
+            // Struct fields, spelled as the schema spells them where it knows them.
+            let mut dt = find(self.schema(side), &column)
+                .map(|f| f.data_type().clone())
+                .unwrap_or(DataType::Null);
+            for p in &parts[used..] {
+                let child = match &dt {
+                    DataType::Struct(children) => children
+                        .iter()
+                        .find(|c| c.name().eq_ignore_ascii_case(&p.value))
+                        .cloned(),
+                    _ => None,
+                };
+                match child {
+                    Some(c) => {
+                        out.push(Ident::with_quote('"', c.name().as_str()));
+                        dt = c.data_type().clone();
+                    }
+                    None => {
+                        out.push(p.clone());
+                        dt = DataType::Null;
+                    }
+                }
+            }
+            *e = if out.len() == 1 {
+                SqlExpr::Identifier(out.remove(0))
+            } else {
+                SqlExpr::CompoundIdentifier(out)
+            };
+            ControlFlow::Continue(())
+        });
+        if let ControlFlow::Break(reason) = outcome {
+            return Err(err(reason));
+        }
+        Ok(expr.to_string())
+    }
+}
+
+fn columns_of(schema: &Schema) -> String {
+    const MAX: usize = 20;
+    let mut names: Vec<String> = schema
+        .fields()
+        .iter()
+        .take(MAX)
+        .map(|f| format!("`{}`", f.name()))
+        .collect();
+    if schema.fields().len() > MAX {
+        names.push("…".into());
+    }
+    names.join(", ")
+}
+
+/// The SQL type a value is cast to before it is stored in a column of type `dt`, where
+/// DataFusion's SQL has one (others are cast when rows are conformed to the table).
+fn sql_type(dt: &DataType) -> Option<String> {
+    Some(match dt {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "REAL".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Date32 => "DATE".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p}, {s})"),
+        _ => return None,
+    })
+}
+
+/// The query of one MERGE join task and how to read its rows.
+#[derive(Debug, Clone)]
+pub struct MergeQuery {
+    sql: String,
+    discover: bool,
+    /// Per clause code: its kind and whether it deletes.
+    codes: Vec<(MergeClauseKind, bool)>,
+    /// Several source rows may match one target row (the only matched clause is an
+    /// unconditional DELETE, as Delta allows).
+    duplicates_allowed: bool,
+    output: SchemaRef,
+    target_rows: SchemaRef,
+    source_rows: SchemaRef,
+}
+
+impl MergeQuery {
+    /// Builds the query of `spec`'s pass; `output` is the schema of the rows the rewrite
+    /// writes (the table's, with new columns under schema evolution). Pure: name errors
+    /// (unknown, ambiguous, wrong side) are found here.
+    pub fn build(spec: &MergeSpec, output: &Schema) -> Result<MergeQuery> {
+        let target = crate::schema::delta_json_to_arrow(&spec.target_schema_json)?;
+        let source = crate::schema::delta_json_to_arrow(&spec.source_schema_json)?;
+        let names = Names {
+            target_alias: spec.target_alias.as_deref(),
+            source_alias: spec.source_alias.as_deref(),
+            target: &target,
+            source: &source,
+        };
+        let both = [Side::Target, Side::Source];
+        let on = names.resolve(&spec.on, &both, "ON condition", Form::Qualified)?;
+
+        // The clause code of each row, first applicable clause first.
+        let mut arms: [Vec<String>; 3] = Default::default();
+        let mut codes = Vec::new();
+        for (code, c) in spec.clauses.iter().enumerate() {
+            let (slot, allowed): (usize, &[Side]) = match c.kind {
+                MergeClauseKind::Matched => (0, &both),
+                MergeClauseKind::NotMatchedByTarget => (1, &[Side::Source]),
+                MergeClauseKind::NotMatchedBySource => (2, &[Side::Target]),
+            };
+            let cond = match &c.condition {
+                Some(cond) => {
+                    names.resolve(cond, allowed, &format!("{} condition", c.kind.sql()), Form::Flat)?
+                }
+                None => "TRUE".into(),
+            };
+            arms[slot].push(format!("WHEN ({cond}) THEN {code}"));
+            codes.push((c.kind, matches!(c.action, MergeActionSpec::Delete)));
+        }
+        let case = |arms: &[String], default: i64| {
+            if arms.is_empty() {
+                default.to_string()
+            } else {
+                format!("CASE {} ELSE {default} END", arms.join(" "))
+            }
+        };
+        let action = format!(
+            "CASE WHEN {tf} IS NOT NULL AND {ss} IS NOT NULL THEN {m} WHEN {tf} IS NULL THEN {n} ELSE {b} END",
+            tf = quote(T_FILE),
+            ss = quote(S_SRC),
+            m = case(&arms[0], COPY),
+            n = case(&arms[1], NOTHING),
+            b = case(&arms[2], COPY),
+        );
+
+        let has = |k: MergeClauseKind| spec.clauses.iter().any(|c| c.kind == k);
+        let discover = matches!(spec.pass, MergePass::Discover);
+        let join = if discover {
+            if has(MergeClauseKind::NotMatchedBySource) {
+                "LEFT JOIN"
+            } else {
+                "JOIN"
+            }
+        } else if has(MergeClauseKind::NotMatchedByTarget) {
+            "FULL JOIN"
+        } else {
+            "LEFT JOIN"
+        };
+        let mut inner_cols: Vec<String> = Vec::new();
+        for (side, schema) in [(Side::Target, &target), (Side::Source, &source)] {
+            let q = if side == Side::Target { T } else { S };
+            for f in schema.fields() {
+                inner_cols.push(format!(
+                    "{}.{} AS {}",
+                    quote(q),
+                    quote(f.name()),
+                    quote(&flat(side, f.name()))
+                ));
+            }
+        }
+        inner_cols.push(format!("{}.{} AS {}", quote(T), quote(FILE_COL), quote(T_FILE)));
+        inner_cols.push(format!("{}.{} AS {}", quote(T), quote(ROW_COL), quote(T_ROW)));
+        inner_cols.push(format!("{}.{} AS {}", quote(S), quote(SRC_COL), quote(S_SRC)));
+        let joined = format!(
+            "SELECT *, {action} AS {a} FROM (SELECT {cols} FROM {tt} AS {t} {join} {st} AS {s} ON ({on})) AS \"__j\"",
+            a = quote(ACTION),
+            cols = inner_cols.join(", "),
+            tt = quote(TARGET_TABLE),
+            t = quote(T),
+            st = quote(SOURCE_TABLE),
+            s = quote(S),
+        );
+
+        let select = if discover {
+            format!(
+                "{}, {}, {} IS NOT NULL AS {}, {}",
+                quote(T_FILE),
+                quote(T_ROW),
+                quote(S_SRC),
+                quote(MATCHED),
+                quote(ACTION)
+            )
+        } else {
+            let mut outs = Vec::new();
+            for f in output.fields() {
+                let mut branches = Vec::new();
+                for (code, c) in spec.clauses.iter().enumerate() {
+                    let (assignments, scope, insert): (_, &[Side], bool) = match &c.action {
+                        MergeActionSpec::Delete => continue,
+                        MergeActionSpec::Update(a) => (
+                            a,
+                            if c.kind == MergeClauseKind::Matched {
+                                &both[..]
+                            } else {
+                                &[Side::Target][..]
+                            },
+                            false,
+                        ),
+                        MergeActionSpec::Insert(a) => (a, &[Side::Source][..], true),
+                    };
+                    let assigned = assignments
+                        .iter()
+                        .find(|a| a.column.eq_ignore_ascii_case(f.name()));
+                    let value = match assigned {
+                        Some(a) => {
+                            let what = format!("{} value for `{}`", c.kind.sql(), a.column);
+                            let v = names.resolve(&a.expr, scope, &what, Form::Flat)?;
+                            match sql_type(f.data_type()) {
+                                Some(t) => format!("CAST(({v}) AS {t})"),
+                                None => format!("({v})"),
+                            }
+                        }
+                        None if insert => "NULL".into(),
+                        None => continue,
+                    };
+                    branches.push(format!("WHEN {code} THEN {value}"));
+                }
+                let base = match find(&target, f.name()) {
+                    Some(t) => quote(&flat(Side::Target, t.name())),
+                    None => "NULL".into(),
+                };
+                let value = if branches.is_empty() {
+                    base
+                } else {
+                    format!(
+                        "CASE {} {} ELSE {base} END",
+                        quote(ACTION),
+                        branches.join(" ")
+                    )
+                };
+                outs.push(format!("{value} AS {}", quote(f.name())));
+            }
+            outs.push(quote(ACTION));
+            outs.push(quote(T_FILE));
+            outs.join(", ")
+        };
+        let matched_clauses: Vec<&crate::task::MergeClauseSpec> = spec
+            .clauses
+            .iter()
+            .filter(|c| c.kind == MergeClauseKind::Matched)
+            .collect();
+        let duplicates_allowed = matched_clauses.len() == 1
+            && matched_clauses[0].condition.is_none()
+            && matches!(matched_clauses[0].action, MergeActionSpec::Delete);
+        let mut source_rows: Vec<Field> =
+            source.fields().iter().map(|f| f.as_ref().clone()).collect();
+        source_rows.push(Field::new(SRC_COL, DataType::Boolean, false));
+        Ok(MergeQuery {
+            sql: format!("SELECT {select} FROM ({joined}) AS \"__r\""),
+            discover,
+            codes,
+            duplicates_allowed,
+            output: Arc::new(output.clone()),
+            target_rows: target_row_schema(&target),
+            source_rows: Arc::new(Schema::new(source_rows)),
+        })
+    }
+
+    /// The query text (for logs and tests).
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// Plans the query over no rows: type errors and unknown functions surface here, before
+    /// any task runs.
+    pub async fn validate(&self) -> Result<()> {
+        let ctx = self.context(None)?;
+        self.register(&ctx, Vec::new(), Vec::new())?;
+        let df = ctx.sql(&self.sql).await.map_err(|e| self.planning_error(e))?;
+        df.create_physical_plan()
+            .await
+            .map_err(|e| self.planning_error(e))?;
+        Ok(())
+    }
+
+    fn planning_error(&self, e: datafusion::error::DataFusionError) -> Error {
+        let root = e.find_root().to_string();
+        let first = root.lines().next().unwrap_or_default();
+        Error::invalid(format!("invalid MERGE: {first}"))
+    }
+
+    fn context(&self, memory_limit: Option<usize>) -> Result<SessionContext> {
+        let config = SessionConfig::new()
+            .with_target_partitions(1)
+            .with_batch_size(8192);
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = memory_limit {
+            runtime = runtime.with_memory_limit(limit, 1.0);
+        }
+        Ok(SessionContext::new_with_config_rt(config, runtime.build_arc()?))
+    }
+
+    fn register(
+        &self,
+        ctx: &SessionContext,
+        target: Vec<RecordBatch>,
+        source: Vec<RecordBatch>,
+    ) -> Result<()> {
+        let target_schema = target
+            .first()
+            .map_or_else(|| self.target_rows.clone(), |b| b.schema());
+        ctx.register_table(
+            TARGET_TABLE,
+            Arc::new(MemTable::try_new(target_schema, vec![target])?),
+        )?;
+        let source = source
+            .iter()
+            .map(|b| {
+                let mut fields: Vec<Field> =
+                    b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+                fields.push(Field::new(SRC_COL, DataType::Boolean, false));
+                let mut cols = b.columns().to_vec();
+                cols.push(Arc::new(BooleanArray::from(vec![true; b.num_rows()])));
+                RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let source_schema = source
+            .first()
+            .map_or_else(|| self.source_rows.clone(), |b| b.schema());
+        ctx.register_table(
+            SOURCE_TABLE,
+            Arc::new(MemTable::try_new(source_schema, vec![source])?),
+        )?;
+        Ok(())
+    }
+
+    /// Runs the query over one task's rows under `memory_limit` bytes (joins beyond it fail
+    /// rather than exhaust the executor). Returns the rows and the plan (for its metrics).
+    pub async fn execute(
+        &self,
+        target: Vec<RecordBatch>,
+        source: Vec<RecordBatch>,
+        memory_limit: usize,
+    ) -> Result<(SendableRecordBatchStream, Arc<dyn ExecutionPlan>)> {
+        let ctx = self.context(Some(memory_limit))?;
+        self.register(&ctx, target, source)?;
+        let df = ctx.sql(&self.sql).await.map_err(|e| self.planning_error(e))?;
+        let plan = df.create_physical_plan().await?;
+        let stream = execute_stream(plan.clone(), ctx.task_ctx())?;
+        Ok((stream, plan))
+    }
+
+    /// A [`MergeRows`] reading this query's rows.
+    pub fn rows(&self, touched: &[u32]) -> MergeRows<'_> {
+        MergeRows {
+            query: self,
+            touched: touched.iter().copied().collect(),
+            matched: HashSet::new(),
+        }
+    }
+
+    /// Whether this is the discovery pass.
+    pub fn is_discovery(&self) -> bool {
+        self.discover
+    }
+
+    /// The output schema of the rewrite pass.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output
+    }
+}
+
+/// Bytes the plan's operators spilled to disk.
+pub fn spilled_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.spilled_bytes())
+        .unwrap_or(0) as u64;
+    own + plan.children().into_iter().map(spilled_bytes).sum::<u64>()
+}
+
+/// Reads the rows of a [`MergeQuery`]: the discovery pass's matches, or the rewrite pass's
+/// rows to write.
+pub struct MergeRows<'a> {
+    query: &'a MergeQuery,
+    /// Rewrite: ordinals of the target files being rewritten. Discovery: the files found.
+    touched: HashSet<u32>,
+    /// Discovery: target rows (file, row) seen matched.
+    matched: HashSet<(u32, u64)>,
+}
+
+fn int64(a: &ArrayRef) -> Result<arrow::array::Int64Array> {
+    Ok(cast(a, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+}
+
+impl MergeRows<'_> {
+    /// Discovery: notes the files with a changed row; fails on a target row matched twice
+    /// where Delta forbids it.
+    pub fn discover(&mut self, batch: &RecordBatch) -> Result<()> {
+        let files = batch.column(0).as_primitive::<UInt32Type>();
+        let rows = batch.column(1).as_primitive::<UInt64Type>();
+        let matched = batch.column(2).as_boolean();
+        let action = int64(batch.column(3))?;
+        for i in 0..batch.num_rows() {
+            let file = files.value(i);
+            if matched.value(i)
+                && !self.matched.insert((file, rows.value(i)))
+                && !self.query.duplicates_allowed
+            {
+                return Err(Error::invalid(
+                    "MERGE failed: a target row matched more than one source row, so it would be changed in conflicting ways; Delta allows that only when the only WHEN MATCHED clause is an unconditional DELETE (deduplicate the source); nothing was changed",
+                ));
+            }
+            if action.value(i) >= 0 {
+                self.touched.insert(file);
+            }
+        }
+        Ok(())
+    }
+
+    /// Discovery: the files found to hold a changed row, in ascending order.
+    pub fn touched_files(&self) -> Vec<u32> {
+        let mut t: Vec<u32> = self.touched.iter().copied().collect();
+        t.sort_unstable();
+        t
+    }
+
+    /// Rewrite: the rows of `batch` to write (output schema), counted into `metrics`.
+    pub fn rewrite(&self, batch: &RecordBatch, metrics: &mut TaskMetrics) -> Result<RecordBatch> {
+        let n_out = self.query.output.fields().len();
+        let action = int64(batch.column(n_out))?;
+        let files = batch.column(n_out + 1).as_primitive::<UInt32Type>();
+        let mut keep = BooleanBuilder::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let a = action.value(i);
+            let kept = if files.is_null(i) {
+                // A source row that matched nothing.
+                if a == NOTHING {
+                    false
+                } else {
+                    metrics.rows_inserted += 1;
+                    true
+                }
+            } else if !self.touched.contains(&files.value(i)) {
+                false
+            } else if a == COPY {
+                metrics.rows_copied += 1;
+                true
+            } else {
+                let (kind, delete) = self
+                    .query
+                    .codes
+                    .get(a as usize)
+                    .copied()
+                    .ok_or_else(|| Error::internal(format!("MERGE action code {a}")))?;
+                let by_source = kind == MergeClauseKind::NotMatchedBySource;
+                if delete {
+                    metrics.rows_deleted += 1;
+                    metrics.rows_deleted_by_source += u64::from(by_source);
+                } else {
+                    metrics.rows_updated += 1;
+                    metrics.rows_updated_by_source += u64::from(by_source);
+                }
+                !delete
+            };
+            keep.append_value(kept);
+        }
+        let projected = batch.project(&(0..n_out).collect::<Vec<_>>())?;
+        Ok(filter_record_batch(&projected, &keep.finish())?)
+    }
+}

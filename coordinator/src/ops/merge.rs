@@ -1,0 +1,743 @@
+//! MERGE INTO (copy-on-write), in three stages over one exchange:
+//!
+//! 1. **map**: source rows and the rows of the candidate target files (those the ON
+//!    condition's target-only conjuncts do not rule out; tagged with file ordinal and row
+//!    position) go into one exchange, keyed by the `target_col = source_col` conjuncts of
+//!    `ON` (cast to a common type), so that every match lands in one partition;
+//! 2. **discover** (when there are WHEN MATCHED or NOT MATCHED BY SOURCE clauses): each
+//!    partition joins its two sides, reports the target files holding a row a clause changes,
+//!    and fails on a target row matched by several source rows (as Delta does);
+//! 3. **rewrite**: each partition joins again (from the same map outputs) and writes the
+//!    rows of the touched files (updated, copied; deleted ones dropped) and the inserted
+//!    source rows.
+//!
+//! Partitions are sized so that a task's two sides fit its share of an executor's memory.
+//! Without a key equality every row goes to one partition. The commit removes the touched
+//! files and adds what was written; the read set is the candidate files and the ON
+//! condition's target-only part, so Delta's conflict rules apply at the table's isolation
+//! level.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake_core::kernel::{MetadataExt, StructType};
+use serde_json::{Map, Value, json};
+use silt_common::expr::Predicate;
+use silt_common::merge::{MergeQuery, SOURCE_QUALIFIER};
+use silt_common::request::{MergeAction, MergeClauseKind, MergeRequest};
+use silt_common::schema;
+use silt_common::table::{ActiveFile, TableSnapshot};
+use silt_common::task::{
+    Assignment, Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec,
+    Sink, TableSpec, Task, TaskMetrics, TaskOutput, Transform,
+};
+use tracing::info;
+use url::Url;
+
+use super::dml::DmlOp;
+use super::write::{SourceInfo, list_source_at};
+use super::{executor_slots, existing_table, quote_ident};
+use crate::JobContext;
+use crate::commit::ReadRegion;
+use crate::driver::{JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid};
+use crate::plan::merge_prune::{self, Scope};
+use crate::plan::{binpack, rewrite};
+use crate::txn::Txn;
+
+/// Parquet bytes of the inputs are multiplied by this to estimate their size in memory.
+const MEMORY_EXPANSION: u64 = 4;
+/// Share of a task slot's memory one join partition may take (its two sides, the hash
+/// table and the output batches).
+const PARTITION_SHARE: u64 = 4;
+/// Slot memory assumed when executors do not say theirs.
+const DEFAULT_SLOT_MEMORY: u64 = 1 << 30;
+const MAX_PARTITIONS: u64 = 4096;
+
+/// Loads the table and the source listing and plans the MERGE.
+pub async fn prepare(
+    ctx: &JobContext,
+    plan_ctx: PlanContext,
+    req: MergeRequest,
+) -> Result<Box<dyn Operation>, JobError> {
+    req.validate()?;
+    let (table_url, snapshot) = existing_table(&req.table_uri).await?;
+    snapshot.check_writable()?;
+    if snapshot.properties.append_only
+        && req
+            .clauses
+            .iter()
+            .any(|c| c.kind != MergeClauseKind::NotMatchedByTarget)
+    {
+        return Err(invalid(
+            "the table is append-only (delta.appendOnly = true): MERGE may only insert; nothing was changed",
+        ));
+    }
+    let slots = executor_slots(ctx).await?;
+    let source = list_source_at(
+        req.source.format,
+        &req.source.uri,
+        &req.source.version,
+        slots,
+    )
+    .await?;
+    let op = plan(
+        req,
+        table_url,
+        snapshot,
+        source,
+        PlanContext { slots, ..plan_ctx },
+        ctx.scheduler.slot_memory().unwrap_or(DEFAULT_SLOT_MEMORY),
+    )?;
+    for pass in [MergePass::Discover, MergePass::Rewrite { touched: vec![] }] {
+        let spec = MergeSpec {
+            pass,
+            ..op.spec.clone()
+        };
+        MergeQuery::build(&spec, &op.output_schema)?
+            .validate()
+            .await?;
+    }
+    Ok(Box::new(op))
+}
+
+/// Where a MERGE is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Map,
+    Discover,
+    Rewrite,
+}
+
+/// A planned MERGE and its progress.
+pub struct MergeOp {
+    req: MergeRequest,
+    table_url: Url,
+    snapshot: TableSnapshot,
+    ctx: PlanContext,
+    /// The table as the rewrite writes it (with new columns under schema evolution).
+    output_schema: Schema,
+    output_schema_json: String,
+    schema_changed: bool,
+    spec: MergeSpec,
+    /// Target files that may hold a match, by ordinal.
+    candidates: Vec<ActiveFile>,
+    /// The target-only part of ON, over target columns (the read predicate).
+    pruning: Option<Predicate>,
+    source_tasks: Vec<Task>,
+    target_tasks: Vec<Task>,
+    partitions: u32,
+    step: Step,
+    source_outputs: Vec<MapOutputRef>,
+    target_outputs: Vec<MapOutputRef>,
+    source_rows: u64,
+    touched: Vec<u32>,
+    rewrite_outputs: Vec<TaskOutput>,
+    discover_metrics: TaskMetrics,
+    scan_time: Duration,
+    rewrite_time: Duration,
+}
+
+/// Plans a MERGE: pure, from the request, the snapshot, the source listing and the cluster's
+/// size.
+pub fn plan(
+    req: MergeRequest,
+    table_url: Url,
+    snapshot: TableSnapshot,
+    source: SourceInfo,
+    ctx: PlanContext,
+    slot_memory: u64,
+) -> Result<MergeOp, JobError> {
+    let target_schema: SchemaRef = snapshot.arrow_schema.clone();
+    let source_schema_json = schema::arrow_to_delta_json(&source.schema)?;
+    let source_schema = schema::delta_json_to_arrow(&source_schema_json)?;
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let in_schema = |s: &Schema, c: &str| s.fields().iter().find(|f| same(f.name(), c)).cloned();
+
+    // Schema evolution: `*` actions bring the source's new columns.
+    let stars = req
+        .clauses
+        .iter()
+        .any(|c| matches!(c.action, MergeAction::UpdateAll | MergeAction::InsertAll));
+    let mut fields: Vec<Field> = target_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    if req.schema_evolution && stars {
+        for f in source_schema.fields() {
+            if in_schema(&target_schema, f.name()).is_none() {
+                fields.push(f.as_ref().clone().with_nullable(true));
+            }
+        }
+    }
+    let output_schema = Schema::new(fields);
+    let schema_changed = output_schema.fields().len() != target_schema.fields().len();
+    let output_schema_json = if schema_changed {
+        schema::arrow_to_delta_json(&output_schema)?
+    } else {
+        snapshot.schema_json.clone()
+    };
+
+    let clauses = req
+        .clauses
+        .iter()
+        .map(|c| {
+            let action = match &c.action {
+                MergeAction::Delete => MergeActionSpec::Delete,
+                MergeAction::Update(pairs) => {
+                    MergeActionSpec::Update(assignments(pairs, &output_schema, "UPDATE")?)
+                }
+                MergeAction::Insert { columns, values } => {
+                    let columns: Vec<String> = if columns.is_empty() {
+                        if values.len() != target_schema.fields().len() {
+                            return Err(invalid(format!(
+                                "INSERT VALUES lists {} value(s) but the table has {} column(s); name the columns",
+                                values.len(),
+                                target_schema.fields().len()
+                            )));
+                        }
+                        target_schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().clone())
+                            .collect()
+                    } else {
+                        columns.clone()
+                    };
+                    let pairs: Vec<(String, String)> =
+                        columns.into_iter().zip(values.iter().cloned()).collect();
+                    MergeActionSpec::Insert(assignments(&pairs, &output_schema, "INSERT")?)
+                }
+                MergeAction::UpdateAll | MergeAction::InsertAll => {
+                    let update = matches!(c.action, MergeAction::UpdateAll);
+                    let mut list = Vec::new();
+                    for f in output_schema.fields() {
+                        match in_schema(&source_schema, f.name()) {
+                            Some(s) => list.push(Assignment {
+                                column: f.name().clone(),
+                                expr: format!(
+                                    "{SOURCE_QUALIFIER}.`{}`",
+                                    s.name().replace('`', "``")
+                                ),
+                            }),
+                            None if req.schema_evolution => {}
+                            None => {
+                                return Err(invalid(format!(
+                                    "{} needs a source column `{}` (the table has it); list the columns, or use WITH SCHEMA EVOLUTION",
+                                    if update { "UPDATE SET *" } else { "INSERT *" },
+                                    f.name()
+                                )));
+                            }
+                        }
+                    }
+                    if update {
+                        MergeActionSpec::Update(list)
+                    } else {
+                        MergeActionSpec::Insert(list)
+                    }
+                }
+            };
+            Ok(MergeClauseSpec {
+                kind: c.kind,
+                condition: c.condition.clone(),
+                action,
+            })
+        })
+        .collect::<Result<Vec<_>, JobError>>()?;
+
+    let spec = MergeSpec {
+        target_alias: req.target_alias.clone(),
+        source_alias: req.source_alias.clone(),
+        target_schema_json: snapshot.schema_json.clone(),
+        source_schema_json: source_schema_json.clone(),
+        on: req.on.clone(),
+        clauses,
+        pass: MergePass::Discover,
+    };
+    // Names are checked before anything else looks at the condition.
+    MergeQuery::build(&spec, &output_schema)?;
+
+    // Which target files can hold a row the MERGE changes.
+    let target_cols: Vec<String> = target_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().to_lowercase())
+        .collect();
+    let source_cols: Vec<String> = source_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().to_lowercase())
+        .collect();
+    let scope = Scope {
+        target_alias: req.target_alias.as_deref(),
+        source_alias: req.source_alias.as_deref(),
+        target_columns: &target_cols,
+        source_columns: &source_cols,
+    };
+    let by_source: Vec<Option<String>> = req
+        .clauses
+        .iter()
+        .filter(|c| c.kind == MergeClauseKind::NotMatchedBySource)
+        .map(|c| c.condition.clone())
+        .collect();
+    let pruning = merge_prune::target_predicate(&req.on, &scope, &HashMap::new(), &by_source)
+        .and_then(|p| Predicate::compile(&p, &target_schema).ok());
+    let selection = rewrite::select_files(&snapshot, pruning.as_ref())?;
+    let candidates: Vec<ActiveFile> = selection
+        .whole
+        .into_iter()
+        .chain(selection.candidates)
+        .collect();
+
+    // The exchange: keys of both sides cast to one type; partitions sized to memory.
+    let mut target_keys = Vec::new();
+    let mut source_keys = Vec::new();
+    for (t, s) in merge_prune::key_pairs(&req.on, &scope) {
+        let (Some(tf), Some(sf)) = (in_schema(&target_schema, &t), in_schema(&source_schema, &s))
+        else {
+            continue;
+        };
+        let Some(cast) = common_key_type(tf.data_type(), sf.data_type()) else {
+            continue;
+        };
+        let key = |name: &str| match &cast {
+            Some(ty) => format!("CAST({} AS {ty})", quote_ident(name)),
+            None => quote_ident(name),
+        };
+        target_keys.push(key(tf.name()));
+        source_keys.push(key(sf.name()));
+    }
+    let source_bytes: u64 = source.splits.iter().map(|s| s.size_bytes).sum();
+    let target_bytes: u64 = candidates
+        .iter()
+        .map(|f| u64::try_from(f.file.size_bytes).unwrap_or(0))
+        .sum();
+    let partitions = if target_keys.is_empty() {
+        1
+    } else {
+        let per_partition = (slot_memory / PARTITION_SHARE).max(1);
+        ((source_bytes + target_bytes) * MEMORY_EXPANSION)
+            .div_ceil(per_partition)
+            .clamp(u64::from(ctx.slots.max(1)) * 2, MAX_PARTITIONS) as u32
+    };
+
+    let map_table = |schema_json: &str| TableSpec {
+        uri: table_url.to_string(),
+        schema_json: schema_json.to_string(),
+        partition_columns: Vec::new(),
+    };
+    let source_tasks: Vec<Task> =
+        binpack::consecutive(source.splits, |s| s.size_bytes, source.per_task_bytes)
+            .into_iter()
+            .map(|splits| Task {
+                table: map_table(&source_schema_json),
+                input: Input::Source {
+                    splits,
+                    schema_json: source_schema_json.clone(),
+                },
+                transforms: Vec::new(),
+                sink: Sink::Exchange {
+                    keys: source_keys.clone(),
+                    partitions,
+                },
+            })
+            .collect();
+    let per_task = binpack::task_bytes(target_bytes, ctx.slots);
+    let mut target_tasks = Vec::new();
+    let mut ordinal = 0u32;
+    let files: Vec<_> = candidates.iter().map(|f| f.file.clone()).collect();
+    for group in binpack::consecutive(
+        files,
+        |f| u64::try_from(f.size_bytes).unwrap_or(0),
+        per_task,
+    ) {
+        let n = group.len() as u32;
+        target_tasks.push(Task {
+            table: map_table(&snapshot.schema_json),
+            input: Input::TableFiles {
+                files: group,
+                touch: None,
+                row_ids: Some(ordinal),
+            },
+            transforms: Vec::new(),
+            sink: Sink::Exchange {
+                keys: target_keys.clone(),
+                partitions,
+            },
+        });
+        ordinal += n;
+    }
+    info!(
+        job = %ctx.job_id,
+        candidates = candidates.len(),
+        source_tasks = source_tasks.len(),
+        target_tasks = target_tasks.len(),
+        partitions,
+        keys = target_keys.len(),
+        "merge planned"
+    );
+    Ok(MergeOp {
+        req,
+        table_url,
+        snapshot,
+        ctx,
+        output_schema,
+        output_schema_json,
+        schema_changed,
+        spec,
+        candidates,
+        pruning,
+        source_tasks,
+        target_tasks,
+        partitions,
+        step: Step::Map,
+        source_outputs: Vec::new(),
+        target_outputs: Vec::new(),
+        source_rows: 0,
+        touched: Vec::new(),
+        rewrite_outputs: Vec::new(),
+        discover_metrics: TaskMetrics::default(),
+        scan_time: Duration::ZERO,
+        rewrite_time: Duration::ZERO,
+    })
+}
+
+/// `(column, SQL)` pairs as assignments to columns of `schema` (spelled as it spells them);
+/// unknown and repeated columns are errors.
+fn assignments(
+    pairs: &[(String, String)],
+    schema: &Schema,
+    what: &str,
+) -> Result<Vec<Assignment>, JobError> {
+    let mut seen = BTreeSet::new();
+    pairs
+        .iter()
+        .map(|(c, e)| {
+            let f = schema
+                .fields()
+                .iter()
+                .find(|f| f.name().eq_ignore_ascii_case(c))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{what} sets unknown column `{c}` (columns: {})",
+                        schema::column_list(schema)
+                    ))
+                })?;
+            if !seen.insert(f.name().to_lowercase()) {
+                return Err(invalid(format!("{what} sets column `{c}` twice")));
+            }
+            Ok(Assignment {
+                column: f.name().clone(),
+                expr: e.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The type both sides of a key equality are hashed as: `Some(None)` when they already agree,
+/// `Some(Some(sql type))` to cast both to, `None` when they cannot be hashed alike (the
+/// equality then only filters).
+fn common_key_type(a: &DataType, b: &DataType) -> Option<Option<&'static str>> {
+    use DataType::*;
+    let int = |t: &DataType| matches!(t, Int8 | Int16 | Int32 | Int64);
+    let float = |t: &DataType| matches!(t, Float32 | Float64);
+    let string = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
+    if a == b {
+        Some(None)
+    } else if int(a) && int(b) {
+        Some(Some("BIGINT"))
+    } else if (int(a) || float(a)) && (int(b) || float(b)) {
+        Some(Some("DOUBLE"))
+    } else if string(a) && string(b) {
+        Some(Some("VARCHAR"))
+    } else {
+        None
+    }
+}
+
+impl MergeOp {
+    fn has(&self, kind: MergeClauseKind) -> bool {
+        self.req.clauses.iter().any(|c| c.kind == kind)
+    }
+
+    fn join_tasks(&self, pass: MergePass) -> Vec<Task> {
+        let table = TableSpec {
+            uri: self.table_url.to_string(),
+            schema_json: self.output_schema_json.clone(),
+            partition_columns: self.snapshot.partition_columns.clone(),
+        };
+        let transforms = match pass {
+            MergePass::Discover => Vec::new(),
+            MergePass::Rewrite { .. } => vec![Transform::Conform],
+        };
+        let files = DmlOp::files_out(&self.snapshot, &self.ctx);
+        (0..self.partitions)
+            .map(|p| Task {
+                table: table.clone(),
+                input: Input::Merge {
+                    target: Box::new(Input::Exchange {
+                        map_outputs: self.target_outputs.clone(),
+                        partition: p,
+                    }),
+                    source: Box::new(Input::Exchange {
+                        map_outputs: self.source_outputs.clone(),
+                        partition: p,
+                    }),
+                    merge: MergeSpec {
+                        pass: pass.clone(),
+                        ..self.spec.clone()
+                    },
+                },
+                transforms: transforms.clone(),
+                sink: Sink::DataFiles(files.clone()),
+            })
+            .collect()
+    }
+
+    fn rewrite_stage(&mut self) -> Vec<StagePlan> {
+        if self.touched.is_empty() && !self.has(MergeClauseKind::NotMatchedByTarget) {
+            return Vec::new();
+        }
+        self.step = Step::Rewrite;
+        let tasks = self.join_tasks(MergePass::Rewrite {
+            touched: self.touched.clone(),
+        });
+        vec![
+            StagePlan::new("rewrite", tasks).with_note(format!(
+                "{} touched file(s), {} partition(s)",
+                self.touched.len(),
+                self.partitions
+            )),
+        ]
+    }
+
+    fn metrics(&self) -> TaskMetrics {
+        let mut m = TaskMetrics::default();
+        for o in &self.rewrite_outputs {
+            m.add(&o.metrics);
+        }
+        m
+    }
+
+    /// Delta's `matchedPredicates` (and the like) parameter: a JSON list of
+    /// `{"predicate": …, "actionType": …}`.
+    fn clause_parameter(&self, kind: MergeClauseKind) -> Value {
+        let list: Vec<Value> = self
+            .req
+            .clauses
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| {
+                let action = match c.action {
+                    MergeAction::Update(_) | MergeAction::UpdateAll => "update",
+                    MergeAction::Delete => "delete",
+                    MergeAction::Insert { .. } | MergeAction::InsertAll => "insert",
+                };
+                let mut o = Map::new();
+                if let Some(p) = &c.condition {
+                    o.insert("predicate".into(), json!(p));
+                }
+                o.insert("actionType".into(), json!(action));
+                Value::Object(o)
+            })
+            .collect();
+        Value::String(Value::Array(list).to_string())
+    }
+}
+
+impl Operation for MergeOp {
+    fn table_url(&self) -> &Url {
+        &self.table_url
+    }
+
+    fn read_version(&self) -> i64 {
+        self.snapshot.version
+    }
+
+    fn start(&mut self) -> Result<Vec<StagePlan>, JobError> {
+        let tasks: Vec<Task> = self
+            .source_tasks
+            .iter()
+            .chain(&self.target_tasks)
+            .cloned()
+            .collect();
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![StagePlan::new("map", tasks).with_note(format!(
+            "source and {} candidate target file(s) into {} partition(s)",
+            self.candidates.len(),
+            self.partitions
+        ))])
+    }
+
+    fn stage_done(&mut self, result: StageResult) -> Result<Vec<StagePlan>, JobError> {
+        match self.step {
+            Step::Map => {
+                self.scan_time += result.elapsed;
+                let n_source = self.source_tasks.len();
+                for (i, o) in result.outputs.iter().enumerate() {
+                    let location = o
+                        .exchange_output
+                        .as_ref()
+                        .ok_or_else(|| invalid("internal: a map task produced no exchange output"))?
+                        .location
+                        .clone();
+                    if i < n_source {
+                        self.source_rows += o.metrics.rows_read;
+                        self.source_outputs.push(location);
+                    } else {
+                        self.target_outputs.push(location);
+                    }
+                }
+                let changes_target = self.has(MergeClauseKind::Matched)
+                    || self.has(MergeClauseKind::NotMatchedBySource);
+                if changes_target && !self.candidates.is_empty() {
+                    self.step = Step::Discover;
+                    let tasks = self.join_tasks(MergePass::Discover);
+                    return Ok(vec![StagePlan::new("discover", tasks)]);
+                }
+                Ok(self.rewrite_stage())
+            }
+            Step::Discover => {
+                self.scan_time += result.elapsed;
+                let mut touched = BTreeSet::new();
+                for o in &result.outputs {
+                    self.discover_metrics.add(&o.metrics);
+                    touched.extend(o.touched_files.iter().copied());
+                }
+                if let Some(&bad) = touched.iter().find(|&&t| t as usize >= self.candidates.len())
+                {
+                    return Err(invalid(format!(
+                        "internal: a discovery task reported target file {bad} of {}",
+                        self.candidates.len()
+                    )));
+                }
+                self.touched = touched.into_iter().collect();
+                Ok(self.rewrite_stage())
+            }
+            Step::Rewrite => {
+                self.rewrite_time += result.elapsed;
+                self.rewrite_outputs.extend(result.outputs);
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {
+        let m = self.metrics();
+        let removed: Vec<ActiveFile> = self
+            .touched
+            .iter()
+            .map(|&i| self.candidates[i as usize].clone())
+            .collect();
+        let adds: Vec<_> = self
+            .rewrite_outputs
+            .iter()
+            .flat_map(|o| &o.adds)
+            .cloned()
+            .collect();
+        let matched_updated = m.rows_updated - m.rows_updated_by_source;
+        let matched_deleted = m.rows_deleted - m.rows_deleted_by_source;
+        let what = format!(
+            "{} row(s) updated, {} deleted, {} inserted",
+            m.rows_updated, m.rows_deleted, m.rows_inserted
+        );
+        if removed.is_empty() && adds.is_empty() && !self.schema_changed {
+            return Ok(Outcome::Nothing {
+                summary: format!("{what}; nothing to change, nothing committed"),
+                metrics: Default::default(),
+            });
+        }
+        let mut params = Map::new();
+        params.insert("predicate".into(), json!(self.req.on));
+        params.insert(
+            "matchedPredicates".into(),
+            self.clause_parameter(MergeClauseKind::Matched),
+        );
+        params.insert(
+            "notMatchedPredicates".into(),
+            self.clause_parameter(MergeClauseKind::NotMatchedByTarget),
+        );
+        params.insert(
+            "notMatchedBySourcePredicates".into(),
+            self.clause_parameter(MergeClauseKind::NotMatchedBySource),
+        );
+        let mut txn = Txn::new(&self.ctx.job_id, "MERGE", params);
+        if self.schema_changed {
+            let struct_type: StructType = serde_json::from_str(&self.output_schema_json)
+                .map_err(|e| invalid(format!("internal: bad schema json: {e}")))?;
+            let old = self.snapshot.state()?.metadata().clone();
+            txn.set_metadata(
+                old.with_schema(&struct_type)
+                    .map_err(|e| invalid(format!("cannot update table schema: {e}")))?,
+            );
+        }
+        txn.add_files(adds.iter(), true);
+        txn.remove_files(&removed, true);
+        txn.read_region(match &self.pruning {
+            None => ReadRegion::WholeTable,
+            Some(p) => ReadRegion::Predicate {
+                predicate: p.clone(),
+                schema: self.snapshot.arrow_schema.clone(),
+                partition_columns: self.snapshot.partition_columns.clone(),
+            },
+        });
+        txn.read_files(self.candidates.iter().map(|f| f.file.path.as_str()));
+
+        txn.metric("numSourceRows", self.source_rows);
+        txn.metric("numTargetRowsInserted", m.rows_inserted);
+        txn.metric("numTargetRowsUpdated", m.rows_updated);
+        txn.metric("numTargetRowsMatchedUpdated", matched_updated);
+        txn.metric(
+            "numTargetRowsNotMatchedBySourceUpdated",
+            m.rows_updated_by_source,
+        );
+        txn.metric("numTargetRowsDeleted", m.rows_deleted);
+        txn.metric("numTargetRowsMatchedDeleted", matched_deleted);
+        txn.metric(
+            "numTargetRowsNotMatchedBySourceDeleted",
+            m.rows_deleted_by_source,
+        );
+        txn.metric("numTargetRowsCopied", m.rows_copied);
+        txn.metric("numOutputRows", m.rows_written);
+        txn.metric("numTargetFilesAdded", adds.len());
+        txn.metric("numTargetFilesRemoved", removed.len());
+        txn.metric(
+            "numTargetBytesAdded",
+            adds.iter().map(|a| a.size_bytes.max(0)).sum::<i64>(),
+        );
+        txn.metric(
+            "numTargetBytesRemoved",
+            removed
+                .iter()
+                .map(|r| r.file.size_bytes.max(0))
+                .sum::<i64>(),
+        );
+        txn.metric("numTargetChangeFilesAdded", 0);
+        txn.metric("numTargetDeletionVectorsAdded", 0);
+        txn.metric(
+            "numTargetDeletionVectorsRemoved",
+            removed
+                .iter()
+                .filter(|f| f.file.deletion_vector.is_some())
+                .count(),
+        );
+        txn.metric("numTargetDeletionVectorsUpdated", 0);
+        txn.metric("executionTimeMs", elapsed.as_millis());
+        txn.metric("scanTimeMs", self.scan_time.as_millis());
+        txn.metric("rewriteTimeMs", self.rewrite_time.as_millis());
+        txn.metric("numBytesSpilled", m.bytes_spilled + self.discover_metrics.bytes_spilled);
+        let summary = DmlOp::summary(&what, removed.len(), &m);
+        Ok(Outcome::Commit {
+            txn: Box::new(txn),
+            target: crate::driver::CommitTarget {
+                log_store: self.snapshot.table.log_store(),
+                read_version: self.snapshot.version,
+                properties: self.snapshot.properties.clone(),
+            },
+            summary,
+        })
+    }
+}

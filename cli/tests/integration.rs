@@ -48,3 +48,6 @@ mod faults;
 
 #[path = "integration/deploy.rs"]
 mod deploy;
+
+#[path = "integration/merge.rs"]
+mod merge;

@@ -539,6 +539,58 @@ def cmd_dml(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    """MERGE a Parquet source into a table with delta-rs's merge builder, from a JSON spec:
+    {"on", "target_alias", "source_alias", "clauses": [{"kind": matched|not_matched|
+    not_matched_by_source, "action": update|update_all|delete|insert|insert_all,
+    "cond": SQL or null, "set": {column: SQL}}]}."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    spec = json.loads(args.spec)
+    source = read_source(args.source, "parquet")
+    try:
+        table = DeltaTable(args.table)
+        before = table.version()
+        m = table.merge(
+            source,
+            spec["on"],
+            source_alias=spec["source_alias"],
+            target_alias=spec["target_alias"],
+        )
+        for c in spec["clauses"]:
+            kind, action, cond, sets = c["kind"], c["action"], c.get("cond"), c.get("set") or {}
+            if kind == "matched":
+                if action == "update":
+                    m = m.when_matched_update(sets, predicate=cond)
+                elif action == "update_all":
+                    m = m.when_matched_update_all(predicate=cond)
+                else:
+                    m = m.when_matched_delete(predicate=cond)
+            elif kind == "not_matched":
+                if action == "insert":
+                    m = m.when_not_matched_insert(sets, predicate=cond)
+                else:
+                    m = m.when_not_matched_insert_all(predicate=cond)
+            else:
+                if action == "update":
+                    m = m.when_not_matched_by_source_update(sets, predicate=cond)
+                else:
+                    m = m.when_not_matched_by_source_delete(predicate=cond)
+        metrics = m.execute()
+    except DeltaError as ex:
+        out = json.dumps({"error": error_line(ex)})
+        print(out)
+        eprint(f"merge {args.table}: {error_line(ex)}")
+        return 0
+    table = DeltaTable(args.table)
+    version = table.version() if table.version() != before else None
+    out = json.dumps({"metrics": metrics, "version": version})
+    print(out)
+    eprint(f"merge {args.table}: version {version}, {metrics}")
+    return 0
+
+
 def cmd_set_properties(args: argparse.Namespace) -> int:
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
@@ -826,6 +878,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     m.add_argument("--out-json", default=None, help="also write the JSON result to this file")
     m.set_defaults(func=cmd_dml)
+
+    mg = sub.add_parser("merge", help="MERGE a Parquet source into a table with delta-rs")
+    mg.add_argument("--table", required=True)
+    mg.add_argument("--source", required=True, help="Parquet file or directory")
+    mg.add_argument("--spec", required=True, help="JSON: on, aliases, clauses")
+    mg.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("set-properties", help="set table properties with delta-rs")
     p.add_argument("--table", required=True)

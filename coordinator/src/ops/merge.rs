@@ -53,6 +53,8 @@ const PARTITION_SHARE: u64 = 4;
 /// Slot memory assumed when executors do not say theirs.
 const DEFAULT_SLOT_MEMORY: u64 = 1 << 30;
 const MAX_PARTITIONS: u64 = 4096;
+/// Estimated in-memory bytes below which a partition is not worth a task of its own.
+const MIN_PARTITION_BYTES: u64 = 16 << 20;
 
 /// Loads the table and the source listing and plans the MERGE.
 pub async fn prepare(
@@ -134,6 +136,8 @@ pub struct MergeOp {
     touched: Vec<u32>,
     rewrite_outputs: Vec<TaskOutput>,
     discover_metrics: TaskMetrics,
+    /// Bytes the map tasks' exchange outputs spilled to local disk.
+    map_spilled: u64,
     scan_time: Duration,
     rewrite_time: Duration,
 }
@@ -316,10 +320,13 @@ pub fn plan(
     let partitions = if target_keys.is_empty() {
         1
     } else {
-        let per_partition = (slot_memory / PARTITION_SHARE).max(1);
-        ((source_bytes + target_bytes) * MEMORY_EXPANSION)
-            .div_ceil(per_partition)
-            .clamp(u64::from(ctx.slots.max(1)) * 2, MAX_PARTITIONS) as u32
+        // Enough partitions for each to fit its share of a slot's memory, and for every
+        // slot to have work once partitions are worth a task.
+        let in_memory = (source_bytes + target_bytes) * MEMORY_EXPANSION;
+        let for_memory = in_memory.div_ceil((slot_memory / PARTITION_SHARE).max(1));
+        let for_parallelism =
+            (u64::from(ctx.slots.max(1)) * 2).min(in_memory.div_ceil(MIN_PARTITION_BYTES));
+        for_memory.max(for_parallelism).clamp(1, MAX_PARTITIONS) as u32
     };
 
     let map_table = |schema_json: &str| TableSpec {
@@ -398,6 +405,7 @@ pub fn plan(
         touched: Vec::new(),
         rewrite_outputs: Vec::new(),
         discover_metrics: TaskMetrics::default(),
+        map_spilled: 0,
         scan_time: Duration::ZERO,
         rewrite_time: Duration::ZERO,
     })
@@ -578,6 +586,7 @@ impl Operation for MergeOp {
                 self.scan_time += result.elapsed;
                 let n_source = self.source_tasks.len();
                 for (i, o) in result.outputs.iter().enumerate() {
+                    self.map_spilled += o.metrics.bytes_spilled;
                     let location = o
                         .exchange_output
                         .as_ref()
@@ -728,7 +737,11 @@ impl Operation for MergeOp {
         txn.metric("executionTimeMs", elapsed.as_millis());
         txn.metric("scanTimeMs", self.scan_time.as_millis());
         txn.metric("rewriteTimeMs", self.rewrite_time.as_millis());
-        txn.metric("numBytesSpilled", m.bytes_spilled + self.discover_metrics.bytes_spilled);
+        // Not one of Delta's: what the exchange and the joins spilled to executors' disks.
+        txn.metric(
+            "numBytesSpilled",
+            self.map_spilled + m.bytes_spilled + self.discover_metrics.bytes_spilled,
+        );
         let summary = DmlOp::summary(&what, removed.len(), &m);
         Ok(Outcome::Commit {
             txn: Box::new(txn),

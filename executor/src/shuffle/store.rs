@@ -140,8 +140,9 @@ impl ShuffleStore {
     }
 
     /// Appends a block to a partition of an open map output: in memory while the store's
-    /// budget allows, else to the output's spill file.
-    pub fn put(&self, job: &str, map_id: &str, partition: u32, block: Vec<u8>) -> Result<()> {
+    /// budget allows, else to the output's spill file. Returns the bytes spilled (0 or the
+    /// block's length).
+    pub fn put(&self, job: &str, map_id: &str, partition: u32, block: Vec<u8>) -> Result<u64> {
         let mut st = self.lock();
         let fits = st.memory + block.len() <= self.inner.budget;
         let key = (job.to_string(), map_id.to_string());
@@ -159,7 +160,7 @@ impl ShuffleStore {
             slot.push(Block::Memory(Bytes::from(block)));
             out.memory += len;
             st.memory += len;
-            return Ok(());
+            return Ok(0);
         }
         if out.spill.is_none() {
             let path = dir.join(format!("{}-{}.spill", sanitize(job), sanitize(map_id)));
@@ -182,7 +183,7 @@ impl ShuffleStore {
             len: block.len() as u64,
         });
         *end += block.len() as u64;
-        Ok(())
+        Ok(block.len() as u64)
     }
 
     /// Marks a map output complete: from now on it is served.
@@ -295,9 +296,9 @@ mod tests {
     fn blocks_spill_past_the_budget_and_read_back() {
         let store = ShuffleStore::new(10, None).unwrap();
         store.open("j", "m", 2);
-        store.put("j", "m", 0, vec![1; 6]).unwrap();
-        store.put("j", "m", 1, vec![2; 6]).unwrap(); // over budget: spilled
-        store.put("j", "m", 0, vec![3; 3]).unwrap(); // fits again
+        assert_eq!(store.put("j", "m", 0, vec![1; 6]).unwrap(), 0);
+        assert_eq!(store.put("j", "m", 1, vec![2; 6]).unwrap(), 6); // over budget: spilled
+        assert_eq!(store.put("j", "m", 0, vec![3; 3]).unwrap(), 0); // fits again
         assert!(
             store.blocks("j", "m", 0).is_none(),
             "served before complete"

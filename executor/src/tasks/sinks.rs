@@ -35,13 +35,15 @@ pub struct MapSink {
     job: String,
     location: MapOutputRef,
     partition_bytes: Vec<u64>,
+    /// Encoded bytes the store spilled to local disk.
+    spilled: u64,
 }
 
 impl MapSink {
     fn put(&mut self, blocks: Vec<(u32, Vec<u8>)>) -> Result<()> {
         for (p, block) in blocks {
             self.partition_bytes[p as usize] += block.len() as u64;
-            self.store.put(&self.job, &self.location.map_id, p, block)?;
+            self.spilled += self.store.put(&self.job, &self.location.map_id, p, block)?;
         }
         Ok(())
     }
@@ -83,6 +85,7 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
                     map_index: spec.index,
                 },
                 partition_bytes: vec![0; *partitions as usize],
+                spilled: 0,
             }))
         }
     })
@@ -118,6 +121,7 @@ impl OpenSink {
                 m.put(blocks)?;
                 m.store.complete(&m.job, &m.location.map_id)?;
                 metrics.bytes_written = m.partition_bytes.iter().sum();
+                metrics.bytes_spilled += m.spilled;
                 Ok(TaskOutput {
                     exchange_output: Some(MapOutput {
                         location: m.location,

@@ -57,10 +57,18 @@ def silt_update(spec, ctx):
                     f"WHERE {spec['predicate']}", ctx)
 
 
+def silt_merge(spec, ctx):
+    """The spec's MERGE as SQL (its source is one Parquet file)."""
+    source = f"parquet.`{os.path.abspath(spec['source'])}`"
+    clauses = merge_clauses_sql(spec["clauses"])
+    return silt_sql(f"MERGE INTO {delta_ref(spec)} t USING {source} s ON {spec['predicate']} "
+                    f"{clauses}", ctx)
+
+
 # op kind -> builder of silt's command line, or None while silt lacks the operation.
 SILT_SIDE = {
     "write": silt_write,
-    "merge": None,
+    "merge": silt_merge,
     "compact": None,
     "zorder": None,
     "delete": silt_delete,
@@ -68,7 +76,6 @@ SILT_SIDE = {
 }
 
 NOT_AVAILABLE = {
-    "merge": "silt has no MERGE yet",
     "compact": "silt has no OPTIMIZE yet",
     "zorder": "silt has no OPTIMIZE ZORDER BY yet",
 }
@@ -209,9 +216,9 @@ def merge_predicate(t):
     return f"t.{t['key_col']} = s.{t['key_col']} AND t.{t['item_col']} = s.{t['item_col']}"
 
 
-def merge_sql(t, clauses):
-    """The MERGE statement a spec stands for, for the report."""
-    sql = [f"MERGE INTO {t['table']} t USING source s ON {merge_predicate(t)}"]
+def merge_clauses_sql(clauses):
+    """The WHEN clauses of a spec, as Delta SQL."""
+    sql = []
     for c in clauses:
         cond = f" AND {c['condition']}" if c.get("condition") else ""
         action = {"matched_update_all": "WHEN MATCHED{} THEN UPDATE SET *",
@@ -219,6 +226,11 @@ def merge_sql(t, clauses):
                   "not_matched_insert_all": "WHEN NOT MATCHED{} THEN INSERT *"}[c["kind"]]
         sql.append(action.format(cond))
     return " ".join(sql)
+
+
+def merge_sql(t, clauses):
+    """The MERGE statement a spec stands for, for the report."""
+    return f"MERGE INTO {t['table']} t USING source s ON {merge_predicate(t)} {merge_clauses_sql(clauses)}"
 
 
 # --- DELETE and UPDATE cases -------------------------------------------------------------

@@ -189,7 +189,8 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
         let s = side(sc, "silt");
         let load = name == "load" || name.starts_with("load/");
         let dml = name.starts_with("delete/") || name.starts_with("update/");
-        if load || dml {
+        let merge = name.starts_with("merge/");
+        if load || dml || merge {
             assert_eq!(s["available"], true, "silt has {name}");
             assert_eq!(s["ok_runs"], 1, "silt {name} failed: {s}");
             let ratio = &sc["ratio_silt_over_delta_rs"]["wall_s"];

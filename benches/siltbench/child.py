@@ -14,6 +14,10 @@ Prints one JSON object on the last line of stdout. Operations:
   source_info     rows and sum of an amount column of a Parquet directory, and distinct
                   values of some columns (partitioned load expectations)
   merge_sources   build the MERGE source tables of a target (see scenarios.py)
+  clustered_files write a Parquet directory's rows sorted by two key columns into files of
+                  about a target size (the clustered upsert target, converted afterwards)
+  upsert_source   build the source of an upsert into the load rows (UPSERT_CASES in
+                  scenarios.py) and its expected outcome
   count_where     rows, non-null amounts and amount sum matching simple predicates
                   (DELETE and UPDATE expectations)
   op              THE MEASURED OPERATION on the delta-rs side: write, merge, compact,
@@ -246,6 +250,213 @@ def merge_sources(spec):
     return {"target_rows": info["rows"], "target_sum": info["sum"], "cases": out}
 
 
+def _sorted_pieces(files, key, item):
+    """The rows of `files` sorted by (key, item), a piece at a time, if the files hold
+    non-decreasing key ranges in name order (as the generator writes them: whole row ranges
+    of a table in ticket order) with at most one key value shared by neighbours: each file's
+    rows except those of its highest key, which go on with the next file, sorted. Raises
+    ValueError when the pieces come out of order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    carry, last = None, None
+    for i, f in enumerate(files):
+        t = pq.read_table(f)
+        if carry is not None:
+            t = pa.concat_tables([carry, t])
+        if t.column(key).null_count or t.column(item).null_count:
+            raise ValueError("null keys")
+        if i < len(files) - 1 and t.num_rows:
+            top = pc.equal(t.column(key), pc.max(t.column(key)))
+            carry, t = t.filter(top), t.filter(pc.invert(top))
+        else:
+            carry = None
+        if not t.num_rows:
+            continue
+        t = t.sort_by([(key, "ascending"), (item, "ascending")])
+        first = (t.column(key)[0].as_py(), t.column(item)[0].as_py())
+        if last is not None and first < last:
+            raise ValueError(f"files not in {key} order")
+        last = (t.column(key)[-1].as_py(), t.column(item)[-1].as_py())
+        yield t
+
+
+def clustered_files(spec):
+    """Writes the rows of the Parquet directory `source` sorted by (key, item) into `out` as
+    part-NNNNN.parquet files of about `file_size` bytes (rows per file from the size of the
+    first 64Ki sorted rows written alone). Streams the generator's files when they come in
+    key order; otherwise sorts the whole table in memory."""
+    import glob
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    key, item = spec["key_col"], spec["item_col"]
+    files = sorted(glob.glob(os.path.join(spec["source"], "*.parquet")))
+    schema = ds.dataset(files, format="parquet").schema
+    os.makedirs(spec["out"], exist_ok=True)
+    state = {"rows_per_file": None, "writer": None, "in_file": 0, "files": 0, "rows": 0}
+
+    def close():
+        if state["writer"] is not None:
+            state["writer"].close()
+            state["writer"] = None
+
+    def emit(t):
+        if state["rows_per_file"] is None:
+            sample = t.slice(0, 1 << 16)
+            buf = pa.BufferOutputStream()
+            pq.write_table(sample, buf)
+            state["rows_per_file"] = max(1, round(spec["file_size"] * sample.num_rows / buf.getvalue().size))
+        per = state["rows_per_file"]
+        off = 0
+        while off < t.num_rows:
+            if state["writer"] is None:
+                path = os.path.join(spec["out"], f"part-{state['files']:05d}.parquet")
+                state["writer"] = pq.ParquetWriter(path, schema)
+                state["files"] += 1
+                state["in_file"] = 0
+            n = min(per - state["in_file"], t.num_rows - off)
+            state["writer"].write_table(t.slice(off, n), row_group_size=per)
+            state["in_file"] += n
+            state["rows"] += n
+            off += n
+            if state["in_file"] >= per:
+                close()
+
+    streamed = True
+    try:
+        for t in _sorted_pieces(files, key, item):
+            emit(t.cast(schema))
+    except ValueError:
+        # Not in key order: start again from the whole table, sorted in memory.
+        streamed = False
+        close()
+        for f in glob.glob(os.path.join(spec["out"], "part-*.parquet")):
+            os.unlink(f)
+        state.update(files=0, rows=0, in_file=0)
+        t = ds.dataset(files, format="parquet").to_table()
+        emit(t.sort_by([(key, "ascending"), (item, "ascending")]).cast(schema))
+    close()
+    return {"files": state["files"], "rows": state["rows"], "rows_per_file": state["rows_per_file"],
+            "streamed": streamed}
+
+
+SALT_UPSERT_MATCHED, SALT_UPSERT_NEW = 5, 6
+
+
+def upsert_source(spec):
+    """The source of one upsert case (UPSERT_CASES in scenarios.py) into the Delta table
+    `target`, written to `out` as one Parquet file. Rows in range: those whose key is at least
+    max - floor(key_range x (max - min)). Of them, round(row_matched x in-range rows) are
+    sampled uniformly (the smallest seeded hashes per row; rows whose (key, item) is null or
+    not unique in the target are never sampled, as they would not match exactly once) and get
+    the amount raised by 1.00; round(row_not_matched x in-range rows), sampled independently,
+    become new rows with fresh keys max+1, max+2, ... Returns the expected result: rows
+    target + new, amount sum target + new rows' amounts + 1.00 per non-null changed amount."""
+    import decimal
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    target = spec["target"]
+    key, item, amount = spec["key_col"], spec["item_col"], spec["amount_col"]
+    seed, unit = spec["seed"], spec["unit"]
+    info = table_info({"path": target, "amount_col": amount, "stats_cols": [key]})
+    files = info["files"]
+    paths = [f"{target}/{f['path']}" for f in files]
+    schema = pq.read_schema(paths[0])
+    keys = [pq.read_table(p, columns=[key, item]) for p in paths]
+    offsets = np.cumsum([0] + [k.num_rows for k in keys])
+    allkeys = pa.concat_tables(keys)
+    n = allkeys.num_rows
+    k_null = pc.or_(pc.is_null(allkeys.column(key)), pc.is_null(allkeys.column(item)))
+    k_null = np.asarray(k_null.combine_chunks().to_numpy(zero_copy_only=False), dtype=bool)
+    kk = np.asarray(pc.fill_null(allkeys.column(key), 0).combine_chunks().to_numpy(), dtype=np.int64)
+    ii = np.asarray(pc.fill_null(allkeys.column(item), 0).combine_chunks().to_numpy(), dtype=np.int64)
+    del keys, allkeys
+    lo, hi = int(kk[~k_null].min()), int(kk[~k_null].max())
+    first_key = hi - int(spec["key_range"] * (hi - lo))
+    in_range = (kk >= first_key) & ~k_null
+    # (key, item) pairs that occur more than once: a source row with such a key would match
+    # several target rows, which MERGE rejects.
+    order = np.lexsort((ii, kk))
+    same = (kk[order][1:] == kk[order][:-1]) & (ii[order][1:] == ii[order][:-1])
+    dup_sorted = np.zeros(n, dtype=bool)
+    dup_sorted[1:] |= same
+    dup_sorted[:-1] |= same
+    dup = np.empty(n, dtype=bool)
+    dup[order] = dup_sorted
+    del order, same, dup_sorted
+    eligible = in_range & ~dup
+    n_range = int(in_range.sum())
+    k_matched = round(spec["row_matched"] * n_range)
+    k_new = round(spec["row_not_matched"] * n_range)
+
+    def pick(mask, salt, k):
+        idx = np.flatnonzero(mask)
+        u = _u01(seed, salt, unit, n)[idx]
+        return np.sort(idx[np.argsort(u, kind="stable")[:k]])
+
+    matched_idx = pick(eligible, SALT_UPSERT_MATCHED, k_matched)
+    new_idx = pick(in_range, SALT_UPSERT_NEW, k_new)
+    if len(matched_idx) < k_matched:
+        raise ValueError(f"only {len(matched_idx)} rows with unique keys in range, {k_matched} wanted")
+
+    matched, new = [], []
+    files_with_matches = 0
+    for i, p in enumerate(paths):
+        lo_i, hi_i = offsets[i], offsets[i + 1]
+        m = matched_idx[(matched_idx >= lo_i) & (matched_idx < hi_i)] - lo_i
+        w = new_idx[(new_idx >= lo_i) & (new_idx < hi_i)] - lo_i
+        if not len(m) and not len(w):
+            continue
+        t = pq.read_table(p)
+        if len(m):
+            files_with_matches += 1
+            matched.append(t.take(pa.array(m)))
+        if len(w):
+            new.append(t.take(pa.array(w)))
+    m = pa.concat_tables(matched).cast(schema) if matched else schema.empty_table()
+    nm = pa.concat_tables(new).cast(schema) if new else schema.empty_table()
+    a = m.schema.get_field_index(amount)
+    raised = pc.cast(pc.add(m.column(amount), pa.scalar(decimal.Decimal("1.00"))), m.schema.field(amount).type)
+    m = m.set_column(a, m.schema.field(amount), raised)
+    changed = m.num_rows - m.column(amount).null_count
+    fresh = pa.array(np.arange(hi + 1, hi + 1 + nm.num_rows, dtype=np.int64), schema.field(key).type)
+    nm = nm.set_column(nm.schema.get_field_index(key), nm.schema.field(key), fresh)
+    src = pa.concat_tables([m, nm]).cast(schema)
+    pq.write_table(src, spec["out"])
+
+    def dsum(t):
+        s = pc.sum(t.column(amount)).as_py() if t.num_rows else None
+        return s if s is not None else decimal.Decimal(0)
+
+    total = decimal.Decimal(info["sum"]) + dsum(nm) + changed * decimal.Decimal("1.00")
+    return {
+        "source": spec["out"],
+        "source_rows": src.num_rows,
+        "matched_rows": m.num_rows,
+        "not_matched_rows": nm.num_rows,
+        "changed_rows": changed,
+        "rows_in_key_range": n_range,
+        "duplicate_key_rows": int(dup.sum()),
+        "first_key": first_key,
+        "max_key": hi,
+        "target_rows": info["rows"],
+        "target_files": len(files),
+        "target_bytes": sum(f["size"] for f in files),
+        "files_in_key_range": sum(1 for f in files if f["max"][key] is not None and f["max"][key] >= first_key),
+        "files_with_matches": files_with_matches,
+        "expected_rows": info["rows"] + nm.num_rows,
+        "expected_sum": str(total),
+    }
+
+
 def count_where(spec):
     """Rows, rows with a non-null amount and amount sum of a Delta table matching each
     predicate, evaluated by pyarrow (not by either engine). A predicate is a list of
@@ -323,6 +534,8 @@ OPS = {
     "table_info": table_info,
     "source_info": source_info,
     "merge_sources": merge_sources,
+    "clustered_files": clustered_files,
+    "upsert_source": upsert_source,
     "count_where": count_where,
     "op": op,
 }

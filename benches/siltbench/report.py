@@ -4,11 +4,15 @@ import statistics
 
 SIDES = ("silt", "delta-rs")
 METRICS = ("wall_s", "cpu_s", "peak_rss_mib")
-# Data files a DELETE/UPDATE removed and added, from each engine's own metrics: delta-rs's
-# snake_case numbers, silt's Delta operationMetrics (camelCase strings).
+# Data files a DELETE/UPDATE/MERGE removed and added, from each engine's own metrics:
+# delta-rs's snake_case numbers, silt's Delta operationMetrics (camelCase strings); MERGE
+# names them numTargetFilesRemoved/-Added (num_target_files_removed/_added in delta-rs).
 DML_GROUPS = ("delete", "update")
-FILE_METRICS = {"files_removed": ("num_removed_files", "numRemovedFiles"),
-                "files_added": ("num_added_files", "numAddedFiles")}
+FILE_GROUPS = DML_GROUPS + ("merge",)
+FILE_METRICS = {"files_removed": ("num_removed_files", "numRemovedFiles",
+                                  "num_target_files_removed", "numTargetFilesRemoved"),
+                "files_added": ("num_added_files", "numAddedFiles",
+                                "num_target_files_added", "numTargetFilesAdded")}
 # Data files and bytes each side's load wrote, from the verified table (the add actions).
 LOAD_GROUPS = ("load",)
 OUTPUT_METRICS = {"files_written": "files", "bytes_written": "bytes"}
@@ -65,7 +69,7 @@ def finish(results):
     for sc in results["scenarios"]:
         for s in SIDES:
             summarize_side(sc["sides"][s])
-            if sc["group"] in DML_GROUPS:
+            if sc["group"] in FILE_GROUPS:
                 summarize_files(sc["sides"][s])
             if sc["group"] in LOAD_GROUPS:
                 summarize_output(sc["sides"][s])
@@ -115,6 +119,8 @@ def markdown(results):
     v = results["versions"]
     p = results["params"]
     mem = f"{m['memory_bytes'] / 2**30:.1f} GiB" if m.get("memory_bytes") else "?"
+    # MERGE upserts into the load rows (UPSERT_CASES): the only MERGEs with a target layout.
+    upserts = [sc for sc in results["scenarios"] if sc["group"] == "merge" and sc["params"].get("target_layout")]
     lines = [
         f"### silt vs delta-rs ({results['profile']} profile, {results['timestamp']})",
         "",
@@ -137,8 +143,9 @@ def markdown(results):
         "`wr` = web_returns, `ss` = store_sales; `ins` = single insert-only, `multi-ins` = two "
         "insert clauses, `del` = delete-only, `upsert`, `upsert-chg` = update only changed rows "
         "(ours); f = fileMatchedFraction, m = rowMatchedFraction, n = rowNotMatchedFraction, "
-        "c = changed fraction of the matches." if any(sc["group"] == "merge" for sc in results["scenarios"])
-        else None,
+        "c = changed fraction of the matches." + ("" if not upserts else " " + ", ".join(
+            f"`{sc['label']}`" for sc in upserts) + " (ours): upserts into the load rows, below.")
+        if any(sc["group"] == "merge" for sc in results["scenarios"]) else None,
         "",
         "| scenario | silt wall s | delta-rs wall s (op) | wall ratio | CPU ratio | silt RSS MiB | delta-rs RSS MiB | RSS ratio |",
         "|---|---|---|---|---|---|---|---|",
@@ -171,6 +178,20 @@ def markdown(results):
         for sc in dml:
             cells = [_files(sc["sides"][side], key) for side in SIDES for key in FILE_METRICS]
             lines.append(f"| {_name(sc)} | {sc['params']['matching_rows']:,} | " + " | ".join(cells) + " |")
+    if upserts:
+        lines += ["", "MERGE upserts into the load rows: the target's data files, those whose "
+                  "ss_ticket_number range reaches the source's keys and those holding a matched row "
+                  "(the fewest a copy-on-write MERGE rewrites), and the data files removed / added by each "
+                  "side, from the engines' own metrics (median over runs):", "",
+                  "| scenario | target | source rows (changed + new) | target files | in key range | "
+                  "with matches | silt removed | silt added | delta-rs removed | delta-rs added |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for sc in upserts:
+            p_ = sc["params"]
+            cells = [_files(sc["sides"][side], key) for side in SIDES for key in FILE_METRICS]
+            lines.append(f"| {_name(sc)} | {p_['target_rows']:,} rows, {p_['target_layout']} | "
+                         f"{p_['matched_rows']:,} + {p_['not_matched_rows']:,} | {p_['target_files']} | "
+                         f"{p_['files_in_key_range']} | {p_['files_with_matches']} | " + " | ".join(cells) + " |")
     sk = results.get("skipping") or []
     if sk:
         lines += ["", "Query file skipping (files scanned / files in the table, from the add-action "

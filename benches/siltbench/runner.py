@@ -7,7 +7,9 @@ See benches/README.md. In short:
    in --small-files small files. The last three become Delta tables in place
    (deltalake.convert_to_deltalake: the generator's files, with their stats, are the
    table), the common starting point of every run of MERGE, compaction, Z-order, DELETE
-   and UPDATE.
+   and UPDATE. The upserts into the load rows start from the load source's files (hard
+   links) converted the same way, and from those rows sorted by key in files of
+   --clustered-file-size, converted too.
 2. Build the MERGE sources from their targets and compute every expected result
    independently (pyarrow over the data, not either engine).
 3. For each scenario and repetition, run each side in its own child process on a fresh
@@ -35,8 +37,8 @@ from . import layout, report, scenarios
 from .measure import (ChildError, git_info, machine, parent_peak_rss_mib, run_child,
                       run_measured, tool_version)
 from .scenarios import (DML_CASES, LOAD_SCENARIOS, MERGE_CASES, MERGE_TARGETS, STATS_COLS, STORE_SALES,
-                        STORE_SALES_MERGE_CASES, UPDATE_COL, UPDATE_INCREMENT, UPDATES, WEB_RETURNS,
-                        ZORDER_COLS, MergeCase, Scenario)
+                        STORE_SALES_MERGE_CASES, UPDATE_COL, UPDATE_INCREMENT, UPDATES, UPSERT_CASES,
+                        UPSERT_TARGET_LAYOUTS, WEB_RETURNS, ZORDER_COLS, MergeCase, Scenario)
 
 BENCHES = Path(__file__).resolve().parent.parent
 REPO = BENCHES.parent
@@ -49,11 +51,12 @@ PROFILES = {
     # Keeps the runner working inside the test suite (benches/tests/bench_quick.rs).
     "quick": {"load_rows": 20_000, "scale": 0.01, "reps": 1, "fact_files": 8, "small_files": 48,
               "load_files": 4, "compact_target_size": 256 << 10, "zorder_target_size": 64 << 10,
-              "store_sales_merge_cases": 2},
+              "store_sales_merge_cases": 2, "clustered_file_size": 64 << 10},
     # The documented full run (README "Benchmarks").
     "full": {"load_rows": 5_000_000, "scale": 1.0, "reps": 3, "fact_files": 20, "small_files": 400,
              "load_files": 2 * (os.cpu_count() or 1), "compact_target_size": 32 << 20,
-             "zorder_target_size": 8 << 20, "store_sales_merge_cases": len(STORE_SALES_MERGE_CASES)},
+             "zorder_target_size": 8 << 20, "store_sales_merge_cases": len(STORE_SALES_MERGE_CASES),
+             "clustered_file_size": 10 << 20},
 }
 
 
@@ -95,6 +98,8 @@ def parse_args(argv):
     ap.add_argument("--small-files", type=int, help="files of the compaction input")
     ap.add_argument("--compact-target-size", type=int, help="OPTIMIZE target file size, bytes")
     ap.add_argument("--zorder-target-size", type=int, help="Z-order target file size, bytes")
+    ap.add_argument("--clustered-file-size", type=int,
+                    help="file size of the clustered upsert target (load rows sorted by key), bytes")
     ap.add_argument("--reps", type=int, help="repetitions per side")
     ap.add_argument("--seed", type=int, default=1, help="data and sampling seed (default 1)")
     ap.add_argument("--scenarios", default="*",
@@ -122,7 +127,7 @@ def parse_args(argv):
         if v is not None:
             prof[k] = v
     for k in ("load_rows", "reps", "fact_files", "small_files", "load_files", "compact_target_size",
-              "zorder_target_size"):
+              "zorder_target_size", "clustered_file_size"):
         if prof[k] < 1:
             ap.error(f"--{k.replace('_', '-')} must be positive")
     if not prof["scale"] > 0:
@@ -218,13 +223,14 @@ def build_scenarios(ctx, patterns):
         "compaction": selected("compaction", patterns),
         "zorder": selected("zorder", patterns),
         "dml": any(selected(f"{op}/{n}", patterns) for op in DML_OPS for n in DML_CASES),
+        "upsert": any(selected(c.scenario, patterns) for c in UPSERT_CASES),
     }
     need_ss = wanted["store_sales_merge"] or wanted["zorder"] or wanted["dml"]
     data = {}
     datagen = build_datagen(args) if any(wanted.values()) else None
     if datagen:
         ctx.info["silt-datagen"] = tool_version(datagen)
-    if wanted["load"]:
+    if wanted["load"] or wanted["upsert"]:
         data["load_src"] = generate(ctx, datagen, "load_src", "store_sales",
                                     ["--rows", str(prof["load_rows"])], prof["load_files"])
         part_cols = sorted({c for _, cols, _ in LOAD_SCENARIOS for c in cols})
@@ -243,6 +249,9 @@ def build_scenarios(ctx, patterns):
         d["info"] = ctx.child("table_info", {"path": d["path"], "amount_col": t["amount_col"],
                                              "stats_cols": STATS_COLS if table == "store_sales" else []})
         data[key] = d
+    if wanted["upsert"]:
+        for layout in sorted({c.target for c in UPSERT_CASES if selected(c.scenario, patterns)}):
+            data[f"upsert_{layout}"] = upsert_target(ctx, layout, data["load_src"])
     ctx.data_sets = data
 
     out = []
@@ -252,6 +261,8 @@ def build_scenarios(ctx, patterns):
                              ("store_sales", "store_sales", wanted["store_sales_merge"])):
         if want:
             out += merge_scenarios(ctx, table, data[key], patterns)
+    if wanted["upsert"]:
+        out += upsert_scenarios(ctx, patterns)
     if wanted["compaction"]:
         out.append(compaction_scenario(ctx))
     if wanted["zorder"]:
@@ -325,6 +336,79 @@ def merge_scenarios(ctx, table, target, patterns):
             params={"case": c.kind, "origin": c.origin, "file_fraction": c.file_fraction,
                     "row_matched": c.row_matched, "row_not_matched": c.row_not_matched,
                     "row_changed": c.row_changed, **{k: v for k, v in exp.items() if k != "source"}}))
+    return out
+
+
+def upsert_target(ctx, layout, src):
+    """A Delta table of the load source's rows for the upsert cases (untimed, built once;
+    every run gets a fresh copy). "load": the generated files hard-linked as they are,
+    converted in place; "clustered": the rows sorted by (ss_ticket_number, ss_item_sk)
+    written by pyarrow in files of about --clustered-file-size, converted in place."""
+    out = ctx.data / f"upsert_{layout}"
+    if out.exists():
+        shutil.rmtree(out)
+    params = {}
+    if layout == "load":
+        fresh_copy(Path(src["path"]), out)
+    else:
+        params = ctx.child("clustered_files", {"source": src["path"], "out": str(out),
+                                               "key_col": STORE_SALES["key_col"],
+                                               "item_col": STORE_SALES["item_col"],
+                                               "file_size": ctx.prof["clustered_file_size"]})
+    ctx.child("convert", {"path": str(out)})
+    info = ctx.child("table_info", {"path": str(out), "amount_col": STORE_SALES["amount_col"],
+                                    "stats_cols": STATS_COLS})
+    if info["rows"] != src["rows"] or decimal.Decimal(info["sum"]) != decimal.Decimal(src["sum"]):
+        raise RuntimeError(f"upsert target {layout}: {info['rows']} rows, sum {info['sum']}, not the load "
+                           f"source's {src['rows']} rows, sum {src['sum']}")
+    size = ctx.prof["clustered_file_size"]
+    size = f"{size / 2**20:g} MiB" if size >= 2**20 else f"{size / 2**10:g} KiB"
+    d = {"table": "store_sales", "layout": UPSERT_TARGET_LAYOUTS[layout].format(size=size),
+         "rows": info["rows"], "files": len(info["files"]), "bytes": sum(f["size"] for f in info["files"]),
+         "path": str(out), "info": info}
+    if params:
+        d["rows_per_file"] = params["rows_per_file"]
+    print(f"data upsert_{layout}: {d['rows']} rows, {d['files']} files, {d['bytes'] / 2**20:.1f} MiB "
+          f"({d['layout']})", flush=True)
+    return d
+
+
+def upsert_scenarios(ctx, patterns):
+    """merge/load/upsert_10pct, merge/clustered/upsert (UPSERT_CASES): upserts into the load
+    rows, each against a fresh copy of its target; the source is built from the target by
+    child.py upsert_source."""
+    t = STORE_SALES
+    out_dir = ctx.workdir / "sources" / "upsert"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for unit, c in enumerate(UPSERT_CASES, start=1):
+        if not selected(c.scenario, patterns):
+            continue
+        target = ctx.data_sets[f"upsert_{c.target}"]
+        exp = ctx.child("upsert_source", {
+            "target": target["path"], "key_col": t["key_col"], "item_col": t["item_col"],
+            "amount_col": t["amount_col"], "seed": ctx.args.seed, "unit": unit,
+            "key_range": c.key_range, "row_matched": c.row_matched, "row_not_matched": c.row_not_matched,
+            "out": str(out_dir / f"{c.target}-{c.name}.parquet")})
+        clauses = scenarios.merge_clauses(c, t)
+
+        def spec(run_dir, exp=exp, clauses=clauses, target=target):
+            fresh_copy(Path(target["path"]), run_dir / "table")
+            return {"kind": "merge", "table": str(run_dir / "table"), "source": exp["source"],
+                    "predicate": scenarios.merge_predicate(t), "clauses": clauses}
+
+        keys = "" if c.key_range >= 1 else (f", keys among the newest {c.key_range:.0%} of tickets "
+                                            f"(>= {exp['first_key']:,}, {exp['files_in_key_range']} files)")
+        out.append(Scenario(
+            name=c.scenario, group="merge", kind="merge", label=c.label,
+            description=f"{exp['target_rows']:,}-row store_sales in {exp['target_files']} files "
+                        f"({target['layout']}), {c.summary}: {exp['matched_rows']:,} changed + "
+                        f"{exp['not_matched_rows']:,} new rows{keys}; {scenarios.merge_sql(t, clauses)}",
+            spec=spec,
+            expect={"rows": exp["expected_rows"], "sum": exp["expected_sum"], "amount_col": t["amount_col"]},
+            params={"case": c.kind, "origin": "silt", "target_layout": target["layout"],
+                    "key_range": c.key_range, "row_matched": c.row_matched, "row_not_matched": c.row_not_matched,
+                    **{k: v for k, v in exp.items() if k != "source"}}))
     return out
 
 

@@ -197,6 +197,46 @@ STORE_SALES_MERGE_CASES = [
 ]
 
 
+# Upserts into a target holding the load rows (ours, not Delta's benchmark): the target is
+# the load source's store_sales rows, `target` "load" = its files as generated, unpartitioned
+# (5,000,000 rows in a few big files in the full profile: a scattered upsert rewrites them
+# all, copy-on-write), "clustered" = the same rows sorted by (ss_ticket_number, ss_item_sk)
+# in files of about --clustered-file-size (each file covers a narrow key range, so min/max
+# stats let an engine skip the files no source key falls in). The source takes its keys
+# from the rows whose ticket number lies in the top `key_range` of the target's ticket range
+# (1.0: all rows): `row_matched` of those rows, sampled uniformly, with ss_net_paid raised by
+# 1.00, plus `row_not_matched` of them as new rows with fresh ticket numbers above the max.
+# Scenario name merge/<target>/<name>, clauses as the "upsert" MERGE cases.
+@dataclass(frozen=True)
+class UpsertCase:
+    target: str
+    name: str
+    label: str
+    summary: str
+    key_range: float
+    row_matched: float
+    row_not_matched: float
+    kind: str = "upsert"
+
+    @property
+    def scenario(self):
+        return f"merge/{self.target}/{self.name}"
+
+
+UPSERT_CASES = [
+    # 10% of the target's rows: 90% changed target rows, 10% new.
+    UpsertCase("load", "upsert_10pct", "ss 10% upsert", "10% upsert, copy-on-write", 1.0, 0.09, 0.01),
+    # 2% of the rows of the newest 15% of tickets changed, plus a few (0.1% of them) new.
+    UpsertCase("clustered", "upsert", "ss clustered upsert", "clustered upsert", 0.15, 0.02, 0.001),
+]
+
+# How the two targets are laid out (for the report).
+UPSERT_TARGET_LAYOUTS = {
+    "load": "the load source's files as generated",
+    "clustered": "sorted by (ss_ticket_number, ss_item_sk), files of ~{size}",
+}
+
+
 def merge_clauses(case, t):
     item, amount = t["item_col"], t["amount_col"]
     if case.kind == "insert_only":

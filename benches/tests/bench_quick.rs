@@ -144,6 +144,8 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
         "delete/scattered",
         "update/date_range",
         "update/scattered",
+        "merge/load/upsert_10pct",
+        "merge/clustered/upsert",
     ] {
         assert!(
             names.contains(&expected),

@@ -163,7 +163,9 @@ impl Partitioner {
         self.total -= self.buffered[p];
         self.buffered[p] = 0;
         // Rows may carry more columns than the sink's schema names (MERGE's row ids).
-        let schema = batches.first().map_or_else(|| self.schema.clone(), |b| b.schema());
+        let schema = batches
+            .first()
+            .map_or_else(|| self.schema.clone(), |b| b.schema());
         Ok((p as u32, encode_block(&schema, &batches)?))
     }
 }

@@ -84,7 +84,10 @@ pub fn tag_rows(batch: &RecordBatch, file: u32, first_row: u64) -> Result<Record
     columns.push(Arc::new(arrow::array::UInt64Array::from_iter_values(
         first_row..first_row + n as u64,
     )));
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 fn quote(name: &str) -> String {
@@ -125,7 +128,12 @@ fn find<'s>(schema: &'s Schema, name: &str) -> Option<&'s Field> {
         .fields()
         .iter()
         .find(|f| f.name() == name)
-        .or_else(|| schema.fields().iter().find(|f| f.name().to_lowercase() == lower))
+        .or_else(|| {
+            schema
+                .fields()
+                .iter()
+                .find(|f| f.name().to_lowercase() == lower)
+        })
         .map(|f| f.as_ref())
 }
 
@@ -164,9 +172,9 @@ impl Names<'_> {
                     return match find(self.schema(side), &parts[1].value) {
                         Some(f) => Ok((side, f.name().clone(), 2)),
                         None => Err(format!(
-                            "{} has no column `{}` (columns: {})",
-                            self.side_name(side),
+                            "unknown column `{q}.{}`: {} has no such column (columns: {})",
                             parts[1].value,
+                            self.side_name(side),
                             columns_of(self.schema(side))
                         )),
                     };
@@ -350,9 +358,12 @@ impl MergeQuery {
                 MergeClauseKind::NotMatchedBySource => (2, &[Side::Target]),
             };
             let cond = match &c.condition {
-                Some(cond) => {
-                    names.resolve(cond, allowed, &format!("{} condition", c.kind.sql()), Form::Flat)?
-                }
+                Some(cond) => names.resolve(
+                    cond,
+                    allowed,
+                    &format!("{} condition", c.kind.sql()),
+                    Form::Flat,
+                )?,
                 None => "TRUE".into(),
             };
             arms[slot].push(format!("WHEN ({cond}) THEN {code}"));
@@ -399,9 +410,24 @@ impl MergeQuery {
                 ));
             }
         }
-        inner_cols.push(format!("{}.{} AS {}", quote(T), quote(FILE_COL), quote(T_FILE)));
-        inner_cols.push(format!("{}.{} AS {}", quote(T), quote(ROW_COL), quote(T_ROW)));
-        inner_cols.push(format!("{}.{} AS {}", quote(S), quote(SRC_COL), quote(S_SRC)));
+        inner_cols.push(format!(
+            "{}.{} AS {}",
+            quote(T),
+            quote(FILE_COL),
+            quote(T_FILE)
+        ));
+        inner_cols.push(format!(
+            "{}.{} AS {}",
+            quote(T),
+            quote(ROW_COL),
+            quote(T_ROW)
+        ));
+        inner_cols.push(format!(
+            "{}.{} AS {}",
+            quote(S),
+            quote(SRC_COL),
+            quote(S_SRC)
+        ));
         let joined = format!(
             "SELECT *, {action} AS {a} FROM (SELECT {cols} FROM {tt} AS {t} {join} {st} AS {s} ON ({on})) AS \"__j\"",
             a = quote(ACTION),
@@ -473,6 +499,7 @@ impl MergeQuery {
             }
             outs.push(quote(ACTION));
             outs.push(quote(T_FILE));
+            outs.push(quote(T_ROW));
             outs.join(", ")
         };
         let matched_clauses: Vec<&crate::task::MergeClauseSpec> = spec
@@ -507,7 +534,10 @@ impl MergeQuery {
     pub async fn validate(&self) -> Result<()> {
         let ctx = self.context(None)?;
         self.register(&ctx, Vec::new(), Vec::new())?;
-        let df = ctx.sql(&self.sql).await.map_err(|e| self.planning_error(e))?;
+        let df = ctx
+            .sql(&self.sql)
+            .await
+            .map_err(|e| self.planning_error(e))?;
         df.create_physical_plan()
             .await
             .map_err(|e| self.planning_error(e))?;
@@ -528,7 +558,10 @@ impl MergeQuery {
         if let Some(limit) = memory_limit {
             runtime = runtime.with_memory_limit(limit, 1.0);
         }
-        Ok(SessionContext::new_with_config_rt(config, runtime.build_arc()?))
+        Ok(SessionContext::new_with_config_rt(
+            config,
+            runtime.build_arc()?,
+        ))
     }
 
     fn register(
@@ -547,8 +580,12 @@ impl MergeQuery {
         let source = source
             .iter()
             .map(|b| {
-                let mut fields: Vec<Field> =
-                    b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+                let mut fields: Vec<Field> = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
                 fields.push(Field::new(SRC_COL, DataType::Boolean, false));
                 let mut cols = b.columns().to_vec();
                 cols.push(Arc::new(BooleanArray::from(vec![true; b.num_rows()])));
@@ -575,7 +612,10 @@ impl MergeQuery {
     ) -> Result<(SendableRecordBatchStream, Arc<dyn ExecutionPlan>)> {
         let ctx = self.context(Some(memory_limit))?;
         self.register(&ctx, target, source)?;
-        let df = ctx.sql(&self.sql).await.map_err(|e| self.planning_error(e))?;
+        let df = ctx
+            .sql(&self.sql)
+            .await
+            .map_err(|e| self.planning_error(e))?;
         let plan = df.create_physical_plan().await?;
         let stream = execute_stream(plan.clone(), ctx.task_ctx())?;
         Ok((stream, plan))
@@ -603,10 +643,7 @@ impl MergeQuery {
 
 /// Bytes the plan's operators spilled to disk.
 pub fn spilled_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
-    let own = plan
-        .metrics()
-        .and_then(|m| m.spilled_bytes())
-        .unwrap_or(0) as u64;
+    let own = plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
     own + plan.children().into_iter().map(spilled_bytes).sum::<u64>()
 }
 
@@ -621,7 +658,9 @@ pub struct MergeRows<'a> {
 }
 
 fn int64(a: &ArrayRef) -> Result<arrow::array::Int64Array> {
-    Ok(cast(a, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+    Ok(cast(a, &DataType::Int64)?
+        .as_primitive::<Int64Type>()
+        .clone())
 }
 
 impl MergeRows<'_> {
@@ -656,11 +695,17 @@ impl MergeRows<'_> {
         t
     }
 
-    /// Rewrite: the rows of `batch` to write (output schema), counted into `metrics`.
-    pub fn rewrite(&self, batch: &RecordBatch, metrics: &mut TaskMetrics) -> Result<RecordBatch> {
+    /// Rewrite: the rows of `batch` to write (output schema), counted into `metrics` (a
+    /// target row deleted by several matches, where Delta allows them, counts once).
+    pub fn rewrite(
+        &mut self,
+        batch: &RecordBatch,
+        metrics: &mut TaskMetrics,
+    ) -> Result<RecordBatch> {
         let n_out = self.query.output.fields().len();
         let action = int64(batch.column(n_out))?;
         let files = batch.column(n_out + 1).as_primitive::<UInt32Type>();
+        let rows = batch.column(n_out + 2).as_primitive::<UInt64Type>();
         let mut keep = BooleanBuilder::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let a = action.value(i);
@@ -685,7 +730,12 @@ impl MergeRows<'_> {
                     .copied()
                     .ok_or_else(|| Error::internal(format!("MERGE action code {a}")))?;
                 let by_source = kind == MergeClauseKind::NotMatchedBySource;
-                if delete {
+                let repeated = self.query.duplicates_allowed
+                    && !by_source
+                    && !self.matched.insert((files.value(i), rows.value(i)));
+                if repeated {
+                    // Another match of a target row already deleted.
+                } else if delete {
                     metrics.rows_deleted += 1;
                     metrics.rows_deleted_by_source += u64::from(by_source);
                 } else {

@@ -163,10 +163,10 @@ impl pb::executor_service_server::ExecutorService for ExecutorServiceImpl {
                 r.protocol_version
             )));
         }
-        let reg = self
-            .0
-            .scheduler()
-            .register(r.slots, r.memory_limit_bytes, &r.host, &r.shuffle_address);
+        let reg =
+            self.0
+                .scheduler()
+                .register(r.slots, r.memory_limit_bytes, &r.host, &r.shuffle_address);
         Ok(Response::new(pb::RegisterResponse {
             executor_id: reg.executor_id,
             heartbeat_interval_ms: reg.heartbeat_interval_ms,

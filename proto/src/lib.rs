@@ -275,8 +275,7 @@ fn merge_kind_from_pb(k: i32) -> Result<r::MergeClauseKind, DecodeError> {
 }
 
 fn merge_action_from_pb(a: i32) -> Result<pb::MergeActionKind, DecodeError> {
-    pb::MergeActionKind::try_from(a)
-        .map_err(|_| DecodeError(format!("unknown MERGE action {a}")))
+    pb::MergeActionKind::try_from(a).map_err(|_| DecodeError(format!("unknown MERGE action {a}")))
 }
 
 fn merge_clause_spec_to_pb(c: &d::MergeClauseSpec) -> pb::MergeClause {

@@ -591,6 +591,39 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upsert_source(args: argparse.Namespace) -> int:
+    """A MERGE upsert source for a table (read by polars, deletion vectors applied): about half
+    its rows with their other columns changed (numbers +1, strings + '!', the first other
+    column only) plus `--new` rows with fresh keys; and the table's expected content after
+    `WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *` on the key."""
+    import polars as pl
+
+    df = pl.read_delta(args.table)
+    key = args.key
+    rng = np.random.default_rng(args.seed)
+    picked = df.filter(pl.Series(rng.random(df.height) < 0.5))
+    others = [c for c in df.columns if c != key]
+    if others:
+        c = others[0]
+        dtype = df.schema[c]
+        if dtype.is_numeric():
+            picked = picked.with_columns((pl.col(c) + 1).cast(dtype))
+        elif dtype == pl.String:
+            picked = picked.with_columns(pl.col(c) + "!")
+    fresh = df.head(args.new)
+    start = int(df[key].max() or 0) + 1000
+    fresh = fresh.with_columns(
+        pl.Series(key, range(start, start + fresh.height)).cast(df.schema[key])
+    )
+    source = pl.concat([picked, fresh])
+    os.makedirs(args.out, exist_ok=True)
+    source.write_parquet(os.path.join(args.out, "source.parquet"))
+    expected = pl.concat([df.join(source.select(key), on=key, how="anti"), source])
+    expected.write_parquet(os.path.join(args.out, "expected.parquet"))
+    print(json.dumps({"source_rows": source.height, "expected_rows": expected.height}))
+    return 0
+
+
 def cmd_set_properties(args: argparse.Namespace) -> int:
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
@@ -884,6 +917,14 @@ def main(argv: list[str] | None = None) -> int:
     mg.add_argument("--source", required=True, help="Parquet file or directory")
     mg.add_argument("--spec", required=True, help="JSON: on, aliases, clauses")
     mg.set_defaults(func=cmd_merge)
+
+    us = sub.add_parser("upsert-source", help="an upsert source for a table and its expected result")
+    us.add_argument("--table", required=True)
+    us.add_argument("--key", required=True)
+    us.add_argument("--out", required=True, help="directory for source.parquet and expected.parquet")
+    us.add_argument("--seed", type=int, default=0)
+    us.add_argument("--new", type=int, default=3, help="rows with fresh keys")
+    us.set_defaults(func=cmd_upsert_source)
 
     p = sub.add_parser("set-properties", help="set table properties with delta-rs")
     p.add_argument("--table", required=True)

@@ -343,8 +343,9 @@ print(json.dumps({"same": a == b, "rows": t.num_rows, "groups": len(a)}))
 }
 
 #[test]
-fn partitioned_write_of_data_ten_times_the_memory_limit_stays_within_it() {
-    let seed = seed_for("partitioned_write_of_data_ten_times_the_memory_limit_stays_within_it");
+fn partitioned_write_and_merge_of_data_ten_times_the_memory_limit_stay_within_it() {
+    let seed =
+        seed_for("partitioned_write_and_merge_of_data_ten_times_the_memory_limit_stay_within_it");
     let dir = tempdir("memlimit");
     const LIMIT: u64 = 16 << 20;
     // 3M rows over 500 partition values: ~160 MiB as Arrow arrays, 10x the limit.
@@ -376,6 +377,42 @@ fn partitioned_write_of_data_ten_times_the_memory_limit_stays_within_it() {
             );
         }
     }
+    // MERGE with that source (10x the limit) into a small table: the key exchange spills,
+    // each join partition fits its share of the limit. Upsert of every source row: the
+    // table ends up holding exactly the source's rows.
+    let t = dir.path().join("t-merge");
+    let small = Gen::new(seed + 1, 20_000)
+        .k_domain("1,2,3")
+        .write(&dir.path().join("small"));
+    let out = Daemon::spawn_capture("create", cluster.write_cmd(&t, &small, &["-q"]))
+        .finish(Duration::from_secs(120));
+    out.assert_ok();
+    let started = std::time::Instant::now();
+    let out = Daemon::spawn_capture(
+        "merge",
+        cluster.sql_cmd(&format!(
+            "MERGE INTO delta.`{}` t USING parquet.`{}` s ON t.id = s.id \
+             WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
+            t.display(),
+            a.display()
+        )),
+    )
+    .finish(Duration::from_secs(600));
+    let logs = cluster.logs();
+    assert!(out.ok(), "merge: {}\n{logs}", out.describe());
+    let r = out.json();
+    eprintln!(
+        "[memlimit] merge took {:?}: {}",
+        started.elapsed(),
+        r["metrics"]
+    );
+    assert_eq!(metric(&r, "numTargetRowsUpdated"), 20_000);
+    assert_eq!(metric(&r, "numTargetRowsInserted"), 3_000_000 - 20_000);
+    assert!(
+        metric(&r, "numBytesSpilled") > 0,
+        "the exchange must have spilled: {r}"
+    );
+    assert_same_aggregates(&t, &a);
     for (i, e) in cluster.executors.iter().enumerate() {
         let peak = peak_rss(e.guard.pid());
         eprintln!(

@@ -266,13 +266,6 @@ fn commit_info_as_delta_spark_writes_it() {
     assert_eq!(inspect(t)["version"], base.version + 2);
 }
 
-/// Copies a golden table's `delta/` into `dir/name`.
-fn golden_copy(rel: &str, dir: &Path, name: &str) -> PathBuf {
-    let dst = dir.join(name);
-    copy_dir(&golden(&format!("{rel}/delta")), &dst);
-    dst
-}
-
 #[test]
 fn dml_on_spark_tables_with_checkpoints_and_partitions() {
     let _ = seed_for("dml_on_spark_tables_with_checkpoints_and_partitions");

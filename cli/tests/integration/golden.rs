@@ -2,16 +2,9 @@
 //! temp dir first): silt reads them as a source, appends to and overwrites them, and refuses
 //! the ones it cannot write without changing a byte.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::support::*;
-
-/// Copies `<golden>/<rel>/delta` into `dir/name` and returns the copy.
-fn golden_copy(rel: &str, dir: &Path, name: &str) -> PathBuf {
-    let dst = dir.join(name);
-    copy_dir(&golden(&format!("{rel}/delta")), &dst);
-    dst
-}
 
 #[test]
 fn delta_source_from_spark_checkpointed_table() {

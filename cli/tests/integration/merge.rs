@@ -125,7 +125,12 @@ fn insert_clause(r: &mut Rng, cond: Option<&'static str>) -> Clause {
             kind: "not_matched",
             action: "insert",
             cond,
-            set: vec![("id", "s.id"), ("k", "s.k"), ("s", "'new'"), ("f", "s.f * 2")],
+            set: vec![
+                ("id", "s.id"),
+                ("k", "s.k"),
+                ("s", "'new'"),
+                ("f", "s.f * 2"),
+            ],
         }
     }
 }
@@ -184,7 +189,10 @@ struct Base {
 
 fn base_table(dir: &Path, seed: u64, partitioned: bool, by_silt: bool) -> Base {
     let rows = 500;
-    let src = Gen::new(seed, rows).files(3).k_domain("1,2,3").write(&dir.join("t-src"));
+    let src = Gen::new(seed, rows)
+        .files(3)
+        .k_domain("1,2,3")
+        .write(&dir.join("t-src"));
     let table = dir.join("base");
     let part: &[&str] = if partitioned {
         &["--partition-by", "k"]
@@ -210,7 +218,11 @@ fn differential(dir: &Path, base: &Base, case: &str, source: &Path, on: &str, cl
         "MERGE INTO {} t USING parquet.`{}` s ON {on} {}",
         delta_ref(&ours),
         source.display(),
-        clauses.iter().map(Clause::sql).collect::<Vec<_>>().join(" ")
+        clauses
+            .iter()
+            .map(Clause::sql)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     eprintln!("[{case}] {statement}");
     let spec = json!({
@@ -232,7 +244,10 @@ fn differential(dir: &Path, base: &Base, case: &str, source: &Path, on: &str, cl
     assert!(oracle_out.ok(), "oracle merge\n{}", oracle_out.describe());
     let want: Value = serde_json::from_str(oracle_out.stdout.trim()).expect("oracle JSON");
     if let Some(e) = want["error"].as_str() {
-        panic!("[{case}] delta-rs refused the MERGE ({e}); silt: {}", out.describe());
+        panic!(
+            "[{case}] delta-rs refused the MERGE ({e}); silt: {}",
+            out.describe()
+        );
     }
     out.assert_ok();
     let got = out.json();
@@ -362,4 +377,424 @@ fn merge_with_an_empty_side_matches_delta_rs() {
         "t.id = s.id",
         &upsert,
     );
+}
+
+/// An upsert (UPDATE SET * / INSERT *) of about half the rows, with changed values (moving
+/// rows to other partitions where the changed column partitions the table) and new keys,
+/// into tables Spark wrote: checkpoints, partitions, deletion vectors. The expected content
+/// is computed by polars from the table as it was; column mapping is refused clearly.
+#[test]
+fn merge_into_spark_tables() {
+    let seed = seed_for("merge_into_spark_tables");
+    let dir = tempdir("merge-golden");
+    // (table, key, readers: delta-rs cannot read tables with deletion vectors)
+    let tables: &[(&str, &str, &[&str])] = &[
+        (
+            "delta-kernel-rs-golden/basic-with-inserts-deletes-checkpoint",
+            "id",
+            &[],
+        ),
+        ("dat/basic_partitioned", "number", &[]),
+        (
+            "delta-kernel-rs-golden/dv-partitioned-with-checkpoint",
+            "col1",
+            &["--readers", "polars"],
+        ),
+    ];
+    for (i, (rel, key, readers)) in tables.iter().enumerate() {
+        let t = golden_copy(rel, dir.path(), &format!("g{i}"));
+        let work = dir.path().join(format!("g{i}-source"));
+        oracle_ok(&[
+            "upsert-source",
+            "--table",
+            &s(&t),
+            "--key",
+            key,
+            "--out",
+            &s(&work),
+            "--seed",
+            &seed.to_string(),
+        ]);
+        let before = commit_files(&t).len();
+        let r = silt_sql_ok(&format!(
+            "MERGE INTO {} AS t USING parquet.`{}` AS s ON t.{key} = s.{key} \
+             WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
+            delta_ref(&t),
+            work.join("source.parquet").display()
+        ));
+        assert_eq!(commit_files(&t).len(), before + 1, "{rel}: one commit");
+        assert!(metric(&r, "numTargetRowsUpdated") > 0, "{rel}: {r}");
+        assert_eq!(metric(&r, "numTargetRowsInserted"), 3, "{rel}: {r}");
+        assert_same_content(
+            &t,
+            &[Expected::Parquet(&work.join("expected.parquet"))],
+            readers,
+        );
+    }
+    // Column mapping: not supported yet, refused before anything is written.
+    let t = golden_copy(
+        "delta-kernel-rs-golden/table-with-columnmapping-mode-name",
+        dir.path(),
+        "cm",
+    );
+    let before = listing_with_dirs(&t);
+    let src = Gen::new(seed, 10).write(&dir.path().join("cm-source"));
+    let out = silt_sql(
+        &format!(
+            "MERGE INTO {} t USING parquet.`{}` s ON t.id = s.id WHEN MATCHED THEN DELETE",
+            delta_ref(&t),
+            src.display()
+        ),
+        &[],
+    );
+    out.assert_error(&["column mapping"]);
+    assert_same_listing(&before, &listing_with_dirs(&t), "column-mapped table");
+}
+
+/// A target row matched by two source rows fails the MERGE (unless the only matched clause
+/// is an unconditional DELETE); every bad input is one line naming the problem; the table
+/// is unchanged each time.
+#[test]
+fn merge_refuses_duplicate_matches_and_bad_input() {
+    let seed = seed_for("merge_refuses_duplicate_matches_and_bad_input");
+    let dir = tempdir("merge-bad");
+    let base = base_table(dir.path(), seed, true, true);
+    let t = &base.table;
+    let source = Gen::new(seed + 1, 100)
+        .k_domain("1,2,3")
+        .id_start(450)
+        .write(&dir.path().join("source"));
+    // The same ids twice: rows 450..549 from two files.
+    let dup = dir.path().join("dup");
+    copy_dir(&source, &dup);
+    std::fs::copy(
+        source.join("part-00000.parquet"),
+        dup.join("part-99999.parquet"),
+    )
+    .unwrap();
+    let before = listing_with_dirs(t);
+    let merge = |src: &Path, tail: &str| {
+        silt_sql(
+            &format!(
+                "MERGE INTO {} t USING parquet.`{}` s {tail}",
+                delta_ref(t),
+                src.display()
+            ),
+            &[],
+        )
+    };
+    let cases: &[(&Path, &str, &[&str])] = &[
+        (
+            &dup,
+            "ON t.id = s.id WHEN MATCHED THEN UPDATE SET f = s.f",
+            &["more than one source row"],
+        ),
+        (
+            &dup,
+            "ON t.id = s.id WHEN MATCHED AND s.f > 0 THEN DELETE",
+            &["more than one source row"],
+        ),
+        (
+            &source,
+            "ON t.id = s.nope WHEN MATCHED THEN DELETE",
+            &["unknown column", "s.nope"],
+        ),
+        (
+            &source,
+            "ON t.id = s.id WHEN MATCHED THEN UPDATE SET nope = 1",
+            &["unknown column", "nope"],
+        ),
+        (
+            &source,
+            "ON id = s.id WHEN MATCHED THEN DELETE",
+            &["ambiguous", "id"],
+        ),
+        (
+            &source,
+            "ON t.id = s.id WHEN MATCHED THEN UPDATE SET flag = s.d",
+            &["invalid MERGE"],
+        ),
+        (
+            &source,
+            "ON t.id = s.id WHEN NOT MATCHED THEN INSERT (id) VALUES (t.id)",
+            &["t.id", "cannot read"],
+        ),
+        (
+            &dir.path().join("no-such-source"),
+            "ON t.id = s.id WHEN MATCHED THEN DELETE",
+            &["no-such-source"],
+        ),
+        (
+            &source,
+            "ON t.id = s.id WHEN MATCHED THEN UPDATE f = 1",
+            &["syntax"],
+        ),
+        (
+            &source,
+            "ON t.id = s.id WHEN MATCHED THEN DELETE WHEN MATCHED AND s.f > 0 THEN DELETE",
+            &["only the last"],
+        ),
+    ];
+    for (src, tail, terms) in cases {
+        let out = merge(src, tail);
+        let line = out.assert_error(terms);
+        eprintln!("{tail}\n  -> {line}");
+        assert_same_listing(&before, &listing_with_dirs(t), tail);
+    }
+    // Duplicates are fine when the only matched clause is an unconditional DELETE.
+    let out = merge(&dup, "ON t.id = s.id WHEN MATCHED THEN DELETE");
+    out.assert_ok();
+    assert_eq!(metric(&out.json(), "numTargetRowsDeleted"), 50);
+}
+
+/// delta-rs's side of a race, and reading a table back as `id -> v`.
+const RACE_PY: &str = r#"
+import sys, json
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+op, table, ids = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+def rows(v):
+    return pa.table({"id": pa.array(ids, pa.int64()), "v": pa.array([v] * len(ids), pa.int64())})
+try:
+    if op == "init":
+        for i in range(0, len(ids), 50):
+            write_deltalake(table, pa.table({"id": pa.array(ids[i:i + 50], pa.int64()),
+                                             "v": pa.array([0] * len(ids[i:i + 50]), pa.int64())}),
+                            mode="append")
+    elif op == "source":
+        import pyarrow.parquet as pq
+        pq.write_table(rows(100), table)
+    elif op == "append":
+        write_deltalake(table, rows(1000), mode="append")
+    elif op == "delete":
+        DeltaTable(table).delete("id IN (" + ", ".join(map(str, ids)) + ")")
+    elif op == "merge":
+        (DeltaTable(table).merge(rows(0), "t.id = s.id", source_alias="s", target_alias="t")
+            .when_matched_update({"v": "t.v + 10"}).execute())
+    if op == "state":
+        t = DeltaTable(table).to_pyarrow_table().to_pydict()
+        print(json.dumps(sorted(zip(t["id"], t["v"]))))
+    else:
+        print(json.dumps({"ok": True}))
+except Exception as e:
+    print(json.dumps({"ok": False, "error": str(e).splitlines()[0] if str(e) else repr(e)}))
+# deltalake's runtime threads can abort the interpreter's teardown: leave without it.
+sys.stdout.flush()
+import os
+os._exit(0)
+"#;
+
+fn race_py_out(op: &str, table: &Path, ids: &[i64]) -> Out {
+    let mut cmd = std::process::Command::new(python());
+    cmd.args([
+        "-c",
+        RACE_PY,
+        op,
+        &s(table),
+        &serde_json::to_string(ids).unwrap(),
+    ]);
+    run(cmd, ORACLE_TIMEOUT)
+}
+
+fn race_py(op: &str, table: &Path, ids: &[i64]) -> Value {
+    let out = race_py_out(op, table, ids);
+    assert!(out.ok(), "race helper {op}\n{}", out.describe());
+    serde_json::from_str(out.stdout.trim()).expect("race helper JSON")
+}
+
+type State = std::collections::BTreeMap<i64, i64>;
+
+fn state_of(table: &Path) -> State {
+    let rows: Vec<(i64, i64)> = serde_json::from_value(race_py("state", table, &[])).unwrap();
+    let mut st = State::new();
+    for (id, v) in rows {
+        assert!(st.insert(id, v).is_none(), "id {id} appears twice");
+    }
+    st
+}
+
+/// The actions of the last two commits, in short (for failure messages).
+fn log_tail(t: &Path) -> String {
+    let mut files = commit_files(t);
+    files.sort();
+    files
+        .iter()
+        .rev()
+        .take(2)
+        .map(|f| {
+            let text = std::fs::read_to_string(t.join("_delta_log").join(f)).unwrap_or_default();
+            let short: Vec<String> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .map(|a| {
+                    if let Some(x) = a.get("add") {
+                        format!("add {}", x["path"])
+                    } else if let Some(x) = a.get("remove") {
+                        format!("remove {}", x["path"])
+                    } else if let Some(x) = a.get("commitInfo") {
+                        format!("commitInfo {} read {}", x["operation"], x["readVersion"])
+                    } else {
+                        a.as_object()
+                            .and_then(|o| o.keys().next().cloned())
+                            .unwrap_or_default()
+                    }
+                })
+                .collect();
+            format!("{f}: {}", short.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Where two states differ (for failure messages).
+fn state_diff(got: &State, want: &State) -> String {
+    let mut out = Vec::new();
+    for (id, v) in got {
+        if want.get(id) != Some(v) {
+            out.push(format!("{id}: got {v}, want {:?}", want.get(id)));
+        }
+    }
+    for (id, v) in want {
+        if !got.contains_key(id) {
+            out.push(format!("{id}: missing, want {v}"));
+        }
+    }
+    out.truncate(20);
+    out.join("; ")
+}
+
+/// What one writer's operation does to the table.
+#[derive(Clone, Debug)]
+enum RaceOp {
+    /// silt: WHEN MATCHED THEN UPDATE SET v = t.v + 1 WHEN NOT MATCHED THEN INSERT * (v 100).
+    SiltMerge(Vec<i64>),
+    Append(Vec<i64>),
+    Delete(Vec<i64>),
+    /// delta-rs: WHEN MATCHED THEN UPDATE v = t.v + 10.
+    Merge(Vec<i64>),
+}
+
+fn apply(st: &State, ops: &[&RaceOp]) -> State {
+    let mut st = st.clone();
+    for op in ops {
+        match op {
+            RaceOp::SiltMerge(ids) => {
+                for id in ids {
+                    *st.entry(*id).or_insert(99) += 1;
+                }
+            }
+            RaceOp::Append(ids) => {
+                for id in ids {
+                    st.insert(*id, 1000);
+                }
+            }
+            RaceOp::Delete(ids) => {
+                for id in ids {
+                    st.remove(id);
+                }
+            }
+            RaceOp::Merge(ids) => {
+                for id in ids {
+                    if let Some(v) = st.get_mut(id) {
+                        *v += 10;
+                    }
+                }
+            }
+        }
+    }
+    st
+}
+
+/// Rounds of a silt MERGE paused mid-job while delta-rs appends, deletes or merges on the
+/// same table (so delta-rs always commits first): every round ends in a state some serial
+/// order allows (delta-rs then silt; silt then a blind append), or silt fails with Delta's
+/// conflict exception and the table is delta-rs's result. No update is lost.
+#[test]
+fn merge_racing_delta_rs_writers_loses_no_update() {
+    const ROUNDS: i64 = 10;
+    let seed = seed_for("merge_racing_delta_rs_writers_loses_no_update");
+    let mut r = Rng(seed | 1);
+    let dir = tempdir("merge-race");
+    let t = dir.path().join("t");
+    race_py("init", &t, &(0..400).collect::<Vec<_>>());
+    let mut conflicts = 0;
+    for round in 0..ROUNDS {
+        let before = state_of(&t);
+        let existing: Vec<i64> = before.keys().copied().collect();
+        let sample = |r: &mut Rng, n: usize| -> Vec<i64> {
+            let mut v: Vec<i64> = (0..n).map(|_| *r.pick(&existing)).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let mut silt_ids = sample(&mut r, 8);
+        silt_ids.extend((0..10).map(|i| 100_000 + round * 100 + i));
+        let other = match r.below(3) {
+            0 => RaceOp::Append((0..20).map(|i| 200_000 + round * 100 + i).collect()),
+            1 => RaceOp::Delete(sample(&mut r, 3)),
+            _ => RaceOp::Merge(sample(&mut r, 5)),
+        };
+        let source = dir.path().join(format!("source-{round}.parquet"));
+        race_py("source", &source, &silt_ids);
+        let statement = format!(
+            "MERGE INTO {} t USING parquet.`{}` s ON t.id = s.id \
+             WHEN MATCHED THEN UPDATE SET v = t.v + 1 WHEN NOT MATCHED THEN INSERT *",
+            delta_ref(&t),
+            source.display()
+        );
+        let mut cmd = std::process::Command::new(silt_bin());
+        cmd.args(["sql", &statement, "--json", "-q"]);
+        // A gate per round (its marker files must not outlive the round).
+        let gate_dir = dir.path().join(format!("gate-{round}"));
+        std::fs::create_dir_all(&gate_dir).unwrap();
+        let (silt_out, py_out) = crate::concurrency::a_loses_the_race(&gate_dir, cmd, || {
+            let (op, ids) = match &other {
+                RaceOp::Append(ids) => ("append", ids),
+                RaceOp::Delete(ids) => ("delete", ids),
+                RaceOp::Merge(ids) => ("merge", ids),
+                RaceOp::SiltMerge(_) => unreachable!(),
+            };
+            race_py_out(op, &t, ids)
+        });
+        assert!(py_out.ok(), "{}", py_out.describe());
+        let v: Value = serde_json::from_str(py_out.stdout.trim()).expect("race helper JSON");
+        assert_eq!(v["ok"], true, "round {round}: delta-rs failed: {v}");
+        let after = state_of(&t);
+        let silt_op = RaceOp::SiltMerge(silt_ids.clone());
+        if silt_out.ok() {
+            let mut allowed = vec![apply(&before, &[&other, &silt_op])];
+            if matches!(other, RaceOp::Append(_)) {
+                allowed.push(apply(&before, &[&silt_op, &other]));
+            }
+            assert!(
+                allowed.contains(&after),
+                "round {round} ({other:?}): silt's MERGE ({silt_ids:?}) committed but the table matches no serial order: {}\n{}",
+                state_diff(&after, &allowed[0]),
+                log_tail(&t)
+            );
+        } else {
+            conflicts += 1;
+            silt_out.assert_error(&["concurrent"]);
+            assert_eq!(
+                after,
+                apply(&before, &[&other]),
+                "round {round}: silt failed, the table must be delta-rs's result"
+            );
+        }
+        eprintln!(
+            "[merge-race] round {round}: {} vs silt: {}",
+            match other {
+                RaceOp::Append(_) => "append",
+                RaceOp::Delete(_) => "delete",
+                RaceOp::Merge(_) => "merge",
+                RaceOp::SiltMerge(_) => "?",
+            },
+            if silt_out.ok() {
+                "committed"
+            } else {
+                "conflict"
+            }
+        );
+    }
+    eprintln!("[merge-race] {conflicts} of {ROUNDS} rounds ended in a conflict");
 }

@@ -43,6 +43,13 @@ pub fn oracle_script() -> PathBuf {
     repo_root().join("tests").join("python").join("oracle.py")
 }
 
+/// A copy of golden table `<rel>/delta` at `dir/name`.
+pub fn golden_copy(rel: &str, dir: &Path, name: &str) -> PathBuf {
+    let dst = dir.join(name);
+    copy_dir(&golden(&format!("{rel}/delta")), &dst);
+    dst
+}
+
 /// A golden table path: `<repo>/tests/golden/<rel>` (or `$SILT_GOLDEN_DIR/<rel>`).
 pub fn golden(rel: &str) -> PathBuf {
     let root = match std::env::var_os("SILT_GOLDEN_DIR") {

@@ -18,19 +18,24 @@
 //! level.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{ArrayRef, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use deltalake_core::kernel::{MetadataExt, StructType};
+use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use silt_common::expr::Predicate;
 use silt_common::merge::{MergeQuery, SOURCE_QUALIFIER};
 use silt_common::request::{MergeAction, MergeClauseKind, MergeRequest};
 use silt_common::schema;
+use silt_common::source::read_split;
 use silt_common::table::{ActiveFile, TableSnapshot};
 use silt_common::task::{
-    Assignment, Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec,
-    Sink, TableSpec, Task, TaskMetrics, TaskOutput, Transform,
+    Assignment, Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec, Sink,
+    TableSpec, Task, TaskMetrics, TaskOutput, Transform,
 };
 use tracing::info;
 use url::Url;
@@ -41,7 +46,7 @@ use super::{executor_slots, existing_table, quote_ident};
 use crate::JobContext;
 use crate::commit::ReadRegion;
 use crate::driver::{JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid};
-use crate::plan::merge_prune::{self, Scope};
+use crate::plan::merge_prune::{self, KeySummary, Scope};
 use crate::plan::{binpack, rewrite};
 use crate::txn::Txn;
 
@@ -53,6 +58,10 @@ const PARTITION_SHARE: u64 = 4;
 /// Slot memory assumed when executors do not say theirs.
 const DEFAULT_SLOT_MEMORY: u64 = 1 << 30;
 const MAX_PARTITIONS: u64 = 4096;
+/// Sources up to this size have their key columns summarised by the coordinator.
+const MAX_SUMMARIZED_SOURCE_BYTES: u64 = 1 << 30;
+/// Distinct source key values kept as an `IN` list (beyond: min/max only).
+const MAX_KEY_VALUES: usize = 64;
 /// Estimated in-memory bytes below which a partition is not worth a task of its own.
 const MIN_PARTITION_BYTES: u64 = 16 << 20;
 
@@ -83,11 +92,13 @@ pub async fn prepare(
         slots,
     )
     .await?;
+    let keys = source_key_summaries(&req, &snapshot, &source).await?;
     let op = plan(
         req,
         table_url,
         snapshot,
         source,
+        keys,
         PlanContext { slots, ..plan_ctx },
         ctx.scheduler.slot_memory().unwrap_or(DEFAULT_SLOT_MEMORY),
     )?;
@@ -101,6 +112,144 @@ pub async fn prepare(
             .await?;
     }
     Ok(Box::new(op))
+}
+
+/// A sortable key value and its SQL literal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum KeyValue {
+    Int(i64),
+    Str(String),
+    Date(String),
+}
+
+impl KeyValue {
+    fn sql(&self) -> String {
+        match self {
+            KeyValue::Int(v) => v.to_string(),
+            KeyValue::Str(v) => format!("'{}'", v.replace('\'', "''")),
+            KeyValue::Date(v) => format!("DATE '{v}'"),
+        }
+    }
+}
+
+/// The source's values of each key column that `ON` compares with a target column (min,
+/// max, and the distinct values while few), read by the coordinator when the source is small
+/// enough; they prune the target's files before any executor reads them. Key columns of
+/// types without a summary here are left out (they prune nothing).
+async fn source_key_summaries(
+    req: &MergeRequest,
+    snapshot: &TableSnapshot,
+    source: &SourceInfo,
+) -> Result<HashMap<String, KeySummary>, JobError> {
+    let total: u64 = source.splits.iter().map(|s| s.size_bytes).sum();
+    if total > MAX_SUMMARIZED_SOURCE_BYTES {
+        info!(
+            source_bytes = total,
+            "source too large to summarise on the coordinator: no source-derived pruning"
+        );
+        return Ok(HashMap::new());
+    }
+    let lower = |s: &Schema| -> Vec<String> {
+        s.fields().iter().map(|f| f.name().to_lowercase()).collect()
+    };
+    let (target_cols, source_cols) = (lower(&snapshot.arrow_schema), lower(&source.schema));
+    let scope = Scope {
+        target_alias: req.target_alias.as_deref(),
+        source_alias: req.source_alias.as_deref(),
+        target_columns: &target_cols,
+        source_columns: &source_cols,
+    };
+    let mut fields = Vec::new();
+    for (_, s) in merge_prune::key_pairs(&req.on, &scope) {
+        if let Some(f) = source
+            .schema
+            .fields()
+            .iter()
+            .find(|f| f.name().eq_ignore_ascii_case(&s))
+            && !fields.iter().any(|x: &Field| x.name() == f.name())
+            && summarised(f.data_type())
+        {
+            fields.push(f.as_ref().clone().with_nullable(true));
+        }
+    }
+    if fields.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let projected: SchemaRef = Arc::new(Schema::new(fields));
+    let n = projected.fields().len();
+    let mut values: Vec<Option<BTreeSet<KeyValue>>> = vec![Some(BTreeSet::new()); n];
+    let mut bounds: Vec<Option<(KeyValue, KeyValue)>> = vec![None; n];
+    for split in &source.splits {
+        let mut stream = read_split(split, projected.clone(), 64 * 1024).await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            for (c, column) in batch.columns().iter().enumerate() {
+                for v in key_values(column)? {
+                    bounds[c] = Some(match bounds[c].take() {
+                        None => (v.clone(), v.clone()),
+                        Some((lo, hi)) => (lo.min(v.clone()), hi.max(v.clone())),
+                    });
+                    if let Some(set) = &mut values[c] {
+                        set.insert(v);
+                        if set.len() > MAX_KEY_VALUES {
+                            values[c] = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(projected
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(c, f)| {
+            let (min, max) = match &bounds[c] {
+                Some((lo, hi)) => (Some(lo.sql()), Some(hi.sql())),
+                None => (None, None),
+            };
+            let summary = KeySummary {
+                min,
+                max,
+                values: values[c]
+                    .as_ref()
+                    .map(|set| set.iter().map(KeyValue::sql).collect()),
+            };
+            (f.name().to_lowercase(), summary)
+        })
+        .collect())
+}
+
+fn summarised(dt: &DataType) -> bool {
+    dt.is_integer() || matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Date32)
+}
+
+/// The non-null values of a key column.
+fn key_values(column: &ArrayRef) -> Result<Vec<KeyValue>, JobError> {
+    let dt = column.data_type();
+    let out = if dt.is_integer() {
+        let a = cast(column, &DataType::Int64).map_err(silt_common::Error::from)?;
+        a.as_primitive::<Int64Type>()
+            .iter()
+            .flatten()
+            .map(KeyValue::Int)
+            .collect()
+    } else {
+        let a = cast(column, &DataType::Utf8).map_err(silt_common::Error::from)?;
+        let date = *dt == DataType::Date32;
+        a.as_string::<i32>()
+            .iter()
+            .flatten()
+            .map(|v| {
+                if date {
+                    KeyValue::Date(v.to_string())
+                } else {
+                    KeyValue::Str(v.to_string())
+                }
+            })
+            .collect()
+    };
+    Ok(out)
 }
 
 /// Where a MERGE is.
@@ -149,6 +298,7 @@ pub fn plan(
     table_url: Url,
     snapshot: TableSnapshot,
     source: SourceInfo,
+    keys: HashMap<String, KeySummary>,
     ctx: PlanContext,
     slot_memory: u64,
 ) -> Result<MergeOp, JobError> {
@@ -285,7 +435,7 @@ pub fn plan(
         .filter(|c| c.kind == MergeClauseKind::NotMatchedBySource)
         .map(|c| c.condition.clone())
         .collect();
-    let pruning = merge_prune::target_predicate(&req.on, &scope, &HashMap::new(), &by_source)
+    let pruning = merge_prune::target_predicate(&req.on, &scope, &keys, &by_source)
         .and_then(|p| Predicate::compile(&p, &target_schema).ok());
     let selection = rewrite::select_files(&snapshot, pruning.as_ref())?;
     let candidates: Vec<ActiveFile> = selection
@@ -511,13 +661,11 @@ impl MergeOp {
         let tasks = self.join_tasks(MergePass::Rewrite {
             touched: self.touched.clone(),
         });
-        vec![
-            StagePlan::new("rewrite", tasks).with_note(format!(
-                "{} touched file(s), {} partition(s)",
-                self.touched.len(),
-                self.partitions
-            )),
-        ]
+        vec![StagePlan::new("rewrite", tasks).with_note(format!(
+            "{} touched file(s), {} partition(s)",
+            self.touched.len(),
+            self.partitions
+        ))]
     }
 
     fn metrics(&self) -> TaskMetrics {
@@ -616,7 +764,9 @@ impl Operation for MergeOp {
                     self.discover_metrics.add(&o.metrics);
                     touched.extend(o.touched_files.iter().copied());
                 }
-                if let Some(&bad) = touched.iter().find(|&&t| t as usize >= self.candidates.len())
+                if let Some(&bad) = touched
+                    .iter()
+                    .find(|&&t| t as usize >= self.candidates.len())
                 {
                     return Err(invalid(format!(
                         "internal: a discovery task reported target file {bad} of {}",

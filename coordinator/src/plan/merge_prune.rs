@@ -299,7 +299,10 @@ mod tests {
             source_columns: &source,
         };
         assert_eq!(
-            key_pairs("t.id = s.id AND (s.p = t.P) AND t.v > s.w AND v = 1", &scope),
+            key_pairs(
+                "t.id = s.id AND (s.p = t.P) AND t.v > s.w AND v = 1",
+                &scope
+            ),
             vec![("id".into(), "id".into()), ("p".into(), "p".into())]
         );
         assert_eq!(key_pairs("t.v = s.w + 1", &scope), vec![]);

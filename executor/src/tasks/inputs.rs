@@ -8,13 +8,13 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use silt_common::exchange::decode_block;
-use silt_common::merge::{self, MergeQuery};
-use silt_common::{Error, Result};
 use silt_common::expr::Predicate;
+use silt_common::merge::{self, MergeQuery};
 use silt_common::schema::{conform_batch, delta_json_to_arrow};
 use silt_common::source::{RowFilterSpec, read_split, read_split_filtered};
 use silt_common::table::file_split;
 use silt_common::task::{DataFile, Input, MapOutputRef, MergePass, TaskMetrics, TaskSpec};
+use silt_common::{Error, Result};
 use url::Url;
 
 use super::TaskEnv;
@@ -147,7 +147,7 @@ pub async fn drain(
                     *touched_files = found.touched_files();
                 }
                 MergePass::Rewrite { touched } => {
-                    let out = query.rows(touched);
+                    let mut out = query.rows(touched);
                     while let Some(batch) = rows.next().await {
                         let batch = out.rewrite(&batch?, metrics)?;
                         push(batch, pipeline, sink, metrics).await?;

@@ -317,6 +317,30 @@ fn sql_type(dt: &DataType) -> Option<String> {
     })
 }
 
+/// The target columns `on` reads (table spelling, schema order): what an insert-only MERGE
+/// needs of the target's rows.
+pub fn target_columns_of(
+    on: &str,
+    target_alias: Option<&str>,
+    source_alias: Option<&str>,
+    target: &Schema,
+    source: &Schema,
+) -> Result<Vec<String>> {
+    let names = Names {
+        target_alias,
+        source_alias,
+        target,
+        source,
+    };
+    let resolved = names.resolve(on, &[Side::Target, Side::Source], "ON condition", Form::Flat)?;
+    Ok(target
+        .fields()
+        .iter()
+        .filter(|f| resolved.contains(&quote(&flat(Side::Target, f.name()))))
+        .map(|f| f.name().clone())
+        .collect())
+}
+
 /// The query of one MERGE join task and how to read its rows.
 #[derive(Debug, Clone)]
 pub struct MergeQuery {

@@ -28,7 +28,7 @@ use deltalake_core::kernel::{MetadataExt, StructType};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use silt_common::expr::Predicate;
-use silt_common::merge::{MergeQuery, SOURCE_QUALIFIER};
+use silt_common::merge::{MergeQuery, SOURCE_QUALIFIER, target_columns_of};
 use silt_common::request::{MergeAction, MergeClauseKind, MergeRequest};
 use silt_common::schema;
 use silt_common::source::read_split;
@@ -54,7 +54,7 @@ use crate::txn::Txn;
 const MEMORY_EXPANSION: u64 = 4;
 /// Share of a task slot's memory one join partition may take (its two sides, the hash
 /// table and the output batches).
-const PARTITION_SHARE: u64 = 4;
+const PARTITION_SHARE: u64 = 8;
 /// Slot memory assumed when executors do not say theirs.
 const DEFAULT_SLOT_MEMORY: u64 = 1 << 30;
 const MAX_PARTITIONS: u64 = 4096;
@@ -400,10 +400,36 @@ pub fn plan(
         })
         .collect::<Result<Vec<_>, JobError>>()?;
 
+    // Insert-only: target rows are only matched against, never written: the columns ON
+    // reads are all the join needs of them.
+    let insert_only = req
+        .clauses
+        .iter()
+        .all(|c| c.kind == MergeClauseKind::NotMatchedByTarget);
+    let target_rows_json = if insert_only {
+        let wanted = target_columns_of(
+            &req.on,
+            req.target_alias.as_deref(),
+            req.source_alias.as_deref(),
+            &target_schema,
+            &source_schema,
+        )?;
+        let projected = Schema::new(
+            target_schema
+                .fields()
+                .iter()
+                .filter(|f| wanted.contains(f.name()))
+                .map(|f| f.as_ref().clone())
+                .collect::<Vec<_>>(),
+        );
+        schema::arrow_to_delta_json(&projected)?
+    } else {
+        snapshot.schema_json.clone()
+    };
     let spec = MergeSpec {
         target_alias: req.target_alias.clone(),
         source_alias: req.source_alias.clone(),
-        target_schema_json: snapshot.schema_json.clone(),
+        target_schema_json: target_rows_json.clone(),
         source_schema_json: source_schema_json.clone(),
         on: req.on.clone(),
         clauses,
@@ -511,7 +537,7 @@ pub fn plan(
     ) {
         let n = group.len() as u32;
         target_tasks.push(Task {
-            table: map_table(&snapshot.schema_json),
+            table: map_table(&target_rows_json),
             input: Input::TableFiles {
                 files: group,
                 touch: None,

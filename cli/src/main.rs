@@ -123,6 +123,11 @@ struct SqlArgs {
     /// Read `;`-separated statements from this file.
     #[arg(long, short)]
     file: Option<std::path::PathBuf>,
+    /// MERGE: broadcast a small source to the tasks over the target's files or exchange
+    /// both sides by key (auto: by the source's size), or force one (never: broadcast,
+    /// always: exchange).
+    #[arg(long, default_value = "auto")]
+    exchange: String,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -388,7 +393,13 @@ async fn sql(args: SqlArgs) -> Result<i32> {
         }
         (None, None) => bail!("give a statement or --file"),
     };
-    let statements = silt_common::sql::parse(&text)?;
+    let mut statements = silt_common::sql::parse(&text)?;
+    let exchange = ExchangeMode::parse(&args.exchange).map_err(|e| anyhow!("--exchange: {e}"))?;
+    for stmt in &mut statements {
+        if let JobRequest::Merge(m) = stmt {
+            m.exchange = exchange;
+        }
+    }
     let session = Session::open(&args.cluster).await?;
     for stmt in &statements {
         let code = session.run(stmt).await?;

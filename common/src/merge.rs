@@ -18,18 +18,23 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt32Type, UInt64Type};
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::streaming::StreamingTable;
 use datafusion::datasource::MemTable;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, Value, visit_expressions_mut};
 use datafusion::sql::sqlparser::dialect::DatabricksDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use roaring::RoaringTreemap;
 
 use crate::request::MergeClauseKind;
 use crate::task::{MergeActionSpec, MergePass, MergeSpec, TaskMetrics};
@@ -43,8 +48,9 @@ pub const ROW_COL: &str = "__silt_row";
 /// as the expansion of `UPDATE SET *`), whatever the aliases.
 pub const TARGET_QUALIFIER: &str = "__silt_target";
 pub const SOURCE_QUALIFIER: &str = "__silt_source";
-/// Source rows: always true (tells a joined source row from a missing one).
-const SRC_COL: &str = "__silt_src";
+/// Source rows: the row's id (see [`crate::task::source_row_id`]; also tells a joined source
+/// row from a missing one).
+pub const SRC_COL: &str = "__silt_srow";
 const TARGET_TABLE: &str = "__silt_target";
 const SOURCE_TABLE: &str = "__silt_source";
 const T: &str = "__t";
@@ -52,7 +58,7 @@ const S: &str = "__s";
 const ACTION: &str = "__a";
 const T_FILE: &str = "__t_file";
 const T_ROW: &str = "__t_row";
-const S_SRC: &str = "__s_src";
+const S_SRC: &str = "__s_srow";
 const MATCHED: &str = "__m";
 
 /// Action code of a target row no clause changes (copied if its file is rewritten).
@@ -88,6 +94,112 @@ pub fn tag_rows(batch: &RecordBatch, file: u32, first_row: u64) -> Result<Record
         Arc::new(Schema::new(fields)),
         columns,
     )?)
+}
+
+/// Appends the source row id column to a batch of one source split's rows.
+pub fn tag_source_rows(batch: &RecordBatch, split: u32, first_row: u64) -> Result<RecordBatch> {
+    let n = batch.num_rows() as u64;
+    let ids = (first_row..first_row + n).map(|r| crate::task::source_row_id(split, r));
+    with_source_ids(batch, arrow::array::UInt64Array::from_iter_values(ids))
+}
+
+fn with_source_ids(batch: &RecordBatch, ids: arrow::array::UInt64Array) -> Result<RecordBatch> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(SRC_COL, DataType::UInt64, false));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(ids));
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// The target columns the discovery of matches reads: those of ON and of the WHEN MATCHED
+/// and NOT MATCHED BY SOURCE conditions (table spelling, schema order).
+pub fn discovery_columns(spec: &MergeSpec) -> Result<Vec<String>> {
+    let target = crate::schema::delta_json_to_arrow(&spec.target_schema_json)?;
+    let source = crate::schema::delta_json_to_arrow(&spec.source_schema_json)?;
+    let names = Names {
+        target_alias: spec.target_alias.as_deref(),
+        source_alias: spec.source_alias.as_deref(),
+        target: &target,
+        source: &source,
+    };
+    let both = [Side::Target, Side::Source];
+    let mut resolved = vec![names.resolve(&spec.on, &both, "ON condition", Form::Flat)?];
+    for c in &spec.clauses {
+        if let (Some(cond), MergeClauseKind::Matched | MergeClauseKind::NotMatchedBySource) =
+            (&c.condition, c.kind)
+        {
+            resolved.push(names.resolve(cond, &both, "condition", Form::Flat)?);
+        }
+    }
+    Ok(target
+        .fields()
+        .iter()
+        .filter(|f| {
+            let name = quote(&flat(Side::Target, f.name()));
+            resolved.iter().any(|r| r.contains(&name))
+        })
+        .map(|f| f.name().clone())
+        .collect())
+}
+
+/// A task's target rows for a MERGE query: in memory, or streamed (a broadcast MERGE's
+/// rewrite streams its files through the join).
+pub enum TargetRows {
+    Batches(Vec<RecordBatch>),
+    Stream(SendableRecordBatchStream),
+}
+
+impl TargetRows {
+    /// Target rows pulled from `stream` (batches of `schema`) as the join consumes them.
+    pub fn stream(
+        schema: SchemaRef,
+        stream: futures::stream::BoxStream<'static, Result<RecordBatch>>,
+    ) -> TargetRows {
+        use futures::TryStreamExt;
+        let stream = stream.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
+        TargetRows::Stream(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}
+
+/// A stream handed to DataFusion once.
+struct OnceStream {
+    schema: SchemaRef,
+    stream: std::sync::Mutex<Option<SendableRecordBatchStream>>,
+}
+
+impl std::fmt::Debug for OnceStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnceStream").finish()
+    }
+}
+
+impl PartitionStream for OnceStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let taken = self.stream.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match taken {
+            Some(s) => s,
+            None => Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                futures::stream::once(async {
+                    Err(datafusion::error::DataFusionError::Internal(
+                        "MERGE target stream executed twice".into(),
+                    ))
+                }),
+            )),
+        }
+    }
 }
 
 fn quote(name: &str) -> String {
@@ -332,7 +444,12 @@ pub fn target_columns_of(
         target,
         source,
     };
-    let resolved = names.resolve(on, &[Side::Target, Side::Source], "ON condition", Form::Flat)?;
+    let resolved = names.resolve(
+        on,
+        &[Side::Target, Side::Source],
+        "ON condition",
+        Form::Flat,
+    )?;
     Ok(target
         .fields()
         .iter()
@@ -361,6 +478,18 @@ impl MergeQuery {
     /// writes (the table's, with new columns under schema evolution). Pure: name errors
     /// (unknown, ambiguous, wrong side) are found here.
     pub fn build(spec: &MergeSpec, output: &Schema) -> Result<MergeQuery> {
+        Self::build_shape(spec, output, None)
+    }
+
+    /// The rewrite query of a broadcast MERGE's local pass: the source joined to the rows of
+    /// the task's touched files (all of them kept), no inserts.
+    pub fn build_local_rewrite(spec: &MergeSpec, output: &Schema) -> Result<MergeQuery> {
+        Self::build_shape(spec, output, Some(false))
+    }
+
+    /// `local_discover`: `None`: the shape `spec.pass` says; `Some(false)`: the local
+    /// rewrite.
+    fn build_shape(spec: &MergeSpec, output: &Schema, local: Option<bool>) -> Result<MergeQuery> {
         let target = crate::schema::delta_json_to_arrow(&spec.target_schema_json)?;
         let source = crate::schema::delta_json_to_arrow(&spec.source_schema_json)?;
         let names = Names {
@@ -410,17 +539,36 @@ impl MergeQuery {
         );
 
         let has = |k: MergeClauseKind| spec.clauses.iter().any(|c| c.kind == k);
-        let discover = matches!(spec.pass, MergePass::Discover);
-        let join = if discover {
-            if has(MergeClauseKind::NotMatchedBySource) {
-                "LEFT JOIN"
-            } else {
-                "JOIN"
-            }
-        } else if has(MergeClauseKind::NotMatchedByTarget) {
-            "FULL JOIN"
-        } else {
-            "LEFT JOIN"
+        let by_source = has(MergeClauseKind::NotMatchedBySource);
+        let tt = format!("{} AS {}", quote(TARGET_TABLE), quote(T));
+        let st = format!("{} AS {}", quote(SOURCE_TABLE), quote(S));
+        // Exchange passes hold both sides; broadcast passes build on the (small) source and
+        // stream the target through.
+        let (discover, from) = match (&spec.pass, local) {
+            (MergePass::Discover, _) => (
+                true,
+                format!("{tt} {} {st}", if by_source { "LEFT JOIN" } else { "JOIN" }),
+            ),
+            (MergePass::Local, None) => (
+                true,
+                format!(
+                    "{st} {} {tt}",
+                    if by_source { "RIGHT JOIN" } else { "JOIN" }
+                ),
+            ),
+            (_, Some(_)) => (false, format!("{st} RIGHT JOIN {tt}")),
+            (MergePass::Insert { .. }, None) => (false, format!("{st} LEFT JOIN {tt}")),
+            (MergePass::Rewrite { .. }, None) => (
+                false,
+                format!(
+                    "{tt} {} {st}",
+                    if has(MergeClauseKind::NotMatchedByTarget) {
+                        "FULL JOIN"
+                    } else {
+                        "LEFT JOIN"
+                    }
+                ),
+            ),
         };
         let mut inner_cols: Vec<String> = Vec::new();
         for (side, schema) in [(Side::Target, &target), (Side::Source, &source)] {
@@ -453,23 +601,20 @@ impl MergeQuery {
             quote(S_SRC)
         ));
         let joined = format!(
-            "SELECT *, {action} AS {a} FROM (SELECT {cols} FROM {tt} AS {t} {join} {st} AS {s} ON ({on})) AS \"__j\"",
+            "SELECT *, {action} AS {a} FROM (SELECT {cols} FROM {from} ON ({on})) AS \"__j\"",
             a = quote(ACTION),
             cols = inner_cols.join(", "),
-            tt = quote(TARGET_TABLE),
-            t = quote(T),
-            st = quote(SOURCE_TABLE),
-            s = quote(S),
         );
 
         let select = if discover {
             format!(
-                "{}, {}, {} IS NOT NULL AS {}, {}",
+                "{}, {}, {} IS NOT NULL AS {}, {}, {}",
                 quote(T_FILE),
                 quote(T_ROW),
                 quote(S_SRC),
                 quote(MATCHED),
-                quote(ACTION)
+                quote(ACTION),
+                quote(S_SRC)
             )
         } else {
             let mut outs = Vec::new();
@@ -524,6 +669,7 @@ impl MergeQuery {
             outs.push(quote(ACTION));
             outs.push(quote(T_FILE));
             outs.push(quote(T_ROW));
+            outs.push(quote(S_SRC));
             outs.join(", ")
         };
         let matched_clauses: Vec<&crate::task::MergeClauseSpec> = spec
@@ -536,7 +682,7 @@ impl MergeQuery {
             && matches!(matched_clauses[0].action, MergeActionSpec::Delete);
         let mut source_rows: Vec<Field> =
             source.fields().iter().map(|f| f.as_ref().clone()).collect();
-        source_rows.push(Field::new(SRC_COL, DataType::Boolean, false));
+        source_rows.push(Field::new(SRC_COL, DataType::UInt64, false));
         Ok(MergeQuery {
             sql: format!("SELECT {select} FROM ({joined}) AS \"__r\""),
             discover,
@@ -557,7 +703,7 @@ impl MergeQuery {
     /// any task runs.
     pub async fn validate(&self) -> Result<()> {
         let ctx = self.context(None)?;
-        self.register(&ctx, Vec::new(), Vec::new())?;
+        self.register(&ctx, TargetRows::Batches(Vec::new()), Vec::new())?;
         let df = ctx
             .sql(&self.sql)
             .await
@@ -591,31 +737,45 @@ impl MergeQuery {
     fn register(
         &self,
         ctx: &SessionContext,
-        target: Vec<RecordBatch>,
+        target: TargetRows,
         source: Vec<RecordBatch>,
     ) -> Result<()> {
-        let target_schema = target
-            .first()
-            .map_or_else(|| self.target_rows.clone(), |b| b.schema());
-        ctx.register_table(
-            TARGET_TABLE,
-            Arc::new(MemTable::try_new(target_schema, vec![target])?),
-        )?;
+        match target {
+            TargetRows::Batches(target) => {
+                let target_schema = target
+                    .first()
+                    .map_or_else(|| self.target_rows.clone(), |b| b.schema());
+                ctx.register_table(
+                    TARGET_TABLE,
+                    Arc::new(MemTable::try_new(target_schema, vec![target])?),
+                )?;
+            }
+            TargetRows::Stream(stream) => {
+                let schema = stream.schema();
+                let part: Arc<dyn PartitionStream> = Arc::new(OnceStream {
+                    schema: schema.clone(),
+                    stream: std::sync::Mutex::new(Some(stream)),
+                });
+                ctx.register_table(
+                    TARGET_TABLE,
+                    Arc::new(StreamingTable::try_new(schema, vec![part])?),
+                )?;
+            }
+        }
+        // Rows without ids (exchange passes) are numbered here: they only need to differ.
+        let mut next = 0u64;
         let source = source
             .iter()
             .map(|b| {
-                let mut fields: Vec<Field> = b
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone())
-                    .collect();
-                fields.push(Field::new(SRC_COL, DataType::Boolean, false));
-                let mut cols = b.columns().to_vec();
-                cols.push(Arc::new(BooleanArray::from(vec![true; b.num_rows()])));
-                RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+                if b.schema().index_of(SRC_COL).is_ok() {
+                    return Ok(b.clone());
+                }
+                let n = b.num_rows() as u64;
+                let ids = arrow::array::UInt64Array::from_iter_values(next..next + n);
+                next += n;
+                with_source_ids(b, ids)
             })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>>>()?;
         let source_schema = source
             .first()
             .map_or_else(|| self.source_rows.clone(), |b| b.schema());
@@ -630,7 +790,7 @@ impl MergeQuery {
     /// rather than exhaust the executor). Returns the rows and the plan (for its metrics).
     pub async fn execute(
         &self,
-        target: Vec<RecordBatch>,
+        target: TargetRows,
         source: Vec<RecordBatch>,
         memory_limit: usize,
     ) -> Result<(SendableRecordBatchStream, Arc<dyn ExecutionPlan>)> {
@@ -651,7 +811,24 @@ impl MergeQuery {
             query: self,
             touched: touched.iter().copied().collect(),
             matched: HashSet::new(),
+            matched_sources: RoaringTreemap::new(),
+            excluded_sources: None,
         }
+    }
+
+    /// A [`MergeRows`] for an insert pass: source rows in `matched` (a serialized
+    /// `RoaringTreemap`) matched a target row and are not inserted.
+    pub fn insert_rows(&self, matched: &[u8]) -> Result<MergeRows<'_>> {
+        let set = if matched.is_empty() {
+            RoaringTreemap::new()
+        } else {
+            RoaringTreemap::deserialize_from(matched)
+                .map_err(|e| Error::internal(format!("bad matched source rows: {e}")))?
+        };
+        Ok(MergeRows {
+            excluded_sources: Some(set),
+            ..self.rows(&[])
+        })
     }
 
     /// Whether this is the discovery pass.
@@ -679,6 +856,10 @@ pub struct MergeRows<'a> {
     touched: HashSet<u32>,
     /// Discovery: target rows (file, row) seen matched.
     matched: HashSet<(u32, u64)>,
+    /// Discovery: source rows seen matched.
+    matched_sources: RoaringTreemap,
+    /// Insert pass: source rows not to insert (they matched).
+    excluded_sources: Option<RoaringTreemap>,
 }
 
 fn int64(a: &ArrayRef) -> Result<arrow::array::Int64Array> {
@@ -695,8 +876,12 @@ impl MergeRows<'_> {
         let rows = batch.column(1).as_primitive::<UInt64Type>();
         let matched = batch.column(2).as_boolean();
         let action = int64(batch.column(3))?;
+        let sources = batch.column(4).as_primitive::<UInt64Type>();
         for i in 0..batch.num_rows() {
             let file = files.value(i);
+            if matched.value(i) {
+                self.matched_sources.insert(sources.value(i));
+            }
             if matched.value(i)
                 && !self.matched.insert((file, rows.value(i)))
                 && !self.query.duplicates_allowed
@@ -710,6 +895,15 @@ impl MergeRows<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Discovery: the source rows that matched a target row (a serialized `RoaringTreemap`).
+    pub fn matched_source_rows(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.matched_sources.serialized_size());
+        self.matched_sources
+            .serialize_into(&mut out)
+            .map_err(|e| Error::internal(format!("cannot serialize matched rows: {e}")))?;
+        Ok(out)
     }
 
     /// Discovery: the files found to hold a changed row, in ascending order.
@@ -730,12 +924,17 @@ impl MergeRows<'_> {
         let action = int64(batch.column(n_out))?;
         let files = batch.column(n_out + 1).as_primitive::<UInt32Type>();
         let rows = batch.column(n_out + 2).as_primitive::<UInt64Type>();
+        let sources = batch.column(n_out + 3).as_primitive::<UInt64Type>();
         let mut keep = BooleanBuilder::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let a = action.value(i);
             let kept = if files.is_null(i) {
-                // A source row that matched nothing.
-                if a == NOTHING {
+                // A source row that matched nothing (here, nor elsewhere if excluded).
+                let excluded = self
+                    .excluded_sources
+                    .as_ref()
+                    .is_some_and(|x| x.contains(sources.value(i)));
+                if a == NOTHING || excluded {
                     false
                 } else {
                     metrics.rows_inserted += 1;

@@ -128,6 +128,9 @@ pub struct MergeRequest {
     pub clauses: Vec<MergeClause>,
     /// `WITH SCHEMA EVOLUTION`: `*` actions add new source columns to the table.
     pub schema_evolution: bool,
+    /// How source and target rows meet: `auto` broadcasts a source small enough for every
+    /// task to hold and exchanges both by key otherwise; `always` / `never` force one.
+    pub exchange: ExchangeMode,
 }
 
 /// What MERGE reads its source rows from.

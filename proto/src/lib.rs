@@ -16,7 +16,7 @@ pub mod pb {
 }
 
 /// Version of the executor protocol; executors with another version are refused at registration.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A wire message that could not be turned into a domain value.
 #[derive(Debug, thiserror::Error)]
@@ -195,10 +195,23 @@ fn input_to_pb(i: &d::Input) -> pb::Input {
             source_schema_json: merge.source_schema_json.clone(),
             on: merge.on.clone(),
             clauses: merge.clauses.iter().map(merge_clause_spec_to_pb).collect(),
-            discover: matches!(merge.pass, d::MergePass::Discover),
+            pass: match &merge.pass {
+                d::MergePass::Discover => pb::MergePassKind::Discover,
+                d::MergePass::Rewrite { .. } => pb::MergePassKind::Rewrite,
+                d::MergePass::Local => pb::MergePassKind::Local,
+                d::MergePass::Insert { .. } => pb::MergePassKind::Insert,
+            } as i32,
             touched: match &merge.pass {
-                d::MergePass::Discover => Vec::new(),
                 d::MergePass::Rewrite { touched } => touched.clone(),
+                _ => Vec::new(),
+            },
+            first_split: match &merge.pass {
+                d::MergePass::Insert { first_split, .. } => *first_split,
+                _ => 0,
+            },
+            matched: match &merge.pass {
+                d::MergePass::Insert { matched, .. } => matched.clone(),
+                _ => Vec::new(),
             },
         })),
     };
@@ -245,16 +258,42 @@ fn input_from_pb(i: Option<pb::Input>) -> Result<d::Input, DecodeError> {
                             .into_iter()
                             .map(merge_clause_spec_from_pb)
                             .collect::<Result<_, _>>()?,
-                        pass: if m.discover {
-                            d::MergePass::Discover
-                        } else {
-                            d::MergePass::Rewrite { touched: m.touched }
+                        pass: match pb::MergePassKind::try_from(m.pass) {
+                            Ok(pb::MergePassKind::Discover) => d::MergePass::Discover,
+                            Ok(pb::MergePassKind::Rewrite) => {
+                                d::MergePass::Rewrite { touched: m.touched }
+                            }
+                            Ok(pb::MergePassKind::Local) => d::MergePass::Local,
+                            Ok(pb::MergePassKind::Insert) => d::MergePass::Insert {
+                                first_split: m.first_split,
+                                matched: m.matched,
+                            },
+                            Err(_) => {
+                                return Err(DecodeError(format!("unknown MERGE pass {}", m.pass)));
+                            }
                         },
                     },
                 }
             }
         },
     )
+}
+
+fn exchange_to_pb(e: r::ExchangeMode) -> pb::ExchangeMode {
+    match e {
+        r::ExchangeMode::Auto => pb::ExchangeMode::Auto,
+        r::ExchangeMode::Always => pb::ExchangeMode::Always,
+        r::ExchangeMode::Never => pb::ExchangeMode::Never,
+    }
+}
+
+fn exchange_from_pb(v: i32) -> Result<r::ExchangeMode, DecodeError> {
+    match pb::ExchangeMode::try_from(v) {
+        Ok(pb::ExchangeMode::Auto) => Ok(r::ExchangeMode::Auto),
+        Ok(pb::ExchangeMode::Always) => Ok(r::ExchangeMode::Always),
+        Ok(pb::ExchangeMode::Never) => Ok(r::ExchangeMode::Never),
+        Err(_) => Err(DecodeError(format!("unknown exchange mode {v}"))),
+    }
 }
 
 fn merge_kind_to_pb(k: r::MergeClauseKind) -> pb::MergeClauseKind {
@@ -602,6 +641,7 @@ impl From<&d::TaskMetrics> for pb::TaskMetrics {
             rows_updated_by_source: m.rows_updated_by_source,
             rows_deleted_by_source: m.rows_deleted_by_source,
             bytes_spilled: m.bytes_spilled,
+            rows_source: m.rows_source,
         }
     }
 }
@@ -625,6 +665,7 @@ impl From<pb::TaskMetrics> for d::TaskMetrics {
             rows_updated_by_source: m.rows_updated_by_source,
             rows_deleted_by_source: m.rows_deleted_by_source,
             bytes_spilled: m.bytes_spilled,
+            rows_source: m.rows_source,
             elapsed_ms: m.elapsed_ms,
         }
     }
@@ -641,6 +682,7 @@ impl From<&d::TaskOutput> for pb::TaskOutput {
             }),
             metrics: Some((&o.metrics).into()),
             touched_files: o.touched_files.clone(),
+            matched_source_rows: o.matched_source_rows.clone(),
         }
     }
 }
@@ -656,6 +698,7 @@ impl From<pb::TaskOutput> for d::TaskOutput {
             }),
             metrics: o.metrics.map(Into::into).unwrap_or_default(),
             touched_files: o.touched_files,
+            matched_source_rows: o.matched_source_rows,
         }
     }
 }
@@ -732,11 +775,7 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                         expr: v.clone(),
                     })
                     .collect(),
-                exchange: match w.exchange {
-                    r::ExchangeMode::Auto => pb::ExchangeMode::Auto,
-                    r::ExchangeMode::Always => pb::ExchangeMode::Always,
-                    r::ExchangeMode::Never => pb::ExchangeMode::Never,
-                } as i32,
+                exchange: exchange_to_pb(w.exchange) as i32,
             }),
             r::JobRequest::Delete(d) => Job::Delete(pb::DeleteJob {
                 table_uri: d.table_uri.clone(),
@@ -781,6 +820,7 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 on: m.on.clone(),
                 clauses: m.clauses.iter().map(merge_clause_to_pb).collect(),
                 schema_evolution: m.schema_evolution,
+                exchange: exchange_to_pb(m.exchange) as i32,
             }),
         };
         pb::SubmitJobRequest { job: Some(job) }
@@ -827,17 +867,7 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                         .into_iter()
                         .map(|a| (a.column, a.expr))
                         .collect(),
-                    exchange: match pb::ExchangeMode::try_from(w.exchange) {
-                        Ok(pb::ExchangeMode::Auto) => r::ExchangeMode::Auto,
-                        Ok(pb::ExchangeMode::Always) => r::ExchangeMode::Always,
-                        Ok(pb::ExchangeMode::Never) => r::ExchangeMode::Never,
-                        Err(_) => {
-                            return Err(DecodeError(format!(
-                                "unknown exchange mode {}",
-                                w.exchange
-                            )));
-                        }
-                    },
+                    exchange: exchange_from_pb(w.exchange)?,
                 })
             }
             Job::Delete(d) => r::JobRequest::Delete(r::DeleteRequest {
@@ -884,6 +914,7 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                     .map(merge_clause_from_pb)
                     .collect::<Result<_, _>>()?,
                 schema_evolution: m.schema_evolution,
+                exchange: exchange_from_pb(m.exchange)?,
             }),
         })
     }
@@ -977,6 +1008,7 @@ mod tests {
                         deletion_vector: Some(dv),
                     }],
                     touch: Some("p = 1".into()),
+                    row_ids: Some(7),
                 },
                 transforms: vec![
                     d::Transform::Filter {
@@ -994,6 +1026,60 @@ mod tests {
                 sink: d::Sink::DataFiles(files()),
             },
         ];
+        let merge = |pass: d::MergePass| d::Task {
+            table: table(),
+            input: d::Input::Merge {
+                target: Box::new(d::Input::Exchange {
+                    map_outputs: vec![],
+                    partition: 3,
+                }),
+                source: Box::new(d::Input::Source {
+                    splits: vec![],
+                    schema_json: "{}".into(),
+                }),
+                merge: d::MergeSpec {
+                    target_alias: Some("t".into()),
+                    source_alias: None,
+                    target_schema_json: "{\"t\":1}".into(),
+                    source_schema_json: "{\"s\":1}".into(),
+                    on: "t.k = s.k".into(),
+                    clauses: vec![
+                        d::MergeClauseSpec {
+                            kind: r::MergeClauseKind::Matched,
+                            condition: Some("s.v > 1".into()),
+                            action: d::MergeActionSpec::Update(vec![d::Assignment {
+                                column: "v".into(),
+                                expr: "s.v".into(),
+                            }]),
+                        },
+                        d::MergeClauseSpec {
+                            kind: r::MergeClauseKind::NotMatchedBySource,
+                            condition: None,
+                            action: d::MergeActionSpec::Delete,
+                        },
+                        d::MergeClauseSpec {
+                            kind: r::MergeClauseKind::NotMatchedByTarget,
+                            condition: None,
+                            action: d::MergeActionSpec::Insert(vec![]),
+                        },
+                    ],
+                    pass,
+                },
+            },
+            transforms: vec![d::Transform::Conform],
+            sink: d::Sink::DataFiles(files()),
+        };
+        let tasks = tasks.into_iter().chain([
+            merge(d::MergePass::Discover),
+            merge(d::MergePass::Rewrite {
+                touched: vec![1, 5],
+            }),
+            merge(d::MergePass::Local),
+            merge(d::MergePass::Insert {
+                first_split: 4,
+                matched: vec![1, 2, 3],
+            }),
+        ]);
         for task in tasks {
             let t = d::TaskSpec {
                 job_id: "j".into(),
@@ -1065,6 +1151,49 @@ mod tests {
             r::JobRequest::Describe(r::DescribeRequest {
                 table_uri: "file:///t".into(),
                 kind: r::DescribeKind::Detail,
+            }),
+            r::JobRequest::Merge(r::MergeRequest {
+                table_uri: "file:///t".into(),
+                target_alias: Some("t".into()),
+                source: r::MergeSource {
+                    format: d::SourceFormat::Delta,
+                    uri: "file:///s".into(),
+                    version: TimeTravel::Version(3),
+                },
+                source_alias: Some("s".into()),
+                on: "t.k = s.k".into(),
+                clauses: vec![
+                    r::MergeClause {
+                        kind: r::MergeClauseKind::Matched,
+                        condition: Some("s.d".into()),
+                        action: r::MergeAction::Delete,
+                    },
+                    r::MergeClause {
+                        kind: r::MergeClauseKind::Matched,
+                        condition: None,
+                        action: r::MergeAction::Update(vec![("v".into(), "s.v".into())]),
+                    },
+                    r::MergeClause {
+                        kind: r::MergeClauseKind::NotMatchedByTarget,
+                        condition: Some("s.v > 0".into()),
+                        action: r::MergeAction::Insert {
+                            columns: vec!["k".into(), "v".into()],
+                            values: vec!["s.k".into(), "0".into()],
+                        },
+                    },
+                    r::MergeClause {
+                        kind: r::MergeClauseKind::NotMatchedByTarget,
+                        condition: None,
+                        action: r::MergeAction::InsertAll,
+                    },
+                    r::MergeClause {
+                        kind: r::MergeClauseKind::NotMatchedBySource,
+                        condition: None,
+                        action: r::MergeAction::Update(vec![("v".into(), "0".into())]),
+                    },
+                ],
+                schema_evolution: true,
+                exchange: r::ExchangeMode::Always,
             }),
         ];
         for req in reqs {

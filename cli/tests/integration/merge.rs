@@ -207,8 +207,15 @@ fn base_table(dir: &Path, seed: u64, partitioned: bool, by_silt: bool) -> Base {
     Base { table }
 }
 
-/// Runs one MERGE with silt on a copy and with delta-rs on another; compares.
+/// Runs one MERGE with silt on a copy and with delta-rs on another; compares. Cases alternate
+/// between silt's two plans: the source broadcast (what `auto` picks for these small
+/// sources) and the key exchange (`--exchange always`).
 fn differential(dir: &Path, base: &Base, case: &str, source: &Path, on: &str, clauses: &[Clause]) {
+    let exchange = if case.bytes().map(u32::from).sum::<u32>() % 2 == 0 {
+        "auto"
+    } else {
+        "always"
+    };
     let ours = dir.join(format!("{case}-silt"));
     let theirs = dir.join(format!("{case}-delta-rs"));
     copy_dir(&base.table, &ours);
@@ -224,14 +231,14 @@ fn differential(dir: &Path, base: &Base, case: &str, source: &Path, on: &str, cl
             .collect::<Vec<_>>()
             .join(" ")
     );
-    eprintln!("[{case}] {statement}");
+    eprintln!("[{case}] --exchange {exchange}: {statement}");
     let spec = json!({
         "on": on,
         "target_alias": "t",
         "source_alias": "s",
         "clauses": clauses.iter().map(Clause::json).collect::<Vec<_>>(),
     });
-    let out = silt_sql(&statement, &[]);
+    let out = silt_sql(&statement, &["--exchange", exchange]);
     let oracle_out = oracle(&[
         "merge".to_string(),
         "--table".into(),
@@ -372,7 +379,7 @@ fn merge_with_an_empty_side_matches_delta_rs() {
     differential(
         dir.path(),
         &empty,
-        "empty-target",
+        "empty-targets",
         &source,
         "t.id = s.id",
         &upsert,

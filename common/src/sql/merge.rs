@@ -84,6 +84,7 @@ pub(super) fn merge(p: &mut Parser) -> std::result::Result<MergeRequest, Parsed>
         on,
         clauses,
         schema_evolution,
+        exchange: crate::request::ExchangeMode::Auto,
     };
     request.validate().map_err(Parsed::Other)?;
     Ok(request)

@@ -143,6 +143,20 @@ pub enum MergePass {
     /// Produces the MERGE's rows: those of the touched target files (by ordinal), changed,
     /// copied or deleted, and the inserted source rows.
     Rewrite { touched: Vec<u32> },
+    /// Broadcast: this task's target files (`TableFiles` with row ids) against the whole
+    /// source (`Source`, every split): discovery over the columns ON and the conditions read,
+    /// then the rewrite of the files a clause changes (reported as removes); the source rows
+    /// that matched are reported ([`super::TaskOutput::matched_source_rows`]). No inserts.
+    Local,
+    /// Broadcast: the source rows of this task's splits (the first is split `first_split`
+    /// of the source) that matched no target row (`matched`: the source rows that did, a
+    /// serialized `RoaringTreemap` of source row ids), through the NOT MATCHED clauses.
+    Insert { first_split: u32, matched: Vec<u8> },
+}
+
+/// The id of a source row in a broadcast MERGE: its split and its position in the split.
+pub fn source_row_id(split: u32, row: u64) -> u64 {
+    (u64::from(split) << 32) | row
 }
 /// Where one map task attempt's exchange output lives: on the executor that produced it,
 /// served from its shuffle endpoint.
@@ -166,6 +180,8 @@ impl Input {
             Input::Merge { merge, .. } => match merge.pass {
                 MergePass::Discover => "merge-discover",
                 MergePass::Rewrite { .. } => "merge",
+                MergePass::Local => "merge-local",
+                MergePass::Insert { .. } => "merge-insert",
             },
         }
     }

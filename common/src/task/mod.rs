@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 pub use input::{
     Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec, SourceFormat,
-    SourceSplit,
+    SourceSplit, source_row_id,
 };
 pub use sink::{FileSpec, Sink, StatsSpec};
 pub use transform::{Assignment, Keep, Transform};
@@ -154,6 +154,8 @@ pub struct TaskMetrics {
     pub rows_deleted_by_source: u64,
     /// Bytes spilled to local disk by the task's joins and sorts.
     pub bytes_spilled: u64,
+    /// MERGE: source rows the task read (a broadcast MERGE's local tasks each read all).
+    pub rows_source: u64,
     pub elapsed_ms: u64,
 }
 
@@ -176,6 +178,7 @@ impl TaskMetrics {
         self.rows_updated_by_source += o.rows_updated_by_source;
         self.rows_deleted_by_source += o.rows_deleted_by_source;
         self.bytes_spilled += o.bytes_spilled;
+        self.rows_source += o.rows_source;
         self.elapsed_ms += o.elapsed_ms;
     }
 }
@@ -191,6 +194,9 @@ pub struct TaskOutput {
     pub exchange_output: Option<MapOutput>,
     /// MERGE discovery: ordinals of the target files holding a row a clause changes.
     pub touched_files: Vec<u32>,
+    /// Broadcast MERGE: the source rows that matched a target row (a serialized
+    /// `RoaringTreemap` of source row ids; empty: none).
+    pub matched_source_rows: Vec<u8>,
     pub metrics: TaskMetrics,
 }
 

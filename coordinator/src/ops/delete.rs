@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(op.tasks.len(), 1);
         let t = &op.tasks[0];
         match &t.input {
-            Input::TableFiles { files, touch } => {
+            Input::TableFiles { files, touch, .. } => {
                 assert_eq!(files.len(), 1);
                 assert_eq!(touch.as_deref(), Some("id > 15"));
             }

@@ -26,16 +26,17 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use deltalake_core::kernel::{MetadataExt, StructType};
 use futures::StreamExt;
+use roaring::RoaringTreemap;
 use serde_json::{Map, Value, json};
 use silt_common::expr::Predicate;
 use silt_common::merge::{MergeQuery, SOURCE_QUALIFIER, target_columns_of};
-use silt_common::request::{MergeAction, MergeClauseKind, MergeRequest};
+use silt_common::request::{ExchangeMode, MergeAction, MergeClauseKind, MergeRequest};
 use silt_common::schema;
 use silt_common::source::read_split;
 use silt_common::table::{ActiveFile, TableSnapshot};
 use silt_common::task::{
     Assignment, Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec, Sink,
-    TableSpec, Task, TaskMetrics, TaskOutput, Transform,
+    SourceSplit, TableSpec, Task, TaskMetrics, TaskOutput, Transform,
 };
 use tracing::info;
 use url::Url;
@@ -58,6 +59,9 @@ const PARTITION_SHARE: u64 = 8;
 /// Slot memory assumed when executors do not say theirs.
 const DEFAULT_SLOT_MEMORY: u64 = 1 << 30;
 const MAX_PARTITIONS: u64 = 4096;
+/// A source whose estimated in-memory size is at most this share of a slot's memory is
+/// broadcast (every task over the target's files holds all of it).
+const BROADCAST_SHARE: u64 = 8;
 /// Sources up to this size have their key columns summarised by the coordinator.
 const MAX_SUMMARIZED_SOURCE_BYTES: u64 = 1 << 30;
 /// Distinct source key values kept as an `IN` list (beyond: min/max only).
@@ -102,7 +106,16 @@ pub async fn prepare(
         PlanContext { slots, ..plan_ctx },
         ctx.scheduler.slot_memory().unwrap_or(DEFAULT_SLOT_MEMORY),
     )?;
-    for pass in [MergePass::Discover, MergePass::Rewrite { touched: vec![] }] {
+    let insert = MergePass::Insert {
+        first_split: 0,
+        matched: Vec::new(),
+    };
+    for pass in [
+        MergePass::Discover,
+        MergePass::Rewrite { touched: vec![] },
+        MergePass::Local,
+        insert,
+    ] {
         let spec = MergeSpec {
             pass,
             ..op.spec.clone()
@@ -111,6 +124,9 @@ pub async fn prepare(
             .validate()
             .await?;
     }
+    MergeQuery::build_local_rewrite(&op.spec, &op.output_schema)?
+        .validate()
+        .await?;
     Ok(Box::new(op))
 }
 
@@ -258,6 +274,8 @@ enum Step {
     Map,
     Discover,
     Rewrite,
+    Local,
+    Insert,
 }
 
 /// A planned MERGE and its progress.
@@ -278,6 +296,14 @@ pub struct MergeOp {
     source_tasks: Vec<Task>,
     target_tasks: Vec<Task>,
     partitions: u32,
+    /// Broadcast plan: local tasks over the candidate files (each with the whole source),
+    /// then insert tasks over bins of source splits (with their first split's index).
+    broadcast: bool,
+    local_tasks: Vec<Task>,
+    insert_bins: Vec<(u32, Vec<SourceSplit>)>,
+    source_schema_json: String,
+    /// Broadcast: source rows that matched some target row.
+    matched: RoaringTreemap,
     step: Step,
     source_outputs: Vec<MapOutputRef>,
     target_outputs: Vec<MapOutputRef>,
@@ -510,6 +536,7 @@ pub fn plan(
         schema_json: schema_json.to_string(),
         partition_columns: Vec::new(),
     };
+    let all_splits = source.splits.clone();
     let source_tasks: Vec<Task> =
         binpack::consecutive(source.splits, |s| s.size_bytes, source.per_task_bytes)
             .into_iter()
@@ -551,8 +578,52 @@ pub fn plan(
         });
         ordinal += n;
     }
+    // Broadcast: a source small enough for every task to hold goes whole to the tasks over
+    // the target's files; no exchange.
+    let broadcast = match req.exchange {
+        ExchangeMode::Always => false,
+        ExchangeMode::Never => true,
+        ExchangeMode::Auto => source_bytes * MEMORY_EXPANSION <= slot_memory / BROADCAST_SHARE,
+    };
+    let output_table = TableSpec {
+        uri: table_url.to_string(),
+        schema_json: output_schema_json.clone(),
+        partition_columns: snapshot.partition_columns.clone(),
+    };
+    let files_out = DmlOp::files_out(&snapshot, &ctx);
+    let local_tasks: Vec<Task> = if broadcast {
+        target_tasks
+            .iter()
+            .map(|t| Task {
+                table: output_table.clone(),
+                input: Input::Merge {
+                    target: Box::new(t.input.clone()),
+                    source: Box::new(Input::Source {
+                        splits: all_splits.clone(),
+                        schema_json: source_schema_json.clone(),
+                    }),
+                    merge: MergeSpec {
+                        pass: MergePass::Local,
+                        ..spec.clone()
+                    },
+                },
+                transforms: vec![Transform::Conform],
+                sink: Sink::DataFiles(files_out.clone()),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut insert_bins = Vec::new();
+    let mut first = 0u32;
+    for bin in binpack::consecutive(all_splits, |s| s.size_bytes, source.per_task_bytes) {
+        let n = bin.len() as u32;
+        insert_bins.push((first, bin));
+        first += n;
+    }
     info!(
         job = %ctx.job_id,
+        broadcast,
         candidates = candidates.len(),
         source_tasks = source_tasks.len(),
         target_tasks = target_tasks.len(),
@@ -574,6 +645,11 @@ pub fn plan(
         source_tasks,
         target_tasks,
         partitions,
+        broadcast,
+        local_tasks,
+        insert_bins,
+        source_schema_json,
+        matched: RoaringTreemap::new(),
         step: Step::Map,
         source_outputs: Vec::new(),
         target_outputs: Vec::new(),
@@ -653,7 +729,7 @@ impl MergeOp {
         };
         let transforms = match pass {
             MergePass::Discover => Vec::new(),
-            MergePass::Rewrite { .. } => vec![Transform::Conform],
+            _ => vec![Transform::Conform],
         };
         let files = DmlOp::files_out(&self.snapshot, &self.ctx);
         (0..self.partitions)
@@ -677,6 +753,55 @@ impl MergeOp {
                 sink: Sink::DataFiles(files.clone()),
             })
             .collect()
+    }
+
+    /// Broadcast: the insert stage (when there are NOT MATCHED clauses and source rows).
+    fn insert_stage(&mut self) -> Result<Vec<StagePlan>, JobError> {
+        if !self.has(MergeClauseKind::NotMatchedByTarget) || self.insert_bins.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.step = Step::Insert;
+        let mut matched = Vec::with_capacity(self.matched.serialized_size());
+        self.matched
+            .serialize_into(&mut matched)
+            .map_err(|e| invalid(format!("internal: cannot serialize matched rows: {e}")))?;
+        let table = TableSpec {
+            uri: self.table_url.to_string(),
+            schema_json: self.output_schema_json.clone(),
+            partition_columns: self.snapshot.partition_columns.clone(),
+        };
+        let files = DmlOp::files_out(&self.snapshot, &self.ctx);
+        let tasks = self
+            .insert_bins
+            .iter()
+            .map(|(first, splits)| Task {
+                table: table.clone(),
+                input: Input::Merge {
+                    target: Box::new(Input::TableFiles {
+                        files: Vec::new(),
+                        touch: None,
+                        row_ids: Some(0),
+                    }),
+                    source: Box::new(Input::Source {
+                        splits: splits.clone(),
+                        schema_json: self.source_schema_json.clone(),
+                    }),
+                    merge: MergeSpec {
+                        pass: MergePass::Insert {
+                            first_split: *first,
+                            matched: matched.clone(),
+                        },
+                        ..self.spec.clone()
+                    },
+                },
+                transforms: vec![Transform::Conform],
+                sink: Sink::DataFiles(files.clone()),
+            })
+            .collect();
+        Ok(vec![StagePlan::new("insert", tasks).with_note(format!(
+            "{} source row(s) matched",
+            self.matched.len()
+        ))])
     }
 
     fn rewrite_stage(&mut self) -> Vec<StagePlan> {
@@ -738,6 +863,21 @@ impl Operation for MergeOp {
     }
 
     fn start(&mut self) -> Result<Vec<StagePlan>, JobError> {
+        if self.broadcast {
+            let changes_target =
+                self.has(MergeClauseKind::Matched) || self.has(MergeClauseKind::NotMatchedBySource);
+            let needs_matches = changes_target || self.has(MergeClauseKind::NotMatchedByTarget);
+            if needs_matches && !self.local_tasks.is_empty() {
+                self.step = Step::Local;
+                return Ok(vec![
+                    StagePlan::new("merge", self.local_tasks.clone()).with_note(format!(
+                        "{} candidate target file(s), source broadcast",
+                        self.candidates.len()
+                    )),
+                ]);
+            }
+            return self.insert_stage();
+        }
         let tasks: Vec<Task> = self
             .source_tasks
             .iter()
@@ -807,16 +947,49 @@ impl Operation for MergeOp {
                 self.rewrite_outputs.extend(result.outputs);
                 Ok(Vec::new())
             }
+            Step::Local => {
+                self.rewrite_time += result.elapsed;
+                for o in &result.outputs {
+                    // Each local task read the whole source.
+                    self.source_rows = self.source_rows.max(o.metrics.rows_source);
+                    if !o.matched_source_rows.is_empty() {
+                        let m = RoaringTreemap::deserialize_from(&o.matched_source_rows[..])
+                            .map_err(|e| invalid(format!("internal: bad matched rows: {e}")))?;
+                        self.matched |= m;
+                    }
+                }
+                self.rewrite_outputs.extend(result.outputs);
+                self.insert_stage()
+            }
+            Step::Insert => {
+                self.rewrite_time += result.elapsed;
+                self.source_rows = result.outputs.iter().map(|o| o.metrics.rows_source).sum();
+                self.rewrite_outputs.extend(result.outputs);
+                Ok(Vec::new())
+            }
         }
     }
 
     fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {
         let m = self.metrics();
-        let removed: Vec<ActiveFile> = self
-            .touched
-            .iter()
-            .map(|&i| self.candidates[i as usize].clone())
-            .collect();
+        let removed: Vec<ActiveFile> = if self.broadcast {
+            let rewritten: std::collections::HashSet<&str> = self
+                .rewrite_outputs
+                .iter()
+                .flat_map(|o| &o.removes)
+                .map(|f| f.path.as_str())
+                .collect();
+            self.candidates
+                .iter()
+                .filter(|f| rewritten.contains(f.file.path.as_str()))
+                .cloned()
+                .collect()
+        } else {
+            self.touched
+                .iter()
+                .map(|&i| self.candidates[i as usize].clone())
+                .collect()
+        };
         let adds: Vec<_> = self
             .rewrite_outputs
             .iter()

@@ -7,23 +7,25 @@ use std::time::Instant;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
+use silt_common::Result;
 use silt_common::exchange::decode_block;
 use silt_common::expr::Predicate;
-use silt_common::merge::{self, MergeQuery};
+use silt_common::merge;
 use silt_common::schema::{conform_batch, delta_json_to_arrow};
 use silt_common::source::{RowFilterSpec, read_split, read_split_filtered};
 use silt_common::table::file_split;
-use silt_common::task::{DataFile, Input, MapOutputRef, MergePass, TaskMetrics, TaskSpec};
-use silt_common::{Error, Result};
+use silt_common::task::{DataFile, Input, MapOutputRef, TaskMetrics, TaskSpec};
 use url::Url;
 
 use super::TaskEnv;
+use super::merge::MergeReport;
 use super::sinks::OpenSink;
 use super::transforms::Pipeline;
 use super::{SOURCE_BATCH_ROWS, TABLE_BATCH_ROWS};
 
 /// Streams the input's rows through `pipeline` into `sink`. Returns the table files whose
-/// rows were read in full (to be removed by the commit).
+/// rows were read in full (to be removed by the commit) and, for MERGE inputs, what the
+/// join found.
 pub async fn drain(
     spec: &TaskSpec,
     env: &TaskEnv,
@@ -32,8 +34,7 @@ pub async fn drain(
     pipeline: &Pipeline,
     sink: &mut OpenSink,
     metrics: &mut TaskMetrics,
-    touched_files: &mut Vec<u32>,
-) -> Result<Vec<DataFile>> {
+) -> Result<(Vec<DataFile>, MergeReport)> {
     match &spec.task.input {
         Input::Source {
             splits,
@@ -50,7 +51,7 @@ pub async fn drain(
                     push(batch, pipeline, sink, metrics).await?;
                 }
             }
-            Ok(Vec::new())
+            Ok((Vec::new(), MergeReport::default()))
         }
         Input::TableFiles {
             files,
@@ -103,7 +104,7 @@ pub async fn drain(
                 metrics.files_touched += 1;
                 read.push(file.clone());
             }
-            Ok(read)
+            Ok((read, MergeReport::default()))
         }
         Input::Exchange {
             map_outputs,
@@ -122,60 +123,34 @@ pub async fn drain(
                     push(batch, pipeline, sink, metrics).await?;
                 }
             }
-            Ok(Vec::new())
+            Ok((Vec::new(), MergeReport::default()))
         }
         Input::Merge {
             target,
             source,
             merge: merge_spec,
         } => {
-            let query = MergeQuery::build(merge_spec, schema)?;
-            let target_rows = collect_side(spec_side(target)?, spec, env, metrics).await?;
-            let source_rows = collect_side(spec_side(source)?, spec, env, metrics).await?;
-            let started = Instant::now();
-            let (mut rows, plan) = query
-                .execute(target_rows, source_rows, env.limits.memory_limit_bytes)
-                .await?;
-            match &merge_spec.pass {
-                MergePass::Discover => {
-                    let mut found = query.rows(&[]);
-                    while let Some(batch) = rows.next().await {
-                        found.discover(&batch?)?;
-                    }
-                    metrics.scan_ms += started.elapsed().as_millis() as u64;
-                    metrics.bytes_spilled += merge::spilled_bytes(&plan);
-                    *touched_files = found.touched_files();
-                }
-                MergePass::Rewrite { touched } => {
-                    let mut out = query.rows(touched);
-                    while let Some(batch) = rows.next().await {
-                        let batch = out.rewrite(&batch?, metrics)?;
-                        push(batch, pipeline, sink, metrics).await?;
-                    }
-                    metrics.bytes_spilled += merge::spilled_bytes(&plan);
-                }
-            }
-            Ok(Vec::new())
+            super::merge::drain(
+                super::merge::MergeTask {
+                    spec,
+                    env,
+                    table_url,
+                    schema,
+                    target,
+                    source,
+                    merge: merge_spec,
+                },
+                pipeline,
+                sink,
+                metrics,
+            )
+            .await
         }
     }
 }
 
-/// The exchange partition one side of a MERGE join reads.
-fn spec_side(input: &Input) -> Result<(&[MapOutputRef], u32)> {
-    match input {
-        Input::Exchange {
-            map_outputs,
-            partition,
-        } => Ok((map_outputs, *partition)),
-        other => Err(Error::internal(format!(
-            "a MERGE join side must be an exchange, not {}",
-            other.name()
-        ))),
-    }
-}
-
 /// Fetches one side of a MERGE join (one exchange partition) into memory.
-async fn collect_side(
+pub(super) async fn collect_side(
     (map_outputs, partition): (&[MapOutputRef], u32),
     spec: &TaskSpec,
     env: &TaskEnv,
@@ -197,7 +172,7 @@ async fn collect_side(
     Ok(out)
 }
 
-async fn push(
+pub(super) async fn push(
     batch: RecordBatch,
     pipeline: &Pipeline,
     sink: &mut OpenSink,
@@ -211,7 +186,7 @@ async fn push(
 
 /// A table data file's live rows (deletion vector applied, partition values filled in) with
 /// the columns of `columns` (the table schema or a subset of it), conformed to it.
-async fn table_rows(
+pub(super) async fn table_rows(
     file: &DataFile,
     table_url: &Url,
     columns: &SchemaRef,

@@ -8,6 +8,7 @@
 //! to local disk past its own budget; reducers decode one fetched block at a time.
 
 mod inputs;
+mod merge;
 mod sinks;
 mod transforms;
 
@@ -56,7 +57,6 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
     let pipeline = transforms::Pipeline::compile(&task.transforms, &schema)?;
     let mut sink = sinks::open(spec, &schema, env)?;
     let mut metrics = TaskMetrics::default();
-    let mut touched_files = Vec::new();
     let drained = inputs::drain(
         spec,
         env,
@@ -65,12 +65,11 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
         &pipeline,
         &mut sink,
         &mut metrics,
-        &mut touched_files,
     )
     .await;
-    let removes = match drained {
-        Ok(removes) => match faults.at(Point::BeforeClose, spec).await {
-            Hit::Continue => removes,
+    let (removes, report) = match drained {
+        Ok(drained) => match faults.at(Point::BeforeClose, spec).await {
+            Hit::Continue => drained,
             Hit::Fail(e) | Hit::FailKeepingFiles(e) => {
                 sink.abort().await;
                 return Err(e);
@@ -91,7 +90,8 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
         }
     }
     out.removes = removes;
-    out.touched_files = touched_files;
+    out.touched_files = report.touched_files;
+    out.matched_source_rows = report.matched_source_rows;
     if matches!(task.input, Input::TableFiles { .. }) {
         out.metrics.rows_copied = out
             .metrics

@@ -317,15 +317,14 @@ mod tests {
     }
 
     #[test]
-    fn the_front_door_refuses_merge_clearly_for_now() {
-        let e = crate::sql::parse(
+    fn the_front_door_turns_merge_into_a_job() {
+        let jobs = crate::sql::parse(
             "MERGE INTO delta.`/t` t USING parquet.`/s` s ON t.k = s.k WHEN MATCHED THEN DELETE",
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap();
         assert!(
-            e.contains("unsupported SQL: `MERGE INTO /t` (MERGE is parsed but not executed yet)"),
-            "{e}"
+            matches!(&jobs[..], [crate::request::JobRequest::Merge(m)] if m.table_uri == "/t"),
+            "{jobs:?}"
         );
     }
 }

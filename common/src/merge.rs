@@ -119,9 +119,9 @@ fn with_source_ids(batch: &RecordBatch, ids: arrow::array::UInt64Array) -> Resul
     )?)
 }
 
-/// The target columns the discovery of matches reads: those of ON and of the WHEN MATCHED
-/// and NOT MATCHED BY SOURCE conditions (table spelling, schema order).
-pub fn discovery_columns(spec: &MergeSpec) -> Result<Vec<String>> {
+/// The columns the discovery of matches reads, of the target and of the source: those of ON
+/// and of the clauses' conditions (spelled as the schemas spell them, in schema order).
+pub fn discovery_columns(spec: &MergeSpec) -> Result<(Vec<String>, Vec<String>)> {
     let target = crate::schema::delta_json_to_arrow(&spec.target_schema_json)?;
     let source = crate::schema::delta_json_to_arrow(&spec.source_schema_json)?;
     let names = Names {
@@ -132,22 +132,25 @@ pub fn discovery_columns(spec: &MergeSpec) -> Result<Vec<String>> {
     };
     let both = [Side::Target, Side::Source];
     let mut resolved = vec![names.resolve(&spec.on, &both, "ON condition", Form::Flat)?];
+    // Every condition is part of the query (NOT MATCHED ones too, though no discovered row
+    // is unmatched by the target).
     for c in &spec.clauses {
-        if let (Some(cond), MergeClauseKind::Matched | MergeClauseKind::NotMatchedBySource) =
-            (&c.condition, c.kind)
-        {
+        if let Some(cond) = &c.condition {
             resolved.push(names.resolve(cond, &both, "condition", Form::Flat)?);
         }
     }
-    Ok(target
-        .fields()
-        .iter()
-        .filter(|f| {
-            let name = quote(&flat(Side::Target, f.name()));
-            resolved.iter().any(|r| r.contains(&name))
-        })
-        .map(|f| f.name().clone())
-        .collect())
+    let used = |side: Side, schema: &Schema| -> Vec<String> {
+        schema
+            .fields()
+            .iter()
+            .filter(|f| {
+                let name = quote(&flat(side, f.name()));
+                resolved.iter().any(|r| r.contains(&name))
+            })
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    Ok((used(Side::Target, &target), used(Side::Source, &source)))
 }
 
 /// A task's target rows for a MERGE query: in memory, or streamed (a broadcast MERGE's
@@ -895,6 +898,11 @@ impl MergeRows<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Discovery: the source rows that matched a target row.
+    pub fn matched_sources(&self) -> &RoaringTreemap {
+        &self.matched_sources
     }
 
     /// Discovery: the source rows that matched a target row (a serialized `RoaringTreemap`).

@@ -557,6 +557,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
             spec["on"],
             source_alias=spec["source_alias"],
             target_alias=spec["target_alias"],
+            merge_schema=bool(spec.get("merge_schema")),
         )
         for c in spec["clauses"]:
             kind, action, cond, sets = c["kind"], c["action"], c.get("cond"), c.get("set") or {}

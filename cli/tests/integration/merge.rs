@@ -211,6 +211,20 @@ fn base_table(dir: &Path, seed: u64, partitioned: bool, by_silt: bool) -> Base {
 /// between silt's two plans: the source broadcast (what `auto` picks for these small
 /// sources) and the key exchange (`--exchange always`).
 fn differential(dir: &Path, base: &Base, case: &str, source: &Path, on: &str, clauses: &[Clause]) {
+    differential_with(dir, base, case, source, on, clauses, false)
+}
+
+/// [`differential`], with `WITH SCHEMA EVOLUTION` (delta-rs: `merge_schema=True`) when
+/// `evolve`.
+fn differential_with(
+    dir: &Path,
+    base: &Base,
+    case: &str,
+    source: &Path,
+    on: &str,
+    clauses: &[Clause],
+    evolve: bool,
+) {
     let exchange = if case.bytes().map(u32::from).sum::<u32>() % 2 == 0 {
         "auto"
     } else {
@@ -222,7 +236,8 @@ fn differential(dir: &Path, base: &Base, case: &str, source: &Path, on: &str, cl
     copy_dir(&base.table, &theirs);
     let before = commit_files(&ours).len();
     let statement = format!(
-        "MERGE INTO {} t USING parquet.`{}` s ON {on} {}",
+        "MERGE {}INTO {} t USING parquet.`{}` s ON {on} {}",
+        if evolve { "WITH SCHEMA EVOLUTION " } else { "" },
         delta_ref(&ours),
         source.display(),
         clauses
@@ -237,6 +252,7 @@ fn differential(dir: &Path, base: &Base, case: &str, source: &Path, on: &str, cl
         "target_alias": "t",
         "source_alias": "s",
         "clauses": clauses.iter().map(Clause::json).collect::<Vec<_>>(),
+        "merge_schema": evolve,
     });
     let out = silt_sql(&statement, &["--exchange", exchange]);
     let oracle_out = oracle(&[
@@ -384,6 +400,92 @@ fn merge_with_an_empty_side_matches_delta_rs() {
         "t.id = s.id",
         &upsert,
     );
+}
+
+/// `WITH SCHEMA EVOLUTION`: a source with a column the table lacks adds it through
+/// `UPDATE SET *` / `INSERT *` (rows without it get null), as delta-rs's `merge_schema` does;
+/// without evolution the `*` forms leave the new column out.
+#[test]
+fn merge_with_schema_evolution_matches_delta_rs() {
+    let seed = seed_for("merge_with_schema_evolution_matches_delta_rs");
+    let dir = tempdir("merge-evolve");
+    let base = base_table(dir.path(), seed, false, true);
+    let source = Gen::new(seed + 3, 200)
+        .variant("extra_col")
+        .k_domain("1,2,3")
+        .id_start(400)
+        .write(&dir.path().join("source"));
+    // Unconditional: delta-rs 1.6.6 gives a matched row that no clause updates the source's
+    // value of the new column (Delta Spark and silt copy the row, the new column null).
+    let upsert = [
+        Clause {
+            kind: "matched",
+            action: "update_all",
+            cond: None,
+            set: vec![],
+        },
+        Clause {
+            kind: "not_matched",
+            action: "insert_all",
+            cond: None,
+            set: vec![],
+        },
+    ];
+    for (case, evolve) in [("evolve", true), ("evolves", true), ("keep", false)] {
+        differential_with(
+            dir.path(),
+            &base,
+            case,
+            &source,
+            "t.id = s.id",
+            &upsert,
+            evolve,
+        );
+        let t = dir.path().join(format!("{case}-silt"));
+        let cols = inspect(&t)["schema"].to_string();
+        assert_eq!(cols.contains("new_col"), evolve, "{case}: {cols}");
+    }
+}
+
+/// The same MERGE from a Parquet, CSV, JSON and Delta source (the Delta one at an older
+/// version through `VERSION AS OF`) gives the same table.
+#[test]
+fn merge_reads_every_source_format() {
+    let seed = seed_for("merge_reads_every_source_format");
+    let dir = tempdir("merge-formats");
+    let base = base_table(dir.path(), seed, true, true);
+    let source = || Gen::new(seed + 5, 150).k_domain("1,2,3").id_start(420);
+    let parquet = source().write(&dir.path().join("src-parquet"));
+    let csv = source().format("csv").write(&dir.path().join("src-csv"));
+    let json = source().format("json").write(&dir.path().join("src-json"));
+    // A Delta source whose version 0 holds the rows; version 1 deletes them all.
+    let delta = dir.path().join("src-delta");
+    silt_write_ok(&delta, &parquet, &[]);
+    silt_sql_ok(&format!("DELETE FROM {}", delta_ref(&delta)));
+    // CSV and JSON carry fewer types: the clauses touch only columns all formats share.
+    let clauses = "WHEN MATCHED THEN UPDATE SET f = s.f, s = s.s \
+                   WHEN NOT MATCHED THEN INSERT (id, k, s, f, flag) VALUES (s.id, s.k, s.s, s.f, s.flag)";
+    let mut tables = Vec::new();
+    for (name, source) in [
+        ("parquet", format!("parquet.`{}`", parquet.display())),
+        ("csv", format!("csv.`{}`", csv.display())),
+        ("json", format!("json.`{}`", json.display())),
+        ("delta", format!("{} VERSION AS OF 0", delta_ref(&delta))),
+    ] {
+        let t = dir.path().join(format!("t-{name}"));
+        copy_dir(&base.table, &t);
+        let r = silt_sql_ok(&format!(
+            "MERGE INTO {} t USING {source} s ON t.id = s.id {clauses}",
+            delta_ref(&t)
+        ));
+        assert_eq!(metric(&r, "numSourceRows"), 150, "{name}: {r}");
+        assert_eq!(metric(&r, "numTargetRowsUpdated"), 80, "{name}: {r}");
+        assert_eq!(metric(&r, "numTargetRowsInserted"), 70, "{name}: {r}");
+        tables.push(t);
+    }
+    for t in &tables[1..] {
+        assert_same_content(t, &[Expected::Table(&tables[0])], &["--loose-types"]);
+    }
 }
 
 /// An upsert (UPDATE SET * / INSERT *) of about half the rows, with changed values (moving

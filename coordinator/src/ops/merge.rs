@@ -1,4 +1,13 @@
-//! MERGE INTO (copy-on-write), in three stages over one exchange:
+//! MERGE INTO (copy-on-write), in one of two plans.
+//!
+//! **Broadcast** (a source small enough for every task to hold, or `--exchange never`): local
+//! tasks over the candidate target files each read the whole source, find their files'
+//! matches from the columns ON and the conditions read (and duplicate matches), stream the
+//! files a clause changes through the join and write them, and report the source rows that
+//! matched; then, with NOT MATCHED clauses, insert tasks over the source's splits write the
+//! rows no task matched.
+//!
+//! **Key exchange** (otherwise), in three stages over one exchange:
 //!
 //! 1. **map**: source rows and the rows of the candidate target files (those the ON
 //!    condition's target-only conjuncts do not rule out; tagged with file ordinal and row
@@ -1091,7 +1100,12 @@ impl Operation for MergeOp {
             "numBytesSpilled",
             self.map_spilled + m.bytes_spilled + self.discover_metrics.bytes_spilled,
         );
-        let summary = DmlOp::summary(&what, removed.len(), &m);
+        let plan = if self.broadcast {
+            "source broadcast".to_string()
+        } else {
+            format!("key exchange, {} partition(s)", self.partitions)
+        };
+        let summary = DmlOp::summary(&format!("{what} ({plan})"), removed.len(), &m);
         Ok(Outcome::Commit {
             txn: Box::new(txn),
             target: crate::driver::CommitTarget {

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::{AsArray, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Schema, SchemaRef, UInt64Type};
 use arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
+use roaring::RoaringTreemap;
 use silt_common::merge::{self, MergeQuery, TargetRows};
 use silt_common::schema::{arrow_to_delta_json, delta_json_to_arrow};
 use silt_common::source::read_split;
@@ -99,7 +102,7 @@ async fn run(
             first_split,
             matched,
         } => {
-            let source = read_source(t.source, *first_split, metrics).await?;
+            let source = read_source(t.source, *first_split, None, None, metrics).await?;
             let query = MergeQuery::build(t.merge, t.schema)?;
             let (mut rows, plan) = query
                 .execute(TargetRows::Batches(Vec::new()), source, limit)
@@ -136,22 +139,13 @@ async fn local(
         ));
     };
     let started = Instant::now();
-    let source = read_source(t.source, 0, metrics).await?;
-
+    // Discovery reads only the columns ON and the conditions read, of both sides.
     let table = delta_json_to_arrow(&t.merge.target_schema_json)?;
-    let wanted = merge::discovery_columns(t.merge)?;
-    let mut fields: Vec<_> = table
-        .fields()
-        .iter()
-        .filter(|f| wanted.contains(f.name()))
-        .map(|f| f.as_ref().clone().with_nullable(true))
-        .collect();
-    if fields.is_empty()
-        && let Some(f) = table.fields().first()
-    {
-        fields.push(f.as_ref().clone().with_nullable(true));
-    }
-    let projected: SchemaRef = Arc::new(Schema::new(fields));
+    let source_schema = delta_json_to_arrow(&t.merge.source_schema_json)?;
+    let (target_cols, source_cols) = merge::discovery_columns(t.merge)?;
+    let projected = project(&table, &target_cols);
+    let source_keys_schema = project(&source_schema, &source_cols);
+    let source = read_source(t.source, 0, Some(&source_keys_schema), None, metrics).await?;
     let mut keys = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let mut rows = table_rows(file, t.table_url, &projected).await?;
@@ -165,11 +159,12 @@ async fn local(
     }
     let discover_spec = MergeSpec {
         target_schema_json: arrow_to_delta_json(&projected)?,
+        source_schema_json: arrow_to_delta_json(&source_keys_schema)?,
         ..t.merge.clone()
     };
     let query = MergeQuery::build(&discover_spec, t.schema)?;
     let (mut rows, plan) = query
-        .execute(TargetRows::Batches(keys), source.clone(), limit)
+        .execute(TargetRows::Batches(keys), source, limit)
         .await?;
     let mut found = query.rows(&[]);
     while let Some(batch) = rows.next().await {
@@ -203,6 +198,15 @@ async fn local(
         Arc::new(table.as_ref().clone()),
         read.clone(),
     );
+    // The rewrite joins only the source rows that matched here, read again in full.
+    let source = read_source(
+        t.source,
+        0,
+        None,
+        Some(found.matched_sources()),
+        &mut TaskMetrics::default(),
+    )
+    .await?;
     let query = MergeQuery::build_local_rewrite(t.merge, t.schema)?;
     let (mut rows, plan) = query.execute(stream, source, limit).await?;
     let mut out = query.rows(&touched);
@@ -248,11 +252,30 @@ fn target_stream(
     TargetRows::stream(out_schema, stream)
 }
 
-/// Every row of a source input, tagged with its source row id (splits numbered from
-/// `first_split`).
+/// `schema`'s fields named in `columns` (nullable), or its first field if none is.
+fn project(schema: &Schema, columns: &[String]) -> SchemaRef {
+    let mut fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| columns.contains(f.name()))
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    if fields.is_empty()
+        && let Some(f) = schema.fields().first()
+    {
+        fields.push(f.as_ref().clone().with_nullable(true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// The rows of a source input, tagged with their source row ids (splits numbered from
+/// `first_split`): only `columns` of them when given (else the source's schema), only the
+/// rows in `keep` when given.
 async fn read_source(
     input: &Input,
     first_split: u32,
+    columns: Option<&SchemaRef>,
+    keep: Option<&RoaringTreemap>,
     metrics: &mut TaskMetrics,
 ) -> Result<Vec<RecordBatch>> {
     let Input::Source {
@@ -265,7 +288,10 @@ async fn read_source(
             input.name()
         )));
     };
-    let schema = delta_json_to_arrow(schema_json)?;
+    let schema = match columns {
+        Some(c) => c.clone(),
+        None => delta_json_to_arrow(schema_json)?,
+    };
     let mut out = Vec::new();
     for (i, split) in splits.iter().enumerate() {
         let mut stream = read_split(split, schema.clone(), SOURCE_BATCH_ROWS).await?;
@@ -274,9 +300,21 @@ async fn read_source(
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let n = batch.num_rows() as u64;
-            out.push(merge::tag_source_rows(&batch, first_split + i as u32, row)?);
+            let mut tagged = merge::tag_source_rows(&batch, first_split + i as u32, row)?;
             row += n;
             metrics.rows_source += n;
+            if let Some(keep) = keep {
+                let ids = tagged
+                    .column(tagged.num_columns() - 1)
+                    .as_primitive::<UInt64Type>()
+                    .iter()
+                    .map(|id| Some(id.is_some_and(|id| keep.contains(id))))
+                    .collect::<BooleanArray>();
+                tagged = filter_record_batch(&tagged, &ids)?;
+            }
+            if tagged.num_rows() > 0 {
+                out.push(tagged);
+            }
         }
     }
     Ok(out)

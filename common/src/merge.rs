@@ -122,14 +122,8 @@ fn with_source_ids(batch: &RecordBatch, ids: arrow::array::UInt64Array) -> Resul
 /// The columns the discovery of matches reads, of the target and of the source: those of ON
 /// and of the clauses' conditions (spelled as the schemas spell them, in schema order).
 pub fn discovery_columns(spec: &MergeSpec) -> Result<(Vec<String>, Vec<String>)> {
-    let target = crate::schema::delta_json_to_arrow(&spec.target_schema_json)?;
-    let source = crate::schema::delta_json_to_arrow(&spec.source_schema_json)?;
-    let names = Names {
-        target_alias: spec.target_alias.as_deref(),
-        source_alias: spec.source_alias.as_deref(),
-        target: &target,
-        source: &source,
-    };
+    let (target, source) = spec_schemas(spec)?;
+    let names = Names::of(spec, &target, &source);
     let both = [Side::Target, Side::Source];
     let mut resolved = vec![names.resolve(&spec.on, &both, "ON condition", Form::Flat)?];
     // Every condition is part of the query (NOT MATCHED ones too, though no discovered row
@@ -252,7 +246,25 @@ fn find<'s>(schema: &'s Schema, name: &str) -> Option<&'s Field> {
         .map(|f| f.as_ref())
 }
 
-impl Names<'_> {
+/// The target's and the source's row schemas of a spec.
+fn spec_schemas(spec: &MergeSpec) -> Result<(SchemaRef, SchemaRef)> {
+    Ok((
+        crate::schema::delta_json_to_arrow(&spec.target_schema_json)?,
+        crate::schema::delta_json_to_arrow(&spec.source_schema_json)?,
+    ))
+}
+
+impl<'a> Names<'a> {
+    /// The names of `spec`'s expressions, over its two sides' schemas.
+    fn of(spec: &'a MergeSpec, target: &'a Schema, source: &'a Schema) -> Names<'a> {
+        Names {
+            target_alias: spec.target_alias.as_deref(),
+            source_alias: spec.source_alias.as_deref(),
+            target,
+            source,
+        }
+    }
+
     fn schema(&self, side: Side) -> &Schema {
         match side {
             Side::Target => self.target,
@@ -493,14 +505,8 @@ impl MergeQuery {
     /// `local_discover`: `None`: the shape `spec.pass` says; `Some(false)`: the local
     /// rewrite.
     fn build_shape(spec: &MergeSpec, output: &Schema, local: Option<bool>) -> Result<MergeQuery> {
-        let target = crate::schema::delta_json_to_arrow(&spec.target_schema_json)?;
-        let source = crate::schema::delta_json_to_arrow(&spec.source_schema_json)?;
-        let names = Names {
-            target_alias: spec.target_alias.as_deref(),
-            source_alias: spec.source_alias.as_deref(),
-            target: &target,
-            source: &source,
-        };
+        let (target, source) = spec_schemas(spec)?;
+        let names = Names::of(spec, &target, &source);
         let both = [Side::Target, Side::Source];
         let on = names.resolve(&spec.on, &both, "ON condition", Form::Qualified)?;
 

@@ -182,6 +182,24 @@ fn random_clauses(r: &mut Rng) -> Vec<Clause> {
     }
 }
 
+/// `WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *`.
+fn upsert_all() -> Vec<Clause> {
+    vec![
+        Clause {
+            kind: "matched",
+            action: "update_all",
+            cond: None,
+            set: vec![],
+        },
+        Clause {
+            kind: "not_matched",
+            action: "insert_all",
+            cond: None,
+            set: vec![],
+        },
+    ]
+}
+
 /// A table made once per layout, copied for each case.
 struct Base {
     table: PathBuf,
@@ -358,26 +376,13 @@ fn merge_with_an_empty_side_matches_delta_rs() {
         .k_domain("1,2,3")
         .id_start(400)
         .write(&dir.path().join("source"));
-    let upsert = [
-        Clause {
-            kind: "matched",
-            action: "update_all",
-            cond: None,
-            set: vec![],
-        },
-        Clause {
-            kind: "not_matched",
-            action: "insert_all",
-            cond: None,
-            set: vec![],
-        },
-        Clause {
-            kind: "not_matched_by_source",
-            action: "delete",
-            cond: Some("t.k = 2"),
-            set: vec![],
-        },
-    ];
+    let mut upsert = upsert_all();
+    upsert.push(Clause {
+        kind: "not_matched_by_source",
+        action: "delete",
+        cond: Some("t.k = 2"),
+        set: vec![],
+    });
     differential(
         dir.path(),
         &base,
@@ -417,20 +422,7 @@ fn merge_with_schema_evolution_matches_delta_rs() {
         .write(&dir.path().join("source"));
     // Unconditional: delta-rs 1.6.6 gives a matched row that no clause updates the source's
     // value of the new column (Delta Spark and silt copy the row, the new column null).
-    let upsert = [
-        Clause {
-            kind: "matched",
-            action: "update_all",
-            cond: None,
-            set: vec![],
-        },
-        Clause {
-            kind: "not_matched",
-            action: "insert_all",
-            cond: None,
-            set: vec![],
-        },
-    ];
+    let upsert = upsert_all();
     for (case, evolve) in [("evolve", true), ("evolves", true), ("keep", false)] {
         differential_with(
             dir.path(),

@@ -113,12 +113,7 @@ pub async fn drain(
             let mut blocks = env.fetcher.partition(&spec.job_id, map_outputs, *partition);
             while let Some(block) = blocks.next().await {
                 let (block, remote) = block?;
-                metrics.bytes_read += block.len() as u64;
-                if remote {
-                    metrics.bytes_fetched_remote += block.len() as u64;
-                }
-                for batch in decode_block(&block)? {
-                    metrics.rows_read += batch.num_rows() as u64;
+                for batch in fetched(&block, remote, metrics)? {
                     let batch = conform_batch(&batch, schema)?;
                     push(batch, pipeline, sink, metrics).await?;
                 }
@@ -160,16 +155,20 @@ pub(super) async fn collect_side(
     let mut blocks = env.fetcher.partition(&spec.job_id, map_outputs, partition);
     while let Some(block) = blocks.next().await {
         let (block, remote) = block?;
-        metrics.bytes_read += block.len() as u64;
-        if remote {
-            metrics.bytes_fetched_remote += block.len() as u64;
-        }
-        for batch in decode_block(&block)? {
-            metrics.rows_read += batch.num_rows() as u64;
-            out.push(batch);
-        }
+        out.extend(fetched(&block, remote, metrics)?);
     }
     Ok(out)
+}
+
+/// A fetched exchange block's rows, counted into `metrics`.
+fn fetched(block: &[u8], remote: bool, metrics: &mut TaskMetrics) -> Result<Vec<RecordBatch>> {
+    metrics.bytes_read += block.len() as u64;
+    if remote {
+        metrics.bytes_fetched_remote += block.len() as u64;
+    }
+    let batches = decode_block(block)?;
+    metrics.rows_read += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+    Ok(batches)
 }
 
 pub(super) async fn push(

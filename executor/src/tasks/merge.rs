@@ -146,31 +146,28 @@ async fn local(
     let projected = project(&table, &target_cols);
     let source_keys_schema = project(&source_schema, &source_cols);
     let source = read_source(t.source, 0, Some(&source_keys_schema), None, metrics).await?;
-    let mut keys = Vec::new();
-    for (i, file) in files.iter().enumerate() {
-        let mut rows = table_rows(file, t.table_url, &projected).await?;
-        let mut next = 0u64;
-        while let Some(batch) = rows.next().await {
-            let batch = batch?;
-            metrics.rows_read += batch.num_rows() as u64;
-            keys.push(merge::tag_rows(&batch, first + i as u32, next)?);
-            next += batch.num_rows() as u64;
-        }
-    }
+    // The target's condition columns are streamed through the join (built on the source).
+    let scanned = Arc::new(AtomicU64::new(0));
+    let ordinals = (*first..).zip(files.iter().cloned()).collect();
+    let keys = target_stream(
+        ordinals,
+        t.table_url.clone(),
+        projected.clone(),
+        scanned.clone(),
+    );
     let discover_spec = MergeSpec {
         target_schema_json: arrow_to_delta_json(&projected)?,
         source_schema_json: arrow_to_delta_json(&source_keys_schema)?,
         ..t.merge.clone()
     };
     let query = MergeQuery::build(&discover_spec, t.schema)?;
-    let (mut rows, plan) = query
-        .execute(TargetRows::Batches(keys), source, limit)
-        .await?;
+    let (mut rows, plan) = query.execute(keys, source, limit).await?;
     let mut found = query.rows(&[]);
     while let Some(batch) = rows.next().await {
         found.discover(&batch?)?;
     }
     metrics.bytes_spilled += merge::spilled_bytes(&plan);
+    metrics.rows_read += scanned.load(Ordering::Relaxed);
     report.matched_source_rows = found.matched_source_rows()?;
     let touched = found.touched_files();
     metrics.scan_ms += started.elapsed().as_millis() as u64;

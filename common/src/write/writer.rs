@@ -39,8 +39,10 @@ use crate::{Error, Result};
 /// Default bound on bytes buffered across open files.
 pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 
-/// Upper bound on rows in a row group.
-const MAX_ROW_GROUP_ROWS: usize = 1024 * 1024;
+/// Upper bound on rows in a row group: the writer holds a row group's encoded pages until
+/// it closes, once per open file and task; 256Ki rows keeps that near 10-20 MiB for wide
+/// tables (DuckDB writes ~120Ki-row groups, DataFusion and delta-rs 1Mi).
+const MAX_ROW_GROUP_ROWS: usize = 256 * 1024;
 /// Upper bound on the (estimated, encoded) bytes of a row group.
 const MAX_ROW_GROUP_BYTES: usize = 128 * 1024 * 1024;
 /// Bytes an object upload buffers before switching to multipart, and the part size

@@ -957,7 +957,18 @@ impl Operation for MergeOp {
                 Ok(Vec::new())
             }
             Step::Local => {
-                self.rewrite_time += result.elapsed;
+                // The tasks' discovery passes count as scanning, the rest as rewriting.
+                let scan = Duration::from_millis(
+                    result
+                        .outputs
+                        .iter()
+                        .map(|o| o.metrics.scan_ms)
+                        .max()
+                        .unwrap_or(0),
+                )
+                .min(result.elapsed);
+                self.scan_time += scan;
+                self.rewrite_time += result.elapsed - scan;
                 for o in &result.outputs {
                     // Each local task read the whole source.
                     self.source_rows = self.source_rows.max(o.metrics.rows_source);

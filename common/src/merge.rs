@@ -36,8 +36,9 @@ use datafusion::sql::sqlparser::dialect::DatabricksDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use roaring::RoaringTreemap;
 
+use crate::expr::{Expression, Predicate};
 use crate::request::MergeClauseKind;
-use crate::task::{MergeActionSpec, MergePass, MergeSpec, TaskMetrics};
+use crate::task::{MergeActionSpec, MergePass, MergeSpec, SelectSpec, TaskMetrics};
 use crate::{Error, Result};
 
 /// Target rows: the ordinal of the file a row comes from.
@@ -145,6 +146,98 @@ pub fn discovery_columns(spec: &MergeSpec) -> Result<(Vec<String>, Vec<String>)>
             .collect()
     };
     Ok((used(Side::Target, &target), used(Side::Source, &source)))
+}
+
+/// A MERGE source's `SELECT`, compiled against the source's columns.
+pub struct SourceProjection {
+    columns: Vec<(String, Expression)>,
+    filter: Option<Predicate>,
+    schema: SchemaRef,
+}
+
+impl SourceProjection {
+    /// Compiles `select` against `input` (the source's schema); names and types are checked
+    /// here.
+    pub fn compile(input: &SchemaRef, select: &SelectSpec) -> Result<SourceProjection> {
+        let columns: Vec<(String, Expression)> = if select.columns.is_empty() {
+            input
+                .fields()
+                .iter()
+                .map(|f| {
+                    Ok((
+                        f.name().clone(),
+                        Expression::compile(&quote(f.name()), input)?,
+                    ))
+                })
+                .collect::<Result<_>>()?
+        } else {
+            select
+                .columns
+                .iter()
+                .map(|a| Ok((a.column.clone(), Expression::compile(&a.expr, input)?)))
+                .collect::<Result<_>>()?
+        };
+        let mut seen = HashSet::new();
+        for (name, _) in &columns {
+            if !seen.insert(name.to_lowercase()) {
+                return Err(Error::invalid(format!(
+                    "the MERGE source's SELECT names column `{name}` twice"
+                )));
+            }
+        }
+        let filter = select
+            .filter
+            .as_deref()
+            .map(|f| Predicate::compile(f, input))
+            .transpose()?;
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(name, e)| Field::new(name, e.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        Ok(SourceProjection {
+            columns,
+            filter,
+            schema,
+        })
+    }
+
+    /// The rows' schema after the `SELECT`.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The rows of `batch` the condition holds for, as the select list; a source row id
+    /// column passes through.
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let batch = match &self.filter {
+            Some(p) => filter_record_batch(batch, &p.evaluate(batch)?)?,
+            None => batch.clone(),
+        };
+        let mut fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut columns = self
+            .columns
+            .iter()
+            .map(|(_, e)| e.evaluate(&batch))
+            .collect::<Result<Vec<_>>>()?;
+        if let Ok(i) = batch.schema().index_of(SRC_COL) {
+            fields.push(batch.schema().field(i).clone());
+            columns.push(batch.column(i).clone());
+        }
+        let options =
+            arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            columns,
+            &options,
+        )?)
+    }
 }
 
 /// A task's target rows for a MERGE query: in memory, or streamed (a broadcast MERGE's

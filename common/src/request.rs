@@ -140,6 +140,8 @@ pub struct MergeSource {
     pub uri: String,
     /// Delta sources: which version.
     pub version: TimeTravel,
+    /// `USING (SELECT … FROM <source> [WHERE …])`: the select list and condition.
+    pub select: Option<crate::task::SelectSpec>,
 }
 
 /// Which rows a clause applies to.

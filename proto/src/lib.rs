@@ -195,6 +195,7 @@ fn input_to_pb(i: &d::Input) -> pb::Input {
             source_schema_json: merge.source_schema_json.clone(),
             on: merge.on.clone(),
             clauses: merge.clauses.iter().map(merge_clause_spec_to_pb).collect(),
+            source_select: merge.source_select.as_ref().map(select_to_pb),
             pass: match &merge.pass {
                 d::MergePass::Discover => pb::MergePassKind::Discover,
                 d::MergePass::Rewrite { .. } => pb::MergePassKind::Rewrite,
@@ -252,6 +253,7 @@ fn input_from_pb(i: Option<pb::Input>) -> Result<d::Input, DecodeError> {
                         source_alias: m.source_alias,
                         target_schema_json: m.target_schema_json,
                         source_schema_json: m.source_schema_json,
+                        source_select: m.source_select.map(select_from_pb),
                         on: m.on,
                         clauses: m
                             .clauses
@@ -277,6 +279,27 @@ fn input_from_pb(i: Option<pb::Input>) -> Result<d::Input, DecodeError> {
             }
         },
     )
+}
+
+fn select_to_pb(s: &d::SelectSpec) -> pb::SelectSpec {
+    pb::SelectSpec {
+        columns: s.columns.iter().map(assignment_to_pb).collect(),
+        filter: s.filter.clone(),
+    }
+}
+
+fn select_from_pb(s: pb::SelectSpec) -> d::SelectSpec {
+    d::SelectSpec {
+        columns: s.columns.into_iter().map(assignment_from_pb).collect(),
+        filter: s.filter,
+    }
+}
+
+fn assignment_from_pb(a: pb::Assignment) -> d::Assignment {
+    d::Assignment {
+        column: a.column,
+        expr: a.expr,
+    }
 }
 
 fn exchange_to_pb(e: r::ExchangeMode) -> pb::ExchangeMode {
@@ -464,6 +487,13 @@ fn transform_to_pb(t: &d::Transform) -> pb::Transform {
             predicate: predicate.clone(),
             assignments: assignments.iter().map(assignment_to_pb).collect(),
         }),
+        d::Transform::Select {
+            input_schema_json,
+            select,
+        } => T::Select(pb::SelectTransform {
+            input_schema_json: input_schema_json.clone(),
+            select: Some(select_to_pb(select)),
+        }),
     };
     pb::Transform { transform: Some(t) }
 }
@@ -485,14 +515,11 @@ fn transform_from_pb(t: pb::Transform) -> Result<d::Transform, DecodeError> {
         },
         T::Update(u) => d::Transform::Update {
             predicate: u.predicate,
-            assignments: u
-                .assignments
-                .into_iter()
-                .map(|a| d::Assignment {
-                    column: a.column,
-                    expr: a.expr,
-                })
-                .collect(),
+            assignments: u.assignments.into_iter().map(assignment_from_pb).collect(),
+        },
+        T::Select(s) => d::Transform::Select {
+            input_schema_json: s.input_schema_json,
+            select: select_from_pb(s.select.unwrap_or_default()),
         },
     })
 }
@@ -816,6 +843,7 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 source_format: format_to_pb(m.source.format) as i32,
                 source_uri: m.source.uri.clone(),
                 source_version: time_travel_to_pb(&m.source.version),
+                source_select: m.source.select.as_ref().map(select_to_pb),
                 source_alias: m.source_alias.clone(),
                 on: m.on.clone(),
                 clauses: m.clauses.iter().map(merge_clause_to_pb).collect(),
@@ -905,6 +933,7 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                     format: format_from_pb(m.source_format)?,
                     uri: required(m.source_uri, "source_uri")?,
                     version: time_travel_from_pb(m.source_version)?,
+                    select: m.source_select.map(select_from_pb),
                 },
                 source_alias: m.source_alias,
                 on: required(m.on, "on")?,
@@ -1042,6 +1071,7 @@ mod tests {
                     source_alias: None,
                     target_schema_json: "{\"t\":1}".into(),
                     source_schema_json: "{\"s\":1}".into(),
+                    source_select: Some(d::SelectSpec::default()),
                     on: "t.k = s.k".into(),
                     clauses: vec![
                         d::MergeClauseSpec {
@@ -1066,7 +1096,19 @@ mod tests {
                     pass,
                 },
             },
-            transforms: vec![d::Transform::Conform],
+            transforms: vec![
+                d::Transform::Select {
+                    input_schema_json: "{}".into(),
+                    select: d::SelectSpec {
+                        columns: vec![d::Assignment {
+                            column: "w".into(),
+                            expr: "v * 2".into(),
+                        }],
+                        filter: Some("v > 0".into()),
+                    },
+                },
+                d::Transform::Conform,
+            ],
             sink: d::Sink::DataFiles(files()),
         };
         let tasks = tasks.into_iter().chain([
@@ -1159,6 +1201,10 @@ mod tests {
                     format: d::SourceFormat::Delta,
                     uri: "file:///s".into(),
                     version: TimeTravel::Version(3),
+                    select: Some(d::SelectSpec {
+                        columns: vec![],
+                        filter: Some("k > 1".into()),
+                    }),
                 },
                 source_alias: Some("s".into()),
                 on: "t.k = s.k".into(),

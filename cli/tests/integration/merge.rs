@@ -899,3 +899,86 @@ fn merge_racing_delta_rs_writers_loses_no_update() {
     }
     eprintln!("[merge-race] {conflicts} of {ROUNDS} rounds ended in a conflict");
 }
+
+/// `USING (SELECT … WHERE …)`: the same MERGE as delta-rs's on the selected rows (computed
+/// by pyarrow), with both of silt's plans.
+#[test]
+fn merge_from_a_select_matches_delta_rs_on_the_selected_rows() {
+    let seed = seed_for("merge_from_a_select_matches_delta_rs_on_the_selected_rows");
+    let dir = tempdir("merge-select");
+    let base = base_table(dir.path(), seed, true, true);
+    let source = Gen::new(seed + 9, 300)
+        .k_domain("1,2,3")
+        .id_start(350)
+        .write(&dir.path().join("source"));
+    let selected = dir.path().join("selected.parquet");
+    let script = r#"
+import sys, pyarrow.dataset as ds, pyarrow.compute as pc, pyarrow.parquet as pq
+t = ds.dataset(sys.argv[1], format="parquet").to_table()
+t = t.filter(pc.greater(t["f"], 0))
+t = t.set_column(t.schema.get_field_index("f"), "f", pc.multiply(t["f"], 2))
+pq.write_table(t.select(["id", "k", "s", "f", "flag"]), sys.argv[2])
+"#;
+    let mut cmd = std::process::Command::new(python());
+    cmd.args(["-c", script, &s(&source), &s(&selected)]);
+    run(cmd, ORACLE_TIMEOUT).assert_ok();
+    let clauses = [
+        Clause {
+            kind: "matched",
+            action: "update",
+            cond: None,
+            set: vec![("f", "s.f"), ("s", "s.s")],
+        },
+        Clause {
+            kind: "not_matched",
+            action: "insert",
+            cond: None,
+            set: vec![
+                ("id", "s.id"),
+                ("k", "s.k"),
+                ("s", "s.s"),
+                ("f", "s.f"),
+                ("flag", "s.flag"),
+            ],
+        },
+    ];
+    let theirs = dir.path().join("delta-rs");
+    copy_dir(&base.table, &theirs);
+    let spec = json!({
+        "on": "t.id = s.id",
+        "target_alias": "t",
+        "source_alias": "s",
+        "clauses": clauses.iter().map(Clause::json).collect::<Vec<_>>(),
+    });
+    let out = oracle(&[
+        "merge".to_string(),
+        "--table".into(),
+        s(&theirs),
+        "--source".into(),
+        s(&selected),
+        "--spec".into(),
+        spec.to_string(),
+    ]);
+    assert!(out.ok(), "oracle merge\n{}", out.describe());
+    for exchange in ["auto", "always"] {
+        let ours = dir.path().join(format!("silt-{exchange}"));
+        copy_dir(&base.table, &ours);
+        let r = silt_sql(
+            &format!(
+                "MERGE INTO {} t USING (SELECT id, k, s, f * 2 AS f, flag FROM parquet.`{}` \
+                 WHERE f > 0) AS s ON t.id = s.id {}",
+                delta_ref(&ours),
+                source.display(),
+                clauses
+                    .iter()
+                    .map(Clause::sql)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            &["--exchange", exchange],
+        );
+        r.assert_ok();
+        eprintln!("[select {exchange}] {}", r.json()["metrics"]);
+        assert_same_content(&ours, &[Expected::Table(&theirs)], &[]);
+    }
+}

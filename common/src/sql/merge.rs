@@ -14,14 +14,17 @@
 //! table parsers. Conditions and expressions keep their qualifiers (`t.k = s.k`): both the
 //! target's and the source's columns are in scope.
 
-use datafusion::sql::sqlparser::ast::{AssignmentTarget, TableFactor};
+use datafusion::sql::sqlparser::ast::{
+    AssignmentTarget, Expr, GroupByExpr, Query, SelectItem, SetExpr, TableFactor,
+};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
-use super::{Parsed, first_line, source_ref, table_uri, time_travel, unsupported};
+use super::{Parsed, expr_sql, first_line, source_ref, table_uri, time_travel, unsupported};
 use crate::Error;
 use crate::request::{MergeAction, MergeClause, MergeClauseKind, MergeRequest, MergeSource};
+use crate::task::{Assignment, SelectSpec};
 
 /// Parses one `MERGE` statement (the parser is at `MERGE`).
 pub(super) fn merge(p: &mut Parser) -> std::result::Result<MergeRequest, Parsed> {
@@ -59,13 +62,20 @@ pub(super) fn merge(p: &mut Parser) -> std::result::Result<MergeRequest, Parsed>
                     format,
                     uri,
                     version,
+                    select: None,
                 },
                 alias.map(|a| a.name.value),
             )
         }
+        TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias,
+            ..
+        } => (select_source(&subquery)?, alias.map(|a| a.name.value)),
         other => {
             return Err(unsupported(format!(
-                "MERGE source `{}` (expected <format>.`URI` [AS alias])",
+                "MERGE source `{}` (expected <format>.`URI` [AS alias] or (SELECT …))",
                 first_line(&other.to_string())
             )));
         }
@@ -88,6 +98,87 @@ pub(super) fn merge(p: &mut Parser) -> std::result::Result<MergeRequest, Parsed>
     };
     request.validate().map_err(Parsed::Other)?;
     Ok(request)
+}
+
+/// `(SELECT <columns> FROM <format>.\`URI\` [alias] [VERSION AS OF …] [WHERE <condition>])`:
+/// the source with a select list (`*`, columns, `expr AS name`) and a condition; joins,
+/// grouping, ordering and limits are refused.
+fn select_source(query: &Query) -> std::result::Result<MergeSource, Parsed> {
+    let bad = |why: &str| {
+        unsupported(format!(
+            "MERGE source `({})`: {why} (only SELECT <columns> FROM <format>.`URI` [WHERE …])",
+            first_line(&query.to_string())
+        ))
+    };
+    if query.with.is_some()
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+        || query.fetch.is_some()
+    {
+        return Err(bad("WITH, ORDER BY and LIMIT are not supported"));
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Err(bad("not a single SELECT"));
+    };
+    let grouped =
+        !matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    if select.distinct.is_some() || select.having.is_some() || grouped {
+        return Err(bad("DISTINCT, GROUP BY and HAVING are not supported"));
+    }
+    let [from] = select.from.as_slice() else {
+        return Err(bad("it must read one source"));
+    };
+    if !from.joins.is_empty() {
+        return Err(bad("joins are not supported"));
+    }
+    let TableFactor::Table {
+        name,
+        version,
+        alias,
+        args: None,
+        ..
+    } = &from.relation
+    else {
+        return Err(bad("it must read <format>.`URI`"));
+    };
+    let (format, uri) = source_ref(name)?;
+    let version = time_travel(format, version.as_ref())?;
+    let inner = alias.as_ref().map(|a| a.name.value.as_str());
+    let mut columns = Vec::new();
+    for item in &select.projection {
+        match item {
+            SelectItem::Wildcard(_) if select.projection.len() == 1 => {}
+            SelectItem::UnnamedExpr(e) => {
+                let name = match e {
+                    Expr::Identifier(i) => i.value.clone(),
+                    Expr::CompoundIdentifier(parts) => {
+                        parts.last().map(|p| p.value.clone()).unwrap_or_default()
+                    }
+                    other => {
+                        return Err(bad(&format!("give `{other}` a name with AS")));
+                    }
+                };
+                columns.push(Assignment {
+                    column: name,
+                    expr: expr_sql(e.clone(), inner),
+                });
+            }
+            SelectItem::ExprWithAlias { expr, alias } => columns.push(Assignment {
+                column: alias.value.clone(),
+                expr: expr_sql(expr.clone(), inner),
+            }),
+            other => return Err(bad(&format!("`{other}` is not supported"))),
+        }
+    }
+    Ok(MergeSource {
+        format,
+        uri,
+        version,
+        select: Some(SelectSpec {
+            columns,
+            filter: select.selection.clone().map(|w| expr_sql(w, inner)),
+        }),
+    })
 }
 
 fn expect_word(p: &mut Parser, word: &str) -> std::result::Result<(), Parsed> {
@@ -220,7 +311,8 @@ mod tests {
             MergeSource {
                 format: SourceFormat::Delta,
                 uri: "/s".into(),
-                version: TimeTravel::Version(3)
+                version: TimeTravel::Version(3),
+                select: None,
             }
         );
         assert!(m.schema_evolution);
@@ -313,6 +405,37 @@ mod tests {
             let e = parse(sql).expect_err(sql).to_string();
             assert!(e.contains(want), "{sql}\n  -> {e}\n  wanted: {want}");
             assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn a_select_over_a_source() {
+        let m = parse(
+            "MERGE INTO delta.`/t` t USING (SELECT x.id, v * 2 AS w, s FROM parquet.`/s` x \
+             WHERE x.v > 0) AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET w = s.w",
+        )
+        .unwrap();
+        let select = m.source.select.expect("a select");
+        let cols: Vec<(&str, &str)> = select
+            .columns
+            .iter()
+            .map(|a| (a.column.as_str(), a.expr.as_str()))
+            .collect();
+        assert_eq!(cols, vec![("id", "id"), ("w", "v * 2"), ("s", "s")]);
+        assert_eq!(select.filter.as_deref(), Some("v > 0"));
+        assert_eq!(m.source.uri, "/s");
+        for bad in [
+            "(SELECT a FROM parquet.`/s` ORDER BY a)",
+            "(SELECT a + 1 FROM parquet.`/s`)",
+            "(SELECT a FROM parquet.`/s` GROUP BY a)",
+            "(SELECT a FROM parquet.`/s` JOIN parquet.`/u` ON true)",
+        ] {
+            let e = parse(&format!(
+                "MERGE INTO delta.`/t` t USING {bad} s ON t.a = s.a WHEN MATCHED THEN DELETE"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("MERGE source"), "{bad}: {e}");
         }
     }
 

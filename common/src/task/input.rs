@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Assignment, DataFile};
+use super::{Assignment, DataFile, SelectSpec};
 use crate::request::MergeClauseKind;
 
 /// Format of a source.
@@ -107,8 +107,11 @@ pub struct MergeSpec {
     pub source_alias: Option<String>,
     /// Schema of the target rows (the table's at the version read), Delta JSON.
     pub target_schema_json: String,
-    /// Schema of the source rows, Delta JSON.
+    /// Schema of the source rows, Delta JSON (after `source_select`).
     pub source_schema_json: String,
+    /// A `SELECT` the source's rows go through first (broadcast tasks read the source
+    /// themselves and apply it; exchange map tasks apply it as a transform).
+    pub source_select: Option<SelectSpec>,
     /// The `ON` condition.
     pub on: String,
     pub clauses: Vec<MergeClauseSpec>,

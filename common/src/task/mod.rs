@@ -21,7 +21,7 @@ pub use input::{
     SourceSplit, source_row_id,
 };
 pub use sink::{FileSpec, Sink, StatsSpec};
-pub use transform::{Assignment, Keep, Transform};
+pub use transform::{Assignment, Keep, SelectSpec, Transform};
 
 /// The table whose rows a task works on: rows between input and sink have this schema
 /// (after a [`Transform::Conform`] for source inputs).

@@ -19,6 +19,14 @@ pub struct Assignment {
     pub expr: String,
 }
 
+/// A source's `SELECT`: its output columns as (name, SQL over the source's columns) — none:
+/// every column as it is — and its `WHERE` condition.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SelectSpec {
+    pub columns: Vec<Assignment>,
+    pub filter: Option<String>,
+}
+
 /// One step between input and sink.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transform {
@@ -37,6 +45,12 @@ pub enum Transform {
         predicate: Option<String>,
         assignments: Vec<Assignment>,
     },
+    /// Source rows through a `SELECT` (compiled against `input_schema_json`, the source's
+    /// schema): the rows its condition holds for, as its columns.
+    Select {
+        input_schema_json: String,
+        select: SelectSpec,
+    },
 }
 
 impl Transform {
@@ -46,6 +60,7 @@ impl Transform {
             Transform::Check { .. } => "check",
             Transform::Filter { .. } => "filter",
             Transform::Update { .. } => "update",
+            Transform::Select { .. } => "select",
         }
     }
 }

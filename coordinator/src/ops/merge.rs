@@ -38,7 +38,7 @@ use futures::StreamExt;
 use roaring::RoaringTreemap;
 use serde_json::{Map, Value, json};
 use silt_common::expr::Predicate;
-use silt_common::merge::{MergeQuery, SOURCE_QUALIFIER, target_columns_of};
+use silt_common::merge::{MergeQuery, SOURCE_QUALIFIER, SourceProjection, target_columns_of};
 use silt_common::request::{ExchangeMode, MergeAction, MergeClauseKind, MergeRequest};
 use silt_common::schema;
 use silt_common::source::read_split;
@@ -105,7 +105,12 @@ pub async fn prepare(
         slots,
     )
     .await?;
-    let keys = source_key_summaries(&req, &snapshot, &source).await?;
+    // A SELECT's columns are computed: only plain sources are summarised.
+    let keys = if req.source.select.is_some() {
+        HashMap::new()
+    } else {
+        source_key_summaries(&req, &snapshot, &source).await?
+    };
     let op = plan(
         req,
         table_url,
@@ -310,7 +315,8 @@ pub struct MergeOp {
     broadcast: bool,
     local_tasks: Vec<Task>,
     insert_bins: Vec<(u32, Vec<SourceSplit>)>,
-    source_schema_json: String,
+    /// The source's schema as read (before its SELECT), Delta JSON.
+    raw_source_json: String,
     /// Broadcast: source rows that matched some target row.
     matched: RoaringTreemap,
     step: Step,
@@ -338,7 +344,16 @@ pub fn plan(
     slot_memory: u64,
 ) -> Result<MergeOp, JobError> {
     let target_schema: SchemaRef = snapshot.arrow_schema.clone();
-    let source_schema_json = schema::arrow_to_delta_json(&source.schema)?;
+    // The source's rows as read (`raw`), and as the MERGE sees them (after its SELECT).
+    let raw_source_json = schema::arrow_to_delta_json(&source.schema)?;
+    let source_schema_json = match &req.source.select {
+        Some(select) => {
+            let raw = schema::delta_json_to_arrow(&raw_source_json)?;
+            let projection = SourceProjection::compile(&raw, select)?;
+            schema::arrow_to_delta_json(projection.output_schema())?
+        }
+        None => raw_source_json.clone(),
+    };
     let source_schema = schema::delta_json_to_arrow(&source_schema_json)?;
     let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     let in_schema = |s: &Schema, c: &str| s.fields().iter().find(|f| same(f.name(), c)).cloned();
@@ -466,6 +481,7 @@ pub fn plan(
         source_alias: req.source_alias.clone(),
         target_schema_json: target_rows_json.clone(),
         source_schema_json: source_schema_json.clone(),
+        source_select: req.source.select.clone(),
         on: req.on.clone(),
         clauses,
         pass: MergePass::Discover,
@@ -553,9 +569,17 @@ pub fn plan(
                 table: map_table(&source_schema_json),
                 input: Input::Source {
                     splits,
-                    schema_json: source_schema_json.clone(),
+                    schema_json: raw_source_json.clone(),
                 },
-                transforms: Vec::new(),
+                transforms: req
+                    .source
+                    .select
+                    .iter()
+                    .map(|select| Transform::Select {
+                        input_schema_json: raw_source_json.clone(),
+                        select: select.clone(),
+                    })
+                    .collect(),
                 sink: Sink::Exchange {
                     keys: source_keys.clone(),
                     partitions,
@@ -609,7 +633,7 @@ pub fn plan(
                     target: Box::new(t.input.clone()),
                     source: Box::new(Input::Source {
                         splits: all_splits.clone(),
-                        schema_json: source_schema_json.clone(),
+                        schema_json: raw_source_json.clone(),
                     }),
                     merge: MergeSpec {
                         pass: MergePass::Local,
@@ -657,7 +681,7 @@ pub fn plan(
         broadcast,
         local_tasks,
         insert_bins,
-        source_schema_json,
+        raw_source_json,
         matched: RoaringTreemap::new(),
         step: Step::Map,
         source_outputs: Vec::new(),
@@ -793,7 +817,7 @@ impl MergeOp {
                     }),
                     source: Box::new(Input::Source {
                         splits: splits.clone(),
-                        schema_json: self.source_schema_json.clone(),
+                        schema_json: self.raw_source_json.clone(),
                     }),
                     merge: MergeSpec {
                         pass: MergePass::Insert {

@@ -14,7 +14,7 @@ use arrow::datatypes::{Schema, SchemaRef, UInt64Type};
 use arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
 use roaring::RoaringTreemap;
-use silt_common::merge::{self, MergeQuery, TargetRows};
+use silt_common::merge::{self, MergeQuery, SourceProjection, TargetRows};
 use silt_common::schema::{arrow_to_delta_json, delta_json_to_arrow};
 use silt_common::source::read_split;
 use silt_common::task::{
@@ -102,7 +102,7 @@ async fn run(
             first_split,
             matched,
         } => {
-            let source = read_source(t.source, *first_split, None, None, metrics).await?;
+            let source = read_source(t.source, t.merge, *first_split, None, None, metrics).await?;
             let query = MergeQuery::build(t.merge, t.schema)?;
             let (mut rows, plan) = query
                 .execute(TargetRows::Batches(Vec::new()), source, limit)
@@ -145,7 +145,15 @@ async fn local(
     let (target_cols, source_cols) = merge::discovery_columns(t.merge)?;
     let projected = project(&table, &target_cols);
     let source_keys_schema = project(&source_schema, &source_cols);
-    let source = read_source(t.source, 0, Some(&source_keys_schema), None, metrics).await?;
+    let source = read_source(
+        t.source,
+        t.merge,
+        0,
+        Some(&source_keys_schema),
+        None,
+        metrics,
+    )
+    .await?;
     // The target's condition columns are streamed through the join (built on the source).
     let scanned = Arc::new(AtomicU64::new(0));
     let ordinals = (*first..).zip(files.iter().cloned()).collect();
@@ -198,6 +206,7 @@ async fn local(
     // The rewrite joins only the source rows that matched here, read again in full.
     let source = read_source(
         t.source,
+        t.merge,
         0,
         None,
         Some(found.matched_sources()),
@@ -270,6 +279,7 @@ fn project(schema: &Schema, columns: &[String]) -> SchemaRef {
 /// rows in `keep` when given.
 async fn read_source(
     input: &Input,
+    spec: &MergeSpec,
     first_split: u32,
     columns: Option<&SchemaRef>,
     keep: Option<&RoaringTreemap>,
@@ -285,9 +295,16 @@ async fn read_source(
             input.name()
         )));
     };
-    let schema = match columns {
-        Some(c) => c.clone(),
-        None => delta_json_to_arrow(schema_json)?,
+    // A SELECT reads the source's own columns and keeps `columns` of its output.
+    let raw = delta_json_to_arrow(schema_json)?;
+    let projection = spec
+        .source_select
+        .as_ref()
+        .map(|s| SourceProjection::compile(&raw, s))
+        .transpose()?;
+    let schema = match (columns, &projection) {
+        (Some(c), None) => c.clone(),
+        _ => raw,
     };
     let mut out = Vec::new();
     for (i, split) in splits.iter().enumerate() {
@@ -299,7 +316,19 @@ async fn read_source(
             let n = batch.num_rows() as u64;
             let mut tagged = merge::tag_source_rows(&batch, first_split + i as u32, row)?;
             row += n;
-            metrics.rows_source += n;
+            if let Some(p) = &projection {
+                tagged = p.apply(&tagged)?;
+                if let Some(c) = columns {
+                    let keep: Vec<usize> = (0..tagged.num_columns())
+                        .filter(|&j| {
+                            let name = tagged.schema().field(j).name().clone();
+                            name == merge::SRC_COL || c.index_of(&name).is_ok()
+                        })
+                        .collect();
+                    tagged = tagged.project(&keep)?;
+                }
+            }
+            metrics.rows_source += tagged.num_rows() as u64;
             if let Some(keep) = keep {
                 let ids = tagged
                     .column(tagged.num_columns() - 1)

@@ -8,7 +8,8 @@ use arrow::compute::{filter_record_batch, not};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use silt_common::expr::{Expression, Predicate};
-use silt_common::schema::{cast_array, conform_batch};
+use silt_common::merge::SourceProjection;
+use silt_common::schema::{cast_array, conform_batch, delta_json_to_arrow};
 use silt_common::task::{Keep, TaskMetrics, Transform};
 use silt_common::{Error, Result};
 
@@ -21,6 +22,7 @@ enum Step {
         /// (column index in the table schema, expression)
         assignments: Vec<(usize, Expression)>,
     },
+    Select(SourceProjection),
 }
 
 /// A task's transforms, ready to apply.
@@ -62,6 +64,13 @@ impl Pipeline {
                             })
                             .collect::<Result<_>>()?,
                     },
+                    Transform::Select {
+                        input_schema_json,
+                        select,
+                    } => Step::Select(SourceProjection::compile(
+                        &delta_json_to_arrow(input_schema_json)?,
+                        select,
+                    )?),
                 })
             })
             .collect::<Result<_>>()?;
@@ -125,6 +134,7 @@ impl Pipeline {
                     predicate,
                     assignments,
                 } => self.update(batch, predicate.as_ref(), assignments, metrics)?,
+                Step::Select(projection) => projection.apply(&batch)?,
             };
         }
         Ok((batch.num_rows() > 0).then_some(batch))

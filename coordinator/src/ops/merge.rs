@@ -1152,3 +1152,148 @@ impl Operation for MergeOp {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::rewrite::testing::{snapshot, stats};
+    use arrow::datatypes::Field;
+    use silt_common::request::{MergeAction, MergeClause, MergeSource};
+    use silt_common::table::TimeTravel;
+    use silt_common::task::{SourceFormat, SourceSplit};
+
+    fn request(exchange: ExchangeMode) -> MergeRequest {
+        MergeRequest {
+            table_uri: "file:///planner-test/t/".into(),
+            target_alias: Some("t".into()),
+            source: MergeSource {
+                format: SourceFormat::Parquet,
+                uri: "file:///planner-test/s/".into(),
+                version: TimeTravel::Latest,
+                select: None,
+            },
+            source_alias: Some("s".into()),
+            on: "t.id = s.id".into(),
+            clauses: vec![
+                MergeClause {
+                    kind: MergeClauseKind::Matched,
+                    condition: None,
+                    action: MergeAction::UpdateAll,
+                },
+                MergeClause {
+                    kind: MergeClauseKind::NotMatchedByTarget,
+                    condition: None,
+                    action: MergeAction::InsertAll,
+                },
+            ],
+            schema_evolution: false,
+            exchange,
+        }
+    }
+
+    fn source(bytes: u64) -> SourceInfo {
+        SourceInfo {
+            schema: Schema::new(vec![
+                Field::new("id", DataType::Int32, true),
+                Field::new("s", DataType::Utf8, true),
+                Field::new("p", DataType::Int32, true),
+            ]),
+            splits: vec![SourceSplit {
+                uri: "file:///planner-test/s/a.parquet".into(),
+                format: SourceFormat::Parquet,
+                row_groups: vec![],
+                partition_values: Default::default(),
+                size_bytes: bytes,
+                deletion_vector: None,
+            }],
+            per_task_bytes: 8 << 20,
+            partitions: None,
+        }
+    }
+
+    /// Target files with ids 0-9, 10-19 and 30-39; source keys 12..=18.
+    fn planned(exchange: ExchangeMode, source_bytes: u64) -> MergeOp {
+        let s = [stats(10, 0, 9), stats(10, 10, 19), stats(10, 30, 39)];
+        let snap = snapshot(&[("1", Some(&s[0])), ("1", Some(&s[1])), ("2", Some(&s[2]))]);
+        let keys = HashMap::from([(
+            "id".to_string(),
+            KeySummary {
+                min: Some("12".into()),
+                max: Some("18".into()),
+                values: None,
+            },
+        )]);
+        let ctx = PlanContext {
+            job_id: "j".into(),
+            slots: 2,
+        };
+        let url = Url::parse("file:///planner-test/t/").unwrap();
+        plan(
+            request(exchange),
+            url,
+            snap,
+            source(source_bytes),
+            keys,
+            ctx,
+            1 << 30,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn source_keys_prune_the_target_and_a_small_source_is_broadcast() {
+        let mut op = planned(ExchangeMode::Auto, 1 << 20);
+        assert_eq!(op.candidates.len(), 1, "only the file with ids 10-19");
+        assert!(op.broadcast);
+        let stages = op.start().unwrap();
+        assert_eq!(stages.len(), 1);
+        assert_eq!(stages[0].name, "merge");
+        let [task] = stages[0].tasks.as_slice() else {
+            panic!("one local task: {:?}", stages[0].tasks);
+        };
+        let Input::Merge {
+            target,
+            source,
+            merge,
+        } = &task.input
+        else {
+            panic!("a merge input");
+        };
+        assert!(matches!(
+            **target,
+            Input::TableFiles {
+                row_ids: Some(0),
+                ..
+            }
+        ));
+        assert!(matches!(**source, Input::Source { .. }));
+        assert_eq!(merge.pass, MergePass::Local);
+        // Keys of different integer types are hashed as one type.
+        assert!(
+            matches!(&op.source_tasks[0].sink, Sink::Exchange { keys, .. } if keys[0] == "CAST(\"id\" AS BIGINT)")
+        );
+    }
+
+    #[test]
+    fn a_large_or_forced_source_goes_through_the_key_exchange() {
+        for (mode, bytes) in [
+            (ExchangeMode::Auto, 512 << 20),
+            (ExchangeMode::Always, 1 << 20),
+        ] {
+            let mut op = planned(mode, bytes);
+            assert!(!op.broadcast, "{mode:?} {bytes}");
+            let stages = op.start().unwrap();
+            assert_eq!(stages[0].name, "map");
+            // One source map task and one over the candidate file, both into the exchange.
+            assert_eq!(stages[0].tasks.len(), 2);
+            assert!(
+                stages[0]
+                    .tasks
+                    .iter()
+                    .all(|t| matches!(t.sink, Sink::Exchange { partitions, .. } if partitions == op.partitions))
+            );
+        }
+        // Partitions for memory: 512 MiB of Parquet, ~2 GiB in memory, 128 MiB each.
+        assert_eq!(planned(ExchangeMode::Auto, 512 << 20).partitions, 17);
+    }
+}

@@ -1080,3 +1080,101 @@ impl MergeRows<'_> {
         Ok(filter_record_batch(&projected, &keep.finish())?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Assignment, MergeClauseSpec};
+
+    fn spec(on: &str, clauses: Vec<MergeClauseSpec>) -> MergeSpec {
+        let schema = |cols: &[(&str, DataType)]| {
+            crate::schema::arrow_to_delta_json(&Schema::new(
+                cols.iter()
+                    .map(|(n, t)| Field::new(*n, t.clone(), true))
+                    .collect::<Vec<_>>(),
+            ))
+            .unwrap()
+        };
+        MergeSpec {
+            target_alias: Some("t".into()),
+            source_alias: Some("s".into()),
+            target_schema_json: schema(&[("id", DataType::Int64), ("v", DataType::Utf8)]),
+            source_schema_json: schema(&[("id", DataType::Int64), ("w", DataType::Utf8)]),
+            source_select: None,
+            on: on.into(),
+            clauses,
+            pass: MergePass::Rewrite { touched: vec![] },
+        }
+    }
+
+    fn update(cond: Option<&str>, column: &str, expr: &str) -> MergeClauseSpec {
+        MergeClauseSpec {
+            kind: MergeClauseKind::Matched,
+            condition: cond.map(str::to_string),
+            action: MergeActionSpec::Update(vec![Assignment {
+                column: column.into(),
+                expr: expr.into(),
+            }]),
+        }
+    }
+
+    fn output() -> Schema {
+        Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, true),
+        ])
+    }
+
+    #[test]
+    fn names_resolve_to_one_side_as_spark_resolves_them() {
+        let ok = MergeQuery::build(
+            &spec("t.id = s.id", vec![update(None, "v", "w")]),
+            &output(),
+        )
+        .unwrap();
+        // Unqualified `w` is the source's (only it has one); `v` keeps the target's value.
+        assert!(
+            ok.sql().contains("CAST((\"__s_w\") AS VARCHAR)"),
+            "{}",
+            ok.sql()
+        );
+        assert!(
+            ok.sql().contains("ELSE \"__t_v\" END AS \"v\""),
+            "{}",
+            ok.sql()
+        );
+        let err = |on: &str, clauses| {
+            MergeQuery::build(&spec(on, clauses), &output())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("id = s.id", vec![]).contains("ambiguous"));
+        assert!(err("t.id = s.nope", vec![]).contains("unknown column `s.nope`"));
+        let insert_reading_target = MergeClauseSpec {
+            kind: MergeClauseKind::NotMatchedByTarget,
+            condition: Some("t.v = 'x'".into()),
+            action: MergeActionSpec::Insert(vec![]),
+        };
+        assert!(err("t.id = s.id", vec![insert_reading_target]).contains("cannot read"));
+        let by_source_reading_source = MergeClauseSpec {
+            kind: MergeClauseKind::NotMatchedBySource,
+            condition: Some("s.w = 'x'".into()),
+            action: MergeActionSpec::Delete,
+        };
+        assert!(err("t.id = s.id", vec![by_source_reading_source]).contains("cannot read"));
+    }
+
+    #[test]
+    fn discovery_reads_only_the_condition_columns() {
+        let s = spec("t.id = s.id", vec![update(Some("s.w <> t.v"), "v", "s.w")]);
+        let (target, source) = discovery_columns(&s).unwrap();
+        assert_eq!(target, vec!["id", "v"]);
+        assert_eq!(source, vec!["id", "w"]);
+        let s = spec("t.id = s.id", vec![update(None, "v", "s.w")]);
+        let (target, source) = discovery_columns(&s).unwrap();
+        assert_eq!(
+            (target, source),
+            (vec!["id".to_string()], vec!["id".to_string()])
+        );
+    }
+}

@@ -51,3 +51,6 @@ mod deploy;
 
 #[path = "integration/merge.rs"]
 mod merge;
+
+#[path = "integration/optimize.rs"]
+mod optimize;

@@ -255,6 +255,18 @@ impl MergeRequest {
     }
 }
 
+/// `OPTIMIZE table [WHERE partition_predicate]`: bin-packing compaction.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OptimizeRequest {
+    pub table_uri: String,
+    /// Over partition columns only; `None`: every partition.
+    pub predicate: Option<String>,
+    /// Bytes per output file (default: the table's `delta.targetFileSize`, else 1 GiB).
+    pub target_size: Option<u64>,
+    /// Files below this size are compacted (default: half the target).
+    pub min_file_size: Option<u64>,
+}
+
 /// `DELETE FROM table [WHERE predicate]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteRequest {
@@ -308,6 +320,7 @@ pub enum JobRequest {
     SetProperties(SetPropertiesRequest),
     Describe(DescribeRequest),
     Merge(MergeRequest),
+    Optimize(OptimizeRequest),
 }
 
 impl JobRequest {
@@ -320,6 +333,7 @@ impl JobRequest {
             JobRequest::SetProperties(r) => &r.table_uri,
             JobRequest::Describe(r) => &r.table_uri,
             JobRequest::Merge(r) => &r.table_uri,
+            JobRequest::Optimize(r) => &r.table_uri,
         }
     }
 
@@ -332,6 +346,7 @@ impl JobRequest {
             JobRequest::SetProperties(_) => "set-properties",
             JobRequest::Describe(_) => "describe",
             JobRequest::Merge(_) => "merge",
+            JobRequest::Optimize(_) => "optimize",
         }
     }
 }

@@ -850,6 +850,12 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 schema_evolution: m.schema_evolution,
                 exchange: exchange_to_pb(m.exchange) as i32,
             }),
+            r::JobRequest::Optimize(o) => Job::Optimize(pb::OptimizeJob {
+                table_uri: o.table_uri.clone(),
+                predicate: o.predicate.clone(),
+                target_size: o.target_size,
+                min_file_size: o.min_file_size,
+            }),
         };
         pb::SubmitJobRequest { job: Some(job) }
     }
@@ -944,6 +950,12 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                     .collect::<Result<_, _>>()?,
                 schema_evolution: m.schema_evolution,
                 exchange: exchange_from_pb(m.exchange)?,
+            }),
+            Job::Optimize(o) => r::JobRequest::Optimize(r::OptimizeRequest {
+                table_uri: required(o.table_uri, "table_uri")?,
+                predicate: o.predicate,
+                target_size: o.target_size,
+                min_file_size: o.min_file_size,
             }),
         })
     }
@@ -1240,6 +1252,12 @@ mod tests {
                 ],
                 schema_evolution: true,
                 exchange: r::ExchangeMode::Always,
+            }),
+            r::JobRequest::Optimize(r::OptimizeRequest {
+                table_uri: "file:///t".into(),
+                predicate: Some("p = 1".into()),
+                target_size: Some(1 << 20),
+                min_file_size: None,
             }),
         ];
         for req in reqs {

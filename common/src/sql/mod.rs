@@ -9,8 +9,8 @@
 //!
 //! Statements: `DELETE FROM`, `UPDATE … SET`, `INSERT INTO|OVERWRITE [TABLE] … [PARTITION
 //! (…)] [REPLACE WHERE …] SELECT * FROM <source>`, `ALTER TABLE … SET|UNSET TBLPROPERTIES`,
-//! `DESCRIBE HISTORY … [LIMIT n]`, `DESCRIBE DETAIL …`, `MERGE INTO` ([`merge`]). Anything
-//! else is an error quoting it.
+//! `DESCRIBE HISTORY … [LIMIT n]`, `DESCRIBE DETAIL …`, `MERGE INTO` ([`merge`]), `OPTIMIZE …
+//! [WHERE …]`. Anything else is an error quoting it.
 
 pub mod merge;
 
@@ -108,6 +108,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
         }
         Some("INSERT") => insert(parser),
         Some("MERGE") => Ok(JobRequest::Merge(merge::merge(parser)?)),
+        Some("OPTIMIZE") => optimize(parser),
         Some("ALTER") => alter(parser),
         _ => {
             let stmt = parser.parse_statement()?;
@@ -115,7 +116,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
                 Statement::Delete(d) => delete(d),
                 Statement::Update(u) => update(u),
                 other => Err(unsupported(format!(
-                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
+                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, OPTIMIZE, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
                     first_line(&other.to_string())
                 ))),
             }
@@ -279,6 +280,28 @@ fn update(u: datafusion::sql::sqlparser::ast::Update) -> std::result::Result<Job
 }
 
 /// `DESCRIBE HISTORY <table> [LIMIT n]` | `DESCRIBE DETAIL <table>`.
+/// `OPTIMIZE delta.\`URI\` [WHERE <partition predicate>]`.
+fn optimize(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
+    parser.next_token(); // OPTIMIZE
+    let name = parser.parse_object_name(false)?;
+    let table_uri = table_uri(&name)?;
+    let predicate = if parser.parse_keyword(Keyword::WHERE) {
+        Some(parser.parse_expr()?.to_string())
+    } else {
+        None
+    };
+    if matches!(word(parser, 0).as_deref(), Some("ZORDER")) {
+        return Err(unsupported(format!(
+            "`OPTIMIZE {table_uri} ZORDER BY …` (Z-order is not built yet; plain OPTIMIZE compacts)"
+        )));
+    }
+    Ok(JobRequest::Optimize(crate::request::OptimizeRequest {
+        table_uri,
+        predicate,
+        ..Default::default()
+    }))
+}
+
 fn describe(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     parser.next_token(); // DESCRIBE | DESC
     let history = word(parser, 0).as_deref() == Some("HISTORY");

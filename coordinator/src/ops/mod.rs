@@ -12,6 +12,7 @@ pub mod delete;
 pub mod describe;
 pub mod dml;
 pub mod merge;
+pub mod optimize;
 pub mod properties;
 pub mod update;
 pub mod write;
@@ -39,6 +40,7 @@ pub async fn prepare(
         JobRequest::SetProperties(r) => properties::prepare(plan_ctx, r).await,
         JobRequest::Describe(r) => describe::prepare(r).await,
         JobRequest::Merge(r) => merge::prepare(ctx, plan_ctx, r).await,
+        JobRequest::Optimize(r) => optimize::prepare(ctx, plan_ctx, r).await,
     }
 }
 

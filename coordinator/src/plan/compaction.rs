@@ -7,7 +7,7 @@
 //! than the purge ratio of its rows is rewritten whatever its size (in its partition's
 //! bins when small, else alone), so that the deleted rows are dropped.
 //!
-//! Not yet an operation: the OPTIMIZE issue builds on this.
+//! Used by OPTIMIZE (`ops/optimize.rs`).
 
 use std::collections::BTreeMap;
 

@@ -1,8 +1,7 @@
 //! Pure planning helpers shared by operations: sizing tasks and packing work into them
 //! ([`binpack`]), choosing the files a condition touches ([`rewrite`]), how a partitioned
 //! write brings partitions together ([`partitioning`]), which target rows a MERGE can change
-//! given its source's keys ([`merge_prune`]), and the bins of a compaction ([`compaction`],
-//! not yet used by an operation).
+//! given its source's keys ([`merge_prune`]), and the bins of a compaction ([`compaction`]).
 
 pub mod binpack;
 pub mod compaction;

@@ -78,22 +78,42 @@ pub fn target_row_schema(table: &Schema) -> SchemaRef {
 /// Appends the row id columns to a batch of one file's rows.
 pub fn tag_rows(batch: &RecordBatch, file: u32, first_row: u64) -> Result<RecordBatch> {
     let n = batch.num_rows();
+    append_columns(
+        batch,
+        vec![
+            (
+                Field::new(FILE_COL, DataType::UInt32, false),
+                Arc::new(arrow::array::UInt32Array::from(vec![file; n])),
+            ),
+            (
+                Field::new(ROW_COL, DataType::UInt64, false),
+                Arc::new(arrow::array::UInt64Array::from_iter_values(
+                    first_row..first_row + n as u64,
+                )),
+            ),
+        ],
+    )
+}
+
+/// `batch` with `extra` columns after its own.
+fn append_columns(batch: &RecordBatch, extra: Vec<(Field, ArrayRef)>) -> Result<RecordBatch> {
     let mut fields: Vec<Field> = batch
         .schema()
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
-    fields.push(Field::new(FILE_COL, DataType::UInt32, false));
-    fields.push(Field::new(ROW_COL, DataType::UInt64, false));
     let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(arrow::array::UInt32Array::from(vec![file; n])));
-    columns.push(Arc::new(arrow::array::UInt64Array::from_iter_values(
-        first_row..first_row + n as u64,
-    )));
-    Ok(RecordBatch::try_new(
+    for (field, column) in extra {
+        fields.push(field);
+        columns.push(column);
+    }
+    let options =
+        arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
         Arc::new(Schema::new(fields)),
         columns,
+        &options,
     )?)
 }
 
@@ -105,47 +125,21 @@ pub fn tag_source_rows(batch: &RecordBatch, split: u32, first_row: u64) -> Resul
 }
 
 fn with_source_ids(batch: &RecordBatch, ids: arrow::array::UInt64Array) -> Result<RecordBatch> {
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(SRC_COL, DataType::UInt64, false));
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(ids));
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
-    )?)
+    append_columns(
+        batch,
+        vec![(Field::new(SRC_COL, DataType::UInt64, false), Arc::new(ids))],
+    )
 }
 
 /// The columns the discovery of matches reads, of the target and of the source: those of ON
 /// and of the clauses' conditions (spelled as the schemas spell them, in schema order).
 pub fn discovery_columns(spec: &MergeSpec) -> Result<(Vec<String>, Vec<String>)> {
     let (target, source) = spec_schemas(spec)?;
-    let names = Names::of(spec, &target, &source);
-    let both = [Side::Target, Side::Source];
-    let mut resolved = vec![names.resolve(&spec.on, &both, "ON condition", Form::Flat)?];
     // Every condition is part of the query (NOT MATCHED ones too, though no discovered row
     // is unmatched by the target).
-    for c in &spec.clauses {
-        if let Some(cond) = &c.condition {
-            resolved.push(names.resolve(cond, &both, "condition", Form::Flat)?);
-        }
-    }
-    let used = |side: Side, schema: &Schema| -> Vec<String> {
-        schema
-            .fields()
-            .iter()
-            .filter(|f| {
-                let name = quote(&flat(side, f.name()));
-                resolved.iter().any(|r| r.contains(&name))
-            })
-            .map(|f| f.name().clone())
-            .collect()
-    };
-    Ok((used(Side::Target, &target), used(Side::Source, &source)))
+    let conditions = spec.clauses.iter().filter_map(|c| c.condition.as_deref());
+    Names::of(spec, &target, &source)
+        .columns_read(std::iter::once(spec.on.as_str()).chain(conditions))
 }
 
 /// A MERGE source's `SELECT`, compiled against the source's columns.
@@ -358,6 +352,30 @@ impl<'a> Names<'a> {
         }
     }
 
+    /// The target's and the source's columns `exprs` read (schema spelling and order).
+    fn columns_read<'e>(
+        &self,
+        exprs: impl IntoIterator<Item = &'e str>,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let both = [Side::Target, Side::Source];
+        let resolved = exprs
+            .into_iter()
+            .map(|e| self.resolve(e, &both, "condition", Form::Flat))
+            .collect::<Result<Vec<_>>>()?;
+        let used = |side: Side| -> Vec<String> {
+            self.schema(side)
+                .fields()
+                .iter()
+                .filter(|f| {
+                    let name = quote(&flat(side, f.name()));
+                    resolved.iter().any(|r| r.contains(&name))
+                })
+                .map(|f| f.name().clone())
+                .collect()
+        };
+        Ok((used(Side::Target), used(Side::Source)))
+    }
+
     fn schema(&self, side: Side) -> &Schema {
         match side {
             Side::Target => self.target,
@@ -552,25 +570,13 @@ pub fn target_columns_of(
         target,
         source,
     };
-    let resolved = names.resolve(
-        on,
-        &[Side::Target, Side::Source],
-        "ON condition",
-        Form::Flat,
-    )?;
-    Ok(target
-        .fields()
-        .iter()
-        .filter(|f| resolved.contains(&quote(&flat(Side::Target, f.name()))))
-        .map(|f| f.name().clone())
-        .collect())
+    Ok(names.columns_read([on])?.0)
 }
 
 /// The query of one MERGE join task and how to read its rows.
 #[derive(Debug, Clone)]
 pub struct MergeQuery {
     sql: String,
-    discover: bool,
     /// Per clause code: its kind and whether it deletes.
     codes: Vec<(MergeClauseKind, bool)>,
     /// Several source rows may match one target row (the only matched clause is an
@@ -787,7 +793,6 @@ impl MergeQuery {
         source_rows.push(Field::new(SRC_COL, DataType::UInt64, false));
         Ok(MergeQuery {
             sql: format!("SELECT {select} FROM ({joined}) AS \"__r\""),
-            discover,
             codes,
             duplicates_allowed,
             output: Arc::new(output.clone()),
@@ -931,16 +936,6 @@ impl MergeQuery {
             excluded_sources: Some(set),
             ..self.rows(&[])
         })
-    }
-
-    /// Whether this is the discovery pass.
-    pub fn is_discovery(&self) -> bool {
-        self.discover
-    }
-
-    /// The output schema of the rewrite pass.
-    pub fn output_schema(&self) -> &SchemaRef {
-        &self.output
     }
 }
 

@@ -71,6 +71,23 @@ pub enum ReadRegion {
     },
 }
 
+impl ReadRegion {
+    /// The rows a job's condition may select in `snapshot`'s table (`None`: every row).
+    pub fn of_condition(
+        predicate: Option<&Predicate>,
+        snapshot: &silt_common::table::TableSnapshot,
+    ) -> Self {
+        match predicate {
+            None => ReadRegion::WholeTable,
+            Some(p) => ReadRegion::Predicate {
+                predicate: p.clone(),
+                schema: snapshot.arrow_schema.clone(),
+                partition_columns: snapshot.partition_columns.clone(),
+            },
+        }
+    }
+}
+
 /// What a job read: the region (for concurrent appends) and the files (for concurrent
 /// deletes).
 #[derive(Debug, Clone, Default)]

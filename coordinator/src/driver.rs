@@ -134,6 +134,17 @@ pub struct CommitTarget {
     pub properties: TableProperties,
 }
 
+impl CommitTarget {
+    /// On top of `snapshot`, with `properties` governing the commit.
+    pub fn on(snapshot: &silt_common::table::TableSnapshot, properties: TableProperties) -> Self {
+        Self {
+            log_store: snapshot.table.log_store(),
+            read_version: snapshot.version,
+            properties,
+        }
+    }
+}
+
 /// How an operation ends.
 pub enum Outcome {
     /// Commit this transaction.

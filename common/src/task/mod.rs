@@ -160,6 +160,15 @@ pub struct TaskMetrics {
 }
 
 impl TaskMetrics {
+    /// Several tasks' counters added up.
+    pub fn total<'a>(all: impl IntoIterator<Item = &'a TaskMetrics>) -> TaskMetrics {
+        let mut m = TaskMetrics::default();
+        for o in all {
+            m.add(o);
+        }
+        m
+    }
+
     /// Adds another task's counters to these (elapsed and scan times add up too).
     pub fn add(&mut self, o: &TaskMetrics) {
         self.rows_read += o.rows_read;

@@ -92,11 +92,7 @@ impl DmlOp {
     pub fn commit(&self, txn: Txn, summary: String) -> Outcome {
         Outcome::Commit {
             txn: Box::new(txn),
-            target: CommitTarget {
-                log_store: self.snapshot.table.log_store(),
-                read_version: self.snapshot.version,
-                properties: self.snapshot.properties.clone(),
-            },
+            target: CommitTarget::on(&self.snapshot, self.snapshot.properties.clone()),
             summary,
         }
     }
@@ -124,11 +120,7 @@ impl DmlOp {
 
     /// Counters of every rewrite task, added up.
     pub fn task_metrics(&self) -> TaskMetrics {
-        let mut m = TaskMetrics::default();
-        for o in &self.outputs {
-            m.add(&o.metrics);
-        }
-        m
+        TaskMetrics::total(self.outputs.iter().map(|o| &o.metrics))
     }
 
     /// The active files the rewrite tasks read in full (they held a touched row).
@@ -152,14 +144,10 @@ impl DmlOp {
         let adds: Vec<_> = self.outputs.iter().flat_map(|o| &o.adds).collect();
         txn.add_files(adds.iter().copied(), true);
         txn.remove_files(removed, true);
-        txn.read_region(match &self.predicate {
-            None => ReadRegion::WholeTable,
-            Some(p) => ReadRegion::Predicate {
-                predicate: p.clone(),
-                schema: self.snapshot.arrow_schema.clone(),
-                partition_columns: self.snapshot.partition_columns.clone(),
-            },
-        });
+        txn.read_region(ReadRegion::of_condition(
+            self.predicate.as_ref(),
+            &self.snapshot,
+        ));
         txn.read_files(
             self.selection
                 .whole

@@ -852,14 +852,6 @@ impl MergeOp {
         ))]
     }
 
-    fn metrics(&self) -> TaskMetrics {
-        let mut m = TaskMetrics::default();
-        for o in &self.rewrite_outputs {
-            m.add(&o.metrics);
-        }
-        m
-    }
-
     /// Delta's `matchedPredicates` (and the like) parameter: a JSON list of
     /// `{"predicate": …, "actionType": …}`.
     fn clause_parameter(&self, kind: MergeClauseKind) -> Value {
@@ -1015,7 +1007,7 @@ impl Operation for MergeOp {
     }
 
     fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {
-        let m = self.metrics();
+        let m = TaskMetrics::total(self.rewrite_outputs.iter().map(|o| &o.metrics));
         let removed: Vec<ActiveFile> = if self.broadcast {
             let rewritten: std::collections::HashSet<&str> = self
                 .rewrite_outputs
@@ -1078,14 +1070,10 @@ impl Operation for MergeOp {
         }
         txn.add_files(adds.iter(), true);
         txn.remove_files(&removed, true);
-        txn.read_region(match &self.pruning {
-            None => ReadRegion::WholeTable,
-            Some(p) => ReadRegion::Predicate {
-                predicate: p.clone(),
-                schema: self.snapshot.arrow_schema.clone(),
-                partition_columns: self.snapshot.partition_columns.clone(),
-            },
-        });
+        txn.read_region(ReadRegion::of_condition(
+            self.pruning.as_ref(),
+            &self.snapshot,
+        ));
         txn.read_files(self.candidates.iter().map(|f| f.file.path.as_str()));
 
         txn.metric("numSourceRows", self.source_rows);
@@ -1143,11 +1131,10 @@ impl Operation for MergeOp {
         let summary = DmlOp::summary(&format!("{what} ({plan})"), removed.len(), &m);
         Ok(Outcome::Commit {
             txn: Box::new(txn),
-            target: crate::driver::CommitTarget {
-                log_store: self.snapshot.table.log_store(),
-                read_version: self.snapshot.version,
-                properties: self.snapshot.properties.clone(),
-            },
+            target: crate::driver::CommitTarget::on(
+                &self.snapshot,
+                self.snapshot.properties.clone(),
+            ),
             summary,
         })
     }

@@ -193,14 +193,10 @@ impl Operation for OptimizeOp {
         let mut txn = Txn::new(&self.ctx.job_id, "OPTIMIZE", params);
         txn.add_files(adds.iter().copied(), false);
         txn.remove_files(&removed, false);
-        txn.read_region(match &self.predicate {
-            None => ReadRegion::WholeTable,
-            Some(p) => ReadRegion::Predicate {
-                predicate: p.clone(),
-                schema: self.snapshot.arrow_schema.clone(),
-                partition_columns: self.snapshot.partition_columns.clone(),
-            },
-        });
+        txn.read_region(ReadRegion::of_condition(
+            self.predicate.as_ref(),
+            &self.snapshot,
+        ));
         txn.read_files(removed.iter().map(|f| f.file.path.as_str()));
         let mut sizes: Vec<i64> = adds.iter().map(|a| a.size_bytes.max(0)).collect();
         sizes.sort_unstable();
@@ -247,11 +243,7 @@ impl Operation for OptimizeOp {
         properties.isolation_level = IsolationLevel::SnapshotIsolation;
         Ok(Outcome::Commit {
             txn: Box::new(txn),
-            target: CommitTarget {
-                log_store: self.snapshot.table.log_store(),
-                read_version: self.snapshot.version,
-                properties,
-            },
+            target: CommitTarget::on(&self.snapshot, properties),
             summary,
         })
     }

@@ -217,11 +217,7 @@ impl Operation for PropertiesOp {
         );
         Ok(Outcome::Commit {
             txn: Box::new(txn),
-            target: CommitTarget {
-                log_store: self.snapshot.table.log_store(),
-                read_version: self.snapshot.version,
-                properties,
-            },
+            target: CommitTarget::on(&self.snapshot, properties),
             summary,
         })
     }

@@ -1,6 +1,7 @@
 //! `silt`: the command-line client and the daemons.
 //!
-//! * `silt write …` and `silt sql "STATEMENT"` run jobs against `--coordinator URL`, or,
+//! * `silt write …`, `silt optimize …` and `silt sql "STATEMENT"` run jobs against
+//!   `--coordinator URL`, or,
 //!   without it, on an embedded local cluster (an in-process coordinator plus `--executors N`
 //!   executors talking gRPC over loopback).
 //! * `silt coordinator --listen ADDR` and `silt executor --coordinator URL` run the daemons.
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use silt_common::request::{ExchangeMode, JobRequest, WriteMode, WriteRequest};
+use silt_common::cluster::Curve;
+use silt_common::request::{ExchangeMode, JobRequest, OptimizeRequest, WriteMode, WriteRequest};
 use silt_common::task::SourceFormat;
 use silt_coordinator::fence::SoleLeader;
 use silt_coordinator::{Coordinator, CoordinatorConfig};
@@ -36,9 +38,13 @@ struct Cli {
 enum Command {
     /// Write a source (Parquet, CSV, JSON or a Delta table) into a Delta table.
     Write(Box<WriteArgs>),
-    /// Run SQL statements (Spark's Delta syntax): DELETE, UPDATE, INSERT, ALTER TABLE … SET
-    /// TBLPROPERTIES, DESCRIBE HISTORY/DETAIL. Tables are named delta.`URI`.
+    /// Run SQL statements (Spark's Delta syntax): DELETE, UPDATE, INSERT, MERGE, OPTIMIZE,
+    /// ALTER TABLE … SET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL. Tables are named
+    /// delta.`URI`.
     Sql(SqlArgs),
+    /// Compact a table's small files, or cluster it along a space-filling curve
+    /// (--zorder-by).
+    Optimize(OptimizeArgs),
     /// Run a coordinator daemon.
     Coordinator(CoordinatorArgs),
     /// Run an executor daemon.
@@ -128,6 +134,33 @@ struct SqlArgs {
     /// always: exchange).
     #[arg(long, default_value = "auto")]
     exchange: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Args)]
+struct OptimizeArgs {
+    /// Table location (local path, file:// or s3:// URL).
+    #[arg(long)]
+    table: String,
+    /// Only partitions matching this SQL predicate over partition columns.
+    #[arg(long = "where")]
+    predicate: Option<String>,
+    /// Bytes per output file (default: the table's delta.targetFileSize, else 1 GiB).
+    #[arg(long)]
+    target_size: Option<u64>,
+    /// Compaction: files below this many bytes are compacted (default: half the target).
+    #[arg(long)]
+    min_file_size: Option<u64>,
+    /// Cluster by these columns (comma separated) instead of compacting.
+    #[arg(long, value_delimiter = ',')]
+    zorder_by: Vec<String>,
+    /// The curve clustering follows: zorder or hilbert.
+    #[arg(long, default_value = "zorder")]
+    curve: String,
+    /// Recluster every file, not only those no run by the same columns and curve wrote.
+    #[arg(long)]
+    full: bool,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -224,6 +257,10 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Sql(args) => {
             init_tracing("warn");
             sql(args).await
+        }
+        Command::Optimize(args) => {
+            init_tracing("warn");
+            optimize(args).await
         }
         Command::Coordinator(args) => {
             init_tracing("info");
@@ -383,6 +420,32 @@ async fn write(args: WriteArgs) -> Result<i32> {
     req.properties = parse_properties(&args.properties)?;
     let session = Session::open(&args.cluster).await?;
     session.run(&JobRequest::Write(req)).await
+}
+
+async fn optimize(args: OptimizeArgs) -> Result<i32> {
+    let zorder_by: Vec<String> = args
+        .zorder_by
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if zorder_by.is_empty() && (args.full || args.curve != "zorder") {
+        bail!("--curve and --full apply to clustering: give --zorder-by");
+    }
+    if !zorder_by.is_empty() && args.min_file_size.is_some() {
+        bail!("--min-file-size applies to compaction, not to --zorder-by");
+    }
+    let req = OptimizeRequest {
+        table_uri: args.table.clone(),
+        predicate: args.predicate.clone(),
+        target_size: args.target_size,
+        min_file_size: args.min_file_size,
+        zorder_by,
+        curve: Curve::parse(&args.curve).map_err(|e| anyhow!("--curve: {e}"))?,
+        full: args.full,
+    };
+    let session = Session::open(&args.cluster).await?;
+    session.run(&JobRequest::Optimize(req)).await
 }
 
 async fn sql(args: SqlArgs) -> Result<i32> {

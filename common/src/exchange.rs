@@ -1,5 +1,6 @@
 //! The exchange format: map tasks route rows to partitions by a hash of their keys (SQL
-//! expressions over the row: partition columns, join keys, a range id, …) and cut each
+//! expressions over the row: partition columns, join keys) or by range of a curve key
+//! (Z-order), and cut each
 //! partition's rows into *blocks*; reduce tasks decode the blocks of their partition from
 //! every map output.
 //!
@@ -22,6 +23,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
 use crate::expr::Expression;
+use crate::task::RangeRoute;
 use crate::{Error, Result};
 
 /// Uncompressed bytes of rows a partition buffers before they become a block.
@@ -68,12 +70,43 @@ pub fn decode_block(block: &[u8]) -> Result<Vec<RecordBatch>> {
         .map_err(|e| Error::internal(format!("corrupt exchange block: {e}")))
 }
 
+/// How a [`Partitioner`] picks each row's partition.
+pub enum Router {
+    /// By a hash of key expressions.
+    Hash(Vec<Expression>),
+    /// By range of the row's curve key.
+    Range(RangeRoute),
+}
+
+impl Router {
+    fn route(&self, batch: &RecordBatch, num_partitions: u32) -> Result<Vec<u32>> {
+        match self {
+            Router::Hash(keys) => {
+                let keys = keys
+                    .iter()
+                    .map(|k| k.evaluate(batch))
+                    .collect::<Result<Vec<_>>>()?;
+                route_rows(&keys, batch.num_rows(), num_partitions)
+            }
+            Router::Range(r) => {
+                let parts = r.partitions(r.curve.keys(batch)?.values());
+                if let Some(p) = parts.iter().find(|&&p| p >= num_partitions) {
+                    return Err(Error::internal(format!(
+                        "range route to partition {p} of {num_partitions}"
+                    )));
+                }
+                Ok(parts)
+            }
+        }
+    }
+}
+
 /// Routes a map task's rows to partitions and cuts them into blocks. Buffers at most
 /// `BLOCK_BYTES` per partition and `budget` bytes overall (the largest buffer becomes a block
 /// early when over), so a map task's memory does not grow with its input.
 pub struct Partitioner {
     schema: SchemaRef,
-    keys: Vec<Expression>,
+    router: Router,
     num_partitions: u32,
     buffers: Vec<Vec<RecordBatch>>,
     buffered: Vec<usize>,
@@ -84,7 +117,7 @@ pub struct Partitioner {
 impl Partitioner {
     pub fn try_new(
         schema: SchemaRef,
-        keys: Vec<Expression>,
+        router: Router,
         num_partitions: u32,
         budget: usize,
     ) -> Result<Self> {
@@ -94,7 +127,7 @@ impl Partitioner {
         let n = num_partitions as usize;
         Ok(Self {
             schema,
-            keys,
+            router,
             num_partitions,
             buffers: vec![Vec::new(); n],
             buffered: vec![0; n],
@@ -109,12 +142,7 @@ impl Partitioner {
         if batch.num_rows() == 0 {
             return Ok(ready);
         }
-        let keys = self
-            .keys
-            .iter()
-            .map(|k| k.evaluate(batch))
-            .collect::<Result<Vec<_>>>()?;
-        let routes = route_rows(&keys, batch.num_rows(), self.num_partitions)?;
+        let routes = self.router.route(batch, self.num_partitions)?;
         let mut per_partition: Vec<Vec<u32>> = vec![Vec::new(); self.num_partitions as usize];
         for (row, p) in routes.iter().enumerate() {
             per_partition[*p as usize].push(row as u32);
@@ -214,7 +242,7 @@ mod tests {
         );
         let key = Expression::compile("k", &b.schema()).unwrap();
         // A budget below one block: every push cuts blocks, nothing accumulates.
-        let mut p = Partitioner::try_new(b.schema(), vec![key], 3, 1).unwrap();
+        let mut p = Partitioner::try_new(b.schema(), Router::Hash(vec![key]), 3, 1).unwrap();
         let mut blocks = Vec::new();
         for _ in 0..4 {
             blocks.extend(p.push(&b).unwrap());

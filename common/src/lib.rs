@@ -6,6 +6,7 @@
 //! Nothing here knows gRPC or prost types; nothing here commits to a Delta log.
 
 pub mod cleanup;
+pub mod cluster;
 pub mod error;
 pub mod exchange;
 pub mod expr;

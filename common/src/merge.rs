@@ -254,9 +254,19 @@ impl TargetRows {
 }
 
 /// A stream handed to DataFusion once.
-struct OnceStream {
+/// A stream of rows a DataFusion table yields once.
+pub(crate) struct OnceStream {
     schema: SchemaRef,
     stream: std::sync::Mutex<Option<SendableRecordBatchStream>>,
+}
+
+impl OnceStream {
+    pub(crate) fn new(schema: SchemaRef, stream: SendableRecordBatchStream) -> Self {
+        Self {
+            schema,
+            stream: std::sync::Mutex::new(Some(stream)),
+        }
+    }
 }
 
 impl std::fmt::Debug for OnceStream {
@@ -278,7 +288,7 @@ impl PartitionStream for OnceStream {
                 self.schema.clone(),
                 futures::stream::once(async {
                     Err(datafusion::error::DataFusionError::Internal(
-                        "MERGE target stream executed twice".into(),
+                        "a one-time row stream executed twice".into(),
                     ))
                 }),
             )),
@@ -859,10 +869,8 @@ impl MergeQuery {
             }
             TargetRows::Stream(stream) => {
                 let schema = stream.schema();
-                let part: Arc<dyn PartitionStream> = Arc::new(OnceStream {
-                    schema: schema.clone(),
-                    stream: std::sync::Mutex::new(Some(stream)),
-                });
+                let part: Arc<dyn PartitionStream> =
+                    Arc::new(OnceStream::new(schema.clone(), stream));
                 ctx.register_table(
                     TARGET_TABLE,
                     Arc::new(StreamingTable::try_new(schema, vec![part])?),

@@ -255,7 +255,8 @@ impl MergeRequest {
     }
 }
 
-/// `OPTIMIZE table [WHERE partition_predicate]`: bin-packing compaction.
+/// `OPTIMIZE table [WHERE partition_predicate] [ZORDER BY (cols)]`: bin-packing
+/// compaction, or multi-dimensional clustering when `zorder_by` names columns.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OptimizeRequest {
     pub table_uri: String,
@@ -265,6 +266,12 @@ pub struct OptimizeRequest {
     pub target_size: Option<u64>,
     /// Files below this size are compacted (default: half the target).
     pub min_file_size: Option<u64>,
+    /// Clustering columns (Z-order / Hilbert); empty: compaction.
+    pub zorder_by: Vec<String>,
+    /// The curve clustering follows.
+    pub curve: crate::cluster::Curve,
+    /// Recluster every file, not only those no clustering run with these columns wrote.
+    pub full: bool,
 }
 
 /// `DELETE FROM table [WHERE predicate]`.

@@ -747,6 +747,7 @@ mod tests {
                 target_file_size_bytes: 1,
                 stats: Default::default(),
                 file_prefix: "part-j".into(),
+                sort_by: None,
             }),
         }
     }

@@ -18,6 +18,8 @@ pub struct Txn {
     operation: String,
     parameters: Map<String, Value>,
     adds: Vec<(DataFile, bool)>,
+    /// `tags` of every add (a clustering run's).
+    add_tags: Option<std::collections::HashMap<String, Option<String>>>,
     removes: Vec<(ActiveFile, bool)>,
     protocol: Option<Protocol>,
     metadata: Option<Metadata>,
@@ -35,6 +37,7 @@ impl Txn {
             operation: operation.to_string(),
             parameters,
             adds: Vec::new(),
+            add_tags: None,
             removes: Vec::new(),
             protocol: None,
             metadata: None,
@@ -53,6 +56,11 @@ impl Txn {
     ) {
         self.adds
             .extend(files.into_iter().map(|f| (f.clone(), data_change)));
+    }
+
+    /// Tags every add with `tags`.
+    pub fn tag_adds(&mut self, tags: impl IntoIterator<Item = (String, String)>) {
+        self.add_tags = Some(tags.into_iter().map(|(k, v)| (k, Some(v))).collect());
     }
 
     /// Removes active files.
@@ -149,7 +157,7 @@ impl Txn {
                 modification_time: a.modification_time_ms,
                 data_change: *data_change,
                 stats: a.stats_json.clone(),
-                tags: None,
+                tags: self.add_tags.clone(),
                 deletion_vector: None,
                 base_row_id: None,
                 default_row_commit_version: None,
@@ -243,6 +251,7 @@ mod tests {
                 data_change: true,
                 ..Default::default()
             },
+            tags: Default::default(),
         };
         t.remove_files([&active], false);
         t.metric("numRemovedFiles", 1);

@@ -189,6 +189,7 @@ mod tests {
                     target_file_size_bytes: 1,
                     stats: Default::default(),
                     file_prefix: "p".into(),
+                    sort_by: None,
                 }),
             },
         }

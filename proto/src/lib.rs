@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use silt_common::cluster::{Curve, CurveSpec};
 use silt_common::request as r;
 use silt_common::table::TimeTravel;
 use silt_common::task as d;
@@ -16,7 +17,7 @@ pub mod pb {
 }
 
 /// Version of the executor protocol; executors with another version are refused at registration.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A wire message that could not be turned into a domain value.
 #[derive(Debug, thiserror::Error)]
@@ -531,13 +532,69 @@ fn sink_to_pb(s: &d::Sink) -> pb::Sink {
             target_file_size_bytes: f.target_file_size_bytes,
             stats: Some(stats_to_pb(&f.stats)),
             file_prefix: f.file_prefix.clone(),
+            sort_by: f.sort_by.as_ref().map(curve_spec_to_pb),
         }),
-        d::Sink::Exchange { keys, partitions } => S::Exchange(pb::ExchangeSink {
-            keys: keys.clone(),
-            partitions: *partitions,
+        d::Sink::Exchange { route, partitions } => S::Exchange(match route {
+            d::Route::Hash(keys) => pb::ExchangeSink {
+                keys: keys.clone(),
+                partitions: *partitions,
+                range: None,
+            },
+            d::Route::Range(r) => pb::ExchangeSink {
+                keys: Vec::new(),
+                partitions: *partitions,
+                range: Some(pb::RangeRoute {
+                    curve: Some(curve_spec_to_pb(&r.curve)),
+                    splits: r.splits.clone(),
+                    offset: r.offset,
+                }),
+            },
         }),
     };
     pb::Sink { sink: Some(s) }
+}
+
+fn curve_to_pb(c: Curve) -> pb::Curve {
+    match c {
+        Curve::ZOrder => pb::Curve::Zorder,
+        Curve::Hilbert => pb::Curve::Hilbert,
+    }
+}
+
+fn curve_from_pb(v: i32) -> Result<Curve, DecodeError> {
+    match pb::Curve::try_from(v) {
+        Ok(pb::Curve::Zorder) => Ok(Curve::ZOrder),
+        Ok(pb::Curve::Hilbert) => Ok(Curve::Hilbert),
+        Err(_) => Err(DecodeError(format!("unknown curve {v}"))),
+    }
+}
+
+fn curve_spec_to_pb(c: &CurveSpec) -> pb::CurveSpec {
+    pb::CurveSpec {
+        columns: c.columns.clone(),
+        curve: curve_to_pb(c.curve) as i32,
+        // Writing in-memory arrays as IPC does not fail; if it did, the bounds would be
+        // missing and the receiving side refuses the spec.
+        bounds: c.encode_bounds().unwrap_or_default(),
+    }
+}
+
+fn curve_spec_from_pb(c: Option<pb::CurveSpec>) -> Result<CurveSpec, DecodeError> {
+    let c = c.ok_or_else(|| missing("curve"))?;
+    let bounds = CurveSpec::decode_bounds(&c.bounds)
+        .map_err(|e| DecodeError(format!("curve bounds: {e}")))?;
+    if bounds.len() != c.columns.len() || bounds.is_empty() {
+        return Err(DecodeError(format!(
+            "curve over {} column(s) has {} bound list(s)",
+            c.columns.len(),
+            bounds.len()
+        )));
+    }
+    Ok(CurveSpec {
+        columns: c.columns,
+        curve: curve_from_pb(c.curve)?,
+        bounds,
+    })
 }
 
 fn sink_from_pb(s: Option<pb::Sink>) -> Result<d::Sink, DecodeError> {
@@ -548,9 +605,17 @@ fn sink_from_pb(s: Option<pb::Sink>) -> Result<d::Sink, DecodeError> {
                 target_file_size_bytes: f.target_file_size_bytes,
                 stats: stats_from_pb(f.stats.ok_or_else(|| missing("sink.stats"))?),
                 file_prefix: f.file_prefix,
+                sort_by: f.sort_by.map(|c| curve_spec_from_pb(Some(c))).transpose()?,
             }),
             S::Exchange(e) => d::Sink::Exchange {
-                keys: e.keys,
+                route: match e.range {
+                    Some(r) => d::Route::Range(d::RangeRoute {
+                        curve: curve_spec_from_pb(r.curve)?,
+                        splits: r.splits,
+                        offset: r.offset,
+                    }),
+                    None => d::Route::Hash(e.keys),
+                },
                 partitions: e.partitions,
             },
         },
@@ -855,6 +920,9 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 predicate: o.predicate.clone(),
                 target_size: o.target_size,
                 min_file_size: o.min_file_size,
+                zorder_by: o.zorder_by.clone(),
+                curve: curve_to_pb(o.curve) as i32,
+                full: o.full,
             }),
         };
         pb::SubmitJobRequest { job: Some(job) }
@@ -956,6 +1024,9 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                 predicate: o.predicate,
                 target_size: o.target_size,
                 min_file_size: o.min_file_size,
+                zorder_by: o.zorder_by,
+                curve: curve_from_pb(o.curve)?,
+                full: o.full,
             }),
         })
     }
@@ -982,6 +1053,7 @@ mod tests {
                 string_prefix_len: 32,
             },
             file_prefix: "part-x".into(),
+            sort_by: None,
         }
     }
 
@@ -1018,7 +1090,7 @@ mod tests {
                     },
                 ],
                 sink: d::Sink::Exchange {
-                    keys: vec!["p".into(), "q + 1".into()],
+                    route: d::Route::Hash(vec!["p".into(), "q + 1".into()]),
                     partitions: 4,
                 },
             },
@@ -1258,6 +1330,9 @@ mod tests {
                 predicate: Some("p = 1".into()),
                 target_size: Some(1 << 20),
                 min_file_size: None,
+                zorder_by: vec!["a".into(), "b".into()],
+                curve: Curve::Hilbert,
+                full: true,
             }),
         ];
         for req in reqs {

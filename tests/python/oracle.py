@@ -126,7 +126,15 @@ def generate(
         cols["k"] = pa.array([None if v is None else str(v) for v in k_list], type=pa.string())
     else:
         cols["k"] = pa.array(k_list, type=pa.int32())
-    cols["s"] = pa.array(_with_nulls([S_VALUES[i] for i in s_idx], s_mask), type=pa.string())
+    if variant == "long_prefix":
+        # Many distinct strings behind a 20-byte common prefix (a fixed-length key prefix
+        # cannot tell them apart).
+        s_num = rng.integers(0, 1_000_000, size=n)
+        cols["s"] = pa.array(
+            _with_nulls([f"customer-0000000000-{int(v):07d}" for v in s_num], s_mask), type=pa.string()
+        )
+    else:
+        cols["s"] = pa.array(_with_nulls([S_VALUES[i] for i in s_idx], s_mask), type=pa.string())
     if fmt == "parquet":
         cols["d"] = pa.array(_with_nulls([D_VALUES[i] for i in d_idx], d_mask), type=pa.date32())
         cols["ts"] = pa.array(
@@ -660,6 +668,53 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zorder(args: argparse.Namespace) -> int:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    try:
+        table = DeltaTable(args.table)
+        kwargs = {"target_size": args.target_size} if args.target_size else {}
+        metrics = table.optimize.z_order(args.columns.split(","), **kwargs)
+    except DeltaError as ex:
+        eprint(f"zorder {args.table}: {error_line(ex)}")
+        return 1
+    print(json.dumps({"metrics": metrics, "version": table.version()}, default=str))
+    eprint(f"zorder {args.table}: version {table.version()}")
+    return 0
+
+
+def cmd_clustering(args: argparse.Namespace) -> int:
+    """Per column: the mean fraction of the table's files whose [min, max] (from the add
+    actions' stats, as delta-rs reports them) holds a random value of the column (probes drawn
+    from the table's rows with the given seed)."""
+    from deltalake import DeltaTable
+
+    t = DeltaTable(args.table)
+    adds = pa.table(t.get_add_actions(flatten=True))
+    data = t.to_pyarrow_table()
+    rng = np.random.default_rng(args.seed)
+    out: dict[str, Any] = {"files": adds.num_rows}
+    for col in args.columns.split(","):
+        values = [v for v in data.column(col).to_pylist() if v is not None]
+        probes = [values[i] for i in rng.integers(0, len(values), size=args.probes)] if values else []
+        mins = adds.column(f"min.{col}").to_pylist()
+        maxs = adds.column(f"max.{col}").to_pylist()
+        nulls = adds.column(f"null_count.{col}").to_pylist()
+        rows = adds.column("num_records").to_pylist()
+        read = 0
+        for v in probes:
+            for lo, hi, nc, n in zip(mins, maxs, nulls, rows):
+                if lo is None or hi is None:
+                    # No min/max: the file is read unless it is all nulls.
+                    read += 0 if (nc is not None and n is not None and nc == n) else 1
+                elif lo <= v <= hi:
+                    read += 1
+        out[col] = read / (len(probes) * adds.num_rows) if probes and adds.num_rows else None
+    print(json.dumps(out, default=str))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # inspect
 # --------------------------------------------------------------------------------------------
@@ -793,6 +848,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 "size": raw.get("size") if raw else None,
                 "partitionValues": raw.get("partitionValues") if raw else None,
                 "dataChange": raw.get("dataChange") if raw else None,
+                "tags": raw.get("tags") if raw else None,
                 "in_json_log": raw is not None,
                 "stats": stats,
             }
@@ -848,7 +904,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", required=True)
     g.add_argument("--format", choices=["parquet", "csv", "json"], default="parquet")
     g.add_argument("--files", type=int, default=1)
-    g.add_argument("--variant", choices=["base", "extra_col", "narrow", "badtype", "no_k"], default="base")
+    g.add_argument("--variant", choices=["base", "extra_col", "narrow", "badtype", "no_k", "long_prefix"], default="base")
     g.add_argument("--id-start", type=int, default=0, help="ids are id_start .. id_start+rows-1")
     g.add_argument("--k-domain", default="0,1,2,3", help="values of k, comma separated")
     g.add_argument("--no-null-k", action="store_true", help="no nulls in k")
@@ -936,6 +992,19 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--table", required=True)
     o.add_argument("--partition", default=None, metavar="COL=VALUE", help="only this partition")
     o.set_defaults(func=cmd_compact)
+
+    zo = sub.add_parser("zorder", help="OPTIMIZE ZORDER BY with delta-rs")
+    zo.add_argument("--table", required=True)
+    zo.add_argument("--columns", required=True, help="comma separated")
+    zo.add_argument("--target-size", type=int, default=None)
+    zo.set_defaults(func=cmd_zorder)
+
+    cq = sub.add_parser("clustering", help="files a random point predicate reads, per column")
+    cq.add_argument("--table", required=True)
+    cq.add_argument("--columns", required=True, help="comma separated")
+    cq.add_argument("--probes", type=int, default=100)
+    cq.add_argument("--seed", type=int, default=0)
+    cq.set_defaults(func=cmd_clustering)
 
     i = sub.add_parser("inspect", help="JSON facts about a table")
     i.add_argument("--table", required=True)

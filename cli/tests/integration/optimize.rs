@@ -1,6 +1,10 @@
-//! OPTIMIZE (bin-packing compaction) through `silt sql`: the same rows, fewer files, only
-//! `dataChange = false` actions, no commit when there is nothing to compact, partition
-//! predicates only; checked against delta-rs's `optimize.compact` on a copy.
+//! OPTIMIZE: bin-packing compaction (the same rows, fewer files, only `dataChange = false`
+//! actions, no commit when there is nothing to compact, partition predicates only; checked
+//! against delta-rs's `optimize.compact` on a copy) and clustering along a Z-order or Hilbert
+//! curve (the same rows, files a point predicate reads measured by `oracle.py clustering` and
+//! compared with delta-rs's `optimize.z_order` on a copy, incremental runs, bad columns).
+
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -76,6 +80,304 @@ fn optimize_compacts_small_files_as_delta_rs_does() {
     let delta_rs = inspect(&theirs)["num_files"].as_i64().unwrap();
     eprintln!("[optimize] files: before {files_before}, silt {ours}, delta-rs {delta_rs}");
     assert_eq!(ours, delta_rs, "one file per partition on both sides");
-    // Z-order is refused clearly for now.
-    silt_sql(&format!("OPTIMIZE {} ZORDER BY (id)", delta_ref(&t)), &[]).assert_error(&["ZORDER"]);
+}
+
+/// `silt optimize` with `args` on `table`; returns the `--json` result.
+#[track_caller]
+fn silt_optimize(table: &Path, args: &[&str]) -> Out {
+    let mut cmd = std::process::Command::new(silt_bin());
+    cmd.args([
+        "optimize",
+        "--table",
+        &s(table),
+        "--json",
+        "-q",
+        "--executors",
+        "2",
+    ]);
+    cmd.args(args);
+    run(cmd, std::time::Duration::from_secs(300))
+}
+
+#[track_caller]
+fn silt_optimize_ok(table: &Path, args: &[&str]) -> Value {
+    let out = silt_optimize(table, args);
+    out.assert_ok();
+    let j = out.json();
+    assert_eq!(j["state"], "succeeded", "{}", out.describe());
+    j
+}
+
+/// `oracle.py clustering`: per column, the fraction of files a random point predicate reads.
+fn clustering(table: &Path, columns: &str) -> Value {
+    let out = oracle_ok(&[
+        "clustering",
+        "--table",
+        &s(table),
+        "--columns",
+        columns,
+        "--seed",
+        "7",
+    ]);
+    serde_json::from_str(out.stdout.trim()).expect("clustering prints JSON")
+}
+
+fn fraction(v: &Value, column: &str) -> f64 {
+    v[column]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no `{column}` in {v}"))
+}
+
+/// Checks the latest commit is an OPTIMIZE by `columns` whose adds carry the clustering tags
+/// and whose actions are all `dataChange = false`; returns the removed paths.
+#[track_caller]
+fn assert_clustering_commit(table: &Path, columns: &str, curve: &str) -> Vec<String> {
+    let info = last_commit_info(table);
+    assert_eq!(info["operation"], "OPTIMIZE");
+    assert_eq!(info["operationParameters"]["zOrderBy"], columns, "{info}");
+    let mut removed = Vec::new();
+    for a in last_commit(table) {
+        if let Some(add) = a.get("add") {
+            assert_eq!(add["dataChange"], Value::Bool(false), "{a}");
+            assert_eq!(add["tags"]["ZCUBE_ZORDER_BY"], columns, "{a}");
+            assert_eq!(add["tags"]["ZCUBE_ZORDER_CURVE"], curve, "{a}");
+            assert!(add["tags"]["ZCUBE_ID"].is_string(), "{a}");
+        }
+        if let Some(rm) = a.get("remove") {
+            assert_eq!(rm["dataChange"], Value::Bool(false), "{a}");
+            removed.push(rm["path"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    removed
+}
+
+#[test]
+fn zorder_and_hilbert_keep_content_and_cluster_better_than_delta_rs() {
+    let seed = seed_for("zorder_and_hilbert_keep_content_and_cluster_better_than_delta_rs");
+    let dir = tempdir("zorder");
+    let src = Gen::new(seed, 60_000)
+        .files(6)
+        .variant("long_prefix")
+        .write(&dir.path().join("src"));
+    let t = dir.path().join("t");
+    silt_write_ok(&t, &src, &[]);
+    let original = dir.path().join("original");
+    copy_dir(&t, &original);
+    let theirs = dir.path().join("delta-rs");
+    copy_dir(&t, &theirs);
+    let before = clustering(&t, "id,f");
+
+    // Z-order by two columns into ~16 files (a 4 x 4 grid at best: a quarter per column).
+    let size = (dir_bytes(&t) / 16).to_string();
+    let r = silt_optimize_ok(&t, &["--zorder-by", "id,f", "--target-size", &size]);
+    assert_clustering_commit(&t, r#"["id","f"]"#, "zorder");
+    assert_same_content(&t, &[Expected::Table(&original)], &[]);
+    let ours = clustering(&t, "id,f");
+    oracle_ok(&[
+        "zorder",
+        "--table",
+        &s(&theirs),
+        "--columns",
+        "id,f",
+        "--target-size",
+        &size,
+    ]);
+    assert_same_content(&theirs, &[Expected::Table(&original)], &[]);
+    let delta_rs = clustering(&theirs, "id,f");
+    eprintln!(
+        "[zorder] files read per point predicate: before {before}, silt {ours}, delta-rs {delta_rs}; silt's own report: {}",
+        r["summary"]
+    );
+    for c in ["id", "f"] {
+        assert!(
+            fraction(&ours, c) < 0.45 && fraction(&ours, c) < fraction(&before, c),
+            "{c}: clustered {ours} vs before {before}"
+        );
+    }
+    // Idempotent: nothing new to cluster, no commit.
+    let version = inspect(&t)["version"].as_i64();
+    let again = silt_optimize_ok(&t, &["--zorder-by", "id,f", "--target-size", &size]);
+    assert!(again["version"].is_null(), "{again}");
+    assert_eq!(inspect(&t)["version"].as_i64(), version);
+
+    // Incremental: appended files are clustered among themselves; clustered ones stay.
+    let more = Gen::new(seed + 1, 20_000)
+        .files(2)
+        .id_start(1_000_000)
+        .variant("long_prefix")
+        .write(&dir.path().join("more"));
+    silt_write_ok(&t, &more, &[]);
+    let appended: Vec<String> = inspect(&t)["last_commit_adds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    silt_optimize_ok(&t, &["--zorder-by", "id,f", "--target-size", &size]);
+    let mut removed = assert_clustering_commit(&t, r#"["id","f"]"#, "zorder");
+    removed.sort();
+    let mut appended_sorted = appended.clone();
+    appended_sorted.sort();
+    assert_eq!(
+        removed, appended_sorted,
+        "only the appended files are reclustered"
+    );
+    assert_same_content(
+        &t,
+        &[Expected::Table(&original), Expected::Parquet(&more)],
+        &[],
+    );
+
+    // Hilbert, everything (--full): same rows again.
+    silt_optimize_ok(
+        &t,
+        &[
+            "--zorder-by",
+            "id,f",
+            "--curve",
+            "hilbert",
+            "--full",
+            "--target-size",
+            &size,
+        ],
+    );
+    assert_clustering_commit(&t, r#"["id","f"]"#, "hilbert");
+    assert_same_content(
+        &t,
+        &[Expected::Table(&original), Expected::Parquet(&more)],
+        &[],
+    );
+
+    // A string column behind a 20-byte common prefix: silt compares full values; delta-rs's
+    // key sees only the first 16 bytes, so its files each span nearly every value.
+    let theirs_s = dir.path().join("delta-rs-s");
+    copy_dir(&original, &theirs_s);
+    let ours_s = dir.path().join("silt-s");
+    copy_dir(&original, &ours_s);
+    silt_optimize_ok(&ours_s, &["--zorder-by", "s", "--target-size", &size]);
+    assert_same_content(&ours_s, &[Expected::Table(&original)], &[]);
+    oracle_ok(&[
+        "zorder",
+        "--table",
+        &s(&theirs_s),
+        "--columns",
+        "s",
+        "--target-size",
+        &size,
+    ]);
+    let (q_ours, q_theirs) = (clustering(&ours_s, "s"), clustering(&theirs_s, "s"));
+    eprintln!("[zorder] long-prefix strings: silt {q_ours}, delta-rs {q_theirs}");
+    assert!(
+        fraction(&q_ours, "s") * 2.0 < fraction(&q_theirs, "s"),
+        "silt {q_ours} vs delta-rs {q_theirs}"
+    );
+}
+
+#[test]
+fn hilbert_on_a_partitioned_table_clusters_each_partition() {
+    let seed = seed_for("hilbert_on_a_partitioned_table_clusters_each_partition");
+    let dir = tempdir("hilbert-part");
+    let src = Gen::new(seed, 40_000)
+        .files(4)
+        .k_domain("1,2")
+        .write(&dir.path().join("src"));
+    let t = dir.path().join("t");
+    silt_write_ok(
+        &t,
+        &src,
+        &["--partition-by", "k", "--target-file-size", "65536"],
+    );
+    let original = dir.path().join("original");
+    copy_dir(&t, &original);
+    let before = clustering(&t, "id,ts");
+    // Only partition k = 1 first, then the rest.
+    let size = (dir_bytes(&t) / 36).to_string();
+    silt_optimize_ok(
+        &t,
+        &[
+            "--zorder-by",
+            "id,ts",
+            "--curve",
+            "hilbert",
+            "--where",
+            "k = 1",
+            "--target-size",
+            &size,
+        ],
+    );
+    for a in last_commit(&t) {
+        for kind in ["add", "remove"] {
+            if let Some(x) = a.get(kind) {
+                assert_eq!(x["partitionValues"]["k"], "1", "{a}");
+            }
+        }
+    }
+    assert_eq!(
+        last_commit_info(&t)["operationParameters"]["predicate"],
+        r#"["k = 1"]"#
+    );
+    let r = silt_optimize_ok(
+        &t,
+        &[
+            "--zorder-by",
+            "id,ts",
+            "--curve",
+            "hilbert",
+            "--target-size",
+            &size,
+        ],
+    );
+    assert_clustering_commit(&t, r#"["id","ts"]"#, "hilbert");
+    assert_same_content(&t, &[Expected::Table(&original)], &[]);
+    let after = clustering(&t, "id,ts");
+    eprintln!("[hilbert] before {before}, after {after}; {}", r["summary"]);
+    for c in ["id", "ts"] {
+        assert!(
+            fraction(&after, c) < 0.6 * fraction(&before, c),
+            "{c}: {after} vs {before}"
+        );
+    }
+}
+
+#[test]
+fn zorder_refuses_bad_columns_clearly() {
+    let seed = seed_for("zorder_refuses_bad_columns_clearly");
+    let dir = tempdir("zorder-bad");
+    let src = Gen::new(seed, 500).write(&dir.path().join("src"));
+    let t = dir.path().join("t");
+    silt_write_ok(
+        &t,
+        &src,
+        &[
+            "--partition-by",
+            "k",
+            "--property",
+            "delta.dataSkippingNumIndexedCols=2",
+        ],
+    );
+    let version = inspect(&t)["version"].as_i64();
+    silt_optimize(&t, &["--zorder-by", "k"]).assert_error(&["`k`", "partition column"]);
+    silt_optimize(&t, &["--zorder-by", "nope"]).assert_error(&["`nope`", "not in the table"]);
+    silt_optimize(&t, &["--zorder-by", "f"]).assert_error(&["`f`", "statistics"]);
+    silt_optimize(&t, &["--zorder-by", "id,ID"]).assert_error(&["`id`", "twice"]);
+    silt_optimize(&t, &["--zorder-by", "id", "--curve", "peano"]).assert_error(&["peano"]);
+    silt_optimize(&t, &["--zorder-by", "id", "--min-file-size", "10"])
+        .assert_error(&["--min-file-size"]);
+    silt_optimize(&t, &["--zorder-by", "id", "--where", "id > 1"])
+        .assert_error(&["partition columns", "id"]);
+    silt_sql(&format!("OPTIMIZE {} ZORDER BY (nope)", delta_ref(&t)), &[]).assert_error(&["nope"]);
+    assert_eq!(
+        inspect(&t)["version"].as_i64(),
+        version,
+        "nothing committed"
+    );
+}
+
+/// Bytes of the data files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    listing(dir)
+        .iter()
+        .filter(|(p, _)| p.ends_with(".parquet"))
+        .map(|(_, n)| n)
+        .sum()
 }

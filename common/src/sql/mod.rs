@@ -10,7 +10,7 @@
 //! Statements: `DELETE FROM`, `UPDATE … SET`, `INSERT INTO|OVERWRITE [TABLE] … [PARTITION
 //! (…)] [REPLACE WHERE …] SELECT * FROM <source>`, `ALTER TABLE … SET|UNSET TBLPROPERTIES`,
 //! `DESCRIBE HISTORY … [LIMIT n]`, `DESCRIBE DETAIL …`, `MERGE INTO` ([`merge`]), `OPTIMIZE …
-//! [WHERE …]`. Anything else is an error quoting it.
+//! [WHERE …] [ZORDER BY (…)]`. Anything else is an error quoting it.
 
 pub mod merge;
 
@@ -279,8 +279,7 @@ fn update(u: datafusion::sql::sqlparser::ast::Update) -> std::result::Result<Job
     }))
 }
 
-/// `DESCRIBE HISTORY <table> [LIMIT n]` | `DESCRIBE DETAIL <table>`.
-/// `OPTIMIZE delta.\`URI\` [WHERE <partition predicate>]`.
+/// `OPTIMIZE delta.\`URI\` [WHERE <partition predicate>] [ZORDER BY (c1, c2, …)]`.
 fn optimize(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     parser.next_token(); // OPTIMIZE
     let name = parser.parse_object_name(false)?;
@@ -290,18 +289,30 @@ fn optimize(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     } else {
         None
     };
+    let mut zorder_by = Vec::new();
     if matches!(word(parser, 0).as_deref(), Some("ZORDER")) {
-        return Err(unsupported(format!(
-            "`OPTIMIZE {table_uri} ZORDER BY …` (Z-order is not built yet; plain OPTIMIZE compacts)"
-        )));
+        parser.next_token(); // ZORDER
+        parser.expect_keyword(Keyword::BY)?;
+        let parenthesized = parser.consume_token(&Token::LParen);
+        loop {
+            zorder_by.push(parser.parse_identifier()?.value);
+            if !parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        if parenthesized {
+            parser.expect_token(&Token::RParen)?;
+        }
     }
     Ok(JobRequest::Optimize(crate::request::OptimizeRequest {
         table_uri,
         predicate,
+        zorder_by,
         ..Default::default()
     }))
 }
 
+/// `DESCRIBE HISTORY <table> [LIMIT n]` | `DESCRIBE DETAIL <table>`.
 fn describe(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     parser.next_token(); // DESCRIBE | DESC
     let history = word(parser, 0).as_deref() == Some("HISTORY");
@@ -737,6 +748,32 @@ mod tests {
                 kind: DescribeKind::Detail,
             })
         );
+    }
+
+    #[test]
+    fn optimize_with_and_without_zorder() {
+        let v = parse(
+            "OPTIMIZE delta.`/t` WHERE p = 1 ZORDER BY (a, `b c`); OPTIMIZE delta.`/t` ZORDER BY a; \
+             OPTIMIZE delta.`/t`",
+        )
+        .unwrap();
+        let reqs: Vec<_> = v
+            .into_iter()
+            .map(|r| match r {
+                JobRequest::Optimize(o) => (o.predicate, o.zorder_by),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            reqs,
+            vec![
+                (Some("p = 1".into()), vec!["a".into(), "b c".into()]),
+                (None, vec!["a".into()]),
+                (None, vec![]),
+            ]
+        );
+        assert!(err("OPTIMIZE delta.`/t` ZORDER (a)").contains("BY"));
+        assert!(err("OPTIMIZE delta.`/t` ZORDER BY (a").contains(")"));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct ActiveFile {
     pub file: DataFile,
     /// The `remove` action retiring this file (dataChange = true).
     pub remove: Remove,
+    /// The `add` action's `tags` (e.g. the clustering run that wrote the file).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Which version of a table to load.
@@ -260,6 +262,15 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
         // deltalake-core keeps action paths decoded in memory and percent-encodes them when
         // it serialises a commit, so the remove carries the decoded path.
         let remove = view.remove_action(true);
+        // Tags are only reachable through the file's `add` action.
+        #[allow(deprecated)]
+        let tags: BTreeMap<String, String> = view
+            .add_action()
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
         let deletion_vector = view.deletion_vector_descriptor().map(|dv| DeletionVector {
             storage_type: serde_json::to_value(dv.storage_type)
                 .ok()
@@ -281,6 +292,7 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
                 deletion_vector,
             },
             remove,
+            tags,
         });
     }
     Ok(Some(TableSnapshot {

@@ -1,5 +1,7 @@
 //! Where a task's rows go.
 
+use crate::cluster::{CurveSpec, split_of};
+
 /// How data files collect statistics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsSpec {
@@ -30,6 +32,9 @@ pub struct FileSpec {
     /// File name prefix, unique per job, e.g. `part-<job>`; the executor appends the
     /// attempt tag (`-s0-t3-a1`), and files are named `<prefix>-<tag>-<n>.<codec>.parquet`.
     pub file_prefix: String,
+    /// Rows are written in the order of this curve's keys (sorted with spilling to local
+    /// disk), so that each file covers one stretch of the curve.
+    pub sort_by: Option<CurveSpec>,
 }
 
 /// Where a task's rows go.
@@ -38,10 +43,38 @@ pub enum Sink {
     /// Delta data files of the task's table (Hive-style partition directories, rolled at
     /// the target size), returned as `adds`.
     DataFiles(FileSpec),
-    /// An exchange: each row goes to partition `hash(keys) % partitions`, where `keys` are
-    /// SQL expressions over the row (e.g. partition columns, or a MERGE join key).
-    /// The output stays on the executor that runs the attempt (memory, then local spill).
-    Exchange { keys: Vec<String>, partitions: u32 },
+    /// An exchange: each row goes to the partition its [`Route`] gives. The output stays
+    /// on the executor that runs the attempt (memory, then local spill).
+    Exchange { route: Route, partitions: u32 },
+}
+
+/// How an exchange's map task routes a row to a partition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// `hash(keys) % partitions`, where the keys are SQL expressions over the row (e.g.
+    /// partition columns, or a MERGE join key).
+    Hash(Vec<String>),
+    /// By range of the row's curve key: partition `offset + ` the number of `splits` at or
+    /// below it (a Z-order range exchange).
+    Range(RangeRoute),
+}
+
+/// A range route: see [`Route::Range`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeRoute {
+    pub curve: CurveSpec,
+    /// Ascending curve keys.
+    pub splits: Vec<u64>,
+    pub offset: u32,
+}
+
+impl RangeRoute {
+    /// The partition of each key.
+    pub fn partitions(&self, keys: &[u64]) -> Vec<u32> {
+        keys.iter()
+            .map(|&k| self.offset + split_of(&self.splits, k))
+            .collect()
+    }
 }
 
 impl Sink {

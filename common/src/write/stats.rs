@@ -173,6 +173,15 @@ impl StatsCollector {
         })
     }
 
+    /// Names of the columns this collector records min/max values for.
+    pub fn min_max_columns(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|c| !matches!(c.min_max, MinMax::None))
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     /// Rows seen so far.
     pub fn num_records(&self) -> i64 {
         self.num_records

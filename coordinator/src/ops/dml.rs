@@ -115,6 +115,7 @@ impl DmlOp {
                 .unwrap_or(DEFAULT_TARGET_FILE_SIZE),
             stats: snapshot.properties.stats.clone(),
             file_prefix: ctx.file_prefix(),
+            sort_by: None,
         }
     }
 

@@ -44,8 +44,8 @@ use silt_common::schema;
 use silt_common::source::read_split;
 use silt_common::table::{ActiveFile, TableSnapshot};
 use silt_common::task::{
-    Assignment, Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec, Sink,
-    SourceSplit, TableSpec, Task, TaskMetrics, TaskOutput, Transform,
+    Assignment, Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec, Route,
+    Sink, SourceSplit, TableSpec, Task, TaskMetrics, TaskOutput, Transform,
 };
 use tracing::info;
 use url::Url;
@@ -581,7 +581,7 @@ pub fn plan(
                     })
                     .collect(),
                 sink: Sink::Exchange {
-                    keys: source_keys.clone(),
+                    route: Route::Hash(source_keys.clone()),
                     partitions,
                 },
             })
@@ -605,7 +605,7 @@ pub fn plan(
             },
             transforms: Vec::new(),
             sink: Sink::Exchange {
-                keys: target_keys.clone(),
+                route: Route::Hash(target_keys.clone()),
                 partitions,
             },
         });
@@ -1257,7 +1257,7 @@ mod tests {
         assert_eq!(merge.pass, MergePass::Local);
         // Keys of different integer types are hashed as one type.
         assert!(
-            matches!(&op.source_tasks[0].sink, Sink::Exchange { keys, .. } if keys[0] == "CAST(\"id\" AS BIGINT)")
+            matches!(&op.source_tasks[0].sink, Sink::Exchange { route: Route::Hash(keys), .. } if keys[0] == "CAST(\"id\" AS BIGINT)")
         );
     }
 

@@ -23,7 +23,7 @@ use silt_common::source;
 use silt_common::storage::parse_location;
 use silt_common::table::{ActiveFile, TableProperties, TableSnapshot, TimeTravel, load_table};
 use silt_common::task::{
-    FileSpec, Input, Keep, MapOutputRef, Sink, SourceFormat, SourceSplit, TableSpec, Task,
+    FileSpec, Input, Keep, MapOutputRef, Route, Sink, SourceFormat, SourceSplit, TableSpec, Task,
     TaskOutput, Transform,
 };
 use tracing::info;
@@ -419,6 +419,7 @@ fn plan(
             .unwrap_or(DEFAULT_TARGET_FILE_SIZE),
         stats: properties.stats.clone(),
         file_prefix: ctx.file_prefix(),
+        sort_by: None,
     };
     let table = TableSpec {
         uri: table_url.to_string(),
@@ -483,7 +484,7 @@ fn plan(
     });
     let sink = match &partitioning {
         Some(p) if p.exchange => Sink::Exchange {
-            keys: partition_columns.iter().map(|c| quote_ident(c)).collect(),
+            route: Route::Hash(partition_columns.iter().map(|c| quote_ident(c)).collect()),
             partitions: p.reducers,
         },
         _ => Sink::DataFiles(files_out.clone()),
@@ -962,7 +963,10 @@ mod tests {
         let plan = plan(&req, &url, None, source(1), &ctx()).unwrap();
         assert_eq!(plan.partition_columns, vec!["p".to_string()]);
         match &plan.data_tasks[0].sink {
-            Sink::Exchange { keys, partitions } => {
+            Sink::Exchange {
+                route: Route::Hash(keys),
+                partitions,
+            } => {
                 assert_eq!(keys, &vec!["\"p\"".to_string()]);
                 assert_eq!(*partitions, 4);
             }

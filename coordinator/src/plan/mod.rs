@@ -1,9 +1,11 @@
 //! Pure planning helpers shared by operations: sizing tasks and packing work into them
 //! ([`binpack`]), choosing the files a condition touches ([`rewrite`]), how a partitioned
 //! write brings partitions together ([`partitioning`]), which target rows a MERGE can change
-//! given its source's keys ([`merge_prune`]), and the bins of a compaction ([`compaction`]).
+//! given its source's keys ([`merge_prune`]), the bins of a compaction ([`compaction`]) and
+//! the groups, sample and curve cuts of a clustering run ([`clustering`]).
 
 pub mod binpack;
+pub mod clustering;
 pub mod compaction;
 pub mod merge_prune;
 pub mod partitioning;

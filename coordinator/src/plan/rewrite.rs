@@ -147,6 +147,7 @@ pub mod testing {
                             data_change: true,
                             ..Default::default()
                         },
+                        tags: Default::default(),
                     }
                 })
                 .collect(),

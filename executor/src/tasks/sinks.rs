@@ -1,16 +1,17 @@
-//! Sinks: Delta data files of the task's table, or an exchange.
+//! Sinks: Delta data files of the task's table (in curve order when the task says so), or
+//! an exchange.
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use silt_common::Result;
-use silt_common::exchange::Partitioner;
+use silt_common::exchange::{Partitioner, Router};
 use silt_common::expr::Expression;
 use silt_common::storage::store_for;
 use silt_common::task::{
-    MapOutput, MapOutputRef, Sink, TableSpec, TaskMetrics, TaskOutput, TaskSpec,
+    MapOutput, MapOutputRef, Route, Sink, TableSpec, TaskMetrics, TaskOutput, TaskSpec,
 };
-use silt_common::write::DataFileWriter;
 use silt_common::write::writer::WriterSpec;
+use silt_common::write::{DataFileWriter, SortedWriter};
 
 use super::{TaskEnv, parse_url};
 use crate::shuffle::ShuffleStore;
@@ -25,6 +26,7 @@ pub struct TaskLimits {
 /// An open sink.
 pub enum OpenSink {
     Files(Box<DataFileWriter>),
+    SortedFiles(Box<SortedWriter>),
     Exchange(Box<MapSink>),
 }
 
@@ -57,19 +59,32 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
         Sink::DataFiles(files) => {
             let (store, root) = store_for(&parse_url(&table.uri)?)?;
             let wspec = WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
-            OpenSink::Files(Box::new(
-                DataFileWriter::try_new(store, root, wspec, schema.clone())?
-                    .with_memory_limit(env.limits.memory_limit_bytes),
-            ))
+            // A sorted task's memory goes to the sort; the writer then buffers little.
+            let share = if files.sort_by.is_some() { 4 } else { 1 };
+            let writer = DataFileWriter::try_new(store, root, wspec, schema.clone())?
+                .with_memory_limit(env.limits.memory_limit_bytes / share);
+            match &files.sort_by {
+                Some(curve) => OpenSink::SortedFiles(Box::new(SortedWriter::start(
+                    writer,
+                    schema,
+                    curve.clone(),
+                    env.limits.memory_limit_bytes / 2,
+                ))),
+                None => OpenSink::Files(Box::new(writer)),
+            }
         }
-        Sink::Exchange { keys, partitions } => {
-            let keys = keys
-                .iter()
-                .map(|k| Expression::compile(k, schema))
-                .collect::<Result<Vec<_>>>()?;
+        Sink::Exchange { route, partitions } => {
+            let router = match route {
+                Route::Hash(keys) => Router::Hash(
+                    keys.iter()
+                        .map(|k| Expression::compile(k, schema))
+                        .collect::<Result<Vec<_>>>()?,
+                ),
+                Route::Range(r) => Router::Range(r.clone()),
+            };
             let partitioner = Partitioner::try_new(
                 schema.clone(),
-                keys,
+                router,
                 *partitions,
                 env.limits.memory_limit_bytes / 2,
             )?;
@@ -95,6 +110,7 @@ impl OpenSink {
     pub async fn accept(&mut self, batch: &RecordBatch) -> Result<()> {
         match self {
             OpenSink::Files(w) => w.write(batch).await,
+            OpenSink::SortedFiles(w) => w.write(batch).await,
             OpenSink::Exchange(m) => {
                 let blocks = m.partitioner.push(batch)?;
                 m.put(blocks)
@@ -105,16 +121,11 @@ impl OpenSink {
     /// Finishes what was written; the output carries the task's counters.
     pub async fn finish(self, mut metrics: TaskMetrics) -> Result<TaskOutput> {
         match self {
-            OpenSink::Files(w) => {
-                let adds = w.close().await?;
-                metrics.files_written = adds.len() as u64;
-                metrics.rows_written = adds.iter().map(|a| a.num_records.max(0) as u64).sum();
-                metrics.bytes_written = adds.iter().map(|a| a.size_bytes.max(0) as u64).sum();
-                Ok(TaskOutput {
-                    adds,
-                    metrics,
-                    ..Default::default()
-                })
+            OpenSink::Files(w) => Ok(files_output(w.close().await?, metrics)),
+            OpenSink::SortedFiles(w) => {
+                let (adds, spilled) = w.close().await?;
+                metrics.bytes_spilled += spilled;
+                Ok(files_output(adds, metrics))
             }
             OpenSink::Exchange(mut m) => {
                 let blocks = m.partitioner.finish()?;
@@ -138,7 +149,20 @@ impl OpenSink {
     pub async fn abort(self) {
         match self {
             OpenSink::Files(w) => (*w).abort().await,
+            OpenSink::SortedFiles(w) => (*w).abort().await,
             OpenSink::Exchange(m) => m.store.remove(&m.job, &m.location.map_id),
         }
+    }
+}
+
+/// A data-file task's output: its files and their counters.
+fn files_output(adds: Vec<silt_common::task::DataFile>, mut metrics: TaskMetrics) -> TaskOutput {
+    metrics.files_written = adds.len() as u64;
+    metrics.rows_written = adds.iter().map(|a| a.num_records.max(0) as u64).sum();
+    metrics.bytes_written = adds.iter().map(|a| a.size_bytes.max(0) as u64).sum();
+    TaskOutput {
+        adds,
+        metrics,
+        ..Default::default()
     }
 }

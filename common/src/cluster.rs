@@ -1,0 +1,468 @@
+//! Multi-dimensional clustering keys (OPTIMIZE … ZORDER BY): each clustering column's
+//! values become *range ids* (their rank among quantile bounds drawn from a sample, nulls
+//! first, full values compared: no fixed-length prefix), and the ids of a row become one
+//! position on a space-filling curve (Z-order: bits interleaved; Hilbert: Skilling's
+//! transpose, then interleaved). Rows sorted by that position and cut into files at the
+//! target size give files covering small boxes of the clustering columns' space.
+//!
+//! Everything here is pure: the coordinator derives bounds and reducer splits from a sample,
+//! executors compute the same keys from the same [`CurveSpec`].
+
+use std::cmp::Ordering;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array, make_comparator};
+use arrow::compute::{SortOptions, concat, sort};
+use arrow::datatypes::{Field, Schema};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+
+use crate::{Error, Result};
+
+/// Bits of a curve key.
+const KEY_BITS: u32 = 64;
+/// At most this many bits of range id per column (4,095 ranges).
+const MAX_BITS_PER_COLUMN: u32 = 12;
+
+/// A space-filling curve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Curve {
+    /// Bits of the columns' range ids interleaved (Spark's and delta-rs's Z-order).
+    #[default]
+    ZOrder,
+    /// The Hilbert curve (consecutive keys are neighbouring boxes; Delta's liquid clustering).
+    Hilbert,
+}
+
+impl Curve {
+    pub fn parse(s: &str) -> Result<Curve> {
+        match s.to_ascii_lowercase().as_str() {
+            "zorder" | "z-order" => Ok(Curve::ZOrder),
+            "hilbert" => Ok(Curve::Hilbert),
+            other => Err(Error::invalid(format!(
+                "unknown curve `{other}` (expected zorder or hilbert)"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::ZOrder => "zorder",
+            Curve::Hilbert => "hilbert",
+        }
+    }
+}
+
+/// Bits of range id per column when clustering by `columns` columns.
+pub fn bits_per_column(columns: usize) -> u32 {
+    (KEY_BITS / columns.max(1) as u32).min(MAX_BITS_PER_COLUMN)
+}
+
+/// How rows map to curve keys: per clustering column, its sorted distinct bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurveSpec {
+    /// Column names as in the table schema.
+    pub columns: Vec<String>,
+    pub curve: Curve,
+    /// Per column, ascending distinct non-null values; a value's range id is 1 + the number
+    /// of bounds below it (null: 0).
+    pub bounds: Vec<ArrayRef>,
+}
+
+impl CurveSpec {
+    /// Bounds for each column from a sample of its values (at most `2^bits − 2` per column,
+    /// evenly spaced over the sorted sample, so frequent values weigh more).
+    pub fn from_sample(columns: Vec<String>, curve: Curve, samples: &[ArrayRef]) -> Result<Self> {
+        if columns.is_empty() || columns.len() != samples.len() {
+            return Err(Error::internal("curve columns and samples differ"));
+        }
+        if columns.len() > KEY_BITS as usize {
+            return Err(Error::invalid(format!(
+                "at most {KEY_BITS} clustering columns, not {}",
+                columns.len()
+            )));
+        }
+        let max_bounds = (1usize << bits_per_column(columns.len())) - 2;
+        let bounds = samples
+            .iter()
+            .map(|s| quantile_bounds(s, max_bounds))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            columns,
+            curve,
+            bounds,
+        })
+    }
+
+    /// The curve key of every row of `batch` (which has the clustering columns).
+    pub fn keys(&self, batch: &RecordBatch) -> Result<UInt64Array> {
+        let bits = bits_per_column(self.columns.len());
+        let ids = self
+            .columns
+            .iter()
+            .zip(&self.bounds)
+            .map(|(c, b)| {
+                let col = batch.column_by_name(c).ok_or_else(|| {
+                    Error::internal(format!("clustering column `{c}` missing from the rows"))
+                })?;
+                range_ids(col, b)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut point = vec![0u32; ids.len()];
+        Ok((0..batch.num_rows())
+            .map(|row| {
+                for (p, col) in point.iter_mut().zip(&ids) {
+                    *p = col[row];
+                }
+                match self.curve {
+                    Curve::ZOrder => interleave(&point, bits),
+                    Curve::Hilbert => hilbert(&mut point, bits),
+                }
+            })
+            .collect())
+    }
+
+    /// The bounds as bytes (an Arrow IPC stream per column), for the wire.
+    pub fn encode_bounds(&self) -> Result<Vec<Vec<u8>>> {
+        self.bounds
+            .iter()
+            .map(|b| {
+                let schema = Arc::new(Schema::new(vec![Field::new(
+                    "b",
+                    b.data_type().clone(),
+                    true,
+                )]));
+                let batch = RecordBatch::try_new(schema.clone(), vec![b.clone()])?;
+                let mut w = StreamWriter::try_new(Vec::new(), &schema)?;
+                w.write(&batch)?;
+                w.finish()?;
+                Ok(w.into_inner()?)
+            })
+            .collect()
+    }
+
+    /// Bounds from [`Self::encode_bounds`]'s bytes.
+    pub fn decode_bounds(encoded: &[Vec<u8>]) -> Result<Vec<ArrayRef>> {
+        encoded
+            .iter()
+            .map(|bytes| {
+                let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
+                let schema = reader.schema();
+                let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+                let arrays: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(0).as_ref()).collect();
+                if arrays.is_empty() {
+                    return Ok(arrow::array::new_empty_array(schema.field(0).data_type()));
+                }
+                Ok(concat(&arrays)?)
+            })
+            .collect()
+    }
+}
+
+/// Sorted distinct non-null values of `sample`, at most `max` of them, evenly spaced over
+/// the sorted sample.
+pub fn quantile_bounds(sample: &ArrayRef, max: usize) -> Result<ArrayRef> {
+    let sorted = sort(
+        sample,
+        Some(SortOptions {
+            descending: false,
+            nulls_first: true,
+        }),
+    )?;
+    let first = sorted.null_count();
+    let n = sorted.len() - first;
+    let cmp = make_comparator(sorted.as_ref(), sorted.as_ref(), SortOptions::default())?;
+    let mut picked: Vec<u64> = Vec::new();
+    if n > 0 && max > 0 {
+        let step = (n as f64 / max as f64).max(1.0);
+        let mut pos = 0f64;
+        while (pos as usize) < n {
+            let i = first + pos as usize;
+            if picked
+                .last()
+                .is_none_or(|&last| cmp(last as usize, i) == Ordering::Less)
+            {
+                picked.push(i as u64);
+            }
+            pos += step;
+        }
+    }
+    Ok(arrow::compute::take(
+        sorted.as_ref(),
+        &UInt64Array::from(picked),
+        None,
+    )?)
+}
+
+/// Range id of each value: 0 for null, else 1 + the number of `bounds` below it.
+pub fn range_ids(values: &ArrayRef, bounds: &ArrayRef) -> Result<Vec<u32>> {
+    if bounds.is_empty() {
+        return Ok((0..values.len())
+            .map(|v| u32::from(values.is_valid(v)))
+            .collect());
+    }
+    let values = if values.data_type() == bounds.data_type() {
+        values.clone()
+    } else {
+        arrow::compute::cast(values, bounds.data_type())?
+    };
+    let cmp = make_comparator(bounds.as_ref(), values.as_ref(), SortOptions::default())?;
+    Ok((0..values.len())
+        .map(|v| {
+            if values.is_null(v) {
+                return 0;
+            }
+            // Bounds are sorted: find the first bound not below the value.
+            let (mut lo, mut hi) = (0usize, bounds.len());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if cmp(mid, v) == Ordering::Less {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            1 + lo as u32
+        })
+        .collect())
+}
+
+/// Z-order: the bits of each coordinate interleaved, most significant first.
+pub fn interleave(point: &[u32], bits: u32) -> u64 {
+    let mut key = 0u64;
+    for bit in (0..bits).rev() {
+        for &x in point {
+            key = (key << 1) | u64::from((x >> bit) & 1);
+        }
+    }
+    key
+}
+
+/// The Hilbert index of `point` (each coordinate `bits` wide): Skilling's "axes to
+/// transpose" (Programming the Hilbert curve, 2004), then the transposed bits interleaved.
+/// `point` is overwritten.
+pub fn hilbert(point: &mut [u32], bits: u32) -> u64 {
+    let n = point.len();
+    if n == 0 || bits == 0 {
+        return 0;
+    }
+    let m = 1u32 << (bits - 1);
+    // Inverse undo of excess work.
+    let mut q = m;
+    while q > 1 {
+        let p = q - 1;
+        for i in 0..n {
+            if point[i] & q != 0 {
+                point[0] ^= p;
+            } else {
+                let t = (point[0] ^ point[i]) & p;
+                point[0] ^= t;
+                point[i] ^= t;
+            }
+        }
+        q >>= 1;
+    }
+    // Gray encode.
+    for i in 1..n {
+        point[i] ^= point[i - 1];
+    }
+    let mut t = 0u32;
+    let mut q = m;
+    while q > 1 {
+        if point[n - 1] & q != 0 {
+            t ^= q - 1;
+        }
+        q >>= 1;
+    }
+    for x in point.iter_mut() {
+        *x ^= t;
+    }
+    interleave(point, bits)
+}
+
+/// Split keys cutting the sorted `keys` into about `parts` runs of similar length; a key
+/// goes to part [`split_of`].
+///
+/// Cuts fall only on cell boundaries of the curve: the key space is halved bit by bit
+/// (each half a cell: a compact box of the clustering columns), and each half gets a share
+/// of the parts in proportion to its keys, until a cell has one part. A cut at an arbitrary
+/// key could make a run straddle one of the curve's jumps and span a column's whole range;
+/// this way a run is a union of few neighbouring cells. Runs differ in length by the
+/// rounding of the shares (and one key repeated many times stays in one run).
+pub fn splits_for(mut keys: Vec<u64>, parts: usize) -> Vec<u64> {
+    keys.sort_unstable();
+    let mut splits = Vec::new();
+    cut_cells(&keys, parts, 63, &mut splits);
+    splits
+}
+
+/// Cuts `keys` (sorted, sharing every bit above `bit`) into `parts` runs of whole cells.
+fn cut_cells(keys: &[u64], parts: usize, bit: u32, splits: &mut Vec<u64>) {
+    if parts < 2 || keys.len() < 2 || keys.first() == keys.last() {
+        return;
+    }
+    let mid = keys.partition_point(|k| (k >> bit) & 1 == 0);
+    if mid == 0 || mid == keys.len() {
+        if bit > 0 {
+            cut_cells(keys, parts, bit - 1, splits);
+        }
+        return;
+    }
+    let left = ((parts * mid) as f64 / keys.len() as f64).round() as usize;
+    let (lower, upper) = keys.split_at(mid);
+    let next = bit.saturating_sub(1);
+    match left.min(parts) {
+        0 => cut_cells(upper, parts, next, splits),
+        l if l == parts => cut_cells(lower, parts, next, splits),
+        l => {
+            cut_cells(lower, l, next, splits);
+            splits.push((upper[0] >> bit) << bit);
+            cut_cells(upper, parts - l, next, splits);
+        }
+    }
+}
+
+/// The part of `key` among `splits` (ascending): the number of splits at or below it.
+pub fn split_of(splits: &[u64], key: u64) -> u32 {
+    splits.partition_point(|&s| s <= key) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+
+    #[test]
+    fn hilbert_visits_neighbours_in_order() {
+        for dims in [2usize, 3] {
+            let bits = 3;
+            let side = 1u32 << bits;
+            let mut points: Vec<(u64, Vec<u32>)> = Vec::new();
+            let total = side.pow(dims as u32);
+            for i in 0..total {
+                let p: Vec<u32> = (0..dims).map(|d| (i / side.pow(d as u32)) % side).collect();
+                points.push((hilbert(&mut p.clone(), bits), p));
+            }
+            points.sort();
+            let keys: Vec<u64> = points.iter().map(|(k, _)| *k).collect();
+            assert_eq!(keys, (0..total as u64).collect::<Vec<_>>(), "a bijection");
+            for w in points.windows(2) {
+                let dist: u32 = w[0]
+                    .1
+                    .iter()
+                    .zip(&w[1].1)
+                    .map(|(a, b)| a.abs_diff(*b))
+                    .sum();
+                assert_eq!(dist, 1, "{:?} -> {:?}", w[0].1, w[1].1);
+            }
+        }
+    }
+
+    #[test]
+    fn zorder_interleaves_most_significant_first() {
+        assert_eq!(interleave(&[0b10, 0b01], 2), 0b1001);
+        assert_eq!(interleave(&[0b11, 0b00], 2), 0b1010);
+    }
+
+    #[test]
+    fn range_ids_rank_full_strings_with_nulls_first() {
+        // A 20-byte common prefix: a prefix-truncated key could not tell these apart.
+        let prefix = "customer-0000000000-";
+        let values: ArrayRef = Arc::new(StringArray::from(vec![
+            Some(format!("{prefix}c")),
+            None,
+            Some(format!("{prefix}a")),
+            Some(format!("{prefix}b")),
+            Some(format!("{prefix}a")),
+        ]));
+        let bounds = quantile_bounds(&values, 10).unwrap();
+        assert_eq!(bounds.len(), 3);
+        assert_eq!(range_ids(&values, &bounds).unwrap(), vec![3, 0, 1, 2, 1]);
+        let between: ArrayRef =
+            Arc::new(StringArray::from(vec![format!("{prefix}ab"), "z".into()]));
+        assert_eq!(range_ids(&between, &bounds).unwrap(), vec![2, 4]);
+    }
+
+    #[test]
+    fn bounds_are_evenly_spaced_and_capped() {
+        let values: ArrayRef = Arc::new(Int64Array::from_iter_values((0..1000).rev()));
+        let b = quantile_bounds(&values, 10).unwrap();
+        let b = b.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(
+            b.values().to_vec(),
+            vec![0, 100, 200, 300, 400, 500, 600, 700, 800, 900]
+        );
+        let ids = range_ids(&values, &(Arc::new(b.clone()) as ArrayRef)).unwrap();
+        assert_eq!(ids[0], 11, "999 is above all 10 bounds");
+        assert_eq!(*ids.last().unwrap(), 1);
+    }
+
+    #[test]
+    fn keys_round_trip_bounds_and_split_evenly() {
+        let a: ArrayRef = Arc::new(Int64Array::from_iter_values((0..4000).map(|i| i % 64)));
+        let b: ArrayRef = Arc::new(Int64Array::from_iter_values((0..4000).map(|i| i / 64)));
+        let batch = RecordBatch::try_from_iter(vec![("a", a.clone()), ("b", b.clone())]).unwrap();
+        for curve in [Curve::ZOrder, Curve::Hilbert] {
+            let spec = CurveSpec::from_sample(
+                vec!["a".into(), "b".into()],
+                curve,
+                &[a.clone(), b.clone()],
+            )
+            .unwrap();
+            let back = CurveSpec::decode_bounds(&spec.encode_bounds().unwrap()).unwrap();
+            assert_eq!(back, spec.bounds);
+            let keys = spec.keys(&batch).unwrap().values().to_vec();
+            let splits = splits_for(keys.clone(), 4);
+            assert_eq!(splits.len(), 3);
+            let mut counts = [0usize; 4];
+            for k in keys {
+                counts[split_of(&splits, k) as usize] += 1;
+            }
+            assert!(
+                counts.iter().all(|&c| (600..=1400).contains(&c)),
+                "{curve:?}: {counts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cuts_snap_to_cells_of_the_curve() {
+        // A 64 x 64 grid cut into 17 runs: within half and 1.5 times the mean length (16
+        // cells and one halved), and each run a compact box (a run straddling one of the
+        // Z-curve's jumps would span a whole side).
+        let side = 64u32;
+        for curve in [Curve::ZOrder, Curve::Hilbert] {
+            let mut points: Vec<(u64, u32, u32)> = Vec::new();
+            for x in 0..side {
+                for y in 0..side {
+                    let key = match curve {
+                        Curve::ZOrder => interleave(&[x, y], 6),
+                        Curve::Hilbert => hilbert(&mut [x, y], 6),
+                    };
+                    points.push((key, x, y));
+                }
+            }
+            let splits = splits_for(points.iter().map(|p| p.0).collect(), 17);
+            assert_eq!(splits.len(), 16, "{curve:?}");
+            let mut boxes = vec![(side, 0u32, side, 0u32, 0usize); 17];
+            for (k, x, y) in points {
+                let b = &mut boxes[split_of(&splits, k) as usize];
+                *b = (b.0.min(x), b.1.max(x), b.2.min(y), b.3.max(y), b.4 + 1);
+            }
+            let ideal = (side * side) as usize / 17;
+            for b in &boxes {
+                assert!(
+                    b.4 * 2 >= ideal && b.4 * 2 <= ideal * 3,
+                    "{curve:?}: {boxes:?}"
+                );
+                let (w, h) = (b.1 - b.0 + 1, b.3 - b.2 + 1);
+                assert!(
+                    w <= side / 2 && h <= side / 2,
+                    "{curve:?}: run spans {w} x {h}: {boxes:?}"
+                );
+            }
+        }
+    }
+}

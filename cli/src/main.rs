@@ -161,6 +161,10 @@ struct OptimizeArgs {
     /// Recluster every file, not only those no run by the same columns and curve wrote.
     #[arg(long)]
     full: bool,
+    /// Commit in batches: after each batch of tasks, commit what is done once this long
+    /// has passed since the last commit (e.g. 0, 30s, 10m, 1h). Default: one commit.
+    #[arg(long)]
+    max_commit_interval: Option<String>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -443,9 +447,35 @@ async fn optimize(args: OptimizeArgs) -> Result<i32> {
         zorder_by,
         curve: Curve::parse(&args.curve).map_err(|e| anyhow!("--curve: {e}"))?,
         full: args.full,
+        max_commit_interval_ms: args
+            .max_commit_interval
+            .as_deref()
+            .map(parse_duration_ms)
+            .transpose()
+            .map_err(|e| anyhow!("--max-commit-interval: {e}"))?,
     };
     let session = Session::open(&args.cluster).await?;
     session.run(&JobRequest::Optimize(req)).await
+}
+
+/// A duration such as `0`, `500ms`, `30s`, `10m`, `2h` in milliseconds.
+fn parse_duration_ms(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| anyhow!("`{s}` is not a duration (e.g. 30s, 10m, 1h)"))?;
+    let factor = match unit.trim() {
+        "" if n == 0 => 0,
+        "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        _ => bail!("`{s}` is not a duration (e.g. 30s, 10m, 1h)"),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| anyhow!("`{s}` is too long"))
 }
 
 async fn sql(args: SqlArgs) -> Result<i32> {

@@ -272,6 +272,9 @@ pub struct OptimizeRequest {
     pub curve: crate::cluster::Curve,
     /// Recluster every file, not only those no clustering run with these columns wrote.
     pub full: bool,
+    /// Commit in batches: after a batch, commit what is done once this long has passed
+    /// since the last commit (each batch durable on its own). `None`: one commit.
+    pub max_commit_interval_ms: Option<u64>,
 }
 
 /// `DELETE FROM table [WHERE predicate]`.

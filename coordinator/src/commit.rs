@@ -113,6 +113,15 @@ impl ReadSet {
 pub enum CommitError {
     #[error("concurrent modification: {0}")]
     Conflict(String),
+    /// A winning commit removed files this job read or removes: an operation whose work
+    /// splits into independent parts may commit the parts without them (see
+    /// `driver::Outcome::Commit::replan`).
+    #[error("concurrent modification: {message}")]
+    FilesRemoved {
+        message: String,
+        /// Decoded paths of this job's files the winner removed.
+        paths: HashSet<String>,
+    },
     #[error(transparent)]
     Fenced(#[from] crate::fence::Fenced),
     #[error("commit failed: {0}")]
@@ -428,6 +437,13 @@ fn check_winning_commit(
         ))
     };
     let read_files: HashSet<String> = req.read_set.files.iter().map(|p| decode(p)).collect();
+    let files_removed = |kind: &str, p: &str, detail: &str, paths: HashSet<String>| match conflict(
+        kind,
+        format!("removing file `{p}` {detail}"),
+    ) {
+        CommitError::Conflict(message) => CommitError::FilesRemoved { message, paths },
+        other => other,
+    };
     // Which winning adds can conflict, by this commit's isolation level.
     let check_adds = match req.effective_isolation() {
         IsolationLevel::SnapshotIsolation => false,
@@ -488,6 +504,12 @@ fn check_winning_commit(
             Some((p, data_change))
         })
         .collect();
+    // Every file of this job the winner removed, for operations that can do without them.
+    let gone: HashSet<String> = removes
+        .iter()
+        .map(|(p, _)| decode(p))
+        .filter(|p| read_files.contains(p) || removed.contains(p))
+        .collect();
     for &(p, data_change) in &removes {
         let path = decode(p);
         let read_it = read_files.contains(&path)
@@ -495,17 +517,21 @@ fn check_winning_commit(
         // A compaction that rewrote a file this job only read keeps its rows as they were:
         // safe to commit on top of it.
         if read_it && (data_change || removed.contains(&path)) {
-            return Err(conflict(
+            return Err(files_removed(
                 "ConcurrentDeleteReadException",
-                format!("removing file `{p}` that this job read"),
+                p,
+                "that this job read",
+                gone,
             ));
         }
     }
     for &(p, _) in &removes {
         if removed.contains(&decode(p)) {
-            return Err(conflict(
+            return Err(files_removed(
                 "ConcurrentDeleteDeleteException",
-                format!("removing file `{p}` that this job also removes"),
+                p,
+                "that this job also removes",
+                gone,
             ));
         }
     }

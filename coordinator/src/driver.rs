@@ -145,6 +145,11 @@ impl CommitTarget {
     }
 }
 
+/// Rebuilds a commit without the parts that touch the given (decoded) file paths, which a
+/// concurrent commit removed; `None` when nothing is left to commit.
+pub type Replan =
+    Box<dyn FnMut(&HashSet<String>) -> Result<Option<(Box<Txn>, String)>, JobError> + Send>;
+
 /// How an operation ends.
 pub enum Outcome {
     /// Commit this transaction.
@@ -153,6 +158,9 @@ pub enum Outcome {
         target: CommitTarget,
         /// One line for the user, completed by the driver with the committed version.
         summary: String,
+        /// For work made of independent parts (OPTIMIZE's bins): when a concurrent commit
+        /// removed files some parts read, the driver commits the rest instead of failing.
+        replan: Option<Replan>,
     },
     /// Nothing to commit (e.g. a DELETE matching no row, an idempotent write already done).
     Nothing {
@@ -164,6 +172,18 @@ pub enum Outcome {
         summary: String,
         result: QueryResult,
     },
+}
+
+impl Outcome {
+    /// Commit `txn` on `target`; the whole job fails on a conflict.
+    pub fn commit(txn: Txn, target: CommitTarget, summary: String) -> Outcome {
+        Outcome::Commit {
+            txn: Box::new(txn),
+            target,
+            summary,
+            replan: None,
+        }
+    }
 }
 
 /// A table operation as the driver runs it. Implementations are pure planners: they see
@@ -183,6 +203,14 @@ pub trait Operation: Send {
 
     /// Every stage finished: the outcome. `elapsed` is the job's time so far.
     fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError>;
+
+    /// After each finished stage: a commit of the work done so far, for operations that
+    /// commit in batches (each durable on its own); `since_last_commit` is the time since
+    /// the job started or last committed. Later commits must not repeat what one committed.
+    fn interim_commit(&mut self, since_last_commit: Duration) -> Result<Option<Outcome>, JobError> {
+        let _ = since_last_commit;
+        Ok(None)
+    }
 }
 
 /// Runs an operation to its outcome, commits it, and cleans up on every path.
@@ -255,18 +283,56 @@ async fn drive(
             running.push(run_stage(&scope, scope.new_stage_id(), plan));
         }
     };
+    let table_url = op.table_url().clone();
+    // Interim commits (batches): what they committed stays whatever happens next.
+    let mut committed_so_far = Driven {
+        outcome: JobOutcome::default(),
+        kept: HashSet::new(),
+        any_retry: false,
+    };
+    let mut last_commit = Instant::now();
     start(op.start()?, &mut running);
     while let Some(result) = running.next().await {
         let plans = op.stage_done(result?)?;
         start(plans, &mut running);
+        if let Some(outcome) = op.interim_commit(last_commit.elapsed())? {
+            let done = conclude(&scope, &table_url, outcome).await?;
+            committed_so_far.absorb(done);
+            last_commit = Instant::now();
+        }
     }
     drop(running);
     let retries = ctx.scheduler.job_retries(job_id);
     status.send_modify(|s| s.task_retries = retries);
-    let any_retry = retries > 0;
 
-    let table_url = op.table_url().clone();
     let outcome = op.finish(started.elapsed())?;
+    let mut done = conclude(&scope, &table_url, outcome).await?;
+    if done.outcome.version.is_none() && committed_so_far.outcome.version.is_some() {
+        // The last batch had nothing left: the job's result is its last commit.
+        done.outcome = committed_so_far.outcome.clone();
+    }
+    done.kept.extend(committed_so_far.kept);
+    done.any_retry |= retries > 0 || committed_so_far.any_retry;
+    Ok(done)
+}
+
+impl Driven {
+    /// Adds a later commit's result: its outcome is the job's, its files are kept too.
+    fn absorb(&mut self, later: Driven) {
+        self.outcome = later.outcome;
+        self.kept.extend(later.kept);
+        self.any_retry |= later.any_retry;
+    }
+}
+
+/// Carries out an outcome: commits (replanning around concurrently removed files when the
+/// operation allows it) or reports.
+async fn conclude(
+    scope: &StageScope<'_>,
+    table_url: &Url,
+    outcome: Outcome,
+) -> Result<Driven, JobError> {
+    let (job_id, ctx, status) = (scope.job_id, scope.ctx, scope.status);
     match outcome {
         Outcome::Nothing { summary, metrics } => Ok(Driven {
             outcome: JobOutcome {
@@ -275,7 +341,7 @@ async fn drive(
                 ..Default::default()
             },
             kept: HashSet::new(),
-            any_retry,
+            any_retry: false,
         }),
         Outcome::Rows { summary, result } => Ok(Driven {
             outcome: JobOutcome {
@@ -284,39 +350,70 @@ async fn drive(
                 ..Default::default()
             },
             kept: HashSet::new(),
-            any_retry,
+            any_retry: false,
         }),
         Outcome::Commit {
-            txn,
+            mut txn,
             target,
-            summary,
+            mut summary,
+            mut replan,
         } => {
             status.send_modify(|s| {
                 s.state = JobState::Committing;
                 s.message = "committing".into();
             });
-            let kept = txn.kept_file_names();
-            let metrics = txn.metrics().clone();
-            let request = txn.into_request(&table_url, &target.properties, scope.epoch);
-            let committed = commit::commit(
-                target.log_store,
-                target.read_version,
-                request,
-                ctx.fence.as_ref(),
-            )
-            .await?;
-            info!(job = job_id, version = committed.version, "committed");
-            Ok(Driven {
-                outcome: JobOutcome {
-                    version: Some(committed.version),
-                    metrics,
-                    summary: format!("committed version {}: {summary}", committed.version),
-                    winning_commits_checked: committed.winning_commits_checked,
-                    ..Default::default()
-                },
-                kept,
-                any_retry,
-            })
+            // Parts left out after a conflict wrote files the commit does not reference.
+            let mut replanned = false;
+            let mut excluded: HashSet<String> = HashSet::new();
+            loop {
+                let kept = txn.kept_file_names();
+                let metrics = txn.metrics().clone();
+                let request = txn.into_request(table_url, &target.properties, scope.epoch);
+                let result = commit::commit(
+                    target.log_store.clone(),
+                    target.read_version,
+                    request,
+                    ctx.fence.as_ref(),
+                )
+                .await;
+                let committed = match (result, replan.as_mut()) {
+                    (Ok(c), _) => c,
+                    (Err(CommitError::FilesRemoved { message, paths }), Some(rebuild))
+                        if !paths.is_subset(&excluded) =>
+                    {
+                        excluded.extend(paths);
+                        warn!(
+                            job = job_id,
+                            "{message}; committing the parts that do not touch those files"
+                        );
+                        match rebuild(&excluded)? {
+                            Some((t, s)) => {
+                                (txn, summary, replanned) = (t, s, true);
+                                continue;
+                            }
+                            None => {
+                                return Err(CommitError::Conflict(format!(
+                                    "{message} (every part of this job touched files removed concurrently)"
+                                ))
+                                .into());
+                            }
+                        }
+                    }
+                    (Err(e), _) => return Err(e.into()),
+                };
+                info!(job = job_id, version = committed.version, "committed");
+                return Ok(Driven {
+                    outcome: JobOutcome {
+                        version: Some(committed.version),
+                        metrics,
+                        summary: format!("committed version {}: {summary}", committed.version),
+                        winning_commits_checked: committed.winning_commits_checked,
+                        ..Default::default()
+                    },
+                    kept,
+                    any_retry: replanned,
+                });
+            }
         }
     }
 }

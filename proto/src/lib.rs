@@ -923,6 +923,7 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 zorder_by: o.zorder_by.clone(),
                 curve: curve_to_pb(o.curve) as i32,
                 full: o.full,
+                max_commit_interval_ms: o.max_commit_interval_ms,
             }),
         };
         pb::SubmitJobRequest { job: Some(job) }
@@ -1027,6 +1028,7 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                 zorder_by: o.zorder_by,
                 curve: curve_from_pb(o.curve)?,
                 full: o.full,
+                max_commit_interval_ms: o.max_commit_interval_ms,
             }),
         })
     }
@@ -1333,6 +1335,7 @@ mod tests {
                 zorder_by: vec!["a".into(), "b".into()],
                 curve: Curve::Hilbert,
                 full: true,
+                max_commit_interval_ms: Some(60_000),
             }),
         ];
         for req in reqs {

@@ -4,7 +4,7 @@
 //! curve (the same rows, files a point predicate reads measured by `oracle.py clustering` and
 //! compared with delta-rs's `optimize.z_order` on a copy, incremental runs, bad columns).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -380,4 +380,205 @@ fn dir_bytes(dir: &Path) -> u64 {
         .filter(|(p, _)| p.ends_with(".parquet"))
         .map(|(_, n)| n)
         .sum()
+}
+
+fn optimize_cmd(table: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(silt_bin());
+    cmd.args([
+        "optimize",
+        "--table",
+        &s(table),
+        "--json",
+        "-q",
+        "--executors",
+        "2",
+    ]);
+    cmd.args(args);
+    cmd
+}
+
+/// A table partitioned by k (1, 2, 3) in many small files: three appends of several files.
+fn small_files_table(dir: &Path, seed: u64) -> PathBuf {
+    let t = dir.join("t");
+    for i in 0..3u64 {
+        let src = Gen::new(seed + i, 900)
+            .files(3)
+            .k_domain("1,2,3")
+            .no_null_k()
+            .id_start(i as i64 * 10_000)
+            .write(&dir.join(format!("src{i}")));
+        silt_write_ok(
+            &t,
+            &src,
+            &["--partition-by", "k", "--target-file-size", "4096"],
+        );
+    }
+    t
+}
+
+#[test]
+fn optimize_racing_appends_and_a_delete_commits_what_is_unaffected() {
+    let seed = seed_for("optimize_racing_appends_and_a_delete_commits_what_is_unaffected");
+    let dir = tempdir("optimize-race");
+    let t = small_files_table(dir.path(), seed);
+    let files_before = inspect(&t)["num_files"].as_i64().unwrap();
+
+    // A delta-rs append lands while OPTIMIZE's first task is paused: OPTIMIZE commits on
+    // top of it (snapshot isolation) and no row is lost.
+    let late = Gen::new(seed + 10, 300)
+        .k_domain("1,2,3")
+        .no_null_k()
+        .id_start(100_000)
+        .write(&dir.path().join("late"));
+    let original = dir.path().join("original");
+    copy_dir(&t, &original);
+    let (oo, _) = crate::concurrency::a_loses_the_race(
+        dir.path(),
+        optimize_cmd(&t, &["--target-size", "1000000"]),
+        || {
+            oracle_ok(&[
+                "oracle-write",
+                "--table",
+                &s(&t),
+                "--source",
+                &s(&late),
+                "--mode",
+                "append",
+            ])
+        },
+    );
+    oo.assert_ok();
+    assert!(
+        oo.json()["winning_commits_checked"].as_u64() >= Some(1),
+        "{}",
+        oo.describe()
+    );
+    assert_eq!(last_commit_info(&t)["operation"], "OPTIMIZE");
+    assert_same_content(
+        &t,
+        &[Expected::Table(&original), Expected::Parquet(&late)],
+        &[],
+    );
+    assert!(inspect(&t)["num_files"].as_i64().unwrap() < files_before);
+
+    // A delta-rs DELETE of partition k = 2 lands while OPTIMIZE is paused: OPTIMIZE commits
+    // the bins of the other partitions and leaves k = 2 (its files are gone) alone.
+    let dir2 = tempdir("optimize-race-delete");
+    let t2 = small_files_table(dir2.path(), seed);
+    let (oo, _) = crate::concurrency::a_loses_the_race(
+        dir2.path(),
+        optimize_cmd(&t2, &["--target-size", "1000000"]),
+        || {
+            oracle_ok(&[
+                "dml",
+                "--table",
+                &s(&t2),
+                "--op",
+                "delete",
+                "--predicate",
+                "k = 2",
+            ])
+        },
+    );
+    oo.assert_ok();
+    let j = oo.json();
+    assert!(j["summary"].as_str().unwrap().contains("left out"), "{j}");
+    let actions = last_commit(&t2);
+    assert!(
+        actions
+            .iter()
+            .filter_map(|a| a.get("add").or_else(|| a.get("remove")))
+            .all(|x| x["partitionValues"]["k"] != "2"),
+        "nothing of k = 2 in the OPTIMIZE commit"
+    );
+    assert!(actions.iter().any(|a| a.get("remove").is_some()));
+    let expected = dir2.path().join("expected.parquet");
+    oracle_ok(&[
+        "expect-filter",
+        "--table",
+        &s(&original),
+        "--predicate-py",
+        "col('k') == 2",
+        "--out",
+        &s(&expected),
+    ]);
+    assert_same_content(&t2, &[Expected::Parquet(&expected)], &[]);
+    // The left-out bins' files were deleted.
+    let job = j["job_id"].as_str().unwrap().to_string();
+    let referenced: Vec<String> = inspect(&t2)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| pct_decode(f["path"].as_str().unwrap()))
+        .collect();
+    for f in data_files(&t2)
+        .into_iter()
+        .filter(|f| f.contains(&format!("part-{job}-")))
+    {
+        assert!(
+            referenced.iter().any(|r| f.ends_with(r.as_str())),
+            "left behind: {f}"
+        );
+    }
+
+    // Every bin's files removed concurrently: a clear conflict, nothing committed.
+    let dir3 = tempdir("optimize-race-delete-all");
+    let t3 = small_files_table(dir3.path(), seed);
+    let (oo, _) = crate::concurrency::a_loses_the_race(
+        dir3.path(),
+        optimize_cmd(&t3, &["--target-size", "1000000"]),
+        || {
+            oracle_ok(&[
+                "dml",
+                "--table",
+                &s(&t3),
+                "--op",
+                "delete",
+                "--predicate",
+                "id >= 0",
+            ])
+        },
+    );
+    oo.assert_error(&["ConcurrentDeleteReadException", "nothing was committed"]);
+    assert_eq!(last_commit_info(&t3)["operation"], "DELETE");
+}
+
+#[test]
+fn optimize_commits_in_batches_each_durable() {
+    let seed = seed_for("optimize_commits_in_batches_each_durable");
+    let dir = tempdir("optimize-batches");
+    // 12 partitions of small files: 12 bins, 8 tasks per batch on 2 executors: 2 batches.
+    let t = dir.path().join("t");
+    for i in 0..2u64 {
+        let src = Gen::new(seed + i, 2400)
+            .files(3)
+            .k_domain("1,2,3,4,5,6,7,8,9,10,11,12")
+            .no_null_k()
+            .id_start(i as i64 * 10_000)
+            .write(&dir.path().join(format!("src{i}")));
+        silt_write_ok(
+            &t,
+            &src,
+            &["--partition-by", "k", "--target-file-size", "4096"],
+        );
+    }
+    let original = dir.path().join("original");
+    copy_dir(&t, &original);
+    let before = inspect(&t)["version"].as_i64().unwrap();
+    let r = silt_optimize_ok(
+        &t,
+        &["--target-size", "1000000", "--max-commit-interval", "0"],
+    );
+    let after = inspect(&t)["version"].as_i64().unwrap();
+    assert_eq!(after - before, 2, "one commit per batch: {r}");
+    for v in before + 1..=after {
+        let commit =
+            std::fs::read_to_string(t.join("_delta_log").join(format!("{v:020}.json"))).unwrap();
+        assert!(commit.contains("\"operation\":\"OPTIMIZE\""), "{commit}");
+    }
+    assert_same_content(&t, &[Expected::Table(&original)], &[]);
+    assert_eq!(r["version"].as_i64(), Some(after));
+    // Bad durations are refused.
+    silt_optimize(&t, &["--max-commit-interval", "soon"])
+        .assert_error(&["--max-commit-interval", "soon"]);
 }

@@ -90,11 +90,11 @@ impl DmlOp {
 
     /// The commit of a filled transaction.
     pub fn commit(&self, txn: Txn, summary: String) -> Outcome {
-        Outcome::Commit {
-            txn: Box::new(txn),
-            target: CommitTarget::on(&self.snapshot, self.snapshot.properties.clone()),
+        Outcome::commit(
+            txn,
+            CommitTarget::on(&self.snapshot, self.snapshot.properties.clone()),
             summary,
-        }
+        )
     }
 
     /// The table as tasks carry it.

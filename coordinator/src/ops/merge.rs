@@ -1129,14 +1129,11 @@ impl Operation for MergeOp {
             format!("key exchange, {} partition(s)", self.partitions)
         };
         let summary = DmlOp::summary(&format!("{what} ({plan})"), removed.len(), &m);
-        Ok(Outcome::Commit {
-            txn: Box::new(txn),
-            target: crate::driver::CommitTarget::on(
-                &self.snapshot,
-                self.snapshot.properties.clone(),
-            ),
+        Ok(Outcome::commit(
+            txn,
+            crate::driver::CommitTarget::on(&self.snapshot, self.snapshot.properties.clone()),
             summary,
-        })
+        ))
     }
 }
 

@@ -6,9 +6,17 @@
 //! a small partition in one task, a large one through a range exchange so that every
 //! executor takes a stretch of the curve; the files it writes are tagged so that later runs
 //! leave them alone. Both write with `dataChange = false`; a table with nothing to do gets no
-//! commit. Commits at snapshot isolation, as Delta's OPTIMIZE does: concurrent appends never
-//! fail it; a concurrent removal of a file it rewrote does.
+//! commit.
+//!
+//! The work is made of independent *units* (a compaction bin, a clustered partition), each
+//! committed whole or not at all. Commits are at snapshot isolation, as Delta's OPTIMIZE
+//! does, and depend only on the files rewritten: concurrent appends and changes to other
+//! files never fail it; when a concurrent DELETE/UPDATE/MERGE removed files some units
+//! rewrote, the driver commits the other units and the rest is left for the next run. With
+//! a maximum commit interval the units run in batches, one after another, and what is done
+//! is committed between batches once the interval has passed.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,22 +31,19 @@ use silt_common::request::OptimizeRequest;
 use silt_common::source::read_split;
 use silt_common::table::prune::{Verdict, classify};
 use silt_common::table::{ActiveFile, IsolationLevel, TableSnapshot, file_split};
-use silt_common::task::{
-    DataFile, FileSpec, Input, MapOutputRef, RangeRoute, Route, Sink, Task, TaskOutput,
-};
+use silt_common::task::{DataFile, FileSpec, Input, MapOutputRef, RangeRoute, Route, Sink, Task};
 use silt_common::write::stats::StatsCollector;
 use url::Url;
 
 use super::dml::DmlOp;
 use super::{executor_slots, existing_table, quote_ident};
 use crate::JobContext;
-use crate::commit::ReadRegion;
 use crate::driver::{
     CommitTarget, JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid,
 };
 use crate::plan::binpack;
 use crate::plan::clustering::{self, ClusterPlan, Sample};
-use crate::plan::compaction::{Bin, CompactionConfig, plan_bins};
+use crate::plan::compaction::{CompactionConfig, plan_bins};
 use crate::plan::rewrite;
 use crate::txn::{Txn, predicate_parameter};
 
@@ -72,14 +77,68 @@ pub async fn prepare(
 }
 
 /// What OPTIMIZE does.
-enum Work {
-    Compact(Vec<Bin>),
-    Cluster {
-        plan: ClusterPlan,
-        skipped: usize,
-        /// Values of each clustering column the quality report probes.
-        probes: Vec<ArrayRef>,
+/// One independent part of an OPTIMIZE: files rewritten together, committed together.
+#[derive(Debug, Clone)]
+struct Unit {
+    files: Vec<ActiveFile>,
+    how: How,
+    /// The files its tasks wrote (once they have run).
+    adds: Vec<DataFile>,
+    bytes_spilled: u64,
+    done: bool,
+    committed: bool,
+}
+
+#[derive(Debug, Clone)]
+enum How {
+    /// A compaction bin: one task.
+    Bin,
+    /// A partition sorted along the curve by one task.
+    Sort,
+    /// A partition range-exchanged to `reducers` tasks (exchange partitions from `offset`).
+    Exchange {
+        reducers: u32,
+        splits: Vec<u64>,
+        offset: u32,
     },
+}
+
+impl Unit {
+    fn new(files: Vec<ActiveFile>, how: How) -> Self {
+        Self {
+            files,
+            how,
+            adds: Vec::new(),
+            bytes_spilled: 0,
+            done: false,
+            committed: false,
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|f| u64::try_from(f.file.size_bytes).unwrap_or(0))
+            .sum()
+    }
+
+    fn tasks(&self) -> usize {
+        match &self.how {
+            How::Exchange { reducers, .. } => *reducers as usize,
+            How::Bin | How::Sort => 1,
+        }
+    }
+}
+
+/// Clustering's parameters.
+#[derive(Debug, Clone)]
+struct Clustering {
+    curve: CurveSpec,
+    /// Exchange partitions of all exchanged partitions.
+    partitions: u32,
+    skipped: usize,
+    /// Values of each clustering column the quality report probes.
+    probes: Vec<ArrayRef>,
 }
 
 /// A planned OPTIMIZE.
@@ -89,9 +148,17 @@ pub struct OptimizeOp {
     ctx: PlanContext,
     predicate: Option<Predicate>,
     target: u64,
-    work: Work,
+    clustering: Option<Clustering>,
+    units: Vec<Unit>,
+    /// Units by batch (in order); batches run one after another when commits are batched.
+    batches: Vec<Vec<usize>>,
+    next_batch: usize,
+    /// Commit after a batch once this long has passed since the last commit.
+    max_commit_interval: Option<Duration>,
+    /// The units each running stage's tasks serve, in task order.
+    stage_units: HashMap<String, Vec<usize>>,
     considered: usize,
-    outputs: Vec<TaskOutput>,
+    commits: usize,
 }
 
 /// The files an OPTIMIZE considers and the size it writes.
@@ -274,17 +341,13 @@ pub fn plan(
     if let Some(min) = req.min_file_size {
         cfg.min_file_size = min;
     }
-    let bins = plan_bins(&scope.files, &cfg);
-    Ok(OptimizeOp {
-        table_url,
-        considered: scope.files.len(),
-        snapshot,
-        ctx,
-        predicate: scope.predicate,
-        target: scope.target,
-        work: Work::Compact(bins),
-        outputs: Vec::new(),
-    })
+    let units = plan_bins(&scope.files, &cfg)
+        .into_iter()
+        .map(|b| Unit::new(b.files, How::Bin))
+        .collect();
+    Ok(OptimizeOp::new(
+        req, table_url, snapshot, ctx, scope, units, None,
+    ))
 }
 
 /// Plans clustering: pure, from the request, the snapshot and the sample.
@@ -298,22 +361,41 @@ pub fn plan_clustering(
     let scope = Scope::of(&req, &snapshot)?;
     let columns = clustering_columns(&req, &snapshot)?;
     let (groups, skipped) = clustering::groups(&scope.files, &columns, req.curve, req.full);
-    let plan = clustering::plan(groups, &columns, req.curve, sample, scope.target)?;
-    let probes = probe_values(sample, columns.len());
-    Ok(OptimizeOp {
+    let ClusterPlan {
+        curve,
+        groups,
+        partitions,
+    } = clustering::plan(groups, &columns, req.curve, sample, scope.target)?;
+    let units = groups
+        .into_iter()
+        .map(|g| {
+            let how = if g.reducers <= 1 {
+                How::Sort
+            } else {
+                How::Exchange {
+                    reducers: g.reducers,
+                    splits: g.splits,
+                    offset: g.offset,
+                }
+            };
+            Unit::new(g.group.files, how)
+        })
+        .collect();
+    let clustering = Clustering {
+        curve,
+        partitions,
+        skipped,
+        probes: probe_values(sample, columns.len()),
+    };
+    Ok(OptimizeOp::new(
+        req,
         table_url,
-        considered: scope.files.len(),
         snapshot,
         ctx,
-        predicate: scope.predicate,
-        target: scope.target,
-        work: Work::Cluster {
-            plan,
-            skipped,
-            probes,
-        },
-        outputs: Vec::new(),
-    })
+        scope,
+        units,
+        Some(clustering),
+    ))
 }
 
 /// Up to [`QUALITY_PROBES`] non-null sampled values per column, spread over the sample.
@@ -347,6 +429,53 @@ fn probe_values(sample: &Sample, columns: usize) -> Vec<ArrayRef> {
 }
 
 impl OptimizeOp {
+    fn new(
+        req: OptimizeRequest,
+        table_url: Url,
+        snapshot: TableSnapshot,
+        ctx: PlanContext,
+        scope: Scope,
+        units: Vec<Unit>,
+        clustering: Option<Clustering>,
+    ) -> Self {
+        let max_commit_interval = req.max_commit_interval_ms.map(Duration::from_millis);
+        // Batched: about four tasks per slot per batch, so that each batch keeps every
+        // executor busy and a commit follows every few minutes of work at most.
+        let per_batch = match max_commit_interval {
+            Some(_) => 4 * ctx.slots.max(1) as usize,
+            None => usize::MAX,
+        };
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        let mut tasks = 0usize;
+        for (i, u) in units.iter().enumerate() {
+            match batches.last_mut() {
+                Some(b) if tasks + u.tasks() <= per_batch || b.is_empty() => {
+                    tasks += u.tasks();
+                    b.push(i);
+                }
+                _ => {
+                    tasks = u.tasks();
+                    batches.push(vec![i]);
+                }
+            }
+        }
+        Self {
+            table_url,
+            considered: scope.files.len(),
+            snapshot,
+            ctx,
+            predicate: scope.predicate,
+            target: scope.target,
+            clustering,
+            units,
+            batches,
+            next_batch: 0,
+            max_commit_interval,
+            stage_units: HashMap::new(),
+            commits: 0,
+        }
+    }
+
     fn files_out(&self, sort_by: Option<CurveSpec>) -> FileSpec {
         FileSpec {
             // Bins and reducers are sized by the compressed bytes they read, so each writes
@@ -356,18 +485,6 @@ impl OptimizeOp {
             target_file_size_bytes: self.target.saturating_mul(4),
             sort_by,
             ..DmlOp::files_out(&self.snapshot, &self.ctx)
-        }
-    }
-
-    /// The files this OPTIMIZE rewrites.
-    fn rewritten(&self) -> Vec<ActiveFile> {
-        match &self.work {
-            Work::Compact(bins) => bins.iter().flat_map(|b| b.files.clone()).collect(),
-            Work::Cluster { plan, .. } => plan
-                .groups
-                .iter()
-                .flat_map(|g| g.group.files.clone())
-                .collect(),
         }
     }
 
@@ -384,22 +501,336 @@ impl OptimizeOp {
         }
     }
 
+    /// The stages of the next batch (none when every batch has run).
+    fn next_stages(&mut self) -> Vec<StagePlan> {
+        let Some(batch) = self.batches.get(self.next_batch).cloned() else {
+            return Vec::new();
+        };
+        self.next_batch += 1;
+        let b = self.next_batch;
+        let mut stages = Vec::new();
+        match &self.clustering {
+            None => {
+                let sink = Sink::DataFiles(self.files_out(None));
+                let tasks: Vec<Task> = batch
+                    .iter()
+                    .map(|&u| self.read_task(&self.units[u].files, sink.clone()))
+                    .collect();
+                let note = format!(
+                    "{} bin(s) of {} file(s){}",
+                    tasks.len(),
+                    self.considered,
+                    self.batch_note()
+                );
+                let name = format!("compact-{b}");
+                self.stage_units.insert(name.clone(), batch);
+                stages.push(StagePlan::new(&name, tasks).with_note(note));
+            }
+            Some(c) => {
+                let sorted = Sink::DataFiles(self.files_out(Some(c.curve.clone())));
+                let local: Vec<usize> = batch
+                    .iter()
+                    .copied()
+                    .filter(|&u| matches!(self.units[u].how, How::Sort))
+                    .collect();
+                let exchanged: Vec<usize> = batch
+                    .iter()
+                    .copied()
+                    .filter(|&u| matches!(self.units[u].how, How::Exchange { .. }))
+                    .collect();
+                if !local.is_empty() {
+                    let tasks: Vec<Task> = local
+                        .iter()
+                        .map(|&u| self.read_task(&self.units[u].files, sorted.clone()))
+                        .collect();
+                    let note = format!(
+                        "{} partition(s) sorted along the {} curve by one task each{}",
+                        local.len(),
+                        c.curve.curve.name(),
+                        self.batch_note()
+                    );
+                    let name = format!("cluster-{b}");
+                    self.stage_units.insert(name.clone(), local);
+                    stages.push(StagePlan::new(&name, tasks).with_note(note));
+                }
+                if !exchanged.is_empty() {
+                    let map_bytes: u64 = exchanged.iter().map(|&u| self.units[u].bytes()).sum();
+                    let per_task = binpack::task_bytes(map_bytes, self.ctx.slots);
+                    let mut maps = Vec::new();
+                    let mut reducers = 0;
+                    for &u in &exchanged {
+                        let How::Exchange {
+                            reducers: r,
+                            splits,
+                            offset,
+                        } = &self.units[u].how
+                        else {
+                            continue;
+                        };
+                        reducers += r;
+                        let sink = Sink::Exchange {
+                            route: Route::Range(RangeRoute {
+                                curve: c.curve.clone(),
+                                splits: splits.clone(),
+                                offset: *offset,
+                            }),
+                            partitions: c.partitions,
+                        };
+                        for files in binpack::consecutive(
+                            self.units[u].files.clone(),
+                            |f| u64::try_from(f.file.size_bytes).unwrap_or(0),
+                            per_task,
+                        ) {
+                            maps.push(self.read_task(&files, sink.clone()));
+                        }
+                    }
+                    let note = format!(
+                        "{} partition(s) ({map_bytes} bytes) range-exchanged into {reducers} \
+                         stretch(es) of the {} curve{}",
+                        exchanged.len(),
+                        c.curve.curve.name(),
+                        self.batch_note()
+                    );
+                    let name = format!("cluster-map-{b}");
+                    self.stage_units.insert(name.clone(), exchanged);
+                    stages.push(StagePlan::new(&name, maps).with_note(note));
+                }
+            }
+        }
+        stages
+    }
+
+    fn batch_note(&self) -> String {
+        if self.batches.len() > 1 {
+            format!(" (batch {} of {})", self.next_batch, self.batches.len())
+        } else {
+            String::new()
+        }
+    }
+
+    /// The reduce stage of an exchanged batch whose maps finished.
+    fn reduce_stage(&mut self, map_stage: &str, result: &StageResult) -> Vec<StagePlan> {
+        let Some(c) = &self.clustering else {
+            return Vec::new();
+        };
+        let map_outputs: Vec<MapOutputRef> = result
+            .outputs
+            .iter()
+            .filter_map(|o| o.exchange_output.as_ref().map(|m| m.location.clone()))
+            .collect();
+        let sorted = Sink::DataFiles(self.files_out(Some(c.curve.clone())));
+        let table = DmlOp::table_spec(&self.table_url, &self.snapshot);
+        let mut tasks = Vec::new();
+        let mut served = Vec::new();
+        for &u in self.stage_units.get(map_stage).into_iter().flatten() {
+            if let How::Exchange {
+                reducers, offset, ..
+            } = &self.units[u].how
+            {
+                for partition in *offset..offset + reducers {
+                    tasks.push(Task {
+                        table: table.clone(),
+                        input: Input::Exchange {
+                            map_outputs: map_outputs.clone(),
+                            partition,
+                        },
+                        transforms: Vec::new(),
+                        sink: sorted.clone(),
+                    });
+                    served.push(u);
+                }
+            }
+        }
+        let name = map_stage.replacen("cluster-map", "cluster-reduce", 1);
+        self.stage_units.insert(name.clone(), served);
+        vec![StagePlan::new(&name, tasks)]
+    }
+
+    /// Records a stage's outputs against its units; a unit is done when every stage of
+    /// its batch that serves it finished.
+    fn record(&mut self, result: StageResult) {
+        let Some(units) = self.stage_units.remove(&result.name) else {
+            return;
+        };
+        let exchange_map = result.name.starts_with("cluster-map");
+        for (u, out) in units.iter().zip(result.outputs) {
+            if exchange_map {
+                continue;
+            }
+            let unit = &mut self.units[*u];
+            unit.adds.extend(out.adds);
+            unit.bytes_spilled += out.metrics.bytes_spilled;
+        }
+        if !exchange_map {
+            for u in units {
+                self.units[u].done = true;
+            }
+        }
+    }
+
+    /// The commit of the done, uncommitted units, without those touching `excluded` files.
+    fn commit_of(&self, excluded: &HashSet<String>, elapsed: Duration) -> Option<(Txn, String)> {
+        let units: Vec<&Unit> = self
+            .units
+            .iter()
+            .filter(|u| u.done && !u.committed)
+            .filter(|u| {
+                !u.files
+                    .iter()
+                    .any(|f| excluded.contains(&silt_common::table::decode_path(&f.file.path)))
+            })
+            .collect();
+        if units.is_empty() {
+            return None;
+        }
+        let removed: Vec<&ActiveFile> = units.iter().flat_map(|u| &u.files).collect();
+        let adds: Vec<&DataFile> = units.iter().flat_map(|u| &u.adds).collect();
+        let mut params = Map::new();
+        params.insert(
+            "predicate".into(),
+            predicate_parameter(self.predicate.as_ref().map(|p| p.sql())),
+        );
+        let columns: Vec<String> = self
+            .clustering
+            .as_ref()
+            .map(|c| c.curve.columns.clone())
+            .unwrap_or_default();
+        params.insert(
+            "zOrderBy".into(),
+            serde_json::Value::String(serde_json::to_string(&columns).unwrap_or_default()),
+        );
+        let mut txn = Txn::new(&self.ctx.job_id, "OPTIMIZE", params);
+        txn.add_files(adds.iter().copied(), false);
+        txn.remove_files(removed.iter().copied(), false);
+        // OPTIMIZE depends on exactly the files it rewrites: a concurrent change to any
+        // other file leaves its result right.
+        txn.read_files(removed.iter().map(|f| f.file.path.as_str()));
+        let mut sizes: Vec<i64> = adds.iter().map(|a| a.size_bytes.max(0)).collect();
+        sizes.sort_unstable();
+        let pct = |q: usize| {
+            sizes
+                .get((sizes.len().saturating_sub(1)) * q / 100)
+                .copied()
+        };
+        let removed_bytes: i64 = removed.iter().map(|f| f.file.size_bytes.max(0)).sum();
+        let added_bytes: i64 = sizes.iter().sum();
+        txn.metric("numAddedFiles", adds.len());
+        txn.metric("numRemovedFiles", removed.len());
+        txn.metric("numAddedBytes", added_bytes);
+        txn.metric("numRemovedBytes", removed_bytes);
+        for (name, q) in [
+            ("minFileSize", 0),
+            ("p25FileSize", 25),
+            ("p50FileSize", 50),
+            ("p75FileSize", 75),
+            ("maxFileSize", 100),
+        ] {
+            txn.metric(name, pct(q).unwrap_or(0));
+        }
+        txn.metric("numBatches", self.next_batch.max(1));
+        txn.metric("totalConsideredFiles", self.considered);
+        txn.metric(
+            "totalFilesSkipped",
+            self.considered
+                .saturating_sub(self.units.iter().map(|u| u.files.len()).sum()),
+        );
+        txn.metric(
+            "numDeletionVectorsRemoved",
+            removed
+                .iter()
+                .filter(|f| f.file.deletion_vector.is_some())
+                .count(),
+        );
+        txn.metric(
+            "numBytesSpilled",
+            units.iter().map(|u| u.bytes_spilled).sum::<u64>(),
+        );
+        txn.metric("executionTimeMs", elapsed.as_millis());
+        let left_out = self.units.iter().filter(|u| u.done && !u.committed).count() - units.len();
+        let mut summary = format!(
+            "{} file(s) {} into {} ({} -> {} bytes)",
+            removed.len(),
+            if columns.is_empty() {
+                "compacted"
+            } else {
+                "clustered"
+            },
+            adds.len(),
+            removed_bytes,
+            added_bytes
+        );
+        if left_out > 0 {
+            summary.push_str(&format!(
+                "; {left_out} part(s) left out: a concurrent commit removed their files"
+            ));
+        }
+        if let Some(c) = &self.clustering {
+            txn.tag_adds(clustering::tags(
+                &self.ctx.job_id,
+                &c.curve.columns,
+                c.curve.curve,
+            ));
+            let gone: HashSet<&str> = removed.iter().map(|f| f.file.path.as_str()).collect();
+            let quality = self.quality(&c.curve.columns, &c.probes, &gone, &adds);
+            let shown: Vec<String> = quality
+                .iter()
+                .map(|(c, q)| format!("{c} {:.1}%", q * 100.0))
+                .collect();
+            for (c, q) in &quality {
+                txn.metric(
+                    &format!("filesReadPerPointPredicate.{c}"),
+                    format!("{q:.4}"),
+                );
+            }
+            summary.push_str(&format!(
+                "; along the {} curve; a point predicate reads {} of the files",
+                c.curve.curve.name(),
+                shown.join(", ")
+            ));
+        }
+        Some((txn, summary))
+    }
+
+    /// Commits the done units (an interim or the final commit).
+    fn commit_outcome(mut self: Box<Self>, elapsed: Duration) -> Outcome {
+        let Some((txn, summary)) = self.commit_of(&HashSet::new(), elapsed) else {
+            return Outcome::Nothing {
+                summary: String::new(),
+                metrics: Default::default(),
+            };
+        };
+        // Delta's OPTIMIZE commits at snapshot isolation: appends never conflict with it.
+        let mut properties = self.snapshot.properties.clone();
+        properties.isolation_level = IsolationLevel::SnapshotIsolation;
+        let target = CommitTarget::on(&self.snapshot, properties);
+        self.commits += 1;
+        Outcome::Commit {
+            txn: Box::new(txn),
+            target,
+            summary,
+            replan: Some(Box::new(move |excluded| {
+                Ok(self
+                    .commit_of(excluded, elapsed)
+                    .map(|(t, s)| (Box::new(t), s)))
+            })),
+        }
+    }
+
     /// The files a random point predicate on each clustering column reads, as a fraction
     /// of the table's files after the commit (mean over the probes).
     fn quality(
         &self,
         columns: &[String],
         probes: &[ArrayRef],
+        removed: &HashSet<&str>,
         adds: &[&DataFile],
     ) -> Vec<(String, f64)> {
-        let removed: std::collections::HashSet<String> =
-            self.rewritten().into_iter().map(|f| f.file.path).collect();
         let files: Vec<&DataFile> = self
             .snapshot
             .files
             .iter()
             .map(|f| &f.file)
-            .filter(|f| !removed.contains(&f.path))
+            .filter(|f| !removed.contains(f.path.as_str()))
             .chain(adds.iter().copied())
             .collect();
         let mut out = Vec::new();
@@ -451,114 +882,59 @@ impl Operation for OptimizeOp {
     }
 
     fn start(&mut self) -> Result<Vec<StagePlan>, JobError> {
-        match &self.work {
-            Work::Compact(bins) => {
-                if bins.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let sink = Sink::DataFiles(self.files_out(None));
-                let tasks: Vec<Task> = bins
-                    .iter()
-                    .map(|b| self.read_task(&b.files, sink.clone()))
-                    .collect();
-                let note = format!("{} bin(s) of {} file(s)", tasks.len(), self.considered);
-                Ok(vec![StagePlan::new("compact", tasks).with_note(note)])
-            }
-            Work::Cluster { plan, .. } => {
-                let sorted = Sink::DataFiles(self.files_out(Some(plan.curve.clone())));
-                let local: Vec<Task> = plan
-                    .groups
-                    .iter()
-                    .filter(|g| g.reducers <= 1)
-                    .map(|g| self.read_task(&g.group.files, sorted.clone()))
-                    .collect();
-                let exchanged: Vec<_> = plan.groups.iter().filter(|g| g.reducers > 1).collect();
-                let map_bytes: u64 = exchanged.iter().map(|g| g.group.bytes()).sum();
-                let per_task = binpack::task_bytes(map_bytes, self.ctx.slots);
-                let mut maps = Vec::new();
-                for g in &exchanged {
-                    let sink = Sink::Exchange {
-                        route: Route::Range(RangeRoute {
-                            curve: plan.curve.clone(),
-                            splits: g.splits.clone(),
-                            offset: g.offset,
-                        }),
-                        partitions: plan.partitions,
-                    };
-                    for files in binpack::consecutive(
-                        g.group.files.clone(),
-                        |f| u64::try_from(f.file.size_bytes).unwrap_or(0),
-                        per_task,
-                    ) {
-                        maps.push(self.read_task(&files, sink.clone()));
-                    }
-                }
-                let mut stages = Vec::new();
-                if !local.is_empty() {
-                    let note = format!(
-                        "{} partition(s) sorted along the {} curve by one task each",
-                        local.len(),
-                        plan.curve.curve.name()
-                    );
-                    stages.push(StagePlan::new("cluster", local).with_note(note));
-                }
-                if !maps.is_empty() {
-                    let note = format!(
-                        "{} partition(s) ({} bytes) range-exchanged into {} stretch(es) of \
-                         the {} curve",
-                        exchanged.len(),
-                        map_bytes,
-                        plan.partitions,
-                        plan.curve.curve.name()
-                    );
-                    stages.push(StagePlan::new("cluster-map", maps).with_note(note));
-                }
-                Ok(stages)
-            }
-        }
+        Ok(self.next_stages())
     }
 
     fn stage_done(&mut self, result: StageResult) -> Result<Vec<StagePlan>, JobError> {
-        if result.name != "cluster-map" {
-            self.outputs.extend(result.outputs);
-            return Ok(Vec::new());
+        let mut next = Vec::new();
+        if result.name.starts_with("cluster-map") {
+            next = self.reduce_stage(&result.name.clone(), &result);
         }
-        let Work::Cluster { plan, .. } = &self.work else {
-            return Ok(Vec::new());
+        self.record(result);
+        // The batch is over when none of its stages remain: then the next batch starts.
+        if next.is_empty() && self.stage_units.is_empty() {
+            next = self.next_stages();
+        }
+        Ok(next)
+    }
+
+    fn interim_commit(&mut self, since_last_commit: Duration) -> Result<Option<Outcome>, JobError> {
+        let Some(interval) = self.max_commit_interval else {
+            return Ok(None);
         };
-        let map_outputs: Vec<MapOutputRef> = result
-            .outputs
-            .iter()
-            .filter_map(|o| o.exchange_output.as_ref().map(|m| m.location.clone()))
-            .collect();
-        let sorted = Sink::DataFiles(self.files_out(Some(plan.curve.clone())));
-        let table = DmlOp::table_spec(&self.table_url, &self.snapshot);
-        let reduces: Vec<Task> = (0..plan.partitions)
-            .map(|partition| Task {
-                table: table.clone(),
-                input: Input::Exchange {
-                    map_outputs: map_outputs.clone(),
-                    partition,
-                },
-                transforms: Vec::new(),
-                sink: sorted.clone(),
-            })
-            .collect();
-        Ok(vec![StagePlan::new("cluster-reduce", reduces)])
+        // Once every stage has run, the final commit (finish) takes what is left.
+        let all_run = self.next_batch >= self.batches.len() && self.stage_units.is_empty();
+        if since_last_commit < interval || all_run {
+            return Ok(None);
+        }
+        let Some((txn, summary)) = self.commit_of(&HashSet::new(), since_last_commit) else {
+            return Ok(None);
+        };
+        for u in self.units.iter_mut().filter(|u| u.done && !u.committed) {
+            u.committed = true;
+        }
+        self.commits += 1;
+        let mut properties = self.snapshot.properties.clone();
+        properties.isolation_level = IsolationLevel::SnapshotIsolation;
+        Ok(Some(Outcome::commit(
+            txn,
+            CommitTarget::on(&self.snapshot, properties),
+            format!("interim commit after {} batch(es): {summary}", self.commits),
+        )))
     }
 
     fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {
-        let removed = self.rewritten();
-        if removed.is_empty() {
-            let summary = match &self.work {
-                Work::Compact(_) => format!(
+        if self.units.iter().all(|u| u.committed) {
+            let summary = match &self.clustering {
+                _ if self.commits > 0 => format!("all {} batch(es) committed", self.commits),
+                None => format!(
                     "nothing to compact ({} file(s) considered); nothing committed",
                     self.considered
                 ),
-                Work::Cluster { skipped, .. } => format!(
-                    "nothing to cluster ({} file(s) considered, {skipped} already clustered \
-                     by these columns); nothing committed",
-                    self.considered
+                Some(c) => format!(
+                    "nothing to cluster ({} file(s) considered, {} already clustered by \
+                     these columns); nothing committed",
+                    self.considered, c.skipped
                 ),
             };
             return Ok(Outcome::Nothing {
@@ -566,105 +942,6 @@ impl Operation for OptimizeOp {
                 metrics: Default::default(),
             });
         }
-        let adds: Vec<&DataFile> = self.outputs.iter().flat_map(|o| &o.adds).collect();
-        let mut params = Map::new();
-        params.insert(
-            "predicate".into(),
-            predicate_parameter(self.predicate.as_ref().map(|p| p.sql())),
-        );
-        let columns: Vec<String> = match &self.work {
-            Work::Cluster { plan, .. } => plan.curve.columns.clone(),
-            Work::Compact(_) => Vec::new(),
-        };
-        params.insert(
-            "zOrderBy".into(),
-            serde_json::Value::String(serde_json::to_string(&columns).unwrap_or_default()),
-        );
-        let mut txn = Txn::new(&self.ctx.job_id, "OPTIMIZE", params);
-        txn.add_files(adds.iter().copied(), false);
-        txn.remove_files(&removed, false);
-        txn.read_region(ReadRegion::of_condition(
-            self.predicate.as_ref(),
-            &self.snapshot,
-        ));
-        txn.read_files(removed.iter().map(|f| f.file.path.as_str()));
-        let mut sizes: Vec<i64> = adds.iter().map(|a| a.size_bytes.max(0)).collect();
-        sizes.sort_unstable();
-        let pct = |q: usize| {
-            sizes
-                .get((sizes.len().saturating_sub(1)) * q / 100)
-                .copied()
-        };
-        let removed_bytes: i64 = removed.iter().map(|f| f.file.size_bytes.max(0)).sum();
-        let added_bytes: i64 = sizes.iter().sum();
-        txn.metric("numAddedFiles", adds.len());
-        txn.metric("numRemovedFiles", removed.len());
-        txn.metric("numAddedBytes", added_bytes);
-        txn.metric("numRemovedBytes", removed_bytes);
-        for (name, q) in [
-            ("minFileSize", 0),
-            ("p25FileSize", 25),
-            ("p50FileSize", 50),
-            ("p75FileSize", 75),
-            ("maxFileSize", 100),
-        ] {
-            txn.metric(name, pct(q).unwrap_or(0));
-        }
-        txn.metric("numBatches", 1);
-        txn.metric("totalConsideredFiles", self.considered);
-        txn.metric("totalFilesSkipped", self.considered - removed.len());
-        txn.metric(
-            "numDeletionVectorsRemoved",
-            removed
-                .iter()
-                .filter(|f| f.file.deletion_vector.is_some())
-                .count(),
-        );
-        let spilled: u64 = self.outputs.iter().map(|o| o.metrics.bytes_spilled).sum();
-        txn.metric("numBytesSpilled", spilled);
-        txn.metric("executionTimeMs", elapsed.as_millis());
-        let mut summary = format!(
-            "{} file(s) {} into {} ({} -> {} bytes)",
-            removed.len(),
-            if columns.is_empty() {
-                "compacted"
-            } else {
-                "clustered"
-            },
-            adds.len(),
-            removed_bytes,
-            added_bytes
-        );
-        if let Work::Cluster { plan, probes, .. } = &self.work {
-            txn.tag_adds(clustering::tags(
-                &self.ctx.job_id,
-                &plan.curve.columns,
-                plan.curve.curve,
-            ));
-            let quality = self.quality(&plan.curve.columns, probes, &adds);
-            let shown: Vec<String> = quality
-                .iter()
-                .map(|(c, q)| format!("{c} {:.1}%", q * 100.0))
-                .collect();
-            for (c, q) in &quality {
-                txn.metric(
-                    &format!("filesReadPerPointPredicate.{c}"),
-                    format!("{q:.4}"),
-                );
-            }
-            summary.push_str(&format!(
-                "; along the {} curve; a point predicate reads {} of the files",
-                plan.curve.curve.name(),
-                shown.join(", ")
-            ));
-        }
-        // Delta's OPTIMIZE commits at snapshot isolation: appends never conflict with it.
-        let mut properties = self.snapshot.properties.clone();
-        properties.isolation_level = IsolationLevel::SnapshotIsolation;
-        Ok(Outcome::Commit {
-            txn: Box::new(txn),
-            target: CommitTarget::on(&self.snapshot, properties),
-            summary,
-        })
+        Ok(self.commit_outcome(elapsed))
     }
 }

@@ -215,10 +215,10 @@ impl Operation for PropertiesOp {
                 "changed"
             }
         );
-        Ok(Outcome::Commit {
-            txn: Box::new(txn),
-            target: CommitTarget::on(&self.snapshot, properties),
+        Ok(Outcome::commit(
+            txn,
+            CommitTarget::on(&self.snapshot, properties),
             summary,
-        })
+        ))
     }
 }

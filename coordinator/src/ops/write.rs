@@ -782,11 +782,7 @@ impl Operation for WriteOp {
             };
             summary.push_str(&format!("; partitions written {how} ({})", p.reason));
         }
-        Ok(Outcome::Commit {
-            txn: Box::new(txn),
-            target,
-            summary,
-        })
+        Ok(Outcome::commit(txn, target, summary))
     }
 }
 

@@ -5,8 +5,8 @@ Usage: python charts.py RESULTS_JSON OUT_DIR
 
 Writes time.png and memory.png (per scenario, median with min-max bars, both sides; "n/a"
 where silt does not have the operation), file_sizes.png (file-size histograms before and
-after OPTIMIZE), clustering.png (files touched per point lookup before and after Z-order)
-and skipping.png (files scanned per query after each layout).
+after OPTIMIZE), clustering.png (files read per point predicate before and after Z-order,
+one panel per Z-order input) and skipping.png (files scanned per query after each layout).
 """
 
 import json
@@ -96,32 +96,41 @@ def file_sizes(results, path):
 
 
 def clustering(results, path):
+    """One panel per set of Z-order columns (one per Z-order input): the fraction of files a
+    point predicate reads, before Z-order and after each side's Z-order."""
     cl = results.get("clustering") or {}
     tables = cl.get("tables") or []
-    cols = cl.get("columns") or []
-    if not tables or not cols:
+    if not tables:
         return False
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    width = 0.8 / len(tables)
-    for t, (label, e) in enumerate(tables):
-        xs = [c + (t - (len(tables) - 1) / 2) * width for c in range(len(cols))]
-        if not e.get("available"):
-            for x in xs:
-                ax.text(x, 0.02, "n/a", ha="center", fontsize=7, color="gray", rotation=90)
-            ax.bar(xs, [0] * len(xs), width=width, label=f"{label}: n/a")
-            continue
-        vals = [(e["quality"].get(c) or {}).get("lookup_fraction") or 0 for c in cols]
-        bars = ax.bar(xs, vals, width=width, label=label)
-        for b, c in zip(bars, cols):
-            q = e["quality"].get(c) or {}
-            ax.text(b.get_x() + b.get_width() / 2, b.get_height(),
-                    f"{q.get('files_per_lookup', 0):g}/{q.get('files', 0)}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(cols)))
-    ax.set_xticklabels(cols)
-    ax.set_ylabel("fraction of files touched\nper point lookup")
-    ax.set_ylim(0, 1.15)
-    ax.set_title("Clustering quality on the Z-order columns (lower is better)", fontsize=10)
-    ax.legend(fontsize=7)
+    groups = {}
+    for label, e in tables:
+        groups.setdefault(tuple(e.get("columns") or cl.get("columns") or []), []).append((label, e))
+    groups = {cols: ts for cols, ts in groups.items() if cols}
+    if not groups:
+        return False
+    fig, axes = plt.subplots(1, len(groups), figsize=(8 * len(groups), 3.8), squeeze=False)
+    for ax, (cols, ts) in zip(axes[0], groups.items()):
+        width = 0.8 / len(ts)
+        for t, (label, e) in enumerate(ts):
+            xs = [c + (t - (len(ts) - 1) / 2) * width for c in range(len(cols))]
+            if not e.get("available"):
+                for x in xs:
+                    ax.text(x, 0.02, "n/a", ha="center", fontsize=7, color="gray", rotation=90)
+                ax.bar(xs, [0] * len(xs), width=width, label=f"{label}: n/a")
+                continue
+            vals = [(e["quality"].get(c) or {}).get("lookup_fraction") or 0 for c in cols]
+            bars = ax.bar(xs, vals, width=width, label=label)
+            for b, c in zip(bars, cols):
+                q = e["quality"].get(c) or {}
+                ax.text(b.get_x() + b.get_width() / 2, b.get_height(),
+                        f"{q.get('files_per_lookup', 0):g}/{q.get('files', 0)}", ha="center", va="bottom",
+                        fontsize=7)
+        ax.set_xticks(range(len(cols)))
+        ax.set_xticklabels(cols)
+        ax.set_ylabel("fraction of files read\nper point predicate")
+        ax.set_ylim(0, 1.45)
+        ax.set_title(f"Z-order by ({', '.join(cols)}), lower is better", fontsize=10)
+        ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

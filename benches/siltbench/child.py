@@ -20,6 +20,11 @@ Prints one JSON object on the last line of stdout. Operations:
                   scenarios.py) and its expected outcome
   count_where     rows, non-null amounts and amount sum matching simple predicates
                   (DELETE and UPDATE expectations)
+  prefix_table    write a Delta table's rows plus a long-common-prefix string column derived
+                  from an integer key into a new Delta table with write_deltalake (the
+                  zorder/long_prefix input)
+  probe_values    seeded random point-probe values per column of a Delta table (the
+                  clustering analysis)
   op              THE MEASURED OPERATION on the delta-rs side: write, merge, compact,
                   zorder, delete or update, as described by the spec (see scenarios.py)
 """
@@ -481,6 +486,67 @@ def count_where(spec):
     return {"rows": t.num_rows, "sum": _sum_str(t.column(amount)), "matches": out}
 
 
+def prefix_table(spec):
+    """Writes the rows of the Delta table `source` (its files in name order, streamed) plus
+    the string column `column` = `prefix` + `key_col` zero-padded to `digits` digits (null
+    where the key is null) into a new Delta table `out`, once, with deltalake.write_deltalake
+    (target_file_size `file_size`, so it starts in about as many files as `source`)."""
+    import deltalake
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    src = deltalake.DeltaTable(spec["source"])
+    files = sorted(src.file_uris())
+    d = ds.dataset(files, format="parquet")
+    schema = d.schema.append(pa.field(spec["column"], pa.string()))
+    prefix = pa.scalar(spec["prefix"], pa.string())
+
+    def batches():
+        for b in d.to_batches():
+            key = pc.cast(b.column(spec["key_col"]), pa.string())
+            padded = pc.utf8_lpad(key, width=spec["digits"], padding="0")
+            value = pc.binary_join_element_wise(prefix, padded, "")
+            yield pa.RecordBatch.from_arrays([*b.columns, value], schema=schema)
+
+    reader = pa.RecordBatchReader.from_batches(schema, batches())
+    deltalake.write_deltalake(spec["out"], reader, mode="error", target_file_size=spec["file_size"])
+    dt = deltalake.DeltaTable(spec["out"])
+    return {"version": dt.version(), "files": len(dt.file_uris())}
+
+
+def probe_values(spec):
+    """`n` point-probe values per column of the Delta table `path`, drawn with
+    random.Random(f"clustering:{seed}:{column}"): integer columns uniformly from [min, max]
+    of the column's values, string columns uniformly (with replacement) from its distinct
+    non-null values in sorted order. Python's random, so the values are the same on every
+    machine and numpy version."""
+    import random
+
+    import deltalake
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = deltalake.DeltaTable(spec["path"]).to_pyarrow_table(columns=spec["columns"])
+    out = {}
+    for col in spec["columns"]:
+        c = t.column(col)
+        label = f"clustering:{spec['seed']}:{col}"
+        rng = random.Random(label)
+        if pa.types.is_integer(c.type):
+            mm = pc.min_max(c).as_py()
+            lo, hi = mm["min"], mm["max"]
+            values = [rng.randint(lo, hi) for _ in range(spec["n"])]
+            out[col] = {"kind": "integer, uniform over [min, max]", "min": lo, "max": hi, "seed": label,
+                        "values": values}
+        else:
+            distinct = sorted(v for v in pc.unique(c).to_pylist() if v is not None)
+            values = [rng.choice(distinct) for _ in range(spec["n"])]
+            out[col] = {"kind": "string, uniform over the distinct values", "min": distinct[0],
+                        "max": distinct[-1], "distinct": len(distinct), "seed": label, "values": values}
+    return out
+
+
 # --- the measured delta-rs operations ----------------------------------------------------
 
 def op(spec):
@@ -537,6 +603,8 @@ OPS = {
     "clustered_files": clustered_files,
     "upsert_source": upsert_source,
     "count_where": count_where,
+    "prefix_table": prefix_table,
+    "probe_values": probe_values,
     "op": op,
 }
 

@@ -91,19 +91,21 @@ def skipping(files):
     return out
 
 
-def clustering(files, columns, lookups=100):
-    """Clustering quality on each column: files touched per point lookup (mean over values
-    spread over the column's domain, and as a fraction of all files) and the mean overlap
-    depth (how many files' [min, max] ranges overlap a file's range, itself included).
-    1 file per lookup and depth 1 is perfect clustering; = file count is none."""
+def clustering(files, columns, probes):
+    """Clustering quality on each column: files read per point predicate `col = v` over the
+    random probe values `probes[col]` (drawn once from the starting table, the same for
+    every layout of it; see child.probe_values): mean, median and max, and the mean as a
+    fraction of all files; and the mean overlap depth (how many files' [min, max] ranges
+    overlap a file's range, itself included). 1 file per probe and depth 1 is perfect
+    clustering; = file count is none."""
     out = {}
     for col in columns:
-        d = domain(files, col)
-        if d is None:
+        values = (probes or {}).get(col) or []
+        if domain(files, col) is None or not values:
             out[col] = None
             continue
-        pts = spread(d[0], d[1], lookups)
-        mean_files, _ = scan_cost(files, col, [[p, p] for p in pts])
+        per_probe = [sum(1 for f in files if may_match(f, col, v, v)) for v in values]
+        mean_files = statistics.fmean(per_probe)
         depths = []
         for f in files:
             lo, hi = f["min"].get(col), f["max"].get(col)
@@ -113,7 +115,10 @@ def clustering(files, columns, lookups=100):
             depths.append(sum(1 for g in files if may_match(g, col, lo, hi)))
         out[col] = {
             "files": len(files),
+            "probes": len(per_probe),
             "files_per_lookup": round(mean_files, 2),
+            "files_per_lookup_median": statistics.median(per_probe),
+            "files_per_lookup_max": max(per_probe),
             "lookup_fraction": round(mean_files / len(files), 4) if files else None,
             "overlap_depth": round(statistics.fmean(depths), 2) if depths else None,
         }

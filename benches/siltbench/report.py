@@ -114,6 +114,47 @@ def _name(sc):
     return f"merge {sc['label']}" if sc["group"] == "merge" else sc["name"]
 
 
+def zorder_lines(results):
+    """Z-order at the same file count: per scenario and column, the target size and files
+    of each side's analysed result (repetition 0) and the files read per point predicate."""
+    cl = results.get("clustering") or {}
+    after = {}
+    for _, entry in cl.get("tables") or []:
+        if entry.get("side") in SIDES and entry.get("available"):
+            after[(entry["scenario"], entry["side"])] = entry
+    scs = [sc for sc in results["scenarios"] if sc["group"] == "zorder"]
+    if not any((sc["name"], side) in after for sc in scs for side in SIDES):
+        return []
+    n = next((v.get("n") for v in (cl.get("probes") or {}).values()), None)
+    lines = ["", "Z-order at the same file count: delta-rs runs first in each repetition, silt gets "
+             "`--target-size` ceil(input bytes / delta-rs's files); files read per point predicate "
+             f"`col = v`, mean over {n or '?'} seeded random probes per column (fraction of the table's "
+             "files), repetition 0:", "",
+             "| scenario | column | delta-rs target → files | silt target → files | delta-rs files per probe | "
+             "silt files per probe | silt / delta-rs |",
+             "|---|---|---|---|---|---|---|"]
+
+    def target(e):
+        if e is None:
+            return "n/a"
+        t = e.get("target_size")
+        return f"{'?' if t is None else f'{t / 2**20:.2f} MiB'} → {e['files']}"
+
+    def per_probe(e, c):
+        q = (e or {}).get("quality", {}).get(c)
+        return None if q is None else q
+
+    for sc in scs:
+        d, s_ = after.get((sc["name"], "delta-rs")), after.get((sc["name"], "silt"))
+        for c in sc["params"]["columns"]:
+            qd, qs = per_probe(d, c), per_probe(s_, c)
+            cell = lambda q: "n/a" if q is None else f"{q['files_per_lookup']:g} ({q['lookup_fraction']:.3f})"
+            ratio = ("–" if qd is None or qs is None or not qd["files_per_lookup"]
+                     else f"**{qs['files_per_lookup'] / qd['files_per_lookup']:.2f}**")
+            lines.append(f"| {sc['name']} | {c} | {target(d)} | {target(s_)} | {cell(qd)} | {cell(qs)} | {ratio} |")
+    return lines
+
+
 def markdown(results):
     m = results["machine"]
     v = results["versions"]
@@ -124,17 +165,17 @@ def markdown(results):
     lines = [
         f"### silt vs delta-rs ({results['profile']} profile, {results['timestamp']})",
         "",
-        f"- scale: SF {p['scale']:g} for MERGE, compaction, Z-order, DELETE, UPDATE and query skipping "
+        f"- scale: SF {p['scale']:g} for MERGE, Z-order, DELETE, UPDATE and query skipping "
         f"(store_sales {p['rows']['store_sales']:,} rows in {p['fact_files']} files, web_returns "
-        f"{p['rows']['web_returns']:,} rows in {p['fact_files']} files, compaction input "
-        f"{p['small_files']} files); load: {p['load_rows']:,} store_sales rows from "
-        f"{p['load_files']} Parquet files",
+        f"{p['rows']['web_returns']:,} rows in {p['fact_files']} files); compaction input: "
+        f"{p['compact_rows']:,} store_sales rows in {p['small_files']:,} files; load: {p['load_rows']:,} "
+        f"store_sales rows from {p['load_files']} Parquet files",
         f"- machine: {m['cores']} cores ({m.get('cpu') or '?'}), {mem} RAM, Linux {m.get('kernel')}",
         f"- versions: silt `{v.get('silt') or 'n/a'}` (git {str(v.get('git_commit') or '?')[:10]}"
         f"{', dirty' if v.get('git_dirty') else ''}), deltalake {v.get('deltalake')}, "
         f"pyarrow {v.get('pyarrow')}; silt executors={p['executors']}, "
         f"executor memory={p['executor_memory'] / 2**30:g} GiB; {p['reps']} repetition(s), "
-        "sides alternating",
+        "sides alternating (Z-order: delta-rs first, then silt at its file count)",
         "- ratio = silt / delta-rs per repetition, **median** (min–max): below 1 means silt "
         "used less time or memory. Times are whole processes (interpreter and imports for "
         "delta-rs, embedded cluster start for silt); (op) = the deltalake call alone, timed inside "
@@ -213,19 +254,26 @@ def markdown(results):
             lines.append(f"| {entry['layout']} | {entry['side']} | {entry['files']} | " + " | ".join(cells) + " |")
     cl = results.get("clustering")
     if cl and cl.get("tables"):
-        lines += ["", f"Clustering on Z-order columns ({', '.join(cl['columns'])}): files touched per "
-                  "point lookup / files, and mean overlap depth (1 is perfect):", "",
-                  "| table | " + " | ".join(f"{c} lookups | {c} depth" for c in cl["columns"]) + " |",
-                  "|---|" + "---|---|" * len(cl["columns"])]
+        lines += zorder_lines(results)
+        groups = {}
         for label, entry in cl["tables"]:
-            if not entry["available"]:
-                lines.append(f"| {label} | n/a ({entry['reason']}) |" + " |" * (2 * len(cl["columns"]) - 1))
-                continue
-            cells = []
-            for c in cl["columns"]:
-                q = entry["quality"].get(c)
-                cells += ["–", "–"] if q is None else [f"{q['files_per_lookup']:g} / {q['files']}", f"{q['overlap_depth']:g}"]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            groups.setdefault(tuple(entry.get("columns") or cl["columns"]), []).append((label, entry))
+        for cols, tables in groups.items():
+            lines += ["", f"Clustering on Z-order columns ({', '.join(cols)}): files read per point "
+                      "predicate (mean over the seeded random probes) / files, and mean overlap depth "
+                      "(1 is perfect):", "",
+                      "| table | " + " | ".join(f"{c} files per probe | {c} depth" for c in cols) + " |",
+                      "|---|" + "---|---|" * len(cols)]
+            for label, entry in tables:
+                if not entry["available"]:
+                    lines.append(f"| {label} | n/a ({entry['reason']}) |" + " |" * (2 * len(cols) - 1))
+                    continue
+                cells = []
+                for c in cols:
+                    q = entry["quality"].get(c)
+                    cells += (["–", "–"] if q is None else
+                              [f"{q['files_per_lookup']:g} / {q['files']}", f"{q['overlap_depth']:g}"])
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
     fs = results.get("file_sizes")
     if fs:
         lines += ["", "Compaction: " + "; ".join(

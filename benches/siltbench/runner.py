@@ -3,22 +3,26 @@
 See benches/README.md. In short:
 
 1. Generate the data with silt-datagen (untimed): the load source (store_sales, --load-rows
-   rows; written unpartitioned, by store and by date), and at --scale: store_sales and web_returns in --fact-files files, and store_sales
-   in --small-files small files. The last three become Delta tables in place
-   (deltalake.convert_to_deltalake: the generator's files, with their stats, are the
-   table), the common starting point of every run of MERGE, compaction, Z-order, DELETE
-   and UPDATE. The upserts into the load rows start from the load source's files (hard
-   links) converted the same way, and from those rows sorted by key in files of
-   --clustered-file-size, converted too.
+   rows; written unpartitioned, by store and by date); at --scale: store_sales and
+   web_returns in --fact-files files; and the compaction input, store_sales --compact-rows
+   rows (the load source's rows) in --small-files small files. The last three become Delta
+   tables in place (deltalake.convert_to_deltalake: the generator's files, with their
+   stats, are the table), the common starting point of every run of MERGE, compaction,
+   Z-order, DELETE and UPDATE. zorder/long_prefix starts from store_sales plus a string
+   column with a long common prefix, written once by deltalake.write_deltalake. The upserts
+   into the load rows start from the load source's files (hard links) converted the same
+   way, and from those rows sorted by key in files of --clustered-file-size, converted too.
 2. Build the MERGE sources from their targets and compute every expected result
    independently (pyarrow over the data, not either engine).
 3. For each scenario and repetition, run each side in its own child process on a fresh
-   copy of the same input (silt first in even repetitions, delta-rs first in odd ones),
-   measure wall, CPU and peak RSS, and verify the resulting table with deltalake (rows,
-   sum of an amount column, columns). A side silt does not have yet is reported as not
-   available; nothing is measured in its place.
+   copy of the same input (silt first in even repetitions, delta-rs first in odd ones;
+   Z-order: delta-rs first, then silt with the target size at which it writes as many
+   files as delta-rs just did), measure wall, CPU and peak RSS, and verify the resulting
+   table with deltalake (rows, sum of an amount column, columns). A side silt does not have
+   yet is reported as not available; nothing is measured in its place.
 4. Analyse layouts from the Delta log's add actions: query file skipping after each load,
-   compaction and Z-order, clustering quality, file sizes before/after compaction.
+   compaction and Z-order, clustering quality (files read per point predicate over seeded
+   random probes), file sizes before/after compaction.
 5. Write results.json, results.md and PNG charts to --out-dir; print the Markdown.
 """
 
@@ -27,18 +31,21 @@ import datetime as dt
 import decimal
 import fnmatch
 import json
+import math
 import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from . import layout, report, scenarios
 from .measure import (ChildError, git_info, machine, parent_peak_rss_mib, run_child,
                       run_measured, tool_version)
-from .scenarios import (DML_CASES, LOAD_SCENARIOS, MERGE_CASES, MERGE_TARGETS, STATS_COLS, STORE_SALES,
+from .scenarios import (CLUSTERING_PROBES, DML_CASES, LOAD_SCENARIOS, MERGE_CASES, MERGE_TARGETS, PREFIX_COL,
+                        PREFIX_DIGITS, PREFIX_STATS_COLS, PREFIX_TEXT, STATS_COLS, STORE_SALES,
                         STORE_SALES_MERGE_CASES, UPDATE_COL, UPDATE_INCREMENT, UPDATES, UPSERT_CASES,
-                        UPSERT_TARGET_LAYOUTS, WEB_RETURNS, ZORDER_COLS, MergeCase, Scenario)
+                        UPSERT_TARGET_LAYOUTS, WEB_RETURNS, ZORDER_CASES, ZORDER_COLS, MergeCase, Scenario)
 
 BENCHES = Path(__file__).resolve().parent.parent
 REPO = BENCHES.parent
@@ -50,10 +57,13 @@ DML_OPS = ("delete", "update")
 PROFILES = {
     # Keeps the runner working inside the test suite (benches/tests/bench_quick.rs).
     "quick": {"load_rows": 20_000, "scale": 0.01, "reps": 1, "fact_files": 8, "small_files": 48,
+              "compact_rows": 20_000,
               "load_files": 4, "compact_target_size": 256 << 10, "zorder_target_size": 64 << 10,
               "store_sales_merge_cases": 2, "clustered_file_size": 64 << 10},
-    # The documented full run (README "Benchmarks").
-    "full": {"load_rows": 5_000_000, "scale": 1.0, "reps": 3, "fact_files": 20, "small_files": 400,
+    # The documented full run (README "Benchmarks"). The compaction input is the load
+    # source's 5,000,000 rows in 1,200 small files (~250 KB each).
+    "full": {"load_rows": 5_000_000, "scale": 1.0, "reps": 3, "fact_files": 20, "small_files": 1200,
+             "compact_rows": 5_000_000,
              "load_files": 2 * (os.cpu_count() or 1), "compact_target_size": 32 << 20,
              "zorder_target_size": 8 << 20, "store_sales_merge_cases": len(STORE_SALES_MERGE_CASES),
              "clustered_file_size": 10 << 20},
@@ -91,13 +101,18 @@ def parse_args(argv):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="full",
                     help="preset sizes (default full); the options below override it")
-    ap.add_argument("--scale", type=float, help="TPC-DS scale factor of the MERGE/OPTIMIZE/DELETE/UPDATE data")
+    ap.add_argument("--scale", type=float, help="TPC-DS scale factor of the MERGE/Z-order/DELETE/UPDATE data")
     ap.add_argument("--load-rows", type=int, help="store_sales rows of the load scenarios")
     ap.add_argument("--load-files", type=int, help="Parquet files of the load source")
     ap.add_argument("--fact-files", type=int, help="files of the store_sales and web_returns targets")
     ap.add_argument("--small-files", type=int, help="files of the compaction input")
+    ap.add_argument("--compact-rows", type=int,
+                    help="store_sales rows of the compaction input (the load source's rows when equal to "
+                         "--load-rows)")
     ap.add_argument("--compact-target-size", type=int, help="OPTIMIZE target file size, bytes")
-    ap.add_argument("--zorder-target-size", type=int, help="Z-order target file size, bytes")
+    ap.add_argument("--zorder-target-size", type=int,
+                    help="Z-order target file size of delta-rs, bytes (silt gets the size at which it writes "
+                         "as many files as delta-rs did)")
     ap.add_argument("--clustered-file-size", type=int,
                     help="file size of the clustered upsert target (load rows sorted by key), bytes")
     ap.add_argument("--reps", type=int, help="repetitions per side")
@@ -126,7 +141,7 @@ def parse_args(argv):
         v = getattr(args, k, None)
         if v is not None:
             prof[k] = v
-    for k in ("load_rows", "reps", "fact_files", "small_files", "load_files", "compact_target_size",
+    for k in ("load_rows", "reps", "fact_files", "small_files", "compact_rows", "load_files", "compact_target_size",
               "zorder_target_size", "clustered_file_size"):
         if prof[k] < 1:
             ap.error(f"--{k.replace('_', '-')} must be positive")
@@ -151,6 +166,8 @@ class Ctx:
         self.data = workdir / "data"
         self.runs = workdir / "runs"
         self.info = {}
+        # data set key -> {column: probe info} for the clustering analysis (probe_values).
+        self.probes = {}
 
     def child(self, op, spec):
         return run_child(self.python, CHILD, op, spec, self.workdir)
@@ -221,7 +238,8 @@ def build_scenarios(ctx, patterns):
         "store_sales_merge": any(selected(f"merge/store_sales/{c.name}", patterns)
                                  for c in merge_cases_for("store_sales", prof)),
         "compaction": selected("compaction", patterns),
-        "zorder": selected("zorder", patterns),
+        "zorder": any(selected(z.name, patterns) for z in ZORDER_CASES),
+        "zorder_prefix": any(selected(z.name, patterns) for z in ZORDER_CASES if z.data == "store_sales_prefix"),
         "dml": any(selected(f"{op}/{n}", patterns) for op in DML_OPS for n in DML_CASES),
         "upsert": any(selected(c.scenario, patterns) for c in UPSERT_CASES),
     }
@@ -238,17 +256,26 @@ def build_scenarios(ctx, patterns):
                                                           "amount_col": STORE_SALES["amount_col"],
                                                           "distinct_cols": part_cols}))
     scale = ["--scale", repr(prof["scale"])]
-    for key, table, files, need in (("store_sales", "store_sales", prof["fact_files"], need_ss),
-                                    ("web_returns", "web_returns", prof["fact_files"], wanted["web_returns"]),
-                                    ("store_sales_small", "store_sales", prof["small_files"], wanted["compaction"])):
+    compact_rows = ["--rows", str(prof["compact_rows"])]
+    for key, table, size, files, need in (
+            ("store_sales", "store_sales", scale, prof["fact_files"], need_ss),
+            ("web_returns", "web_returns", scale, prof["fact_files"], wanted["web_returns"]),
+            ("store_sales_small", "store_sales", compact_rows, prof["small_files"], wanted["compaction"])):
         if not need:
             continue
-        d = generate(ctx, datagen, key, table, scale, files)
-        ctx.child("convert", {"path": d["path"]})
+        d = generate(ctx, datagen, key, table, size, files)
+        d["convert_wall_s"] = convert_table(ctx, d)
         t = MERGE_TARGETS[table]
         d["info"] = ctx.child("table_info", {"path": d["path"], "amount_col": t["amount_col"],
                                              "stats_cols": STATS_COLS if table == "store_sales" else []})
         data[key] = d
+    if wanted["zorder_prefix"]:
+        data["store_sales_prefix"] = prefix_table(ctx, data["store_sales"])
+    for z in ZORDER_CASES:
+        if selected(z.name, patterns) and z.data not in ctx.probes:
+            d = data[z.data]
+            ctx.probes[z.data] = ctx.child("probe_values", {"path": d["path"], "columns": list(z.columns),
+                                                            "seed": args.seed, "n": CLUSTERING_PROBES})
     if wanted["upsert"]:
         for layout in sorted({c.target for c in UPSERT_CASES if selected(c.scenario, patterns)}):
             data[f"upsert_{layout}"] = upsert_target(ctx, layout, data["load_src"])
@@ -266,7 +293,7 @@ def build_scenarios(ctx, patterns):
     if wanted["compaction"]:
         out.append(compaction_scenario(ctx))
     if wanted["zorder"]:
-        out.append(zorder_scenario(ctx))
+        out += zorder_scenarios(ctx, patterns)
     if wanted["dml"]:
         for op in DML_OPS:
             out += dml_scenarios(ctx, op, patterns)
@@ -412,9 +439,47 @@ def upsert_scenarios(ctx, patterns):
     return out
 
 
+def convert_table(ctx, d):
+    """deltalake.convert_to_deltalake in place (untimed setup; its wall time is recorded)."""
+    started = time.monotonic()
+    ctx.child("convert", {"path": d["path"]})
+    took = time.monotonic() - started
+    print(f"   converted {d['files']} files into a Delta table in place in {took:.2f}s", flush=True)
+    return took
+
+
+def prefix_table(ctx, ss):
+    """store_sales (the --scale data set) plus PREFIX_COL, a string with a long common
+    prefix derived from ss_customer_sk, written once as a new Delta table by
+    deltalake.write_deltalake in about as many files as store_sales (untimed; every run gets
+    a fresh copy)."""
+    out = ctx.data / "store_sales_prefix"
+    if out.exists():
+        shutil.rmtree(out)
+    started = time.monotonic()
+    ctx.child("prefix_table", {"source": ss["path"], "out": str(out), "column": PREFIX_COL,
+                               "prefix": PREFIX_TEXT, "key_col": "ss_customer_sk", "digits": PREFIX_DIGITS,
+                               "file_size": math.ceil(ss["bytes"] / max(1, ss["files"]))})
+    took = time.monotonic() - started
+    info = ctx.child("table_info", {"path": str(out), "amount_col": STORE_SALES["amount_col"],
+                                    "stats_cols": PREFIX_STATS_COLS})
+    if info["rows"] != ss["info"]["rows"] or decimal.Decimal(info["sum"]) != decimal.Decimal(ss["info"]["sum"]):
+        raise RuntimeError(f"store_sales_prefix: {info['rows']} rows, sum {info['sum']}, not store_sales' "
+                           f"{ss['info']['rows']} rows, sum {ss['info']['sum']}")
+    d = {"table": "store_sales", "layout": f"store_sales SF {ctx.prof['scale']:g} plus {PREFIX_COL} = "
+                                          f"'{PREFIX_TEXT}' + ss_customer_sk zero-padded to {PREFIX_DIGITS} digits, "
+                                          "written by deltalake.write_deltalake",
+         "rows": info["rows"], "files": len(info["files"]), "bytes": sum(f["size"] for f in info["files"]),
+         "write_wall_s": took, "path": str(out), "info": info}
+    print(f"data store_sales_prefix: {d['rows']} rows, {d['files']} files, {d['bytes'] / 2**20:.1f} MiB "
+          f"in {took:.2f}s (with {PREFIX_COL})", flush=True)
+    return d
+
+
 def compaction_scenario(ctx):
     d = ctx.data_sets["store_sales_small"]
     size = ctx.prof["compact_target_size"]
+    input_bytes = sum(f["size"] for f in d["info"]["files"])
 
     def spec(run_dir):
         fresh_copy(Path(d["path"]), run_dir / "table")
@@ -422,32 +487,63 @@ def compaction_scenario(ctx):
 
     return Scenario(
         name="compaction", group="compaction", kind="compact", label="compaction",
-        description=f"OPTIMIZE (bin-packing) {d['files']} small files of store_sales SF "
-                    f"{ctx.prof['scale']:g}, target size {size / 2**20:g} MiB",
+        description=f"OPTIMIZE (bin-packing) of {d['rows']:,}-row store_sales in {d['files']:,} small files "
+                    f"({input_bytes / 2**20:.1f} MiB), target size {size / 2**20:g} MiB",
         spec=spec,
         expect={"rows": d["info"]["rows"], "sum": d["info"]["sum"], "amount_col": STORE_SALES["amount_col"],
                 "fewer_files_than": d["files"]},
-        params={"input_files": d["files"], "input_bytes": d["bytes"], "target_size": size},
+        params={"input_rows": d["info"]["rows"], "input_files": d["files"], "input_bytes": input_bytes,
+                "target_size": size},
         analyze="compaction")
 
 
-def zorder_scenario(ctx):
-    d = ctx.data_sets["store_sales"]
+def zorder_scenarios(ctx, patterns):
+    """The Z-order scenarios (ZORDER_CASES), at the same file count: delta-rs runs first in
+    every repetition with --zorder-target-size; silt then gets --target-size
+    ceil(input bytes / the files delta-rs wrote), at which its clustering writes about as
+    many files (match_files)."""
     size = ctx.prof["zorder_target_size"]
+    out = []
+    for z in ZORDER_CASES:
+        if not selected(z.name, patterns):
+            continue
+        d = ctx.data_sets[z.data]
+        cols = list(z.columns)
+        input_bytes = sum(f["size"] for f in d["info"]["files"])
 
-    def spec(run_dir):
-        fresh_copy(Path(d["path"]), run_dir / "table")
-        return {"kind": "zorder", "table": str(run_dir / "table"), "columns": ZORDER_COLS, "target_size": size}
+        def spec(run_dir, d=d, cols=cols):
+            fresh_copy(Path(d["path"]), run_dir / "table")
+            return {"kind": "zorder", "table": str(run_dir / "table"), "columns": cols, "target_size": size}
 
-    return Scenario(
-        name="zorder", group="zorder", kind="zorder", label="z-order",
-        description=f"OPTIMIZE ZORDER BY ({', '.join(ZORDER_COLS)}) of store_sales SF {ctx.prof['scale']:g} "
-                    f"({d['files']} files), target size {size / 2**20:g} MiB",
-        spec=spec,
-        expect={"rows": d["info"]["rows"], "sum": d["info"]["sum"], "amount_col": STORE_SALES["amount_col"]},
-        params={"input_files": d["files"], "input_bytes": d["bytes"], "columns": ZORDER_COLS,
-                "target_size": size},
-        analyze="zorder")
+        what = "store_sales" if z.data == "store_sales" else f"store_sales + {PREFIX_COL} (long common prefix)"
+        out.append(Scenario(
+            name=z.name, group="zorder", kind="zorder", label=z.label,
+            description=f"OPTIMIZE ZORDER BY ({', '.join(cols)}) of {what} SF {ctx.prof['scale']:g} "
+                        f"({d['files']} files, {input_bytes / 2**20:.1f} MiB); delta-rs target size "
+                        f"{size / 2**20:g} MiB, silt at delta-rs's file count",
+            spec=spec,
+            expect={"rows": d["info"]["rows"], "sum": d["info"]["sum"], "amount_col": STORE_SALES["amount_col"]},
+            params={"data": z.data, "input_files": d["files"], "input_bytes": input_bytes, "columns": cols,
+                    "target_size": size,
+                    "silt_target_size_rule": "ceil(input_bytes / files delta-rs wrote in the same repetition): "
+                                             "delta-rs runs first; silt's clustering writes about "
+                                             "ceil(input_bytes / target size) files"},
+            analyze=z.name, stats_cols=list(z.stats_cols), match_files=True, zorder_cols=cols))
+    return out
+
+
+def match_files(sc, delta_side, rep, spec):
+    """silt's target size in a Z-order repetition: ceil(input bytes / N), N = data files of
+    delta-rs's verified result in the same repetition (it ran first), so that both results
+    have the same file count. Without a delta-rs result the scenario's own target size."""
+    theirs = next((r for r in delta_side["runs"] if r["rep"] == rep and r["ok"]), None)
+    if theirs is None or not theirs.get("output", {}).get("files"):
+        why = "not run" if not delta_side["available"] else "failed"
+        return spec["target_size"], f"delta-rs {why} in rep {rep}: the scenario's target size"
+    n = theirs["output"]["files"]
+    input_bytes = sc.params["input_bytes"]
+    return (math.ceil(input_bytes / n),
+            f"ceil({input_bytes} input bytes / {n} files delta-rs wrote in rep {rep}): delta-rs's file count")
 
 
 def dml_scenarios(ctx, op, patterns):
@@ -488,8 +584,9 @@ def dml_scenarios(ctx, op, patterns):
     return out
 
 
-def verify(ctx, table, expect):
-    info = ctx.child("table_info", {"path": table, "amount_col": expect["amount_col"], "stats_cols": STATS_COLS})
+def verify(ctx, table, expect, stats_cols=None):
+    info = ctx.child("table_info", {"path": table, "amount_col": expect["amount_col"],
+                                    "stats_cols": stats_cols or STATS_COLS})
     problems = []
     if info["rows"] != expect["rows"]:
         problems.append(f"rows {info['rows']} != expected {expect['rows']}")
@@ -526,8 +623,12 @@ def run_scenario(ctx, sc, results):
     if not sides["silt"]["available"]:
         print(f"   silt: not available ({sides['silt']['reason']})", flush=True)
     safe = sc.name.replace("/", "__")
+    if sc.match_files:
+        print("   delta-rs first in every repetition; silt at delta-rs's file count", flush=True)
     for rep in range(ctx.prof["reps"]):
         order = list(SIDES) if rep % 2 == 0 else list(reversed(SIDES))
+        if sc.match_files:
+            order = ["delta-rs", "silt"]
         for side in order:
             if not sides[side]["available"]:
                 continue
@@ -537,6 +638,13 @@ def run_scenario(ctx, sc, results):
             spec = sc.spec(run_dir)
             if entry["op"] is None:
                 entry["op"] = {k: v for k, v in spec.items() if k not in ("table", "source")}
+            target = None
+            if sc.match_files:
+                target = (spec["target_size"], "the scenario's target size (--zorder-target-size)")
+                if side == "silt":
+                    target = match_files(sc, sides["delta-rs"], rep, spec)
+                    spec["target_size"] = target[0]
+                print(f"   rep {rep} {side:8s} target size {target[0]:,} bytes: {target[1]}", flush=True)
             if side == "silt":
                 argv = scenarios.silt_command(spec, ctx)
             else:
@@ -546,6 +654,8 @@ def run_scenario(ctx, sc, results):
             os.sync()  # start each run without the previous run's dirty pages pending
             run = run_measured(argv, ctx.logs / safe / f"{side}-rep{rep}")
             run.update(side=side, rep=rep, ok=False, error=None, inner_op_s=None)
+            if target is not None:
+                run.update(target_size=target[0], target_size_reason=target[1])
             if run["exit_code"] != 0:
                 run["error"] = f"exit code {run['exit_code']}"
             else:
@@ -558,22 +668,23 @@ def run_scenario(ctx, sc, results):
                 except (ValueError, IndexError, AttributeError):
                     pass
                 try:
-                    info, problems = verify(ctx, spec["table"], sc.expect)
+                    info, problems = verify(ctx, spec["table"], sc.expect, sc.stats_cols)
                     run["output"] = {"rows": info["rows"], "files": len(info["files"]), "version": info["version"],
                                      "bytes": sum(f["size"] for f in info["files"]),
                                      "partitions": info["partitions"]}
                     run["ok"] = not problems
                     run["error"] = "; ".join(problems) or None
                     if run["ok"] and rep == 0 and sc.analyze:
-                        analyze(ctx, results, sc.analyze, side, info)
+                        analyze(ctx, results, sc, side, info, spec)
                 except ChildError as e:
                     run["error"] = f"verification failed: {e}"
             if run["ok"]:
                 run.pop("stderr_tail", None)
             run.pop("stdout_tail", None)
             status = "ok" if run["ok"] else f"FAILED ({run['error']})"
+            files = f", {run['output']['files']} files" if run.get("output") else ""
             print(f"   rep {rep} {side:8s} wall {run['wall_s']:7.2f}s cpu {run['cpu_s']:7.2f}s "
-                  f"rss {run['peak_rss_mib']:8.1f} MiB  {status}", flush=True)
+                  f"rss {run['peak_rss_mib']:8.1f} MiB  {status}{files}", flush=True)
             if not run["ok"]:
                 results["failed"] = True
                 results["errors"].append(f"{sc.name} {side} rep {rep}: {run['error']}")
@@ -586,31 +697,46 @@ def run_scenario(ctx, sc, results):
     if sc.analyze:
         for side in SIDES:
             if not sides[side]["available"]:
-                analyze_unavailable(results, sc.analyze, side, sides[side]["reason"])
+                analyze_unavailable(results, sc, side, sides[side]["reason"])
+    if sc.match_files:
+        by_rep = {s: {r["rep"]: r for r in sides[s]["runs"] if r["ok"]} for s in SIDES}
+        for rep in sorted(set(by_rep["silt"]) & set(by_rep["delta-rs"])):
+            a, b = by_rep["silt"][rep]["output"]["files"], by_rep["delta-rs"][rep]["output"]["files"]
+            if a != b:
+                print(f"   note: rep {rep}: silt wrote {a} files, delta-rs {b}", flush=True)
 
 
 LAYOUT_LABEL = {**{name: f"after {label}" for name, _, label in LOAD_SCENARIOS},
-                "compaction": "after compaction", "zorder": "after Z-order"}
+                "compaction": "after compaction", "zorder": "after Z-order",
+                "zorder/long_prefix": "after Z-order, long prefix"}
+BEFORE_LABEL = {"store_sales": "before Z-order (generated)",
+                "store_sales_prefix": "before Z-order, long prefix (written by deltalake)"}
 
 
-def analyze(ctx, results, what, side, info):
+def analyze(ctx, results, sc, side, info, spec):
+    what = sc.analyze
     files = info["files"]
     results["skipping"].append({"layout": LAYOUT_LABEL[what], "side": side, "available": True,
                                 "files": len(files), "rows": info["rows"],
                                 "predicates": layout.skipping(files)})
     if what == "compaction":
         results["file_sizes"].append((f"after OPTIMIZE ({side})", {"available": True, "sizes": layout.sizes(files)}))
-    if what == "zorder":
-        results["clustering"]["tables"].append((f"after Z-order ({side})", {
-            "available": True, "quality": layout.clustering(files, ZORDER_COLS)}))
+    if sc.group == "zorder":
+        probes = {c: p["values"] for c, p in ctx.probes[sc.params["data"]].items()}
+        results["clustering"]["tables"].append((f"{LAYOUT_LABEL[what]} ({side})", {
+            "available": True, "scenario": sc.name, "side": side, "columns": sc.zorder_cols,
+            "files": len(files), "target_size": spec.get("target_size"),
+            "quality": layout.clustering(files, sc.zorder_cols, probes)}))
 
 
-def analyze_unavailable(results, what, side, reason):
+def analyze_unavailable(results, sc, side, reason):
+    what = sc.analyze
     results["skipping"].append({"layout": LAYOUT_LABEL[what], "side": side, "available": False, "reason": reason})
     if what == "compaction":
         results["file_sizes"].append((f"after OPTIMIZE ({side})", {"available": False, "reason": reason}))
-    if what == "zorder":
-        results["clustering"]["tables"].append((f"after Z-order ({side})", {"available": False, "reason": reason}))
+    if sc.group == "zorder":
+        results["clustering"]["tables"].append((f"{LAYOUT_LABEL[what]} ({side})", {
+            "available": False, "reason": reason, "scenario": sc.name, "side": side, "columns": sc.zorder_cols}))
 
 
 def baseline_analyses(ctx, results):
@@ -621,8 +747,14 @@ def baseline_analyses(ctx, results):
         results["skipping"].insert(0, {"layout": "generated (Z-order/DELETE/UPDATE input)", "side": "silt-datagen",
                                        "available": True, "files": len(files), "rows": ss["info"]["rows"],
                                        "predicates": layout.skipping(files)})
-        results["clustering"]["tables"].insert(0, ("before Z-order (generated)", {
-            "available": True, "quality": layout.clustering(files, ZORDER_COLS)}))
+    # Clustering of each Z-order input, with the probes of its scenarios.
+    for i, z in enumerate(z for z in ZORDER_CASES if z.data in ctx.probes):
+        d = ctx.data_sets[z.data]
+        files = d["info"]["files"]
+        probes = {c: p["values"] for c, p in ctx.probes[z.data].items()}
+        results["clustering"]["tables"].insert(i, (BEFORE_LABEL[z.data], {
+            "available": True, "scenario": z.name, "side": "input", "columns": list(z.columns),
+            "files": len(files), "quality": layout.clustering(files, list(z.columns), probes)}))
     small = ctx.data_sets.get("store_sales_small")
     if small:
         results["file_sizes"].insert(0, ("before OPTIMIZE (generated)", {
@@ -670,7 +802,7 @@ def main(argv=None):
                    "rows": {"store_sales": ss_rows, "web_returns": wr_rows}},
         "ratio_direction": "silt / delta-rs (below 1: silt used less)",
         "machine": machine(), "versions": {}, "data": {}, "scenarios": [], "skipping": [],
-        "clustering": {"columns": ZORDER_COLS, "tables": []}, "file_sizes": [],
+        "clustering": {"columns": ZORDER_COLS, "tables": [], "probes": {}}, "file_sizes": [],
         "failed": False, "errors": [],
     }
     try:
@@ -682,6 +814,12 @@ def main(argv=None):
         results["versions"]["silt-datagen"] = ctx.info.get("silt-datagen")
         results["data"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("info", "path")}
                            for k, v in getattr(ctx, "data_sets", {}).items()}
+        results["clustering"]["probes"] = {
+            k: {"n": CLUSTERING_PROBES, "seed": args.seed,
+                "rule": "random.Random(f'clustering:{seed}:{column}'): integer columns uniformly from "
+                        "[min, max] of the starting table's values, string columns uniformly from its "
+                        "distinct non-null values (with replacement)",
+                "columns": v} for k, v in ctx.probes.items()}
         baseline_analyses(ctx, results)
     except Exception as e:  # noqa: BLE001 - a setup failure is reported in the results too
         results["failed"] = True

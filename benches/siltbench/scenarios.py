@@ -13,8 +13,7 @@ The delta-rs side runs it with `child.py op` (the Python `deltalake` package). s
 is `SILT_SIDE[kind](spec, ctx)`, which returns the `silt` command line for the spec, or is
 `None` while silt does not have the operation: the runner then reports that side as not
 available (in the JSON, the Markdown table and the charts) and never measures anything in
-its place. Giving silt MERGE, OPTIMIZE or Z-order in the benchmark is one function here,
-e.g.
+its place. Giving silt a new operation in the benchmark is one function here, e.g.
 
     def silt_merge(spec, ctx):
         return [ctx.silt_bin, "merge", "--table", spec["table"], "--source", spec["source"],
@@ -65,20 +64,36 @@ def silt_merge(spec, ctx):
                     f"{clauses}", ctx)
 
 
+def silt_optimize(spec, ctx, extra=()):
+    return [ctx.silt_bin, "optimize", "--table", spec["table"], "--target-size", str(spec["target_size"]),
+            *extra, *cluster_flags(ctx), "--json", "-q"]
+
+
+def silt_compact(spec, ctx):
+    """OPTIMIZE (bin-packing) with the spec's target size; silt's default --min-file-size
+    (half the target) takes every small file of the compaction input."""
+    return silt_optimize(spec, ctx)
+
+
+def silt_zorder(spec, ctx):
+    """OPTIMIZE ZORDER BY on the Z-order curve (what delta-rs's z_order and Spark compute).
+    The target size is the one the runner put in the spec: for the scenarios that match
+    delta-rs's file count, ceil(input bytes / delta-rs's files), see runner.match_files."""
+    return silt_optimize(spec, ctx, ["--zorder-by", ",".join(spec["columns"]), "--curve", "zorder"])
+
+
 # op kind -> builder of silt's command line, or None while silt lacks the operation.
 SILT_SIDE = {
     "write": silt_write,
     "merge": silt_merge,
-    "compact": None,
-    "zorder": None,
+    "compact": silt_compact,
+    "zorder": silt_zorder,
     "delete": silt_delete,
     "update": silt_update,
 }
 
-NOT_AVAILABLE = {
-    "compact": "silt has no OPTIMIZE yet",
-    "zorder": "silt has no OPTIMIZE ZORDER BY yet",
-}
+# Why silt's side is not available, for an operation whose SILT_SIDE entry is None.
+NOT_AVAILABLE = {}
 
 
 def silt_unavailable(kind):
@@ -116,6 +131,42 @@ LOAD_SCENARIOS = [
 # Columns whose per-file min/max the analyses read (skipping, clustering).
 STATS_COLS = ["ss_ticket_number", "ss_item_sk", "ss_customer_sk", "ss_sold_date_sk"]
 ZORDER_COLS = ["ss_customer_sk", "ss_item_sk"]
+
+# The long-common-prefix Z-order table (delta-io/delta-rs#2844: delta-rs's Z-order key uses
+# only the first 16 bytes of each column's value): store_sales plus a string column
+# PREFIX_COL = PREFIX_TEXT + ss_customer_sk zero-padded to PREFIX_DIGITS digits (null where
+# ss_customer_sk is null), e.g. "customer-0000000000-0000012345": 30 bytes whose first 20
+# (24 at SF 1, where the keys have at most 6 digits) are the same in every row, so all
+# values share their first 16 bytes.
+PREFIX_COL = "ss_customer_id"
+PREFIX_TEXT = "customer-0000000000-"
+PREFIX_DIGITS = 10
+PREFIX_ZORDER_COLS = [PREFIX_COL, "ss_item_sk"]
+PREFIX_STATS_COLS = STATS_COLS + [PREFIX_COL]
+
+
+@dataclass(frozen=True)
+class ZorderCase:
+    """One Z-order scenario: the data set it starts from (a key of the runner's data sets),
+    the columns, and the chart label. Both run at the same file count: delta-rs first in
+    every repetition, then silt with --target-size ceil(input bytes / delta-rs's files)."""
+    name: str
+    data: str
+    columns: tuple
+    label: str
+    stats_cols: tuple
+
+
+ZORDER_CASES = [
+    ZorderCase("zorder", "store_sales", tuple(ZORDER_COLS), "z-order", tuple(STATS_COLS)),
+    ZorderCase("zorder/long_prefix", "store_sales_prefix", tuple(PREFIX_ZORDER_COLS), "z-order long prefix",
+               tuple(PREFIX_STATS_COLS)),
+]
+
+# Random point probes per column for the clustering analysis (layout.clustering), drawn
+# with random.Random(f"clustering:{seed}:{column}") from the starting table: integers
+# uniformly from [min, max], strings uniformly from the column's distinct non-null values.
+CLUSTERING_PROBES = 100
 
 
 # --- MERGE cases -------------------------------------------------------------------------
@@ -322,3 +373,10 @@ class Scenario:
     params: dict = field(default_factory=dict)
     label: str = ""
     analyze: object = None
+    # Columns whose per-file stats the verification reads (default STATS_COLS).
+    stats_cols: list = None
+    # Run delta-rs first in every repetition and give silt the target size at which it
+    # writes as many files as delta-rs did (runner.match_files).
+    match_files: bool = False
+    # Z-order columns, for the clustering analysis.
+    zorder_cols: list = None

@@ -140,6 +140,7 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
         "load/by_date",
         "compaction",
         "zorder",
+        "zorder/long_prefix",
         "delete/date_range",
         "delete/scattered",
         "update/date_range",
@@ -192,7 +193,8 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
         let load = name == "load" || name.starts_with("load/");
         let dml = name.starts_with("delete/") || name.starts_with("update/");
         let merge = name.starts_with("merge/");
-        if load || dml || merge {
+        let optimize = name == "compaction" || name.starts_with("zorder");
+        if load || dml || merge || optimize {
             assert_eq!(s["available"], true, "silt has {name}");
             assert_eq!(s["ok_runs"], 1, "silt {name} failed: {s}");
             let ratio = &sc["ratio_silt_over_delta_rs"]["wall_s"];
@@ -239,8 +241,8 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
         }
     }
 
-    // Layout analyses: skipping on the tables both engines wrote at load; later layouts
-    // only for delta-rs, with silt reported as not available.
+    // Layout analyses: skipping on the tables both engines wrote, at load, compaction and
+    // Z-order.
     let skipping = r["skipping"].as_array().expect("skipping");
     let entry = |layout: &str, side: &str| {
         skipping
@@ -274,10 +276,15 @@ fn quick_profile_measures_both_sides_and_reports_missing_ones() {
         );
         assert!(scanned >= 1.0 && scanned * 10.0 < total, "{side}: {range}");
     }
-    assert_eq!(entry("after compaction", "delta-rs")["available"], true);
-    assert_eq!(entry("after compaction", "silt")["available"], false);
-    assert_eq!(entry("after Z-order", "delta-rs")["available"], true);
-    assert_eq!(entry("after Z-order", "silt")["available"], false);
+    for side in ["silt", "delta-rs"] {
+        for layout in [
+            "after compaction",
+            "after Z-order",
+            "after Z-order, long prefix",
+        ] {
+            assert_eq!(entry(layout, side)["available"], true, "{layout} / {side}");
+        }
+    }
     let clustering = r["clustering"]["tables"].as_array().expect("clustering");
     assert!(clustering.len() >= 3, "{clustering:?}");
     let sizes = r["file_sizes"].as_array().expect("file sizes");

@@ -39,7 +39,7 @@ enum Command {
     /// Write a source (Parquet, CSV, JSON or a Delta table) into a Delta table.
     Write(Box<WriteArgs>),
     /// Run SQL statements (Spark's Delta syntax): DELETE, UPDATE, INSERT, MERGE, OPTIMIZE,
-    /// ALTER TABLE … SET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL. Tables are named
+    /// VACUUM, ALTER TABLE … SET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL. Tables are named
     /// delta.`URI`.
     Sql(SqlArgs),
     /// Compact a table's small files, or cluster it along a space-filling curve
@@ -134,6 +134,10 @@ struct SqlArgs {
     /// always: exchange).
     #[arg(long, default_value = "auto")]
     exchange: String,
+    /// VACUUM: allow a retention below the table's delta.deletedFileRetentionDuration
+    /// (files that readers of recent versions or running writers need may be deleted).
+    #[arg(long)]
+    allow_short_retention: bool,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -489,8 +493,10 @@ async fn sql(args: SqlArgs) -> Result<i32> {
     let mut statements = silt_common::sql::parse(&text)?;
     let exchange = ExchangeMode::parse(&args.exchange).map_err(|e| anyhow!("--exchange: {e}"))?;
     for stmt in &mut statements {
-        if let JobRequest::Merge(m) = stmt {
-            m.exchange = exchange;
+        match stmt {
+            JobRequest::Merge(m) => m.exchange = exchange,
+            JobRequest::Vacuum(v) => v.enforce_retention = !args.allow_short_retention,
+            _ => {}
         }
     }
     let session = Session::open(&args.cluster).await?;

@@ -54,3 +54,5 @@ mod merge;
 
 #[path = "integration/optimize.rs"]
 mod optimize;
+#[path = "integration/vacuum.rs"]
+mod vacuum;

@@ -321,6 +321,20 @@ pub struct DescribeRequest {
     pub kind: DescribeKind,
 }
 
+/// `VACUUM table [RETAIN n HOURS] [DRY RUN]`: delete the files no version within the
+/// retention needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VacuumRequest {
+    pub table_uri: String,
+    /// Keep what versions of the last `n` hours need (default: the table's
+    /// `delta.deletedFileRetentionDuration`, else 7 days).
+    pub retain_hours: Option<f64>,
+    /// List the files that would be deleted; delete nothing.
+    pub dry_run: bool,
+    /// Refuse a retention below the table's (Delta's retention check).
+    pub enforce_retention: bool,
+}
+
 /// Any job a client can submit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobRequest {
@@ -331,6 +345,7 @@ pub enum JobRequest {
     Describe(DescribeRequest),
     Merge(MergeRequest),
     Optimize(OptimizeRequest),
+    Vacuum(VacuumRequest),
 }
 
 impl JobRequest {
@@ -344,6 +359,7 @@ impl JobRequest {
             JobRequest::Describe(r) => &r.table_uri,
             JobRequest::Merge(r) => &r.table_uri,
             JobRequest::Optimize(r) => &r.table_uri,
+            JobRequest::Vacuum(r) => &r.table_uri,
         }
     }
 
@@ -357,6 +373,7 @@ impl JobRequest {
             JobRequest::Describe(_) => "describe",
             JobRequest::Merge(_) => "merge",
             JobRequest::Optimize(_) => "optimize",
+            JobRequest::Vacuum(_) => "vacuum",
         }
     }
 }

@@ -680,7 +680,7 @@ mod tests {
     fn conflict_kind(r: Result<(), CommitError>) -> String {
         match r {
             Ok(()) => "ok".into(),
-            Err(CommitError::Conflict(m)) => {
+            Err(CommitError::Conflict(m)) | Err(CommitError::FilesRemoved { message: m, .. }) => {
                 assert!(m.contains("version 7"), "{m}");
                 m.split(':').next().unwrap_or_default().to_string()
             }
@@ -832,6 +832,14 @@ mod tests {
             conflict_kind(check(&read, &rm("a.parquet", true))),
             "ConcurrentDeleteReadException"
         );
+        // The conflict names the job's files the winner removed (decoded), so that work
+        // made of independent parts can commit the others.
+        match check(&read, &rm("a.parquet", true)) {
+            Err(CommitError::FilesRemoved { paths, .. }) => {
+                assert_eq!(paths, HashSet::from(["a.parquet".to_string()]))
+            }
+            other => panic!("{other:?}"),
+        }
         // …by a compaction: its rows are unchanged, so it is safe.
         assert_eq!(conflict_kind(check(&read, &rm("a.parquet", false))), "ok");
         // A compaction of a file this job removes is not.

@@ -204,9 +204,11 @@ pub trait Operation: Send {
     /// Every stage finished: the outcome. `elapsed` is the job's time so far.
     fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError>;
 
-    /// After each finished stage: a commit of the work done so far, for operations that
-    /// commit in batches (each durable on its own); `since_last_commit` is the time since
-    /// the job started or last committed. Later commits must not repeat what one committed.
+    /// Before the first stage and after each finished stage: a commit of the work done so
+    /// far, for operations that commit in batches (each durable on its own) or that must
+    /// commit before they start (VACUUM START); `since_last_commit` is the time since the
+    /// job started (zero before the first stage) or last committed. Later commits must not
+    /// repeat what one committed.
     fn interim_commit(&mut self, since_last_commit: Duration) -> Result<Option<Outcome>, JobError> {
         let _ = since_last_commit;
         Ok(None)
@@ -291,6 +293,11 @@ async fn drive(
         any_retry: false,
     };
     let mut last_commit = Instant::now();
+    // A commit before any stage (VACUUM START).
+    if let Some(outcome) = op.interim_commit(Duration::ZERO)? {
+        committed_so_far.absorb(conclude(&scope, &table_url, outcome).await?);
+        last_commit = Instant::now();
+    }
     start(op.start()?, &mut running);
     while let Some(result) = running.next().await {
         let plans = op.stage_done(result?)?;

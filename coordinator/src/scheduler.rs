@@ -312,6 +312,11 @@ impl Scheduler {
     }
 
     /// Marks a job active: executors keep its map outputs until [`Scheduler::forget_job`].
+    /// Jobs that began and have not ended.
+    pub fn active_jobs(&self) -> Vec<String> {
+        self.lock().active_jobs.iter().cloned().collect()
+    }
+
     pub fn begin_job(&self, job_id: &str) {
         self.lock().active_jobs.insert(job_id.to_string());
     }

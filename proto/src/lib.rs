@@ -216,6 +216,9 @@ fn input_to_pb(i: &d::Input) -> pb::Input {
                 _ => Vec::new(),
             },
         })),
+        d::Input::Objects { paths } => I::Objects(pb::ObjectsInput {
+            paths: paths.clone(),
+        }),
     };
     pb::Input { input: Some(input) }
 }
@@ -244,6 +247,7 @@ fn input_from_pb(i: Option<pb::Input>) -> Result<d::Input, DecodeError> {
                 map_outputs: e.map_outputs.into_iter().map(map_ref_from_pb).collect(),
                 partition: e.partition,
             },
+            I::Objects(o) => d::Input::Objects { paths: o.paths },
             I::Merge(m) => {
                 let m = *m;
                 d::Input::Merge {
@@ -550,6 +554,7 @@ fn sink_to_pb(s: &d::Sink) -> pb::Sink {
                 }),
             },
         }),
+        d::Sink::DeleteObjects => S::DeleteObjects(pb::DeleteObjectsSink {}),
     };
     pb::Sink { sink: Some(s) }
 }
@@ -618,6 +623,7 @@ fn sink_from_pb(s: Option<pb::Sink>) -> Result<d::Sink, DecodeError> {
                 },
                 partitions: e.partitions,
             },
+            S::DeleteObjects(_) => d::Sink::DeleteObjects,
         },
     )
 }
@@ -734,6 +740,7 @@ impl From<&d::TaskMetrics> for pb::TaskMetrics {
             rows_deleted_by_source: m.rows_deleted_by_source,
             bytes_spilled: m.bytes_spilled,
             rows_source: m.rows_source,
+            files_deleted: m.files_deleted,
         }
     }
 }
@@ -758,6 +765,7 @@ impl From<pb::TaskMetrics> for d::TaskMetrics {
             rows_deleted_by_source: m.rows_deleted_by_source,
             bytes_spilled: m.bytes_spilled,
             rows_source: m.rows_source,
+            files_deleted: m.files_deleted,
             elapsed_ms: m.elapsed_ms,
         }
     }
@@ -925,6 +933,12 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 full: o.full,
                 max_commit_interval_ms: o.max_commit_interval_ms,
             }),
+            r::JobRequest::Vacuum(v) => Job::Vacuum(pb::VacuumJob {
+                table_uri: v.table_uri.clone(),
+                retain_hours: v.retain_hours,
+                dry_run: v.dry_run,
+                enforce_retention: v.enforce_retention,
+            }),
         };
         pb::SubmitJobRequest { job: Some(job) }
     }
@@ -1029,6 +1043,12 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                 curve: curve_from_pb(o.curve)?,
                 full: o.full,
                 max_commit_interval_ms: o.max_commit_interval_ms,
+            }),
+            Job::Vacuum(v) => r::JobRequest::Vacuum(r::VacuumRequest {
+                table_uri: required(v.table_uri, "table_uri")?,
+                retain_hours: v.retain_hours,
+                dry_run: v.dry_run,
+                enforce_retention: v.enforce_retention,
             }),
         })
     }
@@ -1336,6 +1356,12 @@ mod tests {
                 curve: Curve::Hilbert,
                 full: true,
                 max_commit_interval_ms: Some(60_000),
+            }),
+            r::JobRequest::Vacuum(r::VacuumRequest {
+                table_uri: "file:///t".into(),
+                retain_hours: Some(0.5),
+                dry_run: true,
+                enforce_retention: false,
             }),
         ];
         for req in reqs {

@@ -684,6 +684,41 @@ def cmd_zorder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vacuum(args: argparse.Namespace) -> int:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    try:
+        table = DeltaTable(args.table)
+        files = table.vacuum(
+            retention_hours=args.retain_hours,
+            dry_run=args.dry_run,
+            enforce_retention_duration=not args.no_retention_check,
+            full=True,
+        )
+    except DeltaError as ex:
+        eprint(f"vacuum {args.table}: {error_line(ex)}")
+        return 1
+    print(json.dumps({"files": sorted(files), "version": table.version()}))
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    """Rows of every version of a table (each read in full by delta-rs), or the error
+    reading it."""
+    from deltalake import DeltaTable
+
+    latest = DeltaTable(args.table).version()
+    out = {}
+    for v in range(0, latest + 1):
+        try:
+            out[str(v)] = DeltaTable(args.table, version=v).to_pyarrow_table().num_rows
+        except Exception as ex:  # noqa: BLE001 - the error is the answer
+            out[str(v)] = f"error: {error_line(ex)}"
+    print(json.dumps(out))
+    return 0
+
+
 def cmd_clustering(args: argparse.Namespace) -> int:
     """Per column: the mean fraction of the table's files whose [min, max] (from the add
     actions' stats, as delta-rs reports them) holds a random value of the column (probes drawn
@@ -998,6 +1033,17 @@ def main(argv: list[str] | None = None) -> int:
     zo.add_argument("--columns", required=True, help="comma separated")
     zo.add_argument("--target-size", type=int, default=None)
     zo.set_defaults(func=cmd_zorder)
+
+    va = sub.add_parser("vacuum", help="VACUUM (full mode, as Delta Spark) with delta-rs")
+    va.add_argument("--table", required=True)
+    va.add_argument("--retain-hours", type=int, default=None)
+    va.add_argument("--dry-run", action="store_true")
+    va.add_argument("--no-retention-check", action="store_true")
+    va.set_defaults(func=cmd_vacuum)
+
+    vs = sub.add_parser("versions", help="rows of every version (or the error reading it)")
+    vs.add_argument("--table", required=True)
+    vs.set_defaults(func=cmd_versions)
 
     cq = sub.add_parser("clustering", help="files a random point predicate reads, per column")
     cq.add_argument("--table", required=True)

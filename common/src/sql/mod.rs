@@ -10,7 +10,8 @@
 //! Statements: `DELETE FROM`, `UPDATE … SET`, `INSERT INTO|OVERWRITE [TABLE] … [PARTITION
 //! (…)] [REPLACE WHERE …] SELECT * FROM <source>`, `ALTER TABLE … SET|UNSET TBLPROPERTIES`,
 //! `DESCRIBE HISTORY … [LIMIT n]`, `DESCRIBE DETAIL …`, `MERGE INTO` ([`merge`]), `OPTIMIZE …
-//! [WHERE …] [ZORDER BY (…)]`. Anything else is an error quoting it.
+//! [WHERE …] [ZORDER BY (…)]`, `VACUUM … [RETAIN n HOURS] [DRY RUN]`. Anything else is an
+//! error quoting it.
 
 pub mod merge;
 
@@ -109,6 +110,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
         Some("INSERT") => insert(parser),
         Some("MERGE") => Ok(JobRequest::Merge(merge::merge(parser)?)),
         Some("OPTIMIZE") => optimize(parser),
+        Some("VACUUM") => vacuum(parser),
         Some("ALTER") => alter(parser),
         _ => {
             let stmt = parser.parse_statement()?;
@@ -116,7 +118,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
                 Statement::Delete(d) => delete(d),
                 Statement::Update(u) => update(u),
                 other => Err(unsupported(format!(
-                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, OPTIMIZE, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
+                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, OPTIMIZE, VACUUM, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
                     first_line(&other.to_string())
                 ))),
             }
@@ -309,6 +311,45 @@ fn optimize(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
         predicate,
         zorder_by,
         ..Default::default()
+    }))
+}
+
+/// `VACUUM delta.\`URI\` [RETAIN n HOURS] [DRY RUN]`.
+fn vacuum(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
+    parser.next_token(); // VACUUM
+    let name = parser.parse_object_name(false)?;
+    let table_uri = table_uri(&name)?;
+    let mut retain_hours = None;
+    if matches!(word(parser, 0).as_deref(), Some("RETAIN")) {
+        parser.next_token();
+        let n = parser.parse_number_value()?.value.to_string();
+        let hours: f64 = n
+            .parse()
+            .ok()
+            .filter(|h: &f64| h.is_finite() && *h >= 0.0)
+            .ok_or_else(|| unsupported(format!("`RETAIN {n} HOURS`: hours must be >= 0")))?;
+        if !matches!(word(parser, 0).as_deref(), Some("HOURS") | Some("HOUR")) {
+            return Err(unsupported(format!(
+                "`RETAIN {n}` without HOURS (VACUUM … RETAIN n HOURS)"
+            )));
+        }
+        parser.next_token();
+        retain_hours = Some(hours);
+    }
+    let mut dry_run = false;
+    if matches!(word(parser, 0).as_deref(), Some("DRY")) {
+        parser.next_token();
+        if !matches!(word(parser, 0).as_deref(), Some("RUN")) {
+            return Err(unsupported("`DRY` without RUN (VACUUM … DRY RUN)"));
+        }
+        parser.next_token();
+        dry_run = true;
+    }
+    Ok(JobRequest::Vacuum(crate::request::VacuumRequest {
+        table_uri,
+        retain_hours,
+        dry_run,
+        enforce_retention: true,
     }))
 }
 
@@ -774,6 +815,27 @@ mod tests {
         );
         assert!(err("OPTIMIZE delta.`/t` ZORDER (a)").contains("BY"));
         assert!(err("OPTIMIZE delta.`/t` ZORDER BY (a").contains(")"));
+    }
+
+    #[test]
+    fn vacuum_with_retention_and_dry_run() {
+        let v = parse(
+            "VACUUM delta.`/t`; VACUUM delta.`/t` RETAIN 0 HOURS DRY RUN; VACUUM delta.`/t` RETAIN 1.5 HOURS",
+        )
+        .unwrap();
+        let got: Vec<_> = v
+            .into_iter()
+            .map(|r| match r {
+                JobRequest::Vacuum(v) => (v.retain_hours, v.dry_run),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(None, false), (Some(0.0), true), (Some(1.5), false)]
+        );
+        assert!(err("VACUUM delta.`/t` RETAIN 3").contains("HOURS"));
+        assert!(err("VACUUM delta.`/t` DRY").contains("RUN"));
     }
 
     #[test]

@@ -53,6 +53,45 @@ pub struct TableProperties {
     pub isolation_level: IsolationLevel,
     /// `delta.enableChangeDataFeed`.
     pub change_data_feed: bool,
+    /// `delta.deletedFileRetentionDuration` in milliseconds (default 7 days): how long
+    /// removed files stay for readers of older versions (VACUUM keeps them).
+    pub deleted_file_retention_ms: i64,
+}
+
+/// Delta's default `delta.deletedFileRetentionDuration`: one week.
+pub const DEFAULT_DELETED_FILE_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
+
+/// A Delta interval property (`interval 7 days`, `interval 1 week`, `168 hours`) in
+/// milliseconds.
+pub fn parse_interval_ms(s: &str) -> Option<i64> {
+    let words: Vec<String> = s.split_whitespace().map(str::to_ascii_lowercase).collect();
+    let words: Vec<&str> = match words.first().map(String::as_str) {
+        Some("interval") => words[1..].iter().map(String::as_str).collect(),
+        _ => words.iter().map(String::as_str).collect(),
+    };
+    if words.is_empty() || !words.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut total: i64 = 0;
+    for pair in words.chunks(2) {
+        let n: f64 = pair[0].parse().ok()?;
+        let unit_ms: f64 = match pair[1].trim_end_matches('s') {
+            "nanosecond" => 1e-6,
+            "microsecond" => 1e-3,
+            "millisecond" => 1.0,
+            "second" => 1e3,
+            "minute" => 6e4,
+            "hour" => 3.6e6,
+            "day" => 8.64e7,
+            "week" => 6.048e8,
+            _ => return None,
+        };
+        if !n.is_finite() || n < 0.0 {
+            return None;
+        }
+        total = total.checked_add((n * unit_ms) as i64)?;
+    }
+    Some(total)
 }
 
 impl Default for TableProperties {
@@ -67,6 +106,7 @@ impl Default for TableProperties {
             column_mapping: None,
             isolation_level: IsolationLevel::WriteSerializable,
             change_data_feed: false,
+            deleted_file_retention_ms: DEFAULT_DELETED_FILE_RETENTION_MS,
         }
     }
 }
@@ -149,6 +189,10 @@ impl TableProperties {
                     };
                 }
                 "delta.enablechangedatafeed" => p.change_data_feed = parse_bool(key, value)?,
+                "delta.deletedfileretentionduration" => {
+                    p.deleted_file_retention_ms = parse_interval_ms(v)
+                        .ok_or_else(|| bad(key, value, "an interval such as `interval 7 days`"))?;
+                }
                 _ => {}
             }
         }
@@ -159,6 +203,26 @@ impl TableProperties {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_parse_as_delta_writes_them() {
+        assert_eq!(parse_interval_ms("interval 7 days"), Some(604_800_000));
+        assert_eq!(parse_interval_ms("interval 1 week"), Some(604_800_000));
+        assert_eq!(
+            parse_interval_ms("INTERVAL 2 hours 30 minutes"),
+            Some(9_000_000)
+        );
+        assert_eq!(parse_interval_ms("1 hour"), Some(3_600_000));
+        assert_eq!(parse_interval_ms("interval 0 seconds"), Some(0));
+        assert_eq!(parse_interval_ms("interval seven days"), None);
+        assert_eq!(parse_interval_ms("interval 7 fortnights"), None);
+        let p = TableProperties::parse(&HashMap::from([(
+            "delta.deletedFileRetentionDuration".to_string(),
+            "interval 1 day".to_string(),
+        )]))
+        .unwrap();
+        assert_eq!(p.deleted_file_retention_ms, 86_400_000);
+    }
 
     fn parse(pairs: &[(&str, &str)]) -> Result<TableProperties> {
         TableProperties::parse(

@@ -97,6 +97,9 @@ pub enum Input {
         source: Box<Input>,
         merge: MergeSpec,
     },
+    /// Objects under the table root, as rows of one column `path` (relative to the root):
+    /// what VACUUM deletes through [`super::Sink::DeleteObjects`].
+    Objects { paths: Vec<String> },
 }
 
 /// A MERGE as its join tasks carry it: names, condition and clauses as SQL, `*` forms
@@ -186,6 +189,7 @@ impl Input {
                 MergePass::Local => "merge-local",
                 MergePass::Insert { .. } => "merge-insert",
             },
+            Input::Objects { .. } => "objects",
         }
     }
 
@@ -198,7 +202,7 @@ impl Input {
                 all.extend(source.map_outputs_mut());
                 all
             }
-            Input::Source { .. } | Input::TableFiles { .. } => Vec::new(),
+            Input::Source { .. } | Input::TableFiles { .. } | Input::Objects { .. } => Vec::new(),
         }
     }
 }

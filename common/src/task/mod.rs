@@ -156,6 +156,8 @@ pub struct TaskMetrics {
     pub bytes_spilled: u64,
     /// MERGE: source rows the task read (a broadcast MERGE's local tasks each read all).
     pub rows_source: u64,
+    /// Objects a [`Sink::DeleteObjects`] task deleted.
+    pub files_deleted: u64,
     pub elapsed_ms: u64,
 }
 

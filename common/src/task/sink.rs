@@ -46,6 +46,9 @@ pub enum Sink {
     /// An exchange: each row goes to the partition its [`Route`] gives. The output stays
     /// on the executor that runs the attempt (memory, then local spill).
     Exchange { route: Route, partitions: u32 },
+    /// Deletes the object each row's `path` names under the table root (one already gone
+    /// counts as deleted); counted in [`super::TaskMetrics::files_deleted`].
+    DeleteObjects,
 }
 
 /// How an exchange's map task routes a row to a partition.
@@ -82,6 +85,7 @@ impl Sink {
         match self {
             Sink::DataFiles(_) => "data-files",
             Sink::Exchange { .. } => "exchange",
+            Sink::DeleteObjects => "delete-objects",
         }
     }
 }

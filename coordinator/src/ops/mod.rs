@@ -15,6 +15,7 @@ pub mod merge;
 pub mod optimize;
 pub mod properties;
 pub mod update;
+pub mod vacuum;
 pub mod write;
 
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub async fn prepare(
         JobRequest::Describe(r) => describe::prepare(r).await,
         JobRequest::Merge(r) => merge::prepare(ctx, plan_ctx, r).await,
         JobRequest::Optimize(r) => optimize::prepare(ctx, plan_ctx, r).await,
+        JobRequest::Vacuum(r) => vacuum::prepare(ctx, plan_ctx, r).await,
     }
 }
 

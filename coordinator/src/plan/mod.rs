@@ -2,7 +2,8 @@
 //! ([`binpack`]), choosing the files a condition touches ([`rewrite`]), how a partitioned
 //! write brings partitions together ([`partitioning`]), which target rows a MERGE can change
 //! given its source's keys ([`merge_prune`]), the bins of a compaction ([`compaction`]) and
-//! the groups, sample and curve cuts of a clustering run ([`clustering`]).
+//! the groups, sample and curve cuts of a clustering run ([`clustering`]), and what VACUUM
+//! deletes ([`vacuum`]).
 
 pub mod binpack;
 pub mod clustering;
@@ -10,3 +11,4 @@ pub mod compaction;
 pub mod merge_prune;
 pub mod partitioning;
 pub mod rewrite;
+pub mod vacuum;

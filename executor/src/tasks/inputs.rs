@@ -141,6 +141,25 @@ pub async fn drain(
             )
             .await
         }
+        Input::Objects { paths } => {
+            // Rows of paths, a bounded number per batch, straight to the sink.
+            let schema = std::sync::Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
+                "path",
+                arrow::datatypes::DataType::Utf8,
+                false,
+            )]));
+            for chunk in paths.chunks(1024) {
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![std::sync::Arc::new(
+                        arrow::array::StringArray::from_iter_values(chunk),
+                    )],
+                )?;
+                metrics.rows_read += batch.num_rows() as u64;
+                sink.accept(&batch).await?;
+            }
+            Ok((Vec::new(), MergeReport::default()))
+        }
     }
 }
 

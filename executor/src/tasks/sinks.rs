@@ -28,6 +28,49 @@ pub enum OpenSink {
     Files(Box<DataFileWriter>),
     SortedFiles(Box<SortedWriter>),
     Exchange(Box<MapSink>),
+    Delete(Box<DeleteSink>),
+}
+
+/// Deletes the objects rows name, under the table root.
+pub struct DeleteSink {
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    root: object_store::path::Path,
+    deleted: u64,
+}
+
+impl DeleteSink {
+    async fn delete(&mut self, batch: &RecordBatch) -> Result<()> {
+        use arrow::array::{Array, AsArray};
+        use futures::StreamExt;
+        let col = batch
+            .column_by_name("path")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| silt_common::Error::internal("object rows without a `path` column"))?;
+        let mut locations = Vec::with_capacity(col.len());
+        for p in col.iter().flatten() {
+            let rel = object_store::path::Path::parse(p)
+                .map_err(|e| silt_common::Error::invalid(format!("bad object path `{p}`: {e}")))?;
+            if rel.as_ref().is_empty() || rel.parts().any(|part| part.as_ref() == "..") {
+                return Err(silt_common::Error::invalid(format!(
+                    "refusing to delete `{p}`: not a file under the table root"
+                )));
+            }
+            let full = rel
+                .parts()
+                .fold(self.root.clone(), |acc, part| acc.join(part));
+            locations.push(Ok(full));
+        }
+        let mut results = self
+            .store
+            .delete_stream(futures::stream::iter(locations).boxed());
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => self.deleted += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A map task's exchange output, kept in this executor's shuffle store.
@@ -103,6 +146,14 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
                 spilled: 0,
             }))
         }
+        Sink::DeleteObjects => {
+            let (store, root) = store_for(&parse_url(&table.uri)?)?;
+            OpenSink::Delete(Box::new(DeleteSink {
+                store,
+                root,
+                deleted: 0,
+            }))
+        }
     })
 }
 
@@ -111,6 +162,7 @@ impl OpenSink {
         match self {
             OpenSink::Files(w) => w.write(batch).await,
             OpenSink::SortedFiles(w) => w.write(batch).await,
+            OpenSink::Delete(d) => d.delete(batch).await,
             OpenSink::Exchange(m) => {
                 let blocks = m.partitioner.push(batch)?;
                 m.put(blocks)
@@ -126,6 +178,13 @@ impl OpenSink {
                 let (adds, spilled) = w.close().await?;
                 metrics.bytes_spilled += spilled;
                 Ok(files_output(adds, metrics))
+            }
+            OpenSink::Delete(d) => {
+                metrics.files_deleted = d.deleted;
+                Ok(TaskOutput {
+                    metrics,
+                    ..Default::default()
+                })
             }
             OpenSink::Exchange(mut m) => {
                 let blocks = m.partitioner.finish()?;
@@ -150,6 +209,8 @@ impl OpenSink {
         match self {
             OpenSink::Files(w) => (*w).abort().await,
             OpenSink::SortedFiles(w) => (*w).abort().await,
+            // What was deleted stays deleted: deleting is what the job is for.
+            OpenSink::Delete(_) => {}
             OpenSink::Exchange(m) => m.store.remove(&m.job, &m.location.map_id),
         }
     }

@@ -12,11 +12,12 @@ use std::cmp::Ordering;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array, make_comparator};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array, make_comparator};
 use arrow::compute::{SortOptions, concat, sort};
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
+use arrow::row::{RowConverter, Rows, SortField};
 
 use crate::{Error, Result};
 
@@ -95,32 +96,25 @@ impl CurveSpec {
         })
     }
 
-    /// The curve key of every row of `batch` (which has the clustering columns).
+    /// The curve key of every row of `batch` (which has the clustering columns). For many
+    /// batches, make a [`Keyer`] once.
     pub fn keys(&self, batch: &RecordBatch) -> Result<UInt64Array> {
-        let bits = bits_per_column(self.columns.len());
-        let ids = self
-            .columns
+        self.keyer()?.keys(batch)
+    }
+
+    /// What computes keys fast: the bounds prepared for comparison.
+    pub fn keyer(&self) -> Result<Keyer> {
+        let ranks = self
+            .bounds
             .iter()
-            .zip(&self.bounds)
-            .map(|(c, b)| {
-                let col = batch.column_by_name(c).ok_or_else(|| {
-                    Error::internal(format!("clustering column `{c}` missing from the rows"))
-                })?;
-                range_ids(col, b)
-            })
+            .map(|b| Ranker::new(b))
             .collect::<Result<Vec<_>>>()?;
-        let mut point = vec![0u32; ids.len()];
-        Ok((0..batch.num_rows())
-            .map(|row| {
-                for (p, col) in point.iter_mut().zip(&ids) {
-                    *p = col[row];
-                }
-                match self.curve {
-                    Curve::ZOrder => interleave(&point, bits),
-                    Curve::Hilbert => hilbert(&mut point, bits),
-                }
-            })
-            .collect())
+        Ok(Keyer {
+            columns: self.columns.clone(),
+            curve: self.curve,
+            bits: bits_per_column(self.columns.len()),
+            ranks,
+        })
     }
 
     /// The bounds as bytes (an Arrow IPC stream per column), for the wire.
@@ -198,35 +192,159 @@ pub fn quantile_bounds(sample: &ArrayRef, max: usize) -> Result<ArrayRef> {
 
 /// Range id of each value: 0 for null, else 1 + the number of `bounds` below it.
 pub fn range_ids(values: &ArrayRef, bounds: &ArrayRef) -> Result<Vec<u32>> {
-    if bounds.is_empty() {
-        return Ok((0..values.len())
-            .map(|v| u32::from(values.is_valid(v)))
-            .collect());
-    }
-    let values = if values.data_type() == bounds.data_type() {
-        values.clone()
-    } else {
-        arrow::compute::cast(values, bounds.data_type())?
-    };
-    let cmp = make_comparator(bounds.as_ref(), values.as_ref(), SortOptions::default())?;
-    Ok((0..values.len())
-        .map(|v| {
-            if values.is_null(v) {
-                return 0;
-            }
-            // Bounds are sorted: find the first bound not below the value.
-            let (mut lo, mut hi) = (0usize, bounds.len());
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if cmp(mid, v) == Ordering::Less {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
+    Ranker::new(bounds)?.ranks(values)
+}
+
+/// Curve keys of batches, from a [`CurveSpec`] prepared once.
+pub struct Keyer {
+    columns: Vec<String>,
+    curve: Curve,
+    bits: u32,
+    ranks: Vec<Ranker>,
+}
+
+impl Keyer {
+    /// The curve key of every row of `batch` (which has the clustering columns).
+    pub fn keys(&self, batch: &RecordBatch) -> Result<UInt64Array> {
+        let ids = self
+            .columns
+            .iter()
+            .zip(&self.ranks)
+            .map(|(c, r)| {
+                let col = batch.column_by_name(c).ok_or_else(|| {
+                    Error::internal(format!("clustering column `{c}` missing from the rows"))
+                })?;
+                r.ranks(col)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut point = vec![0u32; ids.len()];
+        Ok((0..batch.num_rows())
+            .map(|row| {
+                for (p, col) in point.iter_mut().zip(&ids) {
+                    *p = col[row];
                 }
+                match self.curve {
+                    Curve::ZOrder => interleave(&point, self.bits),
+                    Curve::Hilbert => hilbert(&mut point, self.bits),
+                }
+            })
+            .collect())
+    }
+}
+
+/// A column's bounds, prepared for ranking values: integers (and dates, timestamps) as
+/// `i64`, floats as `f64` (total order), anything else by its order-preserving row-format
+/// bytes (full values).
+enum Ranker {
+    /// No bounds: every non-null value ranks 1.
+    Empty,
+    Int(Vec<i64>, DataType),
+    Float(Vec<f64>, DataType),
+    Rows(RowConverter, Rows, DataType),
+}
+
+/// Whether values of `t` rank as `i64` (their order is the `i64` order).
+fn ranks_as_int(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Timestamp(_, _)
+    )
+}
+
+impl Ranker {
+    fn new(bounds: &ArrayRef) -> Result<Self> {
+        let t = bounds.data_type().clone();
+        if bounds.is_empty() {
+            return Ok(Ranker::Empty);
+        }
+        if ranks_as_int(&t) {
+            let b = arrow::compute::cast(bounds, &DataType::Int64)?;
+            return Ok(Ranker::Int(
+                b.as_primitive::<Int64Type>().values().to_vec(),
+                t,
+            ));
+        }
+        if matches!(t, DataType::Float32 | DataType::Float64) {
+            let b = arrow::compute::cast(bounds, &DataType::Float64)?;
+            return Ok(Ranker::Float(
+                b.as_primitive::<Float64Type>().values().to_vec(),
+                t,
+            ));
+        }
+        let converter = RowConverter::new(vec![SortField::new(t.clone())])?;
+        let rows = converter.convert_columns(std::slice::from_ref(bounds))?;
+        Ok(Ranker::Rows(converter, rows, t))
+    }
+
+    fn ranks(&self, values: &ArrayRef) -> Result<Vec<u32>> {
+        let typed = |t: &DataType| -> Result<ArrayRef> {
+            Ok(if values.data_type() == t {
+                values.clone()
+            } else {
+                arrow::compute::cast(values, t)?
+            })
+        };
+        let rank = |v: usize, below: &dyn Fn(usize) -> usize| -> u32 {
+            if values.is_null(v) {
+                0
+            } else {
+                1 + below(v) as u32
             }
-            1 + lo as u32
+        };
+        Ok(match self {
+            Ranker::Empty => (0..values.len())
+                .map(|v| u32::from(values.is_valid(v)))
+                .collect(),
+            Ranker::Int(bounds, t) => {
+                let v = arrow::compute::cast(&typed(t)?, &DataType::Int64)?;
+                let v = v.as_primitive::<Int64Type>().values().clone();
+                (0..values.len())
+                    .map(|i| rank(i, &|i| bounds.partition_point(|b| *b < v[i])))
+                    .collect()
+            }
+            Ranker::Float(bounds, t) => {
+                let v = arrow::compute::cast(&typed(t)?, &DataType::Float64)?;
+                let v = v.as_primitive::<Float64Type>().values().clone();
+                (0..values.len())
+                    .map(|i| {
+                        rank(i, &|i| {
+                            bounds.partition_point(|b| b.total_cmp(&v[i]) == Ordering::Less)
+                        })
+                    })
+                    .collect()
+            }
+            Ranker::Rows(converter, bounds, t) => {
+                let rows = converter.convert_columns(&[typed(t)?])?;
+                let n = bounds.num_rows();
+                (0..values.len())
+                    .map(|i| {
+                        rank(i, &|i| {
+                            let row = rows.row(i);
+                            let (mut lo, mut hi) = (0usize, n);
+                            while lo < hi {
+                                let mid = (lo + hi) / 2;
+                                if bounds.row(mid) < row {
+                                    lo = mid + 1;
+                                } else {
+                                    hi = mid;
+                                }
+                            }
+                            lo
+                        })
+                    })
+                    .collect()
+            }
         })
-        .collect())
+    }
 }
 
 /// Z-order: the bits of each coordinate interleaved, most significant first.
@@ -383,6 +501,58 @@ mod tests {
         let between: ArrayRef =
             Arc::new(StringArray::from(vec![format!("{prefix}ab"), "z".into()]));
         assert_eq!(range_ids(&between, &bounds).unwrap(), vec![2, 4]);
+    }
+
+    #[test]
+    fn every_type_ranks_in_its_own_order() {
+        use arrow::array::{Date32Array, Decimal128Array, Float32Array, UInt32Array};
+        let cases: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![
+                Some(-5),
+                None,
+                Some(7),
+                Some(0),
+                Some(i64::MAX),
+            ])),
+            Arc::new(UInt32Array::from(vec![
+                Some(4_000_000_000),
+                None,
+                Some(3),
+                Some(0),
+                Some(9),
+            ])),
+            Arc::new(Float32Array::from(vec![
+                Some(-0.5),
+                None,
+                Some(f32::NAN),
+                Some(2.0),
+                Some(-3.0),
+            ])),
+            Arc::new(Date32Array::from(vec![
+                Some(-700),
+                None,
+                Some(19000),
+                Some(0),
+                Some(1),
+            ])),
+            Arc::new(
+                Decimal128Array::from(vec![Some(-12345), None, Some(99), Some(0), Some(1)])
+                    .with_precision_and_scale(10, 2)
+                    .unwrap(),
+            ),
+        ];
+        for values in cases {
+            let bounds = quantile_bounds(&values, 100).unwrap();
+            let ids = range_ids(&values, &bounds).unwrap();
+            // Sorting by id gives the values' own order, nulls first.
+            let order = sort(&values, None).unwrap();
+            let sorted_ids = range_ids(&order, &bounds).unwrap();
+            assert!(
+                sorted_ids.windows(2).all(|w| w[0] < w[1]),
+                "{values:?}: {sorted_ids:?}"
+            );
+            assert_eq!(ids[1], 0);
+        }
     }
 
     #[test]

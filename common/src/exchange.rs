@@ -22,6 +22,7 @@ use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
+use crate::cluster::Keyer;
 use crate::expr::Expression;
 use crate::task::RangeRoute;
 use crate::{Error, Result};
@@ -75,10 +76,16 @@ pub enum Router {
     /// By a hash of key expressions.
     Hash(Vec<Expression>),
     /// By range of the row's curve key.
-    Range(RangeRoute),
+    Range(RangeRoute, Keyer),
 }
 
 impl Router {
+    /// Routing by `route`'s ranges of the curve.
+    pub fn range(route: RangeRoute) -> Result<Router> {
+        let keyer = route.curve.keyer()?;
+        Ok(Router::Range(route, keyer))
+    }
+
     fn route(&self, batch: &RecordBatch, num_partitions: u32) -> Result<Vec<u32>> {
         match self {
             Router::Hash(keys) => {
@@ -88,8 +95,8 @@ impl Router {
                     .collect::<Result<Vec<_>>>()?;
                 route_rows(&keys, batch.num_rows(), num_partitions)
             }
-            Router::Range(r) => {
-                let parts = r.partitions(r.curve.keys(batch)?.values());
+            Router::Range(r, keyer) => {
+                let parts = r.partitions(keyer.keys(batch)?.values());
                 if let Some(p) = parts.iter().find(|&&p| p >= num_partitions) {
                     return Err(Error::internal(format!(
                         "range route to partition {p} of {num_partitions}"

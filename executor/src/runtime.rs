@@ -150,13 +150,18 @@ async fn register(
     })
 }
 
+/// At most this many bytes of map outputs are kept in an executor's memory.
+const SHUFFLE_MEMORY_MAX: u64 = 32 << 20;
+
 /// Runs an executor until `shutdown` resolves or the coordinator becomes unreachable for
 /// longer than the connect timeout.
 pub async fn run_executor(
     config: ExecutorConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ExecutorError> {
-    let shuffle_budget = config.memory_limit_bytes / 4;
+    // Map outputs beyond a small share of memory go to local spill files (the page cache
+    // serves them back), as Spark keeps shuffle output in files: memory stays for the work.
+    let shuffle_budget = (config.memory_limit_bytes / 4).min(SHUFFLE_MEMORY_MAX);
     let store = ShuffleStore::new(shuffle_budget as usize, config.spill_dir.as_deref())
         .map_err(|e| ExecutorError::Shuffle(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(config.shuffle_listen)

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::DataFileWriter;
-use crate::cluster::CurveSpec;
+use crate::cluster::{CurveSpec, Keyer};
 use crate::merge::{OnceStream, spilled_bytes};
 use crate::task::DataFile;
 use crate::{Error, Result};
@@ -29,14 +29,33 @@ const KEY_COL: &str = "__silt_curve";
 
 type Sent = datafusion::error::Result<RecordBatch>;
 
-/// A [`DataFileWriter`] fed in curve-key order. Rows are sorted by a background task as
-/// they arrive (bounded channel: the producer waits while the sort is busy).
+/// A [`DataFileWriter`] fed in curve-key order. Rows are kept in memory while they fit
+/// the sort's budget and sorted at the end; past it, they go to DataFusion's external sort
+/// in a background task (bounded channel: the producer waits while the sort is busy).
 pub struct SortedWriter {
-    curve: CurveSpec,
+    keyer: Keyer,
     keyed: SchemaRef,
-    tx: Option<mpsc::Sender<Sent>>,
-    handle: JoinHandle<Result<(Vec<DataFile>, u64)>>,
+    memory_limit: usize,
+    state: State,
 }
+
+enum State {
+    /// Within the budget: rows (with their keys) in memory.
+    Buffering {
+        writer: DataFileWriter,
+        batches: Vec<RecordBatch>,
+        bytes: usize,
+    },
+    /// Past it: rows stream into the external sort.
+    External {
+        tx: Option<mpsc::Sender<Sent>>,
+        handle: JoinHandle<Result<(Vec<DataFile>, u64)>>,
+    },
+    Gone,
+}
+
+/// Rows per batch written from an in-memory sort.
+const OUT_ROWS: usize = 8192;
 
 impl SortedWriter {
     /// Starts the sort of rows of `schema` into `writer`; the sort holds at most
@@ -44,20 +63,21 @@ impl SortedWriter {
     pub fn start(
         writer: DataFileWriter,
         schema: &SchemaRef,
-        curve: CurveSpec,
+        curve: &CurveSpec,
         memory_limit: usize,
-    ) -> Self {
+    ) -> Result<Self> {
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(KEY_COL, DataType::UInt64, false));
-        let keyed = Arc::new(Schema::new(fields));
-        let (tx, rx) = mpsc::channel::<Sent>(2);
-        let handle = tokio::spawn(sort_into(rx, keyed.clone(), writer, memory_limit));
-        Self {
-            curve,
-            keyed,
-            tx: Some(tx),
-            handle,
-        }
+        Ok(Self {
+            keyer: curve.keyer()?,
+            keyed: Arc::new(Schema::new(fields)),
+            memory_limit,
+            state: State::Buffering {
+                writer,
+                batches: Vec::new(),
+                bytes: 0,
+            },
+        })
     }
 
     /// Adds rows.
@@ -65,13 +85,41 @@ impl SortedWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let keys: ArrayRef = Arc::new(self.curve.keys(batch)?);
+        let keys: ArrayRef = Arc::new(self.keyer.keys(batch)?);
         let mut columns = batch.columns().to_vec();
         columns.push(keys);
         let keyed = RecordBatch::try_new(self.keyed.clone(), columns)?;
-        let sent = match &self.tx {
-            Some(tx) => tx.send(Ok(keyed)).await.is_ok(),
-            None => false,
+        if let State::Buffering { batches, bytes, .. } = &mut self.state {
+            *bytes += keyed.get_array_memory_size();
+            batches.push(keyed);
+            if *bytes <= self.memory_limit {
+                return Ok(());
+            }
+            // Over the budget: hand everything to the external sort.
+            let State::Buffering {
+                writer, batches, ..
+            } = std::mem::replace(&mut self.state, State::Gone)
+            else {
+                return Err(Error::internal("sort state changed"));
+            };
+            let (tx, rx) = mpsc::channel::<Sent>(2);
+            let handle = tokio::spawn(sort_into(rx, self.keyed.clone(), writer, self.memory_limit));
+            self.state = State::External {
+                tx: Some(tx),
+                handle,
+            };
+            for b in batches {
+                self.send(b).await?;
+            }
+            return Ok(());
+        }
+        self.send(keyed).await
+    }
+
+    async fn send(&mut self, keyed: RecordBatch) -> Result<()> {
+        let sent = match &self.state {
+            State::External { tx: Some(tx), .. } => tx.send(Ok(keyed)).await.is_ok(),
+            _ => false,
         };
         if sent {
             Ok(())
@@ -84,23 +132,66 @@ impl SortedWriter {
     /// Sorts what is left, writes it and closes the files. Returns them and the bytes the
     /// sort spilled.
     pub async fn close(mut self) -> Result<(Vec<DataFile>, u64)> {
-        self.tx = None;
-        (&mut self.handle)
-            .await
-            .map_err(|e| Error::internal(format!("sort task: {e}")))?
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::Buffering {
+                mut writer,
+                batches,
+                ..
+            } => match write_sorted(&mut writer, batches).await {
+                Ok(()) => Ok((writer.close().await?, 0)),
+                Err(e) => {
+                    writer.abort().await;
+                    Err(e)
+                }
+            },
+            State::External { tx, handle } => {
+                drop(tx);
+                handle
+                    .await
+                    .map_err(|e| Error::internal(format!("sort task: {e}")))?
+            }
+            State::Gone => Err(Error::internal("sorted writer closed twice")),
+        }
     }
 
-    /// Gives up: the sort fails and deletes what it wrote.
+    /// Gives up: deletes what was written.
     pub async fn abort(mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx
-                .send(Err(datafusion::error::DataFusionError::Execution(
-                    "task aborted".into(),
-                )))
-                .await;
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::Buffering { writer, .. } => writer.abort().await,
+            State::External { tx, handle } => {
+                if let Some(tx) = tx {
+                    let _ = tx
+                        .send(Err(datafusion::error::DataFusionError::Execution(
+                            "task aborted".into(),
+                        )))
+                        .await;
+                }
+                let _ = handle.await;
+            }
+            State::Gone => {}
         }
-        let _ = (&mut self.handle).await;
     }
+}
+
+/// Writes in-memory rows (the key last) in key order, without the key.
+async fn write_sorted(writer: &mut DataFileWriter, batches: Vec<RecordBatch>) -> Result<()> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    // One contiguous copy (the pieces are freed), then ordered slices of it.
+    let all = arrow::compute::concat_batches(&first.schema(), &batches)?;
+    drop(batches);
+    let width = all.num_columns() - 1;
+    let order = arrow::compute::sort_to_indices(all.column(width), None, None)?;
+    let rows = all.project(&(0..width).collect::<Vec<_>>())?;
+    drop(all);
+    for start in (0..order.len()).step_by(OUT_ROWS) {
+        let chunk = order.slice(start, OUT_ROWS.min(order.len() - start));
+        writer
+            .write(&arrow::compute::take_record_batch(&rows, &chunk)?)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn sort_into(

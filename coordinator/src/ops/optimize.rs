@@ -555,7 +555,7 @@ impl OptimizeOp {
                 }
                 if !exchanged.is_empty() {
                     let map_bytes: u64 = exchanged.iter().map(|&u| self.units[u].bytes()).sum();
-                    let per_task = binpack::task_bytes(map_bytes, self.ctx.slots);
+                    let tasks = binpack::task_count(map_bytes, self.ctx.slots);
                     let mut maps = Vec::new();
                     let mut reducers = 0;
                     for &u in &exchanged {
@@ -576,10 +576,14 @@ impl OptimizeOp {
                             }),
                             partitions: c.partitions,
                         };
-                        for files in binpack::consecutive(
+                        // The unit's share of the map tasks, balanced by bytes.
+                        let share = (tasks as u64 * self.units[u].bytes())
+                            .div_ceil(map_bytes.max(1))
+                            .max(1) as usize;
+                        for files in binpack::balanced(
                             self.units[u].files.clone(),
                             |f| u64::try_from(f.file.size_bytes).unwrap_or(0),
-                            per_task,
+                            share,
                         ) {
                             maps.push(self.read_task(&files, sink.clone()));
                         }

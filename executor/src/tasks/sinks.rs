@@ -110,9 +110,9 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
                 Some(curve) => OpenSink::SortedFiles(Box::new(SortedWriter::start(
                     writer,
                     schema,
-                    curve.clone(),
+                    curve,
                     env.limits.memory_limit_bytes / 2,
-                ))),
+                )?)),
                 None => OpenSink::Files(Box::new(writer)),
             }
         }
@@ -123,7 +123,7 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
                         .map(|k| Expression::compile(k, schema))
                         .collect::<Result<Vec<_>>>()?,
                 ),
-                Route::Range(r) => Router::Range(r.clone()),
+                Route::Range(r) => Router::range(r.clone())?,
             };
             let partitioner = Partitioner::try_new(
                 schema.clone(),

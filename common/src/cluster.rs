@@ -107,7 +107,7 @@ impl CurveSpec {
         let ranks = self
             .bounds
             .iter()
-            .map(|b| Ranker::new(b))
+            .map(Ranker::new)
             .collect::<Result<Vec<_>>>()?;
         Ok(Keyer {
             columns: self.columns.clone(),

@@ -42,7 +42,7 @@ pub struct SortedWriter {
 enum State {
     /// Within the budget: rows (with their keys) in memory.
     Buffering {
-        writer: DataFileWriter,
+        writer: Box<DataFileWriter>,
         batches: Vec<RecordBatch>,
         bytes: usize,
     },
@@ -73,7 +73,7 @@ impl SortedWriter {
             keyed: Arc::new(Schema::new(fields)),
             memory_limit,
             state: State::Buffering {
-                writer,
+                writer: Box::new(writer),
                 batches: Vec::new(),
                 bytes: 0,
             },
@@ -103,7 +103,12 @@ impl SortedWriter {
                 return Err(Error::internal("sort state changed"));
             };
             let (tx, rx) = mpsc::channel::<Sent>(2);
-            let handle = tokio::spawn(sort_into(rx, self.keyed.clone(), writer, self.memory_limit));
+            let handle = tokio::spawn(sort_into(
+                rx,
+                self.keyed.clone(),
+                *writer,
+                self.memory_limit,
+            ));
             self.state = State::External {
                 tx: Some(tx),
                 handle,

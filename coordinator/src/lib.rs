@@ -97,46 +97,16 @@ impl Coordinator {
         let jobs = self.jobs.clone();
         let id = job_id.clone();
         let handle = tokio::spawn(async move {
-            let started = Instant::now();
-            info!(job = %id, kind = req.name(), table = %req.table_uri(), "job started");
-            let plan_ctx = PlanContext {
-                job_id: id.clone(),
-                slots: 1,
-            };
-            let result = match ops::prepare(&ctx, plan_ctx, req).await {
-                Ok(op) => driver::run(&ctx, &id, op, &status, started).await,
-                Err(e) => Err(e),
-            };
-            let (state, outcome) = match result {
-                Ok(o) => (JobState::Succeeded, o),
-                Err(e) if e.is_cancelled() => (
-                    JobState::Cancelled,
-                    JobOutcome {
-                        error: "job cancelled; nothing was committed".into(),
-                        ..Default::default()
-                    },
-                ),
-                Err(e) => {
-                    error!(job = %id, "job failed: {e}");
-                    (
-                        JobState::Failed,
-                        JobOutcome {
-                            error: e.to_string(),
-                            ..Default::default()
-                        },
-                    )
-                }
-            };
-            status.send_modify(|s| {
-                s.state = state;
-                s.message = if outcome.error.is_empty() {
-                    outcome.summary.clone()
-                } else {
-                    outcome.error.clone()
-                };
-                s.outcome = Some(outcome);
-            });
-            jobs.finished(&id);
+            let compact_after =
+                ops::auto_compact::triggers(&req).then(|| req.table_uri().to_string());
+            let (state, mut outcome) = execute(&ctx, &id, req, &status).await;
+            if let (JobState::Succeeded, Some(uri), Some(version)) =
+                (state, compact_after, outcome.version)
+                && let Some(line) = auto_compaction(&ctx, &jobs, &uri, version).await
+            {
+                outcome.summary.push_str(&format!("; {line}"));
+            }
+            finish(&jobs, &id, &status, state, outcome);
         });
         self.jobs.set_driver(&job_id, handle.abort_handle());
         job_id
@@ -152,6 +122,90 @@ impl Coordinator {
             _ => false,
         }
     }
+}
+
+/// Prepares and drives a job to its end state and outcome.
+async fn execute(
+    ctx: &JobContext,
+    id: &str,
+    req: JobRequest,
+    status: &tokio::sync::watch::Sender<job::JobStatus>,
+) -> (JobState, JobOutcome) {
+    let started = Instant::now();
+    info!(job = %id, kind = req.name(), table = %req.table_uri(), "job started");
+    let plan_ctx = PlanContext {
+        job_id: id.to_string(),
+        slots: 1,
+    };
+    let result = match ops::prepare(ctx, plan_ctx, req).await {
+        Ok(op) => driver::run(ctx, id, op, status, started).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(o) => (JobState::Succeeded, o),
+        Err(e) if e.is_cancelled() => (
+            JobState::Cancelled,
+            JobOutcome {
+                error: "job cancelled; nothing was committed".into(),
+                ..Default::default()
+            },
+        ),
+        Err(e) => {
+            error!(job = %id, "job failed: {e}");
+            (
+                JobState::Failed,
+                JobOutcome {
+                    error: e.to_string(),
+                    ..Default::default()
+                },
+            )
+        }
+    }
+}
+
+/// Publishes a job's end.
+fn finish(
+    jobs: &JobRegistry,
+    id: &str,
+    status: &tokio::sync::watch::Sender<job::JobStatus>,
+    state: JobState,
+    outcome: JobOutcome,
+) {
+    status.send_modify(|s| {
+        s.state = state;
+        s.message = if outcome.error.is_empty() {
+            outcome.summary.clone()
+        } else {
+            outcome.error.clone()
+        };
+        s.outcome = Some(outcome);
+    });
+    jobs.finished(id);
+}
+
+/// Auto compaction after a commit at `version` (see [`ops::auto_compact`]): runs the
+/// OPTIMIZE as a job of its own when the table asks for it; returns a line about what it
+/// did, `None` when it had nothing to do. Its failure is reported, never raised.
+async fn auto_compaction(
+    ctx: &JobContext,
+    jobs: &JobRegistry,
+    uri: &str,
+    version: i64,
+) -> Option<String> {
+    let req = match ops::auto_compact_request(uri, version).await {
+        Ok(Some(req)) => req,
+        Ok(None) => return None,
+        Err(e) => return Some(format!("auto compaction not checked: {e}")),
+    };
+    let id = new_job_id();
+    let status = jobs.create(&id);
+    let (state, outcome) = execute(ctx, &id, JobRequest::Optimize(req), &status).await;
+    let line = match state {
+        JobState::Succeeded => format!("auto compaction (job {id}): {}", outcome.summary),
+        _ => format!("auto compaction (job {id}) failed: {}", outcome.error),
+    };
+    finish(jobs, &id, &status, state, outcome);
+    Some(line)
 }
 
 fn new_job_id() -> String {

@@ -582,3 +582,51 @@ fn optimize_commits_in_batches_each_durable() {
     silt_optimize(&t, &["--max-commit-interval", "soon"])
         .assert_error(&["--max-commit-interval", "soon"]);
 }
+
+#[test]
+fn auto_compaction_follows_a_stream_of_small_appends() {
+    let seed = seed_for("auto_compaction_follows_a_stream_of_small_appends");
+    let dir = tempdir("auto-compact");
+    let t = dir.path().join("t");
+    let mut sources = Vec::new();
+    let mut triggered_at = None;
+    for i in 0..6u64 {
+        let src = Gen::new(seed + i, 200)
+            .files(2)
+            .k_domain("1,2")
+            .no_null_k()
+            .id_start(i as i64 * 1000)
+            .write(&dir.path().join(format!("src{i}")));
+        let mut extra = vec!["--partition-by", "k"];
+        if i == 0 {
+            extra.extend([
+                "--property",
+                "delta.autoOptimize.autoCompact=true",
+                "--property",
+                "silt.autoCompact.minNumFiles=6",
+            ]);
+        }
+        let out = silt_write(&t, &src, &extra);
+        out.assert_ok();
+        let j = out.json();
+        sources.push(src);
+        let summary = j["summary"].as_str().unwrap_or_default().to_string();
+        if summary.contains("auto compaction") {
+            // The write itself committed first; the compaction right after it.
+            assert!(summary.contains("auto compaction (job"), "{summary}");
+            let info = last_commit_info(&t);
+            assert_eq!(info["operation"], "OPTIMIZE", "{summary}");
+            assert_eq!(
+                inspect(&t)["version"].as_i64(),
+                j["version"].as_i64().map(|v| v + 1)
+            );
+            triggered_at.get_or_insert(i);
+        }
+    }
+    // Two partitions, two files per append each: 6 small files in a partition after the
+    // third append.
+    assert_eq!(triggered_at, Some(2), "auto compaction after the third append");
+    let expected: Vec<Expected> = sources.iter().map(|p| Expected::Parquet(p)).collect();
+    assert_same_content(&t, &expected, &[]);
+    assert!(inspect(&t)["num_files"].as_i64().unwrap() < 12);
+}

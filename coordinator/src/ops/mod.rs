@@ -8,6 +8,7 @@
 //! [`prepare`], its request type in `silt_common::request`, its wire message in `silt.proto`
 //! (converted in `silt-proto`), and its statement in `silt_common::sql`.
 
+pub mod auto_compact;
 pub mod delete;
 pub mod describe;
 pub mod dml;
@@ -44,6 +45,24 @@ pub async fn prepare(
         JobRequest::Optimize(r) => optimize::prepare(ctx, plan_ctx, r).await,
         JobRequest::Vacuum(r) => vacuum::prepare(ctx, plan_ctx, r).await,
     }
+}
+
+/// The OPTIMIZE auto compaction runs after a commit at `version` of the table at `uri`,
+/// if any (`auto_compact`).
+pub async fn auto_compact_request(
+    uri: &str,
+    version: i64,
+) -> Result<Option<silt_common::request::OptimizeRequest>, JobError> {
+    let (_, snapshot) = existing_table(uri).await?;
+    if !snapshot.properties.auto_compact {
+        return Ok(None);
+    }
+    let v = u64::try_from(version).map_err(|_| invalid(format!("bad version {version}")))?;
+    let Some(bytes) = snapshot.table.log_store().read_commit_entry(v).await? else {
+        return Ok(None);
+    };
+    let touched = auto_compact::touched_partitions(&String::from_utf8_lossy(&bytes));
+    Ok(auto_compact::request_after(uri, &snapshot, &touched))
 }
 
 /// Waits (bounded) for executors and returns their total task slots; no executor at all is

@@ -52,6 +52,8 @@ mod deploy;
 #[path = "integration/merge.rs"]
 mod merge;
 
+#[path = "integration/analyze.rs"]
+mod analyze;
 #[path = "integration/optimize.rs"]
 mod optimize;
 #[path = "integration/vacuum.rs"]

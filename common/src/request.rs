@@ -335,6 +335,16 @@ pub struct VacuumRequest {
     pub enforce_retention: bool,
 }
 
+/// `ANALYZE TABLE table COMPUTE DELTA STATISTICS [FOR COLUMNS (c1, …)]`: per-file statistics
+/// recomputed from the data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyzeRequest {
+    pub table_uri: String,
+    /// Only these columns' statistics (the others stay as they are); empty: the columns
+    /// the table's statistics settings name.
+    pub columns: Vec<String>,
+}
+
 /// Any job a client can submit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobRequest {
@@ -346,6 +356,7 @@ pub enum JobRequest {
     Merge(MergeRequest),
     Optimize(OptimizeRequest),
     Vacuum(VacuumRequest),
+    Analyze(AnalyzeRequest),
 }
 
 impl JobRequest {
@@ -360,6 +371,7 @@ impl JobRequest {
             JobRequest::Merge(r) => &r.table_uri,
             JobRequest::Optimize(r) => &r.table_uri,
             JobRequest::Vacuum(r) => &r.table_uri,
+            JobRequest::Analyze(r) => &r.table_uri,
         }
     }
 
@@ -374,6 +386,7 @@ impl JobRequest {
             JobRequest::Merge(_) => "merge",
             JobRequest::Optimize(_) => "optimize",
             JobRequest::Vacuum(_) => "vacuum",
+            JobRequest::Analyze(_) => "analyze",
         }
     }
 }

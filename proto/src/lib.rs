@@ -555,6 +555,7 @@ fn sink_to_pb(s: &d::Sink) -> pb::Sink {
             },
         }),
         d::Sink::DeleteObjects => S::DeleteObjects(pb::DeleteObjectsSink {}),
+        d::Sink::FileStats(s) => S::FileStats(stats_to_pb(s)),
     };
     pb::Sink { sink: Some(s) }
 }
@@ -624,6 +625,7 @@ fn sink_from_pb(s: Option<pb::Sink>) -> Result<d::Sink, DecodeError> {
                 partitions: e.partitions,
             },
             S::DeleteObjects(_) => d::Sink::DeleteObjects,
+            S::FileStats(s) => d::Sink::FileStats(stats_from_pb(s)),
         },
     )
 }
@@ -933,6 +935,10 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 full: o.full,
                 max_commit_interval_ms: o.max_commit_interval_ms,
             }),
+            r::JobRequest::Analyze(a) => Job::Analyze(pb::AnalyzeJob {
+                table_uri: a.table_uri.clone(),
+                columns: a.columns.clone(),
+            }),
             r::JobRequest::Vacuum(v) => Job::Vacuum(pb::VacuumJob {
                 table_uri: v.table_uri.clone(),
                 retain_hours: v.retain_hours,
@@ -1043,6 +1049,10 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                 curve: curve_from_pb(o.curve)?,
                 full: o.full,
                 max_commit_interval_ms: o.max_commit_interval_ms,
+            }),
+            Job::Analyze(a) => r::JobRequest::Analyze(r::AnalyzeRequest {
+                table_uri: required(a.table_uri, "table_uri")?,
+                columns: a.columns,
             }),
             Job::Vacuum(v) => r::JobRequest::Vacuum(r::VacuumRequest {
                 table_uri: required(v.table_uri, "table_uri")?,
@@ -1356,6 +1366,10 @@ mod tests {
                 curve: Curve::Hilbert,
                 full: true,
                 max_commit_interval_ms: Some(60_000),
+            }),
+            r::JobRequest::Analyze(r::AnalyzeRequest {
+                table_uri: "file:///t".into(),
+                columns: vec!["a".into()],
             }),
             r::JobRequest::Vacuum(r::VacuumRequest {
                 table_uri: "file:///t".into(),

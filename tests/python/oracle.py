@@ -733,9 +733,13 @@ def cmd_clustering(args: argparse.Namespace) -> int:
     for col in args.columns.split(","):
         values = [v for v in data.column(col).to_pylist() if v is not None]
         probes = [values[i] for i in rng.integers(0, len(values), size=args.probes)] if values else []
-        mins = adds.column(f"min.{col}").to_pylist()
-        maxs = adds.column(f"max.{col}").to_pylist()
-        nulls = adds.column(f"null_count.{col}").to_pylist()
+        # A column without statistics in any file has no min/max columns at all.
+        def stat(name: str) -> list:
+            if name in adds.column_names:
+                return adds.column(name).to_pylist()
+            return [None] * adds.num_rows
+
+        mins, maxs, nulls = stat(f"min.{col}"), stat(f"max.{col}"), stat(f"null_count.{col}")
         rows = adds.column("num_records").to_pylist()
         read = 0
         for v in probes:

@@ -625,7 +625,11 @@ fn auto_compaction_follows_a_stream_of_small_appends() {
     }
     // Two partitions, two files per append each: 6 small files in a partition after the
     // third append.
-    assert_eq!(triggered_at, Some(2), "auto compaction after the third append");
+    assert_eq!(
+        triggered_at,
+        Some(2),
+        "auto compaction after the third append"
+    );
     let expected: Vec<Expected> = sources.iter().map(|p| Expected::Parquet(p)).collect();
     assert_same_content(&t, &expected, &[]);
     assert!(inspect(&t)["num_files"].as_i64().unwrap() < 12);

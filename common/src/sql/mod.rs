@@ -10,8 +10,8 @@
 //! Statements: `DELETE FROM`, `UPDATE … SET`, `INSERT INTO|OVERWRITE [TABLE] … [PARTITION
 //! (…)] [REPLACE WHERE …] SELECT * FROM <source>`, `ALTER TABLE … SET|UNSET TBLPROPERTIES`,
 //! `DESCRIBE HISTORY … [LIMIT n]`, `DESCRIBE DETAIL …`, `MERGE INTO` ([`merge`]), `OPTIMIZE …
-//! [WHERE …] [ZORDER BY (…)]`, `VACUUM … [RETAIN n HOURS] [DRY RUN]`. Anything else is an
-//! error quoting it.
+//! [WHERE …] [ZORDER BY (…)]`, `VACUUM … [RETAIN n HOURS] [DRY RUN]`, `ANALYZE TABLE …
+//! COMPUTE DELTA STATISTICS [FOR COLUMNS …]`. Anything else is an error quoting it.
 
 pub mod merge;
 
@@ -111,6 +111,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
         Some("MERGE") => Ok(JobRequest::Merge(merge::merge(parser)?)),
         Some("OPTIMIZE") => optimize(parser),
         Some("VACUUM") => vacuum(parser),
+        Some("ANALYZE") => analyze(parser),
         Some("ALTER") => alter(parser),
         _ => {
             let stmt = parser.parse_statement()?;
@@ -118,7 +119,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
                 Statement::Delete(d) => delete(d),
                 Statement::Update(u) => update(u),
                 other => Err(unsupported(format!(
-                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, OPTIMIZE, VACUUM, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
+                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, OPTIMIZE, VACUUM, ANALYZE TABLE, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
                     first_line(&other.to_string())
                 ))),
             }
@@ -350,6 +351,45 @@ fn vacuum(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
         retain_hours,
         dry_run,
         enforce_retention: true,
+    }))
+}
+
+/// `ANALYZE TABLE delta.\`URI\` COMPUTE DELTA STATISTICS [FOR COLUMNS c1, c2 | (c1, c2)]`.
+fn analyze(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
+    parser.next_token(); // ANALYZE
+    if !matches!(word(parser, 0).as_deref(), Some("TABLE")) {
+        return Err(unsupported(
+            "ANALYZE without TABLE (ANALYZE TABLE … COMPUTE DELTA STATISTICS)",
+        ));
+    }
+    parser.next_token();
+    let name = parser.parse_object_name(false)?;
+    let table_uri = table_uri(&name)?;
+    for expected in ["COMPUTE", "DELTA", "STATISTICS"] {
+        if word(parser, 0).as_deref() != Some(expected) {
+            return Err(unsupported(format!(
+                "ANALYZE TABLE {table_uri} without `{expected}` (ANALYZE TABLE … COMPUTE DELTA STATISTICS [FOR COLUMNS …])"
+            )));
+        }
+        parser.next_token();
+    }
+    let mut columns = Vec::new();
+    if parser.parse_keyword(Keyword::FOR) {
+        parser.expect_keyword(Keyword::COLUMNS)?;
+        let parenthesized = parser.consume_token(&Token::LParen);
+        loop {
+            columns.push(parser.parse_identifier()?.value);
+            if !parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        if parenthesized {
+            parser.expect_token(&Token::RParen)?;
+        }
+    }
+    Ok(JobRequest::Analyze(crate::request::AnalyzeRequest {
+        table_uri,
+        columns,
     }))
 }
 
@@ -836,6 +876,24 @@ mod tests {
         );
         assert!(err("VACUUM delta.`/t` RETAIN 3").contains("HOURS"));
         assert!(err("VACUUM delta.`/t` DRY").contains("RUN"));
+    }
+
+    #[test]
+    fn analyze_with_and_without_columns() {
+        let v = parse(
+            "ANALYZE TABLE delta.`/t` COMPUTE DELTA STATISTICS; \
+             ANALYZE TABLE delta.`/t` COMPUTE DELTA STATISTICS FOR COLUMNS a, `b c`",
+        )
+        .unwrap();
+        let cols: Vec<Vec<String>> = v
+            .into_iter()
+            .map(|r| match r {
+                JobRequest::Analyze(a) => a.columns,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(cols, vec![vec![], vec!["a".to_string(), "b c".to_string()]]);
+        assert!(err("ANALYZE TABLE delta.`/t` COMPUTE STATISTICS").contains("DELTA"));
     }
 
     #[test]

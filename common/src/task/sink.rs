@@ -49,6 +49,9 @@ pub enum Sink {
     /// Deletes the object each row's `path` names under the table root (one already gone
     /// counts as deleted); counted in [`super::TaskMetrics::files_deleted`].
     DeleteObjects,
+    /// Delta statistics of each input table file (rows tagged with their file ordinal, see
+    /// `Input::TableFiles::row_ids`), returned as that file's `add` with the new stats.
+    FileStats(StatsSpec),
 }
 
 /// How an exchange's map task routes a row to a partition.
@@ -86,6 +89,7 @@ impl Sink {
             Sink::DataFiles(_) => "data-files",
             Sink::Exchange { .. } => "exchange",
             Sink::DeleteObjects => "delete-objects",
+            Sink::FileStats(_) => "file-stats",
         }
     }
 }

@@ -173,6 +173,11 @@ impl StatsCollector {
         })
     }
 
+    /// Names of the columns this collector records statistics for.
+    pub fn columns(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.name.clone()).collect()
+    }
+
     /// Names of the columns this collector records min/max values for.
     pub fn min_max_columns(&self) -> Vec<String> {
         self.columns

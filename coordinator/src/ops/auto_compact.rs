@@ -128,9 +128,15 @@ mod tests {
         let touched: BTreeSet<_> = [vec![("p".to_string(), Some("1".to_string()))]]
             .into_iter()
             .collect();
-        assert!(request_after("file:///t", &snap, &touched).is_none(), "not enabled");
+        assert!(
+            request_after("file:///t", &snap, &touched).is_none(),
+            "not enabled"
+        );
         snap.properties.auto_compact = true;
-        assert!(request_after("file:///t", &snap, &touched).is_none(), "2 < 50 files");
+        assert!(
+            request_after("file:///t", &snap, &touched).is_none(),
+            "2 < 50 files"
+        );
         snap.configuration
             .insert(MIN_NUM_FILES_PROPERTY.into(), "2".into());
         let req = request_after("file:///t", &snap, &touched).unwrap();
@@ -138,7 +144,10 @@ mod tests {
         assert_eq!(req.target_size, Some(AUTO_COMPACT_TARGET));
         snap.configuration
             .insert(MIN_NUM_FILES_PROPERTY.into(), "3".into());
-        assert!(request_after("file:///t", &snap, &touched).is_none(), "2 < 3 in p=1");
+        assert!(
+            request_after("file:///t", &snap, &touched).is_none(),
+            "2 < 3 in p=1"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! [`prepare`], its request type in `silt_common::request`, its wire message in `silt.proto`
 //! (converted in `silt-proto`), and its statement in `silt_common::sql`.
 
+pub mod analyze;
 pub mod auto_compact;
 pub mod delete;
 pub mod describe;
@@ -44,6 +45,7 @@ pub async fn prepare(
         JobRequest::Merge(r) => merge::prepare(ctx, plan_ctx, r).await,
         JobRequest::Optimize(r) => optimize::prepare(ctx, plan_ctx, r).await,
         JobRequest::Vacuum(r) => vacuum::prepare(ctx, plan_ctx, r).await,
+        JobRequest::Analyze(r) => analyze::prepare(ctx, plan_ctx, r).await,
     }
 }
 

@@ -114,7 +114,7 @@ pub async fn cleanup_attempt(spec: &TaskSpec, env: &TaskEnv) {
             }
         }
         Sink::Exchange { .. } => env.shuffle.remove(&spec.job_id, &tag),
-        Sink::DeleteObjects => {}
+        Sink::DeleteObjects | Sink::FileStats(_) => {}
     }
 }
 

@@ -29,6 +29,100 @@ pub enum OpenSink {
     SortedFiles(Box<SortedWriter>),
     Exchange(Box<MapSink>),
     Delete(Box<DeleteSink>),
+    Stats(Box<StatsSink>),
+}
+
+/// Statistics of each input file, from its rows (tagged with the file's ordinal).
+pub struct StatsSink {
+    files: Vec<silt_common::task::DataFile>,
+    first: u32,
+    file_columns: Vec<String>,
+    collectors: Vec<silt_common::write::stats::StatsCollector>,
+}
+
+impl StatsSink {
+    fn open(
+        spec: &TaskSpec,
+        schema: &SchemaRef,
+        stats: &silt_common::task::StatsSpec,
+    ) -> Result<Self> {
+        let silt_common::task::Input::TableFiles {
+            files,
+            row_ids: Some(first),
+            ..
+        } = &spec.task.input
+        else {
+            return Err(silt_common::Error::internal(
+                "a file-stats sink needs table files tagged with their ordinals",
+            ));
+        };
+        let partition = &spec.task.table.partition_columns;
+        let file_schema = arrow::datatypes::Schema::new(
+            schema
+                .fields()
+                .iter()
+                .filter(|f| !partition.iter().any(|p| p == f.name()))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        let collectors = files
+            .iter()
+            .map(|_| silt_common::write::stats::StatsCollector::try_new(&file_schema, stats))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            files: files.clone(),
+            first: *first,
+            file_columns: file_schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            collectors,
+        })
+    }
+
+    fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        use arrow::array::{Array, AsArray};
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let ordinal = batch
+            .column_by_name(silt_common::merge::FILE_COL)
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt32Type>())
+            .filter(|c| !c.is_empty())
+            .map(|c| c.value(0))
+            .ok_or_else(|| silt_common::Error::internal("rows without their file ordinal"))?;
+        let i = ordinal
+            .checked_sub(self.first)
+            .map(|i| i as usize)
+            .filter(|&i| i < self.collectors.len())
+            .ok_or_else(|| {
+                silt_common::Error::internal(format!("file ordinal {ordinal} out of range"))
+            })?;
+        let columns =
+            self.file_columns
+                .iter()
+                .map(|c| {
+                    batch.schema().index_of(c).map_err(|_| {
+                        silt_common::Error::internal(format!("rows lack column `{c}`"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        self.collectors[i].update(&batch.project(&columns)?)
+    }
+
+    fn finish(self) -> Result<Vec<silt_common::task::DataFile>> {
+        self.files
+            .into_iter()
+            .zip(self.collectors)
+            .map(|(mut f, c)| {
+                let (n, json) = c.finish()?;
+                f.num_records = n;
+                f.stats_json = Some(json);
+                Ok(f)
+            })
+            .collect()
+    }
 }
 
 /// Deletes the objects rows name, under the table root.
@@ -146,6 +240,7 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
                 spilled: 0,
             }))
         }
+        Sink::FileStats(stats) => OpenSink::Stats(Box::new(StatsSink::open(spec, schema, stats)?)),
         Sink::DeleteObjects => {
             let (store, root) = store_for(&parse_url(&table.uri)?)?;
             OpenSink::Delete(Box::new(DeleteSink {
@@ -163,6 +258,7 @@ impl OpenSink {
             OpenSink::Files(w) => w.write(batch).await,
             OpenSink::SortedFiles(w) => w.write(batch).await,
             OpenSink::Delete(d) => d.delete(batch).await,
+            OpenSink::Stats(s) => s.update(batch),
             OpenSink::Exchange(m) => {
                 let blocks = m.partitioner.push(batch)?;
                 m.put(blocks)
@@ -179,6 +275,11 @@ impl OpenSink {
                 metrics.bytes_spilled += spilled;
                 Ok(files_output(adds, metrics))
             }
+            OpenSink::Stats(s) => Ok(TaskOutput {
+                adds: s.finish()?,
+                metrics,
+                ..Default::default()
+            }),
             OpenSink::Delete(d) => {
                 metrics.files_deleted = d.deleted;
                 Ok(TaskOutput {
@@ -210,7 +311,7 @@ impl OpenSink {
             OpenSink::Files(w) => (*w).abort().await,
             OpenSink::SortedFiles(w) => (*w).abort().await,
             // What was deleted stays deleted: deleting is what the job is for.
-            OpenSink::Delete(_) => {}
+            OpenSink::Delete(_) | OpenSink::Stats(_) => {}
             OpenSink::Exchange(m) => m.store.remove(&m.job, &m.location.map_id),
         }
     }

@@ -6,6 +6,8 @@
 //!   executors talking gRPC over loopback).
 //! * `silt coordinator --listen ADDR` and `silt executor --coordinator URL` run the daemons.
 
+mod compact_service;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +47,9 @@ enum Command {
     /// Compact a table's small files, or cluster it along a space-filling curve
     /// (--zorder-by).
     Optimize(OptimizeArgs),
+    /// Keep every Delta table under some roots compacted (clustered where a table sets
+    /// silt.zorderBy) and vacuumed, on a schedule or once (--once, for a CronJob).
+    CompactService(CompactServiceArgs),
     /// Run a coordinator daemon.
     Coordinator(CoordinatorArgs),
     /// Run an executor daemon.
@@ -174,6 +179,24 @@ struct OptimizeArgs {
 }
 
 #[derive(Args)]
+struct CompactServiceArgs {
+    /// A location under which Delta tables are found (repeatable).
+    #[arg(long = "root", required = true)]
+    roots: Vec<String>,
+    /// Time between passes (e.g. 30m, 1h).
+    #[arg(long, default_value = "1h")]
+    interval: String,
+    /// Tables maintained at the same time.
+    #[arg(long, default_value_t = 2)]
+    max_concurrent_tables: usize,
+    /// One pass, then exit (for a Kubernetes CronJob).
+    #[arg(long)]
+    once: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Args)]
 struct CoordinatorArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7077")]
@@ -269,6 +292,22 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Optimize(args) => {
             init_tracing("warn");
             optimize(args).await
+        }
+        Command::CompactService(args) => {
+            init_tracing("warn");
+            let cfg = compact_service::ServiceConfig {
+                roots: args.roots.clone(),
+                interval: Duration::from_millis(
+                    parse_duration_ms(&args.interval).map_err(|e| anyhow!("--interval: {e}"))?,
+                ),
+                max_concurrent_tables: args.max_concurrent_tables,
+                once: args.once,
+            };
+            if cfg.max_concurrent_tables == 0 {
+                bail!("--max-concurrent-tables must be at least 1");
+            }
+            let session = Session::open(&args.cluster).await?;
+            compact_service::run(&session, &cfg).await
         }
         Command::Coordinator(args) => {
             init_tracing("info");
@@ -541,9 +580,9 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Submits a job, follows its progress and prints its result. Exit code 0 on success.
-    async fn run(&self, job: &JobRequest) -> Result<i32> {
-        let cluster = self.cluster;
+    /// Submits a job and waits for its result, showing its progress on stderr if asked.
+    async fn execute(&self, job: &JobRequest, progress: bool) -> Result<pb::JobResult> {
+        let quiet = !progress;
         let mut client = self.client.clone();
         let job_id = client
             .submit_job(pb::SubmitJobRequest::from(job))
@@ -551,7 +590,7 @@ impl<'a> Session<'a> {
             .map_err(|s| anyhow!("{}", s.message()))?
             .into_inner()
             .job_id;
-        if !cluster.quiet {
+        if !quiet {
             eprintln!("job {job_id} submitted to {}", self.url);
         }
         let mut events = client
@@ -569,14 +608,14 @@ impl<'a> Session<'a> {
                 ev = events.next() => {
                     match ev {
                         Some(Ok(ev)) => {
-                            if !cluster.quiet && ev.stage != last_stage && ev.message.starts_with("stage ") {
+                            if !quiet && ev.stage != last_stage && ev.message.starts_with("stage ") {
                                 // A stage starts: say what it is (and why, when the plan says).
                                 eprintln!("{}", ev.message);
                                 last_stage = ev.stage.clone();
                             }
                             let line = format!("[{}] {} {}/{} tasks{}", state_name(ev.state), ev.stage, ev.tasks_succeeded, ev.tasks_total,
                                 if ev.task_retries > 0 { format!(" ({} retried)", ev.task_retries) } else { String::new() });
-                            if !cluster.quiet && line != last {
+                            if !quiet && line != last {
                                 eprintln!("{line}");
                                 last = line;
                             }
@@ -599,6 +638,13 @@ impl<'a> Session<'a> {
             .await
             .map_err(|s| anyhow!("{}", s.message()))?
             .into_inner();
+        Ok(result)
+    }
+
+    /// Submits a job, follows its progress and prints its result. Exit code 0 on success.
+    async fn run(&self, job: &JobRequest) -> Result<i32> {
+        let cluster = self.cluster;
+        let result = self.execute(job, !cluster.quiet).await?;
         let ok = result.state == pb::JobState::Succeeded as i32;
         let rows: Option<serde_json::Value> = result
             .rows_json

@@ -54,6 +54,8 @@ mod merge;
 
 #[path = "integration/analyze.rs"]
 mod analyze;
+#[path = "integration/compact_service.rs"]
+mod compact_service;
 #[path = "integration/optimize.rs"]
 mod optimize;
 #[path = "integration/vacuum.rs"]

@@ -27,7 +27,10 @@ def help_flags(binary, sub, cache={}):
 
 
 def containers(doc):
-    spec = (doc.get("spec") or {}).get("template", {}).get("spec", {})
+    spec = doc.get("spec") or {}
+    if doc.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec", {})
+    spec = spec.get("template", {}).get("spec", {})
     return spec.get("containers", []), spec.get("volumes", [])
 
 

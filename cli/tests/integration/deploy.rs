@@ -27,7 +27,7 @@ fn kubernetes_manifests_match_the_binary() {
     assert!(out.ok(), "{}", out.describe());
     assert_eq!(
         out.json()["checked"],
-        2,
-        "coordinator and executor containers"
+        3,
+        "coordinator, executor and compaction service containers"
     );
 }

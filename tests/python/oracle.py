@@ -684,6 +684,31 @@ def cmd_zorder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_small_files_table(args: argparse.Namespace) -> int:
+    """A Delta table partitioned by k made of many small files: generated rows written as
+    Hive-partitioned Parquet of --rows-per-file rows each, converted in place by delta-rs."""
+    import pyarrow.dataset as ds
+    from deltalake import convert_to_deltalake
+
+    k_domain = [int(x) for x in args.k_domain.split(",") if x.strip()]
+    table = generate(args.seed, args.rows, "base", "parquet", 0, k_domain, False)
+    ds.write_dataset(
+        table,
+        args.out,
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([("k", pa.int32())]), flavor="hive"),
+        max_rows_per_file=args.rows_per_file,
+        max_rows_per_group=args.rows_per_file,
+        existing_data_behavior="error",
+    )
+    from deltalake import DeltaTable, Field, Schema
+
+    convert_to_deltalake(args.out, partition_by=Schema([Field("k", "integer")]), partition_strategy="hive")
+
+    print(json.dumps({"files": len(DeltaTable(args.out).file_uris()), "rows": table.num_rows}))
+    return 0
+
+
 def cmd_vacuum(args: argparse.Namespace) -> int:
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
@@ -1037,6 +1062,14 @@ def main(argv: list[str] | None = None) -> int:
     zo.add_argument("--columns", required=True, help="comma separated")
     zo.add_argument("--target-size", type=int, default=None)
     zo.set_defaults(func=cmd_zorder)
+
+    sf = sub.add_parser("small-files-table", help="a table of many small files (delta-rs convert)")
+    sf.add_argument("--out", required=True)
+    sf.add_argument("--seed", type=int, required=True)
+    sf.add_argument("--rows", type=int, required=True)
+    sf.add_argument("--rows-per-file", type=int, required=True)
+    sf.add_argument("--k-domain", default="1,2,3,4")
+    sf.set_defaults(func=cmd_small_files_table)
 
     va = sub.add_parser("vacuum", help="VACUUM (full mode, as Delta Spark) with delta-rs")
     va.add_argument("--table", required=True)

@@ -634,3 +634,82 @@ fn auto_compaction_follows_a_stream_of_small_appends() {
     assert_same_content(&t, &expected, &[]);
     assert!(inspect(&t)["num_files"].as_i64().unwrap() < 12);
 }
+
+/// OPTIMIZE (compaction, then Z-order) of tables Spark wrote: checkpointed, partitioned,
+/// with deletion vectors (purged by the rewrite). The rows stay those of the table before,
+/// read from its untouched copy (polars reads deletion vectors; delta-rs here does not).
+#[test]
+fn optimize_spark_tables_keeps_their_content() {
+    let _ = seed_for("optimize_spark_tables_keeps_their_content");
+    let dir = tempdir("optimize-golden");
+    let tables: &[(&str, &str, &[&str])] = &[
+        ("delta-kernel-rs-golden/basic-with-inserts-deletes-checkpoint", "id", &[]),
+        ("dat/basic_partitioned", "number,a_float", &[]),
+        (
+            "delta-kernel-rs-golden/dv-partitioned-with-checkpoint",
+            "col1,col2",
+            &["--readers", "polars"],
+        ),
+    ];
+    for (i, (rel, zorder, readers)) in tables.iter().enumerate() {
+        let original = golden(&format!("{rel}/delta"));
+        let t = golden_copy(rel, dir.path(), &format!("g{i}"));
+        let r = silt_optimize_ok(&t, &["--target-size", "100000000"]);
+        if r["version"].is_i64() {
+            assert_eq!(last_commit_info(&t)["operation"], "OPTIMIZE", "{rel}");
+        }
+        assert_same_content(&t, &[Expected::Table(&original)], readers);
+        if rel.contains("dv-") {
+            assert!(metric(&r, "numDeletionVectorsRemoved") > 0, "{rel}: DVs purged: {r}");
+            assert!(
+                last_commit(&t)
+                    .iter()
+                    .filter_map(|a| a.get("add"))
+                    .all(|a| a.get("deletionVector").is_none_or(|d| d.is_null())),
+                "{rel}: rewritten files carry no deletion vector"
+            );
+        }
+        silt_optimize_ok(&t, &["--zorder-by", zorder, "--curve", "hilbert"]);
+        assert_eq!(last_commit_info(&t)["operation"], "OPTIMIZE", "{rel}");
+        assert_same_content(&t, &[Expected::Table(&original)], readers);
+        let again = silt_optimize_ok(&t, &["--zorder-by", zorder, "--curve", "hilbert"]);
+        assert!(again["version"].is_null(), "{rel}: {again}");
+    }
+}
+
+/// Thousands of small files in a few partitions: per-partition bins, one task each, every
+/// row kept, and delta-rs's compaction of a copy ending with as many files.
+#[test]
+fn compaction_of_thousands_of_small_files() {
+    let seed = seed_for("compaction_of_thousands_of_small_files");
+    let dir = tempdir("optimize-thousands");
+    let t = dir.path().join("t");
+    // About 2,500 files of 16 rows over partitions 1..4 (written by pyarrow, converted by
+    // delta-rs: fast to make).
+    oracle_ok(&[
+        "small-files-table",
+        "--out",
+        &s(&t),
+        "--seed",
+        &seed.to_string(),
+        "--rows",
+        "40000",
+        "--rows-per-file",
+        "16",
+    ]);
+    let before = inspect(&t)["num_files"].as_i64().unwrap();
+    assert!(before >= 2000, "{before} files");
+    let original = dir.path().join("original");
+    copy_dir(&t, &original);
+    let theirs = dir.path().join("delta-rs");
+    copy_dir(&t, &theirs);
+    let r = silt_optimize_ok(&t, &[]);
+    eprintln!("[thousands] {before} files: {}", r["summary"]);
+    assert_eq!(metric(&r, "numRemovedFiles"), before);
+    assert_eq!(metric(&r, "numAddedFiles"), 4, "one file per partition: {r}");
+    assert_same_content(&t, &[Expected::Table(&original)], &[]);
+    oracle_ok(&["compact", "--table", &s(&theirs)]);
+    assert_eq!(inspect(&theirs)["num_files"].as_i64(), Some(4));
+    let again = silt_optimize_ok(&t, &[]);
+    assert!(again["version"].is_null(), "{again}");
+}

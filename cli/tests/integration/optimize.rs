@@ -643,7 +643,11 @@ fn optimize_spark_tables_keeps_their_content() {
     let _ = seed_for("optimize_spark_tables_keeps_their_content");
     let dir = tempdir("optimize-golden");
     let tables: &[(&str, &str, &[&str])] = &[
-        ("delta-kernel-rs-golden/basic-with-inserts-deletes-checkpoint", "id", &[]),
+        (
+            "delta-kernel-rs-golden/basic-with-inserts-deletes-checkpoint",
+            "id",
+            &[],
+        ),
         ("dat/basic_partitioned", "number,a_float", &[]),
         (
             "delta-kernel-rs-golden/dv-partitioned-with-checkpoint",
@@ -660,7 +664,10 @@ fn optimize_spark_tables_keeps_their_content() {
         }
         assert_same_content(&t, &[Expected::Table(&original)], readers);
         if rel.contains("dv-") {
-            assert!(metric(&r, "numDeletionVectorsRemoved") > 0, "{rel}: DVs purged: {r}");
+            assert!(
+                metric(&r, "numDeletionVectorsRemoved") > 0,
+                "{rel}: DVs purged: {r}"
+            );
             assert!(
                 last_commit(&t)
                     .iter()
@@ -706,7 +713,11 @@ fn compaction_of_thousands_of_small_files() {
     let r = silt_optimize_ok(&t, &[]);
     eprintln!("[thousands] {before} files: {}", r["summary"]);
     assert_eq!(metric(&r, "numRemovedFiles"), before);
-    assert_eq!(metric(&r, "numAddedFiles"), 4, "one file per partition: {r}");
+    assert_eq!(
+        metric(&r, "numAddedFiles"),
+        4,
+        "one file per partition: {r}"
+    );
     assert_same_content(&t, &[Expected::Table(&original)], &[]);
     oracle_ok(&["compact", "--table", &s(&theirs)]);
     assert_eq!(inspect(&theirs)["num_files"].as_i64(), Some(4));

@@ -232,11 +232,15 @@ async fn sort_stream(
     datafusion::execution::SendableRecordBatchStream,
     Arc<dyn ExecutionPlan>,
 )> {
-    let config = SessionConfig::new()
+    // The sort's whole budget, a quarter of it set aside for merging its spilled runs.
+    let limit = memory_limit.max(4 << 20);
+    let mut config = SessionConfig::new()
         .with_target_partitions(1)
         .with_batch_size(8192);
+    config.options_mut().execution.sort_spill_reservation_bytes = limit / 4;
+    config.options_mut().execution.sort_in_place_threshold_bytes = limit / 8;
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(memory_limit.max(16 << 20), 1.0)
+        .with_memory_limit(limit, 1.0)
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     let input = Box::pin(RecordBatchStreamAdapter::new(

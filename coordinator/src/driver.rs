@@ -8,7 +8,9 @@
 //!   once when the operation asks for them, and progress on the job's status channel;
 //! * cancellation: a cancelled job's stages end with [`StageError::Cancelled`];
 //! * the commit: `LeaderFence::check` before each attempt, conflict checks and retries
-//!   ([`commit::commit`]);
+//!   ([`commit::commit`]); for work of independent parts, a re-planned commit without the
+//!   parts a concurrent removal touched ([`Outcome::Commit`]'s `replan`); interim commits
+//!   for operations that commit in batches ([`Operation::interim_commit`]);
 //! * lost exchange inputs, as Spark recovers them: when a task cannot fetch map outputs
 //!   (their executor is gone), the stage stops; the map tasks whose outputs were on the lost
 //!   endpoints run again (new attempts, epoch-checked like any), the unfinished tasks are
@@ -17,7 +19,7 @@
 //! * cleanup, on every path: executors drop the job's map outputs once the job is forgotten
 //!   (told in heartbeat replies); after a failure (or a success with superseded attempts)
 //!   the driver cancels the job's attempts, waits (bounded) until no executor still runs
-//!   one, and deletes the job's data files that the commit does not reference.
+//!   one, and deletes the job's data files that no commit of the job references.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -225,17 +227,21 @@ pub async fn run(
 ) -> Result<JobOutcome, JobError> {
     let table_url = op.table_url().clone();
     ctx.scheduler.begin_job(job_id);
-    let result = drive(ctx, job_id, op, status, started).await;
+    // Every file any commit of the job references (interim commits stand even if the job
+    // fails later): never cleaned up.
+    let committed = Mutex::new(HashSet::new());
+    let result = drive(ctx, job_id, op, status, started, &committed).await;
     // Attempts that are no longer wanted (the failed job's other tasks, superseded attempts)
     // may still be writing: cancel them and wait, bounded, until executors let go of them,
     // so that no file appears after the cleanup below.
-    let (needs_file_cleanup, kept) = match &result {
-        Ok(d) => (d.any_retry, d.kept.clone()),
+    let needs_file_cleanup = match &result {
+        Ok(d) => d.any_retry,
         Err(_) => {
             ctx.scheduler.cancel_job(job_id);
-            (true, HashSet::new())
+            true
         }
     };
+    let kept = committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if needs_file_cleanup {
         let cfg = ctx.scheduler.config();
         let wait = Duration::from_millis(cfg.executor_timeout_ms + 2 * cfg.heartbeat_interval_ms);
@@ -257,8 +263,6 @@ pub async fn run(
 /// What driving an operation produced, before cleanup.
 struct Driven {
     outcome: JobOutcome,
-    /// Names of the job's files the commit references (kept by the cleanup).
-    kept: HashSet<String>,
     /// Whether any task ran more than once (superseded attempts may have left files).
     any_retry: bool,
 }
@@ -269,6 +273,7 @@ async fn drive(
     mut op: Box<dyn Operation>,
     status: &watch::Sender<JobStatus>,
     started: Instant,
+    committed: &Mutex<HashSet<String>>,
 ) -> Result<Driven, JobError> {
     let scope = StageScope {
         ctx,
@@ -278,6 +283,7 @@ async fn drive(
         status,
         next_id: AtomicU32::new(0),
         map_tasks: Mutex::default(),
+        committed,
     };
     let mut running = FuturesUnordered::new();
     let start = |plans: Vec<StagePlan>, running: &mut FuturesUnordered<_>| {
@@ -289,7 +295,6 @@ async fn drive(
     // Interim commits (batches): what they committed stays whatever happens next.
     let mut committed_so_far = Driven {
         outcome: JobOutcome::default(),
-        kept: HashSet::new(),
         any_retry: false,
     };
     let mut last_commit = Instant::now();
@@ -318,16 +323,14 @@ async fn drive(
         // The last batch had nothing left: the job's result is its last commit.
         done.outcome = committed_so_far.outcome.clone();
     }
-    done.kept.extend(committed_so_far.kept);
     done.any_retry |= retries > 0 || committed_so_far.any_retry;
     Ok(done)
 }
 
 impl Driven {
-    /// Adds a later commit's result: its outcome is the job's, its files are kept too.
+    /// Adds a later commit's result: its outcome is the job's.
     fn absorb(&mut self, later: Driven) {
         self.outcome = later.outcome;
-        self.kept.extend(later.kept);
         self.any_retry |= later.any_retry;
     }
 }
@@ -347,7 +350,6 @@ async fn conclude(
                 metrics,
                 ..Default::default()
             },
-            kept: HashSet::new(),
             any_retry: false,
         }),
         Outcome::Rows { summary, result } => Ok(Driven {
@@ -356,7 +358,6 @@ async fn conclude(
                 rows: Some(result),
                 ..Default::default()
             },
-            kept: HashSet::new(),
             any_retry: false,
         }),
         Outcome::Commit {
@@ -409,6 +410,11 @@ async fn conclude(
                     (Err(e), _) => return Err(e.into()),
                 };
                 info!(job = job_id, version = committed.version, "committed");
+                scope
+                    .committed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(kept.iter().cloned());
                 return Ok(Driven {
                     outcome: JobOutcome {
                         version: Some(committed.version),
@@ -417,7 +423,6 @@ async fn conclude(
                         winning_commits_checked: committed.winning_commits_checked,
                         ..Default::default()
                     },
-                    kept,
                     any_retry: replanned,
                 });
             }
@@ -436,6 +441,8 @@ struct StageScope<'a> {
     status: &'a watch::Sender<JobStatus>,
     next_id: AtomicU32,
     map_tasks: Mutex<HashMap<u32, Vec<Task>>>,
+    /// Names of the files the job's commits reference so far.
+    committed: &'a Mutex<HashSet<String>>,
 }
 
 impl StageScope<'_> {

@@ -85,18 +85,10 @@ fn optimize_compacts_small_files_as_delta_rs_does() {
 /// `silt optimize` with `args` on `table`; returns the `--json` result.
 #[track_caller]
 fn silt_optimize(table: &Path, args: &[&str]) -> Out {
-    let mut cmd = std::process::Command::new(silt_bin());
-    cmd.args([
-        "optimize",
-        "--table",
-        &s(table),
-        "--json",
-        "-q",
-        "--executors",
-        "2",
-    ]);
-    cmd.args(args);
-    run(cmd, std::time::Duration::from_secs(300))
+    run(
+        optimize_cmd(table, args),
+        std::time::Duration::from_secs(300),
+    )
 }
 
 #[track_caller]
@@ -578,6 +570,48 @@ fn optimize_commits_in_batches_each_durable() {
     }
     assert_same_content(&t, &[Expected::Table(&original)], &[]);
     assert_eq!(r["version"].as_i64(), Some(after));
+
+    // A batch that fails after an earlier one committed: the committed batch stands, with
+    // its files; the failed batch leaves nothing behind.
+    let t2 = dir.path().join("t2");
+    copy_dir(&original, &t2);
+    let before = inspect(&t2)["version"].as_i64().unwrap();
+    let mut cmd = optimize_cmd(
+        &t2,
+        &["--target-size", "1000000", "--max-commit-interval", "0"],
+    );
+    cmd.env("SILT_FAULTS", "start:s1/t*/a*:fatal");
+    let out = run(cmd, std::time::Duration::from_secs(300));
+    out.assert_error(&["injected"]);
+    assert_eq!(
+        inspect(&t2)["version"].as_i64(),
+        Some(before + 1),
+        "batch 1 committed"
+    );
+    assert_same_content(&t2, &[Expected::Table(&original)], &[]);
+    let referenced: Vec<String> = inspect(&t2)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| pct_decode(f["path"].as_str().unwrap()))
+        .collect();
+    let job = out.json()["job_id"].as_str().unwrap().to_string();
+    for f in data_files(&t2)
+        .into_iter()
+        .filter(|f| f.contains(&format!("part-{job}-")))
+    {
+        assert!(
+            referenced.iter().any(|r| f.ends_with(r.as_str())),
+            "left behind: {f}"
+        );
+    }
+    assert!(
+        referenced
+            .iter()
+            .any(|r| r.contains(&format!("part-{job}-"))),
+        "the committed batch's files are kept"
+    );
+
     // Bad durations are refused.
     silt_optimize(&t, &["--max-commit-interval", "soon"])
         .assert_error(&["--max-commit-interval", "soon"]);

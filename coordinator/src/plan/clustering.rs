@@ -216,18 +216,9 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::rewrite::testing::snapshot;
+    use crate::plan::rewrite::testing::sized_files as files;
     use arrow::array::Int64Array;
     use std::sync::Arc;
-
-    fn files(parts: &[(&str, u64)]) -> Vec<ActiveFile> {
-        let specs: Vec<(&str, Option<&str>)> = parts.iter().map(|(p, _)| (*p, None)).collect();
-        let mut files = snapshot(&specs).files;
-        for (f, (_, size)) in files.iter_mut().zip(parts) {
-            f.file.size_bytes = *size as i64;
-        }
-        files
-    }
 
     fn cols() -> Vec<String> {
         vec!["a".into(), "b".into()]

@@ -126,19 +126,8 @@ pub fn plan_bins(files: &[ActiveFile], cfg: &CompactionConfig) -> Vec<Bin> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::rewrite::testing::snapshot;
+    use crate::plan::rewrite::testing::sized_files as files;
     use silt_common::task::DeletionVector;
-
-    /// Files of partition `p` with the given sizes.
-    fn files(parts: &[(&str, u64)]) -> Vec<ActiveFile> {
-        let specs: Vec<(&str, Option<&str>)> = parts.iter().map(|(p, _)| (*p, None)).collect();
-        let mut files = snapshot(&specs).files;
-        for (f, (_, size)) in files.iter_mut().zip(parts) {
-            f.file.size_bytes = *size as i64;
-            f.file.num_records = 100;
-        }
-        files
-    }
 
     fn sizes(bins: &[Bin]) -> Vec<Vec<i64>> {
         bins.iter()

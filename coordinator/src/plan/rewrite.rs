@@ -102,6 +102,17 @@ pub mod testing {
     use silt_common::task::DataFile;
     use url::Url;
 
+    /// Files of partitions `p` with the given sizes (100 rows each, no statistics).
+    pub fn sized_files(parts: &[(&str, u64)]) -> Vec<ActiveFile> {
+        let specs: Vec<(&str, Option<&str>)> = parts.iter().map(|(p, _)| (*p, None)).collect();
+        let mut files = snapshot(&specs).files;
+        for (f, (_, size)) in files.iter_mut().zip(parts) {
+            f.file.size_bytes = *size as i64;
+            f.file.num_records = 100;
+        }
+        files
+    }
+
     /// A table `(id long, s string, p int)` partitioned by `p`, with one file per
     /// `(partition value, stats JSON)`.
     pub fn snapshot(files: &[(&str, Option<&str>)]) -> TableSnapshot {

@@ -523,3 +523,53 @@ fn job_whose_tasks_fail_commits_nothing_and_leaves_no_files() {
     assert_eq!(inspect(&t)["version"], 0);
     assert_same_content(&t, &[Expected::Parquet(&a)], &[]);
 }
+
+/// VACUUM with no retention on a coordinator running a write that has written files but not
+/// committed them yet: the write's files stay (it is in flight on this cluster), an
+/// unreferenced file goes, and the write then commits its rows whole.
+#[test]
+fn vacuum_never_deletes_files_of_a_job_in_flight() {
+    let seed = seed_for("vacuum_never_deletes_files_of_a_job_in_flight");
+    let dir = tempdir("vacuum-inflight");
+    let t = dir.path().join("t");
+    let base = Gen::new(seed, 400).write(&dir.path().join("base"));
+    silt_write_ok(&t, &base, &["--partition-by", "k"]);
+    let more = Gen::new(seed + 1, 400)
+        .id_start(10_000)
+        .write(&dir.path().join("more"));
+    let orphan = t.join("part-orphan-0.parquet");
+    std::fs::write(&orphan, b"unreferenced").unwrap();
+
+    // The write's first reduce task pauses after writing its files (stage 1: the reducers),
+    // on whichever executor runs it; the other keeps a slot for VACUUM's deletion task.
+    let gate = Gate::new(dir.path(), "reduce");
+    let fault = gate.fault("after-close", "s1/t0/a0");
+    let mut cluster = Cluster::start_with_faults(2, 0, &[&fault, &fault]);
+    let write = Daemon::spawn_capture("write", cluster.write_cmd(&t, &more, EXCHANGE_BY_K));
+    gate.wait_reached(Duration::from_secs(90));
+    let in_flight: Vec<String> = data_files(&t)
+        .into_iter()
+        .filter(|f| f.contains("-s1-t0-a0-"))
+        .collect();
+    assert!(!in_flight.is_empty(), "the paused reducer wrote files");
+
+    let mut vacuum = cluster.sql_cmd(&format!("VACUUM delta.`{}` RETAIN 0 HOURS", t.display()));
+    vacuum.arg("--allow-short-retention");
+    let out = Daemon::spawn_capture("vacuum", vacuum).finish(Duration::from_secs(120));
+    let logs = cluster.logs();
+    assert!(out.ok(), "{}\n{logs}", out.describe());
+    assert!(!orphan.exists(), "the unreferenced file is deleted");
+    let left = data_files(&t);
+    for f in &in_flight {
+        assert!(left.contains(f), "the in-flight job's {f} was deleted");
+    }
+
+    gate.open();
+    let out = write.finish(Duration::from_secs(120));
+    assert!(out.ok(), "{}", out.describe());
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&base), Expected::Parquet(&more)],
+        &[],
+    );
+}

@@ -129,14 +129,10 @@ fn table_url(
     if let Ok(mut segs) = url.path_segments_mut() {
         segs.pop_if_empty();
         for r in &rel {
-            segs.push(&percent_decode(r));
+            segs.push(&silt_common::table::decode_path(r));
         }
     }
     url.to_string()
-}
-
-fn percent_decode(s: &str) -> String {
-    silt_common::table::decode_path(s)
 }
 
 /// What a pass would do to the table at `uri`.
@@ -222,6 +218,8 @@ async fn maintain(session: &Session<'_>, c: Candidate) -> String {
             Err(e) => format!("OPTIMIZE failed: {e:#}"),
         });
     }
+    // Whether VACUUM ran and found nothing to delete.
+    let mut vacuum_idle = false;
     let vacuum = JobRequest::Vacuum(VacuumRequest {
         table_uri: c.uri.clone(),
         retain_hours: None,
@@ -231,13 +229,15 @@ async fn maintain(session: &Session<'_>, c: Candidate) -> String {
     parts.push(match session.execute(&vacuum, false).await {
         Ok(r) if r.state == pb::JobState::Succeeded as i32 => match r.version {
             Some(_) => format!("vacuum: {}", r.summary),
-            None => "nothing to vacuum".to_string(),
+            None => {
+                vacuum_idle = true;
+                "nothing to vacuum".to_string()
+            }
         },
         Ok(r) => format!("VACUUM failed: {}", r.error),
         Err(e) => format!("VACUUM failed: {e:#}"),
     });
-    let done_nothing = c.files == 0 && parts[1] == "nothing to vacuum";
-    if done_nothing {
+    if c.files == 0 && vacuum_idle {
         format!("{}: nothing to do", c.uri)
     } else {
         format!("{}: {}", c.uri, parts.join("; "))

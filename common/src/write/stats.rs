@@ -100,6 +100,23 @@ fn unquote(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// The schema of a table's data files: the table's columns without its partition columns
+/// (matched case-insensitively), in table order.
+pub fn data_file_schema(table_schema: &Schema, partition_columns: &[String]) -> Schema {
+    Schema::new(
+        table_schema
+            .fields()
+            .iter()
+            .filter(|f| {
+                !partition_columns
+                    .iter()
+                    .any(|p| p.eq_ignore_ascii_case(f.name()))
+            })
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
+}
+
 impl StatsCollector {
     /// A collector for files with schema `file_schema` (the table schema without partition
     /// columns), collecting what `spec` asks for.

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use silt_common::request::AnalyzeRequest;
 use silt_common::table::TableSnapshot;
 use silt_common::task::{DataFile, Input, Sink, StatsSpec, Task, TaskOutput};
+use silt_common::write::stats::{StatsCollector, data_file_schema};
 use url::Url;
 
 use super::dml::DmlOp;
@@ -62,25 +63,8 @@ pub fn plan(
     snapshot: TableSnapshot,
     ctx: PlanContext,
 ) -> Result<AnalyzeOp, JobError> {
-    let file_schema = arrow::datatypes::Schema::new(
-        snapshot
-            .arrow_schema
-            .fields()
-            .iter()
-            .filter(|f| {
-                !snapshot
-                    .partition_columns
-                    .iter()
-                    .any(|p| p.eq_ignore_ascii_case(f.name()))
-            })
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
-    let collected = silt_common::write::stats::StatsCollector::try_new(
-        &file_schema,
-        &snapshot.properties.stats,
-    )?
-    .columns();
+    let file_schema = data_file_schema(&snapshot.arrow_schema, &snapshot.partition_columns);
+    let collected = StatsCollector::try_new(&file_schema, &snapshot.properties.stats)?.columns();
     let mut columns = Vec::new();
     for c in &req.columns {
         let Some(f) = snapshot

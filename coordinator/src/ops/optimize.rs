@@ -32,7 +32,7 @@ use silt_common::source::read_split;
 use silt_common::table::prune::{Verdict, classify};
 use silt_common::table::{ActiveFile, IsolationLevel, TableSnapshot, file_split};
 use silt_common::task::{DataFile, FileSpec, Input, MapOutputRef, RangeRoute, Route, Sink, Task};
-use silt_common::write::stats::StatsCollector;
+use silt_common::write::stats::{StatsCollector, data_file_schema};
 use url::Url;
 
 use super::dml::DmlOp;
@@ -65,14 +65,15 @@ pub async fn prepare(
     if req.zorder_by.is_empty() {
         return Ok(Box::new(plan(req, table_url, snapshot, plan_ctx)?));
     }
-    let scope = Scope::of(&req, &snapshot)?;
-    let columns = clustering_columns(&req, &snapshot)?;
-    let (groups, _) = clustering::groups(&scope.files, &columns, req.curve, req.full);
-    let to_sample =
-        clustering::files_to_sample(&groups, scope.target, clustering::MAX_SAMPLED_FILES);
-    let sample = read_sample(&table_url, &snapshot, &to_sample, &columns).await?;
+    let work = ClusterWork::of(&req, &snapshot)?;
+    let to_sample = clustering::files_to_sample(
+        &work.groups,
+        work.scope.target,
+        clustering::MAX_SAMPLED_FILES,
+    );
+    let sample = read_sample(&table_url, &snapshot, &to_sample, &work.columns).await?;
     Ok(Box::new(plan_clustering(
-        req, table_url, snapshot, plan_ctx, &sample,
+        req, table_url, snapshot, plan_ctx, work, &sample,
     )?))
 }
 
@@ -228,14 +229,7 @@ fn clustering_columns(
     snapshot: &TableSnapshot,
 ) -> Result<Vec<String>, JobError> {
     let schema = &snapshot.arrow_schema;
-    let file_schema = Schema::new(
-        schema
-            .fields()
-            .iter()
-            .filter(|f| !is_partition_column(snapshot, f.name()))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    let file_schema = data_file_schema(schema, &snapshot.partition_columns);
     let with_stats =
         StatsCollector::try_new(&file_schema, &snapshot.properties.stats)?.min_max_columns();
     let mut out: Vec<String> = Vec::new();
@@ -350,17 +344,46 @@ pub fn plan(
     ))
 }
 
-/// Plans clustering: pure, from the request, the snapshot and the sample.
+/// What a clustering run works on, from the request and the snapshot (pure): the files it
+/// considers, the clustering columns, and the groups of files to cluster.
+pub struct ClusterWork {
+    scope: Scope,
+    columns: Vec<String>,
+    groups: Vec<clustering::Group>,
+    /// Files left alone as already clustered.
+    skipped: usize,
+}
+
+impl ClusterWork {
+    pub fn of(req: &OptimizeRequest, snapshot: &TableSnapshot) -> Result<Self, JobError> {
+        let scope = Scope::of(req, snapshot)?;
+        let columns = clustering_columns(req, snapshot)?;
+        let (groups, skipped) = clustering::groups(&scope.files, &columns, req.curve, req.full);
+        Ok(Self {
+            scope,
+            columns,
+            groups,
+            skipped,
+        })
+    }
+}
+
+/// Plans clustering: pure, from the request, the snapshot, what it works on and the sample
+/// of its groups.
 pub fn plan_clustering(
     req: OptimizeRequest,
     table_url: Url,
     snapshot: TableSnapshot,
     ctx: PlanContext,
+    work: ClusterWork,
     sample: &Sample,
 ) -> Result<OptimizeOp, JobError> {
-    let scope = Scope::of(&req, &snapshot)?;
-    let columns = clustering_columns(&req, &snapshot)?;
-    let (groups, skipped) = clustering::groups(&scope.files, &columns, req.curve, req.full);
+    let ClusterWork {
+        scope,
+        columns,
+        groups,
+        skipped,
+    } = work;
     let ClusterPlan {
         curve,
         groups,
@@ -796,7 +819,7 @@ impl OptimizeOp {
     }
 
     /// Commits the done units (an interim or the final commit).
-    fn commit_outcome(mut self: Box<Self>, elapsed: Duration) -> Outcome {
+    fn commit_outcome(self: Box<Self>, elapsed: Duration) -> Outcome {
         let Some((txn, summary)) = self.commit_of(&HashSet::new(), elapsed) else {
             return Outcome::Nothing {
                 summary: String::new(),
@@ -807,7 +830,6 @@ impl OptimizeOp {
         let mut properties = self.snapshot.properties.clone();
         properties.isolation_level = IsolationLevel::SnapshotIsolation;
         let target = CommitTarget::on(&self.snapshot, properties);
-        self.commits += 1;
         Outcome::Commit {
             txn: Box::new(txn),
             target,
@@ -923,7 +945,11 @@ impl Operation for OptimizeOp {
         Ok(Some(Outcome::commit(
             txn,
             CommitTarget::on(&self.snapshot, properties),
-            format!("interim commit after {} batch(es): {summary}", self.commits),
+            format!(
+                "interim commit after {} of {} batch(es): {summary}",
+                self.next_batch - 1,
+                self.batches.len()
+            ),
         )))
     }
 

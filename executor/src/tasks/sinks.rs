@@ -56,15 +56,8 @@ impl StatsSink {
                 "a file-stats sink needs table files tagged with their ordinals",
             ));
         };
-        let partition = &spec.task.table.partition_columns;
-        let file_schema = arrow::datatypes::Schema::new(
-            schema
-                .fields()
-                .iter()
-                .filter(|f| !partition.iter().any(|p| p == f.name()))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
+        let file_schema =
+            silt_common::write::stats::data_file_schema(schema, &spec.task.table.partition_columns);
         let collectors = files
             .iter()
             .map(|_| silt_common::write::stats::StatsCollector::try_new(&file_schema, stats))

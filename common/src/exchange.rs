@@ -7,19 +7,27 @@
 //! A block is a self-contained Arrow IPC stream (schema, one batch, end marker) compressed
 //! as one LZ4 block (its length prepended), so it can be stored, sent and decoded on its
 //! own. One compression call per block, not one per column buffer as the IPC format's own
-//! compression does, which costs far less for blocks of many small buffers. Where blocks are
+//! compression does, which costs far less for blocks of many small buffers. Decimal columns
+//! travel in the narrowest decimal type their precision fits (a `Decimal128(7,2)` in 4 bytes
+//! instead of 16: fewer bytes to copy, compress, move and hold), marked in their field
+//! metadata and restored on decoding. A range-routed block is a sorted run: its rows in
+//! curve-key order with the keys as a last column, so the reducer's sort gathers rows
+//! walking each block forward and never computes a key again. Where blocks are
 //! kept (executor memory, then local spill files) and how they travel (the executors'
 //! shuffle endpoints) is the executor's business; this module only encodes and routes.
 
 use std::hash::{Hash, Hasher};
-use std::io::Cursor;
+use std::sync::Arc;
 
-use arrow::array::{ArrayRef, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, UInt32Array, UInt64Array};
+use arrow::buffer::Buffer;
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::datatypes::SchemaRef;
-use arrow::ipc::reader::StreamReader;
+use arrow::datatypes::{
+    DataType, Decimal32Type, Decimal64Type, Decimal128Type, Field, FieldRef, Schema, SchemaRef,
+};
+use arrow::ipc::reader::StreamDecoder;
 use arrow::ipc::writer::StreamWriter;
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::row::{RowConverter, SortField};
 
 use crate::cluster::Keyer;
@@ -52,23 +60,218 @@ pub fn route_rows(keys: &[ArrayRef], num_rows: usize, num_partitions: u32) -> Re
         .collect())
 }
 
-/// Encodes batches (of one schema) as one block.
+/// Encodes batches (of one schema) as one block. Decimal columns travel in the narrowest
+/// decimal type their precision fits ([`narrow_type`]); [`decode_block`] restores them.
 pub fn encode_block(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let batch = concat_batches(schema, batches)?;
-    let mut w = StreamWriter::try_new(Vec::new(), schema)?;
-    w.write(&batch)?;
+    let narrowed = narrow(batches)?;
+    let batch = match narrowed.first() {
+        Some(first) => concat_batches(&first.schema(), &narrowed)?,
+        None => RecordBatch::new_empty(schema.clone()),
+    };
+    write_block(&batch)
+}
+
+/// One batch as a block: an IPC stream, LZ4-compressed.
+fn write_block(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut w = StreamWriter::try_new(Vec::new(), &batch.schema())?;
+    w.write(batch)?;
     w.finish()?;
     Ok(lz4_flex::block::compress_prepend_size(&w.into_inner()?))
 }
 
-/// Decodes one block.
+/// Field metadata marking a decimal column narrowed for the exchange.
+const NARROWED: &str = "silt.exchange.decimal128";
+
+/// `batches` (of one schema) with their columns in the types they travel in
+/// ([`narrow_type`]), those fields marked [`NARROWED`]. A column with a value outside its
+/// declared precision in any batch stays as it is in all of them.
+fn narrow(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let schema = first.schema();
+    let mut columns: Vec<Vec<ArrayRef>> = batches.iter().map(|b| b.columns().to_vec()).collect();
+    let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+    for (c, field) in schema.fields().iter().enumerate() {
+        let Some(to) = narrow_type(field.data_type()) else {
+            continue;
+        };
+        let narrowed = batches
+            .iter()
+            .map(|b| narrow_decimal(b.column(c), &to))
+            .collect::<Option<Vec<_>>>();
+        if let Some(narrowed) = narrowed {
+            for (cols, n) in columns.iter_mut().zip(narrowed) {
+                cols[c] = n;
+            }
+            let mut metadata = field.metadata().clone();
+            metadata.insert(NARROWED.to_string(), String::new());
+            fields[c] = Arc::new(
+                field
+                    .as_ref()
+                    .clone()
+                    .with_data_type(to)
+                    .with_metadata(metadata),
+            );
+        }
+    }
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    columns
+        .into_iter()
+        .zip(batches)
+        .map(|(cols, b)| {
+            let options = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+            Ok(RecordBatch::try_new_with_options(
+                schema.clone(),
+                cols,
+                &options,
+            )?)
+        })
+        .collect()
+}
+
+/// A `Decimal128` column as `to` (`Decimal32` / `Decimal64` of the same precision and scale),
+/// or `None` if a value does not fit.
+fn narrow_decimal(column: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
+    let wide = column.as_primitive_opt::<Decimal128Type>()?;
+    match *to {
+        DataType::Decimal32(p, s) => wide
+            .try_unary::<_, Decimal32Type, _>(|v| i32::try_from(v).map_err(|_| ()))
+            .ok()?
+            .with_precision_and_scale(p, s)
+            .ok()
+            .map(|a| Arc::new(a) as ArrayRef),
+        DataType::Decimal64(p, s) => wide
+            .try_unary::<_, Decimal64Type, _>(|v| i64::try_from(v).map_err(|_| ()))
+            .ok()?
+            .with_precision_and_scale(p, s)
+            .ok()
+            .map(|a| Arc::new(a) as ArrayRef),
+        _ => None,
+    }
+}
+
+/// Undoes [`narrow`]: the marked columns back to `Decimal128`, the mark removed.
+fn widen(batch: RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| f.metadata().contains_key(NARROWED))
+    {
+        return Ok(batch);
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if !field.metadata().contains_key(NARROWED) {
+            fields.push(field.clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let wide = match field.data_type() {
+            DataType::Decimal32(p, s) | DataType::Decimal64(p, s) => {
+                crate::schema::widen_decimal(column, &DataType::Decimal128(*p, *s))
+            }
+            _ => None,
+        }
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "corrupt exchange block: column `{}` marked narrowed is {}",
+                field.name(),
+                field.data_type()
+            ))
+        })?;
+        let mut metadata = field.metadata().clone();
+        metadata.remove(NARROWED);
+        fields.push(Arc::new(
+            field
+                .as_ref()
+                .clone()
+                .with_data_type(wide.data_type().clone())
+                .with_metadata(metadata),
+        ));
+        columns.push(wide);
+    }
+    let schema = Schema::new_with_metadata(fields, schema.metadata().clone());
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
+/// The column of range-routed blocks that holds each row's curve key.
+pub const KEY_COLUMN: &str = "__silt_curve";
+
+/// Decodes one block: its rows, their columns in the types they were encoded from (a
+/// range-routed block's keys left out).
 pub fn decode_block(block: &[u8]) -> Result<Vec<RecordBatch>> {
-    let ipc = lz4_flex::block::decompress_size_prepended(block)
-        .map_err(|e| Error::internal(format!("corrupt exchange block: {e}")))?;
-    let reader = StreamReader::try_new(Cursor::new(ipc), None)?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::internal(format!("corrupt exchange block: {e}")))
+    decode_block_narrow(block)?
+        .into_iter()
+        .map(|b| {
+            let b = match b.schema_ref().fields().last() {
+                Some(f) if f.name() == KEY_COLUMN => {
+                    b.project(&(0..b.num_columns() - 1).collect::<Vec<_>>())?
+                }
+                _ => b,
+            };
+            widen(b)
+        })
+        .collect()
+}
+
+/// Decodes one block as it travelled: decimal columns may still be narrowed (see
+/// [`narrow_schema`]; `conform_batch` to the rows' schema restores them), and a
+/// range-routed block has its rows sorted by curve key, the keys as the last column
+/// ([`KEY_COLUMN`]). The batches'
+/// columns are slices of the decompressed block (no copy); see
+/// [`crate::write::slice_bytes`] for their size.
+pub fn decode_block_narrow(block: &[u8]) -> Result<Vec<RecordBatch>> {
+    let corrupt =
+        |e: &dyn std::fmt::Display| Error::internal(format!("corrupt exchange block: {e}"));
+    let ipc = lz4_flex::block::decompress_size_prepended(block).map_err(|e| corrupt(&e))?;
+    let mut buffer = Buffer::from_vec(ipc);
+    let mut decoder = StreamDecoder::new();
+    let mut batches = Vec::new();
+    while !buffer.is_empty() {
+        if let Some(b) = decoder.decode(&mut buffer).map_err(|e| corrupt(&e))? {
+            batches.push(b);
+        }
+    }
+    decoder.finish().map_err(|e| corrupt(&e))?;
+    Ok(batches)
+}
+
+/// The narrower type a column of type `t` travels in, if any: `Decimal128` of precision up
+/// to 9 as `Decimal32`, up to 18 as `Decimal64` (a quarter / half of the bytes to copy,
+/// compress and move).
+pub fn narrow_type(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Decimal128(p, s) if *p <= 9 => Some(DataType::Decimal32(*p, *s)),
+        DataType::Decimal128(p, s) if *p <= 18 => Some(DataType::Decimal64(*p, *s)),
+        _ => None,
+    }
+}
+
+/// `schema` with its columns in the types they travel in ([`narrow_type`]), or `None`
+/// when no column narrows.
+pub fn narrow_schema(schema: &SchemaRef) -> Option<SchemaRef> {
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| narrow_type(f.data_type()).is_some())
+    {
+        return None;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match narrow_type(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Some(Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
 }
 
 /// How a [`Partitioner`] picks each row's partition.
@@ -86,23 +289,29 @@ impl Router {
         Ok(Router::Range(route, keyer))
     }
 
-    fn route(&self, batch: &RecordBatch, num_partitions: u32) -> Result<Vec<u32>> {
+    /// Each row's partition, and for a range route each row's curve key.
+    fn route(
+        &self,
+        batch: &RecordBatch,
+        num_partitions: u32,
+    ) -> Result<(Vec<u32>, Option<UInt64Array>)> {
         match self {
             Router::Hash(keys) => {
                 let keys = keys
                     .iter()
                     .map(|k| k.evaluate(batch))
                     .collect::<Result<Vec<_>>>()?;
-                route_rows(&keys, batch.num_rows(), num_partitions)
+                Ok((route_rows(&keys, batch.num_rows(), num_partitions)?, None))
             }
             Router::Range(r, keyer) => {
-                let parts = r.partitions(keyer.keys(batch)?.values());
+                let keys = keyer.keys(batch)?;
+                let parts = r.partitions(keys.values());
                 if let Some(p) = parts.iter().find(|&&p| p >= num_partitions) {
                     return Err(Error::internal(format!(
                         "range route to partition {p} of {num_partitions}"
                     )));
                 }
-                Ok(parts)
+                Ok((parts, Some(keys)))
             }
         }
     }
@@ -116,6 +325,8 @@ pub struct Partitioner {
     router: Router,
     num_partitions: u32,
     buffers: Vec<Vec<RecordBatch>>,
+    /// Range routes: the curve keys of each partition's buffered rows, in buffer order.
+    keys: Vec<Vec<u64>>,
     buffered: Vec<usize>,
     total: usize,
     budget: usize,
@@ -137,6 +348,7 @@ impl Partitioner {
             router,
             num_partitions,
             buffers: vec![Vec::new(); n],
+            keys: vec![Vec::new(); n],
             buffered: vec![0; n],
             total: 0,
             budget: budget.max(BLOCK_BYTES),
@@ -149,7 +361,7 @@ impl Partitioner {
         if batch.num_rows() == 0 {
             return Ok(ready);
         }
-        let routes = self.router.route(batch, self.num_partitions)?;
+        let (routes, keys) = self.router.route(batch, self.num_partitions)?;
         let mut per_partition: Vec<Vec<u32>> = vec![Vec::new(); self.num_partitions as usize];
         for (row, p) in routes.iter().enumerate() {
             per_partition[*p as usize].push(row as u32);
@@ -158,12 +370,16 @@ impl Partitioner {
             if rows.is_empty() {
                 continue;
             }
+            if let Some(keys) = &keys {
+                let keys = keys.values();
+                self.keys[p].extend(rows.iter().map(|&r| keys[r as usize]));
+            }
             let part = if rows.len() == batch.num_rows() {
                 batch.clone()
             } else {
                 take_record_batch(batch, &UInt32Array::from(rows))?
             };
-            let size = part.get_array_memory_size();
+            let size = crate::write::slice_bytes(&part) + KEY_BYTES * part.num_rows();
             self.buffers[p].push(part);
             self.buffered[p] += size;
             self.total += size;
@@ -195,22 +411,62 @@ impl Partitioner {
 
     fn cut(&mut self, p: usize) -> Result<(u32, Vec<u8>)> {
         let batches = std::mem::take(&mut self.buffers[p]);
+        let keys = std::mem::take(&mut self.keys[p]);
         self.total -= self.buffered[p];
         self.buffered[p] = 0;
         // Rows may carry more columns than the sink's schema names (MERGE's row ids).
         let schema = batches
             .first()
             .map_or_else(|| self.schema.clone(), |b| b.schema());
-        Ok((p as u32, encode_block(&schema, &batches)?))
+        let block = match self.router {
+            Router::Hash(_) => encode_block(&schema, &batches)?,
+            Router::Range(..) => encode_sorted_block(&batches, keys)?,
+        };
+        Ok((p as u32, block))
     }
+}
+
+/// Bytes per buffered row of a range route for its curve key and its place in the sort.
+const KEY_BYTES: usize = 16;
+
+/// Encodes the rows of `batches` (of one schema, `keys` their curve keys in order) as one
+/// block sorted by key, the keys as its last column ([`KEY_COLUMN`]): each block a sorted
+/// run, so a reducer gathers its rows in order walking each block forward, and need not
+/// compute the keys again.
+fn encode_sorted_block(batches: &[RecordBatch], keys: Vec<u64>) -> Result<Vec<u8>> {
+    let Some(first) = batches.first() else {
+        return Err(Error::internal("an empty block"));
+    };
+    let mut at: Vec<(usize, usize)> = Vec::with_capacity(keys.len());
+    for (b, batch) in batches.iter().enumerate() {
+        at.extend((0..batch.num_rows()).map(|r| (b, r)));
+    }
+    if at.len() != keys.len() {
+        return Err(Error::internal("curve keys do not match the rows"));
+    }
+    let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| keys[i as usize]);
+    let narrowed = narrow(batches)?;
+    let refs: Vec<&RecordBatch> = narrowed.iter().collect();
+    let indices: Vec<(usize, usize)> = order.iter().map(|&i| at[i as usize]).collect();
+    let rows = arrow::compute::interleave_record_batch(&refs, &indices)?;
+    let sorted_keys: UInt64Array = order.iter().map(|&i| keys[i as usize]).collect();
+    let mut fields: Vec<FieldRef> = rows.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(KEY_COLUMN, DataType::UInt64, false)));
+    let mut columns = rows.columns().to_vec();
+    columns.push(Arc::new(sorted_keys));
+    let schema = Arc::new(Schema::new_with_metadata(
+        fields,
+        first.schema().metadata().clone(),
+    ));
+    write_block(&RecordBatch::try_new(schema, columns)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::Decimal128Array;
     use arrow::array::{Array, Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use std::sync::Arc;
 
     fn batch(keys: Vec<Option<&str>>) -> RecordBatch {
         let n = keys.len();
@@ -272,6 +528,143 @@ mod tests {
         // Compressed: smaller than the rows in memory.
         let encoded: usize = blocks.iter().map(|(_, b)| b.len()).sum();
         assert!(encoded < 4 * b.get_array_memory_size(), "{encoded}");
+    }
+
+    #[test]
+    fn decimals_travel_narrow_and_come_back_as_they_were() {
+        let dec = |values: Vec<Option<i128>>, p: u8| {
+            Arc::new(
+                Decimal128Array::from(values)
+                    .with_precision_and_scale(p, 2)
+                    .unwrap(),
+            ) as ArrayRef
+        };
+        let mut tagged = Field::new("d7", DataType::Decimal128(7, 2), true);
+        tagged.set_metadata([("k".to_string(), "v".to_string())].into());
+        let schema = Arc::new(Schema::new(vec![
+            tagged,
+            Field::new("d15", DataType::Decimal128(15, 2), true),
+            Field::new("d38", DataType::Decimal128(38, 2), true),
+            // Declared precision 7 but holding a larger value: must not be truncated.
+            Field::new("bad", DataType::Decimal128(7, 2), true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                dec(vec![Some(9_999_999), None, Some(-9_999_999)], 7),
+                dec(vec![Some(999_999_999_999_999), Some(-1), None], 15),
+                dec(vec![Some(i128::MAX / 10), Some(0), None], 38),
+                dec(vec![Some(1 << 40), Some(1), None], 7),
+            ],
+        )
+        .unwrap();
+        let narrowed = &narrow(std::slice::from_ref(&batch)).unwrap()[0];
+        assert_eq!(narrowed.column(0).data_type(), &DataType::Decimal32(7, 2));
+        assert_eq!(narrowed.column(1).data_type(), &DataType::Decimal64(15, 2));
+        assert_eq!(narrowed.column(2).data_type(), &DataType::Decimal128(38, 2));
+        assert_eq!(narrowed.column(3).data_type(), &DataType::Decimal128(7, 2));
+        let block = encode_block(&schema, &[batch.slice(0, 2), batch.slice(2, 1)]).unwrap();
+        let back = decode_block(&block).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0], batch);
+        assert_eq!(back[0].schema(), schema);
+        // As travelled: conforming to the rows' schema restores them too.
+        let narrow = decode_block_narrow(&block).unwrap();
+        assert_eq!(narrow[0].column(0).data_type(), &DataType::Decimal32(7, 2));
+        let conformed = crate::schema::conform_batch(&narrow[0], &schema).unwrap();
+        assert_eq!(conformed, batch);
+        let expected = narrow_schema(&schema).unwrap();
+        let types = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(types(&expected)[..3], types(&narrow[0].schema())[..3]);
+    }
+
+    #[test]
+    fn range_blocks_are_sorted_runs_carrying_their_keys() {
+        use crate::cluster::{Curve, CurveSpec};
+        // Seeded pseudo-random rows: an int key column and a decimal payload.
+        let mut state = 0x5eed_u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as i64
+        };
+        let n = 100_000;
+        let a: Vec<Option<i64>> = (0..n)
+            .map(|i| (i % 97 != 0).then(|| next() % 1000))
+            .collect();
+        let d: Vec<Option<i128>> = (0..n).map(|i| Some(i as i128 * 7 % 100_000)).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("d", DataType::Decimal128(7, 2), true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(a)),
+                Arc::new(
+                    Decimal128Array::from(d)
+                        .with_precision_and_scale(7, 2)
+                        .unwrap(),
+                ),
+            ],
+        )
+        .unwrap();
+        let curve =
+            CurveSpec::from_sample(vec!["a".into()], Curve::ZOrder, &[batch.column(0).clone()])
+                .unwrap();
+        let keys = curve.keys(&batch).unwrap();
+        let route = RangeRoute {
+            curve: curve.clone(),
+            splits: crate::cluster::splits_for(keys.values().to_vec(), 3),
+            offset: 0,
+        };
+        let router = Router::range(route.clone()).unwrap();
+        // A small budget: several blocks per partition.
+        let mut p = Partitioner::try_new(schema.clone(), router, 3, 1).unwrap();
+        let mut blocks = Vec::new();
+        for start in (0..n).step_by(5000) {
+            blocks.extend(p.push(&batch.slice(start, 5000)).unwrap());
+        }
+        blocks.extend(p.finish().unwrap());
+        assert!(blocks.len() > 3, "{} blocks", blocks.len());
+        let mut rows_back = 0;
+        let mut sum_back = 0i128;
+        for (part, block) in &blocks {
+            let travelled = decode_block_narrow(block).unwrap();
+            let rows = decode_block(block).unwrap();
+            for (t, r) in travelled.iter().zip(&rows) {
+                assert_eq!(r.schema(), schema, "keys left out, decimals restored");
+                assert_eq!(t.schema().field(1).data_type(), &DataType::Decimal32(7, 2));
+                assert_eq!(t.schema().field(2).name(), KEY_COLUMN);
+                let k = t.column(2).as_primitive::<arrow::datatypes::UInt64Type>();
+                assert!(k.values().windows(2).all(|w| w[0] <= w[1]), "a sorted run");
+                // Each row's key is its own, and routes it to this block's partition.
+                let own = curve.keys(r).unwrap();
+                assert_eq!(own.values(), k.values());
+                assert!(route.partitions(own.values()).iter().all(|q| q == part));
+                rows_back += r.num_rows();
+                sum_back += r
+                    .column(1)
+                    .as_primitive::<Decimal128Type>()
+                    .iter()
+                    .flatten()
+                    .sum::<i128>();
+            }
+        }
+        assert_eq!(rows_back, n);
+        let sum: i128 = batch
+            .column(1)
+            .as_primitive::<Decimal128Type>()
+            .iter()
+            .flatten()
+            .sum();
+        assert_eq!(sum_back, sum);
     }
 
     #[test]

@@ -610,7 +610,11 @@ def cmd_upsert_source(args: argparse.Namespace) -> int:
     df = pl.read_delta(args.table)
     key = args.key
     rng = np.random.default_rng(args.seed)
-    picked = df.filter(pl.Series(rng.random(df.height) < 0.5))
+    mask = rng.random(df.height) < 0.5
+    if df.height and not mask.any():
+        # A small table can draw no row at all: update one, so a MATCHED clause always runs.
+        mask[rng.integers(df.height)] = True
+    picked = df.filter(pl.Series(mask))
     others = [c for c in df.columns if c != key]
     if others:
         c = others[0]

@@ -72,6 +72,29 @@ pub(super) fn cast_options() -> CastOptions<'static> {
     }
 }
 
+/// `array` (`Decimal32` or `Decimal64`) as `to`, a `Decimal128` of the same scale and no
+/// smaller precision: a lossless widening, value by value, with no checks to make. `None`
+/// for any other pair of types.
+pub fn widen_decimal(array: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Decimal32Type, Decimal64Type, Decimal128Type};
+    let DataType::Decimal128(to_p, to_s) = *to else {
+        return None;
+    };
+    let wide = match *array.data_type() {
+        DataType::Decimal32(p, s) if s == to_s && p <= to_p => array
+            .as_primitive::<Decimal32Type>()
+            .unary::<_, Decimal128Type>(i128::from),
+        DataType::Decimal64(p, s) if s == to_s && p <= to_p => array
+            .as_primitive::<Decimal64Type>()
+            .unary::<_, Decimal128Type>(i128::from),
+        _ => return None,
+    };
+    wide.with_precision_and_scale(to_p, to_s)
+        .ok()
+        .map(|a| Arc::new(a) as ArrayRef)
+}
+
 /// Casts `array` to `to`, matching struct fields by name (case-insensitively) at every depth.
 pub fn cast_array(array: &ArrayRef, to: &DataType, path: &str) -> Result<ArrayRef> {
     let from = array.data_type();
@@ -80,6 +103,9 @@ pub fn cast_array(array: &ArrayRef, to: &DataType, path: &str) -> Result<ArrayRe
     }
     if *from == DataType::Null {
         return Ok(new_null_array(to, array.len()));
+    }
+    if let Some(wide) = widen_decimal(array, to) {
+        return Ok(wide);
     }
     if let DataType::Dictionary(_, value) = from {
         let plain = arrow_cast(array, value, path)?;

@@ -23,7 +23,7 @@ mod evolve;
 mod tests;
 mod types;
 
-pub use conform::{cast_array, conform_batch, constant_array};
+pub use conform::{cast_array, conform_batch, constant_array, widen_decimal};
 pub use evolve::{SchemaOptions, resolve_write_schema};
 pub use types::{
     arrow_to_delta_json, column_list, delta_json_to_arrow, normalize_arrow_schema, type_name,

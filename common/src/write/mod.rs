@@ -8,3 +8,16 @@ pub mod writer;
 
 pub use sorted::SortedWriter;
 pub use writer::DataFileWriter;
+
+use arrow::record_batch::RecordBatch;
+
+/// Bytes of a batch's own rows. A slice of a larger batch, or a batch decoded from one IPC
+/// message (whose columns all share the message's buffer), counts only its part, where
+/// `get_array_memory_size` would count every shared buffer whole, once per column.
+pub fn slice_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum()
+}

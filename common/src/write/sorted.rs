@@ -1,11 +1,12 @@
-//! Data files written in curve order: rows get their curve key, pass through DataFusion's
-//! external sort (memory-limited, spilling sorted runs to local disk past the limit) and
-//! reach a [`DataFileWriter`] in key order, so each file it rolls covers one stretch of the
-//! curve however many rows the task has.
+//! Data files written in curve order: rows get their curve key and reach a
+//! [`DataFileWriter`] in key order, so each file it rolls covers one stretch of the curve
+//! however many rows the task has. Rows that fit the sort's budget are sorted in memory
+//! (their keys only; rows are gathered in order a chunk at a time); beyond it they pass
+//! through DataFusion's external sort, which spills sorted runs to local disk.
 
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use arrow::array::{AsArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
@@ -18,14 +19,16 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::DataFileWriter;
+use super::{DataFileWriter, slice_bytes};
 use crate::cluster::{CurveSpec, Keyer};
 use crate::merge::{OnceStream, spilled_bytes};
+use crate::schema::conform_batch;
 use crate::task::DataFile;
 use crate::{Error, Result};
 
-/// The key column the sort orders by (dropped before writing).
-const KEY_COL: &str = "__silt_curve";
+/// The key column the sort orders by (dropped before writing): the one range-routed
+/// exchange blocks carry.
+use crate::exchange::KEY_COLUMN as KEY_COL;
 
 type Sent = datafusion::error::Result<RecordBatch>;
 
@@ -34,6 +37,12 @@ type Sent = datafusion::error::Result<RecordBatch>;
 /// in a background task (bounded channel: the producer waits while the sort is busy).
 pub struct SortedWriter {
     keyer: Keyer,
+    /// The rows' schema (what is written).
+    schema: SchemaRef,
+    /// While rows arrive as they travelled through the exchange (decimals narrowed, see
+    /// [`crate::exchange::narrow_schema`]), their schema: they are kept so, a quarter of the
+    /// memory, and widened as they are written. `None` once any batch arrives otherwise.
+    narrow: Option<SchemaRef>,
     keyed: SchemaRef,
     memory_limit: usize,
     state: State,
@@ -43,7 +52,7 @@ enum State {
     /// Within the budget: rows (with their keys) in memory.
     Buffering {
         writer: Box<DataFileWriter>,
-        batches: Vec<RecordBatch>,
+        rows: Vec<(RecordBatch, UInt64Array)>,
         bytes: usize,
     },
     /// Past it: rows stream into the external sort.
@@ -56,6 +65,8 @@ enum State {
 
 /// Rows per batch written from an in-memory sort.
 const OUT_ROWS: usize = 8192;
+/// Bytes per buffered row for its key and its place in the final order.
+const KEY_BYTES: usize = 24;
 
 impl SortedWriter {
     /// Starts the sort of rows of `schema` into `writer`; the sort holds at most
@@ -70,35 +81,47 @@ impl SortedWriter {
         fields.push(Field::new(KEY_COL, DataType::UInt64, false));
         Ok(Self {
             keyer: curve.keyer()?,
+            schema: schema.clone(),
+            narrow: crate::exchange::narrow_schema(schema),
             keyed: Arc::new(Schema::new(fields)),
             memory_limit,
             state: State::Buffering {
                 writer: Box::new(writer),
-                batches: Vec::new(),
+                rows: Vec::new(),
                 bytes: 0,
             },
         })
     }
 
-    /// Adds rows.
+    /// Adds rows: of the rows' schema, or as they travelled through the exchange (with
+    /// their curve keys as a last column, which spares computing them again).
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let keys: ArrayRef = Arc::new(self.keyer.keys(batch)?);
-        let mut columns = batch.columns().to_vec();
-        columns.push(keys);
-        let keyed = RecordBatch::try_new(self.keyed.clone(), columns)?;
-        if let State::Buffering { batches, bytes, .. } = &mut self.state {
-            *bytes += keyed.get_array_memory_size();
-            batches.push(keyed);
+        let (batch, keys) = match batch.schema_ref().fields().last() {
+            Some(f) if f.name() == KEY_COL && f.data_type() == &DataType::UInt64 => {
+                let keys = batch.columns()[batch.num_columns() - 1]
+                    .as_primitive::<arrow::datatypes::UInt64Type>()
+                    .clone();
+                let rows = batch.project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())?;
+                (self.admit(&rows)?, keys)
+            }
+            _ => {
+                let batch = self.admit(batch)?;
+                let keys = self.keyer.keys(&batch)?;
+                (batch, keys)
+            }
+        };
+        if let State::Buffering { rows, bytes, .. } = &mut self.state {
+            *bytes += slice_bytes(&batch) + keys.len() * KEY_BYTES;
+            rows.push((batch, keys));
             if *bytes <= self.memory_limit {
                 return Ok(());
             }
             // Over the budget: hand everything to the external sort.
-            let State::Buffering {
-                writer, batches, ..
-            } = std::mem::replace(&mut self.state, State::Gone)
+            let State::Buffering { writer, rows, .. } =
+                std::mem::replace(&mut self.state, State::Gone)
             else {
                 return Err(Error::internal("sort state changed"));
             };
@@ -113,12 +136,45 @@ impl SortedWriter {
                 tx: Some(tx),
                 handle,
             };
-            for b in batches {
-                self.send(b).await?;
+            for (b, k) in rows {
+                let keyed = self.with_key(&b, k)?;
+                self.send(keyed).await?;
             }
             return Ok(());
         }
+        let keyed = self.with_key(&batch, keys)?;
         self.send(keyed).await
+    }
+
+    /// `batch` in the form rows are kept in: narrowed while every batch so far came so,
+    /// else of the rows' schema (the first batch that is not narrowed widens those kept).
+    fn admit(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        if let Some(narrow) = &self.narrow {
+            if same_types(batch, narrow) {
+                return Ok(batch.clone());
+            }
+            self.narrow = None;
+            if let State::Buffering { rows, bytes, .. } = &mut self.state {
+                for (b, _) in rows.iter_mut() {
+                    *bytes -= slice_bytes(b);
+                    *b = conform_batch(b, &self.schema)?;
+                    *bytes += slice_bytes(b);
+                }
+            }
+        }
+        if same_types(batch, &self.schema) {
+            Ok(batch.clone())
+        } else {
+            conform_batch(batch, &self.schema)
+        }
+    }
+
+    /// `batch` (as kept) of the rows' schema, with its keys as the last column (what the
+    /// external sort orders by).
+    fn with_key(&self, batch: &RecordBatch, keys: UInt64Array) -> Result<RecordBatch> {
+        let mut columns = conform_batch(batch, &self.schema)?.columns().to_vec();
+        columns.push(Arc::new(keys));
+        Ok(RecordBatch::try_new(self.keyed.clone(), columns)?)
     }
 
     async fn send(&mut self, keyed: RecordBatch) -> Result<()> {
@@ -139,10 +195,8 @@ impl SortedWriter {
     pub async fn close(mut self) -> Result<(Vec<DataFile>, u64)> {
         match std::mem::replace(&mut self.state, State::Gone) {
             State::Buffering {
-                mut writer,
-                batches,
-                ..
-            } => match write_sorted(&mut writer, batches).await {
+                mut writer, rows, ..
+            } => match write_sorted(&mut writer, rows, &self.schema).await {
                 Ok(()) => Ok((writer.close().await?, 0)),
                 Err(e) => {
                     writer.abort().await;
@@ -178,25 +232,45 @@ impl SortedWriter {
     }
 }
 
-/// Writes in-memory rows (the key last) in key order, without the key.
-async fn write_sorted(writer: &mut DataFileWriter, batches: Vec<RecordBatch>) -> Result<()> {
-    let Some(first) = batches.first() else {
-        return Ok(());
-    };
-    // One contiguous copy (the pieces are freed), then ordered slices of it.
-    let all = arrow::compute::concat_batches(&first.schema(), &batches)?;
-    drop(batches);
-    let width = all.num_columns() - 1;
-    let order = arrow::compute::sort_to_indices(all.column(width), None, None)?;
-    let rows = all.project(&(0..width).collect::<Vec<_>>())?;
-    drop(all);
-    for start in (0..order.len()).step_by(OUT_ROWS) {
-        let chunk = order.slice(start, OUT_ROWS.min(order.len() - start));
-        writer
-            .write(&arrow::compute::take_record_batch(&rows, &chunk)?)
-            .await?;
+/// Writes in-memory rows in key order, as rows of `schema`: the (key, batch, row) triples
+/// are sorted and the rows gathered from the batches where they are, a chunk at a time (no
+/// copy of the whole).
+async fn write_sorted(
+    writer: &mut DataFileWriter,
+    rows: Vec<(RecordBatch, UInt64Array)>,
+    schema: &SchemaRef,
+) -> Result<()> {
+    let total: usize = rows.iter().map(|(b, _)| b.num_rows()).sum();
+    let mut order: Vec<(u64, u32, u32)> = Vec::with_capacity(total);
+    for (i, (_, keys)) in rows.iter().enumerate() {
+        order.extend(
+            keys.values()
+                .iter()
+                .enumerate()
+                .map(|(r, k)| (*k, i as u32, r as u32)),
+        );
+    }
+    order.sort_unstable();
+    let batches: Vec<&RecordBatch> = rows.iter().map(|(b, _)| b).collect();
+    for chunk in order.chunks(OUT_ROWS) {
+        let indices: Vec<(usize, usize)> = chunk
+            .iter()
+            .map(|&(_, b, r)| (b as usize, r as usize))
+            .collect();
+        let chunk = arrow::compute::interleave_record_batch(&batches, &indices)?;
+        writer.write(&conform_batch(&chunk, schema)?).await?;
     }
     Ok(())
+}
+
+/// Whether `batch`'s columns have `schema`'s types.
+fn same_types(batch: &RecordBatch, schema: &SchemaRef) -> bool {
+    let fields = batch.schema_ref().fields();
+    fields.len() == schema.fields().len()
+        && fields
+            .iter()
+            .zip(schema.fields())
+            .all(|(a, b)| a.data_type() == b.data_type())
 }
 
 async fn sort_into(

@@ -8,7 +8,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use silt_common::Result;
-use silt_common::exchange::decode_block;
+use silt_common::exchange::{decode_block, decode_block_narrow};
 use silt_common::expr::Predicate;
 use silt_common::merge;
 use silt_common::schema::{conform_batch, delta_json_to_arrow};
@@ -110,11 +110,18 @@ pub async fn drain(
             map_outputs,
             partition,
         } => {
+            // A sink that takes rows as they travelled (narrowed decimals) gets them so when
+            // no transform needs them conformed first.
+            let as_travelled = pipeline.is_empty() && sink.takes_exchange_rows();
             let mut blocks = env.fetcher.partition(&spec.job_id, map_outputs, *partition);
             while let Some(block) = blocks.next().await {
                 let (block, remote) = block?;
-                for batch in fetched(&block, remote, metrics)? {
-                    let batch = conform_batch(&batch, schema)?;
+                for batch in fetched(&block, remote, as_travelled, metrics)? {
+                    let batch = if as_travelled {
+                        batch
+                    } else {
+                        conform_batch(&batch, schema)?
+                    };
                     push(batch, pipeline, sink, metrics).await?;
                 }
             }
@@ -174,18 +181,28 @@ pub(super) async fn collect_side(
     let mut blocks = env.fetcher.partition(&spec.job_id, map_outputs, partition);
     while let Some(block) = blocks.next().await {
         let (block, remote) = block?;
-        out.extend(fetched(&block, remote, metrics)?);
+        out.extend(fetched(&block, remote, false, metrics)?);
     }
     Ok(out)
 }
 
-/// A fetched exchange block's rows, counted into `metrics`.
-fn fetched(block: &[u8], remote: bool, metrics: &mut TaskMetrics) -> Result<Vec<RecordBatch>> {
+/// A fetched exchange block's rows (`as_travelled`: with decimals still narrowed), counted
+/// into `metrics`.
+fn fetched(
+    block: &[u8],
+    remote: bool,
+    as_travelled: bool,
+    metrics: &mut TaskMetrics,
+) -> Result<Vec<RecordBatch>> {
     metrics.bytes_read += block.len() as u64;
     if remote {
         metrics.bytes_fetched_remote += block.len() as u64;
     }
-    let batches = decode_block(block)?;
+    let batches = if as_travelled {
+        decode_block_narrow(block)?
+    } else {
+        decode_block(block)?
+    };
     metrics.rows_read += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
     Ok(batches)
 }

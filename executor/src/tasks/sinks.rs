@@ -246,6 +246,12 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
 }
 
 impl OpenSink {
+    /// Whether the sink takes exchange rows as they travelled (decimals narrowed, see
+    /// `silt_common::exchange::narrow_schema`) and conforms them itself.
+    pub fn takes_exchange_rows(&self) -> bool {
+        matches!(self, OpenSink::SortedFiles(_))
+    }
+
     pub async fn accept(&mut self, batch: &RecordBatch) -> Result<()> {
         match self {
             OpenSink::Files(w) => w.write(batch).await,

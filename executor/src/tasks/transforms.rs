@@ -98,6 +98,11 @@ impl Pipeline {
         self.apply_from(0, batch, metrics)
     }
 
+    /// Whether there are no steps (rows pass as they are).
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
     /// Applies the steps from `first` on (earlier ones were applied while reading).
     pub fn apply_from(
         &self,

@@ -647,26 +647,41 @@ impl OptimizeOp {
             .collect();
         let sorted = Sink::DataFiles(self.files_out(Some(c.curve.clone())));
         let table = DmlOp::table_spec(&self.table_url, &self.snapshot);
-        let mut tasks = Vec::new();
-        let mut served = Vec::new();
+        let mut reducers: Vec<(u32, usize)> = Vec::new();
         for &u in self.stage_units.get(map_stage).into_iter().flatten() {
             if let How::Exchange {
-                reducers, offset, ..
+                reducers: n,
+                offset,
+                ..
             } = &self.units[u].how
             {
-                for partition in *offset..offset + reducers {
-                    tasks.push(Task {
-                        table: table.clone(),
-                        input: Input::Exchange {
-                            map_outputs: map_outputs.clone(),
-                            partition,
-                        },
-                        transforms: Vec::new(),
-                        sink: sorted.clone(),
-                    });
-                    served.push(u);
-                }
+                reducers.extend((*offset..offset + n).map(|partition| (partition, u)));
             }
+        }
+        // Largest first (the bytes the maps wrote for each), so that no large reducer
+        // starts last and leaves the other slots idle at the end of the stage.
+        let bytes_of = |partition: u32| -> u64 {
+            result
+                .outputs
+                .iter()
+                .filter_map(|o| o.exchange_output.as_ref())
+                .filter_map(|m| m.partition_bytes.get(partition as usize))
+                .sum()
+        };
+        reducers.sort_by_key(|&(partition, _)| std::cmp::Reverse(bytes_of(partition)));
+        let mut tasks = Vec::with_capacity(reducers.len());
+        let mut served = Vec::with_capacity(reducers.len());
+        for (partition, u) in reducers {
+            tasks.push(Task {
+                table: table.clone(),
+                input: Input::Exchange {
+                    map_outputs: map_outputs.clone(),
+                    partition,
+                },
+                transforms: Vec::new(),
+                sink: sorted.clone(),
+            });
+            served.push(u);
         }
         let name = map_stage.replacen("cluster-map", "cluster-reduce", 1);
         self.stage_units.insert(name.clone(), served);

@@ -40,8 +40,9 @@ pub struct SortedWriter {
     /// The rows' schema (what is written).
     schema: SchemaRef,
     /// While rows arrive as they travelled through the exchange (decimals narrowed, see
-    /// [`crate::exchange::narrow_schema`]), their schema: they are kept so, a quarter of the
-    /// memory, and widened as they are written. `None` once any batch arrives otherwise.
+    /// [`crate::exchange::narrow_schema`]), their schema: they are kept so (a `Decimal128`
+    /// of precision 9 in a quarter of the bytes) and widened as they are written. `None`
+    /// once any batch arrives otherwise.
     narrow: Option<SchemaRef>,
     keyed: SchemaRef,
     memory_limit: usize,

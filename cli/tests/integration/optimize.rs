@@ -14,19 +14,9 @@ use crate::support::*;
 fn optimize_compacts_small_files_as_delta_rs_does() {
     let seed = seed_for("optimize_compacts_small_files_as_delta_rs_does");
     let dir = tempdir("optimize");
-    let t = dir.path().join("t");
-    for i in 0..3u64 {
-        let src = Gen::new(seed + i, 600)
-            .files(3)
-            .k_domain("1,2")
-            .id_start(i as i64 * 1000)
-            .write(&dir.path().join(format!("src{i}")));
-        silt_write_ok(
-            &t,
-            &src,
-            &["--partition-by", "k", "--target-file-size", "2048"],
-        );
-    }
+    let t = small_files_table(dir.path(), 3, "2048", |i| {
+        Gen::new(seed + i, 600).k_domain("1,2")
+    });
     let before = inspect(&t);
     let files_before = before["num_files"].as_i64().unwrap();
     assert!(
@@ -390,19 +380,24 @@ fn optimize_cmd(table: &Path, args: &[&str]) -> std::process::Command {
 }
 
 /// A table partitioned by k (1, 2, 3) in many small files: three appends of several files.
-fn small_files_table(dir: &Path, seed: u64) -> PathBuf {
+/// A table partitioned by `k` (`dir/t`) made of `appends` appends of `rows(i)` (three source
+/// files each, ids of append `i` from `i * 10,000`) in files of at most `file_size` bytes.
+fn small_files_table(
+    dir: &Path,
+    appends: u64,
+    file_size: &str,
+    rows: impl Fn(u64) -> Gen,
+) -> PathBuf {
     let t = dir.join("t");
-    for i in 0..3u64 {
-        let src = Gen::new(seed + i, 900)
+    for i in 0..appends {
+        let src = rows(i)
             .files(3)
-            .k_domain("1,2,3")
-            .no_null_k()
             .id_start(i as i64 * 10_000)
             .write(&dir.join(format!("src{i}")));
         silt_write_ok(
             &t,
             &src,
-            &["--partition-by", "k", "--target-file-size", "4096"],
+            &["--partition-by", "k", "--target-file-size", file_size],
         );
     }
     t
@@ -412,7 +407,12 @@ fn small_files_table(dir: &Path, seed: u64) -> PathBuf {
 fn optimize_racing_appends_and_a_delete_commits_what_is_unaffected() {
     let seed = seed_for("optimize_racing_appends_and_a_delete_commits_what_is_unaffected");
     let dir = tempdir("optimize-race");
-    let t = small_files_table(dir.path(), seed);
+    let table = |d: &Path| {
+        small_files_table(d, 3, "4096", |i| {
+            Gen::new(seed + i, 900).k_domain("1,2,3").no_null_k()
+        })
+    };
+    let t = table(dir.path());
     let files_before = inspect(&t)["num_files"].as_i64().unwrap();
 
     // A delta-rs append lands while OPTIMIZE's first task is paused: OPTIMIZE commits on
@@ -456,7 +456,7 @@ fn optimize_racing_appends_and_a_delete_commits_what_is_unaffected() {
     // A delta-rs DELETE of partition k = 2 lands while OPTIMIZE is paused: OPTIMIZE commits
     // the bins of the other partitions and leaves k = 2 (its files are gone) alone.
     let dir2 = tempdir("optimize-race-delete");
-    let t2 = small_files_table(dir2.path(), seed);
+    let t2 = table(dir2.path());
     let (oo, _) = crate::concurrency::a_loses_the_race(
         dir2.path(),
         optimize_cmd(&t2, &["--target-size", "1000000"]),
@@ -515,7 +515,7 @@ fn optimize_racing_appends_and_a_delete_commits_what_is_unaffected() {
 
     // Every bin's files removed concurrently: a clear conflict, nothing committed.
     let dir3 = tempdir("optimize-race-delete-all");
-    let t3 = small_files_table(dir3.path(), seed);
+    let t3 = table(dir3.path());
     let (oo, _) = crate::concurrency::a_loses_the_race(
         dir3.path(),
         optimize_cmd(&t3, &["--target-size", "1000000"]),
@@ -540,20 +540,11 @@ fn optimize_commits_in_batches_each_durable() {
     let seed = seed_for("optimize_commits_in_batches_each_durable");
     let dir = tempdir("optimize-batches");
     // 12 partitions of small files: 12 bins, 8 tasks per batch on 2 executors: 2 batches.
-    let t = dir.path().join("t");
-    for i in 0..2u64 {
-        let src = Gen::new(seed + i, 2400)
-            .files(3)
+    let t = small_files_table(dir.path(), 2, "4096", |i| {
+        Gen::new(seed + i, 2400)
             .k_domain("1,2,3,4,5,6,7,8,9,10,11,12")
             .no_null_k()
-            .id_start(i as i64 * 10_000)
-            .write(&dir.path().join(format!("src{i}")));
-        silt_write_ok(
-            &t,
-            &src,
-            &["--partition-by", "k", "--target-file-size", "4096"],
-        );
-    }
+    });
     let original = dir.path().join("original");
     copy_dir(&t, &original);
     let before = inspect(&t)["version"].as_i64().unwrap();

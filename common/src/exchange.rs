@@ -90,6 +90,10 @@ fn narrow(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
         return Ok(Vec::new());
     };
     let schema = first.schema();
+    if !narrows(&schema) {
+        // Nothing to narrow (hash routes of tables without decimals): the batches as they are.
+        return Ok(batches.to_vec());
+    }
     let mut columns: Vec<Vec<ArrayRef>> = batches.iter().map(|b| b.columns().to_vec()).collect();
     let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
     for (c, field) in schema.fields().iter().enumerate() {
@@ -250,14 +254,18 @@ pub fn narrow_type(t: &DataType) -> Option<DataType> {
     }
 }
 
-/// `schema` with its columns in the types they travel in ([`narrow_type`]), or `None`
-/// when no column narrows.
-pub fn narrow_schema(schema: &SchemaRef) -> Option<SchemaRef> {
-    if !schema
+/// Whether any column of `schema` travels in a narrower type.
+fn narrows(schema: &Schema) -> bool {
+    schema
         .fields()
         .iter()
         .any(|f| narrow_type(f.data_type()).is_some())
-    {
+}
+
+/// `schema` with its columns in the types they travel in ([`narrow_type`]), or `None`
+/// when no column narrows.
+pub fn narrow_schema(schema: &SchemaRef) -> Option<SchemaRef> {
+    if !narrows(schema) {
         return None;
     }
     let fields: Vec<Field> = schema

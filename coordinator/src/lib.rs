@@ -9,6 +9,7 @@
 
 pub mod commit;
 pub mod driver;
+pub mod election;
 pub mod fence;
 pub mod job;
 pub mod ops;

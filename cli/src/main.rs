@@ -17,7 +17,9 @@ use clap::{Args, Parser, Subcommand};
 use silt_common::cluster::Curve;
 use silt_common::request::{ExchangeMode, JobRequest, OptimizeRequest, WriteMode, WriteRequest};
 use silt_common::task::SourceFormat;
-use silt_coordinator::fence::SoleLeader;
+use silt_coordinator::election::{ElectedFence, ElectionConfig, Role, campaign};
+use silt_coordinator::fence::{LeaderFence, SoleLeader};
+use silt_coordinator::service::Gate;
 use silt_coordinator::{Coordinator, CoordinatorConfig};
 use silt_executor::ExecutorConfig;
 use silt_executor::faults::Faults;
@@ -58,8 +60,9 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct ClusterArgs {
-    /// Coordinator to submit to (e.g. http://127.0.0.1:7077). Without it, an embedded local
-    /// cluster runs the job.
+    /// Coordinator to submit to (e.g. http://127.0.0.1:7077), or a comma-separated list of
+    /// coordinators: the job goes to their leader. Without it, an embedded local cluster
+    /// runs the job.
     #[arg(long)]
     coordinator: Option<String>,
     /// Executors of the embedded local cluster (default: number of cores).
@@ -207,11 +210,26 @@ struct CoordinatorArgs {
     /// Attempts per task before the job fails.
     #[arg(long, default_value_t = 4)]
     max_task_attempts: u32,
+    /// etcd endpoints (comma-separated `http://HOST:PORT`): campaign for leadership of the
+    /// cluster there, serving only while leading. Without it, this coordinator leads alone.
+    #[arg(long)]
+    etcd: Option<String>,
+    /// Coordinators with the same cluster name elect one leader.
+    #[arg(long, default_value = "silt")]
+    cluster_name: String,
+    /// The lease behind leadership: a leader that cannot renew it for this long (paused,
+    /// cut off from etcd) is replaced, and can no longer commit.
+    #[arg(long, default_value_t = 5_000)]
+    lease_ttl_ms: u64,
+    /// The URL clients and executors reach this coordinator at (default: the bound address).
+    #[arg(long)]
+    advertise: Option<String>,
 }
 
 #[derive(Args)]
 struct ExecutorArgs {
-    /// Coordinator URL.
+    /// Coordinator URL, or a comma-separated list of coordinators: the executor registers
+    /// with their leader, and follows it after a failover.
     #[arg(long)]
     coordinator: String,
     /// Tasks run at once.
@@ -341,10 +359,67 @@ async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let mut config = CoordinatorConfig::default();
     config.scheduler.executor_timeout_ms = args.executor_timeout_ms;
     config.scheduler.max_task_attempts = args.max_task_attempts.max(1);
-    let coord = Coordinator::new(config, Arc::new(SoleLeader));
-    eprintln!("silt coordinator listening on {}", listener.local_addr()?);
-    silt_coordinator::service::serve(coord, listener, shutdown_signal()).await?;
-    Ok(())
+    let Some(etcd) = &args.etcd else {
+        let coord = Coordinator::new(config, Arc::new(SoleLeader));
+        eprintln!("silt coordinator listening on {}", listener.local_addr()?);
+        silt_coordinator::service::serve(coord, listener, shutdown_signal()).await?;
+        return Ok(());
+    };
+    let endpoints = silt_proto::leader::urls(etcd);
+    if endpoints.is_empty() {
+        bail!("--etcd names no endpoint");
+    }
+    if args.lease_ttl_ms == 0 {
+        bail!("--lease-ttl-ms must be positive");
+    }
+    let bound = listener.local_addr()?;
+    let advertise = match &args.advertise {
+        Some(a) => a.clone(),
+        None if bound.ip().is_unspecified() => bail!(
+            "listening on {bound}: say which URL clients and executors reach this coordinator at (--advertise http://HOST:PORT)"
+        ),
+        None => format!("http://{bound}"),
+    };
+    let fence = Arc::new(ElectedFence::default());
+    let coord = Coordinator::new(config, fence.clone());
+    let (role, gate) = tokio::sync::watch::channel(Role::Standby { leader: None });
+    let mut server = tokio::spawn(silt_coordinator::service::serve_gated(
+        coord,
+        listener,
+        shutdown_signal(),
+        Gate::Leader(gate),
+    ));
+    eprintln!(
+        "silt coordinator listening on {bound}: standby of cluster `{}`, campaigning through etcd {}",
+        args.cluster_name,
+        endpoints.join(",")
+    );
+    let election = ElectionConfig {
+        endpoints,
+        cluster: args.cluster_name.clone(),
+        lease_ttl: Duration::from_millis(args.lease_ttl_ms),
+        advertise: advertise.clone(),
+    };
+    let leadership = tokio::select! {
+        won = campaign(&election, &role) => won?,
+        served = &mut server => return Ok(served??),
+    };
+    let epoch = leadership.epoch();
+    fence.install(leadership, &role);
+    eprintln!(
+        "silt coordinator {advertise} leads cluster `{}` (epoch {epoch})",
+        args.cluster_name
+    );
+    let lost = async {
+        match fence.leadership() {
+            Some(l) => l.lost().await,
+            None => "never installed".to_string(),
+        }
+    };
+    tokio::select! {
+        reason = lost => bail!("leadership of epoch {epoch} lost ({reason}); stepping down"),
+        served = &mut server => Ok(served??),
+    }
 }
 
 /// Test-only fault injection: the executor's `--faults`, plus a start delay.
@@ -551,16 +626,22 @@ async fn sql(args: SqlArgs) -> Result<i32> {
 /// A connection to a coordinator (an embedded one unless `--coordinator` is given), for one
 /// or more jobs.
 struct Session<'a> {
-    url: String,
-    client: JobServiceClient<tonic::transport::Channel>,
+    /// The coordinators to try, in order.
+    urls: Vec<String>,
     cluster: &'a ClusterArgs,
     _local: Option<LocalCluster>,
 }
 
 impl<'a> Session<'a> {
     async fn open(cluster: &'a ClusterArgs) -> Result<Self> {
-        let (url, local) = match &cluster.coordinator {
-            Some(url) => (url.clone(), None),
+        let (urls, local) = match &cluster.coordinator {
+            Some(list) => {
+                let urls = silt_proto::leader::urls(list);
+                if urls.is_empty() {
+                    bail!("--coordinator names no coordinator");
+                }
+                (urls, None)
+            }
             None => {
                 let n = cluster.executors.unwrap_or_else(|| {
                     std::thread::available_parallelism()
@@ -568,13 +649,11 @@ impl<'a> Session<'a> {
                         .unwrap_or(2)
                 });
                 let local = LocalCluster::start(n, cluster.executor_memory).await?;
-                (local.url.clone(), Some(local))
+                (vec![local.url.clone()], Some(local))
             }
         };
-        let client = connect_client(&url).await?;
         Ok(Self {
-            url,
-            client,
+            urls,
             cluster,
             _local: local,
         })
@@ -583,15 +662,9 @@ impl<'a> Session<'a> {
     /// Submits a job and waits for its result, showing its progress on stderr if asked.
     async fn execute(&self, job: &JobRequest, progress: bool) -> Result<pb::JobResult> {
         let quiet = !progress;
-        let mut client = self.client.clone();
-        let job_id = client
-            .submit_job(pb::SubmitJobRequest::from(job))
-            .await
-            .map_err(|s| anyhow!("{}", s.message()))?
-            .into_inner()
-            .job_id;
+        let (url, mut client, job_id) = self.submit(job).await?;
         if !quiet {
-            eprintln!("job {job_id} submitted to {}", self.url);
+            eprintln!("job {job_id} submitted to {url}");
         }
         let mut events = client
             .watch_job(pb::WatchJobRequest {
@@ -785,15 +858,49 @@ fn state_name(s: i32) -> &'static str {
     }
 }
 
-async fn connect_client(url: &str) -> Result<JobServiceClient<tonic::transport::Channel>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match JobServiceClient::connect(url.to_string()).await {
-            Ok(c) => return Ok(c),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                bail!("cannot reach coordinator at {url}: {e}")
+impl Session<'_> {
+    /// Submits `job` to the leading coordinator: an unreachable one is skipped, a standby's
+    /// refusal names the leader to go to. Gives up after a while with the last reason.
+    async fn submit(
+        &self,
+        job: &JobRequest,
+    ) -> Result<(String, JobServiceClient<tonic::transport::Channel>, String)> {
+        let mut urls = self.urls.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(COORDINATOR_WAIT_SECS);
+        let mut at = 0;
+        loop {
+            let url = urls[at].clone();
+            // A coordinator that accepts connections but does not answer (paused) is passed
+            // over like an unreachable one.
+            let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+                let mut client = JobServiceClient::connect(url.clone()).await?;
+                let submitted = client.submit_job(pb::SubmitJobRequest::from(job)).await;
+                Ok::<_, tonic::transport::Error>((client, submitted))
+            })
+            .await;
+            let reason = match attempt {
+                Ok(Ok((client, Ok(resp)))) => return Ok((url, client, resp.into_inner().job_id)),
+                Ok(Ok((_, Err(s)))) if s.code() == tonic::Code::Unavailable => {
+                    at = silt_proto::leader::next(&mut urls, at, &s);
+                    s.message().to_string()
+                }
+                Ok(Ok((_, Err(s)))) => bail!("{}", s.message()),
+                Ok(Err(e)) => {
+                    at = (at + 1) % urls.len();
+                    format!("cannot reach coordinator at {url}: {e}")
+                }
+                Err(_) => {
+                    at = (at + 1) % urls.len();
+                    format!("coordinator at {url} did not answer")
+                }
+            };
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{reason}");
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
+
+/// How long a client looks for a leading coordinator.
+const COORDINATOR_WAIT_SECS: u64 = 15;

@@ -60,3 +60,6 @@ mod compact_service;
 mod optimize;
 #[path = "integration/vacuum.rs"]
 mod vacuum;
+
+#[path = "integration/ha.rs"]
+mod ha;

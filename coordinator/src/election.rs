@@ -89,11 +89,12 @@ impl Drop for Leadership {
     }
 }
 
-/// Campaigns until this coordinator leads. `role` hears of every change: standby (with the
-/// current leader), leader, and later deposed.
+/// Campaigns until this coordinator leads. `role` hears while it waits who leads, and later
+/// that the leadership was lost; the caller announces [`Role::Leader`] once it is ready to
+/// lead ([`ElectedFence::install`]).
 pub async fn campaign(
     config: &ElectionConfig,
-    role: watch::Sender<Role>,
+    role: &watch::Sender<Role>,
 ) -> Result<Leadership, ElectionError> {
     if config.endpoints.is_empty() {
         return Err(ElectionError::Invalid("no etcd endpoint".into()));
@@ -151,7 +152,6 @@ pub async fn campaign(
         if resp.succeeded() {
             let epoch = u64::try_from(revision).unwrap_or(0);
             info!(epoch, key = %key, "elected leader");
-            let _ = role.send(Role::Leader { epoch });
             let expires = Arc::new(Mutex::new(sent + granted));
             let margin = (granted / 10).max(Duration::from_millis(100));
             let renewer = tokio::spawn(renew(
@@ -185,7 +185,7 @@ pub async fn campaign(
             // Deleted between the compare and the read: campaign again at once.
             continue;
         }
-        let _ = role.send(Role::Standby {
+        role.send_replace(Role::Standby {
             leader: leader.clone(),
         });
         wait_for_vacancy(&mut client, &key, revision + 1, granted).await;
@@ -215,10 +215,7 @@ async fn connect(
 async fn wait_for_vacancy(client: &mut Client, key: &str, revision: i64, recheck: Duration) {
     let watched = async {
         let mut stream = client
-            .watch(
-                key,
-                Some(WatchOptions::new().with_start_revision(revision)),
-            )
+            .watch(key, Some(WatchOptions::new().with_start_revision(revision)))
             .await
             .ok()?;
         while let Ok(Some(resp)) = stream.message().await {
@@ -288,7 +285,7 @@ async fn renew(
         }
     };
     warn!(epoch, %reason, "leadership lost");
-    let _ = role.send(Role::Deposed { epoch, reason });
+    role.send_replace(Role::Deposed { epoch, reason });
 }
 
 /// Whether the leader key is still the one created at `created` under `lease`.
@@ -329,6 +326,49 @@ impl Leadership {
         Fenced {
             epoch,
             reason: reason.into(),
+        }
+    }
+}
+
+/// The fence of a coordinator that campaigns: refuses every commit until it leads, then is
+/// its [`Leadership`].
+#[derive(Default)]
+pub struct ElectedFence(std::sync::OnceLock<Leadership>);
+
+impl ElectedFence {
+    /// Installs won leadership and announces it on `role` (unless it was lost meanwhile).
+    pub fn install(&self, leadership: Leadership, role: &watch::Sender<Role>) {
+        let epoch = leadership.epoch;
+        if self.0.set(leadership).is_ok() {
+            role.send_if_modified(|r| {
+                let standby = matches!(r, Role::Standby { .. });
+                if standby {
+                    *r = Role::Leader { epoch };
+                }
+                standby
+            });
+        }
+    }
+
+    /// The leadership, once won.
+    pub fn leadership(&self) -> Option<&Leadership> {
+        self.0.get()
+    }
+}
+
+#[async_trait]
+impl LeaderFence for ElectedFence {
+    fn epoch(&self) -> u64 {
+        self.0.get().map_or(0, |l| l.epoch)
+    }
+
+    async fn check(&self, epoch: u64) -> Result<(), Fenced> {
+        match self.0.get() {
+            Some(l) => l.check(epoch).await,
+            None => Err(Fenced {
+                epoch,
+                reason: "this coordinator has not been elected".into(),
+            }),
         }
     }
 }
@@ -405,7 +445,12 @@ pub(crate) mod tests {
             let child = std::process::Command::new("etcd")
                 .args(["--name", "t", "--data-dir"])
                 .arg(dir.path().join("data"))
-                .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+                .args([
+                    "--listen-client-urls",
+                    &url,
+                    "--advertise-client-urls",
+                    &url,
+                ])
                 .args(["--listen-peer-urls", &peer_url])
                 .args(["--initial-advertise-peer-urls", &peer_url])
                 .args(["--initial-cluster", &format!("t={peer_url}")])
@@ -452,7 +497,7 @@ pub(crate) mod tests {
     async fn one_leader_at_a_time_and_a_paused_leader_is_fenced() {
         let etcd = Etcd::start().await;
         let (a_role, _a_rx) = watch::channel(Role::Standby { leader: None });
-        let a = campaign(&config(&etcd, "c1", "http://a"), a_role)
+        let a = campaign(&config(&etcd, "c1", "http://a"), &a_role)
             .await
             .unwrap();
         let ea = a.epoch();
@@ -462,11 +507,15 @@ pub(crate) mod tests {
 
         let (b_role, mut b_rx) = watch::channel(Role::Standby { leader: None });
         let cfg_b = config(&etcd, "c1", "http://b");
-        let b = tokio::spawn(async move { campaign(&cfg_b, b_role).await });
+        let b = tokio::spawn(async move { campaign(&cfg_b, &b_role).await });
         // B waits as a standby and knows who leads.
-        b_rx.wait_for(|r| *r == Role::Standby { leader: Some("http://a".into()) })
-            .await
-            .unwrap();
+        b_rx.wait_for(|r| {
+            *r == Role::Standby {
+                leader: Some("http://a".into()),
+            }
+        })
+        .await
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(!b.is_finished(), "B must not lead while A renews its lease");
         a.check(ea).await.unwrap();
@@ -491,19 +540,22 @@ pub(crate) mod tests {
     async fn a_resigning_leader_hands_over_at_once_and_a_lost_key_deposes() {
         let etcd = Etcd::start().await;
         let (a_role, _a_rx) = watch::channel(Role::Standby { leader: None });
-        let a = campaign(&config(&etcd, "c2", "http://a"), a_role)
+        let a = campaign(&config(&etcd, "c2", "http://a"), &a_role)
             .await
             .unwrap();
         let (b_role, mut b_rx) = watch::channel(Role::Standby { leader: None });
         let cfg_b = config(&etcd, "c2", "http://b");
-        let b = tokio::spawn(async move { campaign(&cfg_b, b_role).await });
+        let b = tokio::spawn(async move { campaign(&cfg_b, &b_role).await });
         b_rx.wait_for(|r| matches!(r, Role::Standby { leader: Some(_) }))
             .await
             .unwrap();
         let started = Instant::now();
         a.resign().await;
         let b = b.await.unwrap().unwrap();
-        assert!(started.elapsed() < Duration::from_millis(900), "no wait for the lease");
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "no wait for the lease"
+        );
 
         // Someone deletes the leader key: B notices within a renewal and steps down.
         let mut c = Client::connect([&etcd.url], None).await.unwrap();
@@ -515,7 +567,7 @@ pub(crate) mod tests {
         assert!(b.check(b.epoch()).await.is_err());
         // Another cluster name is another election.
         let (o_role, _o_rx) = watch::channel(Role::Standby { leader: None });
-        let other = campaign(&config(&etcd, "other", "http://o"), o_role)
+        let other = campaign(&config(&etcd, "other", "http://o"), &o_role)
             .await
             .unwrap();
         other.check(other.epoch()).await.unwrap();
@@ -530,7 +582,7 @@ pub(crate) mod tests {
             lease_ttl: Duration::from_secs(1),
             advertise: "http://me".into(),
         };
-        let err = campaign(&cfg, role).await.err().unwrap();
+        let err = campaign(&cfg, &role).await.err().unwrap();
         assert!(err.to_string().contains("cluster name `a/b`"), "{err}");
     }
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 use futures::Stream;
 use silt_common::request::JobRequest;
 use silt_proto::PROTOCOL_VERSION;
-use silt_proto::pb;
+use silt_proto::{leader, pb};
 use tonic::{Request, Response, Status};
 
 use crate::Coordinator;
+use crate::election::Role;
 use crate::job::{JobState, JobStatus};
 use crate::scheduler::AttemptKey;
 
@@ -244,10 +245,58 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_gated(coordinator, listener, shutdown, Gate::Open).await
+}
+
+/// Who is served.
+#[derive(Clone)]
+pub enum Gate {
+    /// Everyone: a coordinator that is its own leader.
+    Open,
+    /// Only while this coordinator leads; otherwise every call is refused as `Unavailable`,
+    /// naming the leader when known, so that clients and executors go there.
+    Leader(tokio::sync::watch::Receiver<Role>),
+}
+
+impl Gate {
+    fn admit(&self) -> Result<(), Status> {
+        let Gate::Leader(role) = self else {
+            return Ok(());
+        };
+        match &*role.borrow() {
+            Role::Leader { .. } => Ok(()),
+            Role::Standby { leader } => Err(leader::refusal(
+                &match leader {
+                    Some(l) => format!("this coordinator is a standby; the leader is {l}"),
+                    None => "this coordinator is a standby; no leader is elected yet".into(),
+                },
+                leader.as_deref(),
+            )),
+            Role::Deposed { reason, .. } => Err(leader::refusal(
+                &format!("this coordinator lost its leadership ({reason})"),
+                None,
+            )),
+        }
+    }
+}
+
+/// Serves the coordinator's services on `listener` to whom `gate` admits, until `shutdown`.
+pub async fn serve_gated(
+    coordinator: Coordinator,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    gate: Gate,
+) -> Result<(), tonic::transport::Error> {
     // No Nagle delay: replies are small and latency-bound (a poll answer would otherwise
     // wait for the client's delayed ACK, ~40 ms on Linux).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .layer(tonic::service::InterceptorLayer::new(
+            move |req: Request<()>| -> Result<Request<()>, Status> {
+                gate.admit()?;
+                Ok(req)
+            },
+        ))
         .add_service(
             pb::job_service_server::JobServiceServer::new(JobServiceImpl(coordinator.clone()))
                 .max_decoding_message_size(64 << 20)

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use silt_common::task::{TaskFailure, TaskSpec};
-use silt_proto::pb;
 use silt_proto::pb::executor_service_client::ExecutorServiceClient;
+use silt_proto::{leader, pb};
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
@@ -26,7 +26,8 @@ use crate::tasks::{TaskEnv, TaskLimits, cleanup_attempt, run_task};
 /// Executor settings.
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
-    /// Coordinator URL, e.g. `http://127.0.0.1:7077`.
+    /// Coordinator URL, e.g. `http://127.0.0.1:7077`, or a comma-separated list of
+    /// coordinators: the executor registers with their leader and follows it.
     pub coordinator_url: String,
     /// Tasks run at once.
     pub slots: u32,
@@ -85,39 +86,86 @@ struct Session {
     heartbeat_ms: u64,
 }
 
-async fn connect(config: &ExecutorConfig) -> Result<ExecutorServiceClient<Channel>, ExecutorError> {
+/// Connects to the leading coordinator among `config.coordinator_url` (a comma-separated
+/// list) and registers there. Every coordinator is asked at once (standbys refuse, naming
+/// the leader, which is added if new; one that is unreachable or paused does not delay the
+/// others); gives up after the connect timeout.
+async fn connect_and_register(
+    config: &ExecutorConfig,
+    shuffle_address: &str,
+) -> Result<Session, ExecutorError> {
+    use futures::StreamExt;
+    let mut urls = leader::urls(&config.coordinator_url);
+    if urls.is_empty() {
+        return Err(ExecutorError::Connect {
+            url: config.coordinator_url.clone(),
+            reason: "no coordinator URL".into(),
+        });
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(config.connect_timeout_ms);
     let mut backoff = Duration::from_millis(50);
     loop {
-        match Channel::from_shared(config.coordinator_url.clone()) {
-            Ok(endpoint) => match endpoint
-                .connect_timeout(Duration::from_secs(5))
-                .tcp_nodelay(true)
-                .connect()
-                .await
-            {
-                Ok(ch) => {
-                    return Ok(ExecutorServiceClient::new(ch)
+        let mut attempts: futures::stream::FuturesUnordered<_> = urls
+            .iter()
+            .map(|url| async move {
+                let attempt = tokio::time::timeout(RPC_TIMEOUT, async {
+                    let endpoint =
+                        Channel::from_shared(url.clone()).map_err(|e| ExecutorError::Connect {
+                            url: url.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    let ch = endpoint
+                        .connect_timeout(Duration::from_secs(5))
+                        .tcp_nodelay(true)
+                        .connect()
+                        .await
+                        .map_err(|e| ExecutorError::Connect {
+                            url: url.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    let mut client = ExecutorServiceClient::new(ch)
                         .max_decoding_message_size(256 << 20)
-                        .max_encoding_message_size(256 << 20));
-                }
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    debug!("coordinator not reachable yet: {e}");
-                }
-                Err(e) => {
-                    return Err(ExecutorError::Connect {
-                        url: config.coordinator_url.clone(),
-                        reason: e.to_string(),
-                    });
-                }
-            },
-            Err(e) => {
-                return Err(ExecutorError::Connect {
-                    url: config.coordinator_url.clone(),
-                    reason: e.to_string(),
+                        .max_encoding_message_size(256 << 20);
+                    register(&mut client, config, shuffle_address).await
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ExecutorError::Rpc(tonic::Status::unavailable(
+                        "the coordinator did not answer",
+                    )))
                 });
+                (url.clone(), attempt)
+            })
+            .collect();
+        let mut reason = String::new();
+        let mut named = Vec::new();
+        while let Some((url, attempt)) = attempts.next().await {
+            match attempt {
+                Ok(session) => {
+                    info!(coordinator = %url, "connected to the leading coordinator");
+                    return Ok(session);
+                }
+                Err(ExecutorError::Rpc(status)) => {
+                    named.extend(leader::hint(&status));
+                    reason = format!("{url}: {}", status.message());
+                }
+                Err(ExecutorError::Connect { reason: r, .. }) => reason = format!("{url}: {r}"),
+                Err(e) => return Err(e),
             }
         }
+        drop(attempts);
+        for l in named {
+            if !urls.contains(&l) {
+                urls.push(l);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ExecutorError::Connect {
+                url: config.coordinator_url.clone(),
+                reason,
+            });
+        }
+        debug!("no leading coordinator yet: {reason}");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
@@ -199,8 +247,9 @@ pub async fn run_executor(
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
     };
-    let coordinator_host = url::Url::parse(&config.coordinator_url)
-        .ok()
+    let coordinator_host = leader::urls(&config.coordinator_url)
+        .first()
+        .and_then(|u| url::Url::parse(u).ok())
         .and_then(|u| u.host_str().map(str::to_string));
     let advertised_host = shuffle_address.rsplit_once(':').map_or("", |(h, _)| h);
     if coordinator_host.is_some_and(|h| !loopback(&h)) && loopback(advertised_host) {
@@ -210,7 +259,6 @@ pub async fn run_executor(
              other executors cannot fetch its map outputs (set --shuffle-listen / --shuffle-advertise)"
         );
     }
-    let mut client = connect(&config).await?;
     let running: Running = Arc::new(Mutex::new(HashMap::new()));
     let per_slot = (config.memory_limit_bytes - shuffle_budget) / config.slots.max(1) as u64;
     let env = TaskEnv {
@@ -224,7 +272,7 @@ pub async fn run_executor(
     };
     tokio::pin!(shutdown);
     loop {
-        let session = register(&mut client, &config, &shuffle_address).await?;
+        let session = connect_and_register(&config, &shuffle_address).await?;
         let id = session.executor_id.clone();
         // One heartbeat loop and `slots` poll loops; all end when the coordinator asks
         // this executor to register again.
@@ -285,6 +333,18 @@ fn abort_all(running: &Running) {
     }
 }
 
+/// How long a registration or heartbeat waits for the coordinator's answer.
+const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a poll for a task waits on the coordinator for one to come.
+const POLL_WAIT_MS: u64 = 1_000;
+
+/// How long a task report waits for the coordinator's answer.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Heartbeats failing in a row after which the coordinator counts as gone.
+const LOST_HEARTBEATS: u32 = 3;
+
 async fn heartbeat_loop(
     mut client: ExecutorServiceClient<Channel>,
     executor_id: String,
@@ -294,6 +354,7 @@ async fn heartbeat_loop(
     rereg: tokio::sync::watch::Sender<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
+    let mut failures = 0u32;
     loop {
         tick.tick().await;
         let keys: Vec<pb::TaskKey> = running
@@ -302,15 +363,20 @@ async fn heartbeat_loop(
             .keys()
             .cloned()
             .collect();
-        match client
-            .heartbeat(pb::HeartbeatRequest {
-                executor_id: executor_id.clone(),
-                running: keys,
-                shuffle_jobs: shuffle.jobs(),
-            })
-            .await
-        {
+        let beat = client.heartbeat(pb::HeartbeatRequest {
+            executor_id: executor_id.clone(),
+            running: keys,
+            shuffle_jobs: shuffle.jobs(),
+        });
+        let answer = tokio::time::timeout(
+            RPC_TIMEOUT.min(Duration::from_millis(2 * interval_ms).max(Duration::from_secs(1))),
+            beat,
+        )
+        .await
+        .unwrap_or_else(|_| Err(tonic::Status::unavailable("the coordinator did not answer")));
+        match answer {
             Ok(resp) => {
+                failures = 0;
                 let resp = resp.into_inner();
                 for job in &resp.drop_shuffle_jobs {
                     shuffle.drop_job(job);
@@ -330,7 +396,16 @@ async fn heartbeat_loop(
                     }
                 }
             }
-            Err(e) => warn!("heartbeat failed: {e}"),
+            Err(e) => {
+                warn!("heartbeat failed: {e}");
+                failures += 1;
+                // The coordinator is gone or no longer leads (a standby answers for it):
+                // find the leader and register there.
+                if failures >= LOST_HEARTBEATS || leader::hint(&e).is_some() {
+                    let _ = rereg.send(true);
+                    return;
+                }
+            }
         }
     }
 }
@@ -343,13 +418,20 @@ async fn poll_loop(
     rereg: tokio::sync::watch::Sender<bool>,
 ) {
     loop {
-        let resp = match client
-            .poll_task(pb::PollTaskRequest {
-                executor_id: executor_id.clone(),
-                wait_ms: 1_000,
-            })
+        if *rereg.borrow() {
+            // Registering again (elsewhere, maybe): this session's loop ends.
+            return;
+        }
+        let poll = client.poll_task(pb::PollTaskRequest {
+            executor_id: executor_id.clone(),
+            wait_ms: POLL_WAIT_MS,
+        });
+        // Bounded: a paused coordinator must not hold this loop (and the executor's move to
+        // another leader) forever.
+        let answer = tokio::time::timeout(Duration::from_millis(POLL_WAIT_MS) + RPC_TIMEOUT, poll)
             .await
-        {
+            .unwrap_or_else(|_| Err(tonic::Status::unavailable("the coordinator did not answer")));
+        let resp = match answer {
             Ok(r) => r.into_inner(),
             Err(e) => {
                 warn!("poll failed: {e}");
@@ -425,7 +507,12 @@ async fn poll_loop(
         // A lost report would leave the task running forever on the coordinator's books
         // (until this executor is declared lost), so retry a few times.
         for attempt in 0..5u32 {
-            match client.report_task(report.clone()).await {
+            let sent = tokio::time::timeout(REPORT_TIMEOUT, client.report_task(report.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(tonic::Status::unavailable("the coordinator did not answer"))
+                });
+            match sent {
                 Ok(_) => break,
                 Err(e) => {
                     warn!(attempt, "report failed: {e}");

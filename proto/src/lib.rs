@@ -19,6 +19,77 @@ pub mod pb {
 /// Version of the executor protocol; executors with another version are refused at registration.
 pub const PROTOCOL_VERSION: u32 = 6;
 
+/// Finding the leading coordinator among several.
+pub mod leader {
+    /// Metadata key of a standby coordinator's refusal that names the leader's URL.
+    pub const METADATA: &str = "silt-leader";
+
+    /// Coordinator URLs from a comma-separated list, in order, without blanks or repeats.
+    pub fn urls(list: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for url in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            if !out.iter().any(|u| u == url) {
+                out.push(url.to_string());
+            }
+        }
+        out
+    }
+
+    /// A standby's refusal: `Unavailable`, naming the leader when one is known.
+    pub fn refusal(message: &str, leader: Option<&str>) -> tonic::Status {
+        let mut status = tonic::Status::unavailable(message);
+        if let Some(v) = leader.and_then(|l| l.parse().ok()) {
+            status.metadata_mut().insert(METADATA, v);
+        }
+        status
+    }
+
+    /// The leader a refusal names.
+    pub fn hint(status: &tonic::Status) -> Option<String> {
+        status
+            .metadata()
+            .get(METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// The URLs to try after `status` from `urls[at]`: the named leader first (added if
+    /// new), then the rest in turn.
+    pub fn next(urls: &mut Vec<String>, at: usize, status: &tonic::Status) -> usize {
+        match hint(status) {
+            Some(l) => match urls.iter().position(|u| *u == l) {
+                Some(i) => i,
+                None => {
+                    urls.push(l);
+                    urls.len() - 1
+                }
+            },
+            None => (at + 1) % urls.len().max(1),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn lists_and_hints() {
+            assert_eq!(
+                urls(" http://a:1, ,http://b:2,http://a:1"),
+                ["http://a:1", "http://b:2"]
+            );
+            let s = refusal("standby", Some("http://b:2"));
+            assert_eq!(s.code(), tonic::Code::Unavailable);
+            assert_eq!(hint(&s).as_deref(), Some("http://b:2"));
+            let mut list = urls("http://a:1,http://b:2");
+            assert_eq!(next(&mut list, 0, &s), 1);
+            assert_eq!(next(&mut list, 1, &refusal("standby", None)), 0);
+            assert_eq!(next(&mut list, 0, &refusal("x", Some("http://c:3"))), 2);
+            assert_eq!(list.len(), 3);
+        }
+    }
+}
+
 /// A wire message that could not be turned into a domain value.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed message: {0}")]

@@ -1,0 +1,182 @@
+//! Highly available coordinators: a real etcd (Debian's `etcd-server`) on loopback, two
+//! `silt coordinator --etcd` processes campaigning for one cluster, an executor and clients
+//! given both coordinators' URLs. The leader is killed (SIGKILL) or paused (SIGSTOP past its
+//! lease); the standby takes over, jobs go to it, and the table holds each job's rows once.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The leader lease of these tests.
+const LEASE_MS: u64 = 1_000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// etcd on free loopback ports, with a heartbeat short enough for one-second leases.
+fn start_etcd(dir: &Path) -> (Daemon, String) {
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut cmd = Command::new("etcd");
+    cmd.args(["--name", "it", "--data-dir", &s(&dir.join("etcd"))])
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args(["--listen-peer-urls", &peer_url])
+        .args(["--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("it={peer_url}")])
+        .args(["--heartbeat-interval", "50", "--election-timeout", "500"]);
+    let mut etcd = Daemon::spawn("etcd", cmd);
+    etcd.wait_for_line("ready to serve client requests", START_TIMEOUT);
+    (etcd, url)
+}
+
+/// A coordinator campaigning in cluster `it`; returns it and its URL.
+fn start_coordinator(name: &str, etcd: &str) -> (Daemon, String) {
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(["coordinator", "--listen", "127.0.0.1:0", "--etcd", etcd])
+        .args([
+            "--cluster-name",
+            "it",
+            "--lease-ttl-ms",
+            &LEASE_MS.to_string(),
+        ])
+        .args(["--executor-timeout-ms", "2000"]);
+    cmd.env("SILT_LOG", "info");
+    let mut d = Daemon::spawn(name, cmd);
+    let line = d.wait_for_line("listening on", START_TIMEOUT);
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|a| a.trim_end_matches(':').to_string())
+        .unwrap_or_else(|| panic!("no address in `{line}`"));
+    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    (d, format!("http://{addr}"))
+}
+
+fn start_executor(coordinators: &str) -> Daemon {
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(["executor", "--coordinator", coordinators, "--slots", "1"])
+        .args(["--name", "ha-exec"]);
+    cmd.env("SILT_LOG", "info");
+    let mut d = Daemon::spawn("executor", cmd);
+    d.wait_for_line("registered with coordinator", START_TIMEOUT);
+    d
+}
+
+fn write(table: &Path, source: &Path, coordinators: &str) -> Out {
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(["write", "--table", &s(table), "--source", &s(source)])
+        .args(["--json", "-q", "--coordinator", coordinators]);
+    Daemon::spawn_capture("write", cmd).finish(Duration::from_secs(120))
+}
+
+fn signal(d: &Daemon, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &d.guard.pid().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} failed");
+}
+
+#[test]
+fn a_killed_leader_is_replaced_and_jobs_reach_the_new_one() {
+    let seed = seed_for("a_killed_leader_is_replaced_and_jobs_reach_the_new_one");
+    let dir = tempdir("ha-kill");
+    let a_rows = Gen::new(seed, 500).files(2).write(&dir.path().join("a"));
+    let b_rows = Gen::new(seed + 1, 300)
+        .id_start(10_000)
+        .files(2)
+        .write(&dir.path().join("b"));
+    let t = dir.path().join("t");
+    let (_etcd, etcd) = start_etcd(dir.path());
+    let (mut first, first_url) = start_coordinator("coordinatorA", &etcd);
+    first.wait_for_line("leads cluster", START_TIMEOUT);
+    let (mut second, second_url) = start_coordinator("coordinatorB", &etcd);
+    let both = format!("{first_url},{second_url}");
+    let _executor = start_executor(&both);
+
+    // The standby, asked first, names the leader; the job goes there.
+    let out = write(&t, &a_rows, &format!("{second_url},{first_url}"));
+    out.assert_ok();
+    assert_eq!(out.version(), Some(0), "{}", out.describe());
+    assert!(
+        !second.collect().contains("leads cluster"),
+        "one leader at a time"
+    );
+
+    let killed = Instant::now();
+    first.guard.kill9();
+    second.wait_for_line("leads cluster", Duration::from_secs(30));
+    let takeover = killed.elapsed();
+    eprintln!("[ha] the standby led {takeover:?} after the leader was killed");
+    assert!(
+        takeover < Duration::from_millis(LEASE_MS) + Duration::from_secs(5),
+        "takeover took {takeover:?}"
+    );
+    // The killed leader first in the list: the client passes over it.
+    let out = write(&t, &b_rows, &both);
+    out.assert_ok();
+    assert_eq!(out.version(), Some(1), "{}", out.describe());
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&a_rows), Expected::Parquet(&b_rows)],
+        &[],
+    );
+}
+
+#[test]
+fn a_paused_leader_loses_its_lease_and_steps_down() {
+    let seed = seed_for("a_paused_leader_loses_its_lease_and_steps_down");
+    let dir = tempdir("ha-pause");
+    let a_rows = Gen::new(seed, 400).files(2).write(&dir.path().join("a"));
+    let b_rows = Gen::new(seed + 1, 200)
+        .id_start(10_000)
+        .files(1)
+        .write(&dir.path().join("b"));
+    let t = dir.path().join("t");
+    let (_etcd, etcd) = start_etcd(dir.path());
+    let (mut first, first_url) = start_coordinator("coordinatorA", &etcd);
+    first.wait_for_line("leads cluster", START_TIMEOUT);
+    let (mut second, second_url) = start_coordinator("coordinatorB", &etcd);
+    let both = format!("{first_url},{second_url}");
+    let _executor = start_executor(&both);
+    write(&t, &a_rows, &both).assert_ok();
+
+    // Paused past its lease (SIGSTOP): the standby takes over and jobs go to it, the
+    // paused leader (first in the list) passed over.
+    signal(&first, "-STOP");
+    second.wait_for_line("leads cluster", Duration::from_secs(30));
+    let out = write(&t, &b_rows, &both);
+    out.assert_ok();
+    assert_eq!(out.version(), Some(1), "{}", out.describe());
+
+    // Resumed, the old leader finds its lease gone and steps down instead of serving.
+    signal(&first, "-CONT");
+    let line = first.wait_for_line("stepping down", Duration::from_secs(30));
+    assert!(line.contains("lost"), "{line}");
+    let exited = wait_with_timeout(&mut first.guard.child, Duration::from_secs(10));
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "a deposed coordinator exits with an error"
+    );
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&a_rows), Expected::Parquet(&b_rows)],
+        &[],
+    );
+    let info = inspect(&t);
+    assert_eq!(info["version"], 1, "exactly two commits: {info}");
+}

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use silt_common::cluster::Curve;
 use silt_common::request::{ExchangeMode, JobRequest, OptimizeRequest, WriteMode, WriteRequest};
 use silt_common::task::SourceFormat;
-use silt_coordinator::election::{ElectedFence, ElectionConfig, Role, campaign};
+use silt_coordinator::election::{ElectedFence, ElectionConfig, Role, announce, campaign};
 use silt_coordinator::fence::{LeaderFence, SoleLeader};
 use silt_coordinator::service::Gate;
 use silt_coordinator::{Coordinator, CoordinatorConfig};
@@ -384,7 +384,7 @@ async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let coord = Coordinator::new(config, fence.clone());
     let (role, gate) = tokio::sync::watch::channel(Role::Standby { leader: None });
     let mut server = tokio::spawn(silt_coordinator::service::serve_gated(
-        coord,
+        coord.clone(),
         listener,
         shutdown_signal(),
         Gate::Leader(gate),
@@ -405,17 +405,20 @@ async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         served = &mut server => return Ok(served??),
     };
     let epoch = leadership.epoch();
-    fence.install(leadership, &role);
-    eprintln!(
-        "silt coordinator {advertise} leads cluster `{}` (epoch {epoch})",
-        args.cluster_name
-    );
-    let lost = async {
-        match fence.leadership() {
-            Some(l) => l.lost().await,
-            None => "never installed".to_string(),
-        }
+    let Some(leadership) = fence.install(leadership) else {
+        bail!("leadership installed twice");
     };
+    // Jobs in flight under the previous leader are finished before serving.
+    let took = coord
+        .take_over(Arc::new(leadership.journal()))
+        .await
+        .with_context(|| format!("taking over as leader of epoch {epoch}"))?;
+    announce(&role, epoch);
+    eprintln!(
+        "silt coordinator {advertise} leads cluster `{}` (epoch {epoch}); jobs taken over: {} run again, {} committed before, {} failed, {} finished remembered",
+        args.cluster_name, took.rerun, took.committed, took.failed, took.finished
+    );
+    let lost = leadership.lost();
     tokio::select! {
         reason = lost => bail!("leadership of epoch {epoch} lost ({reason}); stepping down"),
         served = &mut server => Ok(served??),
@@ -659,20 +662,32 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Submits a job and waits for its result, showing its progress on stderr if asked.
+    /// Submits a job and waits for its result, showing its progress on stderr if asked. With
+    /// several coordinators, a job whose coordinator goes away is followed to the next
+    /// leader (which finishes it, see `Coordinator::take_over`).
     async fn execute(&self, job: &JobRequest, progress: bool) -> Result<pb::JobResult> {
         let quiet = !progress;
-        let (url, mut client, job_id) = self.submit(job).await?;
+        let submit = pb::SubmitJobRequest::from(job);
+        let (url, mut client, job_id) = self
+            .on_leader(COORDINATOR_WAIT_SECS, |mut c| {
+                let submit = submit.clone();
+                async move { Ok(c.submit_job(submit).await?.into_inner().job_id) }
+            })
+            .await?;
         if !quiet {
             eprintln!("job {job_id} submitted to {url}");
         }
-        let mut events = client
-            .watch_job(pb::WatchJobRequest {
-                job_id: job_id.clone(),
-            })
+        let watch = |mut c: JobClient| {
+            let job_id = job_id.clone();
+            async move {
+                Ok(c.watch_job(pb::WatchJobRequest { job_id })
+                    .await?
+                    .into_inner())
+            }
+        };
+        let mut events = watch(client.clone())
             .await
-            .map_err(|s| anyhow!("{}", s.message()))?
-            .into_inner();
+            .map_err(|s: tonic::Status| anyhow!("{}", s.message()))?;
         let mut last = String::new();
         let mut last_stage = String::new();
         let mut cancelled = false;
@@ -693,6 +708,19 @@ impl<'a> Session<'a> {
                                 last = line;
                             }
                         }
+                        Some(Err(s)) if self.urls.len() > 1 => {
+                            if !quiet {
+                                eprintln!("lost the job's coordinator ({}); following job {job_id} to the leader", s.message());
+                            }
+                            let (url, c, stream) = self
+                                .on_leader(FAILOVER_WAIT_SECS, watch)
+                                .await
+                                .with_context(|| format!("lost job {job_id}'s progress stream: {}", s.message()))?;
+                            if !quiet {
+                                eprintln!("following job {job_id} at {url}");
+                            }
+                            (client, events) = (c, stream);
+                        }
                         Some(Err(s)) => bail!("lost the job's progress stream: {}", s.message()),
                         None => break,
                     }
@@ -704,14 +732,21 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        let result = client
-            .get_job_result(pb::GetJobResultRequest {
-                job_id: job_id.clone(),
-            })
-            .await
-            .map_err(|s| anyhow!("{}", s.message()))?
-            .into_inner();
-        Ok(result)
+        let result = |mut c: JobClient| {
+            let job_id = job_id.clone();
+            async move {
+                Ok(c.get_job_result(pb::GetJobResultRequest { job_id })
+                    .await?
+                    .into_inner())
+            }
+        };
+        match result(client).await {
+            Ok(r) => Ok(r),
+            Err(_) if self.urls.len() > 1 => {
+                Ok(self.on_leader(FAILOVER_WAIT_SECS, result).await?.2)
+            }
+            Err(s) => bail!("{}", s.message()),
+        }
     }
 
     /// Submits a job, follows its progress and prints its result. Exit code 0 on success.
@@ -858,29 +893,33 @@ fn state_name(s: i32) -> &'static str {
     }
 }
 
+type JobClient = JobServiceClient<tonic::transport::Channel>;
+
 impl Session<'_> {
-    /// Submits `job` to the leading coordinator: an unreachable one is skipped, a standby's
-    /// refusal names the leader to go to. Gives up after a while with the last reason.
-    async fn submit(
-        &self,
-        job: &JobRequest,
-    ) -> Result<(String, JobServiceClient<tonic::transport::Channel>, String)> {
+    /// Makes `call` on the leading coordinator, and returns where it went: an unreachable or
+    /// unanswering coordinator is passed over, a standby's refusal names the leader to go
+    /// to. Gives up after `wait_secs` with the last reason.
+    async fn on_leader<T, F, Fut>(&self, wait_secs: u64, call: F) -> Result<(String, JobClient, T)>
+    where
+        F: Fn(JobClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
         let mut urls = self.urls.clone();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(COORDINATOR_WAIT_SECS);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
         let mut at = 0;
         loop {
             let url = urls[at].clone();
             // A coordinator that accepts connections but does not answer (paused) is passed
             // over like an unreachable one.
             let attempt = tokio::time::timeout(Duration::from_secs(5), async {
-                let mut client = JobServiceClient::connect(url.clone()).await?;
-                let submitted = client.submit_job(pb::SubmitJobRequest::from(job)).await;
-                Ok::<_, tonic::transport::Error>((client, submitted))
+                let client = connect_job_client(&url).await?;
+                let answer = call(client.clone()).await;
+                Ok::<_, tonic::transport::Error>((client, answer))
             })
             .await;
             let reason = match attempt {
-                Ok(Ok((client, Ok(resp)))) => return Ok((url, client, resp.into_inner().job_id)),
-                Ok(Ok((_, Err(s)))) if s.code() == tonic::Code::Unavailable => {
+                Ok(Ok((client, Ok(t)))) => return Ok((url, client, t)),
+                Ok(Ok((_, Err(s)))) if silt_proto::leader::elsewhere(&s) => {
                     at = silt_proto::leader::next(&mut urls, at, &s);
                     s.message().to_string()
                 }
@@ -901,6 +940,25 @@ impl Session<'_> {
         }
     }
 }
+
+/// A client of a coordinator's job service. HTTP/2 pings find a coordinator that stopped
+/// answering (paused, cut off) while a job's progress is awaited.
+async fn connect_job_client(url: &str) -> Result<JobClient, tonic::transport::Error> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await?;
+    Ok(JobServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+/// How long a client following a job looks for the next leader after losing its
+/// coordinator: a lease and a takeover.
+const FAILOVER_WAIT_SECS: u64 = 60;
 
 /// How long a client looks for a leading coordinator.
 const COORDINATOR_WAIT_SECS: u64 = 15;

@@ -132,6 +132,10 @@ pub enum CommitError {
     Common(#[from] silt_common::Error),
     #[error("commit refused: {0}")]
     Refused(String),
+    /// A winning commit is this job's own, made by its run under an earlier leader (see
+    /// [`find_job_commit`]): the job has committed, as that version.
+    #[error("the job already committed version {version}")]
+    AlreadyCommitted { version: i64 },
 }
 
 /// One line of the commit: a deltalake-core action, with the raw log path for add/remove.
@@ -266,6 +270,7 @@ pub async fn commit(
     let mut checked = 0u32;
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         fence.check(req.epoch).await?;
+        crate::driver::crash_point("commit");
         let version = read_version + 1;
         let bytes = commit_bytes(&lines, &req, read_version)?;
         // `version` >= 0: read versions start at -1 (checked above) and only grow.
@@ -298,6 +303,43 @@ pub async fn commit(
     Err(CommitError::Conflict(format!(
         "gave up after {MAX_COMMIT_ATTEMPTS} lost commit races"
     )))
+}
+
+/// The `commitInfo` field naming the silt job that made a commit.
+pub const JOB_ID_FIELD: &str = "siltJobId";
+
+/// Commits read back looking for a job's commit after a failover: at most this many.
+const JOB_COMMIT_SCAN: i64 = 1_000;
+
+/// The version job `job_id` (accepted at `since_ms`) committed, if it did: the table's log
+/// read back from its latest commit to the first made before the job was accepted (a
+/// minute of clock skew allowed). `None` when the table does not exist or cannot be read.
+pub async fn find_job_commit(table_uri: &str, job_id: &str, since_ms: i64) -> Option<i64> {
+    let (_, snapshot) = crate::ops::existing_table(table_uri).await.ok()?;
+    let log_store = snapshot.table.log_store();
+    let mut v = snapshot.version;
+    while v >= 0 && snapshot.version - v < JOB_COMMIT_SCAN {
+        let bytes = log_store.read_commit_entry(v as u64).await.ok()??;
+        let text = String::from_utf8_lossy(&bytes);
+        let info = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find_map(|a| a.get("commitInfo").cloned());
+        if let Some(info) = info {
+            if info.get(JOB_ID_FIELD).and_then(Value::as_str) == Some(job_id) {
+                return Some(v);
+            }
+            if info
+                .get("timestamp")
+                .and_then(Value::as_i64)
+                .is_some_and(|t| t < since_ms - 60_000)
+            {
+                return None;
+            }
+        }
+        v -= 1;
+    }
+    None
 }
 
 /// The commit file: the actions, then `commitInfo` as Delta Spark writes it.
@@ -425,6 +467,11 @@ fn check_winning_commit(
         actions.push(action);
     }
     let commit_info = actions.iter().find_map(|a| a.get("commitInfo"));
+    if let Some(job) = commit_info.and_then(|c| c.get(JOB_ID_FIELD)?.as_str())
+        && req.commit_info.get(JOB_ID_FIELD).and_then(Value::as_str) == Some(job)
+    {
+        return Err(CommitError::AlreadyCommitted { version });
+    }
     let operation = commit_info
         .and_then(|c| c.get("operation")?.as_str())
         .unwrap_or("unknown")

@@ -90,6 +90,17 @@ impl PlanContext {
 }
 
 /// Prefix of every data file name of a job (`part-<job id>`).
+/// Test-only fault injection: `SILT_COORDINATOR_CRASH=<point>` makes the coordinator
+/// process die at once (no cleanup, no record of the job's end, as under SIGKILL) when a job
+/// reaches `point`: `dispatch` (before its stages run), `commit` (the fence passed, the
+/// commit not written yet), `committed` (the commit written).
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var("SILT_COORDINATOR_CRASH").is_ok_and(|p| p == point) {
+        eprintln!("SILT_COORDINATOR_CRASH: dying at `{point}`");
+        std::process::exit(137);
+    }
+}
+
 pub fn job_file_prefix(job_id: &str) -> String {
     format!("part-{job_id}")
 }
@@ -287,6 +298,7 @@ async fn drive(
     };
     let mut running = FuturesUnordered::new();
     let start = |plans: Vec<StagePlan>, running: &mut FuturesUnordered<_>| {
+        crash_point("dispatch");
         for plan in plans {
             running.push(run_stage(&scope, scope.new_stage_id(), plan));
         }
@@ -407,8 +419,24 @@ async fn conclude(
                             }
                         }
                     }
+                    (Err(CommitError::AlreadyCommitted { version }), _) => {
+                        // This job's run under an earlier leader committed after all: that
+                        // commit is the job's; this run's files are not referenced.
+                        warn!(job = job_id, version, "the job's earlier run committed");
+                        return Ok(Driven {
+                            outcome: JobOutcome {
+                                version: Some(version),
+                                summary: format!(
+                                    "committed version {version} (by the job's run before a coordinator failover)"
+                                ),
+                                ..Default::default()
+                            },
+                            any_retry: true,
+                        });
+                    }
                     (Err(e), _) => return Err(e.into()),
                 };
+                crash_point("committed");
                 info!(job = job_id, version = committed.version, "committed");
                 scope
                     .committed

@@ -72,6 +72,7 @@ pub fn leader_key(cluster: &str) -> String {
 /// Leadership won in an election; renews itself until lost.
 pub struct Leadership {
     client: Client,
+    cluster: String,
     key: String,
     epoch: u64,
     lease: i64,
@@ -90,8 +91,8 @@ impl Drop for Leadership {
 }
 
 /// Campaigns until this coordinator leads. `role` hears while it waits who leads, and later
-/// that the leadership was lost; the caller announces [`Role::Leader`] once it is ready to
-/// lead ([`ElectedFence::install`]).
+/// that the leadership was lost; the caller [`announce`]s [`Role::Leader`] once it is ready
+/// to lead.
 pub async fn campaign(
     config: &ElectionConfig,
     role: &watch::Sender<Role>,
@@ -164,6 +165,7 @@ pub async fn campaign(
             ));
             return Ok(Leadership {
                 client,
+                cluster: config.cluster.clone(),
                 key,
                 epoch,
                 lease,
@@ -316,6 +318,16 @@ impl Leadership {
         }
     }
 
+    /// The job journal this leader writes, fenced by its leader key.
+    pub fn journal(&self) -> crate::journal::EtcdJournal {
+        crate::journal::EtcdJournal::new(
+            self.client.clone(),
+            &self.cluster,
+            self.key.clone(),
+            i64::try_from(self.epoch).unwrap_or(i64::MAX),
+        )
+    }
+
     /// Gives leadership up (revokes the lease, so the key goes at once).
     pub async fn resign(mut self) {
         self.renewer.abort();
@@ -330,24 +342,28 @@ impl Leadership {
     }
 }
 
+/// Announces on `role` that this coordinator leads in `epoch` (unless the leadership was
+/// lost meanwhile): from then on it serves.
+pub fn announce(role: &watch::Sender<Role>, epoch: u64) {
+    role.send_if_modified(|r| {
+        let standby = matches!(r, Role::Standby { .. });
+        if standby {
+            *r = Role::Leader { epoch };
+        }
+        standby
+    });
+}
+
 /// The fence of a coordinator that campaigns: refuses every commit until it leads, then is
 /// its [`Leadership`].
 #[derive(Default)]
 pub struct ElectedFence(std::sync::OnceLock<Leadership>);
 
 impl ElectedFence {
-    /// Installs won leadership and announces it on `role` (unless it was lost meanwhile).
-    pub fn install(&self, leadership: Leadership, role: &watch::Sender<Role>) {
-        let epoch = leadership.epoch;
-        if self.0.set(leadership).is_ok() {
-            role.send_if_modified(|r| {
-                let standby = matches!(r, Role::Standby { .. });
-                if standby {
-                    *r = Role::Leader { epoch };
-                }
-                standby
-            });
-        }
+    /// Installs won leadership; returns it (`None` if leadership was installed before).
+    pub fn install(&self, leadership: Leadership) -> Option<&Leadership> {
+        self.0.set(leadership).ok()?;
+        self.0.get()
     }
 
     /// The leadership, once won.

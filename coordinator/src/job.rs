@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// Lifecycle of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
     Running,
@@ -133,6 +134,22 @@ impl JobRegistry {
             .map(|e| e.status.borrow().clone())
     }
 
+    /// Remembers a job that ended under another coordinator (its outcome from the job
+    /// journal), so that clients asking for it get its result.
+    pub fn restore(&self, job_id: &str, state: JobState, outcome: JobOutcome) {
+        let status = self.create(job_id);
+        status.send_modify(|s| {
+            s.state = state;
+            s.message = if outcome.error.is_empty() {
+                outcome.summary.clone()
+            } else {
+                outcome.error.clone()
+            };
+            s.outcome = Some(outcome);
+        });
+        self.finished(job_id);
+    }
+
     /// Marks a job finished (bookkeeping for the bound on remembered jobs).
     pub fn finished(&self, job_id: &str) {
         let mut reg = self.lock();
@@ -142,5 +159,41 @@ impl JobRegistry {
                 reg.jobs.remove(&old);
             }
         }
+    }
+}
+
+/// The job a run belongs to: a job that a new leader runs again after a failover runs as
+/// `<job id>r<epoch>` (so that its files are its own), and its commit names the job.
+pub fn public_job_id(run_id: &str) -> &str {
+    match run_id.rsplit_once('r') {
+        Some((job, epoch))
+            if !job.is_empty()
+                && !epoch.is_empty()
+                && epoch.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            job
+        }
+        _ => run_id,
+    }
+}
+
+/// The id of a job's run under the leader of `epoch`.
+pub fn rerun_id(job_id: &str, epoch: u64) -> String {
+    format!("{job_id}r{epoch}")
+}
+
+#[cfg(test)]
+mod run_id_tests {
+    use super::*;
+
+    #[test]
+    fn runs_name_their_job() {
+        assert_eq!(public_job_id("j0123456789abcdef"), "j0123456789abcdef");
+        assert_eq!(
+            public_job_id(&rerun_id("j0123456789abcdef", 42)),
+            "j0123456789abcdef"
+        );
+        assert_eq!(public_job_id("jr"), "jr");
+        assert_eq!(public_job_id("r5"), "r5");
     }
 }

@@ -12,6 +12,7 @@ pub mod driver;
 pub mod election;
 pub mod fence;
 pub mod job;
+pub mod journal;
 pub mod ops;
 pub mod plan;
 pub mod scheduler;
@@ -58,6 +59,9 @@ pub struct JobContext {
     pub fence: Arc<dyn fence::LeaderFence>,
     pub executor_wait_ms: u64,
     pub min_executors: usize,
+    /// Where jobs are recorded to outlive this coordinator (set when it takes over as an
+    /// elected leader; none for a coordinator that leads alone).
+    pub journal: std::sync::OnceLock<Arc<dyn journal::JobJournal>>,
 }
 
 /// The coordinator; cheap to clone.
@@ -77,6 +81,7 @@ impl Coordinator {
                 fence,
                 executor_wait_ms: config.executor_wait_ms,
                 min_executors: config.min_executors.max(1),
+                journal: std::sync::OnceLock::new(),
             }),
             jobs: JobRegistry::new(config.max_finished_jobs),
         }
@@ -90,27 +95,192 @@ impl Coordinator {
         &self.jobs
     }
 
-    /// Accepts a job and starts driving it; returns its id.
-    pub fn submit(&self, req: JobRequest) -> String {
+    /// Accepts a job and starts driving it; returns its id. With a job journal the job is
+    /// recorded first, and not accepted when that fails (this coordinator no longer leads,
+    /// etcd is unreachable).
+    pub async fn submit(&self, req: JobRequest) -> Result<String, journal::JournalError> {
         let job_id = new_job_id();
-        let status = self.jobs.create(&job_id);
+        let now = chrono::Utc::now().timestamp_millis();
+        let record = journal::JobRecord {
+            id: job_id.clone(),
+            state: JobState::Queued,
+            epoch: self.ctx.fence.epoch(),
+            created_ms: now,
+            updated_ms: now,
+            version: None,
+            error: String::new(),
+            summary: String::new(),
+            runs: 1,
+        };
+        if let Some(j) = self.ctx.journal.get() {
+            j.write(&record, Some(&silt_proto::encode_job_request(&req)))
+                .await?;
+        }
+        self.start(record, job_id.clone(), req, None);
+        Ok(job_id)
+    }
+
+    /// Drives job `record.id` as run `run_id`; `committed` is the version a run before a
+    /// failover committed, if it did (the job then only ends).
+    fn start(
+        &self,
+        record: journal::JobRecord,
+        run_id: String,
+        req: JobRequest,
+        committed: Option<i64>,
+    ) {
+        let status = self.jobs.create(&record.id);
         let ctx = self.ctx.clone();
         let jobs = self.jobs.clone();
-        let id = job_id.clone();
+        let job_id = record.id.clone();
         let handle = tokio::spawn(async move {
-            let compact_after =
-                ops::auto_compact::triggers(&req).then(|| req.table_uri().to_string());
-            let (state, mut outcome) = execute(&ctx, &id, req, &status).await;
-            if let (JobState::Succeeded, Some(uri), Some(version)) =
-                (state, compact_after, outcome.version)
-                && let Some(line) = auto_compaction(&ctx, &jobs, &uri, version).await
-            {
-                outcome.summary.push_str(&format!("; {line}"));
+            let id = record.id.clone();
+            let (state, outcome) = match committed {
+                Some(version) => (
+                    JobState::Succeeded,
+                    JobOutcome {
+                        version: Some(version),
+                        summary: format!(
+                            "committed version {version} before a coordinator failover"
+                        ),
+                        ..Default::default()
+                    },
+                ),
+                None => {
+                    let compact_after =
+                        ops::auto_compact::triggers(&req).then(|| req.table_uri().to_string());
+                    let (state, mut outcome) = execute(&ctx, &run_id, req, &status).await;
+                    if let (JobState::Succeeded, Some(uri), Some(version)) =
+                        (state, compact_after, outcome.version)
+                        && let Some(line) = auto_compaction(&ctx, &jobs, &uri, version).await
+                    {
+                        outcome.summary.push_str(&format!("; {line}"));
+                    }
+                    (state, outcome)
+                }
+            };
+            if let Some(j) = ctx.journal.get() {
+                let ended = journal::JobRecord {
+                    state,
+                    epoch: ctx.fence.epoch(),
+                    updated_ms: chrono::Utc::now().timestamp_millis(),
+                    version: outcome.version,
+                    error: outcome.error.clone(),
+                    summary: outcome.summary.clone(),
+                    ..record
+                };
+                if let Err(e) = j.write(&ended, None).await {
+                    // The next leader runs it again, or finds its commit.
+                    error!(job = %ended.id, "cannot record the job's end: {e}");
+                }
             }
             finish(&jobs, &id, &status, state, outcome);
         });
         self.jobs.set_driver(&job_id, handle.abort_handle());
-        job_id
+    }
+
+    /// Takes over as an elected leader: from now on jobs are recorded in `journal`, and the
+    /// jobs it holds are finished: each one in flight under an earlier leader ends as
+    /// succeeded if its commit landed, else runs again (as run `<id>r<epoch>`, with files
+    /// of its own); finished ones are remembered for clients asking for them (those older
+    /// than [`FINISHED_RETENTION_MS`] are forgotten).
+    pub async fn take_over(
+        &self,
+        journal: Arc<dyn journal::JobJournal>,
+    ) -> Result<TakeOver, journal::JournalError> {
+        let epoch = self.ctx.fence.epoch();
+        let records = journal.load().await?;
+        let _ = self.ctx.journal.set(journal.clone());
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut summary = TakeOver::default();
+        let mut expired = Vec::new();
+        for (record, request) in records {
+            if record.state.is_terminal() {
+                if now - record.updated_ms > FINISHED_RETENTION_MS {
+                    expired.push(record.id);
+                } else {
+                    self.jobs.restore(
+                        &record.id,
+                        record.state,
+                        JobOutcome {
+                            version: record.version,
+                            error: record.error,
+                            summary: record.summary,
+                            ..Default::default()
+                        },
+                    );
+                    summary.finished += 1;
+                }
+                continue;
+            }
+            let req = match request
+                .as_deref()
+                .map(silt_proto::decode_job_request)
+                .transpose()
+            {
+                Ok(Some(req)) => req,
+                Ok(None) => {
+                    self.fail_record(&journal, record, "its request was not kept".into())
+                        .await;
+                    summary.failed += 1;
+                    continue;
+                }
+                Err(e) => {
+                    self.fail_record(&journal, record, format!("its request is unreadable: {e}"))
+                        .await;
+                    summary.failed += 1;
+                    continue;
+                }
+            };
+            let committed =
+                commit::find_job_commit(req.table_uri(), &record.id, record.created_ms).await;
+            let record = journal::JobRecord {
+                state: JobState::Running,
+                epoch,
+                updated_ms: now,
+                runs: record.runs + 1,
+                ..record
+            };
+            journal.write(&record, None).await?;
+            info!(job = %record.id, committed = ?committed, "taking over a job in flight");
+            if committed.is_some() {
+                summary.committed += 1;
+            } else {
+                summary.rerun += 1;
+            }
+            let run = job::rerun_id(&record.id, epoch);
+            self.start(record, run, req, committed);
+        }
+        if !expired.is_empty() {
+            journal.remove(&expired).await?;
+        }
+        Ok(summary)
+    }
+
+    async fn fail_record(
+        &self,
+        journal: &Arc<dyn journal::JobJournal>,
+        record: journal::JobRecord,
+        why: String,
+    ) {
+        let error = format!("job lost in a coordinator failover: {why}");
+        let failed = journal::JobRecord {
+            state: JobState::Failed,
+            updated_ms: chrono::Utc::now().timestamp_millis(),
+            error: error.clone(),
+            ..record
+        };
+        if let Err(e) = journal.write(&failed, None).await {
+            error!(job = %failed.id, "cannot record the job's end: {e}");
+        }
+        self.jobs.restore(
+            &failed.id,
+            JobState::Failed,
+            JobOutcome {
+                error,
+                ..Default::default()
+            },
+        );
     }
 
     /// Cancels a job that has not started committing. Returns whether it was cancelled.
@@ -123,6 +293,22 @@ impl Coordinator {
             _ => false,
         }
     }
+}
+
+/// How long finished jobs are kept in the job journal.
+pub const FINISHED_RETENTION_MS: i64 = 24 * 3600 * 1000;
+
+/// What a new leader found in the job journal.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TakeOver {
+    /// Jobs in flight whose commit had landed: now succeeded.
+    pub committed: usize,
+    /// Jobs in flight run again.
+    pub rerun: usize,
+    /// Jobs in flight that could not be run again (failed).
+    pub failed: usize,
+    /// Finished jobs remembered.
+    pub finished: usize,
 }
 
 /// Prepares and drives a job to its end state and outcome.

@@ -52,7 +52,11 @@ impl pb::job_service_server::JobService for JobServiceImpl {
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let req = JobRequest::try_from(request.into_inner())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let job_id = self.0.submit(req);
+        let job_id = self
+            .0
+            .submit(req)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(pb::SubmitJobResponse { job_id }))
     }
 

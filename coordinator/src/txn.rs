@@ -196,7 +196,10 @@ impl Txn {
             "engineInfo".to_string(),
             Value::String(format!("silt/{}", env!("CARGO_PKG_VERSION"))),
         );
-        commit_info.insert("siltJobId".to_string(), Value::String(self.job_id.clone()));
+        commit_info.insert(
+            crate::commit::JOB_ID_FIELD.to_string(),
+            Value::String(crate::job::public_job_id(&self.job_id).to_string()),
+        );
         CommitRequest {
             table_url: table_url.clone(),
             actions,

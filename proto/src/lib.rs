@@ -53,6 +53,19 @@ pub mod leader {
             .map(str::to_string)
     }
 
+    /// Whether a call that failed with `status` may succeed on another coordinator: a
+    /// standby's refusal, or the connection failing (the coordinator went away mid-call).
+    /// The coordinators' own answers use other codes.
+    pub fn elsewhere(status: &tonic::Status) -> bool {
+        matches!(
+            status.code(),
+            tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
+                | tonic::Code::DeadlineExceeded
+        )
+    }
+
     /// The URLs to try after `status` from `urls[at]`: the named leader first (added if
     /// new), then the rest in turn.
     pub fn next(urls: &mut Vec<String>, at: usize, status: &tonic::Status) -> usize {
@@ -919,6 +932,19 @@ fn required(uri: String, what: &str) -> Result<String, DecodeError> {
     } else {
         Ok(uri)
     }
+}
+
+/// A job request as bytes (its wire message), to be kept where jobs must outlive a
+/// coordinator (etcd).
+pub fn encode_job_request(req: &r::JobRequest) -> Vec<u8> {
+    prost::Message::encode_to_vec(&pb::SubmitJobRequest::from(req))
+}
+
+/// The job request [`encode_job_request`] made.
+pub fn decode_job_request(bytes: &[u8]) -> Result<r::JobRequest, DecodeError> {
+    let msg: pb::SubmitJobRequest =
+        prost::Message::decode(bytes).map_err(|e| DecodeError(format!("job request: {e}")))?;
+    r::JobRequest::try_from(msg)
 }
 
 impl From<&r::JobRequest> for pb::SubmitJobRequest {

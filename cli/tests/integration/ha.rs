@@ -44,7 +44,13 @@ fn start_etcd(dir: &Path) -> (Daemon, String) {
 
 /// A coordinator campaigning in cluster `it`; returns it and its URL.
 fn start_coordinator(name: &str, etcd: &str) -> (Daemon, String) {
+    start_coordinator_with(name, etcd, &[])
+}
+
+/// … with `env` set (test-only fault injection).
+fn start_coordinator_with(name: &str, etcd: &str, env: &[(&str, &str)]) -> (Daemon, String) {
     let mut cmd = Command::new(silt_bin());
+    cmd.envs(env.iter().copied());
     cmd.args(["coordinator", "--listen", "127.0.0.1:0", "--etcd", etcd])
         .args([
             "--cluster-name",
@@ -179,4 +185,40 @@ fn a_paused_leader_loses_its_lease_and_steps_down() {
     );
     let info = inspect(&t);
     assert_eq!(info["version"], 1, "exactly two commits: {info}");
+}
+
+#[test]
+fn a_leader_dying_mid_job_leaves_the_job_to_the_next_one() {
+    // Before the job's tasks run, after the fence allowed its commit but before the commit
+    // was written, and after it was written: every time the job ends with exactly one
+    // commit, and its client, following it to the new leader, learns the outcome.
+    for (point, taken_over) in [
+        ("dispatch", "1 run again"),
+        ("commit", "1 run again"),
+        ("committed", "1 committed before"),
+    ] {
+        let seed = seed_for(&format!(
+            "a_leader_dying_mid_job_leaves_the_job_to_the_next_one/{point}"
+        ));
+        let dir = tempdir(&format!("ha-crash-{point}"));
+        let rows = Gen::new(seed, 600).files(3).write(&dir.path().join("a"));
+        let t = dir.path().join("t");
+        let (_etcd, etcd) = start_etcd(dir.path());
+        let (mut first, first_url) =
+            start_coordinator_with("coordinatorA", &etcd, &[("SILT_COORDINATOR_CRASH", point)]);
+        first.wait_for_line("leads cluster", START_TIMEOUT);
+        let (mut second, second_url) = start_coordinator("coordinatorB", &etcd);
+        let both = format!("{first_url},{second_url}");
+        let _executor = start_executor(&both);
+
+        let out = write(&t, &rows, &both);
+        first.wait_for_line(&format!("dying at `{point}`"), Duration::from_secs(10));
+        let line = second.wait_for_line("leads cluster", Duration::from_secs(30));
+        out.assert_ok();
+        assert_eq!(out.version(), Some(0), "[{point}] {}", out.describe());
+        assert!(line.contains(taken_over), "[{point}] {line}");
+        assert_same_content(&t, &[Expected::Parquet(&rows)], &[]);
+        let info = inspect(&t);
+        assert_eq!(info["version"], 0, "[{point}] exactly one commit: {info}");
+    }
 }

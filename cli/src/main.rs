@@ -420,9 +420,40 @@ async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     );
     let lost = leadership.lost();
     tokio::select! {
-        reason = lost => bail!("leadership of epoch {epoch} lost ({reason}); stepping down"),
+        reason = lost => {
+            eprintln!(
+                "silt coordinator {advertise}: leadership of epoch {epoch} lost ({reason}); stepping down, restarting as a standby"
+            );
+            Err(restart_as_standby(bound))
+        }
         served = &mut server => Ok(served??),
     }
+}
+
+/// Replaces this process with a fresh coordinator on the same address: nothing of the
+/// deposed leader's state (jobs, executors) survives, and it campaigns again as a standby.
+/// Returns only if that fails.
+fn restart_as_standby(bound: std::net::SocketAddr) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return anyhow!("cannot restart as a standby: {e}"),
+    };
+    // The same arguments, listening where this process listened (a port picked at bind
+    // time stays the address clients and executors know).
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut given = std::env::args_os().skip(1);
+    while let Some(a) = given.next() {
+        if a == "--listen" {
+            given.next();
+        } else if !a.to_string_lossy().starts_with("--listen=") {
+            args.push(a);
+        }
+    }
+    args.push("--listen".into());
+    args.push(bound.to_string().into());
+    let err = std::process::Command::new(exe).args(args).exec();
+    anyhow!("cannot restart as a standby: {err}")
 }
 
 /// Test-only fault injection: the executor's `--faults`, plus a start delay.

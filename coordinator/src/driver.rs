@@ -60,6 +60,11 @@ impl JobError {
     pub fn is_cancelled(&self) -> bool {
         matches!(self, JobError::Stage(StageError::Cancelled))
     }
+
+    /// The commit was refused because this coordinator no longer leads.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, JobError::Commit(CommitError::Fenced(_)))
+    }
 }
 
 impl From<deltalake_core::DeltaTableError> for JobError {

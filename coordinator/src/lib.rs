@@ -26,7 +26,7 @@ use driver::PlanContext;
 use job::{JobOutcome, JobRegistry, JobState};
 use scheduler::{Scheduler, SchedulerConfig};
 use silt_common::request::JobRequest;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Coordinator settings.
 #[derive(Debug, Clone)]
@@ -149,7 +149,13 @@ impl Coordinator {
                 None => {
                     let compact_after =
                         ops::auto_compact::triggers(&req).then(|| req.table_uri().to_string());
-                    let (state, mut outcome) = execute(&ctx, &run_id, req, &status).await;
+                    let Some((state, mut outcome)) = execute(&ctx, &run_id, req, &status).await
+                    else {
+                        // Leadership was lost: the job is the next leader's to finish, and
+                        // its clients follow it there.
+                        warn!(job = %id, "leadership lost; the job is left to the next leader");
+                        return;
+                    };
                     if let (JobState::Succeeded, Some(uri), Some(version)) =
                         (state, compact_after, outcome.version)
                         && let Some(line) = auto_compaction(&ctx, &jobs, &uri, version).await
@@ -311,13 +317,15 @@ pub struct TakeOver {
     pub finished: usize,
 }
 
-/// Prepares and drives a job to its end state and outcome.
+/// Prepares and drives a job to its end state and outcome; `None` when an elected leader
+/// lost its leadership before the job ended (the job's record stays in flight for the next
+/// leader).
 async fn execute(
     ctx: &JobContext,
     id: &str,
     req: JobRequest,
     status: &tokio::sync::watch::Sender<job::JobStatus>,
-) -> (JobState, JobOutcome) {
+) -> Option<(JobState, JobOutcome)> {
     let started = Instant::now();
     info!(job = %id, kind = req.name(), table = %req.table_uri(), "job started");
     let plan_ctx = PlanContext {
@@ -328,7 +336,7 @@ async fn execute(
         Ok(op) => driver::run(ctx, id, op, status, started).await,
         Err(e) => Err(e),
     };
-    match result {
+    Some(match result {
         Ok(o) => (JobState::Succeeded, o),
         Err(e) if e.is_cancelled() => (
             JobState::Cancelled,
@@ -337,6 +345,7 @@ async fn execute(
                 ..Default::default()
             },
         ),
+        Err(e) if e.is_fenced() && ctx.journal.get().is_some() => return None,
         Err(e) => {
             error!(job = %id, "job failed: {e}");
             (
@@ -347,7 +356,7 @@ async fn execute(
                 },
             )
         }
-    }
+    })
 }
 
 /// Publishes a job's end.
@@ -386,7 +395,17 @@ async fn auto_compaction(
     };
     let id = new_job_id();
     let status = jobs.create(&id);
-    let (state, outcome) = execute(ctx, &id, JobRequest::Optimize(req), &status).await;
+    let (state, outcome) = execute(ctx, &id, JobRequest::Optimize(req), &status)
+        .await
+        .unwrap_or_else(|| {
+            (
+                JobState::Failed,
+                JobOutcome {
+                    error: "leadership lost".into(),
+                    ..Default::default()
+                },
+            )
+        });
     let line = match state {
         JobState::Succeeded => format!("auto compaction (job {id}): {}", outcome.summary),
         _ => format!("auto compaction (job {id}) failed: {}", outcome.error),

@@ -22,7 +22,11 @@ fn free_port() -> u16 {
 
 /// etcd on free loopback ports, with a heartbeat short enough for one-second leases.
 fn start_etcd(dir: &Path) -> (Daemon, String) {
-    let (client, peer) = (free_port(), free_port());
+    start_etcd_on(dir, free_port(), free_port())
+}
+
+/// … on these ports (to start it again where it was).
+fn start_etcd_on(dir: &Path, client: u16, peer: u16) -> (Daemon, String) {
     let url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
     let mut cmd = Command::new("etcd");
@@ -73,9 +77,14 @@ fn start_coordinator_with(name: &str, etcd: &str, env: &[(&str, &str)]) -> (Daem
 }
 
 fn start_executor(coordinators: &str) -> Daemon {
+    start_executor_with(coordinators, &[])
+}
+
+fn start_executor_with(coordinators: &str, args: &[&str]) -> Daemon {
     let mut cmd = Command::new(silt_bin());
     cmd.args(["executor", "--coordinator", coordinators, "--slots", "1"])
-        .args(["--name", "ha-exec"]);
+        .args(["--name", "ha-exec"])
+        .args(args);
     cmd.env("SILT_LOG", "info");
     let mut d = Daemon::spawn("executor", cmd);
     d.wait_for_line("registered with coordinator", START_TIMEOUT);
@@ -144,14 +153,18 @@ fn a_killed_leader_is_replaced_and_jobs_reach_the_new_one() {
 }
 
 #[test]
-fn a_paused_leader_loses_its_lease_and_steps_down() {
-    let seed = seed_for("a_paused_leader_loses_its_lease_and_steps_down");
+fn a_paused_leader_loses_its_lease_steps_down_and_serves_again_as_a_standby() {
+    let seed = seed_for("a_paused_leader_loses_its_lease_steps_down_and_serves_again_as_a_standby");
     let dir = tempdir("ha-pause");
     let a_rows = Gen::new(seed, 400).files(2).write(&dir.path().join("a"));
     let b_rows = Gen::new(seed + 1, 200)
         .id_start(10_000)
         .files(1)
         .write(&dir.path().join("b"));
+    let c_rows = Gen::new(seed + 2, 100)
+        .id_start(20_000)
+        .files(1)
+        .write(&dir.path().join("c"));
     let t = dir.path().join("t");
     let (_etcd, etcd) = start_etcd(dir.path());
     let (mut first, first_url) = start_coordinator("coordinatorA", &etcd);
@@ -169,22 +182,34 @@ fn a_paused_leader_loses_its_lease_and_steps_down() {
     out.assert_ok();
     assert_eq!(out.version(), Some(1), "{}", out.describe());
 
-    // Resumed, the old leader finds its lease gone and steps down instead of serving.
+    // Resumed, the old leader finds its lease gone and steps down: it starts afresh as a
+    // standby, at the same address.
     signal(&first, "-CONT");
     let line = first.wait_for_line("stepping down", Duration::from_secs(30));
     assert!(line.contains("lost"), "{line}");
-    let exited = wait_with_timeout(&mut first.guard.child, Duration::from_secs(10));
+    let line = first.wait_for_line("listening on", Duration::from_secs(30));
+    let port = first_url.rsplit(':').next().unwrap();
     assert!(
-        exited.is_some_and(|s| !s.success()),
-        "a deposed coordinator exits with an error"
+        line.contains(&format!("127.0.0.1:{port}: standby")),
+        "{line}"
     );
+    // It leads again when the other leader goes.
+    second.guard.kill9();
+    first.wait_for_line("leads cluster", Duration::from_secs(30));
+    let out = write(&t, &c_rows, &both);
+    out.assert_ok();
+    assert_eq!(out.version(), Some(2), "{}", out.describe());
     assert_same_content(
         &t,
-        &[Expected::Parquet(&a_rows), Expected::Parquet(&b_rows)],
+        &[
+            Expected::Parquet(&a_rows),
+            Expected::Parquet(&b_rows),
+            Expected::Parquet(&c_rows),
+        ],
         &[],
     );
     let info = inspect(&t);
-    assert_eq!(info["version"], 1, "exactly two commits: {info}");
+    assert_eq!(info["version"], 2, "exactly three commits: {info}");
 }
 
 #[test]
@@ -221,4 +246,47 @@ fn a_leader_dying_mid_job_leaves_the_job_to_the_next_one() {
         let info = inspect(&t);
         assert_eq!(info["version"], 0, "[{point}] exactly one commit: {info}");
     }
+}
+
+#[test]
+fn jobs_stall_while_etcd_is_down_and_finish_when_it_returns() {
+    let seed = seed_for("jobs_stall_while_etcd_is_down_and_finish_when_it_returns");
+    let dir = tempdir("ha-etcd-restart");
+    let rows = Gen::new(seed, 800).files(4).write(&dir.path().join("a"));
+    let t = dir.path().join("t");
+    let (client_port, peer_port) = (free_port(), free_port());
+    let (mut etcd_daemon, etcd) = start_etcd_on(dir.path(), client_port, peer_port);
+    let (mut first, first_url) = start_coordinator("coordinatorA", &etcd);
+    first.wait_for_line("leads cluster", START_TIMEOUT);
+    let (mut second, second_url) = start_coordinator("coordinatorB", &etcd);
+    let both = format!("{first_url},{second_url}");
+    // Slow tasks: the job is still running when etcd goes.
+    let mut executor = start_executor_with(&both, &["--task-delay-ms", "1500"]);
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(["write", "--table", &s(&t), "--source", &s(&rows)])
+        .args(["--json", "-q", "--coordinator", &both]);
+    let job = Daemon::spawn_capture("write", cmd);
+    executor.wait_for_line("task started", Duration::from_secs(30));
+
+    etcd_daemon.guard.kill9();
+    // Past the lease: the leader cannot renew it and steps down; nobody can lead.
+    first.wait_for_line("stepping down", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(2 * LEASE_MS));
+    assert!(
+        !second.collect().contains("leads cluster"),
+        "no leader without etcd"
+    );
+    let (_etcd_again, _) = start_etcd_on(dir.path(), client_port, peer_port);
+
+    // A coordinator leads again, takes the job over and runs it to its one commit; the
+    // client, following it, learns that.
+    let out = job.finish(Duration::from_secs(120));
+    out.assert_ok();
+    assert_eq!(out.version(), Some(0), "{}", out.describe());
+    let mut logs = first.collect();
+    logs.push_str(&second.collect());
+    assert!(logs.contains("1 run again"), "the job was taken over:\n{logs}");
+    assert_same_content(&t, &[Expected::Parquet(&rows)], &[]);
+    let info = inspect(&t);
+    assert_eq!(info["version"], 0, "exactly one commit: {info}");
 }

@@ -52,10 +52,30 @@ enum Command {
     /// Keep every Delta table under some roots compacted (clustered where a table sets
     /// silt.zorderBy) and vacuumed, on a schedule or once (--once, for a CronJob).
     CompactService(CompactServiceArgs),
+    /// Ask the coordinators about a job.
+    Job(JobArgs),
     /// Run a coordinator daemon.
     Coordinator(CoordinatorArgs),
     /// Run an executor daemon.
     Executor(ExecutorArgs),
+}
+
+#[derive(Args)]
+struct JobArgs {
+    #[command(subcommand)]
+    command: JobCommand,
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// A job's state, and its result once it ended (as the job's own command prints it).
+    /// Exit code 0: succeeded; 1: failed or cancelled; 3: not ended yet.
+    Status {
+        /// The job's id (as `job … submitted` printed it, or `job_id` in --json output).
+        job_id: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -326,6 +346,15 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             let session = Session::open(&args.cluster).await?;
             compact_service::run(&session, &cfg).await
+        }
+        Command::Job(JobArgs {
+            command: JobCommand::Status { job_id, cluster },
+        }) => {
+            init_tracing("warn");
+            if cluster.coordinator.is_none() {
+                bail!("silt job status needs --coordinator (jobs live in coordinators)");
+            }
+            Session::open(&cluster).await?.status(&job_id).await
         }
         Command::Coordinator(args) => {
             init_tracing("info");
@@ -782,8 +811,44 @@ impl<'a> Session<'a> {
 
     /// Submits a job, follows its progress and prints its result. Exit code 0 on success.
     async fn run(&self, job: &JobRequest) -> Result<i32> {
+        let result = self.execute(job, !self.cluster.quiet).await?;
+        self.report(&result)
+    }
+
+    /// `silt job status ID`: asks the leading coordinator about a job; prints it as a job's
+    /// result is printed. Exit code 0 succeeded, 1 failed or cancelled, 3 not ended yet.
+    async fn status(&self, job_id: &str) -> Result<i32> {
+        let (_, _, result) = self
+            .on_leader(COORDINATOR_WAIT_SECS, |mut c| {
+                let job_id = job_id.to_string();
+                async move {
+                    Ok(c.get_job_result(pb::GetJobResultRequest { job_id })
+                        .await?
+                        .into_inner())
+                }
+            })
+            .await?;
+        let ended = matches!(
+            pb::JobState::try_from(result.state),
+            Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)
+        );
+        if !ended {
+            if self.cluster.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"job_id": result.job_id, "state": state_name(result.state)})
+                );
+            } else {
+                println!("job {} is {}", result.job_id, state_name(result.state));
+            }
+            return Ok(3);
+        }
+        self.report(&result)
+    }
+
+    /// Prints a job's result; exit code 0 when it succeeded.
+    fn report(&self, result: &pb::JobResult) -> Result<i32> {
         let cluster = self.cluster;
-        let result = self.execute(job, !cluster.quiet).await?;
         let ok = result.state == pb::JobState::Succeeded as i32;
         let rows: Option<serde_json::Value> = result
             .rows_json

@@ -127,6 +127,7 @@ fn a_killed_leader_is_replaced_and_jobs_reach_the_new_one() {
     let out = write(&t, &a_rows, &format!("{second_url},{first_url}"));
     out.assert_ok();
     assert_eq!(out.version(), Some(0), "{}", out.describe());
+    let first_job = out.json()["job_id"].as_str().unwrap().to_string();
     assert!(
         !second.collect().contains("leads cluster"),
         "one leader at a time"
@@ -150,6 +151,17 @@ fn a_killed_leader_is_replaced_and_jobs_reach_the_new_one() {
         &[Expected::Parquet(&a_rows), Expected::Parquet(&b_rows)],
         &[],
     );
+    // The new leader answers for the job the killed one ran (from the job journal).
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(["job", "status", &first_job, "--json", "--coordinator", &both]);
+    let status = run(cmd, Duration::from_secs(60));
+    status.assert_ok();
+    let j = status.json();
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(j["version"], 0, "{j}");
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(["job", "status", "jnosuchjob", "--coordinator", &both]);
+    run(cmd, Duration::from_secs(60)).assert_error(&["no job jnosuchjob"]);
 }
 
 #[test]

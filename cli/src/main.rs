@@ -244,6 +244,9 @@ struct CoordinatorArgs {
     /// The URL clients and executors reach this coordinator at (default: the bound address).
     #[arg(long)]
     advertise: Option<String>,
+    /// Serve `/healthz`, `/readyz` and Prometheus `/metrics` over HTTP on this address.
+    #[arg(long)]
+    http_listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -390,6 +393,7 @@ async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     config.scheduler.max_task_attempts = args.max_task_attempts.max(1);
     let Some(etcd) = &args.etcd else {
         let coord = Coordinator::new(config, Arc::new(SoleLeader));
+        serve_probes(&args, &coord, None).await?;
         eprintln!("silt coordinator listening on {}", listener.local_addr()?);
         silt_coordinator::service::serve(coord, listener, shutdown_signal()).await?;
         return Ok(());
@@ -412,6 +416,7 @@ async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let fence = Arc::new(ElectedFence::default());
     let coord = Coordinator::new(config, fence.clone());
     let (role, gate) = tokio::sync::watch::channel(Role::Standby { leader: None });
+    serve_probes(&args, &coord, Some(gate.clone())).await?;
     let mut server = tokio::spawn(silt_coordinator::service::serve_gated(
         coord.clone(),
         listener,
@@ -457,6 +462,34 @@ async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         }
         served = &mut server => Ok(served??),
     }
+}
+
+/// Serves the coordinator's probes and metrics when `--http-listen` asks for them.
+async fn serve_probes(
+    args: &CoordinatorArgs,
+    coord: &Coordinator,
+    role: Option<tokio::sync::watch::Receiver<Role>>,
+) -> Result<()> {
+    let Some(addr) = &args.http_listen else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (--http-listen)"))?;
+    eprintln!(
+        "silt coordinator serving /healthz, /readyz and /metrics on http://{}",
+        listener.local_addr()?
+    );
+    let probe = silt_coordinator::http::Probe {
+        coordinator: coord.clone(),
+        role,
+    };
+    tokio::spawn(silt_coordinator::http::serve(
+        listener,
+        probe,
+        shutdown_signal(),
+    ));
+    Ok(())
 }
 
 /// Replaces this process with a fresh coordinator on the same address: nothing of the

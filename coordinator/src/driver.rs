@@ -439,9 +439,26 @@ async fn conclude(
                             any_retry: true,
                         });
                     }
-                    (Err(e), _) => return Err(e.into()),
+                    (Err(e), _) => {
+                        if matches!(
+                            e,
+                            CommitError::Conflict(_) | CommitError::FilesRemoved { .. }
+                        ) {
+                            ctx.stats
+                                .commit_conflicts
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        return Err(e.into());
+                    }
                 };
                 crash_point("committed");
+                ctx.stats
+                    .commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ctx.stats.commit_retries.fetch_add(
+                    u64::from(committed.winning_commits_checked),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 info!(job = job_id, version = committed.version, "committed");
                 scope
                     .committed

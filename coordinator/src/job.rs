@@ -19,6 +19,18 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Lower-case name (as in the job journal and metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Committing => "committing",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
     pub fn is_terminal(&self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
@@ -132,6 +144,19 @@ impl JobRegistry {
             .jobs
             .get(job_id)
             .map(|e| e.status.borrow().clone())
+    }
+
+    /// How many jobs are in each state.
+    pub fn counts(&self) -> Vec<(JobState, usize)> {
+        let mut counts: Vec<(JobState, usize)> = Vec::new();
+        for e in self.lock().jobs.values() {
+            let state = e.status.borrow().state;
+            match counts.iter_mut().find(|(s, _)| *s == state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((state, 1)),
+            }
+        }
+        counts
     }
 
     /// Remembers a job that ended under another coordinator (its outcome from the job

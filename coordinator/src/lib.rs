@@ -11,6 +11,7 @@ pub mod commit;
 pub mod driver;
 pub mod election;
 pub mod fence;
+pub mod http;
 pub mod job;
 pub mod journal;
 pub mod ops;
@@ -62,12 +63,23 @@ pub struct JobContext {
     /// Where jobs are recorded to outlive this coordinator (set when it takes over as an
     /// elected leader; none for a coordinator that leads alone).
     pub journal: std::sync::OnceLock<Arc<dyn journal::JobJournal>>,
+    /// Counters for monitoring.
+    pub stats: CommitStats,
+}
+
+/// Commit counters (see [`http`]).
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub commits: std::sync::atomic::AtomicU64,
+    /// Winning commits of other writers checked after losing a race for a version.
+    pub commit_retries: std::sync::atomic::AtomicU64,
+    pub commit_conflicts: std::sync::atomic::AtomicU64,
 }
 
 /// The coordinator; cheap to clone.
 #[derive(Clone)]
 pub struct Coordinator {
-    ctx: Arc<JobContext>,
+    pub(crate) ctx: Arc<JobContext>,
     jobs: JobRegistry,
 }
 
@@ -82,6 +94,7 @@ impl Coordinator {
                 executor_wait_ms: config.executor_wait_ms,
                 min_executors: config.min_executors.max(1),
                 journal: std::sync::OnceLock::new(),
+                stats: CommitStats::default(),
             }),
             jobs: JobRegistry::new(config.max_finished_jobs),
         }

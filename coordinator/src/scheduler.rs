@@ -313,6 +313,15 @@ impl Scheduler {
 
     /// Marks a job active: executors keep its map outputs until [`Scheduler::forget_job`].
     /// Jobs that began and have not ended.
+    /// Task attempts the live executors run.
+    pub fn tasks_running(&self) -> usize {
+        self.lock()
+            .executors
+            .values()
+            .map(|e| e.running.len())
+            .sum()
+    }
+
     pub fn active_jobs(&self) -> Vec<String> {
         self.lock().active_jobs.iter().cloned().collect()
     }

@@ -153,7 +153,14 @@ fn a_killed_leader_is_replaced_and_jobs_reach_the_new_one() {
     );
     // The new leader answers for the job the killed one ran (from the job journal).
     let mut cmd = Command::new(silt_bin());
-    cmd.args(["job", "status", &first_job, "--json", "--coordinator", &both]);
+    cmd.args([
+        "job",
+        "status",
+        &first_job,
+        "--json",
+        "--coordinator",
+        &both,
+    ]);
     let status = run(cmd, Duration::from_secs(60));
     status.assert_ok();
     let j = status.json();
@@ -297,7 +304,10 @@ fn jobs_stall_while_etcd_is_down_and_finish_when_it_returns() {
     assert_eq!(out.version(), Some(0), "{}", out.describe());
     let mut logs = first.collect();
     logs.push_str(&second.collect());
-    assert!(logs.contains("1 run again"), "the job was taken over:\n{logs}");
+    assert!(
+        logs.contains("1 run again"),
+        "the job was taken over:\n{logs}"
+    );
     assert_same_content(&t, &[Expected::Parquet(&rows)], &[]);
     let info = inspect(&t);
     assert_eq!(info["version"], 0, "exactly one commit: {info}");

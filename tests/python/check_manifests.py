@@ -5,8 +5,9 @@ Usage: check_manifests.py SILT_BINARY MANIFEST...
 
 For every container running silt: each `--flag` of its args is one the binary's subcommand
 accepts (from `silt <subcommand> --help`); every `$(VAR)` in the args is defined in the
-container's env; every port the args listen on (`--listen`, `--shuffle-listen`) is a declared
-containerPort; an executor advertises a shuffle address other pods can reach (not
+container's env; every port the args listen on (`--listen`, `--shuffle-listen`, `--http-listen`) is a
+declared containerPort; an elected coordinator advertises a reachable URL and is probed on
+/readyz and /healthz; executors and clients name every coordinator; an executor advertises a shuffle address other pods can reach (not
 0.0.0.0/127.x) and a spill directory that is a mounted volume. Prints {"checked": N} or
 the problems, one per line, and exits 1.
 """
@@ -58,11 +59,23 @@ def main():
                     if var not in env:
                         problems.append(f"{where}: $({var}) is used but not in env")
                 ports = {p["containerPort"] for p in c.get("ports", [])}
-                for flag in ("--listen", "--shuffle-listen"):
+                for flag in ("--listen", "--shuffle-listen", "--http-listen"):
                     if flag in args:
                         port = int(args[args.index(flag) + 1].rsplit(":", 1)[1])
                         if port not in ports:
                             problems.append(f"{where}: {flag} port {port} is not a containerPort")
+                if sub == "coordinator" and "--etcd" in args:
+                    # Standbys refuse naming the leader's advertised URL: others must reach it.
+                    adv = args[args.index("--advertise") + 1] if "--advertise" in args else ""
+                    if not adv or re.search(r"//(0\.0\.0\.0|127\.|localhost)", adv):
+                        problems.append(f"{where}: an elected coordinator must --advertise a URL other pods reach")
+                    probes = [c.get(k, {}).get("httpGet", {}).get("path") for k in ("readinessProbe", "livenessProbe")]
+                    if "--http-listen" not in args or probes != ["/readyz", "/healthz"]:
+                        problems.append(f"{where}: probes must use /readyz and /healthz on --http-listen")
+                if sub in ("executor", "compact-service", "write", "sql") and "--coordinator" in args:
+                    urls = args[args.index("--coordinator") + 1].split(",")
+                    if len(urls) < 2:
+                        problems.append(f"{where}: give every coordinator (--coordinator A,B,C) so that it follows the leader")
                 if sub == "executor":
                     if "--shuffle-advertise" not in args:
                         problems.append(f"{where}: executors must advertise their shuffle address")

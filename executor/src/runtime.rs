@@ -271,6 +271,7 @@ pub async fn run_executor(
         shuffle_address: shuffle_address.clone(),
     };
     tokio::pin!(shutdown);
+    let newest_epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
     loop {
         let session = connect_and_register(&config, &shuffle_address).await?;
         let id = session.executor_id.clone();
@@ -293,6 +294,7 @@ pub async fn run_executor(
                 running.clone(),
                 env.clone(),
                 rereg_tx.clone(),
+                newest_epoch.clone(),
             ));
         }
         let lost = async {
@@ -410,12 +412,15 @@ async fn heartbeat_loop(
     }
 }
 
+/// Polls for tasks and runs them. A task of an older leadership epoch than one this
+/// executor has already seen comes from a deposed leader: it is not run.
 async fn poll_loop(
     mut client: ExecutorServiceClient<Channel>,
     executor_id: String,
     running: Running,
     env: TaskEnv,
     rereg: tokio::sync::watch::Sender<bool>,
+    newest_epoch: Arc<std::sync::atomic::AtomicU64>,
 ) {
     loop {
         if *rereg.borrow() {
@@ -446,6 +451,11 @@ async fn poll_loop(
         let Some(task) = resp.task else { continue };
         let key = task.key_of();
         let epoch = task.epoch;
+        let newest = newest_epoch.fetch_max(epoch, std::sync::atomic::Ordering::SeqCst);
+        if epoch < newest {
+            warn!(epoch, newest, job = %key.job_id, "task of a deposed leader's epoch refused");
+            continue;
+        }
         let outcome = match TaskSpec::try_from(task) {
             Ok(spec) => {
                 let task_env = env.clone();

@@ -308,6 +308,10 @@ pub async fn commit(
 /// The `commitInfo` field naming the silt job that made a commit.
 pub const JOB_ID_FIELD: &str = "siltJobId";
 
+/// The `commitInfo` field naming the run of a job run again after a failover (absent for a
+/// job's first run).
+pub const RUN_ID_FIELD: &str = "siltRunId";
+
 /// Commits read back looking for a job's commit after a failover: at most this many.
 const JOB_COMMIT_SCAN: i64 = 1_000;
 
@@ -467,8 +471,18 @@ fn check_winning_commit(
         actions.push(action);
     }
     let commit_info = actions.iter().find_map(|a| a.get("commitInfo"));
-    if let Some(job) = commit_info.and_then(|c| c.get(JOB_ID_FIELD)?.as_str())
-        && req.commit_info.get(JOB_ID_FIELD).and_then(Value::as_str) == Some(job)
+    // A job run again after a failover: a commit of the job by another of its runs means
+    // the job has committed (its own earlier commits, batches, are not such).
+    if let (Some(job), Some(run)) = (
+        req.commit_info.get(JOB_ID_FIELD).and_then(Value::as_str),
+        req.commit_info.get(RUN_ID_FIELD).and_then(Value::as_str),
+    ) && let Some(info) = commit_info
+        && info.get(JOB_ID_FIELD).and_then(Value::as_str) == Some(job)
+        && info
+            .get(RUN_ID_FIELD)
+            .and_then(Value::as_str)
+            .unwrap_or(job)
+            != run
     {
         return Err(CommitError::AlreadyCommitted { version });
     }

@@ -65,6 +65,9 @@ pub struct JobContext {
     pub journal: std::sync::OnceLock<Arc<dyn journal::JobJournal>>,
     /// Counters for monitoring.
     pub stats: CommitStats,
+    /// Until when jobs wait for executors to stop arriving before planning (set on taking
+    /// over as leader: the executors of the previous leader come back one by one).
+    pub settle_until: std::sync::OnceLock<tokio::time::Instant>,
 }
 
 /// Commit counters (see [`http`]).
@@ -95,6 +98,7 @@ impl Coordinator {
                 min_executors: config.min_executors.max(1),
                 journal: std::sync::OnceLock::new(),
                 stats: CommitStats::default(),
+                settle_until: std::sync::OnceLock::new(),
             }),
             jobs: JobRegistry::new(config.max_finished_jobs),
         }
@@ -210,6 +214,12 @@ impl Coordinator {
         let epoch = self.ctx.fence.epoch();
         let records = journal.load().await?;
         let _ = self.ctx.journal.set(journal.clone());
+        // Executors notice the failover within a few heartbeats (see the executor runtime).
+        let cfg = self.ctx.scheduler.config();
+        let _ = self.ctx.settle_until.set(
+            tokio::time::Instant::now()
+                + std::time::Duration::from_millis(4 * cfg.heartbeat_interval_ms),
+        );
         let now = chrono::Utc::now().timestamp_millis();
         let mut summary = TakeOver::default();
         let mut expired = Vec::new();

@@ -263,6 +263,26 @@ impl Scheduler {
         self.capacity().0
     }
 
+    /// Waits while executors keep registering: returns once none came for `quiet`, or at
+    /// `deadline`. For a new leader, whose executors come back one by one after a failover.
+    pub async fn wait_for_executors_to_settle(&self, quiet: Duration, deadline: Instant) {
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let before = self.capacity().0;
+            let step = quiet.min(deadline - now);
+            let changed = wait_until(&self.inner.executors_changed, step, || {
+                self.capacity().0 != before
+            })
+            .await;
+            if !changed {
+                return;
+            }
+        }
+    }
+
     /// Records a heartbeat; tells the executor which attempts to abandon.
     ///
     /// `running` is what the executor still runs. Attempts it no longer reports (abandoned

@@ -196,10 +196,17 @@ impl Txn {
             "engineInfo".to_string(),
             Value::String(format!("silt/{}", env!("CARGO_PKG_VERSION"))),
         );
+        let job = crate::job::public_job_id(&self.job_id);
         commit_info.insert(
             crate::commit::JOB_ID_FIELD.to_string(),
-            Value::String(crate::job::public_job_id(&self.job_id).to_string()),
+            Value::String(job.to_string()),
         );
+        if job != self.job_id {
+            commit_info.insert(
+                crate::commit::RUN_ID_FIELD.to_string(),
+                Value::String(self.job_id.clone()),
+            );
+        }
         CommitRequest {
             table_url: table_url.clone(),
             actions,

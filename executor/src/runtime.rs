@@ -355,10 +355,16 @@ async fn heartbeat_loop(
     shuffle: ShuffleStore,
     rereg: tokio::sync::watch::Sender<bool>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
     let mut failures = 0u32;
     loop {
-        tick.tick().await;
+        // After a failed heartbeat the next comes sooner: a coordinator that went away is
+        // noticed (and the leader found) in about a second.
+        let wait = if failures > 0 {
+            Duration::from_millis(interval_ms.min(300))
+        } else {
+            Duration::from_millis(interval_ms)
+        };
+        tokio::time::sleep(wait).await;
         let keys: Vec<pb::TaskKey> = running
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -46,6 +46,36 @@ fn start_etcd_on(dir: &Path, client: u16, peer: u16) -> (Daemon, String) {
     (etcd, url)
 }
 
+/// A coordinator campaigning in cluster `it` on `listen`, with probes on `http`.
+fn start_coordinator_at(name: &str, etcd: &str, listen: &str, http: &str) -> Daemon {
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(["coordinator", "--listen", listen, "--etcd", etcd])
+        .args([
+            "--cluster-name",
+            "it",
+            "--lease-ttl-ms",
+            &LEASE_MS.to_string(),
+        ])
+        .args(["--executor-timeout-ms", "2000", "--http-listen", http]);
+    cmd.env("SILT_LOG", "info");
+    let mut d = Daemon::spawn(name, cmd);
+    d.wait_for_line("listening on", START_TIMEOUT);
+    d
+}
+
+/// The body of an HTTP GET on loopback (empty when nothing answers).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
 /// A coordinator campaigning in cluster `it`; returns it and its URL.
 fn start_coordinator(name: &str, etcd: &str) -> (Daemon, String) {
     start_coordinator_with(name, etcd, &[])
@@ -83,8 +113,10 @@ fn start_executor(coordinators: &str) -> Daemon {
 fn start_executor_with(coordinators: &str, args: &[&str]) -> Daemon {
     let mut cmd = Command::new(silt_bin());
     cmd.args(["executor", "--coordinator", coordinators, "--slots", "1"])
-        .args(["--name", "ha-exec"])
         .args(args);
+    if !args.contains(&"--name") {
+        cmd.args(["--name", "ha-exec"]);
+    }
     cmd.env("SILT_LOG", "info");
     let mut d = Daemon::spawn("executor", cmd);
     d.wait_for_line("registered with coordinator", START_TIMEOUT);
@@ -311,4 +343,123 @@ fn jobs_stall_while_etcd_is_down_and_finish_when_it_returns() {
     assert_same_content(&t, &[Expected::Parquet(&rows)], &[]);
     let info = inspect(&t);
     assert_eq!(info["version"], 0, "exactly one commit: {info}");
+}
+
+/// A small seeded generator for the fault loop's choices.
+struct Rng(u64);
+
+impl Rng {
+    /// splitmix64: well mixed even for seeds that differ in a few bits.
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+#[test]
+fn seeded_faults_during_writes_leave_every_row_exactly_once() {
+    // Rounds: `SILT_HA_ROUNDS` (50 in a nightly run), a few in CI.
+    let rounds: u64 = std::env::var("SILT_HA_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(4);
+    let seed = seed_for("seeded_faults_during_writes_leave_every_row_exactly_once");
+    let dir = tempdir("ha-fault-loop");
+    let t = dir.path().join("t");
+    let (_etcd, etcd) = start_etcd(dir.path());
+    let listen: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let http: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let names = ["coordinatorA", "coordinatorB"];
+    let mut coordinators: Vec<Daemon> = (0..2)
+        .map(|i| start_coordinator_at(names[i], &etcd, &listen[i], &http[i]))
+        .collect();
+    let both = format!("http://{},http://{}", listen[0], listen[1]);
+    let executor = |i: usize| {
+        start_executor_with(
+            &both,
+            &["--task-delay-ms", "200", "--name", &format!("loop{i}")],
+        )
+    };
+    let mut executors: Vec<Daemon> = (0..2).map(executor).collect();
+    let leader = |http: &[String]| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(i) = (0..2).find(|&i| http_get(&http[i], "/readyz") == "leader\n") {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut sources = Vec::new();
+    for round in 0..rounds {
+        let round_seed = seed.wrapping_add(round * 7919);
+        let mut rng = Rng(round_seed);
+        let fault = rng.below(4);
+        let delay = Duration::from_millis(rng.below(900));
+        eprintln!("[fault-loop] round {round}: seed {round_seed}, fault {fault}, after {delay:?}");
+        let rows = Gen::new(round_seed, 300)
+            .id_start((round as i64) * 100_000)
+            .files(2)
+            .write(&dir.path().join(format!("src{round}")));
+        // Idempotent: the same txn version however often the client retries.
+        let write_cmd = || {
+            let mut cmd = Command::new(silt_bin());
+            cmd.args(["write", "--table", &s(&t), "--source", &s(&rows)])
+                .args(["--mode", "append", "--txn-app-id", "fault-loop"])
+                .args(["--txn-version", &round.to_string()])
+                .args(["--json", "-q", "--coordinator", &both]);
+            cmd
+        };
+        let job = Daemon::spawn_capture("write", write_cmd());
+        std::thread::sleep(delay);
+        let l = leader(&http);
+        match fault {
+            0 => {
+                // The leader dies and comes back (a restarted pod).
+                coordinators[l].guard.kill9();
+                coordinators[l] = start_coordinator_at(names[l], &etcd, &listen[l], &http[l]);
+            }
+            1 => {
+                // The leader stalls past its lease.
+                signal(&coordinators[l], "-STOP");
+                std::thread::sleep(Duration::from_millis(3 * LEASE_MS));
+                signal(&coordinators[l], "-CONT");
+            }
+            2 => {
+                let e = rng.below(2) as usize;
+                executors[e].guard.kill9();
+                executors[e] = executor(e);
+            }
+            _ => {}
+        }
+        let mut out = job.finish(Duration::from_secs(180));
+        for retry in 0..5 {
+            if out.ok() {
+                break;
+            }
+            eprintln!(
+                "[fault-loop] round {round}: retry {retry}: {}",
+                out.describe()
+            );
+            out = run(write_cmd(), Duration::from_secs(180));
+        }
+        out.assert_ok();
+        sources.push(rows);
+    }
+    let expected: Vec<Expected<'_>> = sources.iter().map(|p| Expected::Parquet(p)).collect();
+    assert_same_content(&t, &expected, &[]);
+    let info = inspect(&t);
+    assert_eq!(
+        info["txns"]["fault-loop"],
+        rounds - 1,
+        "every round committed once: {info}"
+    );
 }

@@ -80,6 +80,15 @@ pub async fn executor_slots(ctx: &JobContext) -> Result<u32, JobError> {
     if executors == 0 {
         return Err(invalid("no executors are registered with the coordinator"));
     }
+    // Shortly after a failover the executors come back one by one: plan with them all.
+    if let Some(until) = ctx.settle_until.get()
+        && tokio::time::Instant::now() < *until
+    {
+        let quiet = Duration::from_millis(ctx.scheduler.config().heartbeat_interval_ms);
+        ctx.scheduler
+            .wait_for_executors_to_settle(quiet, *until)
+            .await;
+    }
     Ok(ctx.scheduler.capacity().1.max(1))
 }
 

@@ -83,6 +83,11 @@ class Proc:
             self.p.kill()
         self.p.wait()
 
+    def dump(self, path, t0):
+        """Writes the stderr lines seen, each with its time relative to `t0`."""
+        self.count("")
+        path.write_text("".join(f"{t - t0:+8.3f} {line}\n" for t, line in self.seen))
+
 
 def start_cluster(silt, work, ttl_ms):
     client, peer = free_port(), free_port()
@@ -125,8 +130,9 @@ def table_facts(table):
     return json.loads(out.stdout)
 
 
-def repetition(silt, source, rows, ttl_ms, work):
+def repetition(silt, source, rows, ttl_ms, work, logs):
     etcd, coords, executors, both = start_cluster(silt, work, ttl_ms)
+    killed = time.monotonic()
     try:
         t0 = time.monotonic()
         base = write(silt, work / "base", source, both)
@@ -170,6 +176,10 @@ def repetition(silt, source, rows, ttl_ms, work):
     finally:
         for p in [*executors, *(c for c, _ in coords), etcd]:
             p.kill()
+        # Each process's lines, timed from the kill.
+        logs.mkdir(parents=True, exist_ok=True)
+        for p in [*executors, *(c for c, _ in coords)]:
+            p.dump(logs / f"{p.name}.log", killed)
 
 
 def main():
@@ -199,7 +209,8 @@ def main():
             rep_dir = work / f"rep{i}"
             shutil.rmtree(rep_dir, ignore_errors=True)
             rep_dir.mkdir()
-            r = repetition(str(silt), source, args.rows, args.lease_ttl_ms, rep_dir)
+            r = repetition(str(silt), source, args.rows, args.lease_ttl_ms, rep_dir,
+                           Path(args.out_dir) / "failover-logs" / f"rep{i}")
             print(f"rep {i}: {json.dumps(r)}", flush=True)
             reps.append(r)
             shutil.rmtree(rep_dir, ignore_errors=True)

@@ -523,6 +523,10 @@ async fn poll_loop(
         // A lost report would leave the task running forever on the coordinator's books
         // (until this executor is declared lost), so retry a few times.
         for attempt in 0..5u32 {
+            if *rereg.borrow() {
+                // The coordinator this attempt ran for is gone; nobody will take the report.
+                break;
+            }
             let sent = tokio::time::timeout(REPORT_TIMEOUT, client.report_task(report.clone()))
                 .await
                 .unwrap_or_else(|_| {
@@ -532,7 +536,11 @@ async fn poll_loop(
                 Ok(_) => break,
                 Err(e) => {
                     warn!(attempt, "report failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    let mut gone = rereg.subscribe();
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200 << attempt)) => {}
+                        _ = gone.wait_for(|v| *v) => {}
+                    }
                 }
             }
         }

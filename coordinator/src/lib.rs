@@ -317,6 +317,10 @@ impl Coordinator {
         match self.jobs.status(job_id) {
             Some(s) if matches!(s.state, JobState::Queued | JobState::Running) => {
                 self.ctx.scheduler.cancel_job(job_id);
+                // A job taken over from a previous leader runs as `<job>r<epoch>`.
+                self.ctx
+                    .scheduler
+                    .cancel_job(&job::rerun_id(job_id, self.ctx.fence.epoch()));
                 true
             }
             _ => false,

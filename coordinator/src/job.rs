@@ -163,6 +163,17 @@ impl JobRegistry {
     /// journal), so that clients asking for it get its result.
     pub fn restore(&self, job_id: &str, state: JobState, outcome: JobOutcome) {
         let status = self.create(job_id);
+        self.end(job_id, &status, state, outcome);
+    }
+
+    /// Publishes a job's end on its status channel, and marks it finished.
+    pub fn end(
+        &self,
+        job_id: &str,
+        status: &watch::Sender<JobStatus>,
+        state: JobState,
+        outcome: JobOutcome,
+    ) {
         status.send_modify(|s| {
             s.state = state;
             s.message = if outcome.error.is_empty() {

@@ -197,7 +197,7 @@ impl Coordinator {
                     error!(job = %ended.id, "cannot record the job's end: {e}");
                 }
             }
-            finish(&jobs, &id, &status, state, outcome);
+            jobs.end(&id, &status, state, outcome);
         });
         self.jobs.set_driver(&job_id, handle.abort_handle());
     }
@@ -386,26 +386,6 @@ async fn execute(
     })
 }
 
-/// Publishes a job's end.
-fn finish(
-    jobs: &JobRegistry,
-    id: &str,
-    status: &tokio::sync::watch::Sender<job::JobStatus>,
-    state: JobState,
-    outcome: JobOutcome,
-) {
-    status.send_modify(|s| {
-        s.state = state;
-        s.message = if outcome.error.is_empty() {
-            outcome.summary.clone()
-        } else {
-            outcome.error.clone()
-        };
-        s.outcome = Some(outcome);
-    });
-    jobs.finished(id);
-}
-
 /// Auto compaction after a commit at `version` (see [`ops::auto_compact`]): runs the
 /// OPTIMIZE as a job of its own when the table asks for it; returns a line about what it
 /// did, `None` when it had nothing to do. Its failure is reported, never raised.
@@ -437,7 +417,7 @@ async fn auto_compaction(
         JobState::Succeeded => format!("auto compaction (job {id}): {}", outcome.summary),
         _ => format!("auto compaction (job {id}) failed: {}", outcome.error),
     };
-    finish(jobs, &id, &status, state, outcome);
+    jobs.end(&id, &status, state, outcome);
     Some(line)
 }
 

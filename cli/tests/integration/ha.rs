@@ -106,10 +106,6 @@ fn start_coordinator_with(name: &str, etcd: &str, env: &[(&str, &str)]) -> (Daem
     (d, format!("http://{addr}"))
 }
 
-fn start_executor(coordinators: &str) -> Daemon {
-    start_executor_with(coordinators, &[])
-}
-
 fn start_executor_with(coordinators: &str, args: &[&str]) -> Daemon {
     let mut cmd = Command::new(silt_bin());
     cmd.args(["executor", "--coordinator", coordinators, "--slots", "1"])
@@ -121,6 +117,36 @@ fn start_executor_with(coordinators: &str, args: &[&str]) -> Daemon {
     let mut d = Daemon::spawn("executor", cmd);
     d.wait_for_line("registered with coordinator", START_TIMEOUT);
     d
+}
+
+/// Two coordinators of cluster `it` — `first` leading (started with `first_env`), `second`
+/// its standby — and an executor (with `executor_args`) given both.
+struct Pair {
+    first: Daemon,
+    first_url: String,
+    second: Daemon,
+    second_url: String,
+    /// Both coordinators' URLs, the leader's first.
+    both: String,
+    executor: Daemon,
+}
+
+impl Pair {
+    fn start(etcd: &str, first_env: &[(&str, &str)], executor_args: &[&str]) -> Pair {
+        let (mut first, first_url) = start_coordinator_with("coordinatorA", etcd, first_env);
+        first.wait_for_line("leads cluster", START_TIMEOUT);
+        let (second, second_url) = start_coordinator("coordinatorB", etcd);
+        let both = format!("{first_url},{second_url}");
+        let executor = start_executor_with(&both, executor_args);
+        Pair {
+            first,
+            first_url,
+            second,
+            second_url,
+            both,
+            executor,
+        }
+    }
 }
 
 fn write(table: &Path, source: &Path, coordinators: &str) -> Out {
@@ -149,11 +175,14 @@ fn a_killed_leader_is_replaced_and_jobs_reach_the_new_one() {
         .write(&dir.path().join("b"));
     let t = dir.path().join("t");
     let (_etcd, etcd) = start_etcd(dir.path());
-    let (mut first, first_url) = start_coordinator("coordinatorA", &etcd);
-    first.wait_for_line("leads cluster", START_TIMEOUT);
-    let (mut second, second_url) = start_coordinator("coordinatorB", &etcd);
-    let both = format!("{first_url},{second_url}");
-    let _executor = start_executor(&both);
+    let Pair {
+        mut first,
+        first_url,
+        mut second,
+        second_url,
+        both,
+        executor: _executor,
+    } = Pair::start(&etcd, &[], &[]);
 
     // The standby, asked first, names the leader; the job goes there.
     let out = write(&t, &a_rows, &format!("{second_url},{first_url}"));
@@ -218,11 +247,14 @@ fn a_paused_leader_loses_its_lease_steps_down_and_serves_again_as_a_standby() {
         .write(&dir.path().join("c"));
     let t = dir.path().join("t");
     let (_etcd, etcd) = start_etcd(dir.path());
-    let (mut first, first_url) = start_coordinator("coordinatorA", &etcd);
-    first.wait_for_line("leads cluster", START_TIMEOUT);
-    let (mut second, second_url) = start_coordinator("coordinatorB", &etcd);
-    let both = format!("{first_url},{second_url}");
-    let _executor = start_executor(&both);
+    let Pair {
+        mut first,
+        first_url,
+        mut second,
+        both,
+        executor: _executor,
+        ..
+    } = Pair::start(&etcd, &[], &[]);
     write(&t, &a_rows, &both).assert_ok();
 
     // Paused past its lease (SIGSTOP): the standby takes over and jobs go to it, the
@@ -280,12 +312,13 @@ fn a_leader_dying_mid_job_leaves_the_job_to_the_next_one() {
         let rows = Gen::new(seed, 600).files(3).write(&dir.path().join("a"));
         let t = dir.path().join("t");
         let (_etcd, etcd) = start_etcd(dir.path());
-        let (mut first, first_url) =
-            start_coordinator_with("coordinatorA", &etcd, &[("SILT_COORDINATOR_CRASH", point)]);
-        first.wait_for_line("leads cluster", START_TIMEOUT);
-        let (mut second, second_url) = start_coordinator("coordinatorB", &etcd);
-        let both = format!("{first_url},{second_url}");
-        let _executor = start_executor(&both);
+        let Pair {
+            mut first,
+            mut second,
+            both,
+            executor: _executor,
+            ..
+        } = Pair::start(&etcd, &[("SILT_COORDINATOR_CRASH", point)], &[]);
 
         let out = write(&t, &rows, &both);
         first.wait_for_line(&format!("dying at `{point}`"), Duration::from_secs(10));
@@ -307,12 +340,14 @@ fn jobs_stall_while_etcd_is_down_and_finish_when_it_returns() {
     let t = dir.path().join("t");
     let (client_port, peer_port) = (free_port(), free_port());
     let (mut etcd_daemon, etcd) = start_etcd_on(dir.path(), client_port, peer_port);
-    let (mut first, first_url) = start_coordinator("coordinatorA", &etcd);
-    first.wait_for_line("leads cluster", START_TIMEOUT);
-    let (mut second, second_url) = start_coordinator("coordinatorB", &etcd);
-    let both = format!("{first_url},{second_url}");
     // Slow tasks: the job is still running when etcd goes.
-    let mut executor = start_executor_with(&both, &["--task-delay-ms", "1500"]);
+    let Pair {
+        mut first,
+        mut second,
+        both,
+        mut executor,
+        ..
+    } = Pair::start(&etcd, &[], &["--task-delay-ms", "1500"]);
     let mut cmd = Command::new(silt_bin());
     cmd.args(["write", "--table", &s(&t), "--source", &s(&rows)])
         .args(["--json", "-q", "--coordinator", &both]);

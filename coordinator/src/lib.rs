@@ -18,6 +18,7 @@ pub mod ops;
 pub mod plan;
 pub mod scheduler;
 pub mod service;
+pub mod turns;
 pub mod txn;
 
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct JobContext {
     /// Until when jobs wait for executors to stop arriving before planning (set on taking
     /// over as leader: the executors of the previous leader come back one by one).
     pub settle_until: std::sync::OnceLock<tokio::time::Instant>,
+    /// Jobs on one table that would conflict take turns.
+    pub turns: turns::TableTurns,
 }
 
 /// Commit counters (see [`http`]).
@@ -99,6 +102,7 @@ impl Coordinator {
                 journal: std::sync::OnceLock::new(),
                 stats: CommitStats::default(),
                 settle_until: std::sync::OnceLock::new(),
+                turns: turns::TableTurns::default(),
             }),
             jobs: JobRegistry::new(config.max_finished_jobs),
         }
@@ -353,6 +357,21 @@ async fn execute(
     req: JobRequest,
     status: &tokio::sync::watch::Sender<job::JobStatus>,
 ) -> Option<(JobState, JobOutcome)> {
+    // Held until the job ends (its commit included).
+    let _turn = if turns::takes_turn(&req) {
+        match ctx.turns.try_take(req.table_uri()) {
+            Some(t) => Some(t),
+            None => {
+                info!(job = %id, table = %req.table_uri(), "waiting for another job on the table");
+                status.send_modify(|s| {
+                    s.message = "queued: waiting for another job on the same table to end".into();
+                });
+                Some(ctx.turns.take(req.table_uri()).await)
+            }
+        }
+    } else {
+        None
+    };
     let started = Instant::now();
     info!(job = %id, kind = req.name(), table = %req.table_uri(), "job started");
     let plan_ctx = PlanContext {

@@ -573,3 +573,60 @@ fn vacuum_never_deletes_files_of_a_job_in_flight() {
         &[],
     );
 }
+
+#[test]
+fn jobs_on_one_table_take_turns_instead_of_conflicting() {
+    // A DELETE and an UPDATE of the same rows' files, submitted to one coordinator while
+    // the DELETE still runs: without turns the UPDATE (planned on the version before the
+    // DELETE) would fail at commit on files the DELETE removed; with turns it waits, then
+    // plans on the DELETE's result, and both commit, in the order they came.
+    let seed = seed_for("jobs_on_one_table_take_turns_instead_of_conflicting");
+    let dir = tempdir("turns");
+    let a = Gen::new(seed, 1000).files(4).write(&dir.path().join("a"));
+    let t = dir.path().join("t");
+    let mut cluster = Cluster::start(2, 600);
+    Daemon::spawn_capture("create", cluster.write_cmd(&t, &a, &["-q"]))
+        .finish(Duration::from_secs(120))
+        .assert_ok();
+    let theirs = dir.path().join("theirs");
+    copy_dir(&t, &theirs);
+    let delete = format!("DELETE FROM {} WHERE id % 3 = 0", delta_ref(&t));
+    let update = format!("UPDATE {} SET f = 0 WHERE id % 2 = 0", delta_ref(&t));
+    let first = Daemon::spawn_capture("delete", cluster.sql_cmd(&delete));
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Daemon::spawn_capture("update", cluster.sql_cmd(&update));
+    let (first, second) = (
+        first.finish(Duration::from_secs(120)),
+        second.finish(Duration::from_secs(120)),
+    );
+    let logs = cluster.logs();
+    first.assert_ok();
+    second.assert_ok();
+    assert_eq!((first.version(), second.version()), (Some(1), Some(2)));
+    assert!(
+        logs.contains("waiting for another job on the table"),
+        "the UPDATE waited for the DELETE:\n{logs}"
+    );
+    // The same two statements, one after the other, by delta-rs.
+    oracle_ok(&[
+        "dml",
+        "--table",
+        &s(&theirs),
+        "--op",
+        "delete",
+        "--predicate",
+        "id % 3 = 0",
+    ]);
+    oracle_ok(&[
+        "dml",
+        "--table",
+        &s(&theirs),
+        "--op",
+        "update",
+        "--predicate",
+        "id % 2 = 0",
+        "--set",
+        "f=0",
+    ]);
+    assert_same_content(&t, &[Expected::Table(&theirs)], &[]);
+}

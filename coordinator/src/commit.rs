@@ -269,9 +269,21 @@ pub async fn commit(
     let mut read_version = read_version;
     let mut checked = 0u32;
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
-        fence.check(req.epoch).await?;
-        crate::driver::crash_point("commit");
         let version = read_version + 1;
+        match req.commit_info.get(JOB_ID_FIELD).and_then(Value::as_str) {
+            Some(job) => {
+                let run = req
+                    .commit_info
+                    .get(RUN_ID_FIELD)
+                    .and_then(Value::as_str)
+                    .unwrap_or(job);
+                fence
+                    .check_commit(req.epoch, job, &format!("{run}@{version}"))
+                    .await?
+            }
+            None => fence.check(req.epoch).await?,
+        }
+        crate::driver::crash_point("commit");
         let bytes = commit_bytes(&lines, &req, read_version)?;
         // `version` >= 0: read versions start at -1 (checked above) and only grow.
         match write_entry(&log_store, version as u64, bytes).await {

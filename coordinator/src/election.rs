@@ -297,10 +297,23 @@ async fn holds(
     created: i64,
     lease: i64,
 ) -> Result<bool, etcd_client::Error> {
-    let txn = Txn::new().when([
-        Compare::create_revision(key, CompareOp::Equal, created),
-        Compare::lease(key, CompareOp::Equal, lease),
-    ]);
+    holds_then(client, key, created, lease, Vec::new()).await
+}
+
+/// [`holds`], running `ops` in the same transaction when it does.
+async fn holds_then(
+    client: &mut Client,
+    key: &str,
+    created: i64,
+    lease: i64,
+    ops: Vec<TxnOp>,
+) -> Result<bool, etcd_client::Error> {
+    let txn = Txn::new()
+        .when([
+            Compare::create_revision(key, CompareOp::Equal, created),
+            Compare::lease(key, CompareOp::Equal, lease),
+        ])
+        .and_then(ops);
     Ok(client.txn(txn).await?.succeeded())
 }
 
@@ -387,6 +400,16 @@ impl LeaderFence for ElectedFence {
             }),
         }
     }
+
+    async fn check_commit(&self, epoch: u64, job: &str, intent: &str) -> Result<(), Fenced> {
+        match self.0.get() {
+            Some(l) => l.check_commit(epoch, job, intent).await,
+            None => Err(Fenced {
+                epoch,
+                reason: "this coordinator has not been elected".into(),
+            }),
+        }
+    }
 }
 
 #[async_trait]
@@ -396,6 +419,20 @@ impl LeaderFence for Leadership {
     }
 
     async fn check(&self, epoch: u64) -> Result<(), Fenced> {
+        self.fenced(epoch, Vec::new()).await
+    }
+
+    async fn check_commit(&self, epoch: u64, job: &str, intent: &str) -> Result<(), Fenced> {
+        let key = crate::journal::intent_key(&self.cluster, job);
+        self.fenced(epoch, vec![TxnOp::put(key, intent, None)])
+            .await
+    }
+}
+
+impl Leadership {
+    /// The fence: `ops` run in etcd only while this leader's key and lease stand, and the
+    /// local lease has time left.
+    async fn fenced(&self, epoch: u64, ops: Vec<TxnOp>) -> Result<(), Fenced> {
         if epoch != self.epoch {
             return Err(self.refuse(
                 epoch,
@@ -414,7 +451,7 @@ impl LeaderFence for Leadership {
         let mut client = self.client.clone();
         match tokio::time::timeout(
             left - self.margin,
-            holds(&mut client, &self.key, created, self.lease),
+            holds_then(&mut client, &self.key, created, self.lease, ops),
         )
         .await
         {

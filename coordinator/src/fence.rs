@@ -21,6 +21,14 @@ pub trait LeaderFence: Send + Sync {
     /// Current epoch (to stamp new tasks with).
     fn epoch(&self) -> u64;
     async fn check(&self, epoch: u64) -> Result<(), Fenced>;
+
+    /// [`LeaderFence::check`] before a commit attempt, recording in the same step, where a
+    /// next leader finds it, that job `job` is about to commit (`intent`: its run and
+    /// version). A job with no recorded intent has not committed. By default only the check.
+    async fn check_commit(&self, epoch: u64, job: &str, intent: &str) -> Result<(), Fenced> {
+        let _ = (job, intent);
+        self.check(epoch).await
+    }
 }
 
 /// The embedded local cluster has one coordinator: it always leads, in epoch 1.

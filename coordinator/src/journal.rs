@@ -33,6 +33,23 @@ pub struct JobRecord {
     pub runs: u32,
 }
 
+/// The etcd key where the leader records that a job is about to commit (in the fenced
+/// transaction before each commit attempt, [`crate::fence::LeaderFence::check_commit`]).
+pub fn intent_key(cluster: &str, job: &str) -> String {
+    format!("/silt/{cluster}/jobs/{job}/intent")
+}
+
+/// A job as the journal keeps it.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub record: JobRecord,
+    /// The request's bytes.
+    pub request: Option<Vec<u8>>,
+    /// The last commit intent recorded (`<run>@<version>`): none means the job never
+    /// reached a commit attempt.
+    pub intent: Option<String>,
+}
+
 /// A job journal could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -49,8 +66,8 @@ pub enum JournalError {
 pub trait JobJournal: Send + Sync {
     /// Writes a job's record, and with a new job its request (the wire message's bytes).
     async fn write(&self, record: &JobRecord, request: Option<&[u8]>) -> Result<(), JournalError>;
-    /// Every record, each with its request when it is kept.
-    async fn load(&self) -> Result<Vec<(JobRecord, Option<Vec<u8>>)>, JournalError>;
+    /// Every job kept.
+    async fn load(&self) -> Result<Vec<Kept>, JournalError>;
     /// Forgets jobs.
     async fn remove(&self, ids: &[String]) -> Result<(), JournalError>;
 }
@@ -113,14 +130,14 @@ impl JobJournal for EtcdJournal {
         self.fenced(ops).await
     }
 
-    async fn load(&self) -> Result<Vec<(JobRecord, Option<Vec<u8>>)>, JournalError> {
+    async fn load(&self) -> Result<Vec<Kept>, JournalError> {
         let resp = self
             .client
             .clone()
             .get(self.prefix.clone(), Some(GetOptions::new().with_prefix()))
             .await?;
-        let mut records =
-            std::collections::BTreeMap::<String, (Option<JobRecord>, Option<Vec<u8>>)>::new();
+        type Parts = (Option<JobRecord>, Option<Vec<u8>>, Option<String>);
+        let mut records = std::collections::BTreeMap::<String, Parts>::new();
         for kv in resp.kvs() {
             let key = String::from_utf8_lossy(kv.key()).to_string();
             let Some((id, part)) = key
@@ -140,12 +157,19 @@ impl JobJournal for EtcdJournal {
                     entry.0 = Some(r);
                 }
                 "request" => entry.1 = Some(kv.value().to_vec()),
+                "intent" => entry.2 = Some(String::from_utf8_lossy(kv.value()).to_string()),
                 _ => {}
             }
         }
         Ok(records
             .into_values()
-            .filter_map(|(r, req)| r.map(|r| (r, req)))
+            .filter_map(|(record, request, intent)| {
+                record.map(|record| Kept {
+                    record,
+                    request,
+                    intent,
+                })
+            })
             .collect())
     }
 

@@ -227,7 +227,12 @@ impl Coordinator {
         let now = chrono::Utc::now().timestamp_millis();
         let mut summary = TakeOver::default();
         let mut expired = Vec::new();
-        for (record, request) in records {
+        for journal::Kept {
+            record,
+            request,
+            intent,
+        } in records
+        {
             if record.state.is_terminal() {
                 if now - record.updated_ms > FINISHED_RETENTION_MS {
                     expired.push(record.id);
@@ -265,8 +270,13 @@ impl Coordinator {
                     continue;
                 }
             };
-            let committed =
-                commit::find_job_commit(req.table_uri(), &record.id, record.created_ms).await;
+            // A job that never recorded a commit intent cannot have committed.
+            let committed = match &intent {
+                Some(_) => {
+                    commit::find_job_commit(req.table_uri(), &record.id, record.created_ms).await
+                }
+                None => None,
+            };
             let record = journal::JobRecord {
                 state: JobState::Running,
                 epoch,

@@ -458,6 +458,9 @@ async fn coordinator(args: CoordinatorArgs) -> Result<()> {
             eprintln!(
                 "silt coordinator {advertise}: leadership of epoch {epoch} lost ({reason}); stepping down, restarting as a standby"
             );
+            // A moment for jobs in flight to meet the fence (it refuses at once now) and say
+            // that they are left to the next leader; nothing is served meanwhile.
+            tokio::time::sleep(Duration::from_millis(500)).await;
             Err(restart_as_standby(bound))
         }
         served = &mut server => Ok(served??),

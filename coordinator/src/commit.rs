@@ -270,6 +270,7 @@ pub async fn commit(
     let mut checked = 0u32;
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         let version = read_version + 1;
+        crate::driver::crash_point("fence");
         match req.commit_info.get(JOB_ID_FIELD).and_then(Value::as_str) {
             Some(job) => {
                 let run = req

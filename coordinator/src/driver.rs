@@ -97,12 +97,26 @@ impl PlanContext {
 /// Prefix of every data file name of a job (`part-<job id>`).
 /// Test-only fault injection: `SILT_COORDINATOR_CRASH=<point>` makes the coordinator
 /// process die at once (no cleanup, no record of the job's end, as under SIGKILL) when a job
-/// reaches `point`: `dispatch` (before its stages run), `commit` (the fence passed, the
-/// commit not written yet), `committed` (the commit written).
+/// reaches `point`: `dispatch` (before its stages run), `fence` (a commit attempt about to
+/// pass the fence), `commit` (the fence passed, the commit not written yet), `committed`
+/// (the commit written). `stop@<point>` stops the process there instead (SIGSTOP, until a
+/// SIGCONT), once.
 pub(crate) fn crash_point(point: &str) {
-    if std::env::var("SILT_COORDINATOR_CRASH").is_ok_and(|p| p == point) {
+    static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Ok(wanted) = std::env::var("SILT_COORDINATOR_CRASH") else {
+        return;
+    };
+    if wanted == point {
         eprintln!("SILT_COORDINATOR_CRASH: dying at `{point}`");
         std::process::exit(137);
+    }
+    if wanted.strip_prefix("stop@") == Some(point)
+        && !STOPPED.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        eprintln!("SILT_COORDINATOR_CRASH: stopping at `{point}`");
+        let _ = std::process::Command::new("kill")
+            .args(["-STOP", &std::process::id().to_string()])
+            .status();
     }
 }
 

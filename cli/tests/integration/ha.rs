@@ -515,3 +515,45 @@ fn seeded_faults_during_writes_leave_every_row_exactly_once() {
     let expected: Vec<Expected<'_>> = sources.iter().map(|p| Expected::Parquet(p)).collect();
     assert_same_content(&t, &expected, &[]);
 }
+
+#[test]
+fn a_leader_paused_at_its_commit_is_fenced_when_it_resumes() {
+    // The leader stops (SIGSTOP) just before its commit attempt passes the fence, past its
+    // lease; the standby takes the job over and commits it; resumed, the old leader's
+    // commit attempt is refused by the fence, it leaves the job alone and steps down. One
+    // commit; the client, following the job, learns it.
+    let seed = seed_for("a_leader_paused_at_its_commit_is_fenced_when_it_resumes");
+    let dir = tempdir("ha-stop-at-fence");
+    let rows = Gen::new(seed, 500).files(2).write(&dir.path().join("a"));
+    let t = dir.path().join("t");
+    let (_etcd, etcd) = start_etcd(dir.path());
+    let Pair {
+        mut first,
+        mut second,
+        both,
+        executor: _executor,
+        ..
+    } = Pair::start(&etcd, &[("SILT_COORDINATOR_CRASH", "stop@fence")], &[]);
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(["write", "--table", &s(&t), "--source", &s(&rows)])
+        .args(["--json", "-q", "--coordinator", &both]);
+    let job = Daemon::spawn_capture("write", cmd);
+    first.wait_for_line("stopping at `fence`", Duration::from_secs(60));
+    let line = second.wait_for_line("leads cluster", Duration::from_secs(30));
+    assert!(line.contains("1 run again"), "{line}");
+    second.wait_for_line("driver: committed", Duration::from_secs(60));
+    signal(&first, "-CONT");
+    first.wait_for_line(
+        "the job is left to the next leader",
+        Duration::from_secs(30),
+    );
+    // … and restarts as a standby.
+    first.wait_for_line("standby of cluster", Duration::from_secs(30));
+    assert!(first.collect().contains("stepping down"));
+    let out = job.finish(Duration::from_secs(120));
+    out.assert_ok();
+    assert_eq!(out.version(), Some(0), "{}", out.describe());
+    assert_same_content(&t, &[Expected::Parquet(&rows)], &[]);
+    let info = inspect(&t);
+    assert_eq!(info["version"], 0, "exactly one commit: {info}");
+}

@@ -336,11 +336,9 @@ fn a_leader_dying_mid_job_leaves_the_job_to_the_next_one() {
 fn jobs_stall_while_etcd_is_down_and_finish_when_it_returns() {
     let seed = seed_for("jobs_stall_while_etcd_is_down_and_finish_when_it_returns");
     let dir = tempdir("ha-etcd-restart");
-    let rows = Gen::new(seed, 800).files(4).write(&dir.path().join("a"));
-    let t = dir.path().join("t");
     let (client_port, peer_port) = (free_port(), free_port());
     let (mut etcd_daemon, etcd) = start_etcd_on(dir.path(), client_port, peer_port);
-    // Slow tasks: the job is still running when etcd goes.
+    // Slow tasks: the jobs are still running (or waiting for a slot) when etcd goes.
     let Pair {
         mut first,
         mut second,
@@ -348,10 +346,19 @@ fn jobs_stall_while_etcd_is_down_and_finish_when_it_returns() {
         mut executor,
         ..
     } = Pair::start(&etcd, &[], &["--task-delay-ms", "1500"]);
-    let mut cmd = Command::new(silt_bin());
-    cmd.args(["write", "--table", &s(&t), "--source", &s(&rows)])
-        .args(["--json", "-q", "--coordinator", &both]);
-    let job = Daemon::spawn_capture("write", cmd);
+    // Three jobs in flight, on three tables.
+    let jobs: Vec<(std::path::PathBuf, std::path::PathBuf, Daemon)> = (0..3u64)
+        .map(|i| {
+            let rows = Gen::new(seed + i, 400)
+                .files(2)
+                .write(&dir.path().join(format!("a{i}")));
+            let t = dir.path().join(format!("t{i}"));
+            let mut cmd = Command::new(silt_bin());
+            cmd.args(["write", "--table", &s(&t), "--source", &s(&rows)])
+                .args(["--json", "-q", "--coordinator", &both]);
+            (rows, t, Daemon::spawn_capture(&format!("write{i}"), cmd))
+        })
+        .collect();
     executor.wait_for_line("task started", Duration::from_secs(30));
 
     etcd_daemon.guard.kill9();
@@ -364,20 +371,22 @@ fn jobs_stall_while_etcd_is_down_and_finish_when_it_returns() {
     );
     let (_etcd_again, _) = start_etcd_on(dir.path(), client_port, peer_port);
 
-    // A coordinator leads again, takes the job over and runs it to its one commit; the
-    // client, following it, learns that.
-    let out = job.finish(Duration::from_secs(120));
-    out.assert_ok();
-    assert_eq!(out.version(), Some(0), "{}", out.describe());
+    // A coordinator leads again, takes the jobs over and runs each to its one commit; the
+    // clients, following them, learn that.
+    for (rows, t, job) in jobs {
+        let out = job.finish(Duration::from_secs(180));
+        out.assert_ok();
+        assert_eq!(out.version(), Some(0), "{}", out.describe());
+        assert_same_content(&t, &[Expected::Parquet(&rows)], &[]);
+        let info = inspect(&t);
+        assert_eq!(info["version"], 0, "exactly one commit: {info}");
+    }
     let mut logs = first.collect();
     logs.push_str(&second.collect());
     assert!(
-        logs.contains("1 run again"),
-        "the job was taken over:\n{logs}"
+        logs.contains("3 run again"),
+        "the jobs were taken over:\n{logs}"
     );
-    assert_same_content(&t, &[Expected::Parquet(&rows)], &[]);
-    let info = inspect(&t);
-    assert_eq!(info["version"], 0, "exactly one commit: {info}");
 }
 
 /// A small seeded generator for the fault loop's choices.

@@ -369,16 +369,23 @@ async fn execute(
 ) -> Option<(JobState, JobOutcome)> {
     // Held until the job ends (its commit included).
     let _turn = if turns::takes_turn(&req) {
-        match ctx.turns.try_take(req.table_uri()) {
-            Some(t) => Some(t),
-            None => {
-                info!(job = %id, table = %req.table_uri(), "waiting for another job on the table");
-                status.send_modify(|s| {
-                    s.message = "queued: waiting for another job on the same table to end".into();
-                });
-                Some(ctx.turns.take(req.table_uri()).await)
-            }
+        let partition_columns = match turns::predicate(&req) {
+            Some(_) => ops::existing_table(req.table_uri())
+                .await
+                .map(|(_, snapshot)| snapshot.partition_columns)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let footprint = turns::footprint(turns::predicate(&req), &partition_columns);
+        let turn = ctx.turns.join(req.table_uri(), footprint);
+        if !turn.is_ready() {
+            info!(job = %id, table = %req.table_uri(), "waiting for another job on the table");
+            status.send_modify(|s| {
+                s.message = "queued: waiting for another job on the same table to end".into();
+            });
+            turn.ready().await;
         }
+        Some(turn)
     } else {
         None
     };

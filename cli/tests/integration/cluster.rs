@@ -629,4 +629,56 @@ fn jobs_on_one_table_take_turns_instead_of_conflicting() {
         "f=0",
     ]);
     assert_same_content(&t, &[Expected::Table(&theirs)], &[]);
+
+    // Jobs confined to disjoint partitions do not wait for each other: two DELETEs, of
+    // k = 1 and of k = 2, on a table partitioned by k, submitted together, both commit.
+    let waits = |logs: &str| logs.matches("waiting for another job on the table").count();
+    let waited = waits(&logs);
+    let b = Gen::new(seed + 1, 1000)
+        .files(4)
+        .write(&dir.path().join("b"));
+    let p = dir.path().join("p");
+    Daemon::spawn_capture(
+        "create",
+        cluster.write_cmd(&p, &b, &["-q", "--partition-by", "k"]),
+    )
+    .finish(Duration::from_secs(120))
+    .assert_ok();
+    let theirs = dir.path().join("theirs-p");
+    copy_dir(&p, &theirs);
+    let deletes: Vec<Daemon> = ["k = 1", "k = 2"]
+        .iter()
+        .map(|pred| {
+            let sql = format!("DELETE FROM {} WHERE {pred}", delta_ref(&p));
+            Daemon::spawn_capture("delete", cluster.sql_cmd(&sql))
+        })
+        .collect();
+    let mut versions: Vec<Option<i64>> = deletes
+        .into_iter()
+        .map(|d| {
+            let out = d.finish(Duration::from_secs(120));
+            out.assert_ok();
+            out.version()
+        })
+        .collect();
+    versions.sort();
+    assert_eq!(versions, vec![Some(1), Some(2)]);
+    let logs = cluster.logs();
+    assert_eq!(
+        waits(&logs),
+        waited,
+        "no wait between disjoint partitions:\n{logs}"
+    );
+    for pred in ["k = 1", "k = 2"] {
+        oracle_ok(&[
+            "dml",
+            "--table",
+            &s(&theirs),
+            "--op",
+            "delete",
+            "--predicate",
+            pred,
+        ]);
+    }
+    assert_same_content(&p, &[Expected::Table(&theirs)], &[]);
 }

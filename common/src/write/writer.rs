@@ -20,6 +20,8 @@ use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use bytes::Bytes;
 use futures::future::BoxFuture;
+
+use super::slice_bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -698,16 +700,6 @@ impl DataFileWriter {
         }
         Ok(())
     }
-}
-
-/// Bytes of a batch's own rows (a slice of a larger batch counts only its part, where
-/// `get_array_memory_size` would count the whole shared buffers).
-fn slice_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
-        .sum()
 }
 
 /// Row-group byte bound for a target file size: never above the file target (so files

@@ -369,14 +369,21 @@ async fn execute(
 ) -> Option<(JobState, JobOutcome)> {
     // Held until the job ends (its commit included).
     let _turn = if turns::takes_turn(&req) {
-        let partition_columns = match turns::predicate(&req) {
-            Some(_) => ops::existing_table(req.table_uri())
-                .await
-                .map(|(_, snapshot)| snapshot.partition_columns)
-                .unwrap_or_default(),
-            None => Vec::new(),
+        let predicate = turns::predicate(&req);
+        // The table's partition columns are read only when the predicate pins a column.
+        let footprint = match turns::footprint(predicate, &|_| true) {
+            turns::Footprint::Table => turns::Footprint::Table,
+            turns::Footprint::Partitions { .. } => {
+                let partitioned: Vec<String> = ops::existing_table(req.table_uri())
+                    .await
+                    .map(|(_, snapshot)| snapshot.partition_columns)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| c.to_lowercase())
+                    .collect();
+                turns::footprint(predicate, &|c| partitioned.iter().any(|p| p == c))
+            }
         };
-        let footprint = turns::footprint(turns::predicate(&req), &partition_columns);
         let turn = ctx.turns.join(req.table_uri(), footprint);
         if !turn.is_ready() {
             info!(job = %id, table = %req.table_uri(), "waiting for another job on the table");

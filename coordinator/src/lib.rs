@@ -234,7 +234,7 @@ impl Coordinator {
         } in records
         {
             if record.state.is_terminal() {
-                if now - record.updated_ms > FINISHED_RETENTION_MS {
+                if expired_at(&record, now) {
                     expired.push(record.id);
                 } else {
                     self.jobs.restore(
@@ -297,6 +297,17 @@ impl Coordinator {
         if !expired.is_empty() {
             journal.remove(&expired).await?;
         }
+        // While this leader leads, finished jobs past the retention are forgotten hourly.
+        tokio::spawn(async move {
+            let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+            hourly.tick().await;
+            loop {
+                hourly.tick().await;
+                if let Err(e) = forget_expired(journal.as_ref()).await {
+                    warn!("cannot forget expired jobs in the job journal: {e}");
+                }
+            }
+        });
         Ok(summary)
     }
 
@@ -344,6 +355,27 @@ impl Coordinator {
 
 /// How long finished jobs are kept in the job journal.
 pub const FINISHED_RETENTION_MS: i64 = 24 * 3600 * 1000;
+
+/// Whether a finished job's record is past the retention at `now`.
+fn expired_at(record: &journal::JobRecord, now: i64) -> bool {
+    record.state.is_terminal() && now - record.updated_ms > FINISHED_RETENTION_MS
+}
+
+/// Removes the journal's finished jobs past the retention.
+async fn forget_expired(journal: &dyn journal::JobJournal) -> Result<(), journal::JournalError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let expired: Vec<String> = journal
+        .load()
+        .await?
+        .into_iter()
+        .filter(|k| expired_at(&k.record, now))
+        .map(|k| k.record.id)
+        .collect();
+    if expired.is_empty() {
+        return Ok(());
+    }
+    journal.remove(&expired).await
+}
 
 /// What a new leader found in the job journal.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

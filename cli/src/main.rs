@@ -162,6 +162,10 @@ struct SqlArgs {
     /// always: exchange).
     #[arg(long, default_value = "auto")]
     exchange: String,
+    /// DELETE, UPDATE, MERGE: rewrite the files holding changed rows even where the table
+    /// has deletion vectors enabled (delta.enableDeletionVectors = true).
+    #[arg(long)]
+    copy_on_write: bool,
     /// VACUUM: allow a retention below the table's delta.deletedFileRetentionDuration
     /// (files that readers of recent versions or running writers need may be deleted).
     #[arg(long)]
@@ -707,7 +711,12 @@ async fn sql(args: SqlArgs) -> Result<i32> {
     let exchange = ExchangeMode::parse(&args.exchange).map_err(|e| anyhow!("--exchange: {e}"))?;
     for stmt in &mut statements {
         match stmt {
-            JobRequest::Merge(m) => m.exchange = exchange,
+            JobRequest::Merge(m) => {
+                m.exchange = exchange;
+                m.copy_on_write = args.copy_on_write;
+            }
+            JobRequest::Delete(d) => d.copy_on_write = args.copy_on_write,
+            JobRequest::Update(u) => u.copy_on_write = args.copy_on_write,
             JobRequest::Vacuum(v) => v.enforce_retention = !args.allow_short_retention,
             _ => {}
         }

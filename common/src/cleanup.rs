@@ -12,7 +12,8 @@ use tracing::{info, warn};
 use url::Url;
 
 /// Deletes the data files under the table root whose names start with `name_prefix` (e.g.
-/// `part-<job id>-`), except those in `keep` (file names), never touching `_delta_log`.
+/// `part-<job id>-`), or that lie in a directory whose name does (an attempt's deletion
+/// vector files), except those in `keep` (file names), never touching `_delta_log`.
 /// Returns how many were deleted.
 pub async fn remove_files_named(
     table_url: &Url,
@@ -31,7 +32,8 @@ pub async fn remove_files_named(
             let delete = m
                 .location
                 .filename()
-                .is_some_and(|f| f.starts_with(marker) && !keep.contains(f))
+                .is_some_and(|f| !keep.contains(f))
+                && is_named(m.location.as_ref(), marker)
                 && !m.location.as_ref().contains("_delta_log");
             futures::future::ready(Ok(delete.then_some(m.location)))
         })
@@ -54,6 +56,14 @@ pub async fn remove_files_named(
         );
     }
     n
+}
+
+/// Whether the file at `path` (`/`-separated) is named with `prefix`: its name or its
+/// directory's starts with it.
+pub fn is_named(path: &str, prefix: &str) -> bool {
+    let mut parts = path.rsplit('/');
+    let name = parts.next().unwrap_or(path);
+    name.starts_with(prefix) || parts.next().is_some_and(|dir| dir.starts_with(prefix))
 }
 
 async fn delete_all(store: &std::sync::Arc<dyn object_store::ObjectStore>, paths: Vec<Path>) {

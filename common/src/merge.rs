@@ -45,6 +45,9 @@ use crate::{Error, Result};
 pub const FILE_COL: &str = "__silt_file";
 /// Target rows: the row's position among its file's live rows.
 pub const ROW_COL: &str = "__silt_row";
+/// Whether a row of a [`crate::task::Sink::MarkRows`] is also written (deletion-vector
+/// rewrites: a deleted target row is marked but not written; an inserted one written only).
+pub const WRITE_COL: &str = "__silt_write";
 /// Qualifiers that always name the target and the source (for expressions silt writes, such
 /// as the expansion of `UPDATE SET *`), whatever the aliases.
 pub const TARGET_QUALIFIER: &str = "__silt_target";

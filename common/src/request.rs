@@ -131,6 +131,9 @@ pub struct MergeRequest {
     /// How source and target rows meet: `auto` broadcasts a source small enough for every
     /// task to hold and exchanges both by key otherwise; `always` / `never` force one.
     pub exchange: ExchangeMode,
+    /// Rewrite the target files a clause changes even where the table has deletion vectors
+    /// enabled.
+    pub copy_on_write: bool,
 }
 
 /// What MERGE reads its source rows from.
@@ -283,6 +286,9 @@ pub struct DeleteRequest {
     pub table_uri: String,
     /// `None`: every row.
     pub predicate: Option<String>,
+    /// Rewrite the files holding deleted rows even where the table has deletion vectors
+    /// enabled.
+    pub copy_on_write: bool,
 }
 
 /// `UPDATE table SET column = expr, … [WHERE predicate]`.
@@ -293,6 +299,9 @@ pub struct UpdateRequest {
     pub assignments: Vec<(String, String)>,
     /// `None`: every row.
     pub predicate: Option<String>,
+    /// Rewrite the files holding updated rows even where the table has deletion vectors
+    /// enabled.
+    pub copy_on_write: bool,
 }
 
 /// `ALTER TABLE table SET TBLPROPERTIES (…)` / `UNSET TBLPROPERTIES [IF EXISTS] (…)`.

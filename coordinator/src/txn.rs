@@ -12,6 +12,24 @@ use url::Url;
 
 use crate::commit::{CommitRequest, LogAction, ReadRegion, ReadSet};
 
+/// A deletion vector descriptor as the log's `add.deletionVector` has it.
+fn dv_descriptor(
+    dv: &silt_common::task::DeletionVector,
+) -> deltalake_core::kernel::DeletionVectorDescriptor {
+    use deltalake_core::kernel::StorageType;
+    deltalake_core::kernel::DeletionVectorDescriptor {
+        storage_type: match dv.storage_type.as_str() {
+            "i" => StorageType::Inline,
+            "p" => StorageType::AbsolutePath,
+            _ => StorageType::UuidRelativePath,
+        },
+        path_or_inline_dv: dv.path_or_inline_dv.clone(),
+        offset: dv.offset,
+        size_in_bytes: dv.size_in_bytes,
+        cardinality: dv.cardinality,
+    }
+}
+
 /// One Delta commit under construction.
 #[derive(Debug)]
 pub struct Txn {
@@ -129,7 +147,15 @@ impl Txn {
     pub fn kept_file_names(&self) -> HashSet<String> {
         self.adds
             .iter()
-            .filter_map(|(a, _)| decode(&a.path).rsplit('/').next().map(str::to_string))
+            .flat_map(|(a, _)| {
+                // The file and, for a vector file of this job, the vector file.
+                let dv = a
+                    .deletion_vector
+                    .as_ref()
+                    .and_then(silt_common::table::dv::file_name);
+                [decode(&a.path).rsplit('/').next().map(str::to_string), dv]
+            })
+            .flatten()
             .collect()
     }
 
@@ -158,7 +184,7 @@ impl Txn {
                 data_change: *data_change,
                 stats: a.stats_json.clone(),
                 tags: self.add_tags.clone(),
-                deletion_vector: None,
+                deletion_vector: a.deletion_vector.as_ref().map(dv_descriptor),
                 base_row_id: None,
                 default_row_commit_version: None,
                 clustering_provider: None,

@@ -303,6 +303,10 @@ fn input_to_pb(i: &d::Input) -> pb::Input {
         d::Input::Objects { paths } => I::Objects(pb::ObjectsInput {
             paths: paths.clone(),
         }),
+        d::Input::DeletedRows { files, rows } => I::DeletedRows(pb::DeletedRowsInput {
+            files: files.iter().map(Into::into).collect(),
+            rows: rows.clone(),
+        }),
     };
     pb::Input { input: Some(input) }
 }
@@ -332,6 +336,19 @@ fn input_from_pb(i: Option<pb::Input>) -> Result<d::Input, DecodeError> {
                 partition: e.partition,
             },
             I::Objects(o) => d::Input::Objects { paths: o.paths },
+            I::DeletedRows(r) => {
+                if r.files.len() != r.rows.len() {
+                    return Err(DecodeError(format!(
+                        "deleted rows for {} file(s) but {} file(s)",
+                        r.rows.len(),
+                        r.files.len()
+                    )));
+                }
+                d::Input::DeletedRows {
+                    files: r.files.into_iter().map(Into::into).collect(),
+                    rows: r.rows,
+                }
+            }
             I::Merge(m) => {
                 let m = *m;
                 d::Input::Merge {
@@ -616,12 +633,7 @@ fn transform_from_pb(t: pb::Transform) -> Result<d::Transform, DecodeError> {
 fn sink_to_pb(s: &d::Sink) -> pb::Sink {
     use pb::sink::Sink as S;
     let s = match s {
-        d::Sink::DataFiles(f) => S::DataFiles(pb::FileSpec {
-            target_file_size_bytes: f.target_file_size_bytes,
-            stats: Some(stats_to_pb(&f.stats)),
-            file_prefix: f.file_prefix.clone(),
-            sort_by: f.sort_by.as_ref().map(curve_spec_to_pb),
-        }),
+        d::Sink::DataFiles(f) => S::DataFiles(file_spec_to_pb(f)),
         d::Sink::Exchange { route, partitions } => S::Exchange(match route {
             d::Route::Hash(keys) => pb::ExchangeSink {
                 keys: keys.clone(),
@@ -640,8 +652,34 @@ fn sink_to_pb(s: &d::Sink) -> pb::Sink {
         }),
         d::Sink::DeleteObjects => S::DeleteObjects(pb::DeleteObjectsSink {}),
         d::Sink::FileStats(s) => S::FileStats(stats_to_pb(s)),
+        d::Sink::MarkRows { write } => S::MarkRows(pb::MarkRowsSink {
+            write: write.as_ref().map(file_spec_to_pb),
+        }),
+        d::Sink::DeletionVectors { file_prefix } => {
+            S::DeletionVectors(pb::DeletionVectorsSink {
+                file_prefix: file_prefix.clone(),
+            })
+        }
     };
     pb::Sink { sink: Some(s) }
+}
+
+fn file_spec_to_pb(f: &d::FileSpec) -> pb::FileSpec {
+    pb::FileSpec {
+        target_file_size_bytes: f.target_file_size_bytes,
+        stats: Some(stats_to_pb(&f.stats)),
+        file_prefix: f.file_prefix.clone(),
+        sort_by: f.sort_by.as_ref().map(curve_spec_to_pb),
+    }
+}
+
+fn file_spec_from_pb(f: pb::FileSpec) -> Result<d::FileSpec, DecodeError> {
+    Ok(d::FileSpec {
+        target_file_size_bytes: f.target_file_size_bytes,
+        stats: stats_from_pb(f.stats.ok_or_else(|| missing("sink.stats"))?),
+        file_prefix: f.file_prefix,
+        sort_by: f.sort_by.map(|c| curve_spec_from_pb(Some(c))).transpose()?,
+    })
 }
 
 fn curve_to_pb(c: Curve) -> pb::Curve {
@@ -691,12 +729,7 @@ fn sink_from_pb(s: Option<pb::Sink>) -> Result<d::Sink, DecodeError> {
     use pb::sink::Sink as S;
     Ok(
         match s.and_then(|s| s.sink).ok_or_else(|| missing("task.sink"))? {
-            S::DataFiles(f) => d::Sink::DataFiles(d::FileSpec {
-                target_file_size_bytes: f.target_file_size_bytes,
-                stats: stats_from_pb(f.stats.ok_or_else(|| missing("sink.stats"))?),
-                file_prefix: f.file_prefix,
-                sort_by: f.sort_by.map(|c| curve_spec_from_pb(Some(c))).transpose()?,
-            }),
+            S::DataFiles(f) => d::Sink::DataFiles(file_spec_from_pb(f)?),
             S::Exchange(e) => d::Sink::Exchange {
                 route: match e.range {
                     Some(r) => d::Route::Range(d::RangeRoute {
@@ -710,6 +743,12 @@ fn sink_from_pb(s: Option<pb::Sink>) -> Result<d::Sink, DecodeError> {
             },
             S::DeleteObjects(_) => d::Sink::DeleteObjects,
             S::FileStats(s) => d::Sink::FileStats(stats_from_pb(s)),
+            S::MarkRows(m) => d::Sink::MarkRows {
+                write: m.write.map(file_spec_from_pb).transpose()?,
+            },
+            S::DeletionVectors(v) => d::Sink::DeletionVectors {
+                file_prefix: v.file_prefix,
+            },
         },
     )
 }
@@ -869,6 +908,14 @@ impl From<&d::TaskOutput> for pb::TaskOutput {
             metrics: Some((&o.metrics).into()),
             touched_files: o.touched_files.clone(),
             matched_source_rows: o.matched_source_rows.clone(),
+            deleted_rows: o
+                .deleted_rows
+                .iter()
+                .map(|r| pb::FileRows {
+                    file: r.file,
+                    rows: r.rows.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -885,6 +932,14 @@ impl From<pb::TaskOutput> for d::TaskOutput {
             metrics: o.metrics.map(Into::into).unwrap_or_default(),
             touched_files: o.touched_files,
             matched_source_rows: o.matched_source_rows,
+            deleted_rows: o
+                .deleted_rows
+                .into_iter()
+                .map(|r| d::FileRows {
+                    file: r.file,
+                    rows: r.rows,
+                })
+                .collect(),
         }
     }
 }
@@ -979,6 +1034,7 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
             r::JobRequest::Delete(d) => Job::Delete(pb::DeleteJob {
                 table_uri: d.table_uri.clone(),
                 predicate: d.predicate.clone(),
+                copy_on_write: d.copy_on_write,
             }),
             r::JobRequest::Update(u) => Job::Update(pb::UpdateJob {
                 table_uri: u.table_uri.clone(),
@@ -991,6 +1047,7 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                     })
                     .collect(),
                 predicate: u.predicate.clone(),
+                copy_on_write: u.copy_on_write,
             }),
             r::JobRequest::SetProperties(p) => Job::SetProperties(pb::SetPropertiesJob {
                 table_uri: p.table_uri.clone(),
@@ -1021,6 +1078,7 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 clauses: m.clauses.iter().map(merge_clause_to_pb).collect(),
                 schema_evolution: m.schema_evolution,
                 exchange: exchange_to_pb(m.exchange) as i32,
+                copy_on_write: m.copy_on_write,
             }),
             r::JobRequest::Optimize(o) => Job::Optimize(pb::OptimizeJob {
                 table_uri: o.table_uri.clone(),
@@ -1093,6 +1151,7 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
             Job::Delete(d) => r::JobRequest::Delete(r::DeleteRequest {
                 table_uri: required(d.table_uri, "table_uri")?,
                 predicate: d.predicate,
+                copy_on_write: d.copy_on_write,
             }),
             Job::Update(u) => r::JobRequest::Update(r::UpdateRequest {
                 table_uri: required(u.table_uri, "table_uri")?,
@@ -1102,6 +1161,7 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                     .map(|a| (a.column, a.expr))
                     .collect(),
                 predicate: u.predicate,
+                copy_on_write: u.copy_on_write,
             }),
             Job::SetProperties(p) => r::JobRequest::SetProperties(r::SetPropertiesRequest {
                 table_uri: required(p.table_uri, "table_uri")?,
@@ -1136,6 +1196,7 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                     .collect::<Result<_, _>>()?,
                 schema_evolution: m.schema_evolution,
                 exchange: exchange_from_pb(m.exchange)?,
+                copy_on_write: m.copy_on_write,
             }),
             Job::Optimize(o) => r::JobRequest::Optimize(r::OptimizeRequest {
                 table_uri: required(o.table_uri, "table_uri")?,
@@ -1387,11 +1448,13 @@ mod tests {
             r::JobRequest::Delete(r::DeleteRequest {
                 table_uri: "file:///t".into(),
                 predicate: Some("x > 1".into()),
+                copy_on_write: false,
             }),
             r::JobRequest::Update(r::UpdateRequest {
                 table_uri: "file:///t".into(),
                 assignments: vec![("x".into(), "x + 1".into()), ("y".into(), "'a'".into())],
                 predicate: None,
+                copy_on_write: false,
             }),
             r::JobRequest::SetProperties(r::SetPropertiesRequest {
                 table_uri: "file:///t".into(),

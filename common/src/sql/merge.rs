@@ -95,6 +95,7 @@ pub(super) fn merge(p: &mut Parser) -> std::result::Result<MergeRequest, Parsed>
         clauses,
         schema_evolution,
         exchange: crate::request::ExchangeMode::Auto,
+        copy_on_write: false,
     };
     request.validate().map_err(Parsed::Other)?;
     Ok(request)

@@ -234,6 +234,7 @@ fn delete(d: datafusion::sql::sqlparser::ast::Delete) -> std::result::Result<Job
     Ok(JobRequest::Delete(DeleteRequest {
         table_uri,
         predicate: d.selection.map(|e| expr_sql(e, alias.as_deref())),
+        copy_on_write: false,
     }))
 }
 
@@ -279,6 +280,7 @@ fn update(u: datafusion::sql::sqlparser::ast::Update) -> std::result::Result<Job
         table_uri,
         assignments,
         predicate: u.selection.map(|e| expr_sql(e, alias.as_deref())),
+        copy_on_write: false,
     }))
 }
 
@@ -702,6 +704,7 @@ mod tests {
             JobRequest::Delete(DeleteRequest {
                 table_uri: "/t/x".into(),
                 predicate: Some("a > 1 AND s = 'q''s'".into()),
+                copy_on_write: false,
             })
         );
         assert_eq!(
@@ -709,6 +712,7 @@ mod tests {
             JobRequest::Delete(DeleteRequest {
                 table_uri: "s3://b/t".into(),
                 predicate: Some("a IS NULL".into()),
+                copy_on_write: false,
             })
         );
         assert_eq!(
@@ -716,6 +720,7 @@ mod tests {
             JobRequest::Delete(DeleteRequest {
                 table_uri: "/t".into(),
                 predicate: None,
+                copy_on_write: false,
             })
         );
         assert_eq!(
@@ -727,6 +732,7 @@ mod tests {
                     ("b c".into(), "upper(s)".into())
                 ],
                 predicate: Some("p = 'x'".into()),
+                copy_on_write: false,
             })
         );
     }

@@ -1,6 +1,11 @@
 //! Deletion vectors: reading them (inline, relative or absolute storage) and skipping the rows
 //! they delete while a data file streams in.
 //!
+//! Writing: [`DvFile`] gathers the vectors of one task attempt into one file under a directory
+//! named after the attempt (so that an attempt's uncommitted vectors are found by name, as its
+//! data files are); [`live_to_physical`] turns positions among a file's live rows into row
+//! indexes of the file.
+//!
 //! Format (Delta protocol, "Deletion Vector Format"): a DV file starts with a format version
 //! byte (1); each vector in it sits at its descriptor's `offset` as a 4-byte big-endian size,
 //! then `size` bytes of data, then a big-endian CRC-32 of that data. The data is the magic
@@ -60,6 +65,17 @@ fn stored_location(dv: &DeletionVector, table_url: &Url) -> Result<Option<Url>> 
             format!("unknown storage type `{other}`"),
         )),
     }
+}
+
+/// The file name of a stored vector with a relative location (`deletion_vector_<uuid>.bin`).
+pub fn file_name(dv: &DeletionVector) -> Option<String> {
+    let s = &dv.path_or_inline_dv;
+    if dv.storage_type != "u" || s.len() < 20 || !s.is_char_boundary(s.len() - 20) {
+        return None;
+    }
+    let bytes = z85::decode(&s[s.len() - 20..]).ok()?;
+    let uuid = uuid::Uuid::from_slice(&bytes).ok()?;
+    Some(format!("deletion_vector_{uuid}.bin"))
 }
 
 /// The same vector with a relative location (`u`) turned into an absolute one (`p`), so that
@@ -148,6 +164,102 @@ pub async fn load(dv: &DeletionVector, table_url: &Url) -> Result<RoaringTreemap
         ));
     }
     Ok(bitmap)
+}
+
+/// Rows as tasks report them: a `RoaringTreemap` in its portable serialization.
+pub fn serialize_rows(rows: &RoaringTreemap) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.serialized_size());
+    // Writing into a Vec does not fail.
+    let _ = rows.serialize_into(&mut out);
+    out
+}
+
+/// Reads [`serialize_rows`]' form back.
+pub fn deserialize_rows(bytes: &[u8]) -> Result<RoaringTreemap> {
+    if bytes.is_empty() {
+        return Ok(RoaringTreemap::new());
+    }
+    RoaringTreemap::deserialize_from(bytes)
+        .map_err(|e| Error::internal(format!("bad row bitmap in a task report: {e}")))
+}
+
+/// Row indexes in a file of the rows at positions `live` among its live rows, given the rows
+/// its deletion vector already deletes (`deleted`): the k-th live row is the k-th row index
+/// not in `deleted`.
+pub fn live_to_physical(live: &RoaringTreemap, deleted: &RoaringTreemap) -> RoaringTreemap {
+    if deleted.is_empty() {
+        return live.clone();
+    }
+    let mut out = RoaringTreemap::new();
+    let mut del = deleted.iter().peekable();
+    let mut skipped = 0u64;
+    for k in live.iter() {
+        while let Some(&d) = del.peek() {
+            if d > k + skipped {
+                break;
+            }
+            skipped += 1;
+            del.next();
+        }
+        out.insert(k + skipped);
+    }
+    out
+}
+
+/// One deletion vector file being built: a format version byte, then each vector as its size,
+/// its data (magic number and bitmap) and its CRC-32.
+pub struct DvFile {
+    /// Directory of the file under the table root (the `u` descriptor's prefix).
+    dir: String,
+    uuid: uuid::Uuid,
+    bytes: Vec<u8>,
+}
+
+impl DvFile {
+    /// A new file in directory `dir` (relative to the table root; plain characters only).
+    pub fn new(dir: &str) -> Self {
+        Self {
+            dir: dir.to_string(),
+            uuid: uuid::Uuid::new_v4(),
+            bytes: vec![1],
+        }
+    }
+
+    /// Appends a vector deleting `rows`; returns its descriptor.
+    pub fn push(&mut self, rows: &RoaringTreemap) -> Result<DeletionVector> {
+        let mut data = MAGIC.to_le_bytes().to_vec();
+        rows.serialize_into(&mut data)
+            .map_err(|e| Error::internal(format!("cannot serialize a deletion vector: {e}")))?;
+        let too_big = || Error::internal("deletion vector file over 2 GiB");
+        let offset = i32::try_from(self.bytes.len()).map_err(|_| too_big())?;
+        let size = u32::try_from(data.len()).map_err(|_| too_big())?;
+        self.bytes.extend(size.to_be_bytes());
+        self.bytes.extend(&data);
+        self.bytes.extend(crc32fast::hash(&data).to_be_bytes());
+        Ok(DeletionVector {
+            storage_type: "u".into(),
+            path_or_inline_dv: format!("{}{}", self.dir, z85::encode(self.uuid.as_bytes())),
+            offset: Some(offset),
+            size_in_bytes: i32::try_from(size).map_err(|_| too_big())?,
+            cardinality: i64::try_from(rows.len()).map_err(|_| too_big())?,
+        })
+    }
+
+    /// The file's path relative to the table root.
+    pub fn relative_path(&self) -> String {
+        format!("{}/deletion_vector_{}.bin", self.dir, self.uuid)
+    }
+
+    /// Writes the file under `table_url`; returns its relative path and size.
+    pub async fn write(self, table_url: &Url) -> Result<(String, u64)> {
+        let rel = self.relative_path();
+        let (store, path) = store_for(&join_url(table_url, &rel)?)?;
+        let size = self.bytes.len() as u64;
+        object_store::ObjectStoreExt::put(&store, &path, self.bytes.into())
+            .await
+            .map_err(Error::ObjectStore)?;
+        Ok((rel, size))
+    }
 }
 
 async fn get_range(
@@ -294,6 +406,43 @@ mod tests {
         };
         let rows: Vec<u64> = load(&dv, &table).await.unwrap().iter().collect();
         assert_eq!(rows, vec![2, 3]);
+    }
+
+    #[tokio::test]
+    async fn written_vectors_read_back_and_live_positions_map_to_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = Url::from_directory_path(dir.path()).unwrap();
+        let mut file = DvFile::new("part-j-s1-t0-a0-dv");
+        let a: RoaringTreemap = [0u64, 7, 1 << 20].into_iter().collect();
+        let b: RoaringTreemap = (100u64..5000).collect();
+        let (da, db) = (file.push(&a).unwrap(), file.push(&b).unwrap());
+        let (rel, _) = file.write(&table).await.unwrap();
+        assert!(rel.starts_with("part-j-s1-t0-a0-dv/deletion_vector_"), "{rel}");
+        assert_eq!(da.offset, Some(1));
+        assert_eq!(load(&da, &table).await.unwrap(), a);
+        assert_eq!(load(&db, &table).await.unwrap(), b);
+
+        // Rows 1 and 3 already deleted: live positions 0, 1, 2 are rows 0, 2, 4.
+        let deleted: RoaringTreemap = [1u64, 3].into_iter().collect();
+        let live: RoaringTreemap = [0u64, 1, 2, 5].into_iter().collect();
+        let rows: Vec<u64> = live_to_physical(&live, &deleted).iter().collect();
+        assert_eq!(rows, vec![0, 2, 4, 7]);
+        // Seeded: the mapping agrees with walking the rows one by one.
+        let mut rng = 0x9e3779b97f4a7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let deleted: RoaringTreemap = (0..2000u64).filter(|_| next() % 3 == 0).collect();
+        let live_rows: Vec<u64> = (0..2000u64).filter(|r| !deleted.contains(*r)).collect();
+        let picked: RoaringTreemap = (0..live_rows.len() as u64)
+            .filter(|_| next() % 4 == 0)
+            .collect();
+        let want: RoaringTreemap = picked.iter().map(|k| live_rows[k as usize]).collect();
+        assert_eq!(live_to_physical(&picked, &deleted), want);
+        assert_eq!(deserialize_rows(&serialize_rows(&want)).unwrap(), want);
     }
 
     #[tokio::test]

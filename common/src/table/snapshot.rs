@@ -29,6 +29,18 @@ const WRITABLE_FEATURES: &[&str] = &[
     "checkpointProtection",
 ];
 
+/// Writer features silt honours by refusing tables that use them: listed but unused (as
+/// Delta lists every feature a legacy protocol implied when it upgrades a table), they ask
+/// nothing of a writer.
+const WRITABLE_WHEN_UNUSED: &[&str] = &[
+    "invariants",
+    "checkConstraints",
+    "changeDataFeed",
+    "generatedColumns",
+    "identityColumns",
+    "columnMapping",
+];
+
 /// A file of the table's current state.
 #[derive(Debug, Clone)]
 pub struct ActiveFile {
@@ -80,7 +92,7 @@ impl TableSnapshot {
             .writer_features
             .iter()
             .map(String::as_str)
-            .filter(|f| !WRITABLE_FEATURES.contains(f))
+            .filter(|f| !WRITABLE_FEATURES.contains(f) && !WRITABLE_WHEN_UNUSED.contains(f))
             .collect();
         if !unsupported.is_empty() {
             return Err(Error::Unsupported(format!(
@@ -94,40 +106,38 @@ impl TableSnapshot {
                 self.min_reader_version, self.min_writer_version
             )));
         }
-        if self.min_writer_version < 7 {
-            // Legacy protocol versions imply features: 3 = checkConstraints, 4 = changeDataFeed
-            // and generatedColumns, 5 = columnMapping, 6 = identityColumns. They are only a
-            // problem when actually in use.
-            let cfg = |k: &str| self.configuration.get(k).map(|v| v.to_ascii_lowercase());
-            if cfg("delta.columnMapping.mode").is_some_and(|m| m != "none") {
-                return Err(Error::Unsupported(
-                    "table uses column mapping, which silt cannot write yet; nothing was changed"
-                        .into(),
-                ));
-            }
-            if cfg("delta.enableChangeDataFeed").as_deref() == Some("true") {
-                return Err(Error::Unsupported(
-                    "table has the change data feed enabled, which silt cannot write yet; nothing was changed".into(),
-                ));
-            }
-            if self
-                .configuration
-                .keys()
-                .any(|k| k.starts_with("delta.constraints."))
-            {
-                return Err(Error::Unsupported(
-                    "table has CHECK constraints, which silt does not enforce yet; nothing was changed"
-                        .into(),
-                ));
-            }
-            if self.schema_json.contains("delta.generationExpression")
-                || self.schema_json.contains("delta.identity")
-                || self.schema_json.contains("delta.invariants")
-            {
-                return Err(Error::Unsupported(
-                    "table has generated/identity columns or invariants, which silt does not enforce yet; nothing was changed".into(),
-                ));
-            }
+        // Legacy protocol versions imply features (3 = checkConstraints, 4 = changeDataFeed
+        // and generatedColumns, 5 = columnMapping, 6 = identityColumns) and upgraded tables
+        // list them: they are only a problem when actually in use.
+        let cfg = |k: &str| self.configuration.get(k).map(|v| v.to_ascii_lowercase());
+        if cfg("delta.columnMapping.mode").is_some_and(|m| m != "none") {
+            return Err(Error::Unsupported(
+                "table uses column mapping, which silt cannot write yet; nothing was changed"
+                    .into(),
+            ));
+        }
+        if cfg("delta.enableChangeDataFeed").as_deref() == Some("true") {
+            return Err(Error::Unsupported(
+                "table has the change data feed enabled, which silt cannot write yet; nothing was changed".into(),
+            ));
+        }
+        if self
+            .configuration
+            .keys()
+            .any(|k| k.starts_with("delta.constraints."))
+        {
+            return Err(Error::Unsupported(
+                "table has CHECK constraints, which silt does not enforce yet; nothing was changed"
+                    .into(),
+            ));
+        }
+        if self.schema_json.contains("delta.generationExpression")
+            || self.schema_json.contains("delta.identity")
+            || self.schema_json.contains("delta.invariants")
+        {
+            return Err(Error::Unsupported(
+                "table has generated/identity columns or invariants, which silt does not enforce yet; nothing was changed".into(),
+            ));
         }
         Ok(())
     }

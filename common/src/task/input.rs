@@ -100,6 +100,15 @@ pub enum Input {
     /// Objects under the table root, as rows of one column `path` (relative to the root):
     /// what VACUUM deletes through [`super::Sink::DeleteObjects`].
     Objects { paths: Vec<String> },
+    /// Rows to delete from table files, gathered from earlier tasks' reports
+    /// ([`super::TaskOutput::deleted_rows`]): `rows[i]` is a serialized `RoaringTreemap` of
+    /// positions among the live rows of `files[i]` (as its deletion vector stood when the
+    /// job read it). One row per file (`file`: its index, `rows`: the bitmap), for
+    /// [`super::Sink::DeletionVectors`].
+    DeletedRows {
+        files: Vec<DataFile>,
+        rows: Vec<Vec<u8>>,
+    },
 }
 
 /// A MERGE as its join tasks carry it: names, condition and clauses as SQL, `*` forms
@@ -190,6 +199,7 @@ impl Input {
                 MergePass::Insert { .. } => "merge-insert",
             },
             Input::Objects { .. } => "objects",
+            Input::DeletedRows { .. } => "deleted-rows",
         }
     }
 
@@ -202,7 +212,10 @@ impl Input {
                 all.extend(source.map_outputs_mut());
                 all
             }
-            Input::Source { .. } | Input::TableFiles { .. } | Input::Objects { .. } => Vec::new(),
+            Input::Source { .. }
+            | Input::TableFiles { .. }
+            | Input::Objects { .. }
+            | Input::DeletedRows { .. } => Vec::new(),
         }
     }
 }

@@ -208,7 +208,17 @@ pub struct TaskOutput {
     /// Broadcast MERGE: the source rows that matched a target row (a serialized
     /// `RoaringTreemap` of source row ids; empty: none).
     pub matched_source_rows: Vec<u8>,
+    /// [`Sink::MarkRows`]: the table rows marked deleted, per file.
+    pub deleted_rows: Vec<FileRows>,
     pub metrics: TaskMetrics,
+}
+
+/// Rows of one table file: the file's ordinal in the job's plan and a serialized
+/// `RoaringTreemap` of positions among its live rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileRows {
+    pub file: u32,
+    pub rows: Vec<u8>,
 }
 
 /// A map task attempt's exchange output: where it is, and its encoded bytes per partition

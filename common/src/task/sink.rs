@@ -52,6 +52,18 @@ pub enum Sink {
     /// Delta statistics of each input table file (rows tagged with their file ordinal, see
     /// `Input::TableFiles::row_ids`), returned as that file's `add` with the new stats.
     FileStats(StatsSpec),
+    /// Rows that replace or leave table rows without rewriting their files: every row
+    /// carrying a table row's id ([`crate::merge::FILE_COL`], [`crate::merge::ROW_COL`],
+    /// not null) marks that row deleted (reported per file as
+    /// [`super::TaskOutput::deleted_rows`]); rows are also written as data files with
+    /// `write` (all of them, or those whose [`crate::merge::WRITE_COL`] is true when the rows
+    /// have that column), without those columns.
+    MarkRows { write: Option<FileSpec> },
+    /// Deletion vectors for the rows of [`super::Input::DeletedRows`]: each file's new
+    /// vector (its old one and the new rows) is written into one vector file of the attempt,
+    /// `<file_prefix>-<attempt tag>-dv/deletion_vector_<uuid>.bin`; every file is reported
+    /// removed and, unless no row of it is left, added again with its new vector.
+    DeletionVectors { file_prefix: String },
 }
 
 /// How an exchange's map task routes a row to a partition.
@@ -90,6 +102,8 @@ impl Sink {
             Sink::Exchange { .. } => "exchange",
             Sink::DeleteObjects => "delete-objects",
             Sink::FileStats(_) => "file-stats",
+            Sink::MarkRows { .. } => "mark-rows",
+            Sink::DeletionVectors { .. } => "deletion-vectors",
         }
     }
 }

@@ -1,19 +1,22 @@
-//! DELETE (copy-on-write): files whose every row matches are removed without being read;
-//! files that may hold a matching row are rewritten by executors without those rows; a file
-//! found to hold none stays as it is. No matching row: no commit.
+//! DELETE: files whose every row matches are removed without being read; files that may
+//! hold a matching row are rewritten by executors without those rows (copy-on-write) or,
+//! where the table has deletion vectors enabled, read for the matching rows' positions only
+//! (the condition's columns), which deletion vectors then mark; a file found to hold none
+//! stays as it is. No matching row: no commit.
 
 use std::time::Duration;
 
 use silt_common::expr::Predicate;
 use silt_common::request::DeleteRequest;
 use silt_common::table::TableSnapshot;
-use silt_common::task::{Keep, Transform};
+use silt_common::task::{DataFile, Keep, Transform};
 use url::Url;
 
 use super::dml::{DmlKind, DmlOp};
 use super::{executor_slots, existing_table};
 use crate::JobContext;
 use crate::driver::{JobError, Operation, Outcome, PlanContext, invalid};
+use crate::plan::dv;
 use crate::plan::rewrite::{self, live_rows};
 
 /// Loads the table and plans the delete.
@@ -34,6 +37,7 @@ pub async fn prepare(
         table_url,
         snapshot,
         predicate,
+        req.copy_on_write,
         PlanContext { slots, ..plan_ctx },
     )?))
 }
@@ -54,9 +58,37 @@ pub fn plan(
     table_url: Url,
     snapshot: TableSnapshot,
     predicate: Option<Predicate>,
+    copy_on_write: bool,
     ctx: PlanContext,
 ) -> Result<DmlOp, JobError> {
     let selection = rewrite::select_files(&snapshot, predicate.as_ref())?;
+    if let Some(p) = &predicate
+        && dv::enabled(&snapshot, copy_on_write)
+    {
+        let files: Vec<DataFile> = selection.candidates.iter().map(|f| f.file.clone()).collect();
+        // Only the condition's columns are read: rows are marked, not written.
+        let table = rewrite::with_columns(&DmlOp::table_spec(&table_url, &snapshot), &p.columns());
+        let tasks = rewrite::mark_tasks(
+            &table,
+            &files,
+            &[Transform::Filter {
+                predicate: p.sql().to_string(),
+                keep: Keep::Matching,
+            }],
+            None,
+            ctx.slots,
+        );
+        return Ok(DmlOp::new(
+            DmlKind::Delete,
+            table_url,
+            snapshot,
+            predicate,
+            selection,
+            tasks,
+            ctx,
+        )
+        .marking(files));
+    }
     let tasks = match &predicate {
         Some(p) if !selection.candidates.is_empty() => rewrite::rewrite_tasks(
             &DmlOp::table_spec(&table_url, &snapshot),
@@ -109,7 +141,7 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
         "{} row(s) deleted",
         deleted.map_or("unknown number of".to_string(), |d| d.to_string())
     );
-    let summary = DmlOp::summary(&what, removed.len(), &m);
+    let summary = DmlOp::summary(&what, removed.len(), r.vectors_written(), &m);
     Ok(r.commit(txn, summary))
 }
 
@@ -134,6 +166,7 @@ mod tests {
             Url::parse("file:///planner-test/t/").unwrap(),
             snap,
             predicate,
+            false,
             ctx(),
         )
         .unwrap()

@@ -1,13 +1,14 @@
-//! What DELETE and UPDATE share (copy-on-write): the table and its condition, the files the
-//! condition touches, the rewrite stage, and the commit bookkeeping (removes, adds, read set,
-//! Delta's common metrics).
+//! What DELETE and UPDATE share: the table and its condition, the files the condition
+//! touches, the rewrite stage (copy-on-write: files holding a matching row are rewritten;
+//! with deletion vectors: matching rows are marked, and a second stage writes the vectors),
+//! and the commit bookkeeping (removes, adds, read set, Delta's common metrics).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use silt_common::expr::Predicate;
 use silt_common::table::{ActiveFile, TableSnapshot};
-use silt_common::task::{FileSpec, TableSpec, Task, TaskMetrics, TaskOutput};
+use silt_common::task::{DataFile, FileSpec, TableSpec, Task, TaskMetrics, TaskOutput};
 use url::Url;
 
 use super::write::DEFAULT_TARGET_FILE_SIZE;
@@ -15,6 +16,7 @@ use crate::commit::ReadRegion;
 use crate::driver::{
     CommitTarget, JobError, Operation, Outcome, PlanContext, StagePlan, StageResult,
 };
+use crate::plan::dv::{self, DV_STAGE, DvCounts};
 use crate::plan::rewrite::FileSelection;
 use crate::txn::{Txn, predicate_parameter};
 
@@ -38,6 +40,10 @@ pub struct DmlOp {
     pub tasks: Vec<Task>,
     pub ctx: PlanContext,
     pub outputs: Vec<TaskOutput>,
+    /// Deletion vectors: the files whose rows tasks mark, by ordinal (empty: copy-on-write).
+    pub marked_files: Vec<DataFile>,
+    /// Outputs of the stage writing deletion vectors.
+    pub dv_outputs: Vec<TaskOutput>,
     /// Wall time of the rewrite stage.
     pub rewrite_elapsed: Duration,
 }
@@ -62,16 +68,38 @@ impl DmlOp {
             tasks,
             ctx,
             outputs: Vec::new(),
+            marked_files: Vec::new(),
+            dv_outputs: Vec::new(),
             rewrite_elapsed: Duration::ZERO,
         }
     }
 
-    /// The one-line outcome: `what` happened to rows, then the files removed and added.
-    pub fn summary(what: &str, removed: usize, m: &TaskMetrics) -> String {
+    /// The same, with `files` (by ordinal) the ones whose rows tasks mark in deletion vectors.
+    pub fn marking(mut self, files: Vec<DataFile>) -> Self {
+        self.marked_files = files;
+        self
+    }
+
+    /// The one-line outcome: `what` happened to rows, then the files given a new deletion
+    /// vector (`vectors`), and those removed (`removed`, the vectors' files included) and
+    /// added.
+    pub fn summary(what: &str, removed: usize, vectors: usize, m: &TaskMetrics) -> String {
+        let marked = if vectors > 0 {
+            format!("{vectors} file(s) with a new deletion vector, ")
+        } else {
+            String::new()
+        };
         format!(
-            "{what}; {removed} file(s) removed, {} added, {} row(s) copied",
-            m.files_written, m.rows_copied
+            "{what}; {marked}{} file(s) removed, {} added, {} row(s) copied",
+            removed.saturating_sub(vectors),
+            m.files_written,
+            m.rows_copied
         )
+    }
+
+    /// Files given a new deletion vector by this statement.
+    pub fn vectors_written(&self) -> usize {
+        self.dv_outputs.iter().map(|o| o.adds.len()).sum()
     }
 
     /// The statement's transaction: Delta's operation name and `predicate` parameter.
@@ -134,6 +162,7 @@ impl DmlOp {
             .collect();
         self.outputs
             .iter()
+            .chain(&self.dv_outputs)
             .flat_map(|o| &o.removes)
             .filter_map(|f| by_path.get(f.path.as_str()).map(|a| (*a).clone()))
             .collect()
@@ -142,7 +171,12 @@ impl DmlOp {
     /// Fills the transaction with the adds, the removes and what was read, and the metrics
     /// DELETE and UPDATE share. `removed` are the files the commit removes.
     pub fn fill(&self, txn: &mut Txn, removed: &[ActiveFile], elapsed: Duration) {
-        let adds: Vec<_> = self.outputs.iter().flat_map(|o| &o.adds).collect();
+        let adds: Vec<_> = self
+            .outputs
+            .iter()
+            .chain(&self.dv_outputs)
+            .flat_map(|o| &o.adds)
+            .collect();
         txn.add_files(adds.iter().copied(), true);
         txn.remove_files(removed, true);
         txn.read_region(ReadRegion::of_condition(
@@ -156,10 +190,6 @@ impl DmlOp {
                 .chain(&self.selection.candidates)
                 .map(|f| f.file.path.as_str()),
         );
-        let dvs_removed = removed
-            .iter()
-            .filter(|f| f.file.deletion_vector.is_some())
-            .count();
         txn.metric("numAddedFiles", adds.len());
         txn.metric("numRemovedFiles", removed.len());
         txn.metric(
@@ -174,9 +204,7 @@ impl DmlOp {
                 .sum::<i64>(),
         );
         txn.metric("numAddedChangeFiles", 0);
-        txn.metric("numDeletionVectorsAdded", 0);
-        txn.metric("numDeletionVectorsRemoved", dvs_removed);
-        txn.metric("numDeletionVectorsUpdated", 0);
+        DvCounts::of(&adds, removed).record(txn, "");
         // Scan: until the touched files were known (planning plus the tasks' scan passes);
         // rewrite: the rest of the rewrite stage.
         let scan_in_tasks = self
@@ -212,8 +240,26 @@ impl Operation for DmlOp {
 
     fn stage_done(&mut self, result: StageResult) -> Result<Vec<StagePlan>, JobError> {
         self.rewrite_elapsed += result.elapsed;
+        if result.name == DV_STAGE {
+            self.dv_outputs.extend(result.outputs);
+            return Ok(Vec::new());
+        }
         self.outputs.extend(result.outputs);
-        Ok(Vec::new())
+        if self.marked_files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tasks = dv::tasks(
+            &Self::table_spec(&self.table_url, &self.snapshot),
+            &self.marked_files,
+            dv::gather(&self.outputs)?,
+            &self.ctx.file_prefix(),
+            self.ctx.slots,
+        )?;
+        Ok(if tasks.is_empty() {
+            Vec::new()
+        } else {
+            vec![StagePlan::new(DV_STAGE, tasks)]
+        })
     }
 
     fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {

@@ -1128,7 +1128,7 @@ impl Operation for MergeOp {
         } else {
             format!("key exchange, {} partition(s)", self.partitions)
         };
-        let summary = DmlOp::summary(&format!("{what} ({plan})"), removed.len(), &m);
+        let summary = DmlOp::summary(&format!("{what} ({plan})"), removed.len(), 0, &m);
         Ok(Outcome::commit(
             txn,
             crate::driver::CommitTarget::on(&self.snapshot, self.snapshot.properties.clone()),
@@ -1172,6 +1172,7 @@ mod tests {
             ],
             schema_evolution: false,
             exchange,
+            copy_on_write: false,
         }
     }
 

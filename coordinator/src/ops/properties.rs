@@ -59,13 +59,85 @@ pub async fn prepare(
     let (table_url, snapshot) = existing_table(&req.table_uri).await?;
     snapshot.check_writable()?;
     let configuration = new_configuration(&snapshot, &req)?;
+    let protocol = upgrade(&snapshot, &configuration)?;
     Ok(Box::new(PropertiesOp {
         table_url,
         snapshot,
         req,
         configuration,
+        protocol,
         job_id: plan_ctx.job_id,
     }))
+}
+
+/// The protocol the new configuration needs, when the table's does not do: enabling deletion
+/// vectors adds the `deletionVectors` feature (reader 3, writer 7; a legacy protocol's
+/// implied features are listed, as Delta does when it upgrades a table).
+fn upgrade(
+    snapshot: &TableSnapshot,
+    configuration: &HashMap<String, String>,
+) -> Result<Option<deltalake_core::kernel::Protocol>, JobError> {
+    let wanted = TableProperties::parse(configuration)?;
+    if !wanted.deletion_vectors || snapshot.writer_features.iter().any(|f| f == "deletionVectors")
+    {
+        return Ok(None);
+    }
+    let current = serde_json::to_value(snapshot.state()?.protocol())
+        .map_err(|e| invalid(format!("internal: protocol: {e}")))?;
+    with_feature(&current, "deletionVectors").map(Some)
+}
+
+/// `current` (a protocol action as JSON) with a reader-writer `feature` added.
+pub fn with_feature(
+    current: &Value,
+    feature: &str,
+) -> Result<deltalake_core::kernel::Protocol, JobError> {
+    let version = |k: &str| current.get(k).and_then(Value::as_i64).unwrap_or(1);
+    let listed = |k: &str| -> Vec<String> {
+        current
+            .get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let (reader, writer) = (version("minReaderVersion"), version("minWriterVersion"));
+    let mut readers = if reader >= 3 {
+        listed("readerFeatures")
+    } else if reader == 2 {
+        vec!["columnMapping".to_string()]
+    } else {
+        Vec::new()
+    };
+    let mut writers = if writer >= 7 {
+        listed("writerFeatures")
+    } else {
+        // What each legacy writer version implies.
+        [
+            (2, "appendOnly"),
+            (2, "invariants"),
+            (3, "checkConstraints"),
+            (4, "changeDataFeed"),
+            (4, "generatedColumns"),
+            (5, "columnMapping"),
+            (6, "identityColumns"),
+        ]
+        .iter()
+        .filter(|(v, _)| writer >= *v)
+        .map(|(_, f)| f.to_string())
+        .collect()
+    };
+    for list in [&mut readers, &mut writers] {
+        if !list.iter().any(|f| f == feature) {
+            list.push(feature.to_string());
+        }
+    }
+    serde_json::from_value(serde_json::json!({
+        "minReaderVersion": 3,
+        "minWriterVersion": 7,
+        "readerFeatures": readers,
+        "writerFeatures": writers,
+    }))
+    .map_err(|e| invalid(format!("internal: protocol: {e}")))
 }
 
 /// The table configuration after the change, checked.
@@ -113,7 +185,6 @@ pub fn new_configuration(
 /// Refuses property values that need a table protocol upgrade or a feature silt cannot write.
 fn needs_no_upgrade(snapshot: &TableSnapshot, key: &str, value: &str) -> Result<(), JobError> {
     let on = value.trim().eq_ignore_ascii_case("true");
-    let has_feature = |f: &str| snapshot.writer_features.iter().any(|w| w == f);
     let refuse = |what: &str| {
         Err(invalid(format!(
             "setting {key} = `{value}` {what}, which silt does not do yet; nothing was changed"
@@ -134,9 +205,6 @@ fn needs_no_upgrade(snapshot: &TableSnapshot, key: &str, value: &str) -> Result<
         "delta.columnmapping.mode" if !value.trim().eq_ignore_ascii_case("none") => {
             refuse("needs column mapping")
         }
-        "delta.enabledeletionvectors" if on && !has_feature("deletionVectors") => {
-            refuse("upgrades the table protocol to enable deletion vectors")
-        }
         "delta.appendonly" if on && snapshot.min_writer_version < 2 => {
             refuse("upgrades the table protocol (writer version 2)")
         }
@@ -150,6 +218,8 @@ pub struct PropertiesOp {
     snapshot: TableSnapshot,
     req: SetPropertiesRequest,
     configuration: HashMap<String, String>,
+    /// The upgraded protocol the change needs, if any.
+    protocol: Option<deltalake_core::kernel::Protocol>,
     job_id: String,
 }
 
@@ -206,6 +276,9 @@ impl Operation for PropertiesOp {
         };
         let mut txn = Txn::new(&self.job_id, operation, params);
         txn.set_metadata(md);
+        if let Some(p) = self.protocol {
+            txn.set_protocol(p);
+        }
         let properties = TableProperties::parse(&self.configuration)?;
         let summary = format!(
             "table properties {}",

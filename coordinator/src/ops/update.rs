@@ -1,7 +1,8 @@
-//! UPDATE (copy-on-write): every file that may hold a matching row is read; files holding
-//! one are rewritten with the assignments applied to the matching rows (a partition column
-//! assignment moves rows to their new partition); a file found to hold none stays as it is.
-//! No matching row: no commit.
+//! UPDATE: every file that may hold a matching row is read; files holding one are rewritten
+//! with the assignments applied to the matching rows (a partition column assignment moves
+//! rows to their new partition), or, where the table has deletion vectors enabled, only the
+//! updated rows are written and their old versions marked deleted; a file found to hold none
+//! stays as it is. No matching row: no commit.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use silt_common::expr::{Expression, Predicate};
 use silt_common::request::UpdateRequest;
 use silt_common::schema::{column_list, type_name};
 use silt_common::table::TableSnapshot;
-use silt_common::task::{Assignment, Transform};
+use silt_common::task::{Assignment, Keep, Transform};
 use url::Url;
 
 use super::delete::check_deletable;
@@ -18,7 +19,7 @@ use super::dml::{DmlKind, DmlOp};
 use super::{executor_slots, existing_table};
 use crate::JobContext;
 use crate::driver::{JobError, Operation, Outcome, PlanContext, invalid};
-use crate::plan::rewrite;
+use crate::plan::{dv, rewrite};
 
 /// Loads the table and plans the update.
 pub async fn prepare(
@@ -40,6 +41,7 @@ pub async fn prepare(
         snapshot,
         predicate,
         assignments,
+        req.copy_on_write,
         PlanContext { slots, ..plan_ctx },
     )?))
 }
@@ -125,6 +127,7 @@ pub fn plan(
     snapshot: TableSnapshot,
     predicate: Option<Predicate>,
     assignments: Vec<Assignment>,
+    copy_on_write: bool,
     ctx: PlanContext,
 ) -> Result<DmlOp, JobError> {
     let selection = rewrite::select_files(&snapshot, predicate.as_ref())?;
@@ -143,7 +146,29 @@ pub fn plan(
         &files_out,
         ctx.slots,
     );
-    if let Some(p) = &predicate {
+    let mut marked = Vec::new();
+    if let Some(p) = &predicate
+        && dv::enabled(&snapshot, copy_on_write)
+    {
+        // Deletion vectors: the matching rows are marked in their files and written anew.
+        marked = selection.candidates.iter().map(|f| f.file.clone()).collect();
+        tasks.extend(rewrite::mark_tasks(
+            &table,
+            &marked,
+            &[
+                Transform::Filter {
+                    predicate: p.sql().to_string(),
+                    keep: Keep::Matching,
+                },
+                Transform::Update {
+                    predicate: None,
+                    assignments: assignments.clone(),
+                },
+            ],
+            Some(&files_out),
+            ctx.slots,
+        ));
+    } else if let Some(p) = &predicate {
         tasks.extend(rewrite::rewrite_tasks(
             &table,
             &selection.candidates,
@@ -161,7 +186,8 @@ pub fn plan(
         selection,
         tasks,
         ctx,
-    ))
+    )
+    .marking(marked))
 }
 
 /// The outcome of a finished UPDATE: the rewritten files replaced, Delta's UPDATE metrics;
@@ -180,7 +206,7 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
     txn.metric("numUpdatedRows", m.rows_updated);
     txn.metric("numCopiedRows", m.rows_copied);
     let what = format!("{} row(s) updated", m.rows_updated);
-    let summary = DmlOp::summary(&what, removed.len(), &m);
+    let summary = DmlOp::summary(&what, removed.len(), r.vectors_written(), &m);
     Ok(r.commit(txn, summary))
 }
 
@@ -203,6 +229,7 @@ mod tests {
             snap,
             Some(predicate),
             assignments,
+            false,
             PlanContext {
                 job_id: "j".into(),
                 slots: 1,

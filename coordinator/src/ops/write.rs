@@ -704,7 +704,7 @@ impl Operation for WriteOp {
             .map_err(|e| invalid(format!("internal: bad schema json: {e}")))?;
         match &snapshot {
             None => {
-                txn.set_protocol(new_protocol(&plan.schema)?);
+                txn.set_protocol(new_protocol(&plan.schema, &plan.configuration)?);
                 txn.set_metadata(
                     deltalake_core::kernel::new_metadata(
                         &struct_type,
@@ -890,16 +890,28 @@ fn resolve_partition_columns(
     Ok(out)
 }
 
-fn new_protocol(schema: &Schema) -> Result<deltalake_core::kernel::Protocol, JobError> {
-    let json = if schema::uses_timestamp_ntz(schema) {
+/// The protocol of a new table: (1, 2), or table features (3, 7) when its schema has a
+/// timestamp without time zone or its properties enable deletion vectors.
+fn new_protocol(
+    schema: &Schema,
+    configuration: &HashMap<String, String>,
+) -> Result<deltalake_core::kernel::Protocol, JobError> {
+    let mut features = Vec::new();
+    if schema::uses_timestamp_ntz(schema) {
+        features.push("timestampNtz");
+    }
+    if TableProperties::parse(configuration)?.deletion_vectors {
+        features.push("deletionVectors");
+    }
+    let json = if features.is_empty() {
+        serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2})
+    } else {
         serde_json::json!({
             "minReaderVersion": 3,
             "minWriterVersion": 7,
-            "readerFeatures": ["timestampNtz"],
-            "writerFeatures": ["timestampNtz"],
+            "readerFeatures": features,
+            "writerFeatures": features,
         })
-    } else {
-        serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2})
     };
     serde_json::from_value(json).map_err(|e| invalid(format!("internal: protocol: {e}")))
 }

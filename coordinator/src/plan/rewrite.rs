@@ -83,6 +83,67 @@ pub fn rewrite_tasks(
         .collect()
 }
 
+/// Tasks reading `files` (packed by bytes for `slots` slots) with their rows' ids (the file's
+/// ordinal in `files` and its row's position), applying `transforms` and marking the rows
+/// that come out deleted (writing them too with `write`): the deletion-vector form of
+/// [`rewrite_tasks`]. A file without such a row produces nothing.
+pub fn mark_tasks(
+    table: &TableSpec,
+    files: &[DataFile],
+    transforms: &[Transform],
+    write: Option<&FileSpec>,
+    slots: u32,
+) -> Vec<Task> {
+    let total: u64 = files.iter().map(file_bytes).sum();
+    let per_task = binpack::task_bytes(total, slots);
+    let mut first = 0u32;
+    binpack::consecutive(files.to_vec(), file_bytes, per_task)
+        .into_iter()
+        .map(|files| {
+            let row_ids = Some(first);
+            first += files.len() as u32;
+            Task {
+                table: table.clone(),
+                input: Input::TableFiles {
+                    files,
+                    touch: None,
+                    row_ids,
+                },
+                transforms: transforms.to_vec(),
+                sink: Sink::MarkRows {
+                    write: write.cloned(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The table as a task reading only `columns` of its rows carries it (all of them when
+/// `columns` names none of the table's).
+pub fn with_columns(table: &TableSpec, columns: &[String]) -> TableSpec {
+    let Ok(mut schema) = serde_json::from_str::<serde_json::Value>(&table.schema_json) else {
+        return table.clone();
+    };
+    if let Some(fields) = schema
+        .get_mut("fields")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        let keep = |f: &serde_json::Value| {
+            f.get("name")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|n| columns.iter().any(|c| c == n))
+        };
+        if !fields.iter().any(keep) {
+            return table.clone();
+        }
+        fields.retain(keep);
+    }
+    TableSpec {
+        schema_json: schema.to_string(),
+        ..table.clone()
+    }
+}
+
 fn file_bytes(f: &DataFile) -> u64 {
     u64::try_from(f.size_bytes).unwrap_or(0)
 }

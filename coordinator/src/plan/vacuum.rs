@@ -45,10 +45,9 @@ pub fn to_delete(
             if log.active.contains(&o.path) || is_hidden(&o.path, partition_columns) {
                 return false;
             }
-            let name = o.path.rsplit('/').next().unwrap_or(&o.path);
             if in_flight_prefixes
                 .iter()
-                .any(|p| name.starts_with(p.as_str()))
+                .any(|p| silt_common::cleanup::is_named(&o.path, p))
             {
                 return false;
             }

@@ -75,7 +75,8 @@ pub async fn drain(
                     }
                 }
                 // A leading filter is applied while decoding where the file allows it.
-                let filter = pipeline.leading_filter().map(|(p, keep)| RowFilterSpec {
+                // Not when rows carry their positions: those count every live row.
+                let filter = pipeline.leading_filter().filter(|_| row_ids.is_none()).map(|(p, keep)| RowFilterSpec {
                     predicate: p.clone(),
                     keep,
                     dropped: Default::default(),
@@ -147,6 +148,28 @@ pub async fn drain(
                 metrics,
             )
             .await
+        }
+        Input::DeletedRows { files, rows } => {
+            // One row per file: its index in the input and its rows.
+            let schema = std::sync::Arc::new(Schema::new(vec![
+                arrow::datatypes::Field::new("file", arrow::datatypes::DataType::UInt32, false),
+                arrow::datatypes::Field::new("rows", arrow::datatypes::DataType::Binary, false),
+            ]));
+            for (chunk, start) in rows.chunks(256).zip((0u32..).step_by(256)) {
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        std::sync::Arc::new(arrow::array::UInt32Array::from_iter_values(
+                            start..start + chunk.len() as u32,
+                        )),
+                        std::sync::Arc::new(arrow::array::BinaryArray::from_iter_values(chunk)),
+                    ],
+                )?;
+                metrics.rows_read += batch.num_rows() as u64;
+                sink.accept(&batch).await?;
+            }
+            metrics.files_touched += files.len() as u64;
+            Ok((Vec::new(), MergeReport::default()))
         }
         Input::Objects { paths } => {
             // Rows of paths, a bounded number per batch, straight to the sink.

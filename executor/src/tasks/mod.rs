@@ -7,6 +7,7 @@
 //! at most half of it before cutting blocks, and the executor's shuffle store spills blocks
 //! to local disk past its own budget; reducers decode one fetched block at a time.
 
+mod dv;
 mod inputs;
 mod merge;
 mod sinks;
@@ -89,7 +90,10 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
             return Err(e);
         }
     }
-    out.removes = removes;
+    // Files whose rows are marked stay (their deletion vectors are written later).
+    if !matches!(task.sink, Sink::MarkRows { .. }) {
+        out.removes.extend(removes);
+    }
     out.touched_files = report.touched_files;
     out.matched_source_rows = report.matched_source_rows;
     if matches!(task.input, Input::TableFiles { .. }) {
@@ -107,14 +111,21 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
 pub async fn cleanup_attempt(spec: &TaskSpec, env: &TaskEnv) {
     let tag = spec.attempt_tag();
     match &spec.task.sink {
-        Sink::DataFiles(files) => {
-            if let Ok(table) = parse_url(&spec.task.table.uri) {
-                let prefix = format!("{}-{tag}-", files.file_prefix);
-                cleanup::remove_files_named(&table, &prefix, &HashSet::new()).await;
-            }
+        Sink::DataFiles(files)
+        | Sink::MarkRows {
+            write: Some(files),
+        } => remove_named(spec, &format!("{}-{tag}-", files.file_prefix)).await,
+        Sink::DeletionVectors { file_prefix } => {
+            remove_named(spec, &format!("{file_prefix}-{tag}-dv")).await
         }
         Sink::Exchange { .. } => env.shuffle.remove(&spec.job_id, &tag),
-        Sink::DeleteObjects | Sink::FileStats(_) => {}
+        Sink::DeleteObjects | Sink::FileStats(_) | Sink::MarkRows { write: None } => {}
+    }
+}
+
+async fn remove_named(spec: &TaskSpec, prefix: &str) {
+    if let Ok(table) = parse_url(&spec.task.table.uri) {
+        cleanup::remove_files_named(&table, prefix, &HashSet::new()).await;
     }
 }
 

@@ -30,6 +30,8 @@ pub enum OpenSink {
     Exchange(Box<MapSink>),
     Delete(Box<DeleteSink>),
     Stats(Box<StatsSink>),
+    Mark(Box<super::dv::MarkSink>),
+    Dv(Box<super::dv::DvSink>),
 }
 
 /// Statistics of each input file, from its rows (tagged with the file's ordinal).
@@ -234,6 +236,25 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
             }))
         }
         Sink::FileStats(stats) => OpenSink::Stats(Box::new(StatsSink::open(spec, schema, stats)?)),
+        Sink::MarkRows { write } => {
+            let writer = match write {
+                Some(files) => {
+                    let (store, root) = store_for(&parse_url(&table.uri)?)?;
+                    let wspec =
+                        WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
+                    Some(
+                        DataFileWriter::try_new(store, root, wspec, schema.clone())?
+                            .with_memory_limit(env.limits.memory_limit_bytes),
+                    )
+                }
+                None => None,
+            };
+            let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+            OpenSink::Mark(Box::new(super::dv::MarkSink::new(writer, columns)))
+        }
+        Sink::DeletionVectors { file_prefix } => OpenSink::Dv(Box::new(
+            super::dv::DvSink::open(spec, &parse_url(&table.uri)?, file_prefix)?,
+        )),
         Sink::DeleteObjects => {
             let (store, root) = store_for(&parse_url(&table.uri)?)?;
             OpenSink::Delete(Box::new(DeleteSink {
@@ -258,6 +279,8 @@ impl OpenSink {
             OpenSink::SortedFiles(w) => w.write(batch).await,
             OpenSink::Delete(d) => d.delete(batch).await,
             OpenSink::Stats(s) => s.update(batch),
+            OpenSink::Mark(m) => m.accept(batch).await,
+            OpenSink::Dv(d) => d.accept(batch).await,
             OpenSink::Exchange(m) => {
                 let blocks = m.partitioner.push(batch)?;
                 m.put(blocks)
@@ -274,6 +297,8 @@ impl OpenSink {
                 metrics.bytes_spilled += spilled;
                 Ok(files_output(adds, metrics))
             }
+            OpenSink::Mark(m) => m.finish(metrics).await,
+            OpenSink::Dv(d) => d.finish(metrics).await,
             OpenSink::Stats(s) => Ok(TaskOutput {
                 adds: s.finish()?,
                 metrics,
@@ -311,6 +336,9 @@ impl OpenSink {
             OpenSink::SortedFiles(w) => (*w).abort().await,
             // What was deleted stays deleted: deleting is what the job is for.
             OpenSink::Delete(_) | OpenSink::Stats(_) => {}
+            OpenSink::Mark(m) => (*m).abort().await,
+            // Its vector file is written only when it finishes.
+            OpenSink::Dv(_) => {}
             OpenSink::Exchange(m) => m.store.remove(&m.job, &m.location.map_id),
         }
     }

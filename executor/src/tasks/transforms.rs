@@ -163,7 +163,13 @@ impl Pipeline {
         if n == 0 {
             return Ok(batch);
         }
-        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        // Columns after the table's (row ids) come along unchanged.
+        let width = self.schema.fields().len();
+        let extra = (batch.num_columns() > width).then(|| {
+            let rest: Vec<usize> = (width..batch.num_columns()).collect();
+            batch.project(&rest)
+        });
+        let mut columns: Vec<ArrayRef> = batch.columns()[..width.min(batch.num_columns())].to_vec();
         for (idx, expr) in assignments {
             let field = self.schema.field(*idx);
             let value = cast_array(&expr.evaluate(&batch)?, field.data_type(), field.name())?;
@@ -182,7 +188,21 @@ impl Pipeline {
                 .map(|f| f.as_ref().clone().with_nullable(true))
                 .collect::<Vec<_>>(),
         ));
-        conform_batch(&RecordBatch::try_new(nullable, columns)?, &self.schema)
+        let updated = conform_batch(&RecordBatch::try_new(nullable, columns)?, &self.schema)?;
+        match extra {
+            Some(extra) => {
+                let extra = extra?;
+                let mut fields: Vec<_> = updated.schema().fields().iter().cloned().collect();
+                fields.extend(extra.schema().fields().iter().cloned());
+                let mut all = updated.columns().to_vec();
+                all.extend(extra.columns().iter().cloned());
+                Ok(RecordBatch::try_new(
+                    Arc::new(arrow::datatypes::Schema::new(fields)),
+                    all,
+                )?)
+            }
+            None => Ok(updated),
+        }
     }
 }
 

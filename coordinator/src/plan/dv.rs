@@ -1,0 +1,205 @@
+//! Deletion vectors in a plan: whether an operation marks rows deleted instead of rewriting
+//! their files, the stage that turns what marking tasks reported into vectors, and Delta's
+//! counts of vectors added, updated and removed.
+//!
+//! Marking tasks (`Sink::MarkRows`) report, per file ordinal, the positions of the rows they
+//! took out among the file's live rows. One file's rows may come from several tasks (a MERGE
+//! exchange spreads a file's rows over partitions), so the vectors are written by a stage of
+//! their own: its tasks get each file's merged rows (`Input::DeletedRows`), merge them with
+//! the file's vector and write the new vectors (`Sink::DeletionVectors`), reporting each file
+//! removed and added again with its new vector (or only removed when no row is left).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use roaring::RoaringTreemap;
+use silt_common::table::dv::{deserialize_rows, serialize_rows};
+use silt_common::table::{ActiveFile, TableSnapshot};
+use silt_common::task::{DataFile, Input, Sink, TableSpec, Task, TaskOutput};
+
+use crate::driver::JobError;
+
+/// Name of the stage writing deletion vectors.
+pub const DV_STAGE: &str = "deletion-vectors";
+
+/// Files per deletion-vector task at least (each is a small read and a few bytes written).
+const FILES_PER_TASK: usize = 64;
+
+/// Whether an operation on this table marks rows in deletion vectors: the table has the
+/// feature and `delta.enableDeletionVectors = true`, and copy-on-write was not asked for.
+pub fn enabled(snapshot: &TableSnapshot, copy_on_write: bool) -> bool {
+    !copy_on_write
+        && snapshot.properties.deletion_vectors
+        && snapshot
+            .writer_features
+            .iter()
+            .any(|f| f == "deletionVectors")
+}
+
+/// The rows every marking task took out, merged per file ordinal.
+pub fn gather<'a>(
+    outputs: impl IntoIterator<Item = &'a TaskOutput>,
+) -> Result<BTreeMap<u32, RoaringTreemap>, JobError> {
+    let mut all: BTreeMap<u32, RoaringTreemap> = BTreeMap::new();
+    for o in outputs {
+        for r in &o.deleted_rows {
+            let rows = deserialize_rows(&r.rows)?;
+            *all.entry(r.file).or_default() |= rows;
+        }
+    }
+    Ok(all)
+}
+
+/// The tasks writing the vectors of the marked files (`files[ordinal]`), at most one per slot.
+pub fn tasks(
+    table: &TableSpec,
+    files: &[DataFile],
+    marked: BTreeMap<u32, RoaringTreemap>,
+    file_prefix: &str,
+    slots: u32,
+) -> Result<Vec<Task>, JobError> {
+    let mut entries = Vec::with_capacity(marked.len());
+    for (ordinal, rows) in marked {
+        let file = files.get(ordinal as usize).ok_or_else(|| {
+            JobError::Common(silt_common::Error::internal(format!(
+                "a task marked rows of unknown file {ordinal}"
+            )))
+        })?;
+        if !rows.is_empty() {
+            entries.push((file.clone(), serialize_rows(&rows)));
+        }
+    }
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = entries
+        .len()
+        .div_ceil(FILES_PER_TASK)
+        .clamp(1, slots.max(1) as usize);
+    let per_task = entries.len().div_ceil(n);
+    Ok(entries
+        .chunks(per_task)
+        .map(|chunk| Task {
+            table: table.clone(),
+            input: Input::DeletedRows {
+                files: chunk.iter().map(|(f, _)| f.clone()).collect(),
+                rows: chunk.iter().map(|(_, r)| r.clone()).collect(),
+            },
+            transforms: Vec::new(),
+            sink: Sink::DeletionVectors {
+                file_prefix: file_prefix.to_string(),
+            },
+        })
+        .collect())
+}
+
+/// Delta's deletion vector counts of a commit: vectors added to files that had none,
+/// updated (a file's vector replaced), removed (files with a vector removed for good).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DvCounts {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+}
+
+impl DvCounts {
+    pub fn of(adds: &[&DataFile], removed: &[ActiveFile]) -> Self {
+        let had: HashMap<&str, bool> = removed
+            .iter()
+            .map(|f| (f.file.path.as_str(), f.file.deletion_vector.is_some()))
+            .collect();
+        let mut c = DvCounts::default();
+        let mut readded = HashSet::new();
+        for a in adds.iter().filter(|a| a.deletion_vector.is_some()) {
+            readded.insert(a.path.as_str());
+            match had.get(a.path.as_str()) {
+                Some(true) => c.updated += 1,
+                _ => c.added += 1,
+            }
+        }
+        c.removed = removed
+            .iter()
+            .filter(|f| f.file.deletion_vector.is_some() && !readded.contains(f.file.path.as_str()))
+            .count();
+        c
+    }
+
+    pub fn record(&self, txn: &mut crate::txn::Txn, prefix: &str) {
+        txn.metric(&format!("num{prefix}DeletionVectorsAdded"), self.added);
+        txn.metric(&format!("num{prefix}DeletionVectorsRemoved"), self.removed);
+        txn.metric(&format!("num{prefix}DeletionVectorsUpdated"), self.updated);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::rewrite::testing::sized_files;
+    use silt_common::task::{DeletionVector, FileRows};
+
+    fn rows(r: &[u64]) -> Vec<u8> {
+        serialize_rows(&r.iter().copied().collect())
+    }
+
+    #[test]
+    fn rows_of_a_file_from_several_tasks_are_merged_into_one_vector_task() {
+        let files: Vec<DataFile> = sized_files(&[("1", 10), ("2", 10), ("3", 10)])
+            .into_iter()
+            .map(|f| f.file)
+            .collect();
+        let out = |file, r: &[u64]| TaskOutput {
+            deleted_rows: vec![FileRows {
+                file,
+                rows: rows(r),
+            }],
+            ..Default::default()
+        };
+        let outputs = [out(0, &[1, 2]), out(2, &[5]), out(0, &[7])];
+        let marked = gather(&outputs).unwrap();
+        assert_eq!(marked[&0].iter().collect::<Vec<_>>(), vec![1, 2, 7]);
+        let table = TableSpec {
+            uri: "file:///t/".into(),
+            schema_json: "{}".into(),
+            partition_columns: vec![],
+        };
+        let t = tasks(&table, &files, marked, "part-j", 4).unwrap();
+        assert_eq!(t.len(), 1, "few files: one task");
+        match &t[0].input {
+            Input::DeletedRows { files: f, rows: r } => {
+                assert_eq!(f.len(), 2);
+                assert_eq!(f[1].path, files[2].path);
+                assert_eq!(deserialize_rows(&r[0]).unwrap().len(), 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = gather(&[out(9, &[1])]).unwrap();
+        assert!(tasks(&table, &files, bad, "part-j", 4).is_err());
+    }
+
+    #[test]
+    fn counts_tell_added_updated_and_removed_vectors_apart() {
+        let mut removed = sized_files(&[("1", 10), ("2", 10), ("3", 10)]);
+        let dv = DeletionVector {
+            storage_type: "u".into(),
+            path_or_inline_dv: "x".repeat(20),
+            offset: Some(1),
+            size_in_bytes: 10,
+            cardinality: 1,
+        };
+        removed[1].file.deletion_vector = Some(dv.clone());
+        removed[2].file.deletion_vector = Some(dv.clone());
+        // File 0 gets its first vector, file 1 a new one, file 2 is removed whole.
+        let mut a0 = removed[0].file.clone();
+        a0.deletion_vector = Some(dv.clone());
+        let mut a1 = removed[1].file.clone();
+        a1.deletion_vector = Some(dv);
+        let c = DvCounts::of(&[&a0, &a1], &removed);
+        assert_eq!(
+            c,
+            DvCounts {
+                added: 1,
+                updated: 1,
+                removed: 1
+            }
+        );
+    }
+}

@@ -29,10 +29,7 @@ pub async fn remove_files_named(
     let listed: Vec<Path> = match store
         .list(Some(&root))
         .try_filter_map(|m| {
-            let delete = m
-                .location
-                .filename()
-                .is_some_and(|f| !keep.contains(f))
+            let delete = m.location.filename().is_some_and(|f| !keep.contains(f))
                 && is_named(m.location.as_ref(), marker)
                 && !m.location.as_ref().contains("_delta_log");
             futures::future::ready(Ok(delete.then_some(m.location)))

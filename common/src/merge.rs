@@ -931,6 +931,7 @@ impl MergeQuery {
             matched: HashSet::new(),
             matched_sources: RoaringTreemap::new(),
             excluded_sources: None,
+            marking: false,
         }
     }
 
@@ -968,6 +969,8 @@ pub struct MergeRows<'a> {
     matched_sources: RoaringTreemap,
     /// Insert pass: source rows not to insert (they matched).
     excluded_sources: Option<RoaringTreemap>,
+    /// Rewrite with deletion vectors: see [`MergeRows::marking`].
+    marking: bool,
 }
 
 fn int64(a: &ArrayRef) -> Result<arrow::array::Int64Array> {
@@ -977,6 +980,14 @@ fn int64(a: &ArrayRef) -> Result<arrow::array::Int64Array> {
 }
 
 impl MergeRows<'_> {
+    /// Rewrite with deletion vectors: the rows [`MergeRows::rewrite`] returns are the target
+    /// rows a clause changes (with their ids, written unless deleted) and the inserted rows
+    /// (without ids), each with [`WRITE_COL`]; rows no clause changes are left where they are.
+    pub fn marking(mut self) -> Self {
+        self.marking = true;
+        self
+    }
+
     /// Discovery: notes the files with a changed row; fails on a target row matched twice
     /// where Delta forbids it.
     pub fn discover(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -1039,6 +1050,7 @@ impl MergeRows<'_> {
         let rows = batch.column(n_out + 2).as_primitive::<UInt64Type>();
         let sources = batch.column(n_out + 3).as_primitive::<UInt64Type>();
         let mut keep = BooleanBuilder::with_capacity(batch.num_rows());
+        let mut write = BooleanBuilder::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let a = action.value(i);
             let kept = if files.is_null(i) {
@@ -1056,8 +1068,9 @@ impl MergeRows<'_> {
             } else if !self.touched.contains(&files.value(i)) {
                 false
             } else if a == COPY {
-                metrics.rows_copied += 1;
-                true
+                // Marking: the row stays where it is.
+                metrics.rows_copied += u64::from(!self.marking);
+                !self.marking
             } else {
                 let (kind, delete) = self
                     .query
@@ -1078,12 +1091,37 @@ impl MergeRows<'_> {
                     metrics.rows_updated += 1;
                     metrics.rows_updated_by_source += u64::from(by_source);
                 }
+                if self.marking {
+                    // Marked deleted, and written anew unless deleted.
+                    write.append_value(!delete && !repeated);
+                    keep.append_value(true);
+                    continue;
+                }
                 !delete
             };
+            write.append_value(kept);
             keep.append_value(kept);
         }
-        let projected = batch.project(&(0..n_out).collect::<Vec<_>>())?;
-        Ok(filter_record_batch(&projected, &keep.finish())?)
+        let keep = keep.finish();
+        if !self.marking {
+            let projected = batch.project(&(0..n_out).collect::<Vec<_>>())?;
+            return Ok(filter_record_batch(&projected, &keep)?);
+        }
+        // The output columns, then the target row's id (null for inserts) and whether to
+        // write the row.
+        let mut fields: Vec<Field> = batch.schema().fields()[..n_out]
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(FILE_COL, DataType::UInt32, true));
+        fields.push(Field::new(ROW_COL, DataType::UInt64, true));
+        fields.push(Field::new(WRITE_COL, DataType::Boolean, false));
+        let mut columns: Vec<ArrayRef> = batch.columns()[..n_out].to_vec();
+        columns.push(batch.column(n_out + 1).clone());
+        columns.push(batch.column(n_out + 2).clone());
+        columns.push(Arc::new(write.finish()));
+        let marked = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        Ok(filter_record_batch(&marked, &keep)?)
     }
 }
 

@@ -655,11 +655,9 @@ fn sink_to_pb(s: &d::Sink) -> pb::Sink {
         d::Sink::MarkRows { write } => S::MarkRows(pb::MarkRowsSink {
             write: write.as_ref().map(file_spec_to_pb),
         }),
-        d::Sink::DeletionVectors { file_prefix } => {
-            S::DeletionVectors(pb::DeletionVectorsSink {
-                file_prefix: file_prefix.clone(),
-            })
-        }
+        d::Sink::DeletionVectors { file_prefix } => S::DeletionVectors(pb::DeletionVectorsSink {
+            file_prefix: file_prefix.clone(),
+        }),
     };
     pb::Sink { sink: Some(s) }
 }

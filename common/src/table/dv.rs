@@ -417,7 +417,10 @@ mod tests {
         let b: RoaringTreemap = (100u64..5000).collect();
         let (da, db) = (file.push(&a).unwrap(), file.push(&b).unwrap());
         let (rel, _) = file.write(&table).await.unwrap();
-        assert!(rel.starts_with("part-j-s1-t0-a0-dv/deletion_vector_"), "{rel}");
+        assert!(
+            rel.starts_with("part-j-s1-t0-a0-dv/deletion_vector_"),
+            "{rel}"
+        );
         assert_eq!(da.offset, Some(1));
         assert_eq!(load(&da, &table).await.unwrap(), a);
         assert_eq!(load(&db, &table).await.unwrap(), b);

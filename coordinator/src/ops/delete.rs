@@ -65,7 +65,11 @@ pub fn plan(
     if let Some(p) = &predicate
         && dv::enabled(&snapshot, copy_on_write)
     {
-        let files: Vec<DataFile> = selection.candidates.iter().map(|f| f.file.clone()).collect();
+        let files: Vec<DataFile> = selection
+            .candidates
+            .iter()
+            .map(|f| f.file.clone())
+            .collect();
         // Only the condition's columns are read: rows are marked, not written.
         let table = rewrite::with_columns(&DmlOp::table_spec(&table_url, &snapshot), &p.columns());
         let tasks = rewrite::mark_tasks(
@@ -130,7 +134,13 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
     r.fill(&mut txn, &removed, elapsed);
     // Rows of files removed whole come from the log (live rows: minus deletion vectors).
     let whole_rows = live_rows(&r.selection.whole);
-    let deleted = whole_rows.map(|w| w + m.rows_deleted as i64);
+    // Rows read and dropped, or (deletion vectors) newly marked deleted.
+    let dropped = if r.marked_files.is_empty() {
+        m.rows_deleted
+    } else {
+        r.dv_outputs.iter().map(|o| o.metrics.rows_deleted).sum()
+    };
+    let deleted = whole_rows.map(|w| w + dropped as i64);
     // As Delta Spark: without row counts for the files removed whole, the row metrics
     // are left out.
     if let Some(d) = deleted {

@@ -190,18 +190,16 @@ impl DmlOp {
                 .chain(&self.selection.candidates)
                 .map(|f| f.file.path.as_str()),
         );
-        txn.metric("numAddedFiles", adds.len());
-        txn.metric("numRemovedFiles", removed.len());
+        let (written, gone) = DvCounts::files(&adds, removed);
+        txn.metric("numAddedFiles", written.len());
+        txn.metric("numRemovedFiles", gone.len());
         txn.metric(
             "numAddedBytes",
-            adds.iter().map(|a| a.size_bytes.max(0)).sum::<i64>(),
+            written.iter().map(|a| a.size_bytes.max(0)).sum::<i64>(),
         );
         txn.metric(
             "numRemovedBytes",
-            removed
-                .iter()
-                .map(|r| r.file.size_bytes.max(0))
-                .sum::<i64>(),
+            gone.iter().map(|r| r.file.size_bytes.max(0)).sum::<i64>(),
         );
         txn.metric("numAddedChangeFiles", 0);
         DvCounts::of(&adds, removed).record(txn, "");

@@ -56,6 +56,7 @@ use super::{executor_slots, existing_table, quote_ident};
 use crate::JobContext;
 use crate::commit::ReadRegion;
 use crate::driver::{JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid};
+use crate::plan::dv::{self, DV_STAGE, DvCounts};
 use crate::plan::merge_prune::{self, KeySummary, Scope};
 use crate::plan::{binpack, rewrite};
 use crate::txn::Txn;
@@ -330,6 +331,10 @@ pub struct MergeOp {
     map_spilled: u64,
     scan_time: Duration,
     rewrite_time: Duration,
+    /// Deletion vectors: changed target rows are marked, not their files rewritten.
+    marking: bool,
+    /// Outputs of the stage writing deletion vectors.
+    dv_outputs: Vec<TaskOutput>,
 }
 
 /// Plans a MERGE: pure, from the request, the snapshot, the source listing and the cluster's
@@ -624,6 +629,7 @@ pub fn plan(
         partition_columns: snapshot.partition_columns.clone(),
     };
     let files_out = DmlOp::files_out(&snapshot, &ctx);
+    let marking = dv::enabled(&snapshot, req.copy_on_write);
     let local_tasks: Vec<Task> = if broadcast {
         target_tasks
             .iter()
@@ -641,7 +647,7 @@ pub fn plan(
                     },
                 },
                 transforms: vec![Transform::Conform],
-                sink: Sink::DataFiles(files_out.clone()),
+                sink: rewrite_sink(marking, &files_out),
             })
             .collect()
     } else {
@@ -693,7 +699,21 @@ pub fn plan(
         map_spilled: 0,
         scan_time: Duration::ZERO,
         rewrite_time: Duration::ZERO,
+        marking,
+        dv_outputs: Vec::new(),
     })
+}
+
+/// Where a MERGE's rewrite goes: data files, or (`marking`) rows marked in deletion vectors
+/// and the changed and inserted rows written.
+fn rewrite_sink(marking: bool, files: &silt_common::task::FileSpec) -> Sink {
+    if marking {
+        Sink::MarkRows {
+            write: Some(files.clone()),
+        }
+    } else {
+        Sink::DataFiles(files.clone())
+    }
 }
 
 /// `(column, SQL)` pairs as assignments to columns of `schema` (spelled as it spells them);
@@ -783,9 +803,32 @@ impl MergeOp {
                     },
                 },
                 transforms: transforms.clone(),
-                sink: Sink::DataFiles(files.clone()),
+                sink: rewrite_sink(
+                    self.marking && matches!(pass, MergePass::Rewrite { .. }),
+                    &files,
+                ),
             })
             .collect()
+    }
+
+    /// Deletion vectors: the stage writing the vectors of the rows the rewrite marked.
+    fn dv_stage(&self) -> Result<Vec<StagePlan>, JobError> {
+        if !self.marking {
+            return Ok(Vec::new());
+        }
+        let files: Vec<_> = self.candidates.iter().map(|f| f.file.clone()).collect();
+        let tasks = dv::tasks(
+            &DmlOp::table_spec(&self.table_url, &self.snapshot),
+            &files,
+            dv::gather(&self.rewrite_outputs)?,
+            &self.ctx.file_prefix(),
+            self.ctx.slots,
+        )?;
+        Ok(if tasks.is_empty() {
+            Vec::new()
+        } else {
+            vec![StagePlan::new(DV_STAGE, tasks)]
+        })
     }
 
     /// Broadcast: the insert stage (when there are NOT MATCHED clauses and source rows).
@@ -920,6 +963,11 @@ impl Operation for MergeOp {
     }
 
     fn stage_done(&mut self, result: StageResult) -> Result<Vec<StagePlan>, JobError> {
+        if result.name == DV_STAGE {
+            self.rewrite_time += result.elapsed;
+            self.dv_outputs.extend(result.outputs);
+            return Ok(Vec::new());
+        }
         match self.step {
             Step::Map => {
                 self.scan_time += result.elapsed;
@@ -970,7 +1018,7 @@ impl Operation for MergeOp {
             Step::Rewrite => {
                 self.rewrite_time += result.elapsed;
                 self.rewrite_outputs.extend(result.outputs);
-                Ok(Vec::new())
+                self.dv_stage()
             }
             Step::Local => {
                 // The tasks' discovery passes count as scanning, the rest as rewriting.
@@ -995,7 +1043,10 @@ impl Operation for MergeOp {
                     }
                 }
                 self.rewrite_outputs.extend(result.outputs);
-                self.insert_stage()
+                // The vectors are written while the inserts run.
+                let mut next = self.dv_stage()?;
+                next.extend(self.insert_stage()?);
+                Ok(next)
             }
             Step::Insert => {
                 self.rewrite_time += result.elapsed;
@@ -1008,7 +1059,20 @@ impl Operation for MergeOp {
 
     fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {
         let m = TaskMetrics::total(self.rewrite_outputs.iter().map(|o| &o.metrics));
-        let removed: Vec<ActiveFile> = if self.broadcast {
+        let removed: Vec<ActiveFile> = if self.marking {
+            // Files marked (removed, most added again with their new vector).
+            let marked: std::collections::HashSet<&str> = self
+                .dv_outputs
+                .iter()
+                .flat_map(|o| &o.removes)
+                .map(|f| f.path.as_str())
+                .collect();
+            self.candidates
+                .iter()
+                .filter(|f| marked.contains(f.file.path.as_str()))
+                .cloned()
+                .collect()
+        } else if self.broadcast {
             let rewritten: std::collections::HashSet<&str> = self
                 .rewrite_outputs
                 .iter()
@@ -1029,6 +1093,7 @@ impl Operation for MergeOp {
         let adds: Vec<_> = self
             .rewrite_outputs
             .iter()
+            .chain(&self.dv_outputs)
             .flat_map(|o| &o.adds)
             .cloned()
             .collect();
@@ -1092,29 +1157,20 @@ impl Operation for MergeOp {
         );
         txn.metric("numTargetRowsCopied", m.rows_copied);
         txn.metric("numOutputRows", m.rows_written);
-        txn.metric("numTargetFilesAdded", adds.len());
-        txn.metric("numTargetFilesRemoved", removed.len());
+        let add_refs: Vec<_> = adds.iter().collect();
+        let (written, gone) = DvCounts::files(&add_refs, &removed);
+        txn.metric("numTargetFilesAdded", written.len());
+        txn.metric("numTargetFilesRemoved", gone.len());
         txn.metric(
             "numTargetBytesAdded",
-            adds.iter().map(|a| a.size_bytes.max(0)).sum::<i64>(),
+            written.iter().map(|a| a.size_bytes.max(0)).sum::<i64>(),
         );
         txn.metric(
             "numTargetBytesRemoved",
-            removed
-                .iter()
-                .map(|r| r.file.size_bytes.max(0))
-                .sum::<i64>(),
+            gone.iter().map(|r| r.file.size_bytes.max(0)).sum::<i64>(),
         );
         txn.metric("numTargetChangeFilesAdded", 0);
-        txn.metric("numTargetDeletionVectorsAdded", 0);
-        txn.metric(
-            "numTargetDeletionVectorsRemoved",
-            removed
-                .iter()
-                .filter(|f| f.file.deletion_vector.is_some())
-                .count(),
-        );
-        txn.metric("numTargetDeletionVectorsUpdated", 0);
+        DvCounts::of(&add_refs, &removed).record(&mut txn, "Target");
         txn.metric("executionTimeMs", elapsed.as_millis());
         txn.metric("scanTimeMs", self.scan_time.as_millis());
         txn.metric("rewriteTimeMs", self.rewrite_time.as_millis());
@@ -1128,7 +1184,8 @@ impl Operation for MergeOp {
         } else {
             format!("key exchange, {} partition(s)", self.partitions)
         };
-        let summary = DmlOp::summary(&format!("{what} ({plan})"), removed.len(), 0, &m);
+        let vectors = self.dv_outputs.iter().map(|o| o.adds.len()).sum();
+        let summary = DmlOp::summary(&format!("{what} ({plan})"), removed.len(), vectors, &m);
         Ok(Outcome::commit(
             txn,
             crate::driver::CommitTarget::on(&self.snapshot, self.snapshot.properties.clone()),

@@ -78,7 +78,11 @@ fn upgrade(
     configuration: &HashMap<String, String>,
 ) -> Result<Option<deltalake_core::kernel::Protocol>, JobError> {
     let wanted = TableProperties::parse(configuration)?;
-    if !wanted.deletion_vectors || snapshot.writer_features.iter().any(|f| f == "deletionVectors")
+    if !wanted.deletion_vectors
+        || snapshot
+            .writer_features
+            .iter()
+            .any(|f| f == "deletionVectors")
     {
         return Ok(None);
     }
@@ -97,7 +101,11 @@ pub fn with_feature(
         current
             .get(k)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let (reader, writer) = (version("minReaderVersion"), version("minWriterVersion"));

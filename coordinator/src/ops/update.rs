@@ -151,7 +151,11 @@ pub fn plan(
         && dv::enabled(&snapshot, copy_on_write)
     {
         // Deletion vectors: the matching rows are marked in their files and written anew.
-        marked = selection.candidates.iter().map(|f| f.file.clone()).collect();
+        marked = selection
+            .candidates
+            .iter()
+            .map(|f| f.file.clone())
+            .collect();
         tasks.extend(rewrite::mark_tasks(
             &table,
             &marked,

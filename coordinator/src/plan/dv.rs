@@ -123,6 +123,31 @@ impl DvCounts {
         c
     }
 
+    /// The data files a commit writes and those it takes away for good, leaving out files
+    /// removed and added again with a new deletion vector (Delta counts those as vectors, not
+    /// files).
+    pub fn files<'a>(
+        adds: &[&'a DataFile],
+        removed: &'a [ActiveFile],
+    ) -> (Vec<&'a DataFile>, Vec<&'a ActiveFile>) {
+        let readded: HashSet<&str> = adds
+            .iter()
+            .filter(|a| a.deletion_vector.is_some())
+            .map(|a| a.path.as_str())
+            .collect();
+        let gone: HashSet<&str> = removed.iter().map(|r| r.file.path.as_str()).collect();
+        (
+            adds.iter()
+                .filter(|a| !gone.contains(a.path.as_str()))
+                .copied()
+                .collect(),
+            removed
+                .iter()
+                .filter(|r| !readded.contains(r.file.path.as_str()))
+                .collect(),
+        )
+    }
+
     pub fn record(&self, txn: &mut crate::txn::Txn, prefix: &str) {
         txn.metric(&format!("num{prefix}DeletionVectorsAdded"), self.added);
         txn.metric(&format!("num{prefix}DeletionVectorsRemoved"), self.removed);

@@ -63,7 +63,11 @@ impl MarkSink {
             .and_then(|c| c.as_boolean_opt())
         {
             Some(write) => {
-                let write = arrow::compute::prep_null_mask_filter(write);
+                let write = if write.null_count() > 0 {
+                    arrow::compute::prep_null_mask_filter(write)
+                } else {
+                    write.clone()
+                };
                 if write.true_count() == 0 {
                     return Ok(());
                 }
@@ -75,9 +79,10 @@ impl MarkSink {
             .columns
             .iter()
             .map(|c| {
-                batch.schema().index_of(c).map_err(|_| {
-                    Error::internal(format!("rows to write have no column `{c}`"))
-                })
+                batch
+                    .schema()
+                    .index_of(c)
+                    .map_err(|_| Error::internal(format!("rows to write have no column `{c}`")))
             })
             .collect::<Result<_>>()?;
         writer.write(&batch.project(&keep)?).await
@@ -91,8 +96,6 @@ impl MarkSink {
         metrics.files_written = adds.len() as u64;
         metrics.rows_written = adds.iter().map(|a| a.num_records.max(0) as u64).sum();
         metrics.bytes_written = adds.iter().map(|a| a.size_bytes.max(0) as u64).sum();
-        // Rows taken out of their files (deleted, or replaced by the rows written).
-        metrics.rows_deleted = self.marked.values().map(RoaringTreemap::len).sum();
         Ok(TaskOutput {
             adds,
             deleted_rows: self

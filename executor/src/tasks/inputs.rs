@@ -76,11 +76,15 @@ pub async fn drain(
                 }
                 // A leading filter is applied while decoding where the file allows it.
                 // Not when rows carry their positions: those count every live row.
-                let filter = pipeline.leading_filter().filter(|_| row_ids.is_none()).map(|(p, keep)| RowFilterSpec {
-                    predicate: p.clone(),
-                    keep,
-                    dropped: Default::default(),
-                });
+                let filter =
+                    pipeline
+                        .leading_filter()
+                        .filter(|_| row_ids.is_none())
+                        .map(|(p, keep)| RowFilterSpec {
+                            predicate: p.clone(),
+                            keep,
+                            dropped: Default::default(),
+                        });
                 let (mut rows, filtered) =
                     table_rows_filtered(file, table_url, schema, filter.as_ref()).await?;
                 let first_step = usize::from(filtered);

@@ -18,7 +18,7 @@ use silt_common::merge::{self, MergeQuery, SourceProjection, TargetRows};
 use silt_common::schema::{arrow_to_delta_json, delta_json_to_arrow};
 use silt_common::source::read_split;
 use silt_common::task::{
-    DataFile, Input, MapOutputRef, MergePass, MergeSpec, TaskMetrics, TaskSpec,
+    DataFile, Input, MapOutputRef, MergePass, MergeSpec, Sink, TaskMetrics, TaskSpec,
 };
 use silt_common::{Error, Result};
 use url::Url;
@@ -81,7 +81,7 @@ async fn run(
                 .execute(TargetRows::Batches(target), source, limit)
                 .await?;
             if let MergePass::Rewrite { touched } = &t.merge.pass {
-                let mut out = query.rows(touched);
+                let mut out = rows_out(&query, touched, t.spec);
                 while let Some(batch) = rows.next().await {
                     let batch = out.rewrite(&batch?, metrics)?;
                     push(batch, pipeline, sink, metrics).await?;
@@ -215,7 +215,7 @@ async fn local(
     .await?;
     let query = MergeQuery::build_local_rewrite(t.merge, t.schema)?;
     let (mut rows, plan) = query.execute(stream, source, limit).await?;
-    let mut out = query.rows(&touched);
+    let mut out = rows_out(&query, &touched, t.spec);
     while let Some(batch) = rows.next().await {
         let batch = out.rewrite(&batch?, metrics)?;
         push(batch, pipeline, sink, metrics).await?;
@@ -224,6 +224,17 @@ async fn local(
     metrics.rows_read += read.load(Ordering::Relaxed);
     metrics.files_touched += rewritten.len() as u64;
     Ok(rewritten.into_iter().map(|(_, f)| f).collect())
+}
+
+/// The rewrite's rows of the touched files: marked in deletion vectors when the task's sink
+/// marks rows, else written whole.
+fn rows_out<'q>(query: &'q MergeQuery, touched: &[u32], spec: &TaskSpec) -> merge::MergeRows<'q> {
+    let rows = query.rows(touched);
+    if matches!(spec.task.sink, Sink::MarkRows { .. }) {
+        rows.marking()
+    } else {
+        rows
+    }
 }
 
 /// The rows of `files`, tagged with their ordinals and positions, streamed into the join

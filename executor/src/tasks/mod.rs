@@ -111,10 +111,9 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
 pub async fn cleanup_attempt(spec: &TaskSpec, env: &TaskEnv) {
     let tag = spec.attempt_tag();
     match &spec.task.sink {
-        Sink::DataFiles(files)
-        | Sink::MarkRows {
-            write: Some(files),
-        } => remove_named(spec, &format!("{}-{tag}-", files.file_prefix)).await,
+        Sink::DataFiles(files) | Sink::MarkRows { write: Some(files) } => {
+            remove_named(spec, &format!("{}-{tag}-", files.file_prefix)).await
+        }
         Sink::DeletionVectors { file_prefix } => {
             remove_named(spec, &format!("{file_prefix}-{tag}-dv")).await
         }

@@ -252,9 +252,11 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
             let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
             OpenSink::Mark(Box::new(super::dv::MarkSink::new(writer, columns)))
         }
-        Sink::DeletionVectors { file_prefix } => OpenSink::Dv(Box::new(
-            super::dv::DvSink::open(spec, &parse_url(&table.uri)?, file_prefix)?,
-        )),
+        Sink::DeletionVectors { file_prefix } => OpenSink::Dv(Box::new(super::dv::DvSink::open(
+            spec,
+            &parse_url(&table.uri)?,
+            file_prefix,
+        )?)),
         Sink::DeleteObjects => {
             let (store, root) = store_for(&parse_url(&table.uri)?)?;
             OpenSink::Delete(Box::new(DeleteSink {

@@ -116,7 +116,9 @@ impl Pipeline {
                 return Ok(None);
             }
             batch = match step {
-                Step::Conform => conform_batch(&batch, &self.schema)?,
+                Step::Conform => keeping_row_ids(&batch, self.schema.fields().len(), |b| {
+                    conform_batch(b, &self.schema)
+                })?,
                 Step::Check(p) => {
                     check_all_match(p, &batch)?;
                     batch
@@ -163,12 +165,7 @@ impl Pipeline {
         if n == 0 {
             return Ok(batch);
         }
-        // Columns after the table's (row ids) come along unchanged.
         let width = self.schema.fields().len();
-        let extra = (batch.num_columns() > width).then(|| {
-            let rest: Vec<usize> = (width..batch.num_columns()).collect();
-            batch.project(&rest)
-        });
         let mut columns: Vec<ArrayRef> = batch.columns()[..width.min(batch.num_columns())].to_vec();
         for (idx, expr) in assignments {
             let field = self.schema.field(*idx);
@@ -188,22 +185,32 @@ impl Pipeline {
                 .map(|f| f.as_ref().clone().with_nullable(true))
                 .collect::<Vec<_>>(),
         ));
-        let updated = conform_batch(&RecordBatch::try_new(nullable, columns)?, &self.schema)?;
-        match extra {
-            Some(extra) => {
-                let extra = extra?;
-                let mut fields: Vec<_> = updated.schema().fields().iter().cloned().collect();
-                fields.extend(extra.schema().fields().iter().cloned());
-                let mut all = updated.columns().to_vec();
-                all.extend(extra.columns().iter().cloned());
-                Ok(RecordBatch::try_new(
-                    Arc::new(arrow::datatypes::Schema::new(fields)),
-                    all,
-                )?)
-            }
-            None => Ok(updated),
-        }
+        let updated = RecordBatch::try_new(nullable, columns)?;
+        keeping_row_ids(&batch, width, |_| conform_batch(&updated, &self.schema))
     }
+}
+
+/// `f` applied to the table's columns of `batch` (its first `width`), with the columns after
+/// them (row ids, see `silt_common::merge`) put back unchanged after its result.
+fn keeping_row_ids(
+    batch: &RecordBatch,
+    width: usize,
+    f: impl FnOnce(&RecordBatch) -> Result<RecordBatch>,
+) -> Result<RecordBatch> {
+    if batch.num_columns() <= width {
+        return f(batch);
+    }
+    let table = f(&batch.project(&(0..width).collect::<Vec<_>>())?)?;
+    let mut fields: Vec<_> = table.schema().fields().iter().cloned().collect();
+    let mut columns = table.columns().to_vec();
+    for i in width..batch.num_columns() {
+        fields.push(batch.schema().fields()[i].clone());
+        columns.push(batch.column(i).clone());
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Every row must satisfy the predicate (new rows of a replaceWhere overwrite).

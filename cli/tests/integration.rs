@@ -37,6 +37,9 @@ mod s3;
 #[path = "integration/dml.rs"]
 mod dml;
 
+#[path = "integration/dv.rs"]
+mod dv;
+
 #[path = "integration/conflicts.rs"]
 mod conflicts;
 

@@ -1514,6 +1514,7 @@ mod tests {
                 ],
                 schema_evolution: true,
                 exchange: r::ExchangeMode::Always,
+                copy_on_write: true,
             }),
             r::JobRequest::Optimize(r::OptimizeRequest {
                 table_uri: "file:///t".into(),

@@ -682,3 +682,75 @@ fn jobs_on_one_table_take_turns_instead_of_conflicting() {
     }
     assert_same_content(&p, &[Expected::Table(&theirs)], &[]);
 }
+
+/// An executor killed once it has written an attempt's deletion vector file (before the
+/// attempt is reported): another attempt writes the vectors, the commit references only its
+/// file, and the killed attempt's file is removed.
+#[test]
+fn killed_executor_while_writing_deletion_vectors_leaves_no_reference_to_its_file() {
+    use crate::dv::{referenced_vector_files, vector_files_on_disk};
+    let seed =
+        seed_for("killed_executor_while_writing_deletion_vectors_leaves_no_reference_to_its_file");
+    let dir = tempdir("kill9-dv");
+    let a = Gen::new(seed, 2000).files(2).write(&dir.path().join("a"));
+    let t = dir.path().join("t");
+    // Stage 1 of the DELETE writes the vectors: every attempt of it pauses on executor 0 once
+    // its file is written; executor 1 fails first attempts, so executor 0 gets one.
+    let gate = Gate::new(dir.path(), "exec0");
+    let exec0 = gate.fault("after-close", "s1/t*/a*");
+    let mut cluster = Cluster::start_with_faults(2, 0, &[&exec0, "start:s1/t*/a0:fail"]);
+    let out = Daemon::spawn_capture(
+        "write",
+        cluster.write_cmd(
+            &t,
+            &a,
+            &["-q", "--property", "delta.enableDeletionVectors=true"],
+        ),
+    )
+    .finish(Duration::from_secs(120));
+    out.assert_ok();
+    let expected = dir.path().join("expected");
+    oracle_ok(&[
+        "expect-filter",
+        "--table",
+        &s(&t),
+        "--predicate-py",
+        "col('id') % 4 == 0",
+        "--out",
+        &s(&expected),
+    ]);
+
+    let job = Daemon::spawn_capture(
+        "delete",
+        cluster.sql_cmd(&format!("DELETE FROM {} WHERE id % 4 = 0", delta_ref(&t))),
+    );
+    gate.wait_reached(Duration::from_secs(90));
+    let written = vector_files_on_disk(&t);
+    assert_eq!(written.len(), 1, "the paused attempt wrote its vector file");
+    eprintln!(
+        "[kill9-dv] executor0 wrote {written:?} and is killed before reporting (pid {})",
+        cluster.executors[0].guard.pid()
+    );
+    cluster.executors[0].guard.kill9();
+    let out = job.finish(Duration::from_secs(180));
+    let logs = cluster.logs();
+    assert!(out.ok(), "{}\n{logs}", out.describe());
+    let r = out.json();
+    assert_eq!(metric(&r, "numDeletedRows"), 500, "{r}");
+    assert!(r["task_retries"].as_u64() >= Some(1), "{r}");
+    assert_same_content(&t, &[Expected::Parquet(&expected)], &[]);
+    // Let a straggler surface, then: only the committed vector file is left.
+    std::thread::sleep(Duration::from_millis(500));
+    let referenced = referenced_vector_files(&t);
+    assert_eq!(referenced.len(), 1, "one vector file committed");
+    assert!(
+        referenced.is_disjoint(&written),
+        "the killed attempt's file is not referenced"
+    );
+    assert_eq!(
+        vector_files_on_disk(&t),
+        referenced,
+        "the killed attempt's vector file is removed\n{}",
+        listing_text(&t)
+    );
+}

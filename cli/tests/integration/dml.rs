@@ -393,7 +393,13 @@ fn dml_on_a_table_with_deletion_vectors() {
         "--out",
         &s(&expected),
     ]);
-    let r = silt_sql_ok(&format!("DELETE FROM {} WHERE col1 % 3 = 0", delta_ref(&t)));
+    // Copy-on-write (the table enables deletion vectors; `dv.rs` covers writing them).
+    let r = silt_sql(
+        &format!("DELETE FROM {} WHERE col1 % 3 = 0", delta_ref(&t)),
+        &["--copy-on-write"],
+    );
+    r.assert_ok();
+    let r = r.json();
     assert!(metric(&r, "numDeletedRows") > 0);
     assert!(metric(&r, "numDeletionVectorsRemoved") > 0, "{r}");
     assert_same_content(
@@ -414,10 +420,14 @@ fn dml_on_a_table_with_deletion_vectors() {
     // UPDATE against delta-rs, which can rewrite (not read) tables with deletion vectors.
     let ours = golden_copy(rel, dir.path(), "u-silt");
     let theirs = golden_copy(rel, dir.path(), "u-delta-rs");
-    silt_sql_ok(&format!(
-        "UPDATE {} SET col2 = concat(col2, '!') WHERE col1 > 10",
-        delta_ref(&ours)
-    ));
+    silt_sql(
+        &format!(
+            "UPDATE {} SET col2 = concat(col2, '!') WHERE col1 > 10",
+            delta_ref(&ours)
+        ),
+        &["--copy-on-write"],
+    )
+    .assert_ok();
     oracle_dml(
         &theirs,
         "update",

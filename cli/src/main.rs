@@ -197,6 +197,10 @@ struct OptimizeArgs {
     /// Recluster every file, not only those no run by the same columns and curve wrote.
     #[arg(long)]
     full: bool,
+    /// Rewrite every file with a deletion vector without its deleted rows, and no other file
+    /// (Spark's REORG TABLE … APPLY (PURGE)).
+    #[arg(long, conflicts_with_all = ["zorder_by", "min_file_size"])]
+    purge: bool,
     /// Commit in batches: after each batch of tasks, commit what is done once this long
     /// has passed since the last commit (e.g. 0, 30s, 10m, 1h). Default: one commit.
     #[arg(long)]
@@ -674,6 +678,7 @@ async fn optimize(args: OptimizeArgs) -> Result<i32> {
             .map(parse_duration_ms)
             .transpose()
             .map_err(|e| anyhow!("--max-commit-interval: {e}"))?,
+        purge: args.purge,
     };
     let session = Session::open(&args.cluster).await?;
     session.run(&JobRequest::Optimize(req)).await

@@ -278,6 +278,9 @@ pub struct OptimizeRequest {
     /// Commit in batches: after a batch, commit what is done once this long has passed
     /// since the last commit (each batch durable on its own). `None`: one commit.
     pub max_commit_interval_ms: Option<u64>,
+    /// `REORG TABLE … APPLY (PURGE)`: rewrite every file with a deletion vector (packed up
+    /// to the target size), without its deleted rows; no other file.
+    pub purge: bool,
 }
 
 /// `DELETE FROM table [WHERE predicate]`.

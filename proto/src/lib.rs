@@ -1087,6 +1087,7 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 curve: curve_to_pb(o.curve) as i32,
                 full: o.full,
                 max_commit_interval_ms: o.max_commit_interval_ms,
+                purge: o.purge,
             }),
             r::JobRequest::Analyze(a) => Job::Analyze(pb::AnalyzeJob {
                 table_uri: a.table_uri.clone(),
@@ -1205,6 +1206,7 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                 curve: curve_from_pb(o.curve)?,
                 full: o.full,
                 max_commit_interval_ms: o.max_commit_interval_ms,
+                purge: o.purge,
             }),
             Job::Analyze(a) => r::JobRequest::Analyze(r::AnalyzeRequest {
                 table_uri: required(a.table_uri, "table_uri")?,

@@ -110,6 +110,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
         Some("INSERT") => insert(parser),
         Some("MERGE") => Ok(JobRequest::Merge(merge::merge(parser)?)),
         Some("OPTIMIZE") => optimize(parser),
+        Some("REORG") => reorg(parser),
         Some("VACUUM") => vacuum(parser),
         Some("ANALYZE") => analyze(parser),
         Some("ALTER") => alter(parser),
@@ -119,7 +120,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
                 Statement::Delete(d) => delete(d),
                 Statement::Update(u) => update(u),
                 other => Err(unsupported(format!(
-                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, OPTIMIZE, VACUUM, ANALYZE TABLE, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
+                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, OPTIMIZE, REORG TABLE … APPLY (PURGE), VACUUM, ANALYZE TABLE, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
                     first_line(&other.to_string())
                 ))),
             }
@@ -313,6 +314,40 @@ fn optimize(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
         table_uri,
         predicate,
         zorder_by,
+        ..Default::default()
+    }))
+}
+
+/// `REORG TABLE delta.\`URI\` [WHERE <partition predicate>] APPLY (PURGE)`.
+fn reorg(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
+    parser.next_token(); // REORG
+    parser.expect_keyword(Keyword::TABLE)?;
+    let name = parser.parse_object_name(false)?;
+    let table_uri = table_uri(&name)?;
+    let predicate = if parser.parse_keyword(Keyword::WHERE) {
+        Some(parser.parse_expr()?.to_string())
+    } else {
+        None
+    };
+    if !matches!(word(parser, 0).as_deref(), Some("APPLY")) {
+        return Err(unsupported(
+            "REORG TABLE without APPLY (PURGE) (silt does REORG TABLE … APPLY (PURGE) only)",
+        ));
+    }
+    parser.next_token(); // APPLY
+    parser.expect_token(&Token::LParen)?;
+    if !matches!(word(parser, 0).as_deref(), Some("PURGE")) {
+        return Err(unsupported(format!(
+            "REORG TABLE … APPLY ({}) (silt does APPLY (PURGE) only)",
+            parser.peek_token()
+        )));
+    }
+    parser.next_token(); // PURGE
+    parser.expect_token(&Token::RParen)?;
+    Ok(JobRequest::Optimize(crate::request::OptimizeRequest {
+        table_uri,
+        predicate,
+        purge: true,
         ..Default::default()
     }))
 }
@@ -835,6 +870,23 @@ mod tests {
                 kind: DescribeKind::Detail,
             })
         );
+    }
+
+    #[test]
+    fn reorg_purge() {
+        assert_eq!(
+            one("REORG TABLE delta.`/t` WHERE p = 1 APPLY (PURGE)"),
+            JobRequest::Optimize(crate::request::OptimizeRequest {
+                table_uri: "/t".into(),
+                predicate: Some("p = 1".into()),
+                purge: true,
+                ..Default::default()
+            })
+        );
+        let e = parse("REORG TABLE delta.`/t` APPLY (UPGRADE UNIFORM)")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("APPLY (PURGE) only"), "{e}");
     }
 
     #[test]

@@ -160,6 +160,8 @@ pub struct OptimizeOp {
     stage_units: HashMap<String, Vec<usize>>,
     considered: usize,
     commits: usize,
+    /// `REORG … APPLY (PURGE)`.
+    purge: bool,
 }
 
 /// The files an OPTIMIZE considers and the size it writes.
@@ -335,7 +337,19 @@ pub fn plan(
     if let Some(min) = req.min_file_size {
         cfg.min_file_size = min;
     }
-    let units = plan_bins(&scope.files, &cfg)
+    let files: Vec<ActiveFile> = if req.purge {
+        // REORG … APPLY (PURGE): the files with deleted rows, packed up to the target.
+        cfg = CompactionConfig::purge(scope.target);
+        scope
+            .files
+            .iter()
+            .filter(|f| f.file.deletion_vector.is_some())
+            .cloned()
+            .collect()
+    } else {
+        scope.files.clone()
+    };
+    let units = plan_bins(&files, &cfg)
         .into_iter()
         .map(|b| Unit::new(b.files, How::Bin))
         .collect();
@@ -496,6 +510,7 @@ impl OptimizeOp {
             max_commit_interval,
             stage_units: HashMap::new(),
             commits: 0,
+            purge: req.purge,
         }
     }
 
@@ -741,7 +756,15 @@ impl OptimizeOp {
             "zOrderBy".into(),
             serde_json::Value::String(serde_json::to_string(&columns).unwrap_or_default()),
         );
-        let mut txn = Txn::new(&self.ctx.job_id, "OPTIMIZE", params);
+        let operation = if self.purge {
+            // Spark's REORG: its predicate and `applyPurge` (no clustering parameters).
+            params.remove("zOrderBy");
+            params.insert("applyPurge".into(), serde_json::Value::Bool(true));
+            "REORG"
+        } else {
+            "OPTIMIZE"
+        };
+        let mut txn = Txn::new(&self.ctx.job_id, operation, params);
         txn.add_files(adds.iter().copied(), false);
         txn.remove_files(removed.iter().copied(), false);
         // OPTIMIZE depends on exactly the files it rewrites: a concurrent change to any

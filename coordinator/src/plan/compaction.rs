@@ -37,6 +37,18 @@ impl CompactionConfig {
     }
 }
 
+impl CompactionConfig {
+    /// `REORG … APPLY (PURGE)` over files that all have deletion vectors: every one of
+    /// them is rewritten, the small ones packed together up to the target.
+    pub fn purge(target_size: u64) -> Self {
+        Self {
+            target_size,
+            min_file_size: target_size,
+            max_deleted_ratio: 0.0,
+        }
+    }
+}
+
 /// Files to rewrite together into one partition's new files.
 #[derive(Debug, Clone)]
 pub struct Bin {

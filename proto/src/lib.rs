@@ -655,8 +655,12 @@ fn sink_to_pb(s: &d::Sink) -> pb::Sink {
         d::Sink::MarkRows { write } => S::MarkRows(pb::MarkRowsSink {
             write: write.as_ref().map(file_spec_to_pb),
         }),
-        d::Sink::DeletionVectors { file_prefix } => S::DeletionVectors(pb::DeletionVectorsSink {
+        d::Sink::DeletionVectors {
+            file_prefix,
+            rewrite,
+        } => S::DeletionVectors(pb::DeletionVectorsSink {
             file_prefix: file_prefix.clone(),
+            rewrite: rewrite.as_ref().map(file_spec_to_pb),
         }),
     };
     pb::Sink { sink: Some(s) }
@@ -746,6 +750,7 @@ fn sink_from_pb(s: Option<pb::Sink>) -> Result<d::Sink, DecodeError> {
             },
             S::DeletionVectors(v) => d::Sink::DeletionVectors {
                 file_prefix: v.file_prefix,
+                rewrite: v.rewrite.map(file_spec_from_pb).transpose()?,
             },
         },
     )
@@ -1527,6 +1532,7 @@ mod tests {
                 curve: Curve::Hilbert,
                 full: true,
                 max_commit_interval_ms: Some(60_000),
+                purge: true,
             }),
             r::JobRequest::Analyze(r::AnalyzeRequest {
                 table_uri: "file:///t".into(),

@@ -289,6 +289,20 @@ def read_table_polars(path: str) -> pa.Table:
     return pl.read_delta(path).to_arrow()
 
 
+def read_table_duckdb(path: str) -> pa.Table:
+    """The table as DuckDB's Delta extension reads it (delta-kernel-rs: deletion vectors
+    applied), loaded from the pip package (no download)."""
+    import glob
+
+    import duckdb
+    import duckdb_extension_delta
+
+    ext = glob.glob(os.path.join(duckdb_extension_delta.__path__[0], "**", "*.duckdb_extension"), recursive=True)
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    con.execute(f"LOAD '{ext[0]}'")
+    return con.execute("SELECT * FROM delta_scan(?)", [os.path.abspath(path)]).to_arrow_table()
+
+
 def read_expected_parquet(path: str) -> pa.Table:
     files = _source_files(path, (".parquet",))
     tables = [pq.read_table(p).replace_schema_metadata(None) for p in files]
@@ -447,6 +461,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 actual = read_table_deltalake(args.table)
             elif r == "polars":
                 actual = read_table_polars(args.table)
+            elif r == "duckdb":
+                actual = read_table_duckdb(args.table)
             else:
                 eprint(f"compare: unknown reader {r}")
                 return 2
@@ -921,6 +937,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 "partitionValues": raw.get("partitionValues") if raw else None,
                 "dataChange": raw.get("dataChange") if raw else None,
                 "tags": raw.get("tags") if raw else None,
+                "deletion_vector": raw.get("deletionVector") if raw else None,
                 "in_json_log": raw is not None,
                 "stats": stats,
             }

@@ -62,8 +62,13 @@ pub enum Sink {
     /// Deletion vectors for the rows of [`super::Input::DeletedRows`]: each file's new
     /// vector (its old one and the new rows) is written into one vector file of the attempt,
     /// `<file_prefix>-<attempt tag>-dv/deletion_vector_<uuid>.bin`; every file is reported
-    /// removed and, unless no row of it is left, added again with its new vector.
-    DeletionVectors { file_prefix: String },
+    /// removed and, unless no row of it is left, added again with its new vector. With
+    /// `rewrite`, the files are rewritten instead (copy-on-write: their remaining rows
+    /// written as new data files), where that is cheaper than a vector.
+    DeletionVectors {
+        file_prefix: String,
+        rewrite: Option<FileSpec>,
+    },
 }
 
 /// How an exchange's map task routes a row to a partition.

@@ -134,11 +134,11 @@ pub fn finish(r: DmlOp, elapsed: Duration) -> Result<Outcome, JobError> {
     r.fill(&mut txn, &removed, elapsed);
     // Rows of files removed whole come from the log (live rows: minus deletion vectors).
     let whole_rows = live_rows(&r.selection.whole);
-    // Rows read and dropped, or (deletion vectors) newly marked deleted.
+    // Rows read and dropped, or (deletion vectors) marked deleted.
     let dropped = if r.marked_files.is_empty() {
         m.rows_deleted
     } else {
-        r.dv_outputs.iter().map(|o| o.metrics.rows_deleted).sum()
+        r.marked_rows
     };
     let deleted = whole_rows.map(|w| w + dropped as i64);
     // As Delta Spark: without row counts for the files removed whole, the row metrics

@@ -44,6 +44,8 @@ pub struct DmlOp {
     pub marked_files: Vec<DataFile>,
     /// Outputs of the stage writing deletion vectors.
     pub dv_outputs: Vec<TaskOutput>,
+    /// Rows the marking tasks marked deleted.
+    pub marked_rows: u64,
     /// Wall time of the rewrite stage.
     pub rewrite_elapsed: Duration,
 }
@@ -70,6 +72,7 @@ impl DmlOp {
             outputs: Vec::new(),
             marked_files: Vec::new(),
             dv_outputs: Vec::new(),
+            marked_rows: 0,
             rewrite_elapsed: Duration::ZERO,
         }
     }
@@ -147,9 +150,14 @@ impl DmlOp {
         }
     }
 
-    /// Counters of every rewrite task, added up.
+    /// Counters of every task (rewriting, marking, writing vectors), added up.
     pub fn task_metrics(&self) -> TaskMetrics {
-        TaskMetrics::total(self.outputs.iter().map(|o| &o.metrics))
+        TaskMetrics::total(
+            self.outputs
+                .iter()
+                .chain(&self.dv_outputs)
+                .map(|o| &o.metrics),
+        )
     }
 
     /// The active files the rewrite tasks read in full (they held a touched row).
@@ -246,11 +254,13 @@ impl Operation for DmlOp {
         if self.marked_files.is_empty() {
             return Ok(Vec::new());
         }
+        let marked = dv::gather(&self.outputs)?;
+        self.marked_rows = marked.values().map(|r| r.len()).sum();
         let tasks = dv::tasks(
             &Self::table_spec(&self.table_url, &self.snapshot),
             &self.marked_files,
-            dv::gather(&self.outputs)?,
-            &self.ctx.file_prefix(),
+            marked,
+            &Self::files_out(&self.snapshot, &self.ctx),
             self.ctx.slots,
         )?;
         Ok(if tasks.is_empty() {

@@ -821,7 +821,7 @@ impl MergeOp {
             &DmlOp::table_spec(&self.table_url, &self.snapshot),
             &files,
             dv::gather(&self.rewrite_outputs)?,
-            &self.ctx.file_prefix(),
+            &DmlOp::files_out(&self.snapshot, &self.ctx),
             self.ctx.slots,
         )?;
         Ok(if tasks.is_empty() {
@@ -1058,7 +1058,13 @@ impl Operation for MergeOp {
     }
 
     fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {
-        let m = TaskMetrics::total(self.rewrite_outputs.iter().map(|o| &o.metrics));
+        // The vector stage's rewrites count as copies and output rows.
+        let m = TaskMetrics::total(
+            self.rewrite_outputs
+                .iter()
+                .chain(&self.dv_outputs)
+                .map(|o| &o.metrics),
+        );
         let removed: Vec<ActiveFile> = if self.marking {
             // Files marked (removed, most added again with their new vector).
             let marked: std::collections::HashSet<&str> = self

@@ -8,13 +8,17 @@
 //! their own: its tasks get each file's merged rows (`Input::DeletedRows`), merge them with
 //! the file's vector and write the new vectors (`Sink::DeletionVectors`), reporting each file
 //! removed and added again with its new vector (or only removed when no row is left).
+//!
+//! Copy-on-write is cheaper for a small file that the statement leaves mostly deleted (a
+//! vector would make every later read skip most of a file that costs little to rewrite):
+//! such files go to tasks of the same stage that rewrite them without the rows.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use roaring::RoaringTreemap;
 use silt_common::table::dv::{deserialize_rows, serialize_rows};
 use silt_common::table::{ActiveFile, TableSnapshot};
-use silt_common::task::{DataFile, Input, Sink, TableSpec, Task, TaskOutput};
+use silt_common::task::{DataFile, FileSpec, Input, Sink, TableSpec, Task, TaskOutput};
 
 use crate::driver::JobError;
 
@@ -23,6 +27,22 @@ pub const DV_STAGE: &str = "deletion-vectors";
 
 /// Files per deletion-vector task at least (each is a small read and a few bytes written).
 const FILES_PER_TASK: usize = 64;
+/// Files up to this size are rewritten rather than given a vector when the statement leaves
+/// more than half of their rows deleted.
+pub const REWRITE_MAX_BYTES: i64 = 8 << 20;
+
+/// Whether rewriting `file` without its rows is cheaper than a vector once `newly` more of
+/// its rows are deleted: a small file left mostly deleted (but not empty: an empty file is
+/// just removed).
+pub fn cheaper_to_rewrite(file: &DataFile, newly: u64) -> bool {
+    let old = file
+        .deletion_vector
+        .as_ref()
+        .map_or(0, |d| d.cardinality.max(0) as u64);
+    let rows = u64::try_from(file.num_records).unwrap_or(0);
+    let deleted = old + newly;
+    file.size_bytes <= REWRITE_MAX_BYTES && rows > 0 && deleted * 2 > rows && deleted < rows
+}
 
 /// Whether an operation on this table marks rows in deletion vectors: the table has the
 /// feature and `delta.enableDeletionVectors = true`, and copy-on-write was not asked for.
@@ -49,34 +69,55 @@ pub fn gather<'a>(
     Ok(all)
 }
 
-/// The tasks writing the vectors of the marked files (`files[ordinal]`), at most one per slot.
+/// The tasks writing the vectors of the marked files (`files[ordinal]`), at most one per slot
+/// of each kind; files where [`cheaper_to_rewrite`] go to tasks rewriting them as `files_out`
+/// says.
 pub fn tasks(
     table: &TableSpec,
     files: &[DataFile],
     marked: BTreeMap<u32, RoaringTreemap>,
-    file_prefix: &str,
+    files_out: &FileSpec,
     slots: u32,
 ) -> Result<Vec<Task>, JobError> {
-    let mut entries = Vec::with_capacity(marked.len());
+    let (mut vectors, mut rewrites) = (Vec::new(), Vec::new());
     for (ordinal, rows) in marked {
         let file = files.get(ordinal as usize).ok_or_else(|| {
             JobError::Common(silt_common::Error::internal(format!(
                 "a task marked rows of unknown file {ordinal}"
             )))
         })?;
-        if !rows.is_empty() {
-            entries.push((file.clone(), serialize_rows(&rows)));
+        if rows.is_empty() {
+            continue;
+        }
+        let entry = (file.clone(), serialize_rows(&rows));
+        if cheaper_to_rewrite(file, rows.len()) {
+            rewrites.push(entry);
+        } else {
+            vectors.push(entry);
         }
     }
+    let mut out = chunked(table, vectors, files_out, None, slots);
+    out.extend(chunked(table, rewrites, files_out, Some(files_out), slots));
+    Ok(out)
+}
+
+/// Tasks over `entries` (file, rows), at most one per slot.
+fn chunked(
+    table: &TableSpec,
+    entries: Vec<(DataFile, Vec<u8>)>,
+    files_out: &FileSpec,
+    rewrite: Option<&FileSpec>,
+    slots: u32,
+) -> Vec<Task> {
     if entries.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let n = entries
         .len()
         .div_ceil(FILES_PER_TASK)
         .clamp(1, slots.max(1) as usize);
     let per_task = entries.len().div_ceil(n);
-    Ok(entries
+    entries
         .chunks(per_task)
         .map(|chunk| Task {
             table: table.clone(),
@@ -86,10 +127,11 @@ pub fn tasks(
             },
             transforms: Vec::new(),
             sink: Sink::DeletionVectors {
-                file_prefix: file_prefix.to_string(),
+                file_prefix: files_out.file_prefix.clone(),
+                rewrite: rewrite.cloned(),
             },
         })
-        .collect())
+        .collect()
 }
 
 /// Delta's deletion vector counts of a commit: vectors added to files that had none,
@@ -186,7 +228,13 @@ mod tests {
             schema_json: "{}".into(),
             partition_columns: vec![],
         };
-        let t = tasks(&table, &files, marked, "part-j", 4).unwrap();
+        let files_out = FileSpec {
+            target_file_size_bytes: 1 << 20,
+            stats: Default::default(),
+            file_prefix: "part-j".into(),
+            sort_by: None,
+        };
+        let t = tasks(&table, &files, marked, &files_out, 4).unwrap();
         assert_eq!(t.len(), 1, "few files: one task");
         match &t[0].input {
             Input::DeletedRows { files: f, rows: r } => {
@@ -197,7 +245,32 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let bad = gather(&[out(9, &[1])]).unwrap();
-        assert!(tasks(&table, &files, bad, "part-j", 4).is_err());
+        assert!(tasks(&table, &files, bad, &files_out, 4).is_err());
+
+        // 100 rows each: 60 deleted in a small file is rewritten, 40 is not, a large file
+        // never is, all 100 is a removal (a vector task drops it).
+        let marked: BTreeMap<u32, RoaringTreemap> = [
+            (0, (0..60).collect()),
+            (1, (0..40).collect()),
+            (2, (0..100).collect()),
+        ]
+        .into_iter()
+        .collect();
+        let t = tasks(&table, &files, marked, &files_out, 4).unwrap();
+        let kinds: Vec<(usize, bool)> = t
+            .iter()
+            .map(|t| match (&t.input, &t.sink) {
+                (Input::DeletedRows { files, .. }, Sink::DeletionVectors { rewrite, .. }) => {
+                    (files.len(), rewrite.is_some())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, vec![(2, false), (1, true)]);
+        let mut large = files[0].clone();
+        large.size_bytes = REWRITE_MAX_BYTES + 1;
+        assert!(!cheaper_to_rewrite(&large, 60));
+        assert!(cheaper_to_rewrite(&files[0], 60));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Deletion-vector sinks: [`MarkSink`] gathers the table rows a task marks deleted (and
-//! writes the rows that replace them), [`DvSink`] turns gathered rows into deletion vectors.
+//! writes the rows that replace them), [`DvSink`] turns gathered rows into deletion vectors
+//! (or, where the plan found that cheaper, rewrites the files without those rows).
 
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{UInt32Type, UInt64Type};
+use arrow::datatypes::{SchemaRef, UInt32Type, UInt64Type};
 use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
 use roaring::RoaringTreemap;
 use silt_common::merge::{FILE_COL, ROW_COL, WRITE_COL};
 use silt_common::table::dv::{self, DvFile};
@@ -118,18 +120,26 @@ impl MarkSink {
     }
 }
 
-/// New deletion vectors for the files of a [`Input::DeletedRows`] input, in one vector file.
+/// New deletion vectors for the files of a [`Input::DeletedRows`] input, in one vector file;
+/// or, with a writer, the files rewritten without the rows.
 pub struct DvSink {
     table_url: Url,
     files: Vec<DataFile>,
     file: DvFile,
     adds: Vec<DataFile>,
     removes: Vec<DataFile>,
-    rows_deleted: u64,
+    /// Copy-on-write: the table's columns and the writer of the remaining rows.
+    rewrite: Option<(SchemaRef, DataFileWriter)>,
+    rows_copied: u64,
 }
 
 impl DvSink {
-    pub fn open(spec: &TaskSpec, table_url: &Url, file_prefix: &str) -> Result<Self> {
+    pub fn open(
+        spec: &TaskSpec,
+        table_url: &Url,
+        file_prefix: &str,
+        rewrite: Option<(SchemaRef, DataFileWriter)>,
+    ) -> Result<Self> {
         let Input::DeletedRows { files, .. } = &spec.task.input else {
             return Err(Error::internal(
                 "a deletion-vector sink needs rows to delete as its input",
@@ -141,7 +151,8 @@ impl DvSink {
             file: DvFile::new(&format!("{file_prefix}-{}-dv", spec.attempt_tag())),
             adds: Vec::new(),
             removes: Vec::new(),
-            rows_deleted: 0,
+            rewrite,
+            rows_copied: 0,
         })
     }
 
@@ -168,15 +179,33 @@ impl DvSink {
         Ok(())
     }
 
-    /// The file's new vector: its old one and the rows at `live` positions.
+    /// The file's new vector: its old one and the rows at `live` positions (copy-on-write:
+    /// its other live rows written anew).
     async fn mark(&mut self, file: DataFile, live: &RoaringTreemap) -> Result<()> {
+        if let Some((schema, writer)) = &mut self.rewrite {
+            let mut rows = super::inputs::table_rows(&file, &self.table_url, schema).await?;
+            let mut position = 0u64;
+            while let Some(batch) = rows.next().await {
+                let batch = batch?;
+                let n = batch.num_rows() as u64;
+                let keep: arrow::array::BooleanArray = (position..position + n)
+                    .map(|p| Some(!live.contains(p)))
+                    .collect();
+                position += n;
+                let kept = filter_record_batch(&batch, &keep)?;
+                if kept.num_rows() > 0 {
+                    self.rows_copied += kept.num_rows() as u64;
+                    writer.write(&kept).await?;
+                }
+            }
+            self.removes.push(file);
+            return Ok(());
+        }
         let old = match &file.deletion_vector {
             Some(v) => dv::load(v, &self.table_url).await?,
             None => RoaringTreemap::new(),
         };
-        let new_rows = dv::live_to_physical(live, &old);
-        self.rows_deleted += new_rows.len();
-        let all = &old | &new_rows;
+        let all = &old | &dv::live_to_physical(live, &old);
         if file.num_records >= 0 && all.len() >= file.num_records as u64 {
             // No row left: the file is removed.
             self.removes.push(file);
@@ -191,19 +220,36 @@ impl DvSink {
         Ok(())
     }
 
-    pub async fn finish(self, mut metrics: TaskMetrics) -> Result<TaskOutput> {
+    pub async fn finish(mut self, mut metrics: TaskMetrics) -> Result<TaskOutput> {
         if !self.adds.is_empty() {
             let (_, size) = self.file.write(&self.table_url).await?;
-            metrics.files_written = 1;
-            metrics.bytes_written = size;
+            metrics.bytes_written += size;
         }
-        metrics.rows_deleted = self.rows_deleted;
+        if let Some((_, writer)) = self.rewrite {
+            let written = writer.close().await?;
+            metrics.files_written += written.len() as u64;
+            metrics.rows_written += self.rows_copied;
+            metrics.rows_copied += self.rows_copied;
+            metrics.bytes_written += written
+                .iter()
+                .map(|a| a.size_bytes.max(0) as u64)
+                .sum::<u64>();
+            self.adds.extend(written);
+        }
         Ok(TaskOutput {
             adds: self.adds,
             removes: self.removes,
             metrics,
             ..Default::default()
         })
+    }
+}
+
+impl DvSink {
+    pub async fn abort(self) {
+        if let Some((_, w)) = self.rewrite {
+            w.abort().await;
+        }
     }
 }
 

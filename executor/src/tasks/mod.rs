@@ -114,8 +114,14 @@ pub async fn cleanup_attempt(spec: &TaskSpec, env: &TaskEnv) {
         Sink::DataFiles(files) | Sink::MarkRows { write: Some(files) } => {
             remove_named(spec, &format!("{}-{tag}-", files.file_prefix)).await
         }
-        Sink::DeletionVectors { file_prefix } => {
-            remove_named(spec, &format!("{file_prefix}-{tag}-dv")).await
+        Sink::DeletionVectors {
+            file_prefix,
+            rewrite,
+        } => {
+            remove_named(spec, &format!("{file_prefix}-{tag}-dv")).await;
+            if let Some(files) = rewrite {
+                remove_named(spec, &format!("{}-{tag}-", files.file_prefix)).await;
+            }
         }
         Sink::Exchange { .. } => env.shuffle.remove(&spec.job_id, &tag),
         Sink::DeleteObjects | Sink::FileStats(_) | Sink::MarkRows { write: None } => {}

@@ -252,11 +252,30 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
             let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
             OpenSink::Mark(Box::new(super::dv::MarkSink::new(writer, columns)))
         }
-        Sink::DeletionVectors { file_prefix } => OpenSink::Dv(Box::new(super::dv::DvSink::open(
-            spec,
-            &parse_url(&table.uri)?,
+        Sink::DeletionVectors {
             file_prefix,
-        )?)),
+            rewrite,
+        } => {
+            let writer = match rewrite {
+                Some(files) => {
+                    let (store, root) = store_for(&parse_url(&table.uri)?)?;
+                    let wspec =
+                        WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
+                    Some((
+                        schema.clone(),
+                        DataFileWriter::try_new(store, root, wspec, schema.clone())?
+                            .with_memory_limit(env.limits.memory_limit_bytes),
+                    ))
+                }
+                None => None,
+            };
+            OpenSink::Dv(Box::new(super::dv::DvSink::open(
+                spec,
+                &parse_url(&table.uri)?,
+                file_prefix,
+                writer,
+            )?))
+        }
         Sink::DeleteObjects => {
             let (store, root) = store_for(&parse_url(&table.uri)?)?;
             OpenSink::Delete(Box::new(DeleteSink {
@@ -340,7 +359,7 @@ impl OpenSink {
             OpenSink::Delete(_) | OpenSink::Stats(_) => {}
             OpenSink::Mark(m) => (*m).abort().await,
             // Its vector file is written only when it finishes.
-            OpenSink::Dv(_) => {}
+            OpenSink::Dv(d) => (*d).abort().await,
             OpenSink::Exchange(m) => m.store.remove(&m.job, &m.location.map_id),
         }
     }

@@ -586,6 +586,49 @@ pub fn target_columns_of(
     Ok(names.columns_read([on])?.0)
 }
 
+/// The target columns a rewrite that marks changed rows in deletion vectors needs of the
+/// target's rows (table spelling, schema order): those ON, the conditions and the assigned
+/// expressions read, and those an UPDATE clause leaves as they were. Unchanged rows are not
+/// written, so no other column is. All of them when an expression cannot be resolved here
+/// (the query itself then reports it).
+pub fn target_columns_marking(spec: &MergeSpec, output: &Schema) -> Result<Vec<String>> {
+    let (target, source) = spec_schemas(spec)?;
+    let names = Names::of(spec, &target, &source);
+    let mut texts: Vec<&str> = vec![spec.on.as_str()];
+    let mut kept: HashSet<String> = HashSet::new();
+    for c in &spec.clauses {
+        texts.extend(c.condition.as_deref());
+        match &c.action {
+            MergeActionSpec::Update(list) | MergeActionSpec::Insert(list) => {
+                texts.extend(list.iter().map(|a| a.expr.as_str()));
+            }
+            MergeActionSpec::Delete => {}
+        }
+        if let MergeActionSpec::Update(list) = &c.action {
+            for f in output.fields() {
+                if !list.iter().any(|a| a.column.eq_ignore_ascii_case(f.name())) {
+                    kept.insert(f.name().to_lowercase());
+                }
+            }
+        }
+    }
+    let mut wanted: HashSet<String> = kept;
+    for t in texts {
+        match names.columns_read([t]) {
+            Ok((cols, _)) => wanted.extend(cols.into_iter().map(|c| c.to_lowercase())),
+            Err(_) => {
+                return Ok(target.fields().iter().map(|f| f.name().clone()).collect());
+            }
+        }
+    }
+    Ok(target
+        .fields()
+        .iter()
+        .filter(|f| wanted.contains(&f.name().to_lowercase()))
+        .map(|f| f.name().clone())
+        .collect())
+}
+
 /// The query of one MERGE join task and how to read its rows.
 #[derive(Debug, Clone)]
 pub struct MergeQuery {

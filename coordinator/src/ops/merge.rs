@@ -461,7 +461,7 @@ pub fn plan(
         .clauses
         .iter()
         .all(|c| c.kind == MergeClauseKind::NotMatchedByTarget);
-    let target_rows_json = if insert_only {
+    let mut target_rows_json = if insert_only {
         let wanted = target_columns_of(
             &req.on,
             req.target_alias.as_deref(),
@@ -481,7 +481,7 @@ pub fn plan(
     } else {
         snapshot.schema_json.clone()
     };
-    let spec = MergeSpec {
+    let mut spec = MergeSpec {
         target_alias: req.target_alias.clone(),
         source_alias: req.source_alias.clone(),
         target_schema_json: target_rows_json.clone(),
@@ -493,6 +493,23 @@ pub fn plan(
     };
     // Names are checked before anything else looks at the condition.
     MergeQuery::build(&spec, &output_schema)?;
+    // Marking changed rows in deletion vectors writes no unchanged row: the target's rows
+    // need only the columns the join and the changed rows read.
+    let marking = dv::enabled(&snapshot, req.copy_on_write);
+    if marking && !insert_only {
+        let wanted = silt_common::merge::target_columns_marking(&spec, &output_schema)?;
+        let projected = Schema::new(
+            target_schema
+                .fields()
+                .iter()
+                .filter(|f| wanted.contains(f.name()))
+                .map(|f| f.as_ref().clone())
+                .collect::<Vec<_>>(),
+        );
+        target_rows_json = schema::arrow_to_delta_json(&projected)?;
+        spec.target_schema_json = target_rows_json.clone();
+        MergeQuery::build(&spec, &output_schema)?;
+    }
 
     // Which target files can hold a row the MERGE changes.
     let target_cols: Vec<String> = target_schema
@@ -629,7 +646,6 @@ pub fn plan(
         partition_columns: snapshot.partition_columns.clone(),
     };
     let files_out = DmlOp::files_out(&snapshot, &ctx);
-    let marking = dv::enabled(&snapshot, req.copy_on_write);
     let local_tasks: Vec<Task> = if broadcast {
         target_tasks
             .iter()

@@ -648,18 +648,31 @@ impl MergeQuery {
     /// writes (the table's, with new columns under schema evolution). Pure: name errors
     /// (unknown, ambiguous, wrong side) are found here.
     pub fn build(spec: &MergeSpec, output: &Schema) -> Result<MergeQuery> {
-        Self::build_shape(spec, output, None)
+        Self::build_shape(spec, output, None, false)
+    }
+
+    /// The query of a rewrite (exchange `Rewrite` pass, or a broadcast task's local rewrite
+    /// when `local`) whose changed target rows are marked in deletion vectors: target rows no
+    /// clause can change are not written, so without NOT MATCHED BY SOURCE clauses only the
+    /// matched target rows (and the source rows, for inserts) come out of the join.
+    pub fn build_marking(spec: &MergeSpec, output: &Schema, local: bool) -> Result<MergeQuery> {
+        Self::build_shape(spec, output, local.then_some(false), true)
     }
 
     /// The rewrite query of a broadcast MERGE's local pass: the source joined to the rows of
     /// the task's touched files (all of them kept), no inserts.
     pub fn build_local_rewrite(spec: &MergeSpec, output: &Schema) -> Result<MergeQuery> {
-        Self::build_shape(spec, output, Some(false))
+        Self::build_shape(spec, output, Some(false), false)
     }
 
     /// `local_discover`: `None`: the shape `spec.pass` says; `Some(false)`: the local
     /// rewrite.
-    fn build_shape(spec: &MergeSpec, output: &Schema, local: Option<bool>) -> Result<MergeQuery> {
+    fn build_shape(
+        spec: &MergeSpec,
+        output: &Schema,
+        local: Option<bool>,
+        marking: bool,
+    ) -> Result<MergeQuery> {
         let (target, source) = spec_schemas(spec)?;
         let names = Names::of(spec, &target, &source);
         let both = [Side::Target, Side::Source];
@@ -720,7 +733,16 @@ impl MergeQuery {
                     if by_source { "RIGHT JOIN" } else { "JOIN" }
                 ),
             ),
+            (_, Some(_)) if marking && !by_source => (false, format!("{st} JOIN {tt}")),
             (_, Some(_)) => (false, format!("{st} RIGHT JOIN {tt}")),
+            (MergePass::Rewrite { .. }, None) if marking && !by_source => (
+                false,
+                if has(MergeClauseKind::NotMatchedByTarget) {
+                    format!("{tt} RIGHT JOIN {st}")
+                } else {
+                    format!("{tt} JOIN {st}")
+                },
+            ),
             (MergePass::Insert { .. }, None) => (false, format!("{st} LEFT JOIN {tt}")),
             (MergePass::Rewrite { .. }, None) => (
                 false,
@@ -971,7 +993,7 @@ impl MergeQuery {
         MergeRows {
             query: self,
             touched: touched.iter().copied().collect(),
-            matched: HashSet::new(),
+            matched: Vec::new(),
             matched_sources: RoaringTreemap::new(),
             excluded_sources: None,
             marking: false,
@@ -1007,7 +1029,7 @@ pub struct MergeRows<'a> {
     /// Rewrite: ordinals of the target files being rewritten. Discovery: the files found.
     touched: HashSet<u32>,
     /// Discovery: target rows (file, row) seen matched.
-    matched: HashSet<(u32, u64)>,
+    matched: Vec<RoaringTreemap>,
     /// Discovery: source rows seen matched.
     matched_sources: RoaringTreemap,
     /// Insert pass: source rows not to insert (they matched).
@@ -1022,7 +1044,23 @@ fn int64(a: &ArrayRef) -> Result<arrow::array::Int64Array> {
         .clone())
 }
 
+/// A target row matched by several source rows where Delta forbids it.
+fn duplicate_match() -> Error {
+    Error::invalid(
+        "MERGE failed: a target row matched more than one source row, so it would be changed in conflicting ways; Delta allows that only when the only WHEN MATCHED clause is an unconditional DELETE (deduplicate the source); nothing was changed",
+    )
+}
+
 impl MergeRows<'_> {
+    /// Notes that target row `row` of file `file` matched; false if it had already.
+    fn note_match(&mut self, file: u32, row: u64) -> bool {
+        let i = file as usize;
+        if self.matched.len() <= i {
+            self.matched.resize_with(i + 1, RoaringTreemap::new);
+        }
+        self.matched[i].insert(row)
+    }
+
     /// Rewrite with deletion vectors: the rows [`MergeRows::rewrite`] returns are the target
     /// rows a clause changes (with their ids, written unless deleted) and the inserted rows
     /// (without ids), each with [`WRITE_COL`]; rows no clause changes are left where they are.
@@ -1045,12 +1083,10 @@ impl MergeRows<'_> {
                 self.matched_sources.insert(sources.value(i));
             }
             if matched.value(i)
-                && !self.matched.insert((file, rows.value(i)))
+                && !self.note_match(file, rows.value(i))
                 && !self.query.duplicates_allowed
             {
-                return Err(Error::invalid(
-                    "MERGE failed: a target row matched more than one source row, so it would be changed in conflicting ways; Delta allows that only when the only WHEN MATCHED clause is an unconditional DELETE (deduplicate the source); nothing was changed",
-                ));
+                return Err(duplicate_match());
             }
             if action.value(i) >= 0 {
                 self.touched.insert(file);
@@ -1096,6 +1132,16 @@ impl MergeRows<'_> {
         let mut write = BooleanBuilder::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let a = action.value(i);
+            // Marking rewrites run without a discovery pass: matches are checked and the
+            // matched source rows noted here.
+            let mut fresh = true;
+            if self.marking && !files.is_null(i) && !sources.is_null(i) {
+                fresh = self.note_match(files.value(i), rows.value(i));
+                self.matched_sources.insert(sources.value(i));
+                if !fresh && !self.query.duplicates_allowed {
+                    return Err(duplicate_match());
+                }
+            }
             let kept = if files.is_null(i) {
                 // A source row that matched nothing (here, nor elsewhere if excluded).
                 let excluded = self
@@ -1124,7 +1170,11 @@ impl MergeRows<'_> {
                 let by_source = kind == MergeClauseKind::NotMatchedBySource;
                 let repeated = self.query.duplicates_allowed
                     && !by_source
-                    && !self.matched.insert((files.value(i), rows.value(i)));
+                    && if self.marking {
+                        !fresh
+                    } else {
+                        !self.note_match(files.value(i), rows.value(i))
+                    };
                 if repeated {
                     // Another match of a target row already deleted.
                 } else if delete {

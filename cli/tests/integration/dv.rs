@@ -432,3 +432,78 @@ fn golden_tables_with_deletion_vectors_take_new_vectors() {
         );
     }
 }
+
+/// A MERGE that marks rows runs without a discovery pass on the broadcast plan: a target row
+/// matched by two source rows still fails it (both plans), nothing committed; with the only
+/// WHEN MATCHED clause an unconditional DELETE, as Delta allows, it deletes the row once.
+#[test]
+fn merge_with_vectors_refuses_duplicate_matches() {
+    let seed = seed_for("merge_with_vectors_refuses_duplicate_matches");
+    let dir = tempdir("dv-dup");
+    let src = Gen::new(seed, 300).files(2).write(&dir.path().join("src"));
+    let t = dir.path().join("t");
+    silt_write_ok(
+        &t,
+        &src,
+        &["--property", "delta.enableDeletionVectors=true"],
+    );
+    // Source: ids 10..20 twice.
+    let dup = dir.path().join("dup");
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        Gen::new(seed + 1 + i as u64, 10)
+            .id_start(10)
+            .write(&dup.join(name));
+    }
+    let flat = dir.path().join("dup-flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    for name in ["a", "b"] {
+        for e in std::fs::read_dir(dup.join(name)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(
+                &p,
+                flat.join(format!(
+                    "{name}-{}",
+                    p.file_name().unwrap().to_string_lossy()
+                )),
+            )
+            .unwrap();
+        }
+    }
+    let before = commit_files(&t).len();
+    for exchange in ["never", "always"] {
+        let out = silt_sql(
+            &format!(
+                "MERGE INTO {} t USING parquet.`{}` s ON t.id = s.id WHEN MATCHED THEN UPDATE SET *",
+                delta_ref(&t),
+                flat.display()
+            ),
+            &["--exchange", exchange],
+        );
+        out.assert_error(&["more than one source row"]);
+        assert_eq!(
+            commit_files(&t).len(),
+            before,
+            "nothing committed ({exchange})"
+        );
+    }
+    for (exchange, first) in [("never", true), ("always", false)] {
+        let r = silt_sql(
+            &format!(
+                "MERGE INTO {} t USING parquet.`{}` s ON t.id = s.id WHEN MATCHED THEN DELETE",
+                delta_ref(&t),
+                flat.display()
+            ),
+            &["--exchange", exchange],
+        );
+        r.assert_ok();
+        let r = r.json();
+        if first {
+            // Ids 10..20 deleted once each.
+            assert_eq!(metric(&r, "numTargetRowsDeleted"), 10, "{r}");
+            assert!(vectors_in_last_commit(&t) > 0, "{r}");
+        } else {
+            assert!(r["version"].is_null(), "already gone: {r}");
+        }
+    }
+    assert_eq!(inspect(&t)["num_rows"], 290);
+}

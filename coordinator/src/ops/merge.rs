@@ -608,15 +608,31 @@ pub fn plan(
                 },
             })
             .collect();
-    let per_task = binpack::task_bytes(target_bytes, ctx.slots);
+    // Broadcast: a source small enough for every task to hold goes whole to the tasks over
+    // the target's files; no exchange.
+    let broadcast = match req.exchange {
+        ExchangeMode::Always => false,
+        ExchangeMode::Never => true,
+        ExchangeMode::Auto => source_bytes * MEMORY_EXPANSION <= slot_memory / BROADCAST_SHARE,
+    };
+    // Every broadcast task reads and hashes the whole source: as many tasks as slots,
+    // balanced (more only past the bytes a task may read), rather than two per slot. The
+    // candidates take the tasks' order, so that ordinals follow it.
+    let file_bytes = |f: &ActiveFile| u64::try_from(f.file.size_bytes).unwrap_or(0);
+    let groups = if broadcast {
+        let tasks = target_bytes
+            .div_ceil(binpack::MAX_TASK_BYTES)
+            .max(u64::from(ctx.slots.max(1)));
+        binpack::balanced(candidates, file_bytes, tasks as usize)
+    } else {
+        let per_task = binpack::task_bytes(target_bytes, ctx.slots);
+        binpack::consecutive(candidates, file_bytes, per_task)
+    };
+    let candidates: Vec<ActiveFile> = groups.iter().flatten().cloned().collect();
     let mut target_tasks = Vec::new();
     let mut ordinal = 0u32;
-    let files: Vec<_> = candidates.iter().map(|f| f.file.clone()).collect();
-    for group in binpack::consecutive(
-        files,
-        |f| u64::try_from(f.size_bytes).unwrap_or(0),
-        per_task,
-    ) {
+    for group in groups {
+        let group: Vec<_> = group.into_iter().map(|f| f.file).collect();
         let n = group.len() as u32;
         target_tasks.push(Task {
             table: map_table(&target_rows_json),
@@ -633,13 +649,6 @@ pub fn plan(
         });
         ordinal += n;
     }
-    // Broadcast: a source small enough for every task to hold goes whole to the tasks over
-    // the target's files; no exchange.
-    let broadcast = match req.exchange {
-        ExchangeMode::Always => false,
-        ExchangeMode::Never => true,
-        ExchangeMode::Auto => source_bytes * MEMORY_EXPANSION <= slot_memory / BROADCAST_SHARE,
-    };
     let output_table = TableSpec {
         uri: table_url.to_string(),
         schema_json: output_schema_json.clone(),

@@ -70,10 +70,11 @@ impl MarkSink {
                 } else {
                     write.clone()
                 };
-                if write.true_count() == 0 {
-                    return Ok(());
+                match write.true_count() {
+                    0 => return Ok(()),
+                    n if n == batch.num_rows() => batch.clone(),
+                    _ => filter_record_batch(batch, &write)?,
                 }
-                filter_record_batch(batch, &write)?
             }
             None => batch.clone(),
         };

@@ -73,7 +73,11 @@ async fn run(
     let limit = t.env.limits.memory_limit_bytes;
     match &t.merge.pass {
         MergePass::Discover | MergePass::Rewrite { .. } => {
-            let query = MergeQuery::build(t.merge, t.schema)?;
+            let query = if is_marking(t.spec) {
+                MergeQuery::build_marking(t.merge, t.schema, false)?
+            } else {
+                MergeQuery::build(t.merge, t.schema)?
+            };
             let target = collect_side(exchange_side(t.target)?, t.spec, t.env, metrics).await?;
             let source = collect_side(exchange_side(t.source)?, t.spec, t.env, metrics).await?;
             let started = Instant::now();
@@ -139,8 +143,14 @@ async fn local(
         ));
     };
     let started = Instant::now();
-    // Discovery reads only the columns ON and the conditions read, of both sides.
     let table = delta_json_to_arrow(&t.merge.target_schema_json)?;
+    if is_marking(t.spec) {
+        return local_marking(
+            t, files, *first, table, pipeline, sink, metrics, report, limit,
+        )
+        .await;
+    }
+    // Discovery reads only the columns ON and the conditions read, of both sides.
     let source_schema = delta_json_to_arrow(&t.merge.source_schema_json)?;
     let (target_cols, source_cols) = merge::discovery_columns(t.merge)?;
     let projected = project(&table, &target_cols);
@@ -226,11 +236,53 @@ async fn local(
     Ok(rewritten.into_iter().map(|(_, f)| f).collect())
 }
 
+/// Whether the task marks changed rows in deletion vectors (rather than rewriting files).
+fn is_marking(spec: &TaskSpec) -> bool {
+    matches!(spec.task.sink, Sink::MarkRows { .. })
+}
+
+/// The broadcast local pass when changed rows are marked in deletion vectors: no unchanged
+/// row is written, so one join of the task's target rows (the columns the coordinator kept)
+/// with the whole source does it, checking matches and noting the matched source rows as it
+/// goes.
+#[allow(clippy::too_many_arguments)]
+async fn local_marking(
+    t: MergeTask<'_>,
+    files: &[DataFile],
+    first: u32,
+    table: SchemaRef,
+    pipeline: &Pipeline,
+    sink: &mut OpenSink,
+    metrics: &mut TaskMetrics,
+    report: &mut MergeReport,
+    limit: usize,
+) -> Result<Vec<DataFile>> {
+    let source = read_source(t.source, t.merge, 0, None, None, metrics).await?;
+    let read = Arc::new(AtomicU64::new(0));
+    let all: Vec<(u32, DataFile)> = (first..).zip(files.iter().cloned()).collect();
+    let ordinals: Vec<u32> = all.iter().map(|(o, _)| *o).collect();
+    let stream = target_stream(all, t.table_url.clone(), table, read.clone());
+    let query = MergeQuery::build_marking(t.merge, t.schema, true)?;
+    let (mut rows, plan) = query.execute(stream, source, limit).await?;
+    let mut out = query.rows(&ordinals).marking();
+    while let Some(batch) = rows.next().await {
+        let batch = out.rewrite(&batch?, metrics)?;
+        push(batch, pipeline, sink, metrics).await?;
+    }
+    report.matched_source_rows = out.matched_source_rows()?;
+    metrics.bytes_spilled += merge::spilled_bytes(&plan);
+    metrics.rows_read += read.load(Ordering::Relaxed);
+    for f in files {
+        metrics.bytes_read += u64::try_from(f.size_bytes).unwrap_or(0);
+    }
+    Ok(Vec::new())
+}
+
 /// The rewrite's rows of the touched files: marked in deletion vectors when the task's sink
 /// marks rows, else written whole.
 fn rows_out<'q>(query: &'q MergeQuery, touched: &[u32], spec: &TaskSpec) -> merge::MergeRows<'q> {
     let rows = query.rows(touched);
-    if matches!(spec.task.sink, Sink::MarkRows { .. }) {
+    if is_marking(spec) {
         rows.marking()
     } else {
         rows

@@ -7,7 +7,11 @@
 //! in flight on this cluster; and any file not referenced by the log whose last
 //! modification is within the retention (a concurrent writer's uncommitted output).
 //! Deleted: files removed before the cutoff, and unreferenced files older than it — what
-//! Delta Spark's VACUUM deletes (and delta-rs's `vacuum(full=True)`).
+//! Delta Spark's VACUUM deletes (and delta-rs's `vacuum(full=True)`). A deletion vector file
+//! no current file references became unreferenced when the file it belonged to was removed,
+//! at a time the log's tombstones do not tie to it (they name data files): it counts as
+//! removed at the latest tombstone's time, so it outlives every version within the
+//! retention that may still read it.
 //!
 //! Used by VACUUM (`ops/vacuum.rs`).
 
@@ -54,12 +58,22 @@ pub fn to_delete(
             match log.tombstones.get(&o.path) {
                 // Removed: kept while a version within the retention still has it.
                 Some(&deleted_at) => deleted_at < cutoff_ms,
+                None if is_deletion_vector(&o.path) => {
+                    let latest_removal = log.tombstones.values().copied().max().unwrap_or(0);
+                    o.modified_ms.max(latest_removal) < cutoff_ms
+                }
                 // Never referenced (or its removal is no longer in the log): by its age.
                 None => o.modified_ms < cutoff_ms,
             }
         })
         .cloned()
         .collect()
+}
+
+/// Whether a path names a deletion vector file (`deletion_vector_<uuid>.bin`).
+fn is_deletion_vector(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with("deletion_vector_") && name.ends_with(".bin")
 }
 
 /// Whether VACUUM leaves a path alone whatever the log says: the log itself and other
@@ -127,5 +141,37 @@ mod tests {
         // Retention zero (cutoff now): everything unreferenced goes.
         let del = to_delete(&objects, &log, &parts, 1_000, &[]);
         assert_eq!(del.len(), 7);
+    }
+
+    #[test]
+    fn replaced_deletion_vectors_outlive_the_latest_removal() {
+        // An old vector file, replaced by a recent commit (its data file's removal at 950
+        // carries it; the log ties the tombstone to the data file only).
+        let objects = vec![
+            obj("a.parquet", 0),
+            obj("p-dv/deletion_vector_old.bin", 0),
+            obj("p2-dv/deletion_vector_new.bin", 940),
+        ];
+        let mut log = LogFiles {
+            active: ["a.parquet", "p2-dv/deletion_vector_new.bin"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            tombstones: HashMap::from([("a.parquet".into(), 950)]),
+        };
+        let del = |log: &LogFiles, cutoff| -> Vec<String> {
+            to_delete(&objects, log, &[], cutoff, &[])
+                .into_iter()
+                .map(|o| o.path)
+                .collect()
+        };
+        assert!(
+            del(&log, 900).is_empty(),
+            "a version within the retention reads it"
+        );
+        assert_eq!(del(&log, 960), vec!["p-dv/deletion_vector_old.bin"]);
+        // Without recent removals, by its age.
+        log.tombstones.clear();
+        assert_eq!(del(&log, 900), vec!["p-dv/deletion_vector_old.bin"]);
     }
 }

@@ -221,6 +221,12 @@ impl DvSink {
         Ok(())
     }
 
+    pub async fn abort(self) {
+        if let Some((_, w)) = self.rewrite {
+            w.abort().await;
+        }
+    }
+
     pub async fn finish(mut self, mut metrics: TaskMetrics) -> Result<TaskOutput> {
         if !self.adds.is_empty() {
             let (_, size) = self.file.write(&self.table_url).await?;
@@ -243,14 +249,6 @@ impl DvSink {
             metrics,
             ..Default::default()
         })
-    }
-}
-
-impl DvSink {
-    pub async fn abort(self) {
-        if let Some((_, w)) = self.rewrite {
-            w.abort().await;
-        }
     }
 }
 

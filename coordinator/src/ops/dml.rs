@@ -256,18 +256,13 @@ impl Operation for DmlOp {
         }
         let marked = dv::gather(&self.outputs)?;
         self.marked_rows = marked.values().map(|r| r.len()).sum();
-        let tasks = dv::tasks(
+        dv::stage(
             &Self::table_spec(&self.table_url, &self.snapshot),
             &self.marked_files,
             marked,
             &Self::files_out(&self.snapshot, &self.ctx),
             self.ctx.slots,
-        )?;
-        Ok(if tasks.is_empty() {
-            Vec::new()
-        } else {
-            vec![StagePlan::new(DV_STAGE, tasks)]
-        })
+        )
     }
 
     fn finish(self: Box<Self>, elapsed: Duration) -> Result<Outcome, JobError> {

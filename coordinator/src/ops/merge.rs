@@ -842,18 +842,13 @@ impl MergeOp {
             return Ok(Vec::new());
         }
         let files: Vec<_> = self.candidates.iter().map(|f| f.file.clone()).collect();
-        let tasks = dv::tasks(
+        dv::stage(
             &DmlOp::table_spec(&self.table_url, &self.snapshot),
             &files,
             dv::gather(&self.rewrite_outputs)?,
             &DmlOp::files_out(&self.snapshot, &self.ctx),
             self.ctx.slots,
-        )?;
-        Ok(if tasks.is_empty() {
-            Vec::new()
-        } else {
-            vec![StagePlan::new(DV_STAGE, tasks)]
-        })
+        )
     }
 
     /// Broadcast: the insert stage (when there are NOT MATCHED clauses and source rows).
@@ -1092,29 +1087,9 @@ impl Operation for MergeOp {
         );
         let removed: Vec<ActiveFile> = if self.marking {
             // Files marked (removed, most added again with their new vector).
-            let marked: std::collections::HashSet<&str> = self
-                .dv_outputs
-                .iter()
-                .flat_map(|o| &o.removes)
-                .map(|f| f.path.as_str())
-                .collect();
-            self.candidates
-                .iter()
-                .filter(|f| marked.contains(f.file.path.as_str()))
-                .cloned()
-                .collect()
+            dv::reported_removed(&self.candidates, &self.dv_outputs)
         } else if self.broadcast {
-            let rewritten: std::collections::HashSet<&str> = self
-                .rewrite_outputs
-                .iter()
-                .flat_map(|o| &o.removes)
-                .map(|f| f.path.as_str())
-                .collect();
-            self.candidates
-                .iter()
-                .filter(|f| rewritten.contains(f.file.path.as_str()))
-                .cloned()
-                .collect()
+            dv::reported_removed(&self.candidates, &self.rewrite_outputs)
         } else {
             self.touched
                 .iter()

@@ -101,6 +101,39 @@ pub fn tasks(
     Ok(out)
 }
 
+/// The stage writing the vectors ([`tasks`]), if any file has rows to mark.
+pub fn stage(
+    table: &TableSpec,
+    files: &[DataFile],
+    marked: BTreeMap<u32, RoaringTreemap>,
+    files_out: &FileSpec,
+    slots: u32,
+) -> Result<Vec<crate::driver::StagePlan>, JobError> {
+    let tasks = tasks(table, files, marked, files_out, slots)?;
+    Ok(if tasks.is_empty() {
+        Vec::new()
+    } else {
+        vec![crate::driver::StagePlan::new(DV_STAGE, tasks)]
+    })
+}
+
+/// The candidates a job's tasks report removed (by path), in candidate order.
+pub fn reported_removed<'a>(
+    candidates: &[ActiveFile],
+    outputs: impl IntoIterator<Item = &'a TaskOutput>,
+) -> Vec<ActiveFile> {
+    let removed: HashSet<&str> = outputs
+        .into_iter()
+        .flat_map(|o| &o.removes)
+        .map(|f| f.path.as_str())
+        .collect();
+    candidates
+        .iter()
+        .filter(|f| removed.contains(f.file.path.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// Tasks over `entries` (file, rows), at most one per slot.
 fn chunked(
     table: &TableSpec,

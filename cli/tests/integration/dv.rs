@@ -305,6 +305,25 @@ fn vectors_merge_files_empty_out_and_copy_on_write_is_a_switch() {
     }
     assert_eq!(inspect(&t)["num_rows"], 240, "live rows");
 
+    // A missing vector file is an error naming it; nothing is changed.
+    let broken = dir.path().join("broken");
+    copy_dir(&t, &broken);
+    let referenced = referenced_vector_files(&broken);
+    let gone = listing(&broken)
+        .into_keys()
+        .find(|k| referenced.contains(k.rsplit('/').next().unwrap_or(k)))
+        .expect("a referenced vector file");
+    std::fs::remove_file(broken.join(&gone)).unwrap();
+    let commits = commit_files(&broken).len();
+    let e = silt_sql(
+        &format!("UPDATE {} SET f = 0 WHERE id % 5 = 3", delta_ref(&broken)),
+        &[],
+    )
+    .assert_error(&["deletion vector file is missing"]);
+    let name = gone.rsplit('/').next().unwrap();
+    assert!(e.contains(name), "the error names the file: {e}");
+    assert_eq!(commit_files(&broken).len(), commits);
+
     // REORG … APPLY (PURGE): the files are rewritten without their deleted rows; a second
     // run finds nothing to do.
     let r = silt_sql_ok(&format!("REORG TABLE {} APPLY (PURGE)", delta_ref(&t)));

@@ -275,12 +275,16 @@ def cmd_oracle_write(args: argparse.Namespace) -> int:
 def read_table_deltalake(path: str) -> pa.Table:
     from deltalake import DeltaTable, QueryBuilder
 
+    from deltalake.exceptions import DeltaProtocolError
+
     table = DeltaTable(path)
-    if "deletionVectors" in (table.protocol().reader_features or []):
-        # `to_pyarrow_table` refuses deletion vectors; delta-rs's DataFusion scan applies them.
+    try:
+        return table.to_pyarrow_table()
+    except DeltaProtocolError:
+        # `to_pyarrow_table` refuses reader features such as deletion vectors and v2
+        # checkpoints; delta-rs's DataFusion scan reads them.
         batches = QueryBuilder().register("t", table).execute("SELECT * FROM t")
         return pa.table(batches.read_all())
-    return table.to_pyarrow_table()
 
 
 def read_table_polars(path: str) -> pa.Table:

@@ -49,6 +49,56 @@ fn delta_source_from_partitioned_table() {
     assert_same_content(&u, &[Expected::Parquet(&expected)], &[]);
 }
 
+/// A Delta source's column metadata describes its own features (identity columns, type
+/// changes): the new table declares none of them, so none is carried over; the new table is
+/// one silt (and delta-rs, polars) goes on writing and reading. A variant column, which
+/// silt cannot write, is refused naming it.
+#[test]
+fn delta_sources_carry_over_no_feature_metadata() {
+    let _ = seed_for("delta_sources_carry_over_no_feature_metadata");
+    let dir = tempdir("delta-src-features");
+    let no_delta_keys = |t: &Path| {
+        let schema = inspect(t)["schema"].to_string();
+        assert!(
+            !schema.contains("\"delta."),
+            "no source feature metadata in the new table: {schema}"
+        );
+    };
+    // Identity column, v2 checkpoint with sidecars (read through delta-rs's DataFusion scan).
+    let src = golden("delta-rs/checkpoint-v2-table/delta");
+    let t = dir.path().join("identity");
+    assert_eq!(silt_write_ok(&t, &src, &["--format", "delta"]), Some(0));
+    no_delta_keys(&t);
+    assert_eq!(silt_write_ok(&t, &src, &["--format", "delta"]), Some(1));
+    assert_same_content(&t, &[Expected::Table(&src), Expected::Table(&src)], &[]);
+
+    // Widened types: the new table has the widened types and no `delta.typeChanges`.
+    let src = golden("delta-kernel-rs/type-widening/delta");
+    let t = dir.path().join("widened");
+    assert_eq!(silt_write_ok(&t, &src, &["--format", "delta"]), Some(0));
+    no_delta_keys(&t);
+    assert_eq!(silt_write_ok(&t, &src, &["--format", "delta"]), Some(1));
+    let info = inspect(&t);
+    assert_eq!(info["num_rows"], 4, "{info}");
+    let types: Vec<String> = info["schema"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{}:{}", f["name"].as_str().unwrap(), f["type"]))
+        .collect();
+    assert!(
+        types.contains(&"byte_long:\"long\"".to_string()),
+        "{types:?}"
+    );
+
+    // Variant: refused, nothing written.
+    let src = golden("delta-kernel-rs/unshredded-variant/delta");
+    let t = dir.path().join("variant");
+    let line = silt_write(&t, &src, &["--format", "delta"]).assert_error(&["variant", "`v`"]);
+    assert!(line.contains("cannot write"), "{line}");
+    assert!(commit_files(&t).is_empty(), "nothing committed");
+}
+
 #[test]
 fn append_and_overwrite_spark_table_with_checkpoint() {
     let _ = seed_for("append_and_overwrite_spark_table_with_checkpoint");

@@ -148,6 +148,59 @@ pub fn delta_json_to_arrow(json: &str) -> Result<SchemaRef> {
     Ok(Arc::new(schema))
 }
 
+/// `schema` without the Delta column metadata (`delta.*` keys: identity, generation
+/// expressions, invariants, type changes, column mapping), at any depth; other keys (such as
+/// comments) stay.
+pub fn without_delta_metadata(schema: &Schema) -> Schema {
+    fn field(f: &Field) -> Field {
+        let metadata = f
+            .metadata()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("delta."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Field::new(f.name(), data_type(f.data_type()), f.is_nullable()).with_metadata(metadata)
+    }
+    fn data_type(dt: &DataType) -> DataType {
+        match dt {
+            DataType::Struct(fields) => {
+                DataType::Struct(fields.iter().map(|f| field(f)).collect::<Vec<_>>().into())
+            }
+            DataType::List(f) => DataType::List(Arc::new(field(f))),
+            DataType::Map(f, sorted) => DataType::Map(Arc::new(field(f)), *sorted),
+            other => other.clone(),
+        }
+    }
+    Schema::new(schema.fields().iter().map(|f| field(f)).collect::<Vec<_>>())
+}
+
+/// The first column (dotted path, at any depth) of a Delta schema JSON whose type is
+/// `variant`.
+pub fn variant_column(schema_json: &str) -> Option<String> {
+    fn in_type(t: &serde_json::Value, path: &str) -> Option<String> {
+        match t {
+            serde_json::Value::String(s) if s == "variant" => Some(path.to_string()),
+            serde_json::Value::Object(o) => match o.get("type").and_then(|v| v.as_str()) {
+                Some("struct") => o.get("fields")?.as_array()?.iter().find_map(|f| {
+                    let name = f.get("name")?.as_str()?;
+                    let p = if path.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    in_type(f.get("type")?, &p)
+                }),
+                Some("array") => in_type(o.get("elementType")?, &format!("{path}.element")),
+                Some("map") => in_type(o.get("keyType")?, &format!("{path}.key"))
+                    .or_else(|| in_type(o.get("valueType")?, &format!("{path}.value"))),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    in_type(&serde_json::from_str(schema_json).ok()?, "")
+}
+
 /// Whether any column (at any depth) is a timestamp without time zone (Delta
 /// `timestamp_ntz`, which needs the `timestampNtz` table feature).
 pub fn uses_timestamp_ntz(schema: &Schema) -> bool {

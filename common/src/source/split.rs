@@ -89,7 +89,15 @@ pub async fn delta_source(
             "source table {location} uses column mapping, which silt cannot read yet"
         )));
     }
-    let schema = normalize_arrow_schema(&snapshot.arrow_schema)?;
+    if let Some(column) = crate::schema::variant_column(&snapshot.schema_json) {
+        return Err(Error::Unsupported(format!(
+            "source table {location} has a variant column `{column}`, which silt cannot write yet (it needs the variantType table feature)"
+        )));
+    }
+    // The source's column metadata describes its own features (identity columns, type
+    // changes, column mapping, …), which the new rows' table does not declare.
+    let schema =
+        crate::schema::without_delta_metadata(&normalize_arrow_schema(&snapshot.arrow_schema)?);
     let mut splits = snapshot
         .files
         .iter()

@@ -1,7 +1,7 @@
 //! End-to-end tests of `silt write` and `silt sql`: the real binary on an embedded cluster (coordinator and
 //! 2 executors over loopback gRPC) or as separate daemon processes, checked against an
-//! independent oracle (`tests/python/oracle.py`: delta-rs writes the expected tables, delta-rs
-//! AND polars read what silt wrote).
+//! independent oracle (`tests/python/oracle.py`: delta-rs writes the expected tables; delta-rs,
+//! polars and DuckDB's Delta extension read what silt wrote).
 //!
 //! Random data comes from a seed logged by every test (`[seed] …` on stderr); rerun a failure
 //! with `SILT_TEST_SEED=<base>`. Python: `<repo>/.venv/bin/python` or `$SILT_PYTHON`. Golden

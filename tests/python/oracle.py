@@ -301,10 +301,35 @@ def read_table_duckdb(path: str) -> pa.Table:
     import duckdb
     import duckdb_extension_delta
 
-    ext = glob.glob(os.path.join(duckdb_extension_delta.__path__[0], "**", "*.duckdb_extension"), recursive=True)
-    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
-    con.execute(f"LOAD '{ext[0]}'")
-    return con.execute("SELECT * FROM delta_scan(?)", [os.path.abspath(path)]).to_arrow_table()
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true", "autoinstall_known_extensions": "false"})
+
+    def load(package) -> None:
+        ext = glob.glob(os.path.join(package.__path__[0], "**", "*.duckdb_extension"), recursive=True)
+        con.execute(f"LOAD '{ext[0]}'")
+
+    load(duckdb_extension_delta)
+    if "://" in path and not path.startswith("file://"):
+        import duckdb_extension_httpfs
+
+        load(duckdb_extension_httpfs)
+        # An S3 API endpoint (the tests' moto server): credentials and endpoint from the
+        # environment, as silt and delta-rs take them.
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+        host = endpoint.split("://", 1)[-1].rstrip("/")
+        con.execute(
+            "CREATE SECRET (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?)",
+            [
+                os.environ.get("AWS_ACCESS_KEY_ID", ""),
+                os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+                os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
+                host,
+                not endpoint.startswith("http://"),
+            ],
+        )
+        target = path
+    else:
+        target = os.path.abspath(path.removeprefix("file://"))
+    return con.execute("SELECT * FROM delta_scan(?)", [target]).to_arrow_table()
 
 
 def read_expected_parquet(path: str) -> pa.Table:
@@ -1022,7 +1047,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     c.add_argument("--sort-by", default=None, help="ignored: all rows are sorted by all columns")
     c.add_argument("--columns", default=None, help="compare only these columns (comma separated)")
-    c.add_argument("--readers", default="deltalake,polars")
+    c.add_argument("--readers", default="deltalake,polars,duckdb")
     c.add_argument("--loose-types", action="store_true", help="ints as int64, floats as float64")
     c.add_argument("--no-type-check", action="store_true", help="compare values only")
     c.set_defaults(func=cmd_compare)

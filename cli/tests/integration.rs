@@ -40,6 +40,9 @@ mod dml;
 #[path = "integration/dv.rs"]
 mod dv;
 
+#[path = "integration/constraints.rs"]
+mod constraints;
+
 #[path = "integration/conflicts.rs"]
 mod conflicts;
 

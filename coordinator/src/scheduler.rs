@@ -782,6 +782,7 @@ mod tests {
                 stats: Default::default(),
                 file_prefix: "part-j".into(),
                 sort_by: None,
+                checks: vec![],
             }),
         }
     }

@@ -190,6 +190,7 @@ mod tests {
                     stats: Default::default(),
                     file_prefix: "p".into(),
                     sort_by: None,
+                    checks: vec![],
                 }),
             },
         }

@@ -672,6 +672,14 @@ fn file_spec_to_pb(f: &d::FileSpec) -> pb::FileSpec {
         stats: Some(stats_to_pb(&f.stats)),
         file_prefix: f.file_prefix.clone(),
         sort_by: f.sort_by.as_ref().map(curve_spec_to_pb),
+        checks: f
+            .checks
+            .iter()
+            .map(|c| pb::Constraint {
+                name: c.name.clone(),
+                expression: c.expression.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -681,6 +689,14 @@ fn file_spec_from_pb(f: pb::FileSpec) -> Result<d::FileSpec, DecodeError> {
         stats: stats_from_pb(f.stats.ok_or_else(|| missing("sink.stats"))?),
         file_prefix: f.file_prefix,
         sort_by: f.sort_by.map(|c| curve_spec_from_pb(Some(c))).transpose()?,
+        checks: f
+            .checks
+            .into_iter()
+            .map(|c| d::Constraint {
+                name: c.name,
+                expression: c.expression,
+            })
+            .collect(),
     })
 }
 
@@ -1249,6 +1265,7 @@ mod tests {
             },
             file_prefix: "part-x".into(),
             sort_by: None,
+            checks: vec![],
         }
     }
 

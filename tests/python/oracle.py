@@ -702,6 +702,20 @@ def cmd_set_properties(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_constraint(args: argparse.Namespace) -> int:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    try:
+        table = DeltaTable(args.table)
+        table.alter.add_constraint({args.name: args.expr})
+    except DeltaError as ex:
+        eprint(f"add-constraint {args.table}: {error_line(ex)}")
+        return 1
+    print(json.dumps({"version": table.version()}))
+    return 0
+
+
 def cmd_compact(args: argparse.Namespace) -> int:
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
@@ -1105,6 +1119,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", required=True)
     p.add_argument("--prop", type=assignment, action="append", required=True, metavar="KEY=VALUE")
     p.set_defaults(func=cmd_set_properties)
+
+    ac = sub.add_parser("add-constraint", help="add a CHECK constraint with delta-rs")
+    ac.add_argument("--table", required=True)
+    ac.add_argument("--name", required=True)
+    ac.add_argument("--expr", required=True)
+    ac.set_defaults(func=cmd_add_constraint)
 
     o = sub.add_parser("compact", help="bin-packing OPTIMIZE with delta-rs")
     o.add_argument("--table", required=True)

@@ -56,6 +56,8 @@ pub struct TableProperties {
     /// `delta.deletedFileRetentionDuration` in milliseconds (default 7 days): how long
     /// removed files stay for readers of older versions (VACUUM keeps them).
     pub deleted_file_retention_ms: i64,
+    /// CHECK constraints (`delta.constraints.<name>` = SQL), by name.
+    pub constraints: Vec<(String, String)>,
 }
 
 /// Delta's default `delta.deletedFileRetentionDuration`: one week.
@@ -107,6 +109,7 @@ impl Default for TableProperties {
             isolation_level: IsolationLevel::WriteSerializable,
             change_data_feed: false,
             deleted_file_retention_ms: DEFAULT_DELETED_FILE_RETENTION_MS,
+            constraints: Vec::new(),
         }
     }
 }
@@ -193,9 +196,14 @@ impl TableProperties {
                     p.deleted_file_retention_ms = parse_interval_ms(v)
                         .ok_or_else(|| bad(key, value, "an interval such as `interval 7 days`"))?;
                 }
-                _ => {}
+                _ => {
+                    if let Some(name) = k.strip_prefix("delta.constraints.") {
+                        p.constraints.push((name.to_string(), value.clone()));
+                    }
+                }
             }
         }
+        p.constraints.sort();
         Ok(p)
     }
 }

@@ -41,6 +41,44 @@ const WRITABLE_WHEN_UNUSED: &[&str] = &[
     "columnMapping",
 ];
 
+/// The column invariants of a Delta schema JSON (`delta.invariants` in a top-level column's
+/// metadata: `{"expression": {"expression": "<SQL>"}}`); an invariant of a nested column, or
+/// one that does not parse, is refused.
+fn invariants(schema_json: &str) -> Result<Vec<crate::task::Constraint>> {
+    if !schema_json.contains("delta.invariants") {
+        return Ok(Vec::new());
+    }
+    let bad = |what: String| {
+        Error::Unsupported(format!(
+            "table has {what}, which silt cannot enforce; nothing was changed"
+        ))
+    };
+    let schema: serde_json::Value = serde_json::from_str(schema_json)
+        .map_err(|e| Error::invalid(format!("invalid Delta schema JSON: {e}")))?;
+    let mut out = Vec::new();
+    for f in schema["fields"].as_array().into_iter().flatten() {
+        let name = f["name"].as_str().unwrap_or_default();
+        if let Some(raw) = f["metadata"].get("delta.invariants") {
+            let text = raw
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| raw.to_string());
+            let expression = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["expression"]["expression"].as_str().map(str::to_string))
+                .ok_or_else(|| bad(format!("an invariant on column `{name}` it cannot read")))?;
+            out.push(crate::task::Constraint {
+                name: format!("invariant of column `{name}`"),
+                expression,
+            });
+        }
+        if f["type"].is_object() && f["type"].to_string().contains("delta.invariants") {
+            return Err(bad(format!("an invariant inside column `{name}`")));
+        }
+    }
+    Ok(out)
+}
+
 /// A file of the table's current state.
 #[derive(Debug, Clone)]
 pub struct ActiveFile {
@@ -121,25 +159,33 @@ impl TableSnapshot {
                 "table has the change data feed enabled, which silt cannot write yet; nothing was changed".into(),
             ));
         }
-        if self
-            .configuration
-            .keys()
-            .any(|k| k.starts_with("delta.constraints."))
-        {
-            return Err(Error::Unsupported(
-                "table has CHECK constraints, which silt does not enforce yet; nothing was changed"
-                    .into(),
-            ));
-        }
         if self.schema_json.contains("delta.generationExpression")
             || self.schema_json.contains("delta.identity")
-            || self.schema_json.contains("delta.invariants")
         {
             return Err(Error::Unsupported(
-                "table has generated/identity columns or invariants, which silt does not enforce yet; nothing was changed".into(),
+                "table has generated/identity columns, which silt does not write yet; nothing was changed".into(),
             ));
         }
+        // CHECK constraints and invariants are enforced on every row written (`checks`).
+        invariants(&self.schema_json)?;
         Ok(())
+    }
+
+    /// The conditions every row written must satisfy: the CHECK constraints and the column
+    /// invariants (both enforced by the data file writer).
+    pub fn checks(&self) -> Vec<crate::task::Constraint> {
+        let mut out: Vec<crate::task::Constraint> = self
+            .properties
+            .constraints
+            .iter()
+            .map(|(name, expression)| crate::task::Constraint {
+                name: format!("CHECK constraint `{name}`"),
+                expression: expression.clone(),
+            })
+            .collect();
+        // Refused by `check_writable` when unreadable.
+        out.extend(invariants(&self.schema_json).unwrap_or_default());
+        out
     }
 
     /// Latest version recorded for an idempotent-write application id.
@@ -360,4 +406,32 @@ pub fn decode_path(p: &str) -> String {
     percent_encoding::percent_decode_str(p)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invariants_are_read_from_top_level_columns_and_refused_when_nested() {
+        let schema = r#"{"type":"struct","fields":[
+            {"name":"x","type":"long","nullable":true,
+             "metadata":{"delta.invariants":"{\"expression\":{\"expression\":\"x > 3\"}}"}},
+            {"name":"y","type":"string","nullable":true,"metadata":{}}]}"#;
+        let found = invariants(schema).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].expression, "x > 3");
+        assert!(found[0].name.contains("`x`"));
+        let nested = r#"{"type":"struct","fields":[{"name":"s","type":{"type":"struct","fields":[
+            {"name":"a","type":"long","nullable":true,
+             "metadata":{"delta.invariants":"{\"expression\":{\"expression\":\"a > 0\"}}"}}]},
+            "nullable":true,"metadata":{}}]}"#;
+        let e = invariants(nested).unwrap_err().to_string();
+        assert!(e.contains("inside column `s`"), "{e}");
+        assert!(
+            invariants(r#"{"type":"struct","fields":[]}"#)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

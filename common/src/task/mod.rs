@@ -20,7 +20,7 @@ pub use input::{
     Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec, SourceFormat,
     SourceSplit, source_row_id,
 };
-pub use sink::{FileSpec, RangeRoute, Route, Sink, StatsSpec};
+pub use sink::{Constraint, FileSpec, RangeRoute, Route, Sink, StatsSpec};
 pub use transform::{Assignment, Keep, SelectSpec, Transform};
 
 /// The table whose rows a task works on: rows between input and sink have this schema

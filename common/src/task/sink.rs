@@ -35,6 +35,20 @@ pub struct FileSpec {
     /// Rows are written in the order of this curve's keys (sorted with spilling to local
     /// disk), so that each file covers one stretch of the curve.
     pub sort_by: Option<CurveSpec>,
+    /// The table's CHECK constraints and column invariants: every row written must satisfy
+    /// each (a row for which one is false or null fails the task, naming it and the row's
+    /// values).
+    pub checks: Vec<Constraint>,
+}
+
+/// A condition every row of a table satisfies: a CHECK constraint (`delta.constraints.<name>`)
+/// or a column invariant (`delta.invariants` in the column's metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraint {
+    /// `CHECK constraint `<name>`` or `invariant of column `<column>``, for messages.
+    pub name: String,
+    /// SQL over the table's columns.
+    pub expression: String,
 }
 
 /// Where a task's rows go.

@@ -160,6 +160,8 @@ pub struct WriterSpec {
     pub stats: StatsSpec,
     /// File name prefix, unique per attempt; files are `<prefix>-<n>.<codec>.parquet`.
     pub file_prefix: String,
+    /// Conditions every row written must satisfy.
+    pub checks: Vec<crate::task::Constraint>,
 }
 
 impl WriterSpec {
@@ -170,6 +172,7 @@ impl WriterSpec {
             target_file_size_bytes: files.target_file_size_bytes,
             stats: files.stats.clone(),
             file_prefix: format!("{}-{attempt_tag}", files.file_prefix),
+            checks: files.checks.clone(),
         }
     }
 }
@@ -215,6 +218,8 @@ pub struct DataFileWriter {
     grouped: HashMap<PartitionValues, Vec<RecordBatch>>,
     /// Partitions whose file was finished to make room (until `many_partitions` is set).
     made_room: std::collections::HashSet<PartitionValues>,
+    /// The spec's checks, compiled against the table schema.
+    checks: Vec<(crate::task::Constraint, crate::expr::Predicate)>,
 }
 
 impl std::fmt::Debug for DataFileWriter {
@@ -275,6 +280,20 @@ impl DataFileWriter {
         }
         // Validate the stats selection once.
         StatsCollector::try_new(&file_schema, &spec.stats)?;
+        let checks = spec
+            .checks
+            .iter()
+            .map(|c| {
+                crate::expr::Predicate::compile(&c.expression, &table_schema)
+                    .map(|p| (c.clone(), p))
+                    .map_err(|e| {
+                        Error::invalid(format!(
+                            "the table's {} ({}) cannot be checked: {e}",
+                            c.name, c.expression
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
@@ -321,6 +340,7 @@ impl DataFileWriter {
             many_partitions: false,
             grouped: HashMap::new(),
             made_room: Default::default(),
+            checks,
         }
         .with_memory_limit(DEFAULT_MEMORY_LIMIT_BYTES))
     }
@@ -556,6 +576,36 @@ impl DataFileWriter {
                 )));
             }
         }
+        for (c, p) in &self.checks {
+            let holds = p.evaluate(batch)?;
+            if holds.true_count() == batch.num_rows() {
+                continue;
+            }
+            // The first row for which it does not hold, by the columns it reads.
+            let row = (0..batch.num_rows())
+                .find(|&i| !holds.value(i))
+                .unwrap_or(0);
+            let values: Vec<String> = p
+                .columns()
+                .iter()
+                .filter_map(|name| {
+                    let col = batch.column_by_name(name)?;
+                    let value = if col.is_null(row) {
+                        "NULL".to_string()
+                    } else {
+                        arrow::util::display::array_value_to_string(col, row).ok()?
+                    };
+                    Some(format!("{name} = {value}"))
+                })
+                .collect();
+            return Err(Error::DataViolation(format!(
+                "{} ({}) violated by {} row(s), e.g. the row with {}",
+                c.name,
+                c.expression,
+                batch.num_rows() - holds.true_count(),
+                values.join(", ")
+            )));
+        }
         Ok(())
     }
 
@@ -752,6 +802,7 @@ mod tests {
             target_file_size_bytes: target,
             stats: StatsSpec::default(),
             file_prefix: "part-job1-s0-t0-a0".into(),
+            checks: vec![],
         }
     }
 

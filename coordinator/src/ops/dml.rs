@@ -137,7 +137,8 @@ impl DmlOp {
         }
     }
 
-    /// How rewritten files are written: the table's target size and statistics settings.
+    /// How rewritten files are written: the table's target size, statistics settings and
+    /// checks (CHECK constraints, invariants).
     pub fn files_out(snapshot: &TableSnapshot, ctx: &PlanContext) -> FileSpec {
         FileSpec {
             target_file_size_bytes: snapshot
@@ -147,6 +148,7 @@ impl DmlOp {
             stats: snapshot.properties.stats.clone(),
             file_prefix: ctx.file_prefix(),
             sort_by: None,
+            checks: snapshot.checks(),
         }
     }
 

@@ -420,6 +420,7 @@ fn plan(
         stats: properties.stats.clone(),
         file_prefix: ctx.file_prefix(),
         sort_by: None,
+        checks: snapshot.map(|s| s.checks()).unwrap_or_default(),
     };
     let table = TableSpec {
         uri: table_url.to_string(),

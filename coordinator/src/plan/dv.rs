@@ -266,6 +266,7 @@ mod tests {
             stats: Default::default(),
             file_prefix: "part-j".into(),
             sort_by: None,
+            checks: vec![],
         };
         let t = tasks(&table, &files, marked, &files_out, 4).unwrap();
         assert_eq!(t.len(), 1, "few files: one task");

@@ -1,0 +1,111 @@
+//! Delta protocol features silt honours when it writes: CHECK constraints (added by delta-rs,
+//! `delta.constraints.<name>`) checked on every row silt writes — appends, UPDATE, MERGE —,
+//! differential against delta-rs's own enforcement on an identical copy: the same statements
+//! succeed or fail, the same content after each (a failure commits nothing).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::merge::Rng;
+use crate::support::*;
+
+fn add_constraint(t: &Path, name: &str, expr: &str) {
+    oracle_ok(&[
+        "add-constraint",
+        "--table",
+        &s(t),
+        "--name",
+        name,
+        "--expr",
+        expr,
+    ]);
+}
+
+/// Seeded batches appended by silt and by delta-rs to copies of a table with a CHECK
+/// constraint: each batch either passes on both or fails on both; then UPDATE and MERGE on
+/// silt's copy, violating or not.
+#[test]
+fn check_constraints_are_enforced_as_delta_rs_enforces_them() {
+    let seed = seed_for("check_constraints_are_enforced_as_delta_rs_enforces_them");
+    let dir = tempdir("constraints");
+    let mut r = Rng(seed | 1);
+    // A first batch without a row the constraint refuses: ids 0..300 (`id >= 0`), `k` in 1..3.
+    let base = Gen::new(seed, 300)
+        .k_domain("1,2,3")
+        .no_null_k()
+        .write(&dir.path().join("base"));
+    let ours = dir.path().join("silt");
+    let theirs = dir.path().join("delta-rs");
+    oracle_write(&ours, &base, "parquet", &[]);
+    add_constraint(&ours, "k_small", "k < 4 AND id >= 0");
+    copy_dir(&ours, &theirs);
+    let info = inspect(&ours);
+    assert_eq!(
+        info["configuration"]["delta.constraints.k_small"], "k < 4 AND id >= 0",
+        "{info}"
+    );
+    let mut failed = 0;
+    for step in 0..6u64 {
+        // Half the batches carry a `k` of 5 (or a null `k`) somewhere.
+        let domain = if r.below(2) == 0 { "1,2,3" } else { "1,2,5" };
+        let mut g = Gen::new(seed + 10 + step, 40)
+            .k_domain(domain)
+            .id_start(1000 + 100 * step as i64);
+        if r.below(3) != 0 {
+            g = g.no_null_k();
+        }
+        let src = g.write(&dir.path().join(format!("batch{step}")));
+        let silt = silt_write(&ours, &src, &[]);
+        let delta_rs = oracle([
+            "oracle-write",
+            "--table",
+            &s(&theirs),
+            "--source",
+            &s(&src),
+            "--mode",
+            "append",
+        ]);
+        eprintln!(
+            "[constraints] step {step} (k in {domain}): silt {}, delta-rs {}",
+            if silt.ok() { "ok" } else { "refused" },
+            if delta_rs.ok() { "ok" } else { "refused" }
+        );
+        assert_eq!(silt.ok(), delta_rs.ok(), "step {step}: {}", silt.describe());
+        if !silt.ok() {
+            failed += 1;
+            silt.assert_error(&["check constraint `k_small`", "violated", "k = "]);
+        }
+        assert_same_content(&ours, &[Expected::Table(&theirs)], &[]);
+    }
+    eprintln!("[constraints] {failed} of 6 batch(es) refused");
+
+    // UPDATE and MERGE check the rows they write.
+    let before = commit_files(&ours).len();
+    silt_sql(
+        &format!("UPDATE {} SET k = k + 10 WHERE id < 5", delta_ref(&ours)),
+        &[],
+    )
+    .assert_error(&["k_small", "violated"]);
+    let merge_src = Gen::new(seed + 99, 20)
+        .k_domain("7")
+        .no_null_k()
+        .write(&dir.path().join("merge-src"));
+    for exchange in ["never", "always"] {
+        silt_sql(
+            &format!(
+                "MERGE INTO {} t USING parquet.`{}` s ON t.id = s.id WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
+                delta_ref(&ours),
+                merge_src.display()
+            ),
+            &["--exchange", exchange],
+        )
+        .assert_error(&["k_small", "violated"]);
+    }
+    assert_eq!(commit_files(&ours).len(), before, "nothing committed");
+    let r: Value = silt_sql_ok(&format!(
+        "UPDATE {} SET k = 3 WHERE id < 5",
+        delta_ref(&ours)
+    ));
+    assert!(r["version"].is_i64(), "{r}");
+}

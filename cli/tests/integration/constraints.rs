@@ -108,4 +108,11 @@ fn check_constraints_are_enforced_as_delta_rs_enforces_them() {
         delta_ref(&ours)
     ));
     assert!(r["version"].is_i64(), "{r}");
+
+    // A new table cannot be given a constraint as a property (its protocol would not declare
+    // the feature, so other writers would not enforce it).
+    let fresh = dir.path().join("fresh");
+    silt_write(&fresh, &base, &["--property", "delta.constraints.p=k < 4"])
+        .assert_error(&["delta.constraints", "add constraint"]);
+    assert!(commit_files(&fresh).is_empty());
 }

@@ -412,6 +412,11 @@ fn plan(
             .collect(),
     };
     let properties = TableProperties::parse(&configuration)?;
+    if snapshot.is_none() && !properties.constraints.is_empty() {
+        return Err(invalid(
+            "delta.constraints.* cannot be set as a property of a new table: CHECK constraints are added by ALTER TABLE … ADD CONSTRAINT (Delta Spark, delta-rs), which silt does not do yet; nothing was written",
+        ));
+    }
     let files_out = FileSpec {
         target_file_size_bytes: req
             .target_file_size_bytes

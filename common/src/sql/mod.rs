@@ -288,13 +288,7 @@ fn update(u: datafusion::sql::sqlparser::ast::Update) -> std::result::Result<Job
 /// `OPTIMIZE delta.\`URI\` [WHERE <partition predicate>] [ZORDER BY (c1, c2, …)]`.
 fn optimize(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     parser.next_token(); // OPTIMIZE
-    let name = parser.parse_object_name(false)?;
-    let table_uri = table_uri(&name)?;
-    let predicate = if parser.parse_keyword(Keyword::WHERE) {
-        Some(parser.parse_expr()?.to_string())
-    } else {
-        None
-    };
+    let (table_uri, predicate) = table_and_where(parser)?;
     let mut zorder_by = Vec::new();
     if matches!(word(parser, 0).as_deref(), Some("ZORDER")) {
         parser.next_token(); // ZORDER
@@ -318,10 +312,8 @@ fn optimize(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     }))
 }
 
-/// `REORG TABLE delta.\`URI\` [WHERE <partition predicate>] APPLY (PURGE)`.
-fn reorg(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
-    parser.next_token(); // REORG
-    parser.expect_keyword(Keyword::TABLE)?;
+/// A table name and an optional `WHERE` condition (OPTIMIZE, REORG).
+fn table_and_where(parser: &mut Parser) -> std::result::Result<(String, Option<String>), Parsed> {
     let name = parser.parse_object_name(false)?;
     let table_uri = table_uri(&name)?;
     let predicate = if parser.parse_keyword(Keyword::WHERE) {
@@ -329,6 +321,14 @@ fn reorg(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     } else {
         None
     };
+    Ok((table_uri, predicate))
+}
+
+/// `REORG TABLE delta.\`URI\` [WHERE <partition predicate>] APPLY (PURGE)`.
+fn reorg(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
+    parser.next_token(); // REORG
+    parser.expect_keyword(Keyword::TABLE)?;
+    let (table_uri, predicate) = table_and_where(parser)?;
     if !matches!(word(parser, 0).as_deref(), Some("APPLY")) {
         return Err(unsupported(
             "REORG TABLE without APPLY (PURGE) (silt does REORG TABLE … APPLY (PURGE) only)",

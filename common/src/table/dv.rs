@@ -44,15 +44,7 @@ fn stored_location(dv: &DeletionVector, table_url: &Url) -> Result<Option<Url>> 
             .map(Some)
             .map_err(|e| corrupt(&dv.path_or_inline_dv, format!("bad absolute path: {e}"))),
         "u" => {
-            let s = &dv.path_or_inline_dv;
-            if s.len() < 20 || !s.is_char_boundary(s.len() - 20) {
-                return Err(corrupt(s, "relative path shorter than its 20-character id"));
-            }
-            let (prefix, id) = s.split_at(s.len() - 20);
-            let bytes = z85::decode(id).map_err(|e| corrupt(s, format!("bad id: {e}")))?;
-            let uuid =
-                uuid::Uuid::from_slice(&bytes).map_err(|e| corrupt(s, format!("bad id: {e}")))?;
-            let name = format!("deletion_vector_{uuid}.bin");
+            let (prefix, name) = relative_parts(&dv.path_or_inline_dv)?;
             let rel = if prefix.is_empty() {
                 name
             } else {
@@ -67,15 +59,26 @@ fn stored_location(dv: &DeletionVector, table_url: &Url) -> Result<Option<Url>> 
     }
 }
 
+/// A relative (`u`) location: its prefix (a directory, possibly empty) and the file name
+/// its 20-character Z85 id stands for (`deletion_vector_<uuid>.bin`).
+fn relative_parts(s: &str) -> Result<(&str, String)> {
+    if s.len() < 20 || !s.is_char_boundary(s.len() - 20) {
+        return Err(corrupt(s, "relative path shorter than its 20-character id"));
+    }
+    let (prefix, id) = s.split_at(s.len() - 20);
+    let bytes = z85::decode(id).map_err(|e| corrupt(s, format!("bad id: {e}")))?;
+    let uuid = uuid::Uuid::from_slice(&bytes).map_err(|e| corrupt(s, format!("bad id: {e}")))?;
+    Ok((prefix, format!("deletion_vector_{uuid}.bin")))
+}
+
 /// The file name of a stored vector with a relative location (`deletion_vector_<uuid>.bin`).
 pub fn file_name(dv: &DeletionVector) -> Option<String> {
-    let s = &dv.path_or_inline_dv;
-    if dv.storage_type != "u" || s.len() < 20 || !s.is_char_boundary(s.len() - 20) {
+    if dv.storage_type != "u" {
         return None;
     }
-    let bytes = z85::decode(&s[s.len() - 20..]).ok()?;
-    let uuid = uuid::Uuid::from_slice(&bytes).ok()?;
-    Some(format!("deletion_vector_{uuid}.bin"))
+    relative_parts(&dv.path_or_inline_dv)
+        .ok()
+        .map(|(_, name)| name)
 }
 
 /// The same vector with a relative location (`u`) turned into an absolute one (`p`), so that

@@ -62,38 +62,28 @@ pub fn plan(
     ctx: PlanContext,
 ) -> Result<DmlOp, JobError> {
     let selection = rewrite::select_files(&snapshot, predicate.as_ref())?;
-    if let Some(p) = &predicate
-        && dv::enabled(&snapshot, copy_on_write)
-    {
-        let files: Vec<DataFile> = selection
-            .candidates
-            .iter()
-            .map(|f| f.file.clone())
-            .collect();
-        // Only the condition's columns are read: rows are marked, not written.
-        let table = rewrite::with_columns(&DmlOp::table_spec(&table_url, &snapshot), &p.columns());
-        let tasks = rewrite::mark_tasks(
-            &table,
-            &files,
-            &[Transform::Filter {
-                predicate: p.sql().to_string(),
-                keep: Keep::Matching,
-            }],
-            None,
-            ctx.slots,
-        );
-        return Ok(DmlOp::new(
-            DmlKind::Delete,
-            table_url,
-            snapshot,
-            predicate,
-            selection,
-            tasks,
-            ctx,
-        )
-        .marking(files));
-    }
+    let mut marked = Vec::new();
     let tasks = match &predicate {
+        Some(p) if dv::enabled(&snapshot, copy_on_write) => {
+            marked = selection
+                .candidates
+                .iter()
+                .map(|f| f.file.clone())
+                .collect::<Vec<DataFile>>();
+            // Only the condition's columns are read: rows are marked, not written.
+            let table =
+                rewrite::with_columns(&DmlOp::table_spec(&table_url, &snapshot), &p.columns());
+            rewrite::mark_tasks(
+                &table,
+                &marked,
+                &[Transform::Filter {
+                    predicate: p.sql().to_string(),
+                    keep: Keep::Matching,
+                }],
+                None,
+                ctx.slots,
+            )
+        }
         Some(p) if !selection.candidates.is_empty() => rewrite::rewrite_tasks(
             &DmlOp::table_spec(&table_url, &snapshot),
             &selection.candidates,
@@ -115,7 +105,8 @@ pub fn plan(
         selection,
         tasks,
         ctx,
-    ))
+    )
+    .marking(marked))
 }
 
 /// The outcome of a finished DELETE: removes (whole files and rewritten ones), adds, Delta's

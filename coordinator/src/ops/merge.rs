@@ -469,15 +469,7 @@ pub fn plan(
             &target_schema,
             &source_schema,
         )?;
-        let projected = Schema::new(
-            target_schema
-                .fields()
-                .iter()
-                .filter(|f| wanted.contains(f.name()))
-                .map(|f| f.as_ref().clone())
-                .collect::<Vec<_>>(),
-        );
-        schema::arrow_to_delta_json(&projected)?
+        projected_json(&target_schema, &wanted)?
     } else {
         snapshot.schema_json.clone()
     };
@@ -498,15 +490,7 @@ pub fn plan(
     let marking = dv::enabled(&snapshot, req.copy_on_write);
     if marking && !insert_only {
         let wanted = silt_common::merge::target_columns_marking(&spec, &output_schema)?;
-        let projected = Schema::new(
-            target_schema
-                .fields()
-                .iter()
-                .filter(|f| wanted.contains(f.name()))
-                .map(|f| f.as_ref().clone())
-                .collect::<Vec<_>>(),
-        );
-        target_rows_json = schema::arrow_to_delta_json(&projected)?;
+        target_rows_json = projected_json(&target_schema, &wanted)?;
         spec.target_schema_json = target_rows_json.clone();
         MergeQuery::build(&spec, &output_schema)?;
     }
@@ -727,6 +711,19 @@ pub fn plan(
         marking,
         dv_outputs: Vec::new(),
     })
+}
+
+/// The Delta schema JSON of `schema`'s columns named in `wanted`, in schema order.
+fn projected_json(schema: &Schema, wanted: &[String]) -> Result<String, JobError> {
+    let projected = Schema::new(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| wanted.contains(f.name()))
+            .map(|f| f.as_ref().clone())
+            .collect::<Vec<_>>(),
+    );
+    Ok(schema::arrow_to_delta_json(&projected)?)
 }
 
 /// Where a MERGE's rewrite goes: data files, or (`marking`) rows marked in deletion vectors

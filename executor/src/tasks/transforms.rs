@@ -8,7 +8,7 @@ use arrow::compute::{filter_record_batch, not};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use silt_common::expr::{Expression, Predicate};
-use silt_common::merge::SourceProjection;
+use silt_common::merge::{self, SourceProjection};
 use silt_common::schema::{cast_array, conform_batch, delta_json_to_arrow};
 use silt_common::task::{Keep, TaskMetrics, Transform};
 use silt_common::{Error, Result};
@@ -116,9 +116,12 @@ impl Pipeline {
                 return Ok(None);
             }
             batch = match step {
-                Step::Conform => keeping_row_ids(&batch, self.schema.fields().len(), |b| {
-                    conform_batch(b, &self.schema)
-                })?,
+                Step::Conform => {
+                    let rows: Vec<usize> = (0..batch.num_columns())
+                        .filter(|&i| !is_row_id(batch.schema().field(i).name()))
+                        .collect();
+                    with_row_ids(conform_batch(&batch.project(&rows)?, &self.schema)?, &batch)?
+                }
                 Step::Check(p) => {
                     check_all_match(p, &batch)?;
                     batch
@@ -186,24 +189,27 @@ impl Pipeline {
                 .collect::<Vec<_>>(),
         ));
         let updated = RecordBatch::try_new(nullable, columns)?;
-        keeping_row_ids(&batch, width, |_| conform_batch(&updated, &self.schema))
+        with_row_ids(conform_batch(&updated, &self.schema)?, &batch)
     }
 }
 
-/// `f` applied to the table's columns of `batch` (its first `width`), with the columns after
-/// them (row ids, see `silt_common::merge`) put back unchanged after its result.
-fn keeping_row_ids(
-    batch: &RecordBatch,
-    width: usize,
-    f: impl FnOnce(&RecordBatch) -> Result<RecordBatch>,
-) -> Result<RecordBatch> {
-    if batch.num_columns() <= width {
-        return f(batch);
+/// Whether a column is one of the row-id columns a marking rewrite carries along.
+fn is_row_id(name: &str) -> bool {
+    [merge::FILE_COL, merge::ROW_COL, merge::WRITE_COL].contains(&name)
+}
+
+/// `table` (the table's columns, transformed) followed by `batch`'s row-id columns (see
+/// `silt_common::merge`), unchanged.
+fn with_row_ids(table: RecordBatch, batch: &RecordBatch) -> Result<RecordBatch> {
+    let ids: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| is_row_id(batch.schema().field(i).name()))
+        .collect();
+    if ids.is_empty() {
+        return Ok(table);
     }
-    let table = f(&batch.project(&(0..width).collect::<Vec<_>>())?)?;
     let mut fields: Vec<_> = table.schema().fields().iter().cloned().collect();
     let mut columns = table.columns().to_vec();
-    for i in width..batch.num_columns() {
+    for i in ids {
         fields.push(batch.schema().fields()[i].clone());
         columns.push(batch.column(i).clone());
     }

@@ -97,6 +97,11 @@ struct ClusterArgs {
     /// No progress on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Log what the cluster does on stderr (-v: warnings and progress events, -vv: debug);
+    /// `SILT_LOG` / `RUST_LOG` (an env-filter) override it. Without either, a failure is
+    /// the one `error:` line.
+    #[arg(long, short, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Args)]
@@ -294,12 +299,23 @@ struct ExecutorArgs {
 
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SILT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Client commands (write, sql, optimize, job): the user reads the result and, on failure,
+/// one `error:` line; the embedded cluster's log only with `-v` (or an env filter).
+fn init_client_tracing(cluster: &ClusterArgs) {
+    init_tracing(match cluster.verbose {
+        0 => "off",
+        1 => "warn,silt_coordinator=info,silt_executor=info",
+        _ => "debug",
+    });
 }
 
 fn main() {
@@ -331,15 +347,15 @@ fn main() {
 async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Write(args) => {
-            init_tracing("warn");
+            init_client_tracing(&args.cluster);
             write(*args).await
         }
         Command::Sql(args) => {
-            init_tracing("warn");
+            init_client_tracing(&args.cluster);
             sql(args).await
         }
         Command::Optimize(args) => {
-            init_tracing("warn");
+            init_client_tracing(&args.cluster);
             optimize(args).await
         }
         Command::CompactService(args) => {
@@ -361,7 +377,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Job(JobArgs {
             command: JobCommand::Status { job_id, cluster },
         }) => {
-            init_tracing("warn");
+            init_client_tracing(&cluster);
             if cluster.coordinator.is_none() {
                 bail!("silt job status needs --coordinator (jobs live in coordinators)");
             }

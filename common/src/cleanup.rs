@@ -55,6 +55,36 @@ pub async fn remove_files_named(
     n
 }
 
+/// After a failed job on a local location that holds no table (no `_delta_log`): removes the
+/// empty directories left there (the table directory a write creates to open the table,
+/// partition directories of the deleted files), so that the failed job leaves nothing
+/// behind. A directory holding any file stays.
+pub fn remove_empty_dirs_without_table(table_url: &Url) {
+    fn prune(dir: &std::path::Path) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        let mut empty = true;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if !(is_dir && prune(&path)) {
+                empty = false;
+            }
+        }
+        empty && std::fs::remove_dir(dir).is_ok()
+    }
+    if table_url.scheme() != "file" {
+        return;
+    }
+    let Ok(root) = table_url.to_file_path() else {
+        return;
+    };
+    if root.is_dir() && !root.join("_delta_log").exists() && prune(&root) {
+        info!(table = %table_url, "removed the empty directory a failed job left");
+    }
+}
+
 /// Whether the file at `path` (`/`-separated) is named with `prefix`: its name or its
 /// directory's starts with it.
 pub fn is_named(path: &str, prefix: &str) -> bool {

@@ -296,6 +296,16 @@ pub fn partition_value_string(array: &dyn Array, row: usize) -> Result<Option<St
     Ok(Some(s))
 }
 
+/// A timestamp partition value in silt's form (`2024-01-31 12:00:00.000000`, a UTC
+/// instant) in the ISO-8601 form recent Delta Spark writes (`2024-01-31T12:00:00.000000Z`).
+pub fn iso_utc(v: &str) -> String {
+    if v.contains('T') {
+        v.to_string()
+    } else {
+        format!("{}Z", v.replacen(' ', "T", 1))
+    }
+}
+
 fn binary_partition_string(bytes: &[u8]) -> Result<String> {
     std::str::from_utf8(bytes).map(str::to_string).map_err(|e| {
         Error::invalid(format!(
@@ -439,6 +449,18 @@ fn group_runs(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamp_partition_values_in_iso_form() {
+        assert_eq!(
+            super::iso_utc("1971-07-22 03:06:40.000000"),
+            "1971-07-22T03:06:40.000000Z"
+        );
+        assert_eq!(
+            super::iso_utc("1971-07-22T03:06:40.000000Z"),
+            "1971-07-22T03:06:40.000000Z"
+        );
+    }
+
     use super::*;
     use arrow::array::{
         BinaryArray, BooleanArray, Date32Array, Decimal128Array, DictionaryArray, Float32Array,

@@ -204,6 +204,9 @@ pub struct CommitRequest {
     /// Whether the table refuses removes (`delta.appendOnly = true`).
     pub append_only: bool,
     pub checkpoint_interval: i64,
+    /// `delta.enableInCommitTimestamps`: `commitInfo` first, with a monotonic
+    /// `inCommitTimestamp`.
+    pub in_commit_timestamps: bool,
     pub epoch: u64,
 }
 
@@ -285,7 +288,12 @@ pub async fn commit(
             None => fence.check(req.epoch).await?,
         }
         crate::driver::crash_point("commit");
-        let bytes = commit_bytes(&lines, &req, read_version)?;
+        let in_commit_timestamp = if req.in_commit_timestamps {
+            Some(next_in_commit_timestamp(&log_store, read_version).await?)
+        } else {
+            None
+        };
+        let bytes = commit_bytes(&lines, &req, read_version, in_commit_timestamp)?;
         // `version` >= 0: read versions start at -1 (checked above) and only grow.
         match write_entry(&log_store, version as u64, bytes).await {
             Ok(()) => {
@@ -359,16 +367,41 @@ pub async fn find_job_commit(table_uri: &str, job_id: &str, since_ms: i64) -> Op
     None
 }
 
-/// The commit file: the actions, then `commitInfo` as Delta Spark writes it.
+/// The in-commit timestamp of the commit after `read_version`: now, but past the previous
+/// commit's (Delta's rule: strictly increasing, in milliseconds).
+async fn next_in_commit_timestamp(
+    log_store: &LogStoreRef,
+    read_version: i64,
+) -> Result<i64, CommitError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    if read_version < 0 {
+        return Ok(now);
+    }
+    let previous = match log_store.read_commit_entry(read_version as u64).await? {
+        Some(bytes) => String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find_map(|a| a.get("commitInfo")?.get("inCommitTimestamp")?.as_i64()),
+        None => None,
+    };
+    Ok(previous.map_or(now, |p| now.max(p + 1)))
+}
+
+/// The commit file: the actions, then `commitInfo` as Delta Spark writes it (first, with
+/// its `inCommitTimestamp`, when the table has in-commit timestamps).
 fn commit_bytes(
     lines: &[Value],
     req: &CommitRequest,
     read_version: i64,
+    in_commit_timestamp: Option<i64>,
 ) -> Result<Bytes, CommitError> {
     let mut info = Map::new();
+    if let Some(ict) = in_commit_timestamp {
+        info.insert("inCommitTimestamp".into(), Value::from(ict));
+    }
     info.insert(
         "timestamp".into(),
-        Value::from(chrono::Utc::now().timestamp_millis()),
+        Value::from(in_commit_timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp_millis())),
     );
     info.insert("operation".into(), Value::from(req.operation.clone()));
     info.insert(
@@ -390,11 +423,14 @@ fn commit_bytes(
         "txnId".into(),
         Value::from(uuid::Uuid::new_v4().to_string()),
     );
+    let info = serde_json::json!({ "commitInfo": info });
+    let ordered: Vec<&Value> = if in_commit_timestamp.is_some() {
+        std::iter::once(&info).chain(lines).collect()
+    } else {
+        lines.iter().chain(std::iter::once(&info)).collect()
+    };
     let mut out = String::new();
-    for line in lines
-        .iter()
-        .chain(std::iter::once(&serde_json::json!({ "commitInfo": info })))
-    {
+    for line in ordered {
         let s = serde_json::to_string(line)
             .map_err(|e| CommitError::Refused(format!("cannot serialise the commit: {e}")))?;
         debug_assert!(!s.contains('\n'));
@@ -721,6 +757,31 @@ mod tests {
         assert_eq!(line["remove"]["path"], "s=%2523h/f.parquet");
     }
 
+    #[test]
+    fn in_commit_timestamps_put_commit_info_first() {
+        let req = request(ReadRegion::Nothing, &[], None);
+        let lines = vec![serde_json::json!({"add": {"path": "a"}})];
+        let text = String::from_utf8(
+            commit_bytes(&lines, &req, 3, Some(1_700_000_000_123))
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            first["commitInfo"]["inCommitTimestamp"],
+            1_700_000_000_123i64
+        );
+        assert_eq!(first["commitInfo"]["timestamp"], 1_700_000_000_123i64);
+        let text =
+            String::from_utf8(commit_bytes(&lines, &req, 3, None).unwrap().to_vec()).unwrap();
+        assert!(
+            text.lines().next().unwrap().starts_with("{\"add\""),
+            "{text}"
+        );
+        assert!(!text.contains("inCommitTimestamp"));
+    }
+
     fn request(region: ReadRegion, removed: &[&str], app: Option<&str>) -> CommitRequest {
         CommitRequest {
             table_url: Url::parse("file:///t/").unwrap(),
@@ -742,6 +803,7 @@ mod tests {
             isolation_level: IsolationLevel::WriteSerializable,
             append_only: false,
             checkpoint_interval: 10,
+            in_commit_timestamps: false,
             epoch: 1,
         }
     }

@@ -434,10 +434,16 @@ async fn execute(
         job_id: id.to_string(),
         slots: 1,
     };
+    let table_uri = req.table_uri().to_string();
     let result = match ops::prepare(ctx, plan_ctx, req).await {
         Ok(op) => driver::run(ctx, id, op, status, started).await,
         Err(e) => Err(e),
     };
+    if result.is_err()
+        && let Ok(url) = silt_common::storage::parse_location(&table_uri)
+    {
+        silt_common::cleanup::remove_empty_dirs_without_table(&url);
+    }
     Some(match result {
         Ok(o) => (JobState::Succeeded, o),
         Err(e) if e.is_cancelled() => (

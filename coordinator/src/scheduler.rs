@@ -783,6 +783,7 @@ mod tests {
                 file_prefix: "part-j".into(),
                 sort_by: None,
                 checks: vec![],
+                iso_timestamp_partitions: vec![],
             }),
         }
     }

@@ -246,6 +246,7 @@ impl Txn {
             isolation_level: properties.isolation_level,
             append_only: properties.append_only,
             checkpoint_interval: properties.checkpoint_interval,
+            in_commit_timestamps: properties.in_commit_timestamps,
             epoch,
         }
     }

@@ -191,6 +191,7 @@ mod tests {
                     file_prefix: "p".into(),
                     sort_by: None,
                     checks: vec![],
+                    iso_timestamp_partitions: vec![],
                 }),
             },
         }

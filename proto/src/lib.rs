@@ -680,6 +680,7 @@ fn file_spec_to_pb(f: &d::FileSpec) -> pb::FileSpec {
                 expression: c.expression.clone(),
             })
             .collect(),
+        iso_timestamp_partitions: f.iso_timestamp_partitions.clone(),
     }
 }
 
@@ -697,6 +698,7 @@ fn file_spec_from_pb(f: pb::FileSpec) -> Result<d::FileSpec, DecodeError> {
                 expression: c.expression,
             })
             .collect(),
+        iso_timestamp_partitions: f.iso_timestamp_partitions,
     })
 }
 
@@ -1266,6 +1268,7 @@ mod tests {
             file_prefix: "part-x".into(),
             sort_by: None,
             checks: vec![],
+            iso_timestamp_partitions: vec![],
         }
     }
 

@@ -394,7 +394,7 @@ def normalise(table: pa.Table, columns: list[str], loose: bool) -> pa.Table:
 def _hashable(v: Any) -> Any:
     if isinstance(v, dict):
         return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
-    if isinstance(v, list):
+    if isinstance(v, (list, tuple)):
         return tuple(_hashable(x) for x in v)
     if isinstance(v, float) and v != v:
         return ("NaN",)

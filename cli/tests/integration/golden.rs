@@ -292,3 +292,126 @@ fn unsupported_tables_are_refused_unchanged() {
         }
     }
 }
+
+/// The golden-table matrix (`tests/python/golden_matrix.py`): every table of the collection
+/// through every operation — read as a source, append, overwrite, replaceWhere, DELETE,
+/// UPDATE, MERGE, OPTIMIZE — each result read back by delta-rs, polars and DuckDB and
+/// compared with the content computed independently. A refusal must be one clear line that
+/// leaves the table unchanged, and must be one `tests/golden/refusals.txt` lists (README
+/// carries the list): a new refusal, or a listed one that no longer happens, fails the test.
+#[test]
+fn golden_table_matrix() {
+    let _ = seed_for("golden_table_matrix");
+    let dir = tempdir("golden-matrix");
+    let mut cmd = std::process::Command::new(python());
+    cmd.arg(repo_root().join("tests/python/golden_matrix.py"))
+        .args(["--golden", &s(&golden(""))])
+        .args(["--silt", silt_bin()])
+        .args(["--work", &s(dir.path())])
+        .args([
+            "--refusals",
+            &s(&repo_root().join("tests/golden/refusals.txt")),
+        ])
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let out = run(cmd, std::time::Duration::from_secs(1800));
+    println!("{}", out.stdout);
+    assert!(
+        out.ok(),
+        "the golden matrix has failures\n{}",
+        out.describe()
+    );
+}
+
+/// A new table's properties that turn features on give it the protocol they need: the
+/// change data feed and in-commit timestamps as writer features (reader 1, writer 7), type
+/// widening as a reader-writer feature (3, 7). Appends to such tables follow the features
+/// (`commitInfo` first with a growing `inCommitTimestamp`) and every reader reads them;
+/// properties whose features silt cannot write are refused before anything is written.
+#[test]
+fn new_tables_declare_the_features_their_properties_turn_on() {
+    let seed = seed_for("new_tables_declare_the_features_their_properties_turn_on");
+    let dir = tempdir("golden-new-features");
+    let src = Gen::new(seed, 50).write(&dir.path().join("src"));
+    let cases: [(&str, i64, i64, &[&str], &[&str]); 3] = [
+        ("delta.enableChangeDataFeed", 1, 7, &[], &["changeDataFeed"]),
+        (
+            "delta.enableInCommitTimestamps",
+            1,
+            7,
+            &[],
+            &["inCommitTimestamp"],
+        ),
+        (
+            "delta.enableTypeWidening",
+            3,
+            7,
+            &["typeWidening"],
+            &["typeWidening"],
+        ),
+    ];
+    for (i, (key, reader, writer, rf, wf)) in cases.iter().enumerate() {
+        let t = dir.path().join(format!("t{i}"));
+        let prop = format!("{key}=true");
+        assert_eq!(silt_write_ok(&t, &src, &["--property", &prop]), Some(0));
+        assert_eq!(silt_write_ok(&t, &src, &[]), Some(1), "{key}: append");
+        // From the log itself: delta-rs and polars do not read type-widening tables.
+        let first = std::fs::read_to_string(t.join("_delta_log/00000000000000000000.json"))
+            .expect("first commit");
+        let p = &first
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|a| a.get("protocol").cloned())
+            .expect("a protocol action");
+        assert_eq!(p["minReaderVersion"], *reader, "{key}: {p}");
+        assert_eq!(p["minWriterVersion"], *writer, "{key}: {p}");
+        let names = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|f| f.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(names(&p["readerFeatures"]), *rf, "{key}: {p}");
+        assert_eq!(names(&p["writerFeatures"]), *wf, "{key}: {p}");
+        // Type widening: DuckDB's Delta extension reads it; delta-rs and polars refuse the
+        // reader feature.
+        let readers: &[&str] = if rf.is_empty() {
+            &[]
+        } else {
+            &["--readers", "duckdb"]
+        };
+        assert_same_content(
+            &t,
+            &[Expected::Parquet(&src), Expected::Parquet(&src)],
+            readers,
+        );
+        if *key == "delta.enableInCommitTimestamps" {
+            let ict = |v: i64| -> i64 {
+                let text = std::fs::read_to_string(t.join(format!("_delta_log/{v:020}.json")))
+                    .expect("commit file");
+                let first: serde_json::Value =
+                    serde_json::from_str(text.lines().next().expect("a line")).expect("json");
+                first["commitInfo"]["inCommitTimestamp"]
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("commitInfo first with its timestamp: {text}"))
+            };
+            assert!(ict(1) > ict(0), "in-commit timestamps grow");
+        }
+    }
+    for (key, words) in [
+        (
+            "delta.enableRowTracking=true",
+            ["row tracking", "enableRowTracking"],
+        ),
+        (
+            "delta.columnMapping.mode=name",
+            ["column mapping", "columnMapping.mode"],
+        ),
+    ] {
+        let t = dir.path().join("refused");
+        silt_write(&t, &src, &["--property", key]).assert_error(&words);
+        assert!(commit_files(&t).is_empty(), "{key}: nothing written");
+    }
+}

@@ -511,3 +511,24 @@ fn constant_arrays_from_partition_values() {
     assert!(e.to_string().contains("column `i`"), "{e}");
     assert!(constant_array(&f("i", DataType::Int8), Some("300"), 1).is_err());
 }
+
+#[test]
+fn typed_column_metadata_keeps_its_json_types() {
+    // As a table with type widening and an identity column has it (delta-kernel-rs
+    // type-widening, Delta Spark identity columns).
+    let json = r#"{"type":"struct","fields":[
+        {"name":"a","type":"long","nullable":true,"metadata":{"delta.typeChanges":[{"fromType":"byte","toType":"long"}],"comment":"x"}},
+        {"name":"s","type":{"type":"struct","fields":[{"name":"i","type":"long","nullable":true,"metadata":{"delta.identity.start":1,"delta.identity.allowExplicitInsert":false,"delta.invariants":"{\"expression\":{\"expression\":\"i > 0\"}}"}}]},"nullable":true,"metadata":{}}]}"#;
+    let back = arrow_to_delta_json(&delta_json_to_arrow(json).unwrap()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&back).unwrap();
+    let a = &v["fields"][0]["metadata"];
+    assert!(a["delta.typeChanges"].is_array(), "{back}");
+    assert_eq!(a["comment"], "x");
+    let i = &v["fields"][1]["type"]["fields"][0]["metadata"];
+    assert_eq!(i["delta.identity.start"], 1, "{back}");
+    assert_eq!(i["delta.identity.allowExplicitInsert"], false, "{back}");
+    assert!(
+        i["delta.invariants"].is_string(),
+        "invariants stay a string: {back}"
+    );
+}

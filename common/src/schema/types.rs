@@ -130,8 +130,50 @@ pub fn arrow_to_delta_json(schema: &Schema) -> Result<String> {
     let delta: StructType = (&normalized)
         .try_into_kernel()
         .map_err(|e| Error::SchemaMismatch(format!("cannot convert to a Delta schema: {e}")))?;
-    serde_json::to_string(&delta)
+    let mut json = serde_json::to_value(&delta)
+        .map_err(|e| Error::internal(format!("cannot serialize Delta schema: {e}")))?;
+    restore_typed_metadata(&mut json);
+    serde_json::to_string(&json)
         .map_err(|e| Error::internal(format!("cannot serialize Delta schema: {e}")))
+}
+
+/// Column metadata keys whose values the protocol types as JSON numbers, booleans or arrays
+/// (Arrow field metadata holds every value as a string).
+const TYPED_METADATA: &[&str] = &[
+    "delta.typeChanges",
+    "delta.columnMapping.id",
+    "delta.identity.start",
+    "delta.identity.step",
+    "delta.identity.highWaterMark",
+    "delta.identity.allowExplicitInsert",
+];
+
+/// Gives the typed metadata values of every field of a Delta schema JSON (nested fields
+/// included) their JSON types back: `"[{…}]"` becomes the array, `"5"` the number.
+fn restore_typed_metadata(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+                for key in TYPED_METADATA {
+                    if let Some(value) = meta.get_mut(*key)
+                        && let Value::String(s) = value
+                        && let Ok(parsed) = serde_json::from_str::<Value>(s)
+                        && !parsed.is_string()
+                    {
+                        *value = parsed;
+                    }
+                }
+            }
+            for (k, child) in map.iter_mut() {
+                if k != "metadata" {
+                    restore_typed_metadata(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(restore_typed_metadata),
+        _ => {}
+    }
 }
 
 /// The Arrow schema of a Delta `StructType` JSON (`metaData.schemaString`).

@@ -53,6 +53,9 @@ pub struct TableProperties {
     pub isolation_level: IsolationLevel,
     /// `delta.enableChangeDataFeed`.
     pub change_data_feed: bool,
+    /// `delta.enableInCommitTimestamps`: every commit carries a monotonic
+    /// `commitInfo.inCommitTimestamp`, `commitInfo` first.
+    pub in_commit_timestamps: bool,
     /// `delta.deletedFileRetentionDuration` in milliseconds (default 7 days): how long
     /// removed files stay for readers of older versions (VACUUM keeps them).
     pub deleted_file_retention_ms: i64,
@@ -108,6 +111,7 @@ impl Default for TableProperties {
             column_mapping: None,
             isolation_level: IsolationLevel::WriteSerializable,
             change_data_feed: false,
+            in_commit_timestamps: false,
             deleted_file_retention_ms: DEFAULT_DELETED_FILE_RETENTION_MS,
             constraints: Vec::new(),
         }
@@ -192,6 +196,9 @@ impl TableProperties {
                     };
                 }
                 "delta.enablechangedatafeed" => p.change_data_feed = parse_bool(key, value)?,
+                "delta.enableincommittimestamps" => {
+                    p.in_commit_timestamps = parse_bool(key, value)?
+                }
                 "delta.deletedfileretentionduration" => {
                     p.deleted_file_retention_ms = parse_interval_ms(v)
                         .ok_or_else(|| bad(key, value, "an interval such as `interval 7 days`"))?;

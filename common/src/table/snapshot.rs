@@ -27,6 +27,12 @@ const WRITABLE_FEATURES: &[&str] = &[
     "vacuumProtocolCheck",
     "domainMetadata",
     "checkpointProtection",
+    // Type widening asks writers to record the type changes they make (silt makes none: a
+    // wider source casts into the table's type) and to keep `delta.typeChanges`.
+    "typeWidening",
+    "typeWidening-preview",
+    // Commits of a table with `delta.enableInCommitTimestamps` carry the timestamp.
+    "inCommitTimestamp",
 ];
 
 /// Writer features silt honours by refusing tables that use them: listed but unused (as
@@ -124,6 +130,31 @@ impl TableSnapshot {
         Ok(self.table.snapshot()?)
     }
 
+    /// Timestamp partition columns whose values this table holds as ISO-8601 UTC instants
+    /// (`2024-01-31T12:00:00.000000Z`, as recent Delta Spark writes them) rather than in
+    /// the older `2024-01-31 12:00:00.000000` form: new files follow the table, so that
+    /// readers that infer one format per column read them all.
+    pub fn iso_timestamp_partitions(&self) -> Vec<String> {
+        self.partition_columns
+            .iter()
+            .filter(|c| {
+                self.arrow_schema.field_with_name(c).is_ok_and(|f| {
+                    matches!(
+                        f.data_type(),
+                        arrow::datatypes::DataType::Timestamp(_, Some(_))
+                    )
+                })
+            })
+            .filter(|c| {
+                self.files
+                    .iter()
+                    .find_map(|f| f.file.partition_values.get(*c).cloned().flatten())
+                    .is_some_and(|v| v.contains('T') && v.ends_with('Z'))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Refuses tables with writer features silt cannot honour, naming them.
     pub fn check_writable(&self) -> Result<()> {
         let unsupported: Vec<&str> = self
@@ -154,11 +185,6 @@ impl TableSnapshot {
                     .into(),
             ));
         }
-        if cfg("delta.enableChangeDataFeed").as_deref() == Some("true") {
-            return Err(Error::Unsupported(
-                "table has the change data feed enabled, which silt cannot write yet; nothing was changed".into(),
-            ));
-        }
         if self.schema_json.contains("delta.generationExpression")
             || self.schema_json.contains("delta.identity")
         {
@@ -168,6 +194,18 @@ impl TableSnapshot {
         }
         // CHECK constraints and invariants are enforced on every row written (`checks`).
         invariants(&self.schema_json)?;
+        Ok(())
+    }
+
+    /// Commits that only add or only remove whole files need no change data files (readers
+    /// derive the change data from the `add` and `remove` actions); `what` — a change to
+    /// rows inside files — would, and silt does not write them yet.
+    pub fn refuse_without_change_data(&self, what: &str) -> Result<()> {
+        if self.properties.change_data_feed {
+            return Err(Error::Unsupported(format!(
+                "table has the change data feed enabled: {what} would need change data (`cdc`) files, which silt does not write yet; nothing was changed"
+            )));
+        }
         Ok(())
     }
 
@@ -243,6 +281,78 @@ fn register_log_stores() {
     });
 }
 
+/// A log that cannot be replayed (a gap in the versions, no protocol or metadata, an invalid
+/// protocol): one line naming the table and the log file at fault, without the Debug dumps
+/// the Delta kernel puts into its messages.
+fn log_error(url: &Url, e: &deltalake_core::DeltaTableError) -> Error {
+    Error::invalid(format!(
+        "cannot read the Delta log of {url}: {}",
+        without_debug_dumps(&e.to_string())
+    ))
+}
+
+/// `msg` with every `Name { … }` Debug structure replaced by the `filename` (or last `path`)
+/// it holds, kernel prefixes dropped, on one line.
+pub fn without_debug_dumps(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let bytes = msg.as_bytes();
+    let mut i = 0;
+    while i < msg.len() {
+        // A Debug structure starts with an identifier followed by ` {`.
+        if let Some(rel) = msg[i..].find(" {") {
+            let open = i + rel;
+            let ident_start = msg[..open]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(0, |p| p + 1)
+                .max(i);
+            let ident = &msg[ident_start..open];
+            if ident.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+                let mut depth = 0usize;
+                let mut end = None;
+                for (k, &b) in bytes.iter().enumerate().skip(open + 1) {
+                    match b {
+                        b'{' => depth += 1,
+                        b'}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = Some(k);
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(end) = end {
+                    let inner = &msg[open..=end];
+                    let name = quoted_field(inner, "filename: \"")
+                        .or_else(|| quoted_field(inner, "path: \""))
+                        .unwrap_or("…");
+                    out.push_str(&msg[i..ident_start]);
+                    out.push_str(name);
+                    i = end + 1;
+                    continue;
+                }
+            }
+            out.push_str(&msg[i..open + 2]);
+            i = open + 2;
+        } else {
+            out.push_str(&msg[i..]);
+            break;
+        }
+    }
+    let mut line = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    for prefix in ["Kernel error: ", "Generic delta kernel error: "] {
+        line = line.replace(prefix, "");
+    }
+    line
+}
+
+fn quoted_field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let start = s.rfind(key)? + key.len();
+    let len = s[start..].find('"')?;
+    Some(&s[start..start + len])
+}
+
 /// Loads the latest snapshot of the table at `url`; `None` when there is no table there.
 pub async fn load_table(url: &Url) -> Result<Option<TableSnapshot>> {
     load_table_at(url, &TimeTravel::Latest).await
@@ -256,18 +366,24 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
         return Ok(None);
     }
     match at {
-        TimeTravel::Latest => table.load().await?,
+        TimeTravel::Latest => table.load().await.map_err(|e| log_error(url, &e))?,
         TimeTravel::Version(v) => {
             let version = u64::try_from(*v)
                 .map_err(|_| Error::invalid(format!("version {v} does not exist")))?;
-            table
-                .load_version(version)
-                .await
-                .map_err(|e| Error::invalid(format!("cannot load version {v} of {url}: {e}")))?;
+            table.load_version(version).await.map_err(|e| {
+                Error::invalid(format!(
+                    "cannot load version {v} of {url}: {}",
+                    without_debug_dumps(&e.to_string())
+                ))
+            })?;
         }
         TimeTravel::Timestamp(ts) => {
             table.load_with_datetime(*ts).await.map_err(|e| {
-                Error::invalid(format!("cannot load {url} as of {}: {e}", ts.to_rfc3339()))
+                Error::invalid(format!(
+                    "cannot load {url} as of {}: {}",
+                    ts.to_rfc3339(),
+                    without_debug_dumps(&e.to_string())
+                ))
             })?;
         }
     }
@@ -410,6 +526,26 @@ pub fn decode_path(p: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kernel_debug_dumps_become_file_names() {
+        let msg = "Kernel error: Generic delta kernel error: Expected contiguous commit files, \
+            but found gap: ParsedLogPath { location: FileMeta { location: Url { scheme: \"file\", \
+            path: \"/t/_delta_log/00000000000000000000.json\", query: None }, size: 451 }, \
+            filename: \"00000000000000000000.json\", version: 0 } -> ParsedLogPath { location: \
+            FileMeta { location: Url { path: \"/t/_delta_log/00000000000000000002.json\" } }, \
+            filename: \"00000000000000000002.json\", version: 2 }";
+        assert_eq!(
+            super::without_debug_dumps(msg),
+            "Expected contiguous commit files, but found gap: 00000000000000000000.json -> \
+             00000000000000000002.json"
+        );
+        assert_eq!(
+            super::without_debug_dumps("Kernel error: No protocol found in delta log."),
+            "No protocol found in delta log."
+        );
+        assert_eq!(super::without_debug_dumps("a {b} C"), "a {b} C");
+    }
+
     use super::*;
 
     #[test]

@@ -39,6 +39,10 @@ pub struct FileSpec {
     /// each (a row for which one is false or null fails the task, naming it and the row's
     /// values).
     pub checks: Vec<Constraint>,
+    /// Timestamp partition columns whose values the table holds in ISO-8601 form
+    /// (`TableSnapshot::iso_timestamp_partitions`): new files' values and directories
+    /// follow it.
+    pub iso_timestamp_partitions: Vec<String>,
 }
 
 /// A condition every row of a table satisfies: a CHECK constraint (`delta.constraints.<name>`)

@@ -162,6 +162,8 @@ pub struct WriterSpec {
     pub file_prefix: String,
     /// Conditions every row written must satisfy.
     pub checks: Vec<crate::task::Constraint>,
+    /// Timestamp partition columns written in ISO-8601 form.
+    pub iso_timestamp_partitions: Vec<String>,
 }
 
 impl WriterSpec {
@@ -173,6 +175,7 @@ impl WriterSpec {
             stats: files.stats.clone(),
             file_prefix: format!("{}-{attempt_tag}", files.file_prefix),
             checks: files.checks.clone(),
+            iso_timestamp_partitions: files.iso_timestamp_partitions.clone(),
         }
     }
 }
@@ -430,11 +433,26 @@ impl DataFileWriter {
     /// Splits `batch` by partition and appends each group to its partition's file.
     async fn write_split(&mut self, batch: &RecordBatch) -> Result<()> {
         self.splits += 1;
-        for (values, rows) in split_by_partition(batch, &self.spec.partition_columns)? {
+        for (values, rows) in self.split(batch)? {
             let data = self.file_rows(&rows)?;
             self.write_partition(values, data).await?;
         }
         Ok(())
+    }
+
+    /// `batch`'s rows by partition, with the partition values in the table's form.
+    fn split(&self, batch: &RecordBatch) -> Result<Vec<(PartitionValues, RecordBatch)>> {
+        let mut groups = split_by_partition(batch, &self.spec.partition_columns)?;
+        if !self.spec.iso_timestamp_partitions.is_empty() {
+            for (values, _) in &mut groups {
+                for c in &self.spec.iso_timestamp_partitions {
+                    if let Some(Some(v)) = values.get_mut(c) {
+                        *v = crate::partition::iso_utc(v);
+                    }
+                }
+            }
+        }
+        Ok(groups)
     }
 
     /// A partition's rows with the file schema (partition columns left out).
@@ -453,7 +471,7 @@ impl DataFileWriter {
 
     /// Many-partition mode: splits `batch` now and keeps its groups until written.
     fn gather_by_partition(&mut self, batch: &RecordBatch) -> Result<()> {
-        for (values, rows) in split_by_partition(batch, &self.spec.partition_columns)? {
+        for (values, rows) in self.split(batch)? {
             let data = self.file_rows(&rows)?;
             let bytes = slice_bytes(&data);
             self.pending_bytes += bytes;
@@ -803,6 +821,7 @@ mod tests {
             stats: StatsSpec::default(),
             file_prefix: "part-job1-s0-t0-a0".into(),
             checks: vec![],
+            iso_timestamp_partitions: vec![],
         }
     }
 

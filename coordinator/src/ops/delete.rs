@@ -62,6 +62,9 @@ pub fn plan(
     ctx: PlanContext,
 ) -> Result<DmlOp, JobError> {
     let selection = rewrite::select_files(&snapshot, predicate.as_ref())?;
+    if !selection.candidates.is_empty() {
+        snapshot.refuse_without_change_data("a DELETE of rows inside files")?;
+    }
     let mut marked = Vec::new();
     let tasks = match &predicate {
         Some(p) if dv::enabled(&snapshot, copy_on_write) => {

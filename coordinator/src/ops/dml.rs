@@ -149,6 +149,7 @@ impl DmlOp {
             file_prefix: ctx.file_prefix(),
             sort_by: None,
             checks: snapshot.checks(),
+            iso_timestamp_partitions: snapshot.iso_timestamp_partitions(),
         }
     }
 

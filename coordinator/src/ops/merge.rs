@@ -88,6 +88,13 @@ pub async fn prepare(
     req.validate()?;
     let (table_url, snapshot) = existing_table(&req.table_uri).await?;
     snapshot.check_writable()?;
+    if req
+        .clauses
+        .iter()
+        .any(|c| c.kind != MergeClauseKind::NotMatchedByTarget)
+    {
+        snapshot.refuse_without_change_data("a MERGE that updates or deletes rows")?;
+    }
     if snapshot.properties.append_only
         && req
             .clauses

@@ -29,6 +29,7 @@ pub async fn prepare(
 ) -> Result<Box<dyn Operation>, JobError> {
     let (table_url, snapshot) = existing_table(&req.table_uri).await?;
     check_deletable(&snapshot)?;
+    snapshot.refuse_without_change_data("UPDATE")?;
     let assignments = resolve_assignments(&req.assignments, &snapshot.arrow_schema)?;
     let predicate = req
         .predicate

@@ -417,6 +417,22 @@ fn plan(
             "delta.constraints.* cannot be set as a property of a new table: CHECK constraints are added by ALTER TABLE … ADD CONSTRAINT (Delta Spark, delta-rs), which silt does not do yet; nothing was written",
         ));
     }
+    if snapshot.is_none() {
+        // Features a new table's properties would turn on that silt cannot write.
+        for (key, value) in &configuration {
+            let on = value.trim().eq_ignore_ascii_case("true");
+            let what = match key.to_ascii_lowercase().as_str() {
+                "delta.enablerowtracking" if on => "row tracking",
+                "delta.columnmapping.mode" if !value.trim().eq_ignore_ascii_case("none") => {
+                    "column mapping"
+                }
+                _ => continue,
+            };
+            return Err(invalid(format!(
+                "table property {key} = `{value}` needs {what}, which silt does not write yet; nothing was written"
+            )));
+        }
+    }
     let files_out = FileSpec {
         target_file_size_bytes: req
             .target_file_size_bytes
@@ -426,6 +442,9 @@ fn plan(
         file_prefix: ctx.file_prefix(),
         sort_by: None,
         checks: snapshot.map(|s| s.checks()).unwrap_or_default(),
+        iso_timestamp_partitions: snapshot
+            .map(|s| s.iso_timestamp_partitions())
+            .unwrap_or_default(),
     };
     let table = TableSpec {
         uri: table_url.to_string(),
@@ -442,6 +461,9 @@ fn plan(
         && !req.dynamic_partition_overwrite
     {
         let selection = rewrite::select_files(s, replace_where.as_ref())?;
+        if !selection.candidates.is_empty() {
+            s.refuse_without_change_data("a replaceWhere that rewrites files")?;
+        }
         removes = selection.whole;
         if let Some(p) = &replace_where {
             rewrite_candidates = selection
@@ -896,27 +918,55 @@ fn resolve_partition_columns(
     Ok(out)
 }
 
-/// The protocol of a new table: (1, 2), or table features (3, 7) when its schema has a
-/// timestamp without time zone or its properties enable deletion vectors.
+/// The protocol of a new table: (1, 2), or table features when its schema or properties
+/// need them: reader and writer features (3, 7) for a timestamp without time zone, deletion
+/// vectors and type widening; writer-only features (1, 7) for the change data feed and
+/// in-commit timestamps (with `appendOnly` listed when the table is append-only).
 fn new_protocol(
     schema: &Schema,
     configuration: &HashMap<String, String>,
 ) -> Result<deltalake_core::kernel::Protocol, JobError> {
+    let properties = TableProperties::parse(configuration)?;
+    let enabled = |key: &str| {
+        configuration
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case(key) && v.trim().eq_ignore_ascii_case("true"))
+    };
     let mut features = Vec::new();
     if schema::uses_timestamp_ntz(schema) {
         features.push("timestampNtz");
     }
-    if TableProperties::parse(configuration)?.deletion_vectors {
+    if properties.deletion_vectors {
         features.push("deletionVectors");
     }
-    let json = if features.is_empty() {
+    if enabled("delta.enableTypeWidening") {
+        features.push("typeWidening");
+    }
+    let mut writer_only = Vec::new();
+    if properties.change_data_feed {
+        writer_only.push("changeDataFeed");
+    }
+    if properties.in_commit_timestamps {
+        writer_only.push("inCommitTimestamp");
+    }
+    if properties.append_only && !(features.is_empty() && writer_only.is_empty()) {
+        writer_only.push("appendOnly");
+    }
+    let writers: Vec<&str> = features.iter().chain(&writer_only).copied().collect();
+    let json = if writers.is_empty() {
         serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2})
+    } else if features.is_empty() {
+        serde_json::json!({
+            "minReaderVersion": 1,
+            "minWriterVersion": 7,
+            "writerFeatures": writers,
+        })
     } else {
         serde_json::json!({
             "minReaderVersion": 3,
             "minWriterVersion": 7,
             "readerFeatures": features,
-            "writerFeatures": features,
+            "writerFeatures": writers,
         })
     };
     serde_json::from_value(json).map_err(|e| invalid(format!("internal: protocol: {e}")))

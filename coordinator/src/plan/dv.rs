@@ -267,6 +267,7 @@ mod tests {
             file_prefix: "part-j".into(),
             sort_by: None,
             checks: vec![],
+            iso_timestamp_partitions: vec![],
         };
         let t = tasks(&table, &files, marked, &files_out, 4).unwrap();
         assert_eq!(t.len(), 1, "few files: one task");

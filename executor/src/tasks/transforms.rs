@@ -29,6 +29,10 @@ enum Step {
 pub struct Pipeline {
     steps: Vec<Step>,
     schema: SchemaRef,
+    /// The table schema with every top-level column nullable: rows that only mark table
+    /// rows deleted (`WRITE_COL` false) carry no values, and the writer checks NOT NULL on
+    /// the rows it writes.
+    marking_schema: SchemaRef,
 }
 
 impl Pipeline {
@@ -74,9 +78,18 @@ impl Pipeline {
                 })
             })
             .collect::<Result<_>>()?;
+        let marking_schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+            schema.metadata().clone(),
+        ));
         Ok(Self {
             steps,
             schema: schema.clone(),
+            marking_schema,
         })
     }
 
@@ -120,7 +133,12 @@ impl Pipeline {
                     let rows: Vec<usize> = (0..batch.num_columns())
                         .filter(|&i| !is_row_id(batch.schema().field(i).name()))
                         .collect();
-                    with_row_ids(conform_batch(&batch.project(&rows)?, &self.schema)?, &batch)?
+                    let schema = if batch.schema().index_of(merge::WRITE_COL).is_ok() {
+                        &self.marking_schema
+                    } else {
+                        &self.schema
+                    };
+                    with_row_ids(conform_batch(&batch.project(&rows)?, schema)?, &batch)?
                 }
                 Step::Check(p) => {
                     check_all_match(p, &batch)?;

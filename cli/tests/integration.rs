@@ -40,6 +40,9 @@ mod dml;
 #[path = "integration/dv.rs"]
 mod dv;
 
+#[path = "integration/column_mapping.rs"]
+mod column_mapping;
+
 #[path = "integration/constraints.rs"]
 mod constraints;
 

@@ -207,6 +207,9 @@ pub struct CommitRequest {
     /// `delta.enableInCommitTimestamps`: `commitInfo` first, with a monotonic
     /// `inCommitTimestamp`.
     pub in_commit_timestamps: bool,
+    /// A column-mapped table's schema: winning commits key partition values and statistics
+    /// physically.
+    pub column_mapping: Option<arrow::datatypes::SchemaRef>,
     pub epoch: u64,
 }
 
@@ -594,6 +597,14 @@ fn check_winning_commit(
             .get("dataChange")
             .and_then(Value::as_bool)
             .unwrap_or(true);
+        let logical;
+        let add = match &req.column_mapping {
+            Some(schema) => {
+                logical = logical_add(add, schema);
+                &logical
+            }
+            None => add,
+        };
         if check_adds && data_change && add_in_region(&req.read_set.region, add) {
             let path = add.get("path").and_then(Value::as_str).unwrap_or("?");
             return Err(conflict(
@@ -668,6 +679,24 @@ fn is_blind_append(commit_info: Option<&Value>, actions: &[Value]) -> bool {
         && actions
             .iter()
             .all(|a| a.get("add").is_some() || a.get("commitInfo").is_some())
+}
+
+/// A winning `add` of a column-mapped table with its partition values and statistics keyed
+/// by logical names, as the region this job read is.
+fn logical_add(add: &Value, schema: &arrow::datatypes::Schema) -> Value {
+    use silt_common::table::column_mapping::{Direction, partition_values, stats_json};
+    let mut add = add.clone();
+    if let Some(Value::Object(pv)) = add.get_mut("partitionValues") {
+        let keyed: std::collections::BTreeMap<String, Value> =
+            std::mem::take(pv).into_iter().collect();
+        *pv = partition_values(&keyed, schema, Direction::ToLogical)
+            .into_iter()
+            .collect();
+    }
+    if let Some(Value::String(stats)) = add.get_mut("stats") {
+        *stats = stats_json(stats, schema, Direction::ToLogical);
+    }
+    add
 }
 
 /// Whether a winning `add` (its JSON) falls into the region this job read.
@@ -804,6 +833,7 @@ mod tests {
             append_only: false,
             checkpoint_interval: 10,
             in_commit_timestamps: false,
+            column_mapping: None,
             epoch: 1,
         }
     }

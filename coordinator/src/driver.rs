@@ -164,6 +164,9 @@ pub struct CommitTarget {
     pub read_version: i64,
     /// Properties that govern the commit (isolation level, append-only, checkpoints).
     pub properties: TableProperties,
+    /// A column-mapped table's schema: the commit keys partition values and statistics by
+    /// its physical names.
+    pub column_mapping: Option<arrow::datatypes::SchemaRef>,
 }
 
 impl CommitTarget {
@@ -173,6 +176,7 @@ impl CommitTarget {
             log_store: snapshot.table.log_store(),
             read_version: snapshot.version,
             properties,
+            column_mapping: snapshot.column_mapping(),
         }
     }
 }
@@ -407,7 +411,12 @@ async fn conclude(
             loop {
                 let kept = txn.kept_file_names();
                 let metrics = txn.metrics().clone();
-                let request = txn.into_request(table_url, &target.properties, scope.epoch);
+                let request = txn.into_request(
+                    table_url,
+                    &target.properties,
+                    target.column_mapping.clone(),
+                    scope.epoch,
+                );
                 let result = commit::commit(
                     target.log_store.clone(),
                     target.read_version,

@@ -164,8 +164,10 @@ impl Txn {
         self,
         table_url: &Url,
         properties: &TableProperties,
+        column_mapping: Option<arrow::datatypes::SchemaRef>,
         epoch: u64,
     ) -> CommitRequest {
+        use silt_common::table::column_mapping::{self as cm, Direction};
         let now_ms = chrono::Utc::now().timestamp_millis();
         let mut actions = Vec::new();
         let changes_metadata = self.protocol.is_some() || self.metadata.is_some();
@@ -176,13 +178,23 @@ impl Txn {
             actions.push(LogAction::new(Action::Metadata(m)));
         }
         for (a, data_change) in &self.adds {
+            // Column mapping: the log keys partition values and statistics physically.
+            let (partition_values, stats) = match &column_mapping {
+                Some(schema) => (
+                    cm::partition_values(&a.partition_values, schema, Direction::ToPhysical),
+                    a.stats_json
+                        .as_deref()
+                        .map(|s| cm::stats_json(s, schema, Direction::ToPhysical)),
+                ),
+                None => (a.partition_values.clone(), a.stats_json.clone()),
+            };
             let add = Add {
                 path: decode(&a.path),
-                partition_values: a.partition_values.clone().into_iter().collect(),
+                partition_values: partition_values.into_iter().collect(),
                 size: a.size_bytes,
                 modification_time: a.modification_time_ms,
                 data_change: *data_change,
-                stats: a.stats_json.clone(),
+                stats,
                 tags: self.add_tags.clone(),
                 deletion_vector: a.deletion_vector.as_ref().map(dv_descriptor),
                 base_row_id: None,
@@ -247,6 +259,7 @@ impl Txn {
             append_only: properties.append_only,
             checkpoint_interval: properties.checkpoint_interval,
             in_commit_timestamps: properties.in_commit_timestamps,
+            column_mapping,
             epoch,
         }
     }
@@ -300,6 +313,7 @@ mod tests {
         let req = t.into_request(
             &Url::parse("file:///t/").unwrap(),
             &TableProperties::default(),
+            None,
             3,
         );
         assert_eq!(req.operation, "DELETE");

@@ -278,7 +278,12 @@ def read_table_deltalake(path: str) -> pa.Table:
     from deltalake.exceptions import DeltaProtocolError
 
     table = DeltaTable(path)
+    mapped = table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none"
     try:
+        if mapped:
+            # `to_pyarrow_table` reads a column-mapped table's columns as nulls (it looks
+            # them up by logical name in the files); the DataFusion scan maps them.
+            raise DeltaProtocolError("column mapping")
         return table.to_pyarrow_table()
     except DeltaProtocolError:
         # `to_pyarrow_table` refuses reader features such as deletion vectors and v2
@@ -795,6 +800,18 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parquet_columns(args: argparse.Namespace) -> int:
+    """Top-level column names and Parquet field ids of a data file."""
+    schema = pq.read_schema(args.file)
+    out = []
+    for f in schema:
+        meta = f.metadata or {}
+        fid = meta.get(b"PARQUET:field_id")
+        out.append({"name": f.name, "field_id": int(fid) if fid is not None else None})
+    print(json.dumps(out))
+    return 0
+
+
 def cmd_versions(args: argparse.Namespace) -> int:
     """Rows of every version of a table (each read in full by delta-rs), or the error
     reading it."""
@@ -1151,6 +1168,10 @@ def main(argv: list[str] | None = None) -> int:
     va.add_argument("--dry-run", action="store_true")
     va.add_argument("--no-retention-check", action="store_true")
     va.set_defaults(func=cmd_vacuum)
+
+    pc_ = sub.add_parser("parquet-columns", help="top-level column names and field ids of a Parquet file")
+    pc_.add_argument("--file", required=True)
+    pc_.set_defaults(func=cmd_parquet_columns)
 
     vs = sub.add_parser("versions", help="rows of every version (or the error reading it)")
     vs.add_argument("--table", required=True)

@@ -191,29 +191,53 @@ pub fn delta_json_to_arrow(json: &str) -> Result<SchemaRef> {
 }
 
 /// `schema` without the Delta column metadata (`delta.*` keys: identity, generation
-/// expressions, invariants, type changes, column mapping), at any depth; other keys (such as
-/// comments) stay.
+/// expressions, invariants, type changes), at any depth, except a column's physical name and
+/// id (the source's files are read by them; see [`without_column_mapping`]); other keys
+/// (such as comments) stay.
 pub fn without_delta_metadata(schema: &Schema) -> Schema {
-    fn field(f: &Field) -> Field {
+    without_metadata(schema, &|k| {
+        k.starts_with("delta.") && !k.starts_with("delta.columnMapping.")
+    })
+}
+
+/// `schema` without column mapping metadata (physical names and ids), at any depth: the
+/// schema of a table that does not map its columns.
+pub fn without_column_mapping(schema: &Schema) -> Schema {
+    without_metadata(schema, &|k| k.starts_with("delta.columnMapping."))
+}
+
+fn without_metadata(schema: &Schema, drop: &dyn Fn(&str) -> bool) -> Schema {
+    fn field(f: &Field, drop: &dyn Fn(&str) -> bool) -> Field {
         let metadata = f
             .metadata()
             .iter()
-            .filter(|(k, _)| !k.starts_with("delta."))
+            .filter(|(k, _)| !drop(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Field::new(f.name(), data_type(f.data_type()), f.is_nullable()).with_metadata(metadata)
+        Field::new(f.name(), data_type(f.data_type(), drop), f.is_nullable())
+            .with_metadata(metadata)
     }
-    fn data_type(dt: &DataType) -> DataType {
+    fn data_type(dt: &DataType, drop: &dyn Fn(&str) -> bool) -> DataType {
         match dt {
-            DataType::Struct(fields) => {
-                DataType::Struct(fields.iter().map(|f| field(f)).collect::<Vec<_>>().into())
-            }
-            DataType::List(f) => DataType::List(Arc::new(field(f))),
-            DataType::Map(f, sorted) => DataType::Map(Arc::new(field(f)), *sorted),
+            DataType::Struct(fields) => DataType::Struct(
+                fields
+                    .iter()
+                    .map(|f| field(f, drop))
+                    .collect::<Vec<_>>()
+                    .into(),
+            ),
+            DataType::List(f) => DataType::List(Arc::new(field(f, drop))),
+            DataType::Map(f, sorted) => DataType::Map(Arc::new(field(f, drop)), *sorted),
             other => other.clone(),
         }
     }
-    Schema::new(schema.fields().iter().map(|f| field(f)).collect::<Vec<_>>())
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| field(f, drop))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// The first column (dotted path, at any depth) of a Delta schema JSON whose type is

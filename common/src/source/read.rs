@@ -6,6 +6,7 @@ use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
 
 use super::*;
 use crate::expr::Predicate;
+use crate::table::column_mapping;
 use crate::task::Keep;
 
 /// How the columns of a split's batches are produced.
@@ -211,7 +212,12 @@ pub(super) async fn read_parquet(
 ) -> Result<(BoxStream<'static, Result<RecordBatch>>, bool)> {
     let uri = split.uri.clone();
     let (reader, meta) = parquet_metadata(store, path, &uri, None).await?;
-    let row_filter = filter.and_then(|f| parquet_row_filter(split, &meta, f));
+    // A column-mapped table's files name columns physically: they are read by those names
+    // and renamed (no row filter while decoding: it names columns logically).
+    let mapped = column_mapping::is_mapped(&shape.data_schema);
+    let row_filter = filter
+        .filter(|_| !mapped)
+        .and_then(|f| parquet_row_filter(split, &meta, f));
     let filtered = row_filter.is_some();
     let num_row_groups = meta.metadata().num_row_groups();
     let projection: Vec<usize> = meta
@@ -219,7 +225,17 @@ pub(super) async fn read_parquet(
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, f)| find(shape.data_schema.fields(), f.name()).is_some())
+        .filter(|(_, f)| {
+            if mapped {
+                shape
+                    .data_schema
+                    .fields()
+                    .iter()
+                    .any(|d| column_mapping::physical_name(d) == f.name())
+            } else {
+                find(shape.data_schema.fields(), f.name()).is_some()
+            }
+        })
         .map(|(i, _)| i)
         .collect();
     let mask = ProjectionMask::roots(meta.parquet_schema(), projection);
@@ -270,8 +286,15 @@ pub(super) async fn read_parquet(
         None => None,
     };
     let stream = builder.build().map_err(|e| parquet_err(&uri, e))?;
+    let logical = mapped.then(|| shape.data_schema.clone());
     let stream = stream
-        .map(move |r| r.map_err(|e| parquet_err(&uri, e)))
+        .map(move |r| {
+            let batch = r.map_err(|e| parquet_err(&uri, e))?;
+            match &logical {
+                Some(schema) => column_mapping::to_logical_batch(&batch, schema),
+                None => Ok(batch),
+            }
+        })
         .boxed();
     Ok((
         match deleted {

@@ -75,8 +75,8 @@ pub fn whole_file_splits(files: &[SourceFile], format: SourceFormat) -> Vec<Sour
 /// per active file of the Delta table at `location` (as of `at`), carrying the file's
 /// partition values and deletion vector (whose rows the read skips).
 ///
-/// Tables using column mapping are refused with [`Error::Unsupported`]: reading their files
-/// by physical column name would return wrong rows.
+/// A column-mapped source keeps its columns' physical names and ids in the schema's field
+/// metadata: its files are read by them.
 pub async fn delta_source(
     location: &Url,
     at: &crate::table::TimeTravel,
@@ -84,11 +84,6 @@ pub async fn delta_source(
     let snapshot = crate::table::load_table_at(location, at)
         .await?
         .ok_or_else(|| Error::invalid(format!("source not found: no Delta table at {location}")))?;
-    if snapshot.properties.column_mapping.is_some() {
-        return Err(Error::Unsupported(format!(
-            "source table {location} uses column mapping, which silt cannot read yet"
-        )));
-    }
     if let Some(column) = crate::schema::variant_column(&snapshot.schema_json) {
         return Err(Error::Unsupported(format!(
             "source table {location} has a variant column `{column}`, which silt cannot write yet (it needs the variantType table feature)"

@@ -3,6 +3,7 @@
 //! ([`prune`]), and reading its data files back as rows ([`dv`] applies deletion vectors;
 //! the rows themselves are read through [`crate::source::read_split`]).
 
+pub mod column_mapping;
 pub mod dv;
 pub mod properties;
 pub mod prune;

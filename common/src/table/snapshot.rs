@@ -13,6 +13,7 @@ use futures::TryStreamExt;
 use url::Url;
 
 use super::TableProperties;
+use super::column_mapping::{self, Direction};
 use crate::storage::{join_url, store_for};
 use crate::task::{DataFile, DeletionVector, SourceFormat, SourceSplit};
 use crate::{Error, Result};
@@ -130,6 +131,12 @@ impl TableSnapshot {
         Ok(self.table.snapshot()?)
     }
 
+    /// The table's schema when it maps its columns (`delta.columnMapping.mode` name or id):
+    /// files, partition values and statistics use the physical names it holds.
+    pub fn column_mapping(&self) -> Option<SchemaRef> {
+        column_mapping::is_mapped(&self.arrow_schema).then(|| self.arrow_schema.clone())
+    }
+
     /// Timestamp partition columns whose values this table holds as ISO-8601 UTC instants
     /// (`2024-01-31T12:00:00.000000Z`, as recent Delta Spark writes them) rather than in
     /// the older `2024-01-31 12:00:00.000000` form: new files follow the table, so that
@@ -178,13 +185,6 @@ impl TableSnapshot {
         // Legacy protocol versions imply features (3 = checkConstraints, 4 = changeDataFeed
         // and generatedColumns, 5 = columnMapping, 6 = identityColumns) and upgraded tables
         // list them: they are only a problem when actually in use.
-        let cfg = |k: &str| self.configuration.get(k).map(|v| v.to_ascii_lowercase());
-        if cfg("delta.columnMapping.mode").is_some_and(|m| m != "none") {
-            return Err(Error::Unsupported(
-                "table uses column mapping, which silt cannot write yet; nothing was changed"
-                    .into(),
-            ));
-        }
         if self.schema_json.contains("delta.generationExpression")
             || self.schema_json.contains("delta.identity")
         {
@@ -426,6 +426,7 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
         .try_collect()
         .await?;
     let mut files = Vec::with_capacity(views.len());
+    let mapped = column_mapping::is_mapped(&arrow_schema);
     for view in &views {
         let decoded = view.path().into_owned();
         let raw = raw_paths.get(&decoded).cloned().unwrap_or(decoded);
@@ -453,13 +454,28 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
             size_in_bytes: dv.size_in_bytes,
             cardinality: dv.cardinality,
         });
+        // Column mapping: the log keys partition values and statistics physically; silt
+        // plans in logical names.
+        let (partition_values, stats_json) = if mapped {
+            (
+                column_mapping::partition_values(
+                    &partition_values,
+                    &arrow_schema,
+                    Direction::ToLogical,
+                ),
+                view.stats()
+                    .map(|s| column_mapping::stats_json(&s, &arrow_schema, Direction::ToLogical)),
+            )
+        } else {
+            (partition_values, view.stats())
+        };
         files.push(ActiveFile {
             file: DataFile {
                 path: raw,
                 partition_values,
                 size_bytes: view.size(),
                 modification_time_ms: view.modification_time(),
-                stats_json: view.stats(),
+                stats_json,
                 num_records: view.num_records().map(|n| n as i64).unwrap_or(-1),
                 deletion_vector,
             },

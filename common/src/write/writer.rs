@@ -223,6 +223,9 @@ pub struct DataFileWriter {
     made_room: std::collections::HashSet<PartitionValues>,
     /// The spec's checks, compiled against the table schema.
     checks: Vec<(crate::task::Constraint, crate::expr::Predicate)>,
+    /// Column mapping: the schema files are written with (physical names, field ids); the
+    /// table schema, for naming partition directories physically.
+    physical: Option<(SchemaRef, SchemaRef)>,
 }
 
 impl std::fmt::Debug for DataFileWriter {
@@ -283,6 +286,12 @@ impl DataFileWriter {
         }
         // Validate the stats selection once.
         StatsCollector::try_new(&file_schema, &spec.stats)?;
+        let physical = crate::table::column_mapping::is_mapped(&table_schema).then(|| {
+            (
+                Arc::new(crate::table::column_mapping::physical_schema(&file_schema)),
+                Arc::clone(&table_schema),
+            )
+        });
         let checks = spec
             .checks
             .iter()
@@ -315,7 +324,9 @@ impl DataFileWriter {
                     | DataType::Float64
             ) {
                 props = props.set_column_dictionary_enabled(
-                    parquet::schema::types::ColumnPath::from(f.name().as_str()),
+                    parquet::schema::types::ColumnPath::from(
+                        crate::table::column_mapping::physical_name(f),
+                    ),
                     false,
                 );
             }
@@ -344,6 +355,7 @@ impl DataFileWriter {
             grouped: HashMap::new(),
             made_room: Default::default(),
             checks,
+            physical,
         }
         .with_memory_limit(DEFAULT_MEMORY_LIMIT_BYTES))
     }
@@ -666,7 +678,14 @@ impl DataFileWriter {
                 .ok_or_else(|| Error::internal("open file vanished"))?;
             file.last_split = self.splits;
             file.stats.update(&chunk)?;
-            file.writer.write(&chunk).await.map_err(parquet_error)?;
+            match &self.physical {
+                Some((schema, _)) => {
+                    let chunk = crate::table::column_mapping::to_physical_batch(&chunk, schema)?;
+                    file.writer.write(&chunk).await
+                }
+                None => file.writer.write(&chunk).await,
+            }
+            .map_err(parquet_error)?;
             let now = file.estimate_buffered();
             self.buffered = self.buffered - file.buffered + now;
             file.buffered = now;
@@ -679,7 +698,27 @@ impl DataFileWriter {
 
     /// Starts the next file of a partition.
     fn open_file(&mut self, partition_values: PartitionValues) -> Result<OpenFile> {
-        let dir = hive_partition_dir(&self.spec.partition_columns, &partition_values);
+        let dir = match &self.physical {
+            // Column mapping: directories are named by physical names, as Delta Spark does.
+            Some((_, table)) => {
+                use crate::table::column_mapping::{Direction, partition_values as keyed};
+                let columns: Vec<String> = self
+                    .spec
+                    .partition_columns
+                    .iter()
+                    .map(|c| {
+                        table.field_with_name(c).map_or(c.clone(), |f| {
+                            crate::table::column_mapping::physical_name(f).to_string()
+                        })
+                    })
+                    .collect();
+                hive_partition_dir(
+                    &columns,
+                    &keyed(&partition_values, table, Direction::ToPhysical),
+                )
+            }
+            None => hive_partition_dir(&self.spec.partition_columns, &partition_values),
+        };
         let name = format!(
             "{}-{:05}.snappy.parquet",
             self.spec.file_prefix, self.next_seq
@@ -710,7 +749,11 @@ impl DataFileWriter {
         };
         let writer = AsyncArrowWriter::try_new(
             sink,
-            Arc::clone(&self.file_schema),
+            Arc::clone(
+                self.physical
+                    .as_ref()
+                    .map_or(&self.file_schema, |(schema, _)| schema),
+            ),
             Some(self.props.clone()),
         )
         .map_err(parquet_error)?;

@@ -390,7 +390,13 @@ pub fn plan(
     let output_schema = Schema::new(fields);
     let schema_changed = output_schema.fields().len() != target_schema.fields().len();
     let output_schema_json = if schema_changed {
-        schema::arrow_to_delta_json(&output_schema)?
+        if snapshot.column_mapping().is_some() {
+            return Err(invalid(
+                "the target maps its columns (delta.columnMapping.mode): adding columns to it by schema evolution is not supported yet; nothing was changed",
+            ));
+        }
+        // A column-mapped source's physical names are not the target's.
+        schema::arrow_to_delta_json(&schema::without_column_mapping(&output_schema))?
     } else {
         snapshot.schema_json.clone()
     };

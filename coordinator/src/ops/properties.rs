@@ -7,10 +7,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use deltalake_core::kernel::MetadataExt;
+use deltalake_core::kernel::{MetadataExt, StructType};
 use serde_json::{Map, Value};
 use silt_common::request::SetPropertiesRequest;
-use silt_common::table::{TableProperties, TableSnapshot};
+use silt_common::schema;
+use silt_common::table::{TableProperties, TableSnapshot, column_mapping};
 use url::Url;
 
 use super::existing_table;
@@ -58,14 +59,32 @@ pub async fn prepare(
 ) -> Result<Box<dyn Operation>, JobError> {
     let (table_url, snapshot) = existing_table(&req.table_uri).await?;
     snapshot.check_writable()?;
-    let configuration = new_configuration(&snapshot, &req)?;
-    let protocol = upgrade(&snapshot, &configuration)?;
+    let mut configuration = new_configuration(&snapshot, &req)?;
+    let mut protocol = upgrade(&snapshot, &configuration)?;
+    // Enabling column mapping (name mode) on an unmapped table: every column gets its own
+    // name as physical name (the files stay readable as they are) and an id.
+    let mut schema = None;
+    if column_mapping::mode(&configuration).is_some() && snapshot.column_mapping().is_none() {
+        let (mapped, max) = column_mapping::assign(&snapshot.arrow_schema, 0, true);
+        schema = Some(
+            serde_json::from_str::<StructType>(&schema::arrow_to_delta_json(&mapped)?)
+                .map_err(|e| invalid(format!("internal: schema: {e}")))?,
+        );
+        configuration.insert(column_mapping::MAX_COLUMN_ID.to_string(), max.to_string());
+        let current = match &protocol {
+            Some(p) => serde_json::to_value(p),
+            None => serde_json::to_value(snapshot.state()?.protocol()),
+        }
+        .map_err(|e| invalid(format!("internal: protocol: {e}")))?;
+        protocol = Some(with_feature(&current, "columnMapping")?);
+    }
     Ok(Box::new(PropertiesOp {
         table_url,
         snapshot,
         req,
         configuration,
         protocol,
+        schema,
         job_id: plan_ctx.job_id,
     }))
 }
@@ -210,8 +229,16 @@ fn needs_no_upgrade(snapshot: &TableSnapshot, key: &str, value: &str) -> Result<
         {
             refuse("needs a table feature")
         }
-        "delta.columnmapping.mode" if !value.trim().eq_ignore_ascii_case("none") => {
-            refuse("needs column mapping")
+        "delta.columnmapping.mode" => {
+            let mode = value.trim().to_ascii_lowercase();
+            match (snapshot.properties.column_mapping.as_deref(), mode.as_str()) {
+                (None, "none") => Ok(()),
+                (Some(current), m) if current.eq_ignore_ascii_case(m) => Ok(()),
+                // As Delta Spark: an existing table is upgraded to name mode only.
+                (None, "name") => Ok(()),
+                (None, _) => refuse("maps columns by id, which only a new table can"),
+                (Some(_), _) => refuse("changes the column mapping mode"),
+            }
         }
         "delta.appendonly" if on && snapshot.min_writer_version < 2 => {
             refuse("upgrades the table protocol (writer version 2)")
@@ -228,6 +255,8 @@ pub struct PropertiesOp {
     configuration: HashMap<String, String>,
     /// The upgraded protocol the change needs, if any.
     protocol: Option<deltalake_core::kernel::Protocol>,
+    /// The schema with physical names and ids, when the change enables column mapping.
+    schema: Option<StructType>,
     job_id: String,
 }
 
@@ -250,7 +279,12 @@ impl Operation for PropertiesOp {
 
     fn finish(self: Box<Self>, _elapsed: Duration) -> Result<Outcome, JobError> {
         let old = self.snapshot.state()?.metadata().clone();
-        let mut md = old;
+        let mut md = match &self.schema {
+            Some(s) => old
+                .with_schema(s)
+                .map_err(|e| invalid(format!("cannot update table schema: {e}")))?,
+            None => old,
+        };
         for key in self.snapshot.configuration.keys() {
             if !self.configuration.contains_key(key) {
                 md = md

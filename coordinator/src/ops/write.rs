@@ -21,7 +21,9 @@ use silt_common::request::{ExchangeMode, WriteMode, WriteRequest};
 use silt_common::schema::{self, SchemaOptions};
 use silt_common::source;
 use silt_common::storage::parse_location;
-use silt_common::table::{ActiveFile, TableProperties, TableSnapshot, TimeTravel, load_table};
+use silt_common::table::{
+    ActiveFile, TableProperties, TableSnapshot, TimeTravel, column_mapping, load_table,
+};
 use silt_common::task::{
     FileSpec, Input, Keep, MapOutputRef, Route, Sink, SourceFormat, SourceSplit, TableSpec, Task,
     TaskOutput, Transform,
@@ -359,9 +361,38 @@ fn plan(
             overwrite_schema: req.overwrite_schema,
         },
     )?;
+    // Column mapping: new columns (all of a new mapped table's) get physical names and ids
+    // above the table's `delta.columnMapping.maxColumnId`.
+    let mut max_column_id = None;
     let (schema_json, schema_changed) = match snapshot {
         Some(s) if same_fields(&s.arrow_schema, &resolved) => (s.schema_json.clone(), false),
-        _ => (schema::arrow_to_delta_json(&resolved)?, true),
+        Some(s) if s.column_mapping().is_some() => {
+            let max = s
+                .configuration
+                .get(column_mapping::MAX_COLUMN_ID)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+            let (assigned, max) = column_mapping::assign(
+                &column_mapping::carry_over(&s.arrow_schema, &resolved),
+                max,
+                false,
+            );
+            max_column_id = Some(max);
+            (schema::arrow_to_delta_json(&assigned)?, true)
+        }
+        // A column-mapped source's physical names are not the new table's.
+        _ => {
+            let resolved = schema::without_column_mapping(&resolved);
+            let resolved = match (snapshot, column_mapping::mode(&req.properties)) {
+                (None, Some(_)) => {
+                    let (assigned, max) = column_mapping::assign(&resolved, 0, false);
+                    max_column_id = Some(max);
+                    assigned
+                }
+                _ => resolved,
+            };
+            (schema::arrow_to_delta_json(&resolved)?, true)
+        }
     };
     let schema = schema::delta_json_to_arrow(&schema_json)?;
     if let Some(s) = snapshot
@@ -403,7 +434,7 @@ fn plan(
     };
 
     // Table configuration → stats and file size.
-    let configuration: HashMap<String, String> = match snapshot {
+    let mut configuration: HashMap<String, String> = match snapshot {
         Some(s) => s.configuration.clone(),
         None => req
             .properties
@@ -411,6 +442,9 @@ fn plan(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     };
+    if let Some(max) = max_column_id {
+        configuration.insert(column_mapping::MAX_COLUMN_ID.to_string(), max.to_string());
+    }
     let properties = TableProperties::parse(&configuration)?;
     if snapshot.is_none() && !properties.constraints.is_empty() {
         return Err(invalid(
@@ -418,18 +452,13 @@ fn plan(
         ));
     }
     if snapshot.is_none() {
-        // Features a new table's properties would turn on that silt cannot write.
-        for (key, value) in &configuration {
-            let on = value.trim().eq_ignore_ascii_case("true");
-            let what = match key.to_ascii_lowercase().as_str() {
-                "delta.enablerowtracking" if on => "row tracking",
-                "delta.columnmapping.mode" if !value.trim().eq_ignore_ascii_case("none") => {
-                    "column mapping"
-                }
-                _ => continue,
-            };
+        // Row tracking would need row ids assigned on every commit, which silt does not do.
+        if let Some((key, value)) = configuration.iter().find(|(k, v)| {
+            k.eq_ignore_ascii_case("delta.enableRowTracking")
+                && v.trim().eq_ignore_ascii_case("true")
+        }) {
             return Err(invalid(format!(
-                "table property {key} = `{value}` needs {what}, which silt does not write yet; nothing was written"
+                "table property {key} = `{value}` needs row tracking, which silt does not write yet; nothing was written"
             )));
         }
     }
@@ -753,8 +782,22 @@ impl Operation for WriteOp {
                     .and_then(|m| m.with_table_id(old.id().to_string()))
                     .map_err(|e| invalid(format!("cannot build table metadata: {e}")))?
                 } else {
-                    old.with_schema(&struct_type)
-                        .map_err(|e| invalid(format!("cannot update table schema: {e}")))?
+                    let md = old
+                        .with_schema(&struct_type)
+                        .map_err(|e| invalid(format!("cannot update table schema: {e}")))?;
+                    // Column mapping: the highest id the new columns took.
+                    match plan.configuration.get(column_mapping::MAX_COLUMN_ID) {
+                        Some(max)
+                            if s.configuration.get(column_mapping::MAX_COLUMN_ID) != Some(max) =>
+                        {
+                            md.add_config_key(
+                                column_mapping::MAX_COLUMN_ID.to_string(),
+                                max.clone(),
+                            )
+                            .map_err(|e| invalid(format!("cannot update table schema: {e}")))?
+                        }
+                        _ => md,
+                    }
                 };
                 txn.set_metadata(md);
             }
@@ -796,6 +839,8 @@ impl Operation for WriteOp {
             },
             read_version: snapshot.as_ref().map_or(-1, |s| s.version),
             properties: plan.properties.clone(),
+            // The schema this commit writes (new columns, a new mapped table) names them.
+            column_mapping: column_mapping::is_mapped(&plan.schema).then(|| plan.schema.clone()),
         };
         let mut summary = format!(
             "{} file(s), {rows_added} row(s), {bytes_added} bytes added; {} file(s) removed",
@@ -942,6 +987,7 @@ fn new_protocol(
     if enabled("delta.enableTypeWidening") {
         features.push("typeWidening");
     }
+    let mapped = column_mapping::mode(configuration).is_some();
     let mut writer_only = Vec::new();
     if properties.change_data_feed {
         writer_only.push("changeDataFeed");
@@ -952,8 +998,14 @@ fn new_protocol(
     if properties.append_only && !(features.is_empty() && writer_only.is_empty()) {
         writer_only.push("appendOnly");
     }
+    if mapped && !(features.is_empty() && writer_only.is_empty()) {
+        features.push("columnMapping");
+    }
     let writers: Vec<&str> = features.iter().chain(&writer_only).copied().collect();
-    let json = if writers.is_empty() {
+    let json = if writers.is_empty() && mapped {
+        // Column mapping alone: the legacy protocol that implies it, as Delta Spark writes.
+        serde_json::json!({"minReaderVersion": 2, "minWriterVersion": 5})
+    } else if writers.is_empty() {
         serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2})
     } else if features.is_empty() {
         serde_json::json!({

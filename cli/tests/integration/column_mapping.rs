@@ -1,0 +1,315 @@
+//! Column-mapped tables (Delta Spark's `name` and `id` modes, `tests/golden`): silt writes
+//! their files with physical column names and field ids, keys partition values and
+//! statistics physically in the log, and every reader reads the result; a random sequence of
+//! operations keeps the content delta-rs and polars read equal to what the same statements
+//! give on an unmapped copy.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// polars refuses column mapping (reader version 2); delta-rs (its DataFusion scan) and
+/// DuckDB read it.
+const READERS: &[&str] = &["--readers", "deltalake,duckdb"];
+
+/// logical name → (physical name, id) of a table's top-level columns, from its log.
+fn mapping(table: &Path) -> BTreeMap<String, (String, i64)> {
+    let mut out = BTreeMap::new();
+    let mut versions: Vec<_> = std::fs::read_dir(table.join("_delta_log"))
+        .expect("log")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".json") && !n.starts_with('_'))
+        .collect();
+    versions.sort();
+    for v in versions {
+        let text = std::fs::read_to_string(table.join("_delta_log").join(&v)).expect("commit");
+        for line in text.lines() {
+            let a: Value = serde_json::from_str(line).expect("json");
+            let Some(schema) = a["metaData"]["schemaString"].as_str() else {
+                continue;
+            };
+            let schema: Value = serde_json::from_str(schema).expect("schema");
+            out.clear();
+            for f in schema["fields"].as_array().expect("fields") {
+                let m = &f["metadata"];
+                // A version before the table was mapped has no physical names.
+                let Some(physical) = m["delta.columnMapping.physicalName"].as_str() else {
+                    continue;
+                };
+                out.insert(
+                    f["name"].as_str().expect("name").to_string(),
+                    (
+                        physical.to_string(),
+                        m["delta.columnMapping.id"]
+                            .as_i64()
+                            .expect("id as a number"),
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The files a commit adds name their columns physically (with the ids as Parquet field
+/// ids), and the log keys their partition values and statistics physically.
+fn assert_physical(table: &Path, partition_columns: &[&str]) {
+    let map = mapping(table);
+    let physical: BTreeMap<&str, i64> = map.values().map(|(p, id)| (p.as_str(), *id)).collect();
+    let adds: Vec<Value> = last_commit(table)
+        .into_iter()
+        .filter_map(|a| a.get("add").cloned())
+        .collect();
+    assert!(!adds.is_empty(), "the commit adds files");
+    for add in &adds {
+        for k in add["partitionValues"]
+            .as_object()
+            .expect("partitionValues")
+            .keys()
+        {
+            assert!(
+                physical.contains_key(k.as_str()),
+                "partition value key {k} is physical: {add}"
+            );
+        }
+        let stats: Value =
+            serde_json::from_str(add["stats"].as_str().expect("stats")).expect("json");
+        for k in stats["minValues"].as_object().expect("minValues").keys() {
+            assert!(
+                physical.contains_key(k.as_str()),
+                "stats key {k} is physical: {stats}"
+            );
+        }
+        let path = pct_decode(add["path"].as_str().expect("path"));
+        let out = oracle_ok(&["parquet-columns", "--file", &s(&table.join(&path))]);
+        let columns: Vec<Value> = serde_json::from_str(out.stdout.trim()).expect("json");
+        let expected_data = map.len() - partition_columns.len();
+        assert_eq!(columns.len(), expected_data, "{path}: {columns:?}");
+        for c in &columns {
+            let name = c["name"].as_str().expect("name");
+            let id = physical
+                .get(name)
+                .unwrap_or_else(|| panic!("{path}: column {name} is not a physical name"));
+            assert_eq!(
+                c["field_id"].as_i64(),
+                Some(*id),
+                "{path}: field id of {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn column_mapped_tables_are_written_with_physical_names() {
+    let _ = seed_for("column_mapped_tables_are_written_with_physical_names");
+    let dir = tempdir("cm-physical");
+    for (i, rel) in [
+        "delta-kernel-rs-golden/table-with-columnmapping-mode-name",
+        "delta-kernel-rs-golden/table-with-columnmapping-mode-id",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let t = golden_copy(rel, dir.path(), &format!("t{i}"));
+        let expected = golden(&format!("{rel}/expected"));
+        let src = dir.path().join(format!("src{i}"));
+        assert!(copy_parquet_files(&expected, &src) > 0);
+        assert_eq!(silt_write_ok(&t, &src, &[]), Some(1), "{rel}: append");
+        assert_physical(&t, &[]);
+        assert_same_content(
+            &t,
+            &[Expected::Parquet(&expected), Expected::Parquet(&expected)],
+            READERS,
+        );
+        // A rewrite (UPDATE of every row) reads the old files by physical names and writes
+        // new ones the same way.
+        let r = silt_sql_ok(&format!(
+            "UPDATE {} SET IntegerType = IntegerType WHERE ByteType IS NOT NULL OR ByteType IS NULL",
+            delta_ref(&t)
+        ));
+        assert!(metric(&r, "numUpdatedRows") > 0, "{r}");
+        assert_physical(&t, &[]);
+        assert_same_content(
+            &t,
+            &[Expected::Parquet(&expected), Expected::Parquet(&expected)],
+            READERS,
+        );
+    }
+    // Partitioned (by a timestamp_ntz column): an append keys the partition values
+    // physically and names the directories so.
+    let rel = "delta-kernel-rs-golden/data-reader-timestamp_ntz-name-mode";
+    let t = golden_copy(rel, dir.path(), "part");
+    let expected = golden(&format!("{rel}/expected"));
+    let src = dir.path().join("src_part");
+    assert!(copy_parquet_files(&expected, &src) > 0);
+    assert_eq!(silt_write_ok(&t, &src, &[]), Some(2));
+    assert_physical(&t, &["tsNtzPartition"]);
+    // DuckDB reads this table's timestamp_ntz partition values as nulls, the table as Spark
+    // wrote it too: delta-rs's scan is the reader here.
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&expected), Expected::Parquet(&expected)],
+        &["--readers", "deltalake"],
+    );
+}
+
+/// New columns of a mapped table (schema evolution) get physical names and ids above the
+/// table's `delta.columnMapping.maxColumnId`, which the commit raises; a new table created
+/// with `delta.columnMapping.mode` has every column mapped (protocol reader 2, writer 5, as
+/// Delta Spark writes it). Every file is written by physical names, and the content reads
+/// back.
+#[test]
+fn column_mapped_schemas_grow_with_new_ids() {
+    let seed = seed_for("column_mapped_schemas_grow_with_new_ids");
+    let dir = tempdir("cm-schema");
+    let rel = "delta-kernel-rs-golden/table-with-columnmapping-mode-name";
+    let t = golden_copy(rel, dir.path(), "t");
+    let expected = golden(&format!("{rel}/expected"));
+    let src = Gen::new(seed, 10).write(&dir.path().join("src"));
+    let before = mapping(&t);
+    assert_eq!(silt_write_ok(&t, &src, &["--merge-schema"]), Some(1));
+    let after = mapping(&t);
+    let max_id = |t: &Path| -> i64 {
+        let info = inspect(t);
+        info["configuration"]["delta.columnMapping.maxColumnId"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .expect("maxColumnId")
+    };
+    assert_eq!(
+        max_id(&t),
+        24 + (after.len() - before.len()) as i64,
+        "{after:?}"
+    );
+    for (name, (physical, id)) in &after {
+        match before.get(name) {
+            Some(old) => assert_eq!(old, &(physical.clone(), *id), "{name} kept"),
+            None => {
+                assert!(physical.starts_with("col-"), "{name}: {physical}");
+                assert!(*id > 24, "{name}: id {id}");
+            }
+        }
+    }
+    assert_physical(&t, &[]);
+    // The old rows have nulls in the new columns; the new rows nulls in the old ones.
+    let ids: Vec<i64> = after.values().map(|(_, id)| *id).collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "ids are unique");
+    let r = silt_sql_ok(&format!(
+        "DELETE FROM {} WHERE id IS NOT NULL",
+        delta_ref(&t)
+    ));
+    assert_eq!(metric(&r, "numDeletedRows"), 10, "{r}");
+    let old_columns = before.keys().cloned().collect::<Vec<_>>().join(",");
+    let mut compare = vec!["--columns", old_columns.as_str()];
+    compare.extend_from_slice(READERS);
+    assert_same_content(&t, &[Expected::Parquet(&expected)], &compare);
+
+    // A new mapped table.
+    let n = dir.path().join("new");
+    assert_eq!(
+        silt_write_ok(
+            &n,
+            &src,
+            &[
+                "--property",
+                "delta.columnMapping.mode=id",
+                "--partition-by",
+                "k"
+            ]
+        ),
+        Some(0)
+    );
+    let m = mapping(&n);
+    let mut ids: Vec<i64> = m.values().map(|(_, id)| *id).collect();
+    ids.sort();
+    assert_eq!(ids, (1..=m.len() as i64).collect::<Vec<_>>(), "{m:?}");
+    assert_eq!(max_id(&n), m.len() as i64);
+    let first = std::fs::read_to_string(n.join("_delta_log/00000000000000000000.json")).unwrap();
+    let protocol: Value = first
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|a| a.get("protocol").cloned())
+        .expect("protocol");
+    assert_eq!(protocol["minReaderVersion"], 2, "{protocol}");
+    assert_eq!(protocol["minWriterVersion"], 5, "{protocol}");
+    assert_physical(&n, &["k"]);
+    assert!(
+        std::fs::read_dir(&n)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with("col-")),
+        "partition directories are named physically"
+    );
+    // DuckDB reads a mapped table's partition columns as nulls (Delta Spark's
+    // `data-reader-timestamp_ntz-name-mode` too): delta-rs's scan is the reader here.
+    assert_same_content(&n, &[Expected::Parquet(&src)], &["--readers", "deltalake"]);
+    assert_eq!(silt_write_ok(&n, &src, &[]), Some(1));
+    let r = silt_sql_ok(&format!("UPDATE {} SET s = 'x' WHERE k = 1", delta_ref(&n)));
+    assert!(metric(&r, "numUpdatedRows") > 0, "{r}");
+    assert_physical(&n, &["k"]);
+}
+
+/// `ALTER TABLE … SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name')` upgrades a table
+/// as Delta Spark does: every column's physical name is its name (the files stay as they
+/// are), ids 1..n, the `columnMapping` feature; later columns get `col-…` names. Id mode and
+/// changing the mode of a mapped table are refused.
+#[test]
+fn enabling_column_mapping_keeps_the_files() {
+    let seed = seed_for("enabling_column_mapping_keeps_the_files");
+    let dir = tempdir("cm-enable");
+    let src = Gen::new(seed, 40).write(&dir.path().join("src"));
+    let t = dir.path().join("t");
+    assert_eq!(silt_write_ok(&t, &src, &["--partition-by", "k"]), Some(0));
+    let files_before = data_files(&t);
+    silt_sql(
+        &format!(
+            "ALTER TABLE {} SET TBLPROPERTIES ('delta.columnMapping.mode' = 'id')",
+            delta_ref(&t)
+        ),
+        &[],
+    )
+    .assert_error(&["id"]);
+    silt_sql_ok(&format!(
+        "ALTER TABLE {} SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name')",
+        delta_ref(&t)
+    ));
+    let m = mapping(&t);
+    for (name, (physical, _)) in &m {
+        assert_eq!(
+            name, physical,
+            "upgraded columns keep their names as physical names"
+        );
+    }
+    let info = inspect(&t);
+    let features = info["protocol"]["writerFeatures"].to_string();
+    assert!(features.contains("columnMapping"), "{}", info["protocol"]);
+    assert_eq!(data_files(&t), files_before, "no file rewritten");
+    assert_same_content(&t, &[Expected::Parquet(&src)], READERS);
+    let extra = Gen::new(seed + 1, 10)
+        .variant("extra_col")
+        .write(&dir.path().join("extra"));
+    assert_eq!(silt_write_ok(&t, &extra, &["--merge-schema"]), Some(2));
+    let grown = mapping(&t);
+    let new: Vec<_> = grown.iter().filter(|(k, _)| !m.contains_key(*k)).collect();
+    assert!(!new.is_empty(), "a column was added");
+    for (name, (physical, id)) in new {
+        assert!(physical.starts_with("col-"), "{name}: {physical}");
+        assert!(*id > m.len() as i64, "{name}: {id}");
+    }
+    assert_physical(&t, &["k"]);
+    silt_sql(
+        &format!(
+            "ALTER TABLE {} SET TBLPROPERTIES ('delta.columnMapping.mode' = 'none')",
+            delta_ref(&t)
+        ),
+        &[],
+    )
+    .assert_error(&["column mapping mode"]);
+}

@@ -307,14 +307,30 @@ pub struct UpdateRequest {
     pub copy_on_write: bool,
 }
 
-/// `ALTER TABLE table SET TBLPROPERTIES (…)` / `UNSET TBLPROPERTIES [IF EXISTS] (…)`.
+/// `ALTER TABLE`: table properties set or unset (`SET|UNSET TBLPROPERTIES`), or a column of a
+/// column-mapped table renamed or dropped; a metadata-only commit.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SetPropertiesRequest {
+pub struct AlterTableRequest {
     pub table_uri: String,
     pub set: BTreeMap<String, String>,
     pub unset: Vec<String>,
     /// `UNSET … IF EXISTS`: unknown keys are not an error.
     pub if_exists: bool,
+    /// `RENAME COLUMN` / `DROP COLUMN(S)` (then `set` and `unset` are empty).
+    pub column: Option<ColumnChange>,
+}
+
+/// A change to a column-mapped table's columns: its files stay as they are (they name
+/// columns physically), only the schema changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnChange {
+    /// `RENAME COLUMN from TO to`.
+    Rename { from: String, to: String },
+    /// `DROP COLUMN[S] [IF EXISTS] (a, …)`.
+    Drop {
+        columns: Vec<String>,
+        if_exists: bool,
+    },
 }
 
 /// What `DESCRIBE` shows.
@@ -363,7 +379,7 @@ pub enum JobRequest {
     Write(WriteRequest),
     Delete(DeleteRequest),
     Update(UpdateRequest),
-    SetProperties(SetPropertiesRequest),
+    AlterTable(AlterTableRequest),
     Describe(DescribeRequest),
     Merge(MergeRequest),
     Optimize(OptimizeRequest),
@@ -378,7 +394,7 @@ impl JobRequest {
             JobRequest::Write(r) => &r.table_uri,
             JobRequest::Delete(r) => &r.table_uri,
             JobRequest::Update(r) => &r.table_uri,
-            JobRequest::SetProperties(r) => &r.table_uri,
+            JobRequest::AlterTable(r) => &r.table_uri,
             JobRequest::Describe(r) => &r.table_uri,
             JobRequest::Merge(r) => &r.table_uri,
             JobRequest::Optimize(r) => &r.table_uri,
@@ -393,7 +409,7 @@ impl JobRequest {
             JobRequest::Write(_) => "write",
             JobRequest::Delete(_) => "delete",
             JobRequest::Update(_) => "update",
-            JobRequest::SetProperties(_) => "set-properties",
+            JobRequest::AlterTable(_) => "alter-table",
             JobRequest::Describe(_) => "describe",
             JobRequest::Merge(_) => "merge",
             JobRequest::Optimize(_) => "optimize",

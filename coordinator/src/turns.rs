@@ -142,7 +142,7 @@ pub fn takes_turn(req: &JobRequest) -> bool {
         | JobRequest::Merge(_)
         | JobRequest::Optimize(_)
         | JobRequest::Analyze(_)
-        | JobRequest::SetProperties(_) => true,
+        | JobRequest::AlterTable(_) => true,
         JobRequest::Describe(_) | JobRequest::Vacuum(_) => false,
     }
 }

@@ -1070,11 +1070,25 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 predicate: u.predicate.clone(),
                 copy_on_write: u.copy_on_write,
             }),
-            r::JobRequest::SetProperties(p) => Job::SetProperties(pb::SetPropertiesJob {
+            r::JobRequest::AlterTable(p) => Job::AlterTable(pb::AlterTableJob {
                 table_uri: p.table_uri.clone(),
                 set: p.set.clone().into_iter().collect(),
                 unset: p.unset.clone(),
                 if_exists: p.if_exists,
+                column: p.column.as_ref().map(|c| match c {
+                    r::ColumnChange::Rename { from, to } => {
+                        pb::alter_table_job::Column::RenameColumn(pb::RenameColumn {
+                            from: from.clone(),
+                            to: to.clone(),
+                        })
+                    }
+                    r::ColumnChange::Drop { columns, if_exists } => {
+                        pb::alter_table_job::Column::DropColumns(pb::DropColumns {
+                            columns: columns.clone(),
+                            if_exists: *if_exists,
+                        })
+                    }
+                }),
             }),
             r::JobRequest::Describe(d) => Job::Describe(pb::DescribeJob {
                 table_uri: d.table_uri.clone(),
@@ -1185,11 +1199,21 @@ impl TryFrom<pb::SubmitJobRequest> for r::JobRequest {
                 predicate: u.predicate,
                 copy_on_write: u.copy_on_write,
             }),
-            Job::SetProperties(p) => r::JobRequest::SetProperties(r::SetPropertiesRequest {
+            Job::AlterTable(p) => r::JobRequest::AlterTable(r::AlterTableRequest {
                 table_uri: required(p.table_uri, "table_uri")?,
                 set: p.set.into_iter().collect(),
                 unset: p.unset,
                 if_exists: p.if_exists,
+                column: p.column.map(|c| match c {
+                    pb::alter_table_job::Column::RenameColumn(r) => r::ColumnChange::Rename {
+                        from: r.from,
+                        to: r.to,
+                    },
+                    pb::alter_table_job::Column::DropColumns(d) => r::ColumnChange::Drop {
+                        columns: d.columns,
+                        if_exists: d.if_exists,
+                    },
+                }),
             }),
             Job::Describe(d) => r::JobRequest::Describe(r::DescribeRequest {
                 table_uri: required(d.table_uri, "table_uri")?,
@@ -1481,11 +1505,32 @@ mod tests {
                 predicate: None,
                 copy_on_write: false,
             }),
-            r::JobRequest::SetProperties(r::SetPropertiesRequest {
+            r::JobRequest::AlterTable(r::AlterTableRequest {
                 table_uri: "file:///t".into(),
                 set: BTreeMap::from([("a".to_string(), "1".to_string())]),
                 unset: vec!["b".into()],
                 if_exists: true,
+                column: None,
+            }),
+            r::JobRequest::AlterTable(r::AlterTableRequest {
+                table_uri: "file:///t".into(),
+                set: BTreeMap::new(),
+                unset: vec![],
+                if_exists: false,
+                column: Some(r::ColumnChange::Rename {
+                    from: "a".into(),
+                    to: "b c".into(),
+                }),
+            }),
+            r::JobRequest::AlterTable(r::AlterTableRequest {
+                table_uri: "file:///t".into(),
+                set: BTreeMap::new(),
+                unset: vec![],
+                if_exists: false,
+                column: Some(r::ColumnChange::Drop {
+                    columns: vec!["a".into(), "b".into()],
+                    if_exists: true,
+                }),
             }),
             r::JobRequest::Describe(r::DescribeRequest {
                 table_uri: "file:///t".into(),

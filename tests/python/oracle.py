@@ -655,19 +655,21 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_upsert_source(args: argparse.Namespace) -> int:
-    """A MERGE upsert source for a table (read by polars, deletion vectors applied): about half
+    """A MERGE upsert source for a table (read by delta-rs, deletion vectors applied): about half
     its rows with their other columns changed (numbers +1, strings + '!', the first other
     column only) plus `--new` rows with fresh keys; and the table's expected content after
     `WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *` on the key."""
     import polars as pl
 
-    df = pl.read_delta(args.table)
+    df = pl.from_arrow(read_table_deltalake(args.table))
     key = args.key
     rng = np.random.default_rng(args.seed)
-    mask = rng.random(df.height) < 0.5
-    if df.height and not mask.any():
+    # Rows whose key is null match nothing: an upsert source's rows have keys.
+    valid = df[key].is_not_null().to_numpy()
+    mask = (rng.random(df.height) < 0.5) & valid
+    if valid.any() and not mask.any():
         # A small table can draw no row at all: update one, so a MATCHED clause always runs.
-        mask[rng.integers(df.height)] = True
+        mask[rng.choice(np.flatnonzero(valid))] = True
     picked = df.filter(pl.Series(mask))
     others = [c for c in df.columns if c != key]
     if others:
@@ -797,6 +799,22 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
         eprint(f"vacuum {args.table}: {error_line(ex)}")
         return 1
     print(json.dumps({"files": sorted(files), "version": table.version()}))
+    return 0
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    """A source's rows with columns renamed (`--rename old=new`) and dropped (`--drop c`),
+    written to one parquet file: the expected content after ALTER TABLE … RENAME/DROP."""
+    table = read_source(args.source, "parquet")
+    renames = dict(r.split("=", 1) for r in args.rename or [])
+    keep = [c for c in table.column_names if c not in (args.drop or [])]
+    table = table.select(keep).rename_columns([renames.get(c, c) for c in keep])
+    for ex in args.exclude or []:
+        col, value = ex.split("=", 1)
+        table = table.filter(pc.invert(pc.fill_null(pc.equal(table.column(col), value), False)))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    pq.write_table(table, args.out)
+    print(json.dumps({"rows": table.num_rows, "columns": table.column_names}))
     return 0
 
 
@@ -1168,6 +1186,14 @@ def main(argv: list[str] | None = None) -> int:
     va.add_argument("--dry-run", action="store_true")
     va.add_argument("--no-retention-check", action="store_true")
     va.set_defaults(func=cmd_vacuum)
+
+    pj = sub.add_parser("project", help="a source with columns renamed and dropped, as one parquet file")
+    pj.add_argument("--source", required=True)
+    pj.add_argument("--out", required=True)
+    pj.add_argument("--rename", action="append", help="old=new (repeatable)")
+    pj.add_argument("--drop", action="append", help="column (repeatable)")
+    pj.add_argument("--exclude", action="append", help="column=value: leave out rows with that string value")
+    pj.set_defaults(func=cmd_project)
 
     pc_ = sub.add_parser("parquet-columns", help="top-level column names and field ids of a Parquet file")
     pc_.add_argument("--file", required=True)

@@ -313,3 +313,74 @@ fn enabling_column_mapping_keeps_the_files() {
     )
     .assert_error(&["column mapping mode"]);
 }
+
+/// `ALTER TABLE … RENAME COLUMN` / `DROP COLUMN` on a column-mapped table change only the
+/// schema (Delta Spark's `RENAME COLUMN` / `DROP COLUMNS` commits): no file is rewritten, the
+/// renamed column reads back under its new name, the dropped one is gone, and later writes
+/// and DML use the new names. Partition columns, unmapped tables, names taken and columns
+/// a CHECK constraint reads are refused with the table unchanged.
+#[test]
+fn renamed_and_dropped_columns_of_a_mapped_table() {
+    let seed = seed_for("renamed_and_dropped_columns_of_a_mapped_table");
+    let dir = tempdir("cm-alter");
+    let src = Gen::new(seed, 60).write(&dir.path().join("src"));
+    let t = dir.path().join("t");
+    assert_eq!(silt_write_ok(&t, &src, &["--partition-by", "k"]), Some(0));
+    let alter = |sql: &str| format!("ALTER TABLE {} {sql}", delta_ref(&t));
+    silt_sql(&alter("RENAME COLUMN s TO label"), &[]).assert_error(&["column mapping"]);
+    silt_sql_ok(&alter(
+        "SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name')",
+    ));
+    let files = data_files(&t);
+    let before = listing_with_dirs(&t);
+    for (sql, words) in [
+        ("RENAME COLUMN k TO kk", &["partition column"][..]),
+        ("RENAME COLUMN s TO f", &["already has a column `f`"][..]),
+        ("RENAME COLUMN nope TO x", &["no column `nope`"][..]),
+        ("DROP COLUMN nope", &["no column `nope`"][..]),
+    ] {
+        silt_sql(&alter(sql), &[]).assert_error(words);
+        assert_same_listing(&before, &listing_with_dirs(&t), sql);
+    }
+    let r = silt_sql_ok(&alter("RENAME COLUMN s TO `the label`"));
+    assert_eq!(r["version"], 2, "{r}");
+    assert_eq!(last_commit_info(&t)["operation"], "RENAME COLUMN");
+    silt_sql_ok(&alter("DROP COLUMNS IF EXISTS (f, nope)"));
+    assert_eq!(last_commit_info(&t)["operation"], "DROP COLUMNS");
+    assert_eq!(data_files(&t), files, "no file rewritten");
+    let expected = dir.path().join("expected/e.parquet");
+    oracle_ok(&[
+        "project",
+        "--source",
+        &s(&src),
+        "--out",
+        &s(&expected),
+        "--rename",
+        "s=the label",
+        "--drop",
+        "f",
+    ]);
+    assert_same_content(
+        &t,
+        &[Expected::Parquet(&expected)],
+        &["--readers", "deltalake"],
+    );
+    // Later statements use the new names; the dropped column is unknown.
+    silt_sql(&format!("UPDATE {} SET f = 1.0", delta_ref(&t)), &[]).assert_error(&["f"]);
+    let r = silt_sql_ok(&format!(
+        "DELETE FROM {} WHERE `the label` = 'plain'",
+        delta_ref(&t)
+    ));
+    assert!(metric(&r, "numDeletedRows") > 0, "{r}");
+    let kept = dir.path().join("expected2/e.parquet");
+    oracle_ok(&[
+        "project",
+        "--source",
+        &s(&expected),
+        "--out",
+        &s(&kept),
+        "--exclude",
+        "the label=plain",
+    ]);
+    assert_same_content(&t, &[Expected::Parquet(&kept)], &["--readers", "deltalake"]);
+}

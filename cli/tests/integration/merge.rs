@@ -488,7 +488,7 @@ fn merge_reads_every_source_format() {
 fn merge_into_spark_tables() {
     let seed = seed_for("merge_into_spark_tables");
     let dir = tempdir("merge-golden");
-    // (table, key, readers: delta-rs cannot read tables with deletion vectors)
+    // (table, key, readers)
     let tables: &[(&str, &str, &[&str])] = &[
         (
             "delta-kernel-rs-golden/basic-with-inserts-deletes-checkpoint",
@@ -500,6 +500,13 @@ fn merge_into_spark_tables() {
             "delta-kernel-rs-golden/dv-partitioned-with-checkpoint",
             "col1",
             &["--readers", "polars"],
+        ),
+        // Column mapping (polars refuses it; the expected file, which polars writes, has
+        // large lists inside maps: values are compared).
+        (
+            "delta-kernel-rs-golden/table-with-columnmapping-mode-name",
+            "LongType",
+            &["--readers", "deltalake,duckdb", "--no-type-check"],
         ),
     ];
     for (i, (rel, key, readers)) in tables.iter().enumerate() {
@@ -532,24 +539,6 @@ fn merge_into_spark_tables() {
             readers,
         );
     }
-    // Column mapping: not supported yet, refused before anything is written.
-    let t = golden_copy(
-        "delta-kernel-rs-golden/table-with-columnmapping-mode-name",
-        dir.path(),
-        "cm",
-    );
-    let before = listing_with_dirs(&t);
-    let src = Gen::new(seed, 10).write(&dir.path().join("cm-source"));
-    let out = silt_sql(
-        &format!(
-            "MERGE INTO {} t USING parquet.`{}` s ON t.id = s.id WHEN MATCHED THEN DELETE",
-            delta_ref(&t),
-            src.display()
-        ),
-        &[],
-    );
-    out.assert_error(&["column mapping"]);
-    assert_same_listing(&before, &listing_with_dirs(&t), "column-mapped table");
 }
 
 /// A target row matched by two source rows fails the MERGE (unless the only matched clause

@@ -28,8 +28,8 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::request::{
-    DeleteRequest, DescribeKind, DescribeRequest, JobRequest, SetPropertiesRequest, UpdateRequest,
-    WriteMode, WriteRequest,
+    AlterTableRequest, ColumnChange, DeleteRequest, DescribeKind, DescribeRequest, JobRequest,
+    UpdateRequest, WriteMode, WriteRequest,
 };
 use crate::table::TimeTravel;
 use crate::task::SourceFormat;
@@ -120,7 +120,7 @@ fn statement(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
                 Statement::Delete(d) => delete(d),
                 Statement::Update(u) => update(u),
                 other => Err(unsupported(format!(
-                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, OPTIMIZE, REORG TABLE … APPLY (PURGE), VACUUM, ANALYZE TABLE, ALTER TABLE … SET/UNSET TBLPROPERTIES, DESCRIBE HISTORY/DETAIL)",
+                    "`{}` (statements: DELETE, UPDATE, INSERT, MERGE, OPTIMIZE, REORG TABLE … APPLY (PURGE), VACUUM, ANALYZE TABLE, ALTER TABLE … SET/UNSET TBLPROPERTIES | RENAME COLUMN | DROP COLUMN, DESCRIBE HISTORY/DETAIL)",
                     first_line(&other.to_string())
                 ))),
             }
@@ -460,11 +460,12 @@ fn alter(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     parser.expect_keyword(Keyword::TABLE)?;
     let name = parser.parse_object_name(false)?;
     let table_uri = table_uri(&name)?;
-    let mut req = SetPropertiesRequest {
+    let mut req = AlterTableRequest {
         table_uri,
         set: BTreeMap::new(),
         unset: Vec::new(),
         if_exists: false,
+        column: None,
     };
     if parser.parse_keywords(&[Keyword::SET, Keyword::TBLPROPERTIES]) {
         parser.expect_token(&Token::LParen)?;
@@ -487,14 +488,43 @@ fn alter(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
         parser.expect_token(&Token::LParen)?;
         req.unset = parser.parse_comma_separated(property_key)?;
         parser.expect_token(&Token::RParen)?;
+    } else if parser.parse_keywords(&[Keyword::RENAME, Keyword::COLUMN]) {
+        let from = column_name(parser)?;
+        parser.expect_keyword(Keyword::TO)?;
+        let to = column_name(parser)?;
+        req.column = Some(ColumnChange::Rename { from, to });
+    } else if parser.parse_keyword(Keyword::DROP) {
+        if !parser.parse_keyword(Keyword::COLUMNS) {
+            parser.expect_keyword(Keyword::COLUMN)?;
+        }
+        let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let columns = if parser.consume_token(&Token::LParen) {
+            let c = parser.parse_comma_separated(column_name)?;
+            parser.expect_token(&Token::RParen)?;
+            c
+        } else {
+            parser.parse_comma_separated(column_name)?
+        };
+        req.column = Some(ColumnChange::Drop { columns, if_exists });
     } else {
         let rest = parser.peek_token();
         return Err(unsupported(format!(
-            "ALTER TABLE … {} (supported: SET TBLPROPERTIES, UNSET TBLPROPERTIES)",
+            "ALTER TABLE … {} (supported: SET TBLPROPERTIES, UNSET TBLPROPERTIES, RENAME COLUMN, DROP COLUMN)",
             rest.token
         )));
     }
-    Ok(JobRequest::SetProperties(req))
+    Ok(JobRequest::AlterTable(req))
+}
+
+/// A top-level column name (nested columns are not renamed or dropped yet).
+fn column_name(p: &mut Parser) -> std::result::Result<String, ParserError> {
+    let name = p.parse_identifier()?.value;
+    if p.peek_token().token == Token::Period {
+        return Err(ParserError::ParserError(format!(
+            "`{name}.…`: only top-level columns can be renamed or dropped"
+        )));
+    }
+    Ok(name)
 }
 
 fn property_key(p: &mut Parser) -> std::result::Result<String, ParserError> {
@@ -836,7 +866,7 @@ mod tests {
             one(
                 "ALTER TABLE delta.`/t` SET TBLPROPERTIES ('delta.appendOnly' = 'true', owner.team = eng, n = 5)"
             ),
-            JobRequest::SetProperties(SetPropertiesRequest {
+            JobRequest::AlterTable(AlterTableRequest {
                 table_uri: "/t".into(),
                 set: BTreeMap::from([
                     ("delta.appendOnly".to_string(), "true".to_string()),
@@ -845,15 +875,42 @@ mod tests {
                 ]),
                 unset: vec![],
                 if_exists: false,
+                column: None,
             })
         );
         assert_eq!(
             one("ALTER TABLE delta.`/t` UNSET TBLPROPERTIES IF EXISTS ('a', b.c)"),
-            JobRequest::SetProperties(SetPropertiesRequest {
+            JobRequest::AlterTable(AlterTableRequest {
                 table_uri: "/t".into(),
                 set: BTreeMap::new(),
                 unset: vec!["a".into(), "b.c".into()],
                 if_exists: true,
+                column: None,
+            })
+        );
+        let column = |sql: &str| match one(sql) {
+            JobRequest::AlterTable(r) => r.column,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            column("ALTER TABLE delta.`/t` RENAME COLUMN `a b` TO c"),
+            Some(ColumnChange::Rename {
+                from: "a b".into(),
+                to: "c".into()
+            })
+        );
+        assert_eq!(
+            column("ALTER TABLE delta.`/t` DROP COLUMNS IF EXISTS (a, `b`)"),
+            Some(ColumnChange::Drop {
+                columns: vec!["a".into(), "b".into()],
+                if_exists: true
+            })
+        );
+        assert_eq!(
+            column("alter table delta.`/t` drop column a"),
+            Some(ColumnChange::Drop {
+                columns: vec!["a".into()],
+                if_exists: false
             })
         );
         assert_eq!(

@@ -40,7 +40,7 @@ pub async fn prepare(
         JobRequest::Write(r) => write::prepare(ctx, plan_ctx, r).await,
         JobRequest::Delete(r) => delete::prepare(ctx, plan_ctx, r).await,
         JobRequest::Update(r) => update::prepare(ctx, plan_ctx, r).await,
-        JobRequest::SetProperties(r) => properties::prepare(plan_ctx, r).await,
+        JobRequest::AlterTable(r) => properties::prepare(plan_ctx, r).await,
         JobRequest::Describe(r) => describe::prepare(r).await,
         JobRequest::Merge(r) => merge::prepare(ctx, plan_ctx, r).await,
         JobRequest::Optimize(r) => optimize::prepare(ctx, plan_ctx, r).await,

@@ -1,4 +1,5 @@
-//! `ALTER TABLE … SET TBLPROPERTIES` / `UNSET TBLPROPERTIES`: a metadata-only commit.
+//! `ALTER TABLE … SET TBLPROPERTIES` / `UNSET TBLPROPERTIES` / `RENAME COLUMN` /
+//! `DROP COLUMN`: a metadata-only commit.
 //!
 //! Values of the `delta.` properties silt acts on are checked ([`TableProperties::parse`]);
 //! unknown `delta.` keys are refused as Delta Spark refuses them, and so are properties that
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use deltalake_core::kernel::{MetadataExt, StructType};
 use serde_json::{Map, Value};
-use silt_common::request::SetPropertiesRequest;
+use silt_common::request::{AlterTableRequest, ColumnChange};
 use silt_common::schema;
 use silt_common::table::{TableProperties, TableSnapshot, column_mapping};
 use url::Url;
@@ -55,10 +56,22 @@ const KNOWN_DELTA_PROPERTIES: &[&str] = &[
 /// Loads the table and checks the change.
 pub async fn prepare(
     plan_ctx: PlanContext,
-    req: SetPropertiesRequest,
+    req: AlterTableRequest,
 ) -> Result<Box<dyn Operation>, JobError> {
     let (table_url, snapshot) = existing_table(&req.table_uri).await?;
     snapshot.check_writable()?;
+    if let Some(change) = &req.column {
+        let schema = Some(changed_columns(&snapshot, change)?);
+        return Ok(Box::new(PropertiesOp {
+            table_url,
+            configuration: snapshot.configuration.clone(),
+            snapshot,
+            req,
+            protocol: None,
+            schema,
+            job_id: plan_ctx.job_id,
+        }));
+    }
     let mut configuration = new_configuration(&snapshot, &req)?;
     let mut protocol = upgrade(&snapshot, &configuration)?;
     // Enabling column mapping (name mode) on an unmapped table: every column gets its own
@@ -167,10 +180,108 @@ pub fn with_feature(
     .map_err(|e| invalid(format!("internal: protocol: {e}")))
 }
 
+/// The schema after a column of a column-mapped table is renamed or dropped: its files
+/// name columns physically, so only the schema changes. Partition columns and columns a
+/// CHECK constraint or invariant reads are refused, as Delta Spark refuses them.
+fn changed_columns(
+    snapshot: &TableSnapshot,
+    change: &ColumnChange,
+) -> Result<StructType, JobError> {
+    let verb = match change {
+        ColumnChange::Rename { .. } => "RENAME COLUMN",
+        ColumnChange::Drop { .. } => "DROP COLUMN",
+    };
+    if snapshot.column_mapping().is_none() {
+        return Err(invalid(format!(
+            "{verb} needs column mapping (its files name columns by their names): enable it first with ALTER TABLE … SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name'); nothing was changed"
+        )));
+    }
+    let fields = snapshot.arrow_schema.fields();
+    let find = |name: &str| {
+        fields
+            .iter()
+            .position(|f| f.name().eq_ignore_ascii_case(name))
+    };
+    let checks = snapshot.checks();
+    let guard = |name: &str| -> Result<(), JobError> {
+        if snapshot
+            .partition_columns
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(name))
+        {
+            return Err(invalid(format!(
+                "{verb}: `{name}` is a partition column; nothing was changed"
+            )));
+        }
+        let lower = name.to_lowercase();
+        if let Some(c) = checks.iter().find(|c| {
+            c.expression
+                .to_lowercase()
+                .split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+                .any(|w| w == lower)
+        }) {
+            return Err(invalid(format!(
+                "{verb}: the table's {} ({}) reads `{name}`; nothing was changed",
+                c.name, c.expression
+            )));
+        }
+        Ok(())
+    };
+    let mut kept: Vec<arrow::datatypes::Field> =
+        fields.iter().map(|f| f.as_ref().clone()).collect();
+    match change {
+        ColumnChange::Rename { from, to } => {
+            let i = find(from).ok_or_else(|| {
+                invalid(format!("{verb}: no column `{from}`; nothing was changed"))
+            })?;
+            if find(to).is_some_and(|j| j != i) {
+                return Err(invalid(format!(
+                    "{verb}: the table already has a column `{to}`; nothing was changed"
+                )));
+            }
+            if to.trim().is_empty() {
+                return Err(invalid(format!("{verb}: the new name is empty")));
+            }
+            guard(fields[i].name())?;
+            kept[i] = kept[i].clone().with_name(to.clone());
+        }
+        ColumnChange::Drop { columns, if_exists } => {
+            let mut drop = Vec::new();
+            for c in columns {
+                match find(c) {
+                    Some(i) => {
+                        guard(fields[i].name())?;
+                        drop.push(i);
+                    }
+                    None if *if_exists => {}
+                    None => {
+                        return Err(invalid(format!(
+                            "{verb}: no column `{c}`; nothing was changed"
+                        )));
+                    }
+                }
+            }
+            if drop.len() >= fields.len() - snapshot.partition_columns.len() {
+                return Err(invalid(format!(
+                    "{verb}: a table keeps at least one data column; nothing was changed"
+                )));
+            }
+            kept = kept
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !drop.contains(i))
+                .map(|(_, f)| f)
+                .collect();
+        }
+    }
+    let json = schema::arrow_to_delta_json(&arrow::datatypes::Schema::new(kept))?;
+    serde_json::from_str(&json).map_err(|e| invalid(format!("internal: schema: {e}")))
+}
+
 /// The table configuration after the change, checked.
 pub fn new_configuration(
     snapshot: &TableSnapshot,
-    req: &SetPropertiesRequest,
+    req: &AlterTableRequest,
 ) -> Result<HashMap<String, String>, JobError> {
     if req.set.is_empty() && req.unset.is_empty() {
         return Err(invalid("no table properties given"));
@@ -251,7 +362,7 @@ fn needs_no_upgrade(snapshot: &TableSnapshot, key: &str, value: &str) -> Result<
 pub struct PropertiesOp {
     table_url: Url,
     snapshot: TableSnapshot,
-    req: SetPropertiesRequest,
+    req: AlterTableRequest,
     configuration: HashMap<String, String>,
     /// The upgraded protocol the change needs, if any.
     protocol: Option<deltalake_core::kernel::Protocol>,
@@ -299,7 +410,23 @@ impl Operation for PropertiesOp {
                     .map_err(|e| invalid(format!("cannot update table properties: {e}")))?;
             }
         }
-        let (operation, params) = if self.req.unset.is_empty() {
+        let (operation, params) = if let Some(change) = &self.req.column {
+            let mut p = Map::new();
+            match change {
+                ColumnChange::Rename { from, to } => {
+                    p.insert("oldColumnPath".into(), Value::String(from.clone()));
+                    p.insert("newColumnPath".into(), Value::String(to.clone()));
+                    ("RENAME COLUMN", p)
+                }
+                ColumnChange::Drop { columns, .. } => {
+                    p.insert(
+                        "columns".into(),
+                        Value::String(serde_json::to_string(columns).unwrap_or_default()),
+                    );
+                    ("DROP COLUMNS", p)
+                }
+            }
+        } else if self.req.unset.is_empty() {
             let set: BTreeMap<&String, &String> = self.req.set.iter().collect();
             let mut p = Map::new();
             p.insert(
@@ -322,14 +449,12 @@ impl Operation for PropertiesOp {
             txn.set_protocol(p);
         }
         let properties = TableProperties::parse(&self.configuration)?;
-        let summary = format!(
-            "table properties {}",
-            if self.req.unset.is_empty() {
-                "set"
-            } else {
-                "changed"
-            }
-        );
+        let summary = match &self.req.column {
+            Some(ColumnChange::Rename { from, to }) => format!("column `{from}` renamed to `{to}`"),
+            Some(ColumnChange::Drop { .. }) => "column(s) dropped".to_string(),
+            None if self.req.unset.is_empty() => "table properties set".to_string(),
+            None => "table properties changed".to_string(),
+        };
         Ok(Outcome::commit(
             txn,
             CommitTarget::on(&self.snapshot, properties),

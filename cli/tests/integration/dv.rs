@@ -15,7 +15,8 @@ use silt_common::task::DeletionVector;
 use crate::merge::{Rng, random_clauses};
 use crate::support::*;
 
-const DELETES: &[&str] = &[
+/// DELETE conditions over `Gen`'s columns (also used by the column-mapping test).
+pub(crate) const DELETES: &[&str] = &[
     "id % 7 = 3",
     "k = 2",
     "f > 500",
@@ -26,8 +27,9 @@ const DELETES: &[&str] = &[
     "id < -1",
 ];
 
-type Update = (&'static [(&'static str, &'static str)], &'static str);
-const UPDATES: &[Update] = &[
+pub(crate) type Update = (&'static [(&'static str, &'static str)], &'static str);
+/// UPDATE assignments and conditions over `Gen`'s columns.
+pub(crate) const UPDATES: &[Update] = &[
     (&[("f", "f + 1")], "k = 1"),
     (&[("s", "upper(s)"), ("f", "f * 2")], "id % 3 = 0"),
     (&[("s", "NULL")], "f < 0"),

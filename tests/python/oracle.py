@@ -818,6 +818,22 @@ def cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generated_table(args: argparse.Namespace) -> int:
+    """A delta-rs table with the source's columns plus a generated column (`--column`,
+    `--type`, `--expression`), the source appended (delta-rs computes the column)."""
+    from deltalake import DeltaTable, Field, Schema, write_deltalake
+
+    data = read_source(args.source, "parquet")
+    fields = [Field.from_arrow(f) for f in data.schema]
+    fields.append(
+        Field(args.column, args.type, nullable=True, metadata={"delta.generationExpression": args.expression})
+    )
+    DeltaTable.create(args.table, schema=Schema(fields))
+    write_deltalake(args.table, data, mode="append")
+    print(json.dumps({"version": DeltaTable(args.table).version()}))
+    return 0
+
+
 def cmd_parquet_columns(args: argparse.Namespace) -> int:
     """Top-level column names and Parquet field ids of a data file."""
     schema = pq.read_schema(args.file)
@@ -1194,6 +1210,14 @@ def main(argv: list[str] | None = None) -> int:
     pj.add_argument("--drop", action="append", help="column (repeatable)")
     pj.add_argument("--exclude", action="append", help="column=value: leave out rows with that string value")
     pj.set_defaults(func=cmd_project)
+
+    gt = sub.add_parser("generated-table", help="a delta-rs table with a generated column")
+    gt.add_argument("--table", required=True)
+    gt.add_argument("--source", required=True)
+    gt.add_argument("--column", required=True)
+    gt.add_argument("--type", required=True, help="Delta primitive type, e.g. double")
+    gt.add_argument("--expression", required=True)
+    gt.set_defaults(func=cmd_generated_table)
 
     pc_ = sub.add_parser("parquet-columns", help="top-level column names and field ids of a Parquet file")
     pc_.add_argument("--file", required=True)

@@ -116,3 +116,73 @@ fn check_constraints_are_enforced_as_delta_rs_enforces_them() {
         .assert_error(&["delta.constraints", "add constraint"]);
     assert!(commit_files(&fresh).is_empty());
 }
+
+/// Generated columns (`delta.generationExpression`, a table delta-rs creates): an append
+/// without the column gets it computed as delta-rs computes it; a provided value that is not
+/// the expression's fails the job naming the column; UPDATE computes the column again from
+/// the updated row; assigning it directly is refused. Nothing is committed by a failure.
+#[test]
+fn generated_columns_are_computed_and_checked() {
+    let seed = seed_for("generated_columns_are_computed_and_checked");
+    let dir = tempdir("generated");
+    let src = Gen::new(seed, 300).write(&dir.path().join("src"));
+    let ours = dir.path().join("silt");
+    let theirs = dir.path().join("delta-rs");
+    for t in [&ours, &theirs] {
+        oracle_ok(&[
+            "generated-table",
+            "--table",
+            &s(t),
+            "--source",
+            &s(&src),
+            "--column",
+            "g",
+            "--type",
+            "double",
+            "--expression",
+            "f * 2",
+        ]);
+    }
+    // Both append the same source: silt computes `g` as delta-rs does.
+    assert_eq!(silt_write_ok(&ours, &src, &[]), Some(2));
+    oracle_write(&theirs, &src, "parquet", &[]);
+    assert_same_content(&ours, &[Expected::Table(&theirs)], &[]);
+    // A source that carries `g` with other values is refused.
+    let bad = dir.path().join("bad");
+    oracle_ok(&[
+        "project",
+        "--source",
+        &s(&src),
+        "--out",
+        &s(&bad.join("b.parquet")),
+        "--rename",
+        "f=g",
+    ]);
+    // (`f` renamed to `g`: `g` holds f's values, f is null, so g ≠ f * 2 where f was set.)
+    let before = listing_with_dirs(&ours);
+    silt_write(&ours, &bad, &[]).assert_error(&["generated column `g`"]);
+    assert_same_listing(&before, &listing_with_dirs(&ours), "refused append");
+    silt_sql(&format!("UPDATE {} SET g = 1", delta_ref(&ours)), &[])
+        .assert_error(&["generated column"]);
+    // UPDATE of f: g follows.
+    let r = silt_sql_ok(&format!(
+        "UPDATE {} SET f = f + 1 WHERE k = 1",
+        delta_ref(&ours)
+    ));
+    assert!(metric(&r, "numUpdatedRows") > 0, "{r}");
+    let out = oracle_ok(&[
+        "expect-filter",
+        "--table",
+        &s(&ours),
+        "--predicate-py",
+        "~((col('g') == col('f') * 2) | (col('g').is_null() & col('f').is_null()))",
+        "--out",
+        &s(&dir.path().join("violations.parquet")),
+    ]);
+    let j = out.json();
+    assert_eq!(
+        j["matching"], 0,
+        "every row has g = f * 2 after the UPDATE: {j}"
+    );
+    assert!(j["rows"].as_i64().unwrap_or(0) > 0, "{j}");
+}

@@ -34,6 +34,8 @@ const WRITABLE_FEATURES: &[&str] = &[
     "typeWidening-preview",
     // Commits of a table with `delta.enableInCommitTimestamps` carry the timestamp.
     "inCommitTimestamp",
+    // Generated columns: computed where a write does not carry them, checked where it does.
+    "generatedColumns",
 ];
 
 /// Writer features silt honours by refusing tables that use them: listed but unused (as
@@ -43,7 +45,6 @@ const WRITABLE_WHEN_UNUSED: &[&str] = &[
     "invariants",
     "checkConstraints",
     "changeDataFeed",
-    "generatedColumns",
     "identityColumns",
     "columnMapping",
 ];
@@ -185,11 +186,10 @@ impl TableSnapshot {
         // Legacy protocol versions imply features (3 = checkConstraints, 4 = changeDataFeed
         // and generatedColumns, 5 = columnMapping, 6 = identityColumns) and upgraded tables
         // list them: they are only a problem when actually in use.
-        if self.schema_json.contains("delta.generationExpression")
-            || self.schema_json.contains("delta.identity")
-        {
+        if self.schema_json.contains("delta.identity") {
             return Err(Error::Unsupported(
-                "table has generated/identity columns, which silt does not write yet; nothing was changed".into(),
+                "table has identity columns, which silt does not write yet; nothing was changed"
+                    .into(),
             ));
         }
         // CHECK constraints and invariants are enforced on every row written (`checks`).
@@ -223,7 +223,33 @@ impl TableSnapshot {
             .collect();
         // Refused by `check_writable` when unreadable.
         out.extend(invariants(&self.schema_json).unwrap_or_default());
+        // A generated column holds its expression's value (null-safe) in every row.
+        out.extend(
+            self.generated_columns()
+                .into_iter()
+                .map(|(column, expression)| crate::task::Constraint {
+                    name: format!("generated column `{column}`"),
+                    expression: format!(
+                        "`{}` IS NOT DISTINCT FROM ({expression})",
+                        column.replace('`', "``")
+                    ),
+                }),
+        );
         out
+    }
+
+    /// The table's generated columns (`delta.generationExpression` in a top-level column's
+    /// metadata): (column, Spark SQL expression over the other columns).
+    pub fn generated_columns(&self) -> Vec<(String, String)> {
+        self.arrow_schema
+            .fields()
+            .iter()
+            .filter_map(|f| {
+                f.metadata()
+                    .get("delta.generationExpression")
+                    .map(|e| (f.name().clone(), e.clone()))
+            })
+            .collect()
     }
 
     /// Latest version recorded for an idempotent-write application id.

@@ -134,10 +134,32 @@ pub fn plan(
     let selection = rewrite::select_files(&snapshot, predicate.as_ref())?;
     let table = DmlOp::table_spec(&table_url, &snapshot);
     let files_out = DmlOp::files_out(&snapshot, &ctx);
-    let transforms = [Transform::Update {
+    // Generated columns are computed again from the updated row (rows left alone keep the
+    // value they already hold); assigning one directly is refused.
+    let generated: Vec<Assignment> = snapshot
+        .generated_columns()
+        .into_iter()
+        .map(|(column, expr)| Assignment { column, expr })
+        .collect();
+    if let Some(g) = assignments
+        .iter()
+        .find(|a| generated.iter().any(|g| g.column == a.column))
+    {
+        return Err(invalid(format!(
+            "`{}` is a generated column: its value is computed from the other columns and cannot be assigned; nothing was changed",
+            g.column
+        )));
+    }
+    let recompute = (!generated.is_empty()).then(|| Transform::Update {
+        predicate: None,
+        assignments: generated.clone(),
+    });
+    let transforms: Vec<Transform> = std::iter::once(Transform::Update {
         predicate: predicate.as_ref().map(|p| p.sql().to_string()),
         assignments: assignments.clone(),
-    }];
+    })
+    .chain(recompute.clone())
+    .collect();
     // Files where every row matches are read without a scan pass.
     let mut tasks = rewrite::rewrite_tasks(
         &table,
@@ -169,7 +191,10 @@ pub fn plan(
                     predicate: None,
                     assignments: assignments.clone(),
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(recompute)
+            .collect::<Vec<_>>(),
             Some(&files_out),
             ctx.slots,
         ));

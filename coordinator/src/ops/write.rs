@@ -25,8 +25,8 @@ use silt_common::table::{
     ActiveFile, TableProperties, TableSnapshot, TimeTravel, column_mapping, load_table,
 };
 use silt_common::task::{
-    FileSpec, Input, Keep, MapOutputRef, Route, Sink, SourceFormat, SourceSplit, TableSpec, Task,
-    TaskOutput, Transform,
+    Assignment, FileSpec, Input, Keep, MapOutputRef, Route, Sink, SourceFormat, SourceSplit,
+    TableSpec, Task, TaskOutput, Transform,
 };
 use tracing::info;
 use url::Url;
@@ -522,6 +522,28 @@ fn plan(
             predicate: None,
             assignments: static_partition_assignments(req, &source.schema, &partition_columns)?,
         });
+    }
+    // Generated columns the source does not carry are computed (the writer checks the ones
+    // it does carry).
+    if let Some(s) = snapshot {
+        let missing: Vec<Assignment> = s
+            .generated_columns()
+            .into_iter()
+            .filter(|(c, _)| {
+                !source
+                    .schema
+                    .fields()
+                    .iter()
+                    .any(|f| f.name().eq_ignore_ascii_case(c))
+            })
+            .map(|(column, expr)| Assignment { column, expr })
+            .collect();
+        if !missing.is_empty() {
+            transforms.push(Transform::Update {
+                predicate: None,
+                assignments: missing,
+            });
+        }
     }
     if let Some(p) = &req.replace_where {
         transforms.push(Transform::Check {

@@ -120,7 +120,8 @@ fn check_constraints_are_enforced_as_delta_rs_enforces_them() {
 /// Generated columns (`delta.generationExpression`, a table delta-rs creates): an append
 /// without the column gets it computed as delta-rs computes it; a provided value that is not
 /// the expression's fails the job naming the column; UPDATE computes the column again from
-/// the updated row; assigning it directly is refused. Nothing is committed by a failure.
+/// the updated row, MERGE from the updated or inserted one; assigning it directly is refused.
+/// Nothing is committed by a failure.
 #[test]
 fn generated_columns_are_computed_and_checked() {
     let seed = seed_for("generated_columns_are_computed_and_checked");
@@ -185,4 +186,40 @@ fn generated_columns_are_computed_and_checked() {
         "every row has g = f * 2 after the UPDATE: {j}"
     );
     assert!(j["rows"].as_i64().unwrap_or(0) > 0, "{j}");
+
+    // MERGE: updated and inserted rows get `g` computed; naming it in a clause is refused.
+    let more = Gen::new(seed + 1, 200)
+        .id_start(250)
+        .write(&dir.path().join("more"));
+    silt_sql(
+        &format!(
+            "MERGE INTO {} t USING parquet.`{}` s ON t.id = s.id WHEN MATCHED THEN UPDATE SET g = 1",
+            delta_ref(&ours),
+            more.display()
+        ),
+        &[],
+    )
+    .assert_error(&["generated column"]);
+    let r = silt_sql_ok(&format!(
+        "MERGE INTO {} t USING parquet.`{}` s ON t.id = s.id \
+         WHEN MATCHED THEN UPDATE SET f = s.f + 1 WHEN NOT MATCHED THEN INSERT *",
+        delta_ref(&ours),
+        more.display()
+    ));
+    assert!(metric(&r, "numTargetRowsUpdated") > 0, "{r}");
+    assert!(metric(&r, "numTargetRowsInserted") > 0, "{r}");
+    let j = oracle_ok(&[
+        "expect-filter",
+        "--table",
+        &s(&ours),
+        "--predicate-py",
+        "~((col('g') == col('f') * 2) | (col('g').is_null() & col('f').is_null()))",
+        "--out",
+        &s(&dir.path().join("violations2.parquet")),
+    ])
+    .json();
+    assert_eq!(
+        j["matching"], 0,
+        "every row has g = f * 2 after the MERGE: {j}"
+    );
 }

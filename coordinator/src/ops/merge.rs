@@ -342,6 +342,56 @@ pub struct MergeOp {
     marking: bool,
     /// Outputs of the stage writing deletion vectors.
     dv_outputs: Vec<TaskOutput>,
+    /// What the rows a task writes go through: conformed to the table, generated columns
+    /// computed ([`output_transforms`]).
+    output: Vec<Transform>,
+}
+
+/// The transforms a MERGE's written rows take: conformed to the table, then the table's
+/// generated columns computed again from each row — unless a `*` action takes them from a
+/// source that has them (the writer then checks them, as every written row's). A clause
+/// assigning a generated column by name is refused.
+fn output_transforms(
+    snapshot: &TableSnapshot,
+    req: &MergeRequest,
+    source_schema: &Schema,
+) -> Result<Vec<Transform>, JobError> {
+    let generated = snapshot.generated_columns();
+    let mut out = vec![Transform::Conform];
+    if generated.is_empty() {
+        return Ok(out);
+    }
+    let is_generated = |c: &str| generated.iter().any(|(g, _)| g.eq_ignore_ascii_case(c));
+    for clause in &req.clauses {
+        let named: Vec<&String> = match &clause.action {
+            MergeAction::Update(sets) => sets.iter().map(|(c, _)| c).collect(),
+            MergeAction::Insert { columns, .. } => columns.iter().collect(),
+            _ => Vec::new(),
+        };
+        if let Some(c) = named.into_iter().find(|c| is_generated(c)) {
+            return Err(invalid(format!(
+                "`{c}` is a generated column: its value is computed from the other columns and cannot be assigned; nothing was changed"
+            )));
+        }
+    }
+    let star = req
+        .clauses
+        .iter()
+        .any(|c| matches!(c.action, MergeAction::UpdateAll | MergeAction::InsertAll));
+    let provided = source_schema
+        .fields()
+        .iter()
+        .any(|f| is_generated(f.name()));
+    if !(star && provided) {
+        out.push(Transform::Update {
+            predicate: None,
+            assignments: generated
+                .into_iter()
+                .map(|(column, expr)| Assignment { column, expr })
+                .collect(),
+        });
+    }
+    Ok(out)
 }
 
 /// Plans a MERGE: pure, from the request, the snapshot, the source listing and the cluster's
@@ -367,6 +417,8 @@ pub fn plan(
         None => raw_source_json.clone(),
     };
     let source_schema = schema::delta_json_to_arrow(&source_schema_json)?;
+    let output = output_transforms(&snapshot, &req, &source_schema)?;
+    let generated = snapshot.generated_columns();
     let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     let in_schema = |s: &Schema, c: &str| s.fields().iter().find(|f| same(f.name(), c)).cloned();
 
@@ -444,6 +496,8 @@ pub fn plan(
                                 ),
                             }),
                             None if req.schema_evolution => {}
+                            // Generated columns are computed (`output_transforms`).
+                            None if generated.iter().any(|(g, _)| same(g, f.name())) => {}
                             None => {
                                 return Err(invalid(format!(
                                     "{} needs a source column `{}` (the table has it); list the columns, or use WITH SCHEMA EVOLUTION",
@@ -668,7 +722,7 @@ pub fn plan(
                         ..spec.clone()
                     },
                 },
-                transforms: vec![Transform::Conform],
+                transforms: output.clone(),
                 sink: rewrite_sink(marking, &files_out),
             })
             .collect()
@@ -723,6 +777,7 @@ pub fn plan(
         rewrite_time: Duration::ZERO,
         marking,
         dv_outputs: Vec::new(),
+        output,
     })
 }
 
@@ -817,7 +872,7 @@ impl MergeOp {
         };
         let transforms = match pass {
             MergePass::Discover => Vec::new(),
-            _ => vec![Transform::Conform],
+            _ => self.output.clone(),
         };
         let files = DmlOp::files_out(&self.snapshot, &self.ctx);
         (0..self.partitions)
@@ -900,7 +955,7 @@ impl MergeOp {
                         ..self.spec.clone()
                     },
                 },
-                transforms: vec![Transform::Conform],
+                transforms: self.output.clone(),
                 sink: Sink::DataFiles(files.clone()),
             })
             .collect();

@@ -390,8 +390,8 @@ fn renamed_and_dropped_columns_of_a_mapped_table() {
 /// after every step. Flat in `name` mode; partitioned in `id` mode with deletion vectors.
 #[test]
 fn random_dml_on_mapped_tables_matches_delta_rs() {
-    use crate::dv::{DELETES, UPDATES};
-    use crate::merge::{Rng, random_clauses};
+    use crate::dv::{RandomDml, random_dml_step};
+    use crate::merge::Rng;
     let seed = seed_for("random_dml_on_mapped_tables_matches_delta_rs");
     let steps: usize = std::env::var("SILT_CM_STEPS")
         .ok()
@@ -435,60 +435,20 @@ fn random_dml_on_mapped_tables_matches_delta_rs() {
         }
         for step in 0..steps {
             let case = format!("{layout}-{step}");
-            let ours_ref = delta_ref(&ours);
-            let (got, want) = match r.below(3) {
-                0 => {
-                    let p = *r.pick(DELETES);
-                    eprintln!("[{case}] DELETE WHERE {p}");
-                    let got = silt_sql_ok(&format!("DELETE FROM {ours_ref} WHERE {p}"));
-                    (got, oracle_dml(&theirs, "delete", Some(p), &[]))
-                }
-                1 => {
-                    let (sets, p) = *r.pick(UPDATES);
-                    let set_sql = sets
-                        .iter()
-                        .map(|(c, e)| format!("{c} = {e}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    eprintln!("[{case}] UPDATE SET {set_sql} WHERE {p}");
-                    let got = silt_sql_ok(&format!("UPDATE {ours_ref} SET {set_sql} WHERE {p}"));
-                    (got, oracle_dml(&theirs, "update", Some(p), sets))
-                }
-                _ => {
-                    let source = Gen::new(seed + step as u64 + 1, 120)
-                        .k_domain("1,2,3")
-                        .id_start(r.below(700) as i64)
-                        .write(&dir.path().join(format!("merge-src-{step}")));
-                    let clauses = random_clauses(&mut r);
-                    let statement = format!(
-                        "MERGE INTO {ours_ref} t USING parquet.`{}` s ON t.id = s.id {}",
-                        source.display(),
-                        clauses
-                            .iter()
-                            .map(|c| c.sql())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    );
-                    eprintln!("[{case}] {statement}");
-                    let spec = serde_json::json!({
-                        "on": "t.id = s.id",
-                        "target_alias": "t",
-                        "source_alias": "s",
-                        "clauses": clauses.iter().map(|c| c.json()).collect::<Vec<_>>(),
-                    });
-                    let want = oracle_ok(&[
-                        "merge",
-                        "--table",
-                        &s(&theirs),
-                        "--source",
-                        &s(&source),
-                        "--spec",
-                        &spec.to_string(),
-                    ])
-                    .json();
-                    (silt_sql_ok(&statement), want)
-                }
-            };
+            let (got, want) = random_dml_step(
+                &mut r,
+                &RandomDml {
+                    seed,
+                    step,
+                    case: &case,
+                    dir: dir.path(),
+                    ours: &ours,
+                    theirs: &theirs,
+                    merge_rows: 120,
+                    id_span: 700,
+                    random_exchange: false,
+                },
+            );
             assert_eq!(
                 got["version"].is_i64(),
                 want["version"].is_i64(),

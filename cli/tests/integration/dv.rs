@@ -15,8 +15,8 @@ use silt_common::task::DeletionVector;
 use crate::merge::{Rng, random_clauses};
 use crate::support::*;
 
-/// DELETE conditions over `Gen`'s columns (also used by the column-mapping test).
-pub(crate) const DELETES: &[&str] = &[
+/// DELETE conditions over `Gen`'s columns.
+const DELETES: &[&str] = &[
     "id % 7 = 3",
     "k = 2",
     "f > 500",
@@ -27,15 +27,99 @@ pub(crate) const DELETES: &[&str] = &[
     "id < -1",
 ];
 
-pub(crate) type Update = (&'static [(&'static str, &'static str)], &'static str);
+type Update = (&'static [(&'static str, &'static str)], &'static str);
 /// UPDATE assignments and conditions over `Gen`'s columns.
-pub(crate) const UPDATES: &[Update] = &[
+const UPDATES: &[Update] = &[
     (&[("f", "f + 1")], "k = 1"),
     (&[("s", "upper(s)"), ("f", "f * 2")], "id % 3 = 0"),
     (&[("s", "NULL")], "f < 0"),
     (&[("flag", "NOT flag")], "id % 11 = 5"),
     (&[("k", "k + 10")], "id < 150"),
 ];
+
+/// Where a random DML step runs: silt on `ours`, delta-rs on `theirs` (a plain copy).
+pub(crate) struct RandomDml<'a> {
+    pub seed: u64,
+    pub step: usize,
+    /// Names the step in the log lines.
+    pub case: &'a str,
+    /// MERGE sources are written here.
+    pub dir: &'a Path,
+    pub ours: &'a Path,
+    pub theirs: &'a Path,
+    /// Rows of a MERGE source; its ids start at a random value below `id_span`.
+    pub merge_rows: usize,
+    pub id_span: usize,
+    /// MERGE with `--exchange never|always`, drawn at random.
+    pub random_exchange: bool,
+}
+
+/// One random DELETE (`DELETES`), UPDATE (`UPDATES`) or MERGE (random clauses, a `Gen`
+/// source keyed on `id`) by silt and by delta-rs: (silt's `--json` result, delta-rs's).
+pub(crate) fn random_dml_step(r: &mut Rng, at: &RandomDml<'_>) -> (Value, Value) {
+    let case = at.case;
+    let ours_ref = delta_ref(at.ours);
+    match r.below(3) {
+        0 => {
+            let p = *r.pick(DELETES);
+            eprintln!("[{case}] DELETE WHERE {p}");
+            let got = silt_sql_ok(&format!("DELETE FROM {ours_ref} WHERE {p}"));
+            (got, oracle_dml(at.theirs, "delete", Some(p), &[]))
+        }
+        1 => {
+            let (sets, p) = *r.pick(UPDATES);
+            let set_sql = sets
+                .iter()
+                .map(|(c, e)| format!("{c} = {e}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            eprintln!("[{case}] UPDATE SET {set_sql} WHERE {p}");
+            let got = silt_sql_ok(&format!("UPDATE {ours_ref} SET {set_sql} WHERE {p}"));
+            (got, oracle_dml(at.theirs, "update", Some(p), sets))
+        }
+        _ => {
+            let source = Gen::new(at.seed + at.step as u64 + 1, at.merge_rows)
+                .k_domain("1,2,3")
+                .id_start(r.below(at.id_span) as i64)
+                .write(&at.dir.join(format!("merge-src-{}", at.step)));
+            let clauses = random_clauses(r);
+            let exchange: &[&str] = match at.random_exchange {
+                true if r.below(2) == 0 => &["--exchange", "never"],
+                true => &["--exchange", "always"],
+                false => &[],
+            };
+            let statement = format!(
+                "MERGE INTO {ours_ref} t USING parquet.`{}` s ON t.id = s.id {}",
+                source.display(),
+                clauses
+                    .iter()
+                    .map(|c| c.sql())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            eprintln!("[{case}] {}: {statement}", exchange.join(" "));
+            let spec = json!({
+                "on": "t.id = s.id",
+                "target_alias": "t",
+                "source_alias": "s",
+                "clauses": clauses.iter().map(|c| c.json()).collect::<Vec<_>>(),
+            });
+            let want = oracle_ok(&[
+                "merge",
+                "--table",
+                &s(at.theirs),
+                "--source",
+                &s(&source),
+                "--spec",
+                &spec.to_string(),
+            ])
+            .json();
+            let out = silt_sql(&statement, exchange);
+            out.assert_ok();
+            (out.json(), want)
+        }
+    }
+}
 
 /// Every vector file the table's active files reference (file names).
 pub(crate) fn referenced_vector_files(t: &Path) -> BTreeSet<String> {
@@ -147,65 +231,22 @@ fn random_dml_with_deletion_vectors_matches_delta_rs_copy_on_write() {
         let mut marked_steps = 0;
         for step in 0..steps {
             let case = format!("{layout}-{step}");
-            let ours_ref = delta_ref(&ours);
             let before = commit_files(&ours).len();
-            let (got, want) = match r.below(3) {
-                0 => {
-                    let p = *r.pick(DELETES);
-                    eprintln!("[{case}] DELETE WHERE {p}");
-                    let got = silt_sql_ok(&format!("DELETE FROM {ours_ref} WHERE {p}"));
-                    (got, oracle_dml(&theirs, "delete", Some(p), &[]))
-                }
-                1 => {
-                    let (sets, p) = *r.pick(UPDATES);
-                    let set_sql = sets
-                        .iter()
-                        .map(|(c, e)| format!("{c} = {e}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    eprintln!("[{case}] UPDATE SET {set_sql} WHERE {p}");
-                    let got = silt_sql_ok(&format!("UPDATE {ours_ref} SET {set_sql} WHERE {p}"));
-                    (got, oracle_dml(&theirs, "update", Some(p), sets))
-                }
-                _ => {
+            let (got, want) = random_dml_step(
+                &mut r,
+                &RandomDml {
+                    seed,
+                    step,
+                    case: &case,
+                    dir: dir.path(),
+                    ours: &ours,
+                    theirs: &theirs,
                     // Source ids overlap the table's (0..900) and go past them.
-                    let source = Gen::new(seed + step as u64 + 1, 150)
-                        .k_domain("1,2,3")
-                        .id_start(r.below(1000) as i64)
-                        .write(&dir.path().join(format!("merge-src-{step}")));
-                    let clauses = random_clauses(&mut r);
-                    let exchange = if r.below(2) == 0 { "never" } else { "always" };
-                    let statement = format!(
-                        "MERGE INTO {ours_ref} t USING parquet.`{}` s ON t.id = s.id {}",
-                        source.display(),
-                        clauses
-                            .iter()
-                            .map(|c| c.sql())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    );
-                    eprintln!("[{case}] --exchange {exchange}: {statement}");
-                    let spec = json!({
-                        "on": "t.id = s.id",
-                        "target_alias": "t",
-                        "source_alias": "s",
-                        "clauses": clauses.iter().map(|c| c.json()).collect::<Vec<_>>(),
-                    });
-                    let want = oracle_ok(&[
-                        "merge",
-                        "--table",
-                        &s(&theirs),
-                        "--source",
-                        &s(&source),
-                        "--spec",
-                        &spec.to_string(),
-                    ])
-                    .json();
-                    let out = silt_sql(&statement, &["--exchange", exchange]);
-                    out.assert_ok();
-                    (out.json(), want)
-                }
-            };
+                    merge_rows: 150,
+                    id_span: 1000,
+                    random_exchange: true,
+                },
+            );
             eprintln!(
                 "[{case}] silt: {}\n[{case}] delta-rs: {want}",
                 got["metrics"]

@@ -319,7 +319,7 @@ fn log_error(url: &Url, e: &deltalake_core::DeltaTableError) -> Error {
 
 /// `msg` with every `Name { … }` Debug structure replaced by the `filename` (or last `path`)
 /// it holds, kernel prefixes dropped, on one line.
-pub fn without_debug_dumps(msg: &str) -> String {
+fn without_debug_dumps(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let bytes = msg.as_bytes();
     let mut i = 0;

@@ -352,11 +352,10 @@ pub struct MergeOp {
 /// source that has them (the writer then checks them, as every written row's). A clause
 /// assigning a generated column by name is refused.
 fn output_transforms(
-    snapshot: &TableSnapshot,
+    generated: &[(String, String)],
     req: &MergeRequest,
     source_schema: &Schema,
 ) -> Result<Vec<Transform>, JobError> {
-    let generated = snapshot.generated_columns();
     let mut out = vec![Transform::Conform];
     if generated.is_empty() {
         return Ok(out);
@@ -386,8 +385,11 @@ fn output_transforms(
         out.push(Transform::Update {
             predicate: None,
             assignments: generated
-                .into_iter()
-                .map(|(column, expr)| Assignment { column, expr })
+                .iter()
+                .map(|(column, expr)| Assignment {
+                    column: column.clone(),
+                    expr: expr.clone(),
+                })
                 .collect(),
         });
     }
@@ -417,8 +419,8 @@ pub fn plan(
         None => raw_source_json.clone(),
     };
     let source_schema = schema::delta_json_to_arrow(&source_schema_json)?;
-    let output = output_transforms(&snapshot, &req, &source_schema)?;
     let generated = snapshot.generated_columns();
+    let output = output_transforms(&generated, &req, &source_schema)?;
     let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     let in_schema = |s: &Schema, c: &str| s.fields().iter().find(|f| same(f.name(), c)).cloned();
 

@@ -43,6 +43,9 @@ mod dv;
 #[path = "integration/column_mapping.rs"]
 mod column_mapping;
 
+#[path = "integration/cdf.rs"]
+mod cdf;
+
 #[path = "integration/constraints.rs"]
 mod constraints;
 

@@ -5,6 +5,7 @@
 //!
 //! Nothing here knows gRPC or prost types; nothing here commits to a Delta log.
 
+pub mod change_data;
 pub mod cleanup;
 pub mod cluster;
 pub mod error;

@@ -36,6 +36,7 @@ use datafusion::sql::sqlparser::dialect::DatabricksDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use roaring::RoaringTreemap;
 
+use crate::change_data;
 use crate::expr::{Expression, Predicate};
 use crate::request::MergeClauseKind;
 use crate::task::{MergeActionSpec, MergePass, MergeSpec, SelectSpec, TaskMetrics};
@@ -639,6 +640,10 @@ pub struct MergeQuery {
     /// unconditional DELETE, as Delta allows).
     duplicates_allowed: bool,
     output: SchemaRef,
+    /// Change data: per output column, the position of the target's value before the
+    /// statement among the preimage columns the rewrite query adds after its own (`None`: a
+    /// column the target lacks); empty when changes are not recorded.
+    preimage: Vec<Option<usize>>,
     target_rows: SchemaRef,
     source_rows: SchemaRef,
 }
@@ -677,6 +682,9 @@ impl MergeQuery {
         let names = Names::of(spec, &target, &source);
         let both = [Side::Target, Side::Source];
         let on = names.resolve(&spec.on, &both, "ON condition", Form::Qualified)?;
+        // Deletion-vector rewrites do not record change data (tables recording it are
+        // rewritten copy-on-write).
+        let record_changes = spec.record_changes && !marking;
 
         // The clause code of each row, first applicable clause first.
         let mut arms: [Vec<String>; 3] = Default::default();
@@ -856,7 +864,25 @@ impl MergeQuery {
             outs.push(quote(T_FILE));
             outs.push(quote(T_ROW));
             outs.push(quote(S_SRC));
+            if record_changes {
+                // The target's values before the statement, for its change data.
+                outs.extend(
+                    target
+                        .fields()
+                        .iter()
+                        .map(|f| quote(&flat(Side::Target, f.name()))),
+                );
+            }
             outs.join(", ")
+        };
+        let preimage = if record_changes && !discover {
+            output
+                .fields()
+                .iter()
+                .map(|f| find(&target, f.name()).and_then(|t| target.index_of(t.name()).ok()))
+                .collect()
+        } else {
+            Vec::new()
         };
         let matched_clauses: Vec<&crate::task::MergeClauseSpec> = spec
             .clauses
@@ -874,6 +900,7 @@ impl MergeQuery {
             codes,
             duplicates_allowed,
             output: Arc::new(output.clone()),
+            preimage,
             target_rows: target_row_schema(&target),
             source_rows: Arc::new(Schema::new(source_rows)),
         })
@@ -1130,7 +1157,16 @@ impl MergeRows<'_> {
         let sources = batch.column(n_out + 3).as_primitive::<UInt64Type>();
         let mut keep = BooleanBuilder::with_capacity(batch.num_rows());
         let mut write = BooleanBuilder::with_capacity(batch.num_rows());
+        // Change data: each row's change type as written, and how its target row before
+        // the statement is recorded (if it is).
+        let recording = !self.query.preimage.is_empty();
+        let mut written_as: Vec<Option<&'static str>> = Vec::new();
+        let mut before_as: Vec<Option<&'static str>> = Vec::new();
         for i in 0..batch.num_rows() {
+            if recording {
+                written_as.push(None);
+                before_as.push(None);
+            }
             let a = action.value(i);
             // Marking rewrites run without a discovery pass: matches are checked and the
             // matched source rows noted here.
@@ -1152,6 +1188,9 @@ impl MergeRows<'_> {
                     false
                 } else {
                     metrics.rows_inserted += 1;
+                    if recording {
+                        written_as[i] = Some(change_data::INSERT);
+                    }
                     true
                 }
             } else if !self.touched.contains(&files.value(i)) {
@@ -1180,9 +1219,16 @@ impl MergeRows<'_> {
                 } else if delete {
                     metrics.rows_deleted += 1;
                     metrics.rows_deleted_by_source += u64::from(by_source);
+                    if recording {
+                        before_as[i] = Some(change_data::DELETE);
+                    }
                 } else {
                     metrics.rows_updated += 1;
                     metrics.rows_updated_by_source += u64::from(by_source);
+                    if recording {
+                        before_as[i] = Some(change_data::UPDATE_PREIMAGE);
+                        written_as[i] = Some(change_data::UPDATE_POSTIMAGE);
+                    }
                 }
                 if self.marking {
                     // Marked deleted, and written anew unless deleted.
@@ -1198,6 +1244,9 @@ impl MergeRows<'_> {
         let keep = keep.finish();
         if !self.marking {
             let projected = batch.project(&(0..n_out).collect::<Vec<_>>())?;
+            if recording {
+                return self.with_changes(batch, &projected, &keep, written_as, before_as);
+            }
             return Ok(filter_record_batch(&projected, &keep)?);
         }
         // The output columns, then the target row's id (null for inserts) and whether to
@@ -1215,6 +1264,56 @@ impl MergeRows<'_> {
         columns.push(Arc::new(write.finish()));
         let marked = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         Ok(filter_record_batch(&marked, &keep)?)
+    }
+}
+
+impl MergeRows<'_> {
+    /// Change data of a rewrite: the rows `keep` selects from `projected` (the output
+    /// columns), tagged `written_as`, then the target rows before the statement of those
+    /// `before_as` records (from the query's preimage columns), tagged so.
+    fn with_changes(
+        &self,
+        batch: &RecordBatch,
+        projected: &RecordBatch,
+        keep: &arrow::array::BooleanArray,
+        written_as: Vec<Option<&'static str>>,
+        before_as: Vec<Option<&'static str>>,
+    ) -> Result<RecordBatch> {
+        let written = change_data::tag(projected, None)?;
+        let mut columns = written.columns().to_vec();
+        let last = columns.len() - 1;
+        columns[last] = Arc::new(arrow::array::StringArray::from(written_as));
+        let written = filter_record_batch(&RecordBatch::try_new(written.schema(), columns)?, keep)?;
+        let recorded: arrow::array::BooleanArray =
+            before_as.iter().map(|t| Some(t.is_some())).collect();
+        if recorded.true_count() == 0 {
+            return Ok(written);
+        }
+        let n_out = self.query.output.fields().len();
+        let first_pre = n_out + 4;
+        let n = recorded.true_count();
+        let schema = written.schema();
+        let mut before: Vec<ArrayRef> = Vec::with_capacity(n_out + 1);
+        for (f, pre) in schema.fields().iter().zip(&self.query.preimage) {
+            before.push(match pre {
+                Some(p) => cast(
+                    &arrow::compute::filter(batch.column(first_pre + p), &recorded)?,
+                    f.data_type(),
+                )?,
+                None => arrow::array::new_null_array(f.data_type(), n),
+            });
+        }
+        let types = arrow::array::StringArray::from(before_as);
+        before.push(arrow::compute::filter(&types, &recorded)?);
+        let before = RecordBatch::try_new_with_options(
+            schema,
+            before,
+            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(n)),
+        )?;
+        Ok(arrow::compute::concat_batches(
+            &written.schema(),
+            [&written, &before],
+        )?)
     }
 }
 
@@ -1241,6 +1340,7 @@ mod tests {
             on: on.into(),
             clauses,
             pass: MergePass::Rewrite { touched: vec![] },
+            record_changes: false,
         }
     }
 

@@ -142,7 +142,7 @@ pub enum CommitError {
 #[derive(Debug, Clone)]
 pub struct LogAction {
     pub action: Action,
-    /// For `add`/`remove`: the path exactly as it must appear in the log (URL-encoded).
+    /// For `add`/`remove`/`cdc`: the path exactly as it must appear in the log (URL-encoded).
     pub raw_path: Option<String>,
 }
 
@@ -165,11 +165,10 @@ impl LogAction {
         let mut v = serde_json::to_value(&self.action)
             .map_err(|e| CommitError::Refused(format!("cannot serialise an action: {e}")))?;
         if let Some(raw) = &self.raw_path {
-            let key = if v.get("add").is_some() {
-                "add"
-            } else {
-                "remove"
-            };
+            let key = ["add", "cdc"]
+                .into_iter()
+                .find(|k| v.get(*k).is_some())
+                .unwrap_or("remove");
             if let Some(inner) = v.get_mut(key).and_then(Value::as_object_mut) {
                 inner.insert("path".into(), Value::String(raw.clone()));
             }

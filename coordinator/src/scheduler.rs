@@ -784,6 +784,7 @@ mod tests {
                 sort_by: None,
                 checks: vec![],
                 iso_timestamp_partitions: vec![],
+                change_data: false,
             }),
         }
     }

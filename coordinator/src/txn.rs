@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use deltalake_core::kernel::{Action, Add, Metadata, Protocol, Transaction};
+use deltalake_core::kernel::{Action, Add, AddCDCFile, Metadata, Protocol, Transaction};
 use serde_json::{Map, Value};
 use silt_common::table::{ActiveFile, TableProperties, decode_path as decode};
 use silt_common::task::DataFile;
@@ -39,6 +39,8 @@ pub struct Txn {
     /// `tags` of every add (a clustering run's).
     add_tags: Option<std::collections::HashMap<String, Option<String>>>,
     removes: Vec<(ActiveFile, bool)>,
+    /// Change data files (`cdc` actions).
+    cdc_files: Vec<DataFile>,
     protocol: Option<Protocol>,
     metadata: Option<Metadata>,
     txn: Option<(String, i64)>,
@@ -57,6 +59,7 @@ impl Txn {
             adds: Vec::new(),
             add_tags: None,
             removes: Vec::new(),
+            cdc_files: Vec::new(),
             protocol: None,
             metadata: None,
             txn: None,
@@ -74,6 +77,19 @@ impl Txn {
     ) {
         self.adds
             .extend(files.into_iter().map(|f| (f.clone(), data_change)));
+    }
+
+    /// Adds change data files (see `silt_common::change_data`) and counts them in the
+    /// operation's metric `metric` (`numAddedChangeFiles`, MERGE's
+    /// `numTargetChangeFilesAdded`). Per the protocol, once a commit has one, its `cdc`
+    /// files must hold all of its changes.
+    pub fn add_change_files<'a>(
+        &mut self,
+        metric: &str,
+        files: impl IntoIterator<Item = &'a DataFile>,
+    ) {
+        self.cdc_files.extend(files.into_iter().cloned());
+        self.metric(metric, self.cdc_files.len());
     }
 
     /// Tags every add with `tags`.
@@ -147,7 +163,9 @@ impl Txn {
     pub fn kept_file_names(&self) -> HashSet<String> {
         self.adds
             .iter()
-            .flat_map(|(a, _)| {
+            .map(|(a, _)| a)
+            .chain(&self.cdc_files)
+            .flat_map(|a| {
                 // The file and, for a vector file of this job, the vector file.
                 let dv = a
                     .deletion_vector
@@ -202,6 +220,22 @@ impl Txn {
                 clustering_provider: None,
             };
             actions.push(LogAction::with_raw_path(Action::Add(add), a.path.clone()));
+        }
+        for c in &self.cdc_files {
+            let partition_values = match &column_mapping {
+                Some(schema) => {
+                    cm::partition_values(&c.partition_values, schema, Direction::ToPhysical)
+                }
+                None => c.partition_values.clone(),
+            };
+            let cdc = AddCDCFile {
+                path: decode(&c.path),
+                partition_values: partition_values.into_iter().collect(),
+                size: c.size_bytes,
+                data_change: false,
+                tags: None,
+            };
+            actions.push(LogAction::with_raw_path(Action::Cdc(cdc), c.path.clone()));
         }
         let mut removed_paths = HashSet::new();
         for (r, data_change) in &self.removes {

@@ -192,6 +192,7 @@ mod tests {
                     sort_by: None,
                     checks: vec![],
                     iso_timestamp_partitions: vec![],
+                    change_data: false,
                 }),
             },
         }

@@ -281,6 +281,7 @@ fn input_to_pb(i: &d::Input) -> pb::Input {
             on: merge.on.clone(),
             clauses: merge.clauses.iter().map(merge_clause_spec_to_pb).collect(),
             source_select: merge.source_select.as_ref().map(select_to_pb),
+            record_changes: merge.record_changes,
             pass: match &merge.pass {
                 d::MergePass::Discover => pb::MergePassKind::Discover,
                 d::MergePass::Rewrite { .. } => pb::MergePassKind::Rewrite,
@@ -360,6 +361,7 @@ fn input_from_pb(i: Option<pb::Input>) -> Result<d::Input, DecodeError> {
                         target_schema_json: m.target_schema_json,
                         source_schema_json: m.source_schema_json,
                         source_select: m.source_select.map(select_from_pb),
+                        record_changes: m.record_changes,
                         on: m.on,
                         clauses: m
                             .clauses
@@ -600,6 +602,9 @@ fn transform_to_pb(t: &d::Transform) -> pb::Transform {
             input_schema_json: input_schema_json.clone(),
             select: Some(select_to_pb(select)),
         }),
+        d::Transform::RecordChanges(rows) => T::RecordChanges(pb::RecordChangesTransform {
+            inserted: *rows == d::ChangeRows::Inserted,
+        }),
     };
     pb::Transform { transform: Some(t) }
 }
@@ -627,6 +632,11 @@ fn transform_from_pb(t: pb::Transform) -> Result<d::Transform, DecodeError> {
             input_schema_json: s.input_schema_json,
             select: select_from_pb(s.select.unwrap_or_default()),
         },
+        T::RecordChanges(r) => d::Transform::RecordChanges(if r.inserted {
+            d::ChangeRows::Inserted
+        } else {
+            d::ChangeRows::Table
+        }),
     })
 }
 
@@ -681,6 +691,7 @@ fn file_spec_to_pb(f: &d::FileSpec) -> pb::FileSpec {
             })
             .collect(),
         iso_timestamp_partitions: f.iso_timestamp_partitions.clone(),
+        change_data: f.change_data,
     }
 }
 
@@ -699,6 +710,7 @@ fn file_spec_from_pb(f: pb::FileSpec) -> Result<d::FileSpec, DecodeError> {
             })
             .collect(),
         iso_timestamp_partitions: f.iso_timestamp_partitions,
+        change_data: f.change_data,
     })
 }
 
@@ -921,6 +933,7 @@ impl From<&d::TaskOutput> for pb::TaskOutput {
     fn from(o: &d::TaskOutput) -> Self {
         pb::TaskOutput {
             adds: o.adds.iter().map(Into::into).collect(),
+            cdc_files: o.cdc_files.iter().map(Into::into).collect(),
             removes: o.removes.iter().map(Into::into).collect(),
             exchange_output: o.exchange_output.as_ref().map(|m| pb::MapOutput {
                 location: Some(map_ref_to_pb(&m.location)),
@@ -945,6 +958,7 @@ impl From<pb::TaskOutput> for d::TaskOutput {
     fn from(o: pb::TaskOutput) -> Self {
         d::TaskOutput {
             adds: o.adds.into_iter().map(Into::into).collect(),
+            cdc_files: o.cdc_files.into_iter().map(Into::into).collect(),
             removes: o.removes.into_iter().map(Into::into).collect(),
             exchange_output: o.exchange_output.map(|m| d::MapOutput {
                 location: m.location.map(map_ref_from_pb).unwrap_or_default(),
@@ -1293,6 +1307,7 @@ mod tests {
             sort_by: None,
             checks: vec![],
             iso_timestamp_partitions: vec![],
+            change_data: true,
         }
     }
 
@@ -1363,6 +1378,7 @@ mod tests {
                     row_ids: Some(7),
                 },
                 transforms: vec![
+                    d::Transform::RecordChanges(d::ChangeRows::Table),
                     d::Transform::Filter {
                         predicate: "p = 1".into(),
                         keep: d::Keep::NotMatching,
@@ -1395,6 +1411,7 @@ mod tests {
                     target_schema_json: "{\"t\":1}".into(),
                     source_schema_json: "{\"s\":1}".into(),
                     source_select: Some(d::SelectSpec::default()),
+                    record_changes: true,
                     on: "t.k = s.k".into(),
                     clauses: vec![
                         d::MergeClauseSpec {
@@ -1431,6 +1448,7 @@ mod tests {
                     },
                 },
                 d::Transform::Conform,
+                d::Transform::RecordChanges(d::ChangeRows::Inserted),
             ],
             sink: d::Sink::DataFiles(files()),
         };

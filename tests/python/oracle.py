@@ -41,6 +41,7 @@ Exit codes: 0 ok, 1 mismatch / failure (with a summary on stderr), 2 usage error
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import decimal
 import glob
@@ -846,6 +847,52 @@ def cmd_parquet_columns(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cdf(args: argparse.Namespace) -> int:
+    """The change data feed delta-rs reads (`load_cdf`) from `--from` on, per commit version:
+    {"<version>": [rows, each {"column": value, ..., "_change_type": ...}, canonically
+    sorted]}; `_commit_timestamp` left out."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(args.table)
+    feed = pa.table(table.load_cdf(starting_version=args.start).read_all())
+    out: dict[str, list] = {}
+    for row in feed.to_pylist():
+        version = str(row.pop("_commit_version"))
+        row.pop("_commit_timestamp", None)
+        # Strings may come as binary views.
+        out.setdefault(version, []).append(
+            {k: v.decode() if isinstance(v, bytes) else _hashable(v) for k, v in row.items()}
+        )
+    if args.cancel_unchanged:
+        # Rows a commit left as they were, recorded anyway, are left out: an update's before
+        # and after images of a row it did not change (delta-rs records only those that
+        # differ; Delta Spark records every updated row), and a row deleted and inserted
+        # with the same values (delta-rs writes no change data for an update that changed
+        # no value, so readers derive its changes from whole files removed and added).
+        def image(r: dict) -> str:
+            return json.dumps({k: v for k, v in r.items() if k != "_change_type"}, sort_keys=True, default=str)
+
+        for version, rows in out.items():
+            left: dict[str, collections.Counter] = {}
+            for pair in (("update_preimage", "update_postimage"), ("delete", "insert")):
+                count = [collections.Counter(image(r) for r in rows if r["_change_type"] == k) for k in pair]
+                same = count[0] & count[1]
+                for k in pair:
+                    left[k] = collections.Counter(same)
+            kept = []
+            for r in rows:
+                kind = r["_change_type"]
+                if left[kind][image(r)] > 0:
+                    left[kind][image(r)] -= 1
+                    continue
+                kept.append(r)
+            out[version] = kept
+    for rows in out.values():
+        rows.sort(key=lambda r: json.dumps(r, sort_keys=True, default=str))
+    print(json.dumps(out, sort_keys=True, default=str))
+    return 0
+
+
 def cmd_versions(args: argparse.Namespace) -> int:
     """Rows of every version of a table (each read in full by delta-rs), or the error
     reading it."""
@@ -1222,6 +1269,16 @@ def main(argv: list[str] | None = None) -> int:
     pc_ = sub.add_parser("parquet-columns", help="top-level column names and field ids of a Parquet file")
     pc_.add_argument("--file", required=True)
     pc_.set_defaults(func=cmd_parquet_columns)
+
+    cd = sub.add_parser("cdf", help="the change data feed delta-rs reads, per version")
+    cd.add_argument("--table", required=True)
+    cd.add_argument("--start", type=int, default=0)
+    cd.add_argument(
+        "--cancel-unchanged",
+        action="store_true",
+        help="leave out pairs of change rows of a row left as it was (before/after, delete/insert)",
+    )
+    cd.set_defaults(func=cmd_cdf)
 
     vs = sub.add_parser("versions", help="rows of every version (or the error reading it)")
     vs.add_argument("--table", required=True)

@@ -197,18 +197,6 @@ impl TableSnapshot {
         Ok(())
     }
 
-    /// Commits that only add or only remove whole files need no change data files (readers
-    /// derive the change data from the `add` and `remove` actions); `what` — a change to
-    /// rows inside files — would, and silt does not write them yet.
-    pub fn refuse_without_change_data(&self, what: &str) -> Result<()> {
-        if self.properties.change_data_feed {
-            return Err(Error::Unsupported(format!(
-                "table has the change data feed enabled: {what} would need change data (`cdc`) files, which silt does not write yet; nothing was changed"
-            )));
-        }
-        Ok(())
-    }
-
     /// The conditions every row written must satisfy: the CHECK constraints and the column
     /// invariants (both enforced by the data file writer).
     pub fn checks(&self) -> Vec<crate::task::Constraint> {

@@ -128,6 +128,10 @@ pub struct MergeSpec {
     pub on: String,
     pub clauses: Vec<MergeClauseSpec>,
     pub pass: MergePass,
+    /// Rewrite and insert passes record change data (see [`crate::change_data`]): rows
+    /// carry their change type, and the target rows a clause updates or deletes are also
+    /// emitted as they were.
+    pub record_changes: bool,
 }
 
 /// One `WHEN … THEN …` clause of a [`MergeSpec`].

@@ -21,7 +21,7 @@ pub use input::{
     SourceSplit, source_row_id,
 };
 pub use sink::{Constraint, FileSpec, RangeRoute, Route, Sink, StatsSpec};
-pub use transform::{Assignment, Keep, SelectSpec, Transform};
+pub use transform::{Assignment, ChangeRows, Keep, SelectSpec, Transform};
 
 /// The table whose rows a task works on: rows between input and sink have this schema
 /// (after a [`Transform::Conform`] for source inputs).
@@ -199,6 +199,8 @@ impl TaskMetrics {
 pub struct TaskOutput {
     /// Data files written.
     pub adds: Vec<DataFile>,
+    /// Change data files written (paths under `_change_data/`; no statistics).
+    pub cdc_files: Vec<DataFile>,
     /// Existing files whose rows this task rewrote (to be removed by the commit).
     pub removes: Vec<DataFile>,
     /// Exchange sinks: where this attempt's output is served from.

@@ -43,6 +43,10 @@ pub struct FileSpec {
     /// (`TableSnapshot::iso_timestamp_partitions`): new files' values and directories
     /// follow it.
     pub iso_timestamp_partitions: Vec<String>,
+    /// The task records change data (see [`crate::change_data`]): its transforms tag the
+    /// rows they delete, update or insert, and those are also written as change data files
+    /// under `_change_data/`, reported as [`super::TaskOutput::cdc_files`].
+    pub change_data: bool,
 }
 
 /// A condition every row of a table satisfies: a CHECK constraint (`delta.constraints.<name>`)

@@ -27,6 +27,18 @@ pub struct SelectSpec {
     pub filter: Option<String>,
 }
 
+/// What a [`Transform::RecordChanges`] step makes of the rows reaching it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeRows {
+    /// New rows: every one is recorded as inserted.
+    Inserted,
+    /// The table's rows: recorded only where the next step that changes rows changes them
+    /// (a [`Keep::NotMatching`] filter records the rows it drops as deleted, an update the
+    /// rows it changes before and after); steps after that one change the rows it wrote
+    /// without recording anything more (an UPDATE's generated columns computed again).
+    Table,
+}
+
 /// One step between input and sink.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transform {
@@ -51,6 +63,9 @@ pub enum Transform {
         input_schema_json: String,
         select: SelectSpec,
     },
+    /// Change data (see [`crate::change_data`]): from here on rows carry their change type,
+    /// for a sink that also writes change data files.
+    RecordChanges(ChangeRows),
 }
 
 impl Transform {
@@ -61,6 +76,7 @@ impl Transform {
             Transform::Filter { .. } => "filter",
             Transform::Update { .. } => "update",
             Transform::Select { .. } => "select",
+            Transform::RecordChanges(_) => "record-changes",
         }
     }
 }

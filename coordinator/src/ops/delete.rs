@@ -2,7 +2,9 @@
 //! hold a matching row are rewritten by executors without those rows (copy-on-write) or,
 //! where the table has deletion vectors enabled, read for the matching rows' positions only
 //! (the condition's columns), which deletion vectors then mark; a file found to hold none
-//! stays as it is. No matching row: no commit.
+//! stays as it is. No matching row: no commit. On a table recording change data, the
+//! rewrites record the deleted rows (and once one file is read, files matching whole are
+//! read too).
 
 use std::time::Duration;
 
@@ -61,10 +63,8 @@ pub fn plan(
     copy_on_write: bool,
     ctx: PlanContext,
 ) -> Result<DmlOp, JobError> {
-    let selection = rewrite::select_files(&snapshot, predicate.as_ref())?;
-    if !selection.candidates.is_empty() {
-        snapshot.refuse_without_change_data("a DELETE of rows inside files")?;
-    }
+    let selection =
+        rewrite::select_files(&snapshot, predicate.as_ref())?.recording_changes(&snapshot);
     let mut marked = Vec::new();
     let tasks = match &predicate {
         Some(p) if dv::enabled(&snapshot, copy_on_write) => {
@@ -91,10 +91,13 @@ pub fn plan(
             &DmlOp::table_spec(&table_url, &snapshot),
             &selection.candidates,
             Some(p.sql()),
-            &[Transform::Filter {
-                predicate: p.sql().to_string(),
-                keep: Keep::NotMatching,
-            }],
+            &rewrite::recording_changes(
+                &snapshot,
+                vec![Transform::Filter {
+                    predicate: p.sql().to_string(),
+                    keep: Keep::NotMatching,
+                }],
+            ),
             &DmlOp::files_out(&snapshot, &ctx),
             ctx.slots,
         ),

@@ -150,6 +150,7 @@ impl DmlOp {
             sort_by: None,
             checks: snapshot.checks(),
             iso_timestamp_partitions: snapshot.iso_timestamp_partitions(),
+            change_data: snapshot.properties.change_data_feed,
         }
     }
 
@@ -212,7 +213,13 @@ impl DmlOp {
             "numRemovedBytes",
             gone.iter().map(|r| r.file.size_bytes.max(0)).sum::<i64>(),
         );
-        txn.metric("numAddedChangeFiles", 0);
+        txn.add_change_files(
+            "numAddedChangeFiles",
+            self.outputs
+                .iter()
+                .chain(&self.dv_outputs)
+                .flat_map(|o| &o.cdc_files),
+        );
         DvCounts::of(&adds, removed).record(txn, "");
         // Scan: until the touched files were known (planning plus the tasks' scan passes);
         // rewrite: the rest of the rewrite stage.

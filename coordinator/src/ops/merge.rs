@@ -88,13 +88,6 @@ pub async fn prepare(
     req.validate()?;
     let (table_url, snapshot) = existing_table(&req.table_uri).await?;
     snapshot.check_writable()?;
-    if req
-        .clauses
-        .iter()
-        .any(|c| c.kind != MergeClauseKind::NotMatchedByTarget)
-    {
-        snapshot.refuse_without_change_data("a MERGE that updates or deletes rows")?;
-    }
     if snapshot.properties.append_only
         && req
             .clauses
@@ -551,6 +544,7 @@ pub fn plan(
         on: req.on.clone(),
         clauses,
         pass: MergePass::Discover,
+        record_changes: snapshot.properties.change_data_feed,
     };
     // Names are checked before anything else looks at the condition.
     MergeQuery::build(&spec, &output_schema)?;
@@ -1207,6 +1201,10 @@ impl Operation for MergeOp {
             );
         }
         txn.add_files(adds.iter(), true);
+        txn.add_change_files(
+            "numTargetChangeFilesAdded",
+            self.rewrite_outputs.iter().flat_map(|o| &o.cdc_files),
+        );
         txn.remove_files(&removed, true);
         txn.read_region(ReadRegion::of_condition(
             self.pruning.as_ref(),

@@ -524,6 +524,8 @@ impl OptimizeOp {
             sort_by,
             // Rows are only moved: they satisfied the table's checks when written.
             checks: Vec::new(),
+            // Rows are only moved: no change to record.
+            change_data: false,
             ..DmlOp::files_out(&self.snapshot, &self.ctx)
         }
     }

@@ -29,7 +29,6 @@ pub async fn prepare(
 ) -> Result<Box<dyn Operation>, JobError> {
     let (table_url, snapshot) = existing_table(&req.table_uri).await?;
     check_deletable(&snapshot)?;
-    snapshot.refuse_without_change_data("UPDATE")?;
     let assignments = resolve_assignments(&req.assignments, &snapshot.arrow_schema)?;
     let predicate = req
         .predicate
@@ -154,12 +153,15 @@ pub fn plan(
         predicate: None,
         assignments: generated.clone(),
     });
-    let transforms: Vec<Transform> = std::iter::once(Transform::Update {
-        predicate: predicate.as_ref().map(|p| p.sql().to_string()),
-        assignments: assignments.clone(),
-    })
-    .chain(recompute.clone())
-    .collect();
+    let transforms = rewrite::recording_changes(
+        &snapshot,
+        std::iter::once(Transform::Update {
+            predicate: predicate.as_ref().map(|p| p.sql().to_string()),
+            assignments: assignments.clone(),
+        })
+        .chain(recompute.clone())
+        .collect(),
+    );
     // Files where every row matches are read without a scan pass.
     let mut tasks = rewrite::rewrite_tasks(
         &table,

@@ -25,8 +25,8 @@ use silt_common::table::{
     ActiveFile, TableProperties, TableSnapshot, TimeTravel, column_mapping, load_table,
 };
 use silt_common::task::{
-    Assignment, FileSpec, Input, Keep, MapOutputRef, Route, Sink, SourceFormat, SourceSplit,
-    TableSpec, Task, TaskOutput, Transform,
+    Assignment, ChangeRows, FileSpec, Input, Keep, MapOutputRef, Route, Sink, SourceFormat,
+    SourceSplit, TableSpec, Task, TaskOutput, Transform,
 };
 use tracing::info;
 use url::Url;
@@ -462,7 +462,7 @@ fn plan(
             )));
         }
     }
-    let files_out = FileSpec {
+    let mut files_out = FileSpec {
         target_file_size_bytes: req
             .target_file_size_bytes
             .or(properties.target_file_size_bytes)
@@ -474,6 +474,7 @@ fn plan(
         iso_timestamp_partitions: snapshot
             .map(|s| s.iso_timestamp_partitions())
             .unwrap_or_default(),
+        change_data: false,
     };
     let table = TableSpec {
         uri: table_url.to_string(),
@@ -489,10 +490,9 @@ fn plan(
         && req.mode == WriteMode::Overwrite
         && !req.dynamic_partition_overwrite
     {
-        let selection = rewrite::select_files(s, replace_where.as_ref())?;
-        if !selection.candidates.is_empty() {
-            s.refuse_without_change_data("a replaceWhere that rewrites files")?;
-        }
+        let selection = rewrite::select_files(s, replace_where.as_ref())?.recording_changes(s);
+        // Rows replaced inside files: the commit records its changes, the new rows too.
+        files_out.change_data = s.properties.change_data_feed && !selection.candidates.is_empty();
         removes = selection.whole;
         if let Some(p) = &replace_where {
             rewrite_candidates = selection
@@ -504,10 +504,13 @@ fn plan(
                 &table,
                 &selection.candidates,
                 Some(p.sql()),
-                &[Transform::Filter {
-                    predicate: p.sql().to_string(),
-                    keep: Keep::NotMatching,
-                }],
+                &rewrite::recording_changes(
+                    s,
+                    vec![Transform::Filter {
+                        predicate: p.sql().to_string(),
+                        keep: Keep::NotMatching,
+                    }],
+                ),
                 &files_out,
                 ctx.slots,
             );
@@ -550,6 +553,7 @@ fn plan(
             predicate: p.clone(),
         });
     }
+
     let total_bytes: u64 = source.splits.iter().map(|s| s.size_bytes).sum();
     let bins = binpack::consecutive(source.splits, |s| s.size_bytes, source.per_task_bytes);
     let partitioning = (!partition_columns.is_empty()).then(|| {
@@ -566,7 +570,14 @@ fn plan(
             route: Route::Hash(partition_columns.iter().map(|c| quote_ident(c)).collect()),
             partitions: p.reducers,
         },
-        _ => Sink::DataFiles(files_out.clone()),
+        _ => {
+            // Tasks writing the new rows record them as inserted where the commit records
+            // its changes (through an exchange: the reducers).
+            if files_out.change_data {
+                transforms.push(Transform::RecordChanges(ChangeRows::Inserted));
+            }
+            Sink::DataFiles(files_out.clone())
+        }
     };
     let source_schema_json = schema::arrow_to_delta_json(&source.schema)?;
     let data_tasks: Vec<Task> = bins
@@ -682,7 +693,11 @@ impl Operation for WriteOp {
                             map_outputs: map_outputs.clone(),
                             partition: r,
                         },
-                        transforms: Vec::new(),
+                        transforms: if plan.files_out.change_data {
+                            vec![Transform::RecordChanges(ChangeRows::Inserted)]
+                        } else {
+                            Vec::new()
+                        },
                         sink: Sink::DataFiles(plan.files_out.clone()),
                     })
                     .collect();
@@ -826,6 +841,12 @@ impl Operation for WriteOp {
             Some(_) => {}
         }
         txn.add_files(adds.iter().copied(), true);
+        if plan.files_out.change_data {
+            txn.add_change_files(
+                "numAddedChangeFiles",
+                written.iter().chain(&rewritten).flat_map(|o| &o.cdc_files),
+            );
+        }
         txn.remove_files(&removes, true);
         if let (Some(app), Some(v)) = (&req.txn_app_id, req.txn_version) {
             txn.set_app_txn(app, v);

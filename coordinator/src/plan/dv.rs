@@ -48,6 +48,8 @@ pub fn cheaper_to_rewrite(file: &DataFile, newly: u64) -> bool {
 /// feature and `delta.enableDeletionVectors = true`, and copy-on-write was not asked for.
 pub fn enabled(snapshot: &TableSnapshot, copy_on_write: bool) -> bool {
     !copy_on_write
+        // Change data is recorded by rewrites (copy-on-write).
+        && !snapshot.properties.change_data_feed
         && snapshot.properties.deletion_vectors
         && snapshot
             .writer_features
@@ -268,6 +270,7 @@ mod tests {
             sort_by: None,
             checks: vec![],
             iso_timestamp_partitions: vec![],
+            change_data: false,
         };
         let t = tasks(&table, &files, marked, &files_out, 4).unwrap();
         assert_eq!(t.len(), 1, "few files: one task");

@@ -9,7 +9,7 @@
 use silt_common::expr::Predicate;
 use silt_common::table::prune::{self, Verdict};
 use silt_common::table::{ActiveFile, TableSnapshot};
-use silt_common::task::{DataFile, FileSpec, Input, Sink, TableSpec, Task, Transform};
+use silt_common::task::{ChangeRows, DataFile, FileSpec, Input, Sink, TableSpec, Task, Transform};
 
 use super::binpack;
 use crate::driver::JobError;
@@ -23,6 +23,29 @@ pub struct FileSelection {
     pub candidates: Vec<ActiveFile>,
     /// No row can match.
     pub untouched: usize,
+}
+
+impl FileSelection {
+    /// On a table recording change data: once some file must be read, the commit holds
+    /// change data files, which must then describe all of its changes, so the wholly
+    /// matching files are read too (their rows recorded as they go).
+    pub fn recording_changes(mut self, snapshot: &TableSnapshot) -> Self {
+        if snapshot.properties.change_data_feed && !self.candidates.is_empty() {
+            self.candidates.append(&mut self.whole);
+        }
+        self
+    }
+}
+
+/// The transforms of tasks rewriting the table's rows: on a table recording change data,
+/// its rows' changes are recorded (see [`Transform::RecordChanges`]).
+pub fn recording_changes(snapshot: &TableSnapshot, transforms: Vec<Transform>) -> Vec<Transform> {
+    if !snapshot.properties.change_data_feed {
+        return transforms;
+    }
+    let mut out = vec![Transform::RecordChanges(ChangeRows::Table)];
+    out.extend(transforms);
+    out
 }
 
 /// Splits the snapshot's files by `predicate` (`None`: every row of every file matches).

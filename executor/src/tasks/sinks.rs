@@ -26,12 +26,87 @@ pub struct TaskLimits {
 /// An open sink.
 pub enum OpenSink {
     Files(Box<DataFileWriter>),
+    Changes(Box<ChangeSink>),
     SortedFiles(Box<SortedWriter>),
     Exchange(Box<MapSink>),
     Delete(Box<DeleteSink>),
     Stats(Box<StatsSink>),
     Mark(Box<super::dv::MarkSink>),
     Dv(Box<super::dv::DvSink>),
+}
+
+/// Data files and change data files (see `silt_common::change_data`): rows carrying a
+/// change type are split between the two.
+pub struct ChangeSink {
+    data: DataFileWriter,
+    changes: DataFileWriter,
+}
+
+impl ChangeSink {
+    fn open(
+        spec: &TaskSpec,
+        schema: &SchemaRef,
+        files: &silt_common::task::FileSpec,
+        memory_limit: usize,
+    ) -> Result<Self> {
+        use silt_common::change_data::{CHANGE_DATA_DIR, change_schema};
+        let table = &spec.task.table;
+        let (store, root) = store_for(&parse_url(&table.uri)?)?;
+        let tag = spec.attempt_tag();
+        let data = DataFileWriter::try_new(
+            store.clone(),
+            root.clone(),
+            WriterSpec::for_attempt(&table.partition_columns, files, &tag),
+            schema.clone(),
+        )?
+        .with_memory_limit(memory_limit / 2);
+        // Named as the attempt's data files (so that cleanup by name finds them), without
+        // checks: deleted rows and rows before an update are recorded as they were.
+        let cdc_spec = WriterSpec {
+            checks: Vec::new(),
+            file_prefix: format!("{}-{tag}-cdc", files.file_prefix),
+            ..WriterSpec::for_attempt(&table.partition_columns, files, &tag)
+        };
+        let changes = DataFileWriter::try_new(
+            store,
+            root.join(CHANGE_DATA_DIR),
+            cdc_spec,
+            change_schema(schema),
+        )?
+        .with_memory_limit(memory_limit / 2);
+        Ok(Self { data, changes })
+    }
+
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let (data, changes) = silt_common::change_data::split(batch)?;
+        if let Some(d) = data {
+            self.data.write(&d).await?;
+        }
+        if let Some(c) = changes {
+            self.changes.write(&c).await?;
+        }
+        Ok(())
+    }
+
+    async fn close(self, metrics: TaskMetrics) -> Result<TaskOutput> {
+        let adds = self.data.close().await;
+        let cdc = self.changes.close().await;
+        let mut out = files_output(adds?, metrics);
+        out.cdc_files = cdc?
+            .into_iter()
+            .map(|mut f| {
+                f.path = format!("{}/{}", silt_common::change_data::CHANGE_DATA_DIR, f.path);
+                f.stats_json = None;
+                f
+            })
+            .collect();
+        Ok(out)
+    }
+
+    async fn abort(self) {
+        self.data.abort().await;
+        self.changes.abort().await;
+    }
 }
 
 /// Statistics of each input file, from its rows (tagged with the file's ordinal).
@@ -188,6 +263,9 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
     let table: &TableSpec = &spec.task.table;
     let attempt_tag = spec.attempt_tag();
     Ok(match &spec.task.sink {
+        Sink::DataFiles(files) if files.change_data => OpenSink::Changes(Box::new(
+            ChangeSink::open(spec, schema, files, env.limits.memory_limit_bytes)?,
+        )),
         Sink::DataFiles(files) => {
             let (store, root) = store_for(&parse_url(&table.uri)?)?;
             let wspec = WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
@@ -297,6 +375,7 @@ impl OpenSink {
     pub async fn accept(&mut self, batch: &RecordBatch) -> Result<()> {
         match self {
             OpenSink::Files(w) => w.write(batch).await,
+            OpenSink::Changes(c) => c.write(batch).await,
             OpenSink::SortedFiles(w) => w.write(batch).await,
             OpenSink::Delete(d) => d.delete(batch).await,
             OpenSink::Stats(s) => s.update(batch),
@@ -313,6 +392,7 @@ impl OpenSink {
     pub async fn finish(self, mut metrics: TaskMetrics) -> Result<TaskOutput> {
         match self {
             OpenSink::Files(w) => Ok(files_output(w.close().await?, metrics)),
+            OpenSink::Changes(c) => c.close(metrics).await,
             OpenSink::SortedFiles(w) => {
                 let (adds, spilled) = w.close().await?;
                 metrics.bytes_spilled += spilled;
@@ -354,6 +434,7 @@ impl OpenSink {
     pub async fn abort(self) {
         match self {
             OpenSink::Files(w) => (*w).abort().await,
+            OpenSink::Changes(c) => (*c).abort().await,
             OpenSink::SortedFiles(w) => (*w).abort().await,
             // What was deleted stays deleted: deleting is what the job is for.
             OpenSink::Delete(_) | OpenSink::Stats(_) => {}

@@ -7,22 +7,27 @@ use arrow::compute::kernels::zip::zip;
 use arrow::compute::{filter_record_batch, not};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use silt_common::change_data::{self, CHANGE_TYPE_COL};
 use silt_common::expr::{Expression, Predicate};
 use silt_common::merge::{self, SourceProjection};
 use silt_common::schema::{cast_array, conform_batch, delta_json_to_arrow};
-use silt_common::task::{Keep, TaskMetrics, Transform};
+use silt_common::task::{ChangeRows, Keep, TaskMetrics, Transform};
 use silt_common::{Error, Result};
 
 enum Step {
     Conform,
     Check(Predicate),
-    Filter(Predicate, Keep),
+    /// The last flag: the rows it drops are recorded as deleted (change data).
+    Filter(Predicate, Keep, bool),
     Update {
         predicate: Option<Predicate>,
         /// (column index in the table schema, expression)
         assignments: Vec<(usize, Expression)>,
+        /// The rows it changes are recorded before and after (change data).
+        record: bool,
     },
     Select(SourceProjection),
+    RecordChanges(ChangeRows),
 }
 
 /// A task's transforms, ready to apply.
@@ -39,6 +44,9 @@ impl Pipeline {
     /// Compiles the transforms against the table schema (bad expressions fail here, before
     /// any row is read).
     pub fn compile(transforms: &[Transform], schema: &SchemaRef) -> Result<Self> {
+        // Whether the next step that changes rows records its changes (a
+        // `RecordChanges(Table)` came before it, and no other changing step since).
+        let mut recording = false;
         let steps = transforms
             .iter()
             .map(|t| {
@@ -48,12 +56,19 @@ impl Pipeline {
                         Step::Check(Predicate::compile(predicate, schema)?)
                     }
                     Transform::Filter { predicate, keep } => {
-                        Step::Filter(Predicate::compile(predicate, schema)?, *keep)
+                        let record = recording && *keep == Keep::NotMatching;
+                        recording &= !record;
+                        Step::Filter(Predicate::compile(predicate, schema)?, *keep, record)
+                    }
+                    Transform::RecordChanges(rows) => {
+                        recording = *rows == ChangeRows::Table;
+                        Step::RecordChanges(*rows)
                     }
                     Transform::Update {
                         predicate,
                         assignments,
                     } => Step::Update {
+                        record: std::mem::take(&mut recording),
                         predicate: predicate
                             .as_deref()
                             .map(|p| Predicate::compile(p, schema))
@@ -97,7 +112,7 @@ impl Pipeline {
     /// then skipping it with [`Pipeline::apply_from`].
     pub fn leading_filter(&self) -> Option<(&Predicate, Keep)> {
         match self.steps.first() {
-            Some(Step::Filter(p, keep)) => Some((p, *keep)),
+            Some(Step::Filter(p, keep, _)) => Some((p, *keep)),
             _ => None,
         }
     }
@@ -144,7 +159,7 @@ impl Pipeline {
                     check_all_match(p, &batch)?;
                     batch
                 }
-                Step::Filter(p, keep) => {
+                Step::Filter(p, keep, record) => {
                     let matching = p.evaluate(&batch)?;
                     let mask = match keep {
                         Keep::Matching => matching,
@@ -154,6 +169,12 @@ impl Pipeline {
                     metrics.rows_deleted += (batch.num_rows() - kept) as u64;
                     if kept == batch.num_rows() {
                         batch
+                    } else if *record {
+                        // The dropped rows stay, recorded as deleted.
+                        let deleted = filter_record_batch(&batch, &not(&mask)?)?;
+                        let deleted = with_change_type(&deleted, change_data::DELETE)?;
+                        let kept = filter_record_batch(&batch, &mask)?;
+                        arrow::compute::concat_batches(&batch.schema(), [&kept, &deleted])?
                     } else {
                         filter_record_batch(&batch, &mask)?
                     }
@@ -161,20 +182,38 @@ impl Pipeline {
                 Step::Update {
                     predicate,
                     assignments,
-                } => self.update(batch, predicate.as_ref(), assignments, metrics)?,
+                    record,
+                } => self.update(batch, predicate.as_ref(), assignments, *record, metrics)?,
                 Step::Select(projection) => projection.apply(&batch)?,
+                Step::RecordChanges(rows) => {
+                    let base = match batch.schema().index_of(CHANGE_TYPE_COL) {
+                        Ok(i) => batch.project(
+                            &(0..batch.num_columns())
+                                .filter(|&c| c != i)
+                                .collect::<Vec<_>>(),
+                        )?,
+                        Err(_) => batch,
+                    };
+                    let change = match rows {
+                        ChangeRows::Inserted => Some(change_data::INSERT),
+                        ChangeRows::Table => None,
+                    };
+                    change_data::tag(&base, change)?
+                }
             };
         }
         Ok((batch.num_rows() > 0).then_some(batch))
     }
 
     /// Sets the assigned columns on the rows the predicate selects; every expression sees
-    /// the row as it was before the update.
+    /// the row as it was before the update. `record`: the changed rows are recorded as
+    /// updated (after), and their rows before the update are added (recorded as before).
     fn update(
         &self,
         batch: RecordBatch,
         predicate: Option<&Predicate>,
         assignments: &[(usize, Expression)],
+        record: bool,
         metrics: &mut TaskMetrics,
     ) -> Result<RecordBatch> {
         let mask = match predicate {
@@ -207,13 +246,54 @@ impl Pipeline {
                 .collect::<Vec<_>>(),
         ));
         let updated = RecordBatch::try_new(nullable, columns)?;
-        with_row_ids(conform_batch(&updated, &self.schema)?, &batch)
+        let updated = with_row_ids(conform_batch(&updated, &self.schema)?, &batch)?;
+        if !record {
+            return Ok(updated);
+        }
+        let after = with_change_type_where(&updated, &mask, change_data::UPDATE_POSTIMAGE)?;
+        let before = filter_record_batch(&batch, &mask)?;
+        let before = with_change_type(&before, change_data::UPDATE_PREIMAGE)?;
+        let before = RecordBatch::try_new(after.schema(), before.columns().to_vec())?;
+        Ok(arrow::compute::concat_batches(
+            &after.schema(),
+            [&after, &before],
+        )?)
     }
 }
 
-/// Whether a column is one of the row-id columns a marking rewrite carries along.
+/// Whether a column is one the transforms carry along unchanged: the row-id columns of a
+/// marking rewrite, the change type of change data.
 fn is_row_id(name: &str) -> bool {
-    [merge::FILE_COL, merge::ROW_COL, merge::WRITE_COL].contains(&name)
+    [
+        merge::FILE_COL,
+        merge::ROW_COL,
+        merge::WRITE_COL,
+        CHANGE_TYPE_COL,
+    ]
+    .contains(&name)
+}
+
+/// `batch` (carrying [`CHANGE_TYPE_COL`]) with every row's change type set to `change`.
+fn with_change_type(batch: &RecordBatch, change: &str) -> Result<RecordBatch> {
+    let mask = BooleanArray::from(vec![true; batch.num_rows()]);
+    with_change_type_where(batch, &mask, change)
+}
+
+/// `batch` (carrying [`CHANGE_TYPE_COL`]) with the change type set to `change` where `mask`
+/// is true.
+fn with_change_type_where(
+    batch: &RecordBatch,
+    mask: &BooleanArray,
+    change: &str,
+) -> Result<RecordBatch> {
+    let i = batch
+        .schema()
+        .index_of(CHANGE_TYPE_COL)
+        .map_err(|_| Error::internal("rows whose changes are recorded lack their change type"))?;
+    let value = arrow::array::StringArray::new_scalar(change);
+    let mut columns = batch.columns().to_vec();
+    columns[i] = zip(mask, &value, &batch.column(i))?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 /// `table` (the table's columns, transformed) followed by `batch`'s row-id columns (see

@@ -602,6 +602,9 @@ fn transform_to_pb(t: &d::Transform) -> pb::Transform {
             input_schema_json: input_schema_json.clone(),
             select: Some(select_to_pb(select)),
         }),
+        d::Transform::Derive { assignments } => T::Derive(pb::DeriveTransform {
+            assignments: assignments.iter().map(assignment_to_pb).collect(),
+        }),
         d::Transform::RecordChanges(rows) => T::RecordChanges(pb::RecordChangesTransform {
             inserted: *rows == d::ChangeRows::Inserted,
         }),
@@ -631,6 +634,9 @@ fn transform_from_pb(t: pb::Transform) -> Result<d::Transform, DecodeError> {
         T::Select(s) => d::Transform::Select {
             input_schema_json: s.input_schema_json,
             select: select_from_pb(s.select.unwrap_or_default()),
+        },
+        T::Derive(u) => d::Transform::Derive {
+            assignments: u.assignments.into_iter().map(assignment_from_pb).collect(),
         },
         T::RecordChanges(r) => d::Transform::RecordChanges(if r.inserted {
             d::ChangeRows::Inserted
@@ -1448,6 +1454,12 @@ mod tests {
                     },
                 },
                 d::Transform::Conform,
+                d::Transform::Derive {
+                    assignments: vec![d::Assignment {
+                        column: "g".into(),
+                        expr: "v + 1".into(),
+                    }],
+                },
                 d::Transform::RecordChanges(d::ChangeRows::Inserted),
             ],
             sink: d::Sink::DataFiles(files()),

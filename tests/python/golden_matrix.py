@@ -240,6 +240,45 @@ def check_result(table: str, expected: pa.Table, readers: list[str]) -> Cell:
     return Cell("ok", ",".join(readers))
 
 
+def records_changes(table: str) -> bool:
+    """Whether a table has the change data feed enabled."""
+    from deltalake import DeltaTable
+
+    conf = DeltaTable(table).metadata().configuration
+    return (conf.get("delta.enableChangeDataFeed") or "").lower() == "true"
+
+
+def check_feed(table: str, since: int, want: dict[str, int]) -> tuple[str | None, str]:
+    """The change data of the table's latest commit, as delta-rs reads it (`cdc` files where
+    the commit has them, else derived from whole files added and removed), counted by change
+    type against `want`: (a problem or None, what was checked)."""
+    from deltalake import DeltaTable
+
+    delta = DeltaTable(table)
+    v = delta.version()
+    if v == since:
+        return None, "no commit"
+    with open(os.path.join(table, "_delta_log", f"{v:020}.json"), encoding="utf-8") as f:
+        actions = [json.loads(line) for line in f if line.strip()]
+    if not any("cdc" in a for a in actions) and any(
+        (a.get("remove") or {}).get("deletionVector") and a["remove"].get("dataChange") for a in actions
+    ):
+        # delta-rs derives a removed file's deletes from all its rows, its deletion vector
+        # ignored (the remove carries it, as the protocol says).
+        return None, "change data not checked: delta-rs ignores removed files' deletion vectors"
+    try:
+        feed = pa.table(delta.load_cdf(starting_version=v, ending_version=v).read_all())
+    except Exception as ex:  # noqa: BLE001 - a feed delta-rs cannot read is a failure
+        return f"[deltalake] cannot read the change data of version {v}: {type(ex).__name__}: {str(ex)[:300]}"
+    got = collections.Counter(
+        t.decode() if isinstance(t, bytes) else t for t in feed.column("_change_type").to_pylist()
+    )
+    want = {k: n for k, n in want.items() if n}
+    if dict(got) != want:
+        return f"[deltalake] change data of version {v}: {dict(got)}, expected {want}", ""
+    return None, "change data checked"
+
+
 # --------------------------------------------------------------------------------------------
 # one table
 # --------------------------------------------------------------------------------------------
@@ -377,14 +416,29 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
     content_src = write_parquet(base, os.path.join(wd, "content"))
     pick = choose(base, entry.get("partition_columns") or [])
 
-    def outcome(op: str, args: list[str], t: str, expected: pa.Table | None) -> Cell:
+    def outcome(
+        op: str, args: list[str], t: str, expected: pa.Table | None, changes: dict[str, int] | None = None
+    ) -> Cell:
+        """Runs the operation; checks the table's content and, on a table recording its
+        change data, the change rows of its commit (`changes`: count per change type)."""
+        recording = changes is not None and os.path.isdir(os.path.join(t, "_delta_log")) and records_changes(t)
+        if recording:
+            from deltalake import DeltaTable
+
+            version = DeltaTable(t).version()
         before = listing(t)
         proc = run_silt(silt, args)
         if proc.returncode != 0:
             return refusal(proc, before, listing(t))
         if expected is None:
             return Cell("ok", "unverified")
-        return check_result(t, expected, good)
+        cell = check_result(t, expected, good)
+        if cell.status == "ok" and recording:
+            problem, checked = check_feed(t, version, changes or {})
+            if problem:
+                return Cell("FAIL", problem)
+            cell = Cell("ok", f"{cell.detail} ({checked})")
+        return cell
 
     # source
     t = fresh("source")
@@ -394,12 +448,20 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
         shutil.rmtree(out, ignore_errors=True)
     # append
     t = fresh("append")
-    cells["append"] = outcome("append", ["write", "--table", t, "--source", content_src], t, pa.concat_tables([base, base]))
+    cells["append"] = outcome(
+        "append", ["write", "--table", t, "--source", content_src], t, pa.concat_tables([base, base]), {"insert": base.num_rows}
+    )
     # overwrite
     t = fresh("overwrite")
     h = half(base)
     src = write_parquet(h, os.path.join(wd, "half"))
-    cells["overwrite"] = outcome("overwrite", ["write", "--table", t, "--source", src, "--mode", "overwrite"], t, h)
+    cells["overwrite"] = outcome(
+        "overwrite",
+        ["write", "--table", t, "--source", src, "--mode", "overwrite"],
+        t,
+        h,
+        {"delete": base.num_rows, "insert": h.num_rows},
+    )
     if pick is None:
         for op in ("replace", "delete", "update", "merge"):
             cells[op] = Cell("n/a", "no non-null value of a column a literal can name")
@@ -418,10 +480,13 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
             ["write", "--table", t, "--source", src, "--mode", "overwrite", "--replace-where", pred],
             t,
             pa.concat_tables([keep, h]),
+            {"delete": matching.num_rows, "insert": h.num_rows},
         )
         # delete
         t = fresh("delete")
-        cells["delete"] = outcome("delete", sql(t, f"DELETE FROM {{t}} WHERE {pred}"), t, keep)
+        cells["delete"] = outcome(
+            "delete", sql(t, f"DELETE FROM {{t}} WHERE {pred}"), t, keep, {"delete": matching.num_rows}
+        )
         # update
         t = fresh("update")
         if w is None:
@@ -435,6 +500,7 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
                 sql(t, f"UPDATE {{t}} SET {ident(u)} = {literal(w, utype)} WHERE {pred}"),
                 t,
                 updated,
+                {"update_preimage": matching.num_rows, "update_postimage": matching.num_rows},
             )
         # merge
         t = fresh("merge")
@@ -450,10 +516,12 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
             "WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT *"
         )
         expected = pa.concat_tables([keep, *parts[1:]])
-        cells["merge"] = outcome("merge", sql(t, stmt), t, expected)
+        cells["merge"] = outcome(
+            "merge", sql(t, stmt), t, expected, {"delete": matching.num_rows, "insert": len(parts) - 1}
+        )
     # optimize
     t = fresh("optimize")
-    cells["optimize"] = outcome("optimize", sql(t, "OPTIMIZE {t}"), t, base)
+    cells["optimize"] = outcome("optimize", sql(t, "OPTIMIZE {t}"), t, base, {})
     return cells
 
 

@@ -165,12 +165,25 @@ fn generated_columns_are_computed_and_checked() {
     assert_same_listing(&before, &listing_with_dirs(&ours), "refused append");
     silt_sql(&format!("UPDATE {} SET g = 1", delta_ref(&ours)), &[])
         .assert_error(&["generated column"]);
-    // UPDATE of f: g follows.
+    // UPDATE of f: g follows (computing it is not counted as updating more rows).
+    let k1 = oracle_ok(&[
+        "expect-filter",
+        "--table",
+        &s(&ours),
+        "--predicate-py",
+        "col('k') == 1",
+        "--out",
+        &s(&dir.path().join("k1.parquet")),
+    ])
+    .json()["matching"]
+        .as_i64()
+        .expect("matching");
     let r = silt_sql_ok(&format!(
         "UPDATE {} SET f = f + 1 WHERE k = 1",
         delta_ref(&ours)
     ));
-    assert!(metric(&r, "numUpdatedRows") > 0, "{r}");
+    assert!(k1 > 0);
+    assert_eq!(metric(&r, "numUpdatedRows"), k1, "{r}");
     // Rows where `g` is not f * 2 (null-safe), counted by polars.
     let violations = |after: &str| -> Value {
         let j = oracle_ok(&[
@@ -205,6 +218,18 @@ fn generated_columns_are_computed_and_checked() {
         &[],
     )
     .assert_error(&["generated column"]);
+    let matched = oracle_ok(&[
+        "expect-filter",
+        "--table",
+        &s(&ours),
+        "--predicate-py",
+        "(col('id') >= 250) & (col('id') < 450)",
+        "--out",
+        &s(&dir.path().join("matched.parquet")),
+    ])
+    .json()["matching"]
+        .as_i64()
+        .expect("matching");
     let r = silt_sql_ok(&format!(
         "MERGE INTO {} t USING parquet.`{}` s ON t.id = s.id \
          WHEN MATCHED THEN UPDATE SET f = s.f + 1 WHEN NOT MATCHED THEN INSERT *",
@@ -213,5 +238,7 @@ fn generated_columns_are_computed_and_checked() {
     ));
     assert!(metric(&r, "numTargetRowsUpdated") > 0, "{r}");
     assert!(metric(&r, "numTargetRowsInserted") > 0, "{r}");
+    // Every target row with a source id (250 ..= 449) is updated once, nothing more.
+    assert_eq!(metric(&r, "numTargetRowsUpdated"), matched, "{r}");
     violations("MERGE");
 }

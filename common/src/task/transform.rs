@@ -57,6 +57,10 @@ pub enum Transform {
         predicate: Option<String>,
         assignments: Vec<Assignment>,
     },
+    /// Sets computed columns on every row (generated columns, static partition values):
+    /// nothing counts as updated, and rows only recorded as change data (deleted, or as they
+    /// were before an update) are left as they were.
+    Derive { assignments: Vec<Assignment> },
     /// Source rows through a `SELECT` (compiled against `input_schema_json`, the source's
     /// schema): the rows its condition holds for, as its columns.
     Select {
@@ -75,6 +79,7 @@ impl Transform {
             Transform::Check { .. } => "check",
             Transform::Filter { .. } => "filter",
             Transform::Update { .. } => "update",
+            Transform::Derive { .. } => "derive",
             Transform::Select { .. } => "select",
             Transform::RecordChanges(_) => "record-changes",
         }

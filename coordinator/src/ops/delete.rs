@@ -216,6 +216,49 @@ mod tests {
     }
 
     #[test]
+    fn tables_recording_changes_read_whole_files_with_the_others() {
+        let (a, b) = (stats(10, 0, 10), stats(10, 20, 30));
+        let mut snap = snapshot(&[("1", Some(&a)), ("2", Some(&b)), ("2", None)]);
+        snap.properties.change_data_feed = true;
+        let predicate = Predicate::compile("id > 15", &snap.arrow_schema).unwrap();
+        let op = plan(
+            Url::parse("file:///planner-test/t/").unwrap(),
+            snap,
+            Some(predicate),
+            false,
+            ctx(),
+        )
+        .unwrap();
+        // f1 matches whole, f2 must be read: once cdc files are written, they hold every
+        // change, so f1 is read too.
+        assert!(op.selection.whole.is_empty());
+        assert_eq!(
+            paths(&op.selection.candidates),
+            vec!["p=2/f2.parquet", "p=2/f1.parquet"]
+        );
+        let t = &op.tasks[0];
+        assert_eq!(
+            t.transforms[0],
+            Transform::RecordChanges(silt_common::task::ChangeRows::Table)
+        );
+        assert!(matches!(&t.sink, silt_common::task::Sink::DataFiles(f) if f.change_data));
+        // A condition only whole files match writes no change data: readers derive it.
+        let mut snap = snapshot(&[("1", Some(&a)), ("2", Some(&b))]);
+        snap.properties.change_data_feed = true;
+        let predicate = Predicate::compile("p = 1", &snap.arrow_schema).unwrap();
+        let op = plan(
+            Url::parse("file:///planner-test/t/").unwrap(),
+            snap,
+            Some(predicate),
+            false,
+            ctx(),
+        )
+        .unwrap();
+        assert_eq!(paths(&op.selection.whole), vec!["p=1/f0.parquet"]);
+        assert!(op.tasks.is_empty());
+    }
+
+    #[test]
     fn no_condition_removes_everything_and_nothing_matching_plans_nothing() {
         let op = planned(None);
         assert_eq!(op.selection.whole.len(), 3);

@@ -375,8 +375,7 @@ fn output_transforms(
         .iter()
         .any(|f| is_generated(f.name()));
     if !(star && provided) {
-        out.push(Transform::Update {
-            predicate: None,
+        out.push(Transform::Derive {
             assignments: generated
                 .iter()
                 .map(|(column, expr)| Assignment {

@@ -149,8 +149,7 @@ pub fn plan(
             g.column
         )));
     }
-    let recompute = (!generated.is_empty()).then(|| Transform::Update {
-        predicate: None,
+    let recompute = (!generated.is_empty()).then(|| Transform::Derive {
         assignments: generated.clone(),
     });
     let transforms = rewrite::recording_changes(

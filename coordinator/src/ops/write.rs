@@ -521,8 +521,7 @@ fn plan(
     // exchange.
     let mut transforms = vec![Transform::Conform];
     if !req.static_partitions.is_empty() {
-        transforms.push(Transform::Update {
-            predicate: None,
+        transforms.push(Transform::Derive {
             assignments: static_partition_assignments(req, &source.schema, &partition_columns)?,
         });
     }
@@ -542,8 +541,7 @@ fn plan(
             .map(|(column, expr)| Assignment { column, expr })
             .collect();
         if !missing.is_empty() {
-            transforms.push(Transform::Update {
-                predicate: None,
+            transforms.push(Transform::Derive {
                 assignments: missing,
             });
         }

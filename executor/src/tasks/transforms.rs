@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray};
+use arrow::array::{ArrayRef, AsArray, BooleanArray};
 use arrow::compute::kernels::zip::zip;
 use arrow::compute::{filter_record_batch, not};
 use arrow::datatypes::SchemaRef;
@@ -28,6 +28,8 @@ enum Step {
     },
     Select(SourceProjection),
     RecordChanges(ChangeRows),
+    /// (column index in the table schema, expression)
+    Derive(Vec<(usize, Expression)>),
 }
 
 /// A task's transforms, ready to apply.
@@ -73,16 +75,11 @@ impl Pipeline {
                             .as_deref()
                             .map(|p| Predicate::compile(p, schema))
                             .transpose()?,
-                        assignments: assignments
-                            .iter()
-                            .map(|a| {
-                                let idx = schema.index_of(&a.column).map_err(|_| {
-                                    Error::invalid(format!("unknown column `{}`", a.column))
-                                })?;
-                                Ok((idx, Expression::compile(&a.expr, schema)?))
-                            })
-                            .collect::<Result<_>>()?,
+                        assignments: compile_assignments(assignments, schema)?,
                     },
+                    Transform::Derive { assignments } => {
+                        Step::Derive(compile_assignments(assignments, schema)?)
+                    }
                     Transform::Select {
                         input_schema_json,
                         select,
@@ -185,6 +182,7 @@ impl Pipeline {
                     record,
                 } => self.update(batch, predicate.as_ref(), assignments, *record, metrics)?,
                 Step::Select(projection) => projection.apply(&batch)?,
+                Step::Derive(assignments) => self.derive(batch, assignments)?,
                 Step::RecordChanges(rows) => {
                     let base = match batch.schema().index_of(CHANGE_TYPE_COL) {
                         Ok(i) => batch.project(
@@ -225,28 +223,7 @@ impl Pipeline {
         if n == 0 {
             return Ok(batch);
         }
-        let width = self.schema.fields().len();
-        let mut columns: Vec<ArrayRef> = batch.columns()[..width.min(batch.num_columns())].to_vec();
-        for (idx, expr) in assignments {
-            let field = self.schema.field(*idx);
-            let value = cast_array(&expr.evaluate(&batch)?, field.data_type(), field.name())?;
-            let old = &batch.columns()[*idx];
-            columns[*idx] = if n == batch.num_rows() {
-                value
-            } else {
-                zip(&mask, &value, old)?
-            };
-        }
-        // Re-checks NOT NULL columns (an assignment may set a null).
-        let nullable = Arc::new(arrow::datatypes::Schema::new(
-            self.schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ));
-        let updated = RecordBatch::try_new(nullable, columns)?;
-        let updated = with_row_ids(conform_batch(&updated, &self.schema)?, &batch)?;
+        let updated = self.assign(&batch, &mask, assignments)?;
         if !record {
             return Ok(updated);
         }
@@ -259,6 +236,81 @@ impl Pipeline {
             [&after, &before],
         )?)
     }
+
+    /// Sets computed columns on every row but those only recorded as change data (deleted,
+    /// or before an update).
+    fn derive(
+        &self,
+        batch: RecordBatch,
+        assignments: &[(usize, Expression)],
+    ) -> Result<RecordBatch> {
+        let mask: BooleanArray = match batch.column_by_name(CHANGE_TYPE_COL) {
+            Some(types) => types
+                .as_string::<i32>()
+                .iter()
+                .map(|t| {
+                    Some(!matches!(
+                        t,
+                        Some(change_data::DELETE) | Some(change_data::UPDATE_PREIMAGE)
+                    ))
+                })
+                .collect(),
+            None => BooleanArray::from(vec![true; batch.num_rows()]),
+        };
+        if mask.true_count() == 0 {
+            return Ok(batch);
+        }
+        self.assign(&batch, &mask, assignments)
+    }
+
+    /// `batch` with the assignments' values where `mask` is true (each expression sees the
+    /// rows as they were); NOT NULL checked again.
+    fn assign(
+        &self,
+        batch: &RecordBatch,
+        mask: &BooleanArray,
+        assignments: &[(usize, Expression)],
+    ) -> Result<RecordBatch> {
+        let n = mask.true_count();
+        let width = self.schema.fields().len();
+        let mut columns: Vec<ArrayRef> = batch.columns()[..width.min(batch.num_columns())].to_vec();
+        for (idx, expr) in assignments {
+            let field = self.schema.field(*idx);
+            let value = cast_array(&expr.evaluate(batch)?, field.data_type(), field.name())?;
+            let old = &batch.columns()[*idx];
+            columns[*idx] = if n == batch.num_rows() {
+                value
+            } else {
+                zip(mask, &value, old)?
+            };
+        }
+        // Re-checks NOT NULL columns (an assignment may set a null).
+        let nullable = Arc::new(arrow::datatypes::Schema::new(
+            self.schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let updated = RecordBatch::try_new(nullable, columns)?;
+        with_row_ids(conform_batch(&updated, &self.schema)?, batch)
+    }
+}
+
+/// Assignments compiled against the table schema: (column index, expression).
+fn compile_assignments(
+    assignments: &[silt_common::task::Assignment],
+    schema: &SchemaRef,
+) -> Result<Vec<(usize, Expression)>> {
+    assignments
+        .iter()
+        .map(|a| {
+            let idx = schema
+                .index_of(&a.column)
+                .map_err(|_| Error::invalid(format!("unknown column `{}`", a.column)))?;
+            Ok((idx, Expression::compile(&a.expr, schema)?))
+        })
+        .collect()
 }
 
 /// Whether a column is one the transforms carry along unchanged: the row-id columns of a
@@ -416,6 +468,105 @@ mod tests {
         assert_eq!(s.value(0), "a");
         assert_eq!(s.value(2), "c3");
         assert_eq!(m.rows_updated, 3);
+    }
+
+    fn change_types(b: &RecordBatch) -> Vec<Option<String>> {
+        b.column_by_name(CHANGE_TYPE_COL)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .iter()
+            .map(|t| t.map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn recorded_filters_keep_dropped_rows_as_deleted() {
+        let p = Pipeline::compile(
+            &[
+                Transform::RecordChanges(ChangeRows::Table),
+                Transform::Filter {
+                    predicate: "id % 2 = 0".into(),
+                    keep: Keep::NotMatching,
+                },
+            ],
+            &schema(),
+        )
+        .unwrap();
+        let mut m = TaskMetrics::default();
+        let out = p.apply(batch(), &mut m).unwrap().unwrap();
+        assert_eq!(ids(&out), vec![1, 3, 2, 4]);
+        assert_eq!(
+            change_types(&out),
+            vec![None, None, Some("delete".into()), Some("delete".into())]
+        );
+        assert_eq!(m.rows_deleted, 2);
+        // Rows recorded must not be filtered while reading.
+        assert!(p.leading_filter().is_none());
+    }
+
+    #[test]
+    fn recorded_updates_add_before_images_once() {
+        // Computed columns (an UPDATE's generated column computed again) change the rows
+        // written, without counting or recording more.
+        let p = Pipeline::compile(
+            &[
+                Transform::RecordChanges(ChangeRows::Table),
+                Transform::Update {
+                    predicate: Some("id >= 3".into()),
+                    assignments: vec![Assignment {
+                        column: "s".into(),
+                        expr: "'u'".into(),
+                    }],
+                },
+                Transform::Derive {
+                    assignments: vec![Assignment {
+                        column: "id".into(),
+                        expr: "id * 10".into(),
+                    }],
+                },
+            ],
+            &schema(),
+        )
+        .unwrap();
+        let mut m = TaskMetrics::default();
+        let out = p.apply(batch(), &mut m).unwrap().unwrap();
+        // Rows as they were before the update are left as they were.
+        assert_eq!(ids(&out), vec![10, 20, 30, 40, 3, 4]);
+        let s = out
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            vec![Some("a"), None, Some("u"), Some("u"), Some("c"), Some("d")]
+        );
+        let post = Some("update_postimage".to_string());
+        let pre = Some("update_preimage".to_string());
+        assert_eq!(
+            change_types(&out),
+            vec![None, None, post.clone(), post, pre.clone(), pre]
+        );
+        assert_eq!(m.rows_updated, 2);
+    }
+
+    #[test]
+    fn new_rows_are_recorded_as_inserted() {
+        let p = Pipeline::compile(
+            &[
+                Transform::Conform,
+                Transform::RecordChanges(ChangeRows::Inserted),
+            ],
+            &schema(),
+        )
+        .unwrap();
+        let out = p
+            .apply(batch(), &mut TaskMetrics::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(change_types(&out), vec![Some("insert".to_string()); 4]);
     }
 
     #[test]

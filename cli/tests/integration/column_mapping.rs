@@ -393,10 +393,7 @@ fn random_dml_on_mapped_tables_matches_delta_rs() {
     use crate::dv::{RandomDml, random_dml_step};
     use crate::merge::Rng;
     let seed = seed_for("random_dml_on_mapped_tables_matches_delta_rs");
-    let steps: usize = std::env::var("SILT_CM_STEPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6);
+    let steps: usize = env_count("SILT_CM_STEPS", 6);
     let mut r = Rng(seed | 1);
     for partitioned in [false, true] {
         let layout = if partitioned { "part" } else { "flat" };
@@ -435,7 +432,7 @@ fn random_dml_on_mapped_tables_matches_delta_rs() {
         }
         for step in 0..steps {
             let case = format!("{layout}-{step}");
-            let (got, want) = random_dml_step(
+            random_dml_step(
                 &mut r,
                 &RandomDml {
                     seed,
@@ -448,11 +445,6 @@ fn random_dml_on_mapped_tables_matches_delta_rs() {
                     id_span: 700,
                     random_exchange: false,
                 },
-            );
-            assert_eq!(
-                got["version"].is_i64(),
-                want["version"].is_i64(),
-                "[{case}] both commit or neither: silt {got}, delta-rs {want}"
             );
             if last_commit(&ours).iter().any(|a| a.get("add").is_some()) {
                 assert_physical(&ours, if partitioned { &["k"] } else { &[] });

@@ -105,6 +105,15 @@ fn base_seed() -> u64 {
 }
 
 /// A reproducible seed per test: derived from the run's base seed (logged) and the test name.
+/// A count a test takes from the environment (e.g. its number of random steps), else
+/// `default`.
+pub fn env_count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn seed_for(test: &str) -> u64 {
     let base = base_seed();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -167,7 +167,13 @@ mod tests {
 
     fn planned(sql: Option<&str>) -> DmlOp {
         let (a, b) = (stats(10, 0, 10), stats(10, 20, 30));
-        let snap = snapshot(&[("1", Some(&a)), ("2", Some(&b)), ("2", None)]);
+        planned_on(
+            snapshot(&[("1", Some(&a)), ("2", Some(&b)), ("2", None)]),
+            sql,
+        )
+    }
+
+    fn planned_on(snap: TableSnapshot, sql: Option<&str>) -> DmlOp {
         let predicate = sql.map(|s| Predicate::compile(s, &snap.arrow_schema).unwrap());
         plan(
             Url::parse("file:///planner-test/t/").unwrap(),
@@ -220,15 +226,7 @@ mod tests {
         let (a, b) = (stats(10, 0, 10), stats(10, 20, 30));
         let mut snap = snapshot(&[("1", Some(&a)), ("2", Some(&b)), ("2", None)]);
         snap.properties.change_data_feed = true;
-        let predicate = Predicate::compile("id > 15", &snap.arrow_schema).unwrap();
-        let op = plan(
-            Url::parse("file:///planner-test/t/").unwrap(),
-            snap,
-            Some(predicate),
-            false,
-            ctx(),
-        )
-        .unwrap();
+        let op = planned_on(snap, Some("id > 15"));
         // f1 matches whole, f2 must be read: once cdc files are written, they hold every
         // change, so f1 is read too.
         assert!(op.selection.whole.is_empty());
@@ -245,15 +243,7 @@ mod tests {
         // A condition only whole files match writes no change data: readers derive it.
         let mut snap = snapshot(&[("1", Some(&a)), ("2", Some(&b))]);
         snap.properties.change_data_feed = true;
-        let predicate = Predicate::compile("p = 1", &snap.arrow_schema).unwrap();
-        let op = plan(
-            Url::parse("file:///planner-test/t/").unwrap(),
-            snap,
-            Some(predicate),
-            false,
-            ctx(),
-        )
-        .unwrap();
+        let op = planned_on(snap, Some("p = 1"));
         assert_eq!(paths(&op.selection.whole), vec!["p=1/f0.parquet"]);
         assert!(op.tasks.is_empty());
     }

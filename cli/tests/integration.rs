@@ -46,6 +46,9 @@ mod column_mapping;
 #[path = "integration/cdf.rs"]
 mod cdf;
 
+#[path = "integration/identity.rs"]
+mod identity;
+
 #[path = "integration/constraints.rs"]
 mod constraints;
 

@@ -605,6 +605,15 @@ fn transform_to_pb(t: &d::Transform) -> pb::Transform {
         d::Transform::Derive { assignments } => T::Derive(pb::DeriveTransform {
             assignments: assignments.iter().map(assignment_to_pb).collect(),
         }),
+        d::Transform::Identity {
+            column,
+            first,
+            stride,
+        } => T::Identity(pb::IdentityTransform {
+            column: column.clone(),
+            first: *first,
+            stride: *stride,
+        }),
         d::Transform::RecordChanges(rows) => T::RecordChanges(pb::RecordChangesTransform {
             inserted: *rows == d::ChangeRows::Inserted,
         }),
@@ -637,6 +646,11 @@ fn transform_from_pb(t: pb::Transform) -> Result<d::Transform, DecodeError> {
         },
         T::Derive(u) => d::Transform::Derive {
             assignments: u.assignments.into_iter().map(assignment_from_pb).collect(),
+        },
+        T::Identity(i) => d::Transform::Identity {
+            column: i.column,
+            first: i.first,
+            stride: i.stride,
         },
         T::RecordChanges(r) => d::Transform::RecordChanges(if r.inserted {
             d::ChangeRows::Inserted
@@ -940,6 +954,7 @@ impl From<&d::TaskOutput> for pb::TaskOutput {
         pb::TaskOutput {
             adds: o.adds.iter().map(Into::into).collect(),
             cdc_files: o.cdc_files.iter().map(Into::into).collect(),
+            identity_values: o.identity_values.clone().into_iter().collect(),
             removes: o.removes.iter().map(Into::into).collect(),
             exchange_output: o.exchange_output.as_ref().map(|m| pb::MapOutput {
                 location: Some(map_ref_to_pb(&m.location)),
@@ -965,6 +980,7 @@ impl From<pb::TaskOutput> for d::TaskOutput {
         d::TaskOutput {
             adds: o.adds.into_iter().map(Into::into).collect(),
             cdc_files: o.cdc_files.into_iter().map(Into::into).collect(),
+            identity_values: o.identity_values.into_iter().collect(),
             removes: o.removes.into_iter().map(Into::into).collect(),
             exchange_output: o.exchange_output.map(|m| d::MapOutput {
                 location: m.location.map(map_ref_from_pb).unwrap_or_default(),
@@ -1459,6 +1475,11 @@ mod tests {
                         column: "g".into(),
                         expr: "v + 1".into(),
                     }],
+                },
+                d::Transform::Identity {
+                    column: "i".into(),
+                    first: -3,
+                    stride: 4,
                 },
                 d::Transform::RecordChanges(d::ChangeRows::Inserted),
             ],

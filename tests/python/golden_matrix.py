@@ -105,6 +105,23 @@ def delta_nullable(root: str) -> dict[str, bool]:
         return {}
 
 
+def generated_identity(root: str) -> list[str]:
+    """The table's GENERATED ALWAYS identity columns (values cannot be given: writes leave
+    them out and the result's are checked for being distinct and not null)."""
+    try:
+        from deltalake import DeltaTable
+
+        fields = json.loads(DeltaTable(root).schema().to_json())["fields"]
+    except Exception:  # noqa: BLE001 - unknown: none
+        return []
+    return [
+        f["name"]
+        for f in fields
+        if "delta.identity.start" in f["metadata"]
+        and str(f["metadata"].get("delta.identity.allowExplicitInsert")).lower() != "true"
+    ]
+
+
 def readers_of(root: str, base: pa.Table | None) -> tuple[dict[str, pa.Table], list[str]]:
     """What each reader reads of a table, and the readers whose reading agrees with `base`."""
     reads: dict[str, pa.Table] = {}
@@ -220,14 +237,25 @@ def refusal(proc: subprocess.CompletedProcess, before: dict, after: dict) -> Cel
     return Cell("no", lines[0])
 
 
-def check_result(table: str, expected: pa.Table, readers: list[str]) -> Cell:
+def check_result(table: str, expected: pa.Table, readers: list[str], generated: list[str] = ()) -> Cell:
+    """`generated`: identity columns whose values the write generated: distinct and not
+    null, left out of the comparison."""
     problems = []
+    expected = expected.drop_columns([c for c in generated if c in expected.column_names])
     for r in readers:
         try:
             actual = READERS[r](table)
         except Exception as ex:  # noqa: BLE001 - a reader failing on silt's output is a failure
             problems.append(f"[{r}] cannot read: {type(ex).__name__}: {str(ex)[:300]}")
             continue
+        for c in generated:
+            if c not in actual.column_names:
+                problems.append(f"[{r}] identity column `{c}` missing")
+                continue
+            values = actual.column(c)
+            if values.null_count or len(pc.unique(values)) != len(values):
+                problems.append(f"[{r}] identity column `{c}` has nulls or repeated values")
+            actual = actual.drop_columns([c])
         extra = sorted(set(actual.column_names) - set(expected.column_names))
         if extra:
             problems.append(f"[{r}] unexpected columns {extra}")
@@ -413,8 +441,14 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
         except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
             typed = base
     base = typed
-    content_src = write_parquet(base, os.path.join(wd, "content"))
-    pick = choose(base, entry.get("partition_columns") or [])
+    # GENERATED ALWAYS identity columns: values cannot be given, so sources leave them out.
+    identity = generated_identity(root)
+
+    def without_identity(t: pa.Table) -> pa.Table:
+        return t.drop_columns([c for c in identity if c in t.column_names])
+
+    content_src = write_parquet(without_identity(base), os.path.join(wd, "content"))
+    pick = choose(without_identity(base), entry.get("partition_columns") or [])
 
     def outcome(
         op: str, args: list[str], t: str, expected: pa.Table | None, changes: dict[str, int] | None = None
@@ -432,7 +466,8 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
             return refusal(proc, before, listing(t))
         if expected is None:
             return Cell("ok", "unverified")
-        cell = check_result(t, expected, good)
+        generated = identity if op in ("append", "overwrite", "replace", "merge") else []
+        cell = check_result(t, expected, good, generated)
         if cell.status == "ok" and recording:
             problem, checked = check_feed(t, version, changes or {})
             if problem:
@@ -454,7 +489,7 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
     # overwrite
     t = fresh("overwrite")
     h = half(base)
-    src = write_parquet(h, os.path.join(wd, "half"))
+    src = write_parquet(without_identity(h), os.path.join(wd, "half"))
     cells["overwrite"] = outcome(
         "overwrite",
         ["write", "--table", t, "--source", src, "--mode", "overwrite"],
@@ -474,7 +509,7 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
         # replace
         t = fresh("replace")
         h = half(matching)
-        src = write_parquet(h, os.path.join(wd, "replace_src"))
+        src = write_parquet(without_identity(h), os.path.join(wd, "replace_src"))
         cells["replace"] = outcome(
             "replace",
             ["write", "--table", t, "--source", src, "--mode", "overwrite", "--replace-where", pred],
@@ -510,7 +545,7 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
         if nullable:
             parts.append(row.set_column(base.column_names.index(c), base.schema.field(c), pa.nulls(1, ctype)))
         source = pa.concat_tables(parts)
-        src = write_parquet(source, os.path.join(wd, "merge_src"))
+        src = write_parquet(without_identity(source), os.path.join(wd, "merge_src"))
         stmt = (
             f"MERGE INTO {{t}} a USING parquet.`{src}` b ON a.{ident(c)} = b.{ident(c)} "
             "WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT *"

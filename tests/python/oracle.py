@@ -835,6 +835,98 @@ def cmd_generated_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_identity_table(args: argparse.Namespace) -> int:
+    """A table with an identity column `id` (start, step, GENERATED ALWAYS or BY DEFAULT) and a
+    string column `v`, as Delta Spark writes one: its first commit written here by hand (the
+    protocol with the `identityColumns` writer feature, the schema with the identity metadata
+    as JSON numbers, a high-water mark past the `--rows` rows it holds: start, start + step,
+    ...), its data file by pyarrow. delta-rs does not generate identity values."""
+    os.makedirs(os.path.join(args.table, "_delta_log"), exist_ok=True)
+    ids = [args.start + i * args.step for i in range(args.rows)]
+    data = pa.table({"id": pa.array(ids, pa.int64()), "v": [f"r{i}" for i in range(args.rows)]})
+    name = "part-00000-identity.snappy.parquet"
+    pq.write_table(data, os.path.join(args.table, name))
+    meta = {
+        "delta.identity.start": args.start,
+        "delta.identity.step": args.step,
+        "delta.identity.allowExplicitInsert": args.allow_explicit_insert,
+    }
+    if ids:
+        meta["delta.identity.highWaterMark"] = ids[-1]
+    schema = {
+        "type": "struct",
+        "fields": [
+            {"name": "id", "type": "long", "nullable": True, "metadata": meta},
+            {"name": "v", "type": "string", "nullable": True, "metadata": {}},
+        ],
+    }
+    now = 1_700_000_000_000
+    stats = {"numRecords": len(ids), "minValues": {"id": min(ids)}, "maxValues": {"id": max(ids)}, "nullCount": {"id": 0}}
+    actions = [
+        {"commitInfo": {"timestamp": now, "operation": "CREATE TABLE AS SELECT", "operationParameters": {}}},
+        {"protocol": {"minReaderVersion": 1, "minWriterVersion": 7, "writerFeatures": ["identityColumns", "appendOnly", "invariants"]}},
+        {"metaData": {"id": "00000000-0000-0000-0000-000000000001", "format": {"provider": "parquet", "options": {}},
+                      "schemaString": json.dumps(schema), "partitionColumns": [], "configuration": {}, "createdTime": now}},
+        {"add": {"path": name, "partitionValues": {}, "size": os.path.getsize(os.path.join(args.table, name)),
+                 "modificationTime": now, "dataChange": True, "stats": json.dumps(stats)}},
+    ]
+    with open(os.path.join(args.table, "_delta_log", "00000000000000000000.json"), "w", encoding="utf-8") as f:
+        f.write("\n".join(json.dumps(a) for a in actions) + "\n")
+    print(json.dumps({"ids": ids}))
+    return 0
+
+
+def cmd_strings(args: argparse.Namespace) -> int:
+    """`--files` Parquet files of `--rows` rows each of one column `v`: distinct random
+    32-character hex strings (incompressible, about 1 MiB per 30,000 rows)."""
+    import numpy as np
+
+    rng = np.random.default_rng(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    for f in range(args.files):
+        raw = rng.integers(0, 2**63, size=(args.rows, 2), dtype=np.int64)
+        values = [f"{a:016x}{b:016x}" for a, b in raw.tolist()]
+        pq.write_table(pa.table({"v": values}), os.path.join(args.out, f"part-{f}.parquet"))
+    print(json.dumps({"rows": args.rows * args.files}))
+    return 0
+
+
+def cmd_identity_state(args: argparse.Namespace) -> int:
+    """An identity table as readers see it: the `id` values (delta-rs; polars and DuckDB must
+    read the same rows) and the column's high-water mark as the latest schema has it
+    (`mark`, and whether the log holds it as a JSON number)."""
+    from deltalake import DeltaTable
+
+    readers = {"deltalake": read_table_deltalake, "polars": read_table_polars, "duckdb": read_table_duckdb}
+    tables = {r: read(args.table) for r, read in readers.items()}
+    base = sorted_rows(normalise(tables["deltalake"], ["id", "v"], False))
+    for r, t in tables.items():
+        if sorted_rows(normalise(t, ["id", "v"], False)) != base:
+            eprint(f"identity-state: {r} reads other rows than delta-rs")
+            return 1
+    schema = json.loads(DeltaTable(args.table).schema().to_json())
+    meta = next(f for f in schema["fields"] if f["name"] == "id")["metadata"]
+    # The raw log: the latest metaData's schema string.
+    raw = None
+    log = os.path.join(args.table, "_delta_log")
+    for name in sorted(n for n in os.listdir(log) if n.endswith(".json")):
+        with open(os.path.join(log, name), encoding="utf-8") as f:
+            for line in f:
+                a = json.loads(line)
+                if "metaData" in a:
+                    raw = json.loads(a["metaData"]["schemaString"])
+    raw_meta = next(f for f in raw["fields"] if f["name"] == "id")["metadata"]
+    mark = raw_meta.get("delta.identity.highWaterMark")
+    print(json.dumps({
+        "ids": tables["deltalake"].column("id").to_pylist(),
+        "mark": mark,
+        "mark_is_number": isinstance(mark, int),
+        "step_is_number": isinstance(raw_meta.get("delta.identity.step"), int),
+        "delta_rs_mark": meta.get("delta.identity.highWaterMark"),
+    }))
+    return 0
+
+
 def cmd_parquet_columns(args: argparse.Namespace) -> int:
     """Top-level column names and Parquet field ids of a data file."""
     schema = pq.read_schema(args.file)
@@ -1269,6 +1361,25 @@ def main(argv: list[str] | None = None) -> int:
     pc_ = sub.add_parser("parquet-columns", help="top-level column names and field ids of a Parquet file")
     pc_.add_argument("--file", required=True)
     pc_.set_defaults(func=cmd_parquet_columns)
+
+    it = sub.add_parser("identity-table", help="a table with an identity column, written by hand as Spark writes one")
+    it.add_argument("--table", required=True)
+    it.add_argument("--rows", type=int, default=5)
+    it.add_argument("--start", type=int, default=1)
+    it.add_argument("--step", type=int, default=1)
+    it.add_argument("--allow-explicit-insert", action="store_true")
+    it.set_defaults(func=cmd_identity_table)
+
+    st = sub.add_parser("strings", help="Parquet files of distinct random strings (column v)")
+    st.add_argument("--out", required=True)
+    st.add_argument("--files", type=int, default=3)
+    st.add_argument("--rows", type=int, default=1000)
+    st.add_argument("--seed", type=int, default=0)
+    st.set_defaults(func=cmd_strings)
+
+    ist = sub.add_parser("identity-state", help="an identity table's ids (all readers agree) and high-water mark")
+    ist.add_argument("--table", required=True)
+    ist.set_defaults(func=cmd_identity_state)
 
     cd = sub.add_parser("cdf", help="the change data feed delta-rs reads, per version")
     cd.add_argument("--table", required=True)

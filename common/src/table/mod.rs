@@ -5,6 +5,7 @@
 
 pub mod column_mapping;
 pub mod dv;
+pub mod identity;
 pub mod properties;
 pub mod prune;
 pub mod snapshot;

@@ -183,15 +183,8 @@ impl TableSnapshot {
                 self.min_reader_version, self.min_writer_version
             )));
         }
-        // Legacy protocol versions imply features (3 = checkConstraints, 4 = changeDataFeed
-        // and generatedColumns, 5 = columnMapping, 6 = identityColumns) and upgraded tables
-        // list them: they are only a problem when actually in use.
-        if self.schema_json.contains("delta.identity") {
-            return Err(Error::Unsupported(
-                "table has identity columns, which silt does not write yet; nothing was changed"
-                    .into(),
-            ));
-        }
+        // Identity columns silt generates values for must be well formed.
+        self.identity_columns()?;
         // CHECK constraints and invariants are enforced on every row written (`checks`).
         invariants(&self.schema_json)?;
         Ok(())
@@ -238,6 +231,11 @@ impl TableSnapshot {
                     .map(|e| (f.name().clone(), e.clone()))
             })
             .collect()
+    }
+
+    /// The table's identity columns (see [`super::identity`]).
+    pub fn identity_columns(&self) -> Result<Vec<super::identity::IdentityColumn>> {
+        super::identity::identity_columns(&self.schema_json)
     }
 
     /// Latest version recorded for an idempotent-write application id.

@@ -212,6 +212,9 @@ pub struct TaskOutput {
     pub matched_source_rows: Vec<u8>,
     /// [`Sink::MarkRows`]: the table rows marked deleted, per file.
     pub deleted_rows: Vec<FileRows>,
+    /// [`Transform::Identity`]: the last value generated, per identity column (none: no
+    /// value generated).
+    pub identity_values: BTreeMap<String, i64>,
     pub metrics: TaskMetrics,
 }
 

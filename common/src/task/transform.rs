@@ -61,6 +61,14 @@ pub enum Transform {
     /// nothing counts as updated, and rows only recorded as change data (deleted, or as they
     /// were before an update) are left as they were.
     Derive { assignments: Vec<Assignment> },
+    /// Fills the nulls of identity column `column` with generated values, in the order the
+    /// rows come: `first`, then on by `stride` (see [`crate::table::identity`]); the last
+    /// value is reported in [`super::TaskOutput::identity_values`].
+    Identity {
+        column: String,
+        first: i64,
+        stride: i64,
+    },
     /// Source rows through a `SELECT` (compiled against `input_schema_json`, the source's
     /// schema): the rows its condition holds for, as its columns.
     Select {
@@ -80,6 +88,7 @@ impl Transform {
             Transform::Filter { .. } => "filter",
             Transform::Update { .. } => "update",
             Transform::Derive { .. } => "derive",
+            Transform::Identity { .. } => "identity",
             Transform::Select { .. } => "select",
             Transform::RecordChanges(_) => "record-changes",
         }

@@ -42,6 +42,7 @@ use silt_common::merge::{MergeQuery, SOURCE_QUALIFIER, SourceProjection, target_
 use silt_common::request::{ExchangeMode, MergeAction, MergeClauseKind, MergeRequest};
 use silt_common::schema;
 use silt_common::source::read_split;
+use silt_common::table::identity::{self, IdentityColumn};
 use silt_common::table::{ActiveFile, TableSnapshot};
 use silt_common::task::{
     Assignment, Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec, Route,
@@ -58,7 +59,7 @@ use crate::commit::ReadRegion;
 use crate::driver::{JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid};
 use crate::plan::dv::{self, DV_STAGE, DvCounts};
 use crate::plan::merge_prune::{self, KeySummary, Scope};
-use crate::plan::{binpack, rewrite};
+use crate::plan::{binpack, identity as identity_plan, rewrite};
 use crate::txn::Txn;
 
 /// Parquet bytes of the inputs are multiplied by this to estimate their size in memory.
@@ -338,6 +339,8 @@ pub struct MergeOp {
     /// What the rows a task writes go through: conformed to the table, generated columns
     /// computed ([`output_transforms`]).
     output: Vec<Transform>,
+    /// Identity columns inserted rows get values for (by the tasks that insert).
+    identity: Vec<IdentityColumn>,
 }
 
 /// The transforms a MERGE's written rows take: conformed to the table, then the table's
@@ -388,6 +391,55 @@ fn output_transforms(
     Ok(out)
 }
 
+/// The identity columns a MERGE's inserted rows get generated values for (every one, where
+/// it inserts: rows whose value is null get one). Updating one is refused, and so is giving
+/// values for a `GENERATED ALWAYS` one (naming it, or `*` from a source that has it).
+fn identity_to_generate(
+    columns: Vec<IdentityColumn>,
+    req: &MergeRequest,
+    source_schema: &Schema,
+) -> Result<Vec<IdentityColumn>, JobError> {
+    let in_source = |c: &str| {
+        source_schema
+            .fields()
+            .iter()
+            .any(|f| f.name().eq_ignore_ascii_case(c))
+    };
+    for c in &columns {
+        let is = |name: &String| name.eq_ignore_ascii_case(&c.name);
+        for clause in &req.clauses {
+            match &clause.action {
+                MergeAction::Update(sets) if sets.iter().any(|(n, _)| is(n)) => {
+                    return Err(invalid(format!(
+                        "`{}` is an identity column: its values cannot be updated; nothing was changed",
+                        c.name
+                    )));
+                }
+                MergeAction::UpdateAll if in_source(&c.name) => {
+                    return Err(invalid(format!(
+                        "`{}` is an identity column: its values cannot be updated (UPDATE SET * from a source that has it); nothing was changed",
+                        c.name
+                    )));
+                }
+                MergeAction::Insert { columns, .. }
+                    if !c.allow_explicit_insert && columns.iter().any(is) =>
+                {
+                    return Err(c.values_given().into());
+                }
+                MergeAction::InsertAll if !c.allow_explicit_insert && in_source(&c.name) => {
+                    return Err(c.values_given().into());
+                }
+                _ => {}
+            }
+        }
+    }
+    let inserts = req
+        .clauses
+        .iter()
+        .any(|c| c.kind == MergeClauseKind::NotMatchedByTarget);
+    Ok(if inserts { columns } else { Vec::new() })
+}
+
 /// Plans a MERGE: pure, from the request, the snapshot, the source listing and the cluster's
 /// size.
 pub fn plan(
@@ -413,6 +465,13 @@ pub fn plan(
     let source_schema = schema::delta_json_to_arrow(&source_schema_json)?;
     let generated = snapshot.generated_columns();
     let output = output_transforms(&generated, &req, &source_schema)?;
+    let identity_columns = snapshot.identity_columns()?;
+    let is_identity = |c: &str| {
+        identity_columns
+            .iter()
+            .any(|i| i.name.eq_ignore_ascii_case(c))
+    };
+    let identity = identity_to_generate(identity_columns.clone(), &req, &source_schema)?;
     let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     let in_schema = |s: &Schema, c: &str| s.fields().iter().find(|f| same(f.name(), c)).cloned();
 
@@ -492,6 +551,8 @@ pub fn plan(
                             None if req.schema_evolution => {}
                             // Generated columns are computed (`output_transforms`).
                             None if generated.iter().any(|(g, _)| same(g, f.name())) => {}
+                            // Identity columns: generated for inserts, kept by updates.
+                            None if is_identity(f.name()) => {}
                             None => {
                                 return Err(invalid(format!(
                                     "{} needs a source column `{}` (the table has it); list the columns, or use WITH SCHEMA EVOLUTION",
@@ -773,6 +834,7 @@ pub fn plan(
         marking,
         dv_outputs: Vec::new(),
         output,
+        identity,
     })
 }
 
@@ -927,7 +989,7 @@ impl MergeOp {
             partition_columns: self.snapshot.partition_columns.clone(),
         };
         let files = DmlOp::files_out(&self.snapshot, &self.ctx);
-        let tasks = self
+        let mut tasks: Vec<Task> = self
             .insert_bins
             .iter()
             .map(|(first, splits)| Task {
@@ -954,25 +1016,27 @@ impl MergeOp {
                 sink: Sink::DataFiles(files.clone()),
             })
             .collect();
+        identity_plan::generate(&mut tasks, &self.identity)?;
         Ok(vec![StagePlan::new("insert", tasks).with_note(format!(
             "{} source row(s) matched",
             self.matched.len()
         ))])
     }
 
-    fn rewrite_stage(&mut self) -> Vec<StagePlan> {
+    fn rewrite_stage(&mut self) -> Result<Vec<StagePlan>, JobError> {
         if self.touched.is_empty() && !self.has(MergeClauseKind::NotMatchedByTarget) {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         self.step = Step::Rewrite;
-        let tasks = self.join_tasks(MergePass::Rewrite {
+        let mut tasks = self.join_tasks(MergePass::Rewrite {
             touched: self.touched.clone(),
         });
-        vec![StagePlan::new("rewrite", tasks).with_note(format!(
+        identity_plan::generate(&mut tasks, &self.identity)?;
+        Ok(vec![StagePlan::new("rewrite", tasks).with_note(format!(
             "{} touched file(s), {} partition(s)",
             self.touched.len(),
             self.partitions
-        ))]
+        ))])
     }
 
     /// Delta's `matchedPredicates` (and the like) parameter: a JSON list of
@@ -1074,7 +1138,7 @@ impl Operation for MergeOp {
                     let tasks = self.join_tasks(MergePass::Discover);
                     return Ok(vec![StagePlan::new("discover", tasks)]);
                 }
-                Ok(self.rewrite_stage())
+                self.rewrite_stage()
             }
             Step::Discover => {
                 self.scan_time += result.elapsed;
@@ -1093,7 +1157,7 @@ impl Operation for MergeOp {
                     )));
                 }
                 self.touched = touched.into_iter().collect();
-                Ok(self.rewrite_stage())
+                self.rewrite_stage()
             }
             Step::Rewrite => {
                 self.rewrite_time += result.elapsed;
@@ -1190,8 +1254,14 @@ impl Operation for MergeOp {
             self.clause_parameter(MergeClauseKind::NotMatchedBySource),
         );
         let mut txn = Txn::new(&self.ctx.job_id, "MERGE", params);
-        if self.schema_changed {
-            let struct_type: StructType = serde_json::from_str(&self.output_schema_json)
+        // Identity values generated: the commit raises the columns' high-water marks.
+        let marks = identity::new_high_water_marks(
+            &self.identity,
+            self.rewrite_outputs.iter().map(|o| &o.identity_values),
+        );
+        if self.schema_changed || !marks.is_empty() {
+            let schema_json = identity::with_high_water_marks(&self.output_schema_json, &marks)?;
+            let struct_type: StructType = serde_json::from_str(&schema_json)
                 .map_err(|e| invalid(format!("internal: bad schema json: {e}")))?;
             let old = self.snapshot.state()?.metadata().clone();
             txn.set_metadata(

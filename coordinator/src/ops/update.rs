@@ -149,6 +149,16 @@ pub fn plan(
             g.column
         )));
     }
+    if let Some(c) = snapshot
+        .identity_columns()?
+        .into_iter()
+        .find(|c| assignments.iter().any(|a| a.column == c.name))
+    {
+        return Err(invalid(format!(
+            "`{}` is an identity column: its values cannot be updated; nothing was changed",
+            c.name
+        )));
+    }
     let recompute = (!generated.is_empty()).then(|| Transform::Derive {
         assignments: generated.clone(),
     });

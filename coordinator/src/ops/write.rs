@@ -21,6 +21,7 @@ use silt_common::request::{ExchangeMode, WriteMode, WriteRequest};
 use silt_common::schema::{self, SchemaOptions};
 use silt_common::source;
 use silt_common::storage::parse_location;
+use silt_common::table::identity::{self, IdentityColumn};
 use silt_common::table::{
     ActiveFile, TableProperties, TableSnapshot, TimeTravel, column_mapping, load_table,
 };
@@ -38,7 +39,7 @@ use crate::driver::{
     CommitTarget, JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid,
 };
 use crate::plan::partitioning::{self, PartitionChoice, PartitionEstimate};
-use crate::plan::{binpack, rewrite};
+use crate::plan::{binpack, identity as identity_plan, rewrite};
 use crate::txn::Txn;
 
 /// Default target size of written data files.
@@ -120,6 +121,7 @@ pub async fn prepare(
             ctx: plan_ctx,
             written: Vec::new(),
             rewritten: Vec::new(),
+            identity_values: Vec::new(),
         })),
     }))
 }
@@ -341,6 +343,8 @@ struct WritePlan {
     /// Files read to remove the rows matching replaceWhere.
     rewrites: Vec<Task>,
     rewrite_candidates: Vec<String>,
+    /// Identity columns the new rows get generated values for.
+    identity: Vec<IdentityColumn>,
 }
 
 /// Plans a write: pure, from the request, the snapshot and the listed source.
@@ -578,7 +582,18 @@ fn plan(
         }
     };
     let source_schema_json = schema::arrow_to_delta_json(&source.schema)?;
-    let data_tasks: Vec<Task> = bins
+    // Identity columns the source does not carry get generated values.
+    let identity = match existing {
+        Some(s) => identity_plan::to_generate(s.identity_columns()?, |c| {
+            source
+                .schema
+                .fields()
+                .iter()
+                .any(|f| f.name().eq_ignore_ascii_case(c))
+        })?,
+        None => Vec::new(),
+    };
+    let mut data_tasks: Vec<Task> = bins
         .into_iter()
         .map(|splits| Task {
             table: table.clone(),
@@ -590,6 +605,7 @@ fn plan(
             sink: sink.clone(),
         })
         .collect();
+    identity_plan::generate(&mut data_tasks, &identity)?;
     info!(
         job = %ctx.job_id,
         tasks = data_tasks.len(),
@@ -613,6 +629,7 @@ fn plan(
         removes,
         rewrites,
         rewrite_candidates,
+        identity,
     })
 }
 
@@ -636,6 +653,8 @@ struct Planned {
     ctx: PlanContext,
     written: Vec<TaskOutput>,
     rewritten: Vec<TaskOutput>,
+    /// The last identity values every task generated (map tasks' included).
+    identity_values: Vec<BTreeMap<String, i64>>,
 }
 
 impl Operation for WriteOp {
@@ -670,6 +689,13 @@ impl Operation for WriteOp {
         let WriteState::Planned(p) = &mut self.state else {
             return Ok(Vec::new());
         };
+        p.identity_values.extend(
+            result
+                .outputs
+                .iter()
+                .filter(|o| !o.identity_values.is_empty())
+                .map(|o| o.identity_values.clone()),
+        );
         match result.name.as_str() {
             "exchange-map" => {
                 let plan = &p.plan;
@@ -730,6 +756,7 @@ impl Operation for WriteOp {
             ctx,
             written,
             rewritten,
+            identity_values,
         } = *planned;
         let parameters = write_parameters(&req, &plan)?;
         let mut txn = Txn::new(&ctx.job_id, "WRITE", parameters);
@@ -792,7 +819,14 @@ impl Operation for WriteOp {
         txn.read_region(region);
         txn.read_files(plan.rewrite_candidates.iter().map(String::as_str));
 
-        let struct_type: StructType = serde_json::from_str(&plan.schema_json)
+        // Identity values generated: the commit raises the columns' high-water marks.
+        let marks = identity::new_high_water_marks(&plan.identity, &identity_values);
+        let schema_json = if marks.is_empty() {
+            plan.schema_json.clone()
+        } else {
+            identity::with_high_water_marks(&plan.schema_json, &marks)?
+        };
+        let struct_type: StructType = serde_json::from_str(&schema_json)
             .map_err(|e| invalid(format!("internal: bad schema json: {e}")))?;
         match &snapshot {
             None => {
@@ -806,7 +840,7 @@ impl Operation for WriteOp {
                     .map_err(|e| invalid(format!("cannot build table metadata: {e}")))?,
                 );
             }
-            Some(s) if plan.schema_changed || req.overwrite_schema => {
+            Some(s) if plan.schema_changed || req.overwrite_schema || !marks.is_empty() => {
                 let old = s.state().map_err(JobError::Common)?.metadata().clone();
                 let md = if req.overwrite_schema {
                     deltalake_core::kernel::new_metadata(

@@ -4,12 +4,13 @@
 //! given its source's keys ([`merge_prune`]), the bins of a compaction ([`compaction`]) and
 //! the groups, sample and curve cuts of a clustering run ([`clustering`]), and what VACUUM
 //! deletes ([`vacuum`]); the stage writing deletion vectors for rows that tasks marked
-//! deleted ([`dv`]).
+//! deleted ([`dv`]); the identity values new rows get ([`identity`]).
 
 pub mod binpack;
 pub mod clustering;
 pub mod compaction;
 pub mod dv;
+pub mod identity;
 pub mod merge_prune;
 pub mod partitioning;
 pub mod rewrite;

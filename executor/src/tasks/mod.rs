@@ -94,6 +94,7 @@ pub async fn run_task(spec: &TaskSpec, env: &TaskEnv) -> Result<TaskOutput> {
     if !matches!(task.sink, Sink::MarkRows { .. }) {
         out.removes.extend(removes);
     }
+    out.identity_values = pipeline.identity_values();
     out.touched_files = report.touched_files;
     out.matched_source_rows = report.matched_source_rows;
     if matches!(task.input, Input::TableFiles { .. }) {

@@ -42,6 +42,7 @@ use serde_json::{Map, Value};
 use silt_common::expr::Predicate;
 use silt_common::table::IsolationLevel;
 use silt_common::table::prune::{self, Verdict};
+use silt_common::table::row_tracking;
 use silt_common::task::DataFile;
 use tracing::{info, warn};
 use url::Url;
@@ -209,10 +210,66 @@ pub struct CommitRequest {
     /// A column-mapped table's schema: winning commits key partition values and statistics
     /// physically.
     pub column_mapping: Option<arrow::datatypes::SchemaRef>,
+    /// Row tracking: the row-id high-water mark at the read version. Each attempt gives the
+    /// files it adds fresh ids past the mark as of the version it is written at (winning
+    /// commits may have raised it) and records the new mark.
+    pub row_tracking: Option<i64>,
     pub epoch: u64,
 }
 
 impl CommitRequest {
+    /// The same request on a table that tracks rows (`Some(high-water mark)`), or not.
+    pub fn tracking_rows(mut self, high_water_mark: Option<i64>) -> Self {
+        self.row_tracking = high_water_mark;
+        self
+    }
+
+    /// The actions of an attempt at `version`: with row tracking, the adds given their row
+    /// ids past `high_water_mark`, and the new mark recorded (a `domainMetadata` action).
+    fn attempt_lines(
+        &self,
+        lines: &[Value],
+        version: i64,
+        high_water_mark: Option<i64>,
+    ) -> Result<Vec<Value>, CommitError> {
+        let Some(mark) = high_water_mark else {
+            return Ok(lines.to_vec());
+        };
+        let mut out = lines.to_vec();
+        let mut adds: Vec<&mut Value> = out.iter_mut().filter_map(|l| l.get_mut("add")).collect();
+        let new_mark = row_tracking::assign(&mut adds, mark, version)
+            .map_err(|e| CommitError::Refused(e.to_string()))?;
+        if new_mark > mark {
+            out.push(serde_json::json!({
+                "domainMetadata": {
+                    "domain": row_tracking::DOMAIN,
+                    "configuration": row_tracking::domain_configuration(new_mark),
+                    "removed": false,
+                }
+            }));
+        }
+        Ok(out)
+    }
+
+    /// `delta.rowTracking.preserved`: whether no row was copied or updated (silt gives
+    /// copied and updated rows fresh ids): true unless the commit both removes files and
+    /// adds new ones.
+    fn row_ids_preserved(&self) -> bool {
+        let removes: HashSet<String> = self
+            .actions
+            .iter()
+            .filter_map(|a| match &a.action {
+                Action::Remove(r) => Some(r.path.clone()),
+                _ => None,
+            })
+            .collect();
+        removes.is_empty()
+            || self.actions.iter().all(|a| match &a.action {
+                Action::Add(add) => removes.contains(&add.path),
+                _ => true,
+            })
+    }
+
     /// Whether any action changes data (an add or remove with `dataChange = true`).
     fn changes_data(&self) -> bool {
         self.actions.iter().any(|a| match &a.action {
@@ -273,6 +330,7 @@ pub async fn commit(
     let removed: HashSet<String> = req.removed_paths.iter().map(|p| decode(p)).collect();
     let mut read_version = read_version;
     let mut checked = 0u32;
+    let mut row_id_mark = req.row_tracking;
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         let version = read_version + 1;
         crate::driver::crash_point("fence");
@@ -295,7 +353,8 @@ pub async fn commit(
         } else {
             None
         };
-        let bytes = commit_bytes(&lines, &req, read_version, in_commit_timestamp)?;
+        let attempt_lines = req.attempt_lines(&lines, version, row_id_mark)?;
+        let bytes = commit_bytes(&attempt_lines, &req, read_version, in_commit_timestamp)?;
         // `version` >= 0: read versions start at -1 (checked above) and only grow.
         match write_entry(&log_store, version as u64, bytes).await {
             Ok(()) => {
@@ -314,6 +373,15 @@ pub async fn commit(
                 let mut v = version;
                 while let Some(bytes) = log_store.read_commit_entry(v as u64).await? {
                     check_winning_commit(v, &bytes, &req, &removed)?;
+                    // Row ids the winner gave are taken: ours go past its mark.
+                    if let Some(mark) = row_id_mark
+                        && let Some(theirs) = row_tracking::high_water_mark_in_commit(
+                            &String::from_utf8_lossy(&bytes),
+                        )
+                        .map_err(|e| CommitError::Refused(e.to_string()))?
+                    {
+                        row_id_mark = Some(mark.max(theirs));
+                    }
                     checked += 1;
                     v += 1;
                 }
@@ -420,6 +488,14 @@ fn commit_bytes(
     info.insert("isBlindAppend".into(), Value::from(req.is_blind_append()));
     for (k, v) in &req.commit_info {
         info.insert(k.clone(), v.clone());
+    }
+    if req.row_tracking.is_some() {
+        info.insert(
+            "tags".into(),
+            serde_json::json!({
+                row_tracking::PRESERVED_TAG: req.row_ids_preserved().to_string()
+            }),
+        );
     }
     info.insert(
         "txnId".into(),
@@ -833,6 +909,7 @@ mod tests {
             checkpoint_interval: 10,
             in_commit_timestamps: false,
             column_mapping: None,
+            row_tracking: None,
             epoch: 1,
         }
     }
@@ -1083,6 +1160,8 @@ mod tests {
     struct RacingFence {
         dir: std::path::PathBuf,
         races: std::sync::atomic::AtomicU32,
+        /// Actions of the racer's commit besides its `commitInfo` (JSON lines).
+        winner: &'static str,
     }
 
     #[async_trait::async_trait]
@@ -1098,8 +1177,8 @@ mod tests {
             std::fs::write(
                 log.join(format!("{next:020}.json")),
                 format!(
-                    "{}\n",
-                    r#"{"commitInfo":{"operation":"WRITE","isBlindAppend":true}}"#
+                    "{}{}\n",
+                    self.winner, r#"{"commitInfo":{"operation":"WRITE","isBlindAppend":true}}"#
                 ),
             )
             .unwrap();
@@ -1131,6 +1210,7 @@ mod tests {
         let fence = RacingFence {
             dir: dir.path().to_path_buf(),
             races: Default::default(),
+            winner: "",
         };
         let mut req = request(ReadRegion::Nothing, &[], None);
         req.table_url = url.clone();
@@ -1162,6 +1242,7 @@ mod tests {
         let once = OnceRacingFence(RacingFence {
             dir: dir2.path().to_path_buf(),
             races: Default::default(),
+            winner: "",
         });
         let mut req = request(ReadRegion::Nothing, &[], None);
         req.table_url = url2;
@@ -1173,6 +1254,47 @@ mod tests {
                 winning_commits_checked: 1
             }
         );
+
+        // Row tracking: the winner gave row ids up to 99; the retried commit's file takes
+        // ids past them, its version as commit version, and records the new mark.
+        let dir3 = tempfile::tempdir().unwrap();
+        copy_log(&log, &dir3.path().join("_delta_log"), 0);
+        let url3 = Url::from_directory_path(dir3.path()).unwrap();
+        let table3 = silt_common::table::table_builder(&url3)
+            .unwrap()
+            .build()
+            .unwrap();
+        let once = OnceRacingFence(RacingFence {
+            dir: dir3.path().to_path_buf(),
+            races: Default::default(),
+            winner: concat!(
+                r#"{"domainMetadata":{"domain":"delta.rowTracking","configuration":"{\"rowIdHighWaterMark\":99}","removed":false}}"#,
+                "\n"
+            ),
+        });
+        let mut req = request(ReadRegion::Nothing, &[], None).tracking_rows(Some(9));
+        req.table_url = url3;
+        if let Action::Add(add) = &mut req.actions[0].action {
+            add.stats = Some(r#"{"numRecords":5}"#.into());
+        }
+        let done = commit(table3.log_store(), 0, req, &once).await.unwrap();
+        assert_eq!(done.version, 2);
+        let text = std::fs::read_to_string(dir3.path().join(format!("_delta_log/{:020}.json", 2)))
+            .unwrap();
+        let actions: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let add = actions.iter().find_map(|a| a.get("add")).unwrap();
+        assert_eq!(add["baseRowId"], 100, "{text}");
+        assert_eq!(add["defaultRowCommitVersion"], 2, "{text}");
+        assert_eq!(
+            row_tracking::high_water_mark_in_commit(&text).unwrap(),
+            Some(104),
+            "{text}"
+        );
+        let info = actions.iter().find_map(|a| a.get("commitInfo")).unwrap();
+        assert_eq!(info["tags"][row_tracking::PRESERVED_TAG], "true", "{text}");
     }
 
     fn copy_log(from: &std::path::Path, to: &std::path::Path, upto: u64) {

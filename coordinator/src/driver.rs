@@ -167,6 +167,9 @@ pub struct CommitTarget {
     /// A column-mapped table's schema: the commit keys partition values and statistics by
     /// its physical names.
     pub column_mapping: Option<arrow::datatypes::SchemaRef>,
+    /// Row tracking: the row-id high-water mark at the read version (the commit gives the
+    /// files it adds fresh ids past it); `None`: the table does not track rows.
+    pub row_id_high_water_mark: Option<i64>,
 }
 
 impl CommitTarget {
@@ -177,6 +180,7 @@ impl CommitTarget {
             read_version: snapshot.version,
             properties,
             column_mapping: snapshot.column_mapping(),
+            row_id_high_water_mark: snapshot.row_id_high_water_mark,
         }
     }
 }
@@ -411,12 +415,14 @@ async fn conclude(
             loop {
                 let kept = txn.kept_file_names();
                 let metrics = txn.metrics().clone();
-                let request = txn.into_request(
-                    table_url,
-                    &target.properties,
-                    target.column_mapping.clone(),
-                    scope.epoch,
-                );
+                let request = txn
+                    .into_request(
+                        table_url,
+                        &target.properties,
+                        target.column_mapping.clone(),
+                        scope.epoch,
+                    )
+                    .tracking_rows(target.row_id_high_water_mark);
                 let result = commit::commit(
                     target.log_store.clone(),
                     target.read_version,

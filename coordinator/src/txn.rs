@@ -195,7 +195,21 @@ impl Txn {
         if let Some(m) = self.metadata {
             actions.push(LogAction::new(Action::Metadata(m)));
         }
+        // Row tracking: a file added again (a new deletion vector) keeps the row ids of the
+        // add it replaces; every other add gets fresh ones when the commit is written.
+        let row_ids: std::collections::HashMap<String, (Option<i64>, Option<i64>)> = self
+            .removes
+            .iter()
+            .map(|(r, _)| {
+                (
+                    decode(&r.file.path),
+                    (r.remove.base_row_id, r.remove.default_row_commit_version),
+                )
+            })
+            .collect();
         for (a, data_change) in &self.adds {
+            let (base_row_id, default_row_commit_version) =
+                row_ids.get(&decode(&a.path)).copied().unwrap_or_default();
             // Column mapping: the log keys partition values and statistics physically.
             let (partition_values, stats) = match &column_mapping {
                 Some(schema) => (
@@ -215,8 +229,8 @@ impl Txn {
                 stats,
                 tags: self.add_tags.clone(),
                 deletion_vector: a.deletion_vector.as_ref().map(dv_descriptor),
-                base_row_id: None,
-                default_row_commit_version: None,
+                base_row_id,
+                default_row_commit_version,
                 clustering_provider: None,
             };
             actions.push(LogAction::with_raw_path(Action::Add(add), a.path.clone()));
@@ -294,6 +308,7 @@ impl Txn {
             checkpoint_interval: properties.checkpoint_interval,
             in_commit_timestamps: properties.in_commit_timestamps,
             column_mapping,
+            row_tracking: None,
             epoch,
         }
     }

@@ -876,6 +876,71 @@ def cmd_identity_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_row_tracking_check(args: argparse.Namespace) -> int:
+    """Checks a row-tracking table's log (every JSON commit, replayed here) against the
+    protocol's writer requirements: every add has `baseRowId` and `defaultRowCommitVersion`
+    (its commit's version; a file added again keeps the ids of the add it replaces); the
+    fresh row ids of all adds ever committed ([baseRowId, baseRowId + numRecords)) never
+    overlap; each commit that gives new ids records a `delta.rowTracking` high-water mark at
+    or past them, and new ids lie past the mark before; every remove carries its file's
+    ids. Prints {"commits", "adds", "problems"}."""
+    log = os.path.join(args.table, "_delta_log")
+    versions = sorted(int(n[:20]) for n in os.listdir(log) if n.endswith(".json") and n[:20].isdigit())
+    mark = -1
+    live: dict[str, tuple] = {}
+    ranges: list[tuple[int, int, str]] = []
+    problems: list[str] = []
+    adds = 0
+    for v in versions:
+        with open(os.path.join(log, f"{v:020}.json"), encoding="utf-8") as f:
+            actions = [json.loads(line) for line in f if line.strip()]
+        removed = {a["remove"]["path"]: a["remove"] for a in actions if "remove" in a}
+        new_mark = None
+        for a in actions:
+            d = a.get("domainMetadata")
+            if d and d.get("domain") == "delta.rowTracking" and not d.get("removed"):
+                new_mark = json.loads(d["configuration"])["rowIdHighWaterMark"]
+        for path, rm in removed.items():
+            if path in live and (rm.get("baseRowId"), rm.get("defaultRowCommitVersion")) != live[path]:
+                problems.append(f"v{v}: remove of {path} carries {rm.get('baseRowId')}/{rm.get('defaultRowCommitVersion')}, its add {live[path]}")
+        highest = None
+        for a in actions:
+            add = a.get("add")
+            if not add:
+                continue
+            adds += 1
+            base, commit = add.get("baseRowId"), add.get("defaultRowCommitVersion")
+            if not isinstance(base, int) or not isinstance(commit, int):
+                problems.append(f"v{v}: add {add['path']} without row ids")
+                continue
+            rows = json.loads(add.get("stats") or "{}").get("numRecords")
+            if add["path"] in removed and add["path"] in live:
+                if (base, commit) != live[add["path"]]:
+                    problems.append(f"v{v}: {add['path']} added again with other ids")
+            else:
+                if commit != v:
+                    problems.append(f"v{v}: add {add['path']} has defaultRowCommitVersion {commit}")
+                if base <= mark:
+                    problems.append(f"v{v}: baseRowId {base} not past the mark {mark}")
+                ranges.append((base, base + (rows or 0), f"v{v}:{add['path']}"))
+                highest = max(highest or -1, base + (rows or 0) - 1)
+            live[add["path"]] = (base, commit)
+        for path in removed:
+            if path not in {a["add"]["path"] for a in actions if "add" in a}:
+                live.pop(path, None)
+        if highest is not None and highest > mark:
+            if new_mark is None or new_mark < highest:
+                problems.append(f"v{v}: ids up to {highest} given, mark recorded {new_mark}")
+        if new_mark is not None:
+            mark = max(mark, new_mark)
+    ranges.sort()
+    for (a0, a1, an), (b0, b1, bn) in zip(ranges, ranges[1:]):
+        if b0 < a1:
+            problems.append(f"row ids overlap: {an} [{a0}, {a1}) and {bn} [{b0}, {b1})")
+    print(json.dumps({"commits": len(versions), "adds": adds, "mark": mark, "problems": problems[:20]}))
+    return 0
+
+
 def cmd_strings(args: argparse.Namespace) -> int:
     """`--files` Parquet files of `--rows` rows each of one column `v`: distinct random
     32-character hex strings (incompressible, about 1 MiB per 30,000 rows)."""
@@ -1369,6 +1434,10 @@ def main(argv: list[str] | None = None) -> int:
     it.add_argument("--step", type=int, default=1)
     it.add_argument("--allow-explicit-insert", action="store_true")
     it.set_defaults(func=cmd_identity_table)
+
+    rt = sub.add_parser("row-tracking-check", help="a row-tracking table's log against the protocol's writer rules")
+    rt.add_argument("--table", required=True)
+    rt.set_defaults(func=cmd_row_tracking_check)
 
     st = sub.add_parser("strings", help="Parquet files of distinct random strings (column v)")
     st.add_argument("--out", required=True)

@@ -310,8 +310,8 @@ fn golden_table_matrix() {
 }
 
 /// A new table's properties that turn features on give it the protocol they need: the
-/// change data feed and in-commit timestamps as writer features (reader 1, writer 7), type
-/// widening as a reader-writer feature (3, 7). Appends to such tables follow the features
+/// change data feed, in-commit timestamps and row tracking as writer features (reader 1,
+/// writer 7), type widening as a reader-writer feature (3, 7). Appends to such tables follow the features
 /// (`commitInfo` first with a growing `inCommitTimestamp`) and every reader reads them;
 /// properties whose features silt cannot write are refused before anything is written.
 #[test]
@@ -321,7 +321,7 @@ fn new_tables_declare_the_features_their_properties_turn_on() {
     let src = Gen::new(seed, 50).write(&dir.path().join("src"));
     // (property, reader version, writer version, reader features, writer features)
     type Case<'a> = (&'a str, i64, i64, &'a [&'a str], &'a [&'a str]);
-    let cases: [Case; 3] = [
+    let cases: [Case; 4] = [
         ("delta.enableChangeDataFeed", 1, 7, &[], &["changeDataFeed"]),
         (
             "delta.enableInCommitTimestamps",
@@ -336,6 +336,13 @@ fn new_tables_declare_the_features_their_properties_turn_on() {
             7,
             &["typeWidening"],
             &["typeWidening"],
+        ),
+        (
+            "delta.enableRowTracking",
+            1,
+            7,
+            &[],
+            &["domainMetadata", "rowTracking"],
         ),
     ];
     for (i, (key, reader, writer, rf, wf)) in cases.iter().enumerate() {
@@ -391,8 +398,8 @@ fn new_tables_declare_the_features_their_properties_turn_on() {
     }
     for (key, words) in [
         (
-            "delta.enableRowTracking=true",
-            ["row tracking", "enableRowTracking"],
+            "delta.enableRowTracking=maybe",
+            ["delta.enableRowTracking", "maybe"],
         ),
         (
             "delta.columnMapping.mode=names",

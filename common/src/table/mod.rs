@@ -8,6 +8,7 @@ pub mod dv;
 pub mod identity;
 pub mod properties;
 pub mod prune;
+pub mod row_tracking;
 pub mod snapshot;
 
 pub use properties::{IsolationLevel, TableProperties};

@@ -53,6 +53,8 @@ pub struct TableProperties {
     pub isolation_level: IsolationLevel,
     /// `delta.enableChangeDataFeed`.
     pub change_data_feed: bool,
+    /// `delta.enableRowTracking` (see `super::row_tracking`).
+    pub row_tracking: bool,
     /// `delta.enableInCommitTimestamps`: every commit carries a monotonic
     /// `commitInfo.inCommitTimestamp`, `commitInfo` first.
     pub in_commit_timestamps: bool,
@@ -111,6 +113,7 @@ impl Default for TableProperties {
             column_mapping: None,
             isolation_level: IsolationLevel::WriteSerializable,
             change_data_feed: false,
+            row_tracking: false,
             in_commit_timestamps: false,
             deleted_file_retention_ms: DEFAULT_DELETED_FILE_RETENTION_MS,
             constraints: Vec::new(),
@@ -196,6 +199,7 @@ impl TableProperties {
                     };
                 }
                 "delta.enablechangedatafeed" => p.change_data_feed = parse_bool(key, value)?,
+                "delta.enablerowtracking" => p.row_tracking = parse_bool(key, value)?,
                 "delta.enableincommittimestamps" => {
                     p.in_commit_timestamps = parse_bool(key, value)?
                 }

@@ -36,6 +36,11 @@ const WRITABLE_FEATURES: &[&str] = &[
     "inCommitTimestamp",
     // Generated columns: computed where a write does not carry them, checked where it does.
     "generatedColumns",
+    // Fresh row ids and commit versions for every file added, the high-water mark in the
+    // `delta.rowTracking` domain (`super::row_tracking`).
+    "rowTracking",
+    // Domains silt does not know are left as they are (it writes only `delta.rowTracking`).
+    "domainMetadata",
 ];
 
 /// Writer features silt honours by refusing tables that use them: listed but unused (as
@@ -124,6 +129,9 @@ pub struct TableSnapshot {
     pub min_writer_version: i32,
     pub writer_features: Vec<String>,
     pub files: Vec<ActiveFile>,
+    /// Row tracking (the `rowTracking` writer feature): the row-id high-water mark at this
+    /// version (`row_tracking::NO_ROW_IDS` before any id was given); `None` without it.
+    pub row_id_high_water_mark: Option<i64>,
 }
 
 impl TableSnapshot {
@@ -409,7 +417,7 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
     let partition_columns = metadata.partition_columns().to_vec();
     let configuration = metadata.configuration().clone();
     let properties = TableProperties::parse(&configuration)?;
-    let writer_features = protocol
+    let writer_features: Vec<String> = protocol
         .writer_features()
         .map(|fs| fs.iter().map(feature_name).collect())
         .unwrap_or_default();
@@ -446,11 +454,14 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
             view.partition_values_map().into_iter().collect();
         // deltalake-core keeps action paths decoded in memory and percent-encodes them when
         // it serialises a commit, so the remove carries the decoded path.
-        let remove = view.remove_action(true);
-        // Tags are only reachable through the file's `add` action.
+        let mut remove = view.remove_action(true);
+        // Tags and row ids are only reachable through the file's `add` action.
         #[allow(deprecated)]
-        let tags: BTreeMap<String, String> = view
-            .add_action()
+        let add = view.add_action();
+        // Row tracking: a remove carries the row ids of the file's last add.
+        remove.base_row_id = add.base_row_id;
+        remove.default_row_commit_version = add.default_row_commit_version;
+        let tags: BTreeMap<String, String> = add
             .tags
             .unwrap_or_default()
             .into_iter()
@@ -495,7 +506,14 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
             tags,
         });
     }
+    let row_id_high_water_mark = if writer_features.iter().any(|f| f == "rowTracking") {
+        let (store, root) = store_for(url)?;
+        Some(super::row_tracking::high_water_mark(&store, &root.join("_delta_log"), version).await?)
+    } else {
+        None
+    };
     Ok(Some(TableSnapshot {
+        row_id_high_water_mark,
         table,
         version,
         schema_json,

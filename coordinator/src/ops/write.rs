@@ -22,6 +22,7 @@ use silt_common::schema::{self, SchemaOptions};
 use silt_common::source;
 use silt_common::storage::parse_location;
 use silt_common::table::identity::{self, IdentityColumn};
+use silt_common::table::row_tracking;
 use silt_common::table::{
     ActiveFile, TableProperties, TableSnapshot, TimeTravel, column_mapping, load_table,
 };
@@ -450,21 +451,25 @@ fn plan(
         configuration.insert(column_mapping::MAX_COLUMN_ID.to_string(), max.to_string());
     }
     let properties = TableProperties::parse(&configuration)?;
+    if snapshot.is_none() && properties.row_tracking {
+        // A new table tracking rows: the columns materialized row ids would go in are named
+        // (silt writes none, but the protocol asks for the names when row tracking is on).
+        for (key, prefix) in [
+            (row_tracking::MATERIALIZED_ROW_ID, "_row-id-col-"),
+            (
+                row_tracking::MATERIALIZED_ROW_COMMIT_VERSION,
+                "_row-commit-version-col-",
+            ),
+        ] {
+            configuration
+                .entry(key.to_string())
+                .or_insert_with(|| format!("{prefix}{}", uuid::Uuid::new_v4()));
+        }
+    }
     if snapshot.is_none() && !properties.constraints.is_empty() {
         return Err(invalid(
             "delta.constraints.* cannot be set as a property of a new table: CHECK constraints are added by ALTER TABLE … ADD CONSTRAINT (Delta Spark, delta-rs), which silt does not do yet; nothing was written",
         ));
-    }
-    if snapshot.is_none() {
-        // Row tracking would need row ids assigned on every commit, which silt does not do.
-        if let Some((key, value)) = configuration.iter().find(|(k, v)| {
-            k.eq_ignore_ascii_case("delta.enableRowTracking")
-                && v.trim().eq_ignore_ascii_case("true")
-        }) {
-            return Err(invalid(format!(
-                "table property {key} = `{value}` needs row tracking, which silt does not write yet; nothing was written"
-            )));
-        }
     }
     let mut files_out = FileSpec {
         target_file_size_bytes: req
@@ -916,6 +921,11 @@ impl Operation for WriteOp {
             properties: plan.properties.clone(),
             // The schema this commit writes (new columns, a new mapped table) names them.
             column_mapping: column_mapping::is_mapped(&plan.schema).then(|| plan.schema.clone()),
+            row_id_high_water_mark: match &snapshot {
+                Some(s) => s.row_id_high_water_mark,
+                None if plan.properties.row_tracking => Some(row_tracking::NO_ROW_IDS),
+                None => None,
+            },
         };
         let mut summary = format!(
             "{} file(s), {rows_added} row(s), {bytes_added} bytes added; {} file(s) removed",
@@ -1069,6 +1079,9 @@ fn new_protocol(
     }
     if properties.in_commit_timestamps {
         writer_only.push("inCommitTimestamp");
+    }
+    if properties.row_tracking {
+        writer_only.extend(["domainMetadata", "rowTracking"]);
     }
     if properties.append_only && !(features.is_empty() && writer_only.is_empty()) {
         writer_only.push("appendOnly");

@@ -246,6 +246,7 @@ pub mod testing {
                     }
                 })
                 .collect(),
+            row_id_high_water_mark: None,
         }
     }
 

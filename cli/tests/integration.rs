@@ -46,6 +46,9 @@ mod column_mapping;
 #[path = "integration/cdf.rs"]
 mod cdf;
 
+#[path = "integration/clustered.rs"]
+mod clustered;
+
 #[path = "integration/row_tracking.rs"]
 mod row_tracking;
 

@@ -268,6 +268,18 @@ def check_result(table: str, expected: pa.Table, readers: list[str], generated: 
     return Cell("ok", ",".join(readers))
 
 
+def tracks_rows(table: str) -> bool:
+    """Whether a table's protocol has the `rowTracking` writer feature."""
+    log = os.path.join(table, "_delta_log")
+    features: list = []
+    for name in sorted(n for n in os.listdir(log) if n.endswith(".json")):
+        with open(os.path.join(log, name), encoding="utf-8") as f:
+            for line in f:
+                if '"protocol"' in line:
+                    features = json.loads(line).get("protocol", {}).get("writerFeatures") or []
+    return "rowTracking" in features
+
+
 def records_changes(table: str) -> bool:
     """Whether a table has the change data feed enabled."""
     from deltalake import DeltaTable
@@ -468,6 +480,12 @@ def run_table(golden: str, entry: dict, silt: str, work: str) -> dict[str, Cell]
             return Cell("ok", "unverified")
         generated = identity if op in ("append", "overwrite", "replace", "merge") else []
         cell = check_result(t, expected, good, generated)
+        if cell.status == "ok" and tracks_rows(t):
+            # Row tracking: the log after the operation keeps the protocol's writer rules.
+            problems = oracle.row_tracking_check(t)["problems"]
+            if problems:
+                return Cell("FAIL", f"row tracking: {problems}")
+            cell = Cell("ok", f"{cell.detail} (row ids checked)")
         if cell.status == "ok" and recording:
             problem, checked = check_feed(t, version, changes or {})
             if problem:

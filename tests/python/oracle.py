@@ -877,14 +877,20 @@ def cmd_identity_table(args: argparse.Namespace) -> int:
 
 
 def cmd_row_tracking_check(args: argparse.Namespace) -> int:
+    """`row_tracking_check` of `--table`, printed."""
+    print(json.dumps(row_tracking_check(args.table)))
+    return 0
+
+
+def row_tracking_check(table: str) -> dict:
     """Checks a row-tracking table's log (every JSON commit, replayed here) against the
     protocol's writer requirements: every add has `baseRowId` and `defaultRowCommitVersion`
     (its commit's version; a file added again keeps the ids of the add it replaces); the
     fresh row ids of all adds ever committed ([baseRowId, baseRowId + numRecords)) never
     overlap; each commit that gives new ids records a `delta.rowTracking` high-water mark at
     or past them, and new ids lie past the mark before; every remove carries its file's
-    ids. Prints {"commits", "adds", "problems"}."""
-    log = os.path.join(args.table, "_delta_log")
+    ids. Returns {"commits", "adds", "mark", "problems"}."""
+    log = os.path.join(table, "_delta_log")
     versions = sorted(int(n[:20]) for n in os.listdir(log) if n.endswith(".json") and n[:20].isdigit())
     mark = -1
     live: dict[str, tuple] = {}
@@ -937,8 +943,7 @@ def cmd_row_tracking_check(args: argparse.Namespace) -> int:
     for (a0, a1, an), (b0, b1, bn) in zip(ranges, ranges[1:]):
         if b0 < a1:
             problems.append(f"row ids overlap: {an} [{a0}, {a1}) and {bn} [{b0}, {b1})")
-    print(json.dumps({"commits": len(versions), "adds": adds, "mark": mark, "problems": problems[:20]}))
-    return 0
+    return {"commits": len(versions), "adds": adds, "mark": mark, "problems": problems[:20]}
 
 
 def cmd_strings(args: argparse.Namespace) -> int:
@@ -953,6 +958,46 @@ def cmd_strings(args: argparse.Namespace) -> int:
         values = [f"{a:016x}{b:016x}" for a, b in raw.tolist()]
         pq.write_table(pa.table({"v": values}), os.path.join(args.out, f"part-{f}.parquet"))
     print(json.dumps({"rows": args.rows * args.files}))
+    return 0
+
+
+def cmd_clustered_table(args: argparse.Namespace) -> int:
+    """A liquid-clustered table as Databricks writes one, by hand: long columns c0 … c{n-1},
+    clustered by `--cluster-by` (a `delta.clustering` domain naming them, the `clustering`
+    and `domainMetadata` writer features), one data file of `--rows` rows with statistics of
+    the clustering columns; and a Parquet source of more such rows (`--source`)."""
+    n = args.columns
+    os.makedirs(os.path.join(args.table, "_delta_log"), exist_ok=True)
+
+    def rows(start: int, count: int) -> pa.Table:
+        return pa.table({f"c{i}": pa.array([start + r * (i + 1) for r in range(count)], pa.int64()) for i in range(n)})
+
+    data = rows(0, args.rows)
+    name = "part-00000-clustered.snappy.parquet"
+    pq.write_table(data, os.path.join(args.table, name))
+    cluster = args.cluster_by.split(",")
+    stats = {
+        "numRecords": args.rows,
+        "minValues": {c: min(data.column(c).to_pylist()) for c in cluster},
+        "maxValues": {c: max(data.column(c).to_pylist()) for c in cluster},
+        "nullCount": {c: 0 for c in cluster},
+    }
+    schema = {"type": "struct", "fields": [{"name": f"c{i}", "type": "long", "nullable": True, "metadata": {}} for i in range(n)]}
+    now = 1_700_000_000_000
+    actions = [
+        {"commitInfo": {"timestamp": now, "operation": "CREATE TABLE AS SELECT", "operationParameters": {"clusterBy": json.dumps(cluster)}}},
+        {"protocol": {"minReaderVersion": 1, "minWriterVersion": 7, "writerFeatures": ["domainMetadata", "clustering"]}},
+        {"metaData": {"id": "00000000-0000-0000-0000-000000000002", "format": {"provider": "parquet", "options": {}},
+                      "schemaString": json.dumps(schema), "partitionColumns": [], "configuration": {}, "createdTime": now}},
+        {"domainMetadata": {"domain": "delta.clustering", "configuration": json.dumps({"clusteringColumns": [[c] for c in cluster]}), "removed": False}},
+        {"add": {"path": name, "partitionValues": {}, "size": os.path.getsize(os.path.join(args.table, name)),
+                 "modificationTime": now, "dataChange": True, "stats": json.dumps(stats), "clusteringProvider": "liquid"}},
+    ]
+    with open(os.path.join(args.table, "_delta_log", "00000000000000000000.json"), "w", encoding="utf-8") as f:
+        f.write("\n".join(json.dumps(a) for a in actions) + "\n")
+    os.makedirs(args.source, exist_ok=True)
+    pq.write_table(rows(1000, args.rows), os.path.join(args.source, "part-0.parquet"))
+    print(json.dumps({"rows": args.rows}))
     return 0
 
 
@@ -1445,6 +1490,14 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--rows", type=int, default=1000)
     st.add_argument("--seed", type=int, default=0)
     st.set_defaults(func=cmd_strings)
+
+    ct = sub.add_parser("clustered-table", help="a liquid-clustered table, written by hand as Databricks writes one")
+    ct.add_argument("--table", required=True)
+    ct.add_argument("--source", required=True)
+    ct.add_argument("--columns", type=int, default=40)
+    ct.add_argument("--rows", type=int, default=20)
+    ct.add_argument("--cluster-by", default="c39")
+    ct.set_defaults(func=cmd_clustered_table)
 
     ist = sub.add_parser("identity-state", help="an identity table's ids (all readers agree) and high-water mark")
     ist.add_argument("--table", required=True)

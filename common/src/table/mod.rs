@@ -4,6 +4,7 @@
 //! the rows themselves are read through [`crate::source::read_split`]).
 
 pub mod column_mapping;
+pub mod domains;
 pub mod dv;
 pub mod identity;
 pub mod properties;

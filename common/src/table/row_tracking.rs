@@ -8,18 +8,10 @@
 //! writer *should*, through materialized row-id columns): a rewritten row gets a fresh id,
 //! and its commit says so (`delta.rowTracking.preserved = false` in `commitInfo.tags`).
 //!
-//! The high-water mark is read from the log itself (checkpoint, then commits): the kernel
-//! under deltalake-core keeps `delta.*` domains to itself.
+//! The high-water mark is read from the log itself ([`super::domains`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use futures::TryStreamExt;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use serde_json::Value;
 
 use crate::{Error, Result};
@@ -72,118 +64,13 @@ pub fn high_water_mark_in_commit(text: &str) -> Result<Option<i64>> {
     Ok(mark)
 }
 
-/// The table's row-id high-water mark at `version` ([`NO_ROW_IDS`] when none was recorded):
-/// the `delta.rowTracking` domain of its latest checkpoint at or before `version`, then of
-/// every commit after it.
-pub async fn high_water_mark(
-    store: &Arc<dyn ObjectStore>,
-    log: &Path,
-    version: i64,
-) -> Result<i64> {
-    let listed: Vec<(String, u64)> = store
-        .list(Some(log))
-        .map_ok(|m| {
-            (
-                m.location.filename().unwrap_or_default().to_string(),
-                m.size,
-            )
-        })
-        .try_collect()
-        .await?;
-    let names: Vec<&String> = listed.iter().map(|(n, _)| n).collect();
-    let version_of = |name: &str| -> Option<i64> { name.get(..20)?.parse().ok() };
-    let checkpoint = names
-        .iter()
-        .filter(|n| n.contains(".checkpoint") && (n.ends_with(".parquet") || n.ends_with(".json")))
-        .filter_map(|n| version_of(n))
-        .filter(|v| *v <= version)
-        .max();
-    let mut domains: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let first_commit = match checkpoint {
-        Some(c) => {
-            let prefix = format!("{c:020}.checkpoint");
-            for (n, size) in listed.iter().filter(|(n, _)| n.starts_with(&prefix)) {
-                let path = log.clone().join(n.as_str());
-                if n.ends_with(".json") {
-                    let bytes = store.get(&path).await?.bytes().await?;
-                    read_domains(&String::from_utf8_lossy(&bytes), &mut domains);
-                } else {
-                    checkpoint_domains(store, &path, *size, &mut domains).await?;
-                }
-            }
-            c + 1
-        }
-        None => 0,
-    };
-    for v in first_commit..=version {
-        let path = log.clone().join(format!("{v:020}.json"));
-        match store.get(&path).await {
-            Ok(r) => read_domains(&String::from_utf8_lossy(&r.bytes().await?), &mut domains),
-            // Commits cleaned up before a checkpoint that is not listed (none at all): the
-            // log reader already refused such a table.
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    match domains.get(DOMAIN).cloned().flatten() {
-        Some(config) => parse_high_water_mark(&config),
+/// The table's row-id high-water mark given its active domains
+/// ([`super::domains::active_domains`]): [`NO_ROW_IDS`] when none was recorded.
+pub fn high_water_mark(domains: &BTreeMap<String, String>) -> Result<i64> {
+    match domains.get(DOMAIN) {
+        Some(config) => parse_high_water_mark(config),
         None => Ok(NO_ROW_IDS),
     }
-}
-
-/// Domain metadata actions of JSON lines, later ones replacing earlier ones.
-fn read_domains(text: &str, domains: &mut BTreeMap<String, Option<String>>) {
-    for line in text.lines().filter(|l| l.contains("domainMetadata")) {
-        let Ok(a) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if let Some(d) = a.get("domainMetadata")
-            && let Some(domain) = d["domain"].as_str()
-        {
-            let config = (d["removed"] != true)
-                .then(|| d["configuration"].as_str().map(str::to_string))
-                .flatten();
-            domains.insert(domain.to_string(), config);
-        }
-    }
-}
-
-/// Domain metadata of a Parquet checkpoint (its `domainMetadata` column).
-async fn checkpoint_domains(
-    store: &Arc<dyn ObjectStore>,
-    path: &Path,
-    size: u64,
-    domains: &mut BTreeMap<String, Option<String>>,
-) -> Result<()> {
-    let reader = crate::source::ObjectReader::new(store.clone(), path.clone(), size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
-    let Ok(root) = builder.schema().index_of("domainMetadata") else {
-        return Ok(());
-    };
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [root]);
-    let batches: Vec<RecordBatch> = builder.with_projection(mask).build()?.try_collect().await?;
-    for b in batches {
-        let dm = b.column(0).as_struct();
-        let (Some(domain), Some(config)) = (
-            dm.column_by_name("domain"),
-            dm.column_by_name("configuration"),
-        ) else {
-            continue;
-        };
-        let (domain, config) = (domain.as_string::<i32>(), config.as_string::<i32>());
-        let removed = dm.column_by_name("removed").map(|r| r.as_boolean().clone());
-        for i in 0..dm.len() {
-            if dm.is_null(i) || domain.is_null(i) {
-                continue;
-            }
-            let gone = removed
-                .as_ref()
-                .is_some_and(|r| r.is_valid(i) && r.value(i));
-            let value = (!gone && config.is_valid(i)).then(|| config.value(i).to_string());
-            domains.insert(domain.value(i).to_string(), value);
-        }
-    }
-    Ok(())
 }
 
 /// The ids a commit gives the files it adds: each add without a `baseRowId` takes the next
@@ -264,17 +151,9 @@ mod tests {
         );
         assert_eq!(high_water_mark_in_commit(&commit).unwrap(), Some(41));
         assert_eq!(high_water_mark_in_commit("{\"add\":{}}").unwrap(), None);
-        let mut domains = BTreeMap::new();
-        read_domains(&commit, &mut domains);
-        read_domains(
-            &serde_json::json!({"domainMetadata": {"domain": "other", "configuration": "", "removed": true}}).to_string(),
-            &mut domains,
-        );
-        assert_eq!(
-            domains.get(DOMAIN).cloned().flatten(),
-            Some(domain_configuration(41))
-        );
-        assert_eq!(domains.get("other"), Some(&None));
+        let domains = BTreeMap::from([(DOMAIN.to_string(), domain_configuration(41))]);
+        assert_eq!(high_water_mark(&domains).unwrap(), 41);
+        assert_eq!(high_water_mark(&BTreeMap::new()).unwrap(), NO_ROW_IDS);
         assert!(parse_high_water_mark("{}").is_err());
     }
 }

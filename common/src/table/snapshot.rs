@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use deltalake_core::DeltaTable;
 use deltalake_core::kernel::Remove;
 use futures::TryStreamExt;
@@ -41,6 +41,9 @@ const WRITABLE_FEATURES: &[&str] = &[
     "rowTracking",
     // Domains silt does not know are left as they are (it writes only `delta.rowTracking`).
     "domainMetadata",
+    // Liquid clustering: files added carry statistics of the clustering columns; silt
+    // clusters nothing (files it writes are unclustered; ZORDER BY is refused).
+    "clustering",
 ];
 
 /// Writer features silt honours by refusing tables that use them: listed but unused (as
@@ -132,6 +135,46 @@ pub struct TableSnapshot {
     /// Row tracking (the `rowTracking` writer feature): the row-id high-water mark at this
     /// version (`row_tracking::NO_ROW_IDS` before any id was given); `None` without it.
     pub row_id_high_water_mark: Option<i64>,
+    /// Liquid clustering (the `clustering` writer feature): the `delta.clustering` domain's
+    /// configuration (`None` inside: no domain); `None` without the feature.
+    pub clustering: Option<Option<String>>,
+}
+
+/// The domain holding a clustered table's clustering columns.
+pub const CLUSTERING_DOMAIN: &str = "delta.clustering";
+
+/// A clustered table's clustering columns (top-level, by their logical names) from its
+/// `delta.clustering` configuration (`{"clusteringColumns": [["physical", "path"], …]}`).
+/// Nested or unknown columns are refused naming them.
+pub fn clustering_columns(configuration: &str, schema: &Schema) -> Result<Vec<String>> {
+    let config: serde_json::Value = serde_json::from_str(configuration).map_err(|e| {
+        Error::Unsupported(format!("bad `{CLUSTERING_DOMAIN}` domain metadata: {e}"))
+    })?;
+    let mut out = Vec::new();
+    for path in config["clusteringColumns"].as_array().into_iter().flatten() {
+        let parts: Vec<&str> = match path {
+            serde_json::Value::Array(p) => p.iter().filter_map(|x| x.as_str()).collect(),
+            serde_json::Value::String(s) => vec![s.as_str()],
+            _ => Vec::new(),
+        };
+        let [name] = parts.as_slice() else {
+            return Err(Error::Unsupported(format!(
+                "the table is clustered by nested column `{}`, which silt does not write; nothing was changed",
+                parts.join(".")
+            )));
+        };
+        let field = schema
+            .fields()
+            .iter()
+            .find(|f| column_mapping::physical_name(f) == *name || f.name() == name)
+            .ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "the table is clustered by `{name}`, which is not one of its columns; nothing was changed"
+                ))
+            })?;
+        out.push(field.name().clone());
+    }
+    Ok(out)
 }
 
 impl TableSnapshot {
@@ -193,6 +236,9 @@ impl TableSnapshot {
         }
         // Identity columns silt generates values for must be well formed.
         self.identity_columns()?;
+        // Clustered tables: statistics of the clustering columns (top-level ones) in every
+        // file written.
+        self.clustering_columns()?;
         // CHECK constraints and invariants are enforced on every row written (`checks`).
         invariants(&self.schema_json)?;
         Ok(())
@@ -239,6 +285,15 @@ impl TableSnapshot {
                     .map(|e| (f.name().clone(), e.clone()))
             })
             .collect()
+    }
+
+    /// A clustered table's clustering columns (none for a table that is not clustered, or
+    /// whose domain names none).
+    pub fn clustering_columns(&self) -> Result<Vec<String>> {
+        match &self.clustering {
+            Some(Some(config)) => clustering_columns(config, &self.arrow_schema),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// The table's identity columns (see [`super::identity`]).
@@ -506,14 +561,33 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
             tags,
         });
     }
-    let row_id_high_water_mark = if writer_features.iter().any(|f| f == "rowTracking") {
+    // Domains a writer must honour: row tracking's high-water mark, the clustering columns.
+    let has = |f: &str| writer_features.iter().any(|w| w == f);
+    let domains = if has("rowTracking") || has("clustering") {
         let (store, root) = store_for(url)?;
-        Some(super::row_tracking::high_water_mark(&store, &root.join("_delta_log"), version).await?)
+        super::domains::active_domains(&store, &root.join("_delta_log"), version).await?
     } else {
-        None
+        BTreeMap::new()
     };
+    let row_id_high_water_mark = has("rowTracking")
+        .then(|| super::row_tracking::high_water_mark(&domains))
+        .transpose()?;
+    let clustering = has("clustering").then(|| domains.get(CLUSTERING_DOMAIN).cloned());
+    let mut properties = properties;
+    if let Some(Some(config)) = &clustering
+        && let Ok(columns) = clustering_columns(config, &arrow_schema)
+    {
+        // Clustered tables need statistics of their clustering columns in every add.
+        properties.stats = crate::write::stats::covering(
+            &properties.stats,
+            &arrow_schema,
+            &partition_columns,
+            &columns,
+        );
+    }
     Ok(Some(TableSnapshot {
         row_id_high_water_mark,
+        clustering,
         table,
         version,
         schema_json,

@@ -117,34 +117,67 @@ pub fn data_file_schema(table_schema: &Schema, partition_columns: &[String]) -> 
     )
 }
 
+/// Positions of the columns of `file_schema` whose statistics `spec` asks for.
+fn selected(file_schema: &Schema, spec: &StatsSpec) -> Vec<usize> {
+    let fields = file_schema.fields();
+    match &spec.stats_columns {
+        Some(names) => (0..fields.len())
+            .filter(|&i| {
+                names
+                    .iter()
+                    .any(|n| unquote(n.trim()).eq_ignore_ascii_case(fields[i].name()))
+            })
+            .collect(),
+        None if spec.num_indexed_cols < 0 => (0..fields.len()).collect(),
+        None => {
+            let mut budget = spec.num_indexed_cols as usize;
+            let mut out = Vec::new();
+            for (i, f) in fields.iter().enumerate() {
+                if budget == 0 {
+                    break;
+                }
+                out.push(i);
+                budget = budget.saturating_sub(leaf_count(f.data_type()));
+            }
+            out
+        }
+    }
+}
+
+/// `spec`, widened so that files of a table (`schema`, partitioned by `partition_columns`)
+/// also get statistics of `columns` (a clustered table's clustering columns): unchanged when
+/// it already covers them, else the columns it covers and those, by name.
+pub fn covering(
+    spec: &StatsSpec,
+    schema: &Schema,
+    partition_columns: &[String],
+    columns: &[String],
+) -> StatsSpec {
+    let file_schema = data_file_schema(schema, partition_columns);
+    let mut names: Vec<String> = selected(&file_schema, spec)
+        .into_iter()
+        .map(|i| file_schema.field(i).name().clone())
+        .collect();
+    let missing: Vec<&String> = columns
+        .iter()
+        .filter(|c| file_schema.index_of(c).is_ok() && !names.contains(c))
+        .collect();
+    if missing.is_empty() {
+        return spec.clone();
+    }
+    names.extend(missing.into_iter().cloned());
+    StatsSpec {
+        stats_columns: Some(names),
+        ..spec.clone()
+    }
+}
+
 impl StatsCollector {
     /// A collector for files with schema `file_schema` (the table schema without partition
     /// columns), collecting what `spec` asks for.
     pub fn try_new(file_schema: &Schema, spec: &StatsSpec) -> Result<Self> {
         let fields = file_schema.fields();
-        let selected: Vec<usize> = match &spec.stats_columns {
-            Some(names) => (0..fields.len())
-                .filter(|&i| {
-                    names
-                        .iter()
-                        .any(|n| unquote(n.trim()).eq_ignore_ascii_case(fields[i].name()))
-                })
-                .collect(),
-            None if spec.num_indexed_cols < 0 => (0..fields.len()).collect(),
-            None => {
-                let mut budget = spec.num_indexed_cols as usize;
-                let mut out = Vec::new();
-                for (i, f) in fields.iter().enumerate() {
-                    if budget == 0 {
-                        break;
-                    }
-                    out.push(i);
-                    budget = budget.saturating_sub(leaf_count(f.data_type()));
-                }
-                out
-            }
-        };
-        let columns = selected
+        let columns = selected(file_schema, spec)
             .into_iter()
             .filter_map(|i| {
                 let f = &fields[i];
@@ -846,6 +879,27 @@ mod tests {
         assert_eq!(truncate_max("ab\u{10FFFF}", 2), "ab\u{10FFFF}");
         assert_eq!(char_prefix("ééé", 2), "éé");
         assert_eq!(char_prefix("é", 2), "é");
+    }
+
+    #[test]
+    fn covering_adds_clustering_columns_past_the_indexed_ones() {
+        let spec = StatsSpec {
+            num_indexed_cols: 2,
+            ..Default::default()
+        };
+        let schema = five_int_schema();
+        // `e` is past the first two: named with the two covered ones.
+        let wide = covering(&spec, &schema, &[], &["e".to_string()]);
+        assert_eq!(
+            wide.stats_columns,
+            Some(vec!["a".to_string(), "B".to_string(), "e".to_string()])
+        );
+        // Already covered, or a partition column (no statistics): unchanged.
+        assert_eq!(covering(&spec, &schema, &[], &["B".to_string()]), spec);
+        assert_eq!(
+            covering(&spec, &schema, &["e".to_string()], &["e".to_string()]),
+            spec
+        );
     }
 
     fn five_int_schema() -> Schema {

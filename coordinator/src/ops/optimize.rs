@@ -65,6 +65,13 @@ pub async fn prepare(
     if req.zorder_by.is_empty() {
         return Ok(Box::new(plan(req, table_url, snapshot, plan_ctx)?));
     }
+    if snapshot.clustering.is_some() {
+        // Delta Spark refuses it too: a clustered table is clustered by its own columns.
+        return Err(invalid(format!(
+            "the table uses liquid clustering (clustered by {:?}): ZORDER BY is not allowed on it; OPTIMIZE without ZORDER BY compacts it; nothing was changed",
+            snapshot.clustering_columns()?
+        )));
+    }
     let work = ClusterWork::of(&req, &snapshot)?;
     let to_sample = clustering::files_to_sample(
         &work.groups,

@@ -450,7 +450,11 @@ fn plan(
     if let Some(max) = max_column_id {
         configuration.insert(column_mapping::MAX_COLUMN_ID.to_string(), max.to_string());
     }
-    let properties = TableProperties::parse(&configuration)?;
+    let mut properties = TableProperties::parse(&configuration)?;
+    if let Some(s) = snapshot {
+        // As the snapshot has them: covering a clustered table's clustering columns.
+        properties.stats = s.properties.stats.clone();
+    }
     if snapshot.is_none() && properties.row_tracking {
         // A new table tracking rows: the columns materialized row ids would go in are named
         // (silt writes none, but the protocol asks for the names when row tracking is on).

@@ -247,6 +247,7 @@ pub mod testing {
                 })
                 .collect(),
             row_id_high_water_mark: None,
+            clustering: None,
         }
     }
 

@@ -411,3 +411,78 @@ fn new_tables_declare_the_features_their_properties_turn_on() {
         assert!(commit_files(&t).is_empty(), "{key}: nothing written");
     }
 }
+
+/// Variant columns (Spark's unshredded `variant`, at the top level and inside arrays, maps
+/// and structs) pass through: a new table written from the golden variant table declares
+/// `variantType` (reader and writer) and types its columns `variant` — silt's own marking of
+/// the struct it carries them as never reaches the log —, and its rows, appended again and
+/// rewritten by a DELETE, are the bytes delta-rs and polars read from the original.
+#[test]
+fn variant_columns_pass_through() {
+    let dir = tempdir("golden-variant");
+    let source = golden_copy("delta-kernel-rs/unshredded-variant", dir.path(), "source");
+    let t = dir.path().join("t");
+    let out = silt_write(&t, &source, &["--format", "delta"]);
+    out.assert_ok();
+    let first = std::fs::read_to_string(t.join("_delta_log/00000000000000000000.json"))
+        .expect("first commit");
+    assert!(
+        !first.contains(silt_common::schema::VARIANT_MARK),
+        "{first}"
+    );
+    let actions: Vec<serde_json::Value> = first
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let protocol = actions
+        .iter()
+        .find_map(|a| a.get("protocol"))
+        .expect("protocol");
+    assert_eq!(protocol["minReaderVersion"], 3, "{protocol}");
+    assert_eq!(
+        protocol["readerFeatures"],
+        serde_json::json!(["variantType"])
+    );
+    assert_eq!(
+        protocol["writerFeatures"],
+        serde_json::json!(["variantType"])
+    );
+    let schema: serde_json::Value = serde_json::from_str(
+        actions
+            .iter()
+            .find_map(|a| a["metaData"]["schemaString"].as_str())
+            .expect("schema"),
+    )
+    .expect("schema json");
+    let original: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(source.join("_delta_log/00000000000000000000.json"))
+            .expect("golden commit")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|a| a["metaData"]["schemaString"].as_str().map(str::to_string))
+            .expect("golden schema"),
+    )
+    .expect("golden schema json");
+    let types = |s: &serde_json::Value| -> Vec<serde_json::Value> {
+        s["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .map(|f| f["type"].clone())
+            .collect()
+    };
+    assert_eq!(
+        types(&schema),
+        types(&original),
+        "every column typed as Spark typed it"
+    );
+    // (polars reads maps with large types.)
+    let readers = &["--readers", "deltalake,polars", "--no-type-check"];
+    assert_same_content(&t, &[Expected::Table(&source)], readers);
+    silt_write(&t, &source, &["--format", "delta"]).assert_ok();
+    silt_sql_ok(&format!("DELETE FROM {} WHERE id % 2 = 0", delta_ref(&t)));
+    let odd = dir.path().join("odd");
+    silt_write(&odd, &source, &["--format", "delta"]).assert_ok();
+    silt_sql_ok(&format!("DELETE FROM {} WHERE id % 2 = 0", delta_ref(&odd)));
+    assert_same_content(&t, &[Expected::Table(&odd), Expected::Table(&odd)], readers);
+}

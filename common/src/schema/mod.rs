@@ -26,8 +26,9 @@ mod types;
 pub use conform::{cast_array, conform_batch, constant_array, widen_decimal};
 pub use evolve::{SchemaOptions, resolve_write_schema};
 pub use types::{
-    arrow_to_delta_json, column_list, delta_json_to_arrow, normalize_arrow_schema, type_name,
-    uses_timestamp_ntz, variant_column, without_column_mapping, without_delta_metadata,
+    VARIANT_MARK, arrow_to_delta_json, column_list, delta_json_to_arrow, normalize_arrow_schema,
+    type_name, uses_timestamp_ntz, uses_variant, variant_column, without_column_mapping,
+    without_delta_metadata,
 };
 
 #[allow(unused_imports)]

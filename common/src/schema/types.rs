@@ -133,6 +133,7 @@ pub fn arrow_to_delta_json(schema: &Schema) -> Result<String> {
     let mut json = serde_json::to_value(&delta)
         .map_err(|e| Error::internal(format!("cannot serialize Delta schema: {e}")))?;
     restore_typed_metadata(&mut json);
+    structs_as_variants(&mut json);
     serde_json::to_string(&json)
         .map_err(|e| Error::internal(format!("cannot serialize Delta schema: {e}")))
 }
@@ -182,8 +183,15 @@ fn restore_typed_metadata(v: &mut serde_json::Value) {
 /// `decimal(p,s)` `Decimal128(p, s)`, arrays `List` with an `element` field, maps `Map` with
 /// `key_value` entries.
 pub fn delta_json_to_arrow(json: &str) -> Result<SchemaRef> {
-    let delta: StructType = serde_json::from_str(json)
-        .map_err(|e| Error::invalid(format!("invalid Delta schema JSON: {e}")))?;
+    let delta: StructType = if json.contains("\"variant\"") {
+        let mut v: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Error::invalid(format!("invalid Delta schema JSON: {e}")))?;
+        variants_as_structs(&mut v);
+        serde_json::from_value(v)
+    } else {
+        serde_json::from_str(json)
+    }
+    .map_err(|e| Error::invalid(format!("invalid Delta schema JSON: {e}")))?;
     let schema: Schema = (&delta)
         .try_into_arrow()
         .map_err(|e| Error::invalid(format!("cannot convert Delta schema to Arrow: {e}")))?;
@@ -238,6 +246,77 @@ fn without_metadata(schema: &Schema, drop: &dyn Fn(&str) -> bool) -> Schema {
             .map(|f| field(f, drop))
             .collect::<Vec<_>>(),
     )
+}
+
+/// Metadata key marking the two fields (`metadata`, `value`: binary) of the struct an
+/// unshredded variant is stored as: Arrow has no variant type, so silt carries a variant
+/// column as that struct and gives it its `variant` type back in the Delta schema it writes.
+pub const VARIANT_MARK: &str = "silt.variant";
+
+/// A Delta type (schema JSON) with every `variant` in it, at any depth, as the marked struct.
+fn variants_as_structs(t: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    match t {
+        Value::String(s) if s == "variant" => {
+            let part = |name: &str| json!({"name": name, "type": "binary", "nullable": false, "metadata": {VARIANT_MARK: "true"}});
+            *t = json!({"type": "struct", "fields": [part("metadata"), part("value")]});
+        }
+        Value::Object(o) => {
+            for key in ["type", "elementType", "keyType", "valueType"] {
+                if let Some(inner) = o.get_mut(key) {
+                    variants_as_structs(inner);
+                }
+            }
+            if let Some(Value::Array(fields)) = o.get_mut("fields") {
+                fields.iter_mut().for_each(variants_as_structs);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The reverse of [`variants_as_structs`]: every marked struct, at any depth, `variant`.
+fn structs_as_variants(t: &mut serde_json::Value) {
+    use serde_json::Value;
+    let marked = |o: &serde_json::Map<String, Value>| {
+        o.get("type") == Some(&Value::from("struct"))
+            && o.get("fields").and_then(Value::as_array).is_some_and(|fs| {
+                fs.len() == 2 && fs.iter().all(|f| f["metadata"].get(VARIANT_MARK).is_some())
+            })
+    };
+    match t {
+        Value::Object(o) if marked(o) => *t = Value::from("variant"),
+        Value::Object(o) => {
+            for key in ["type", "elementType", "keyType", "valueType"] {
+                if let Some(inner) = o.get_mut(key) {
+                    structs_as_variants(inner);
+                }
+            }
+            if let Some(Value::Array(fields)) = o.get_mut("fields") {
+                fields.iter_mut().for_each(structs_as_variants);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether any column (at any depth) of an Arrow schema is a variant ([`VARIANT_MARK`]).
+pub fn uses_variant(schema: &Schema) -> bool {
+    fn in_type(dt: &DataType) -> bool {
+        match dt {
+            DataType::Struct(fields) => fields
+                .iter()
+                .any(|f| f.metadata().contains_key(VARIANT_MARK) || in_type(f.data_type())),
+            DataType::List(f)
+            | DataType::LargeList(f)
+            | DataType::ListView(f)
+            | DataType::LargeListView(f)
+            | DataType::FixedSizeList(f, _)
+            | DataType::Map(f, _) => in_type(f.data_type()),
+            _ => false,
+        }
+    }
+    schema.fields().iter().any(|f| in_type(f.data_type()))
 }
 
 /// The first column (dotted path, at any depth) of a Delta schema JSON whose type is
@@ -338,4 +417,29 @@ pub fn column_list(schema: &Schema) -> String {
         .map(|f| f.name().as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod variant_tests {
+    use super::*;
+
+    #[test]
+    fn variants_travel_as_marked_structs_and_come_back() {
+        let json = r#"{"type":"struct","fields":[{"name":"id","type":"long","nullable":true,"metadata":{}},{"name":"v","type":"variant","nullable":true,"metadata":{}},{"name":"a","type":{"type":"array","elementType":"variant","containsNull":true},"nullable":true,"metadata":{}},{"name":"m","type":{"type":"map","keyType":"string","valueType":"variant","valueContainsNull":true},"nullable":true,"metadata":{}}]}"#;
+        let arrow = delta_json_to_arrow(json).unwrap();
+        assert!(uses_variant(&arrow));
+        let DataType::Struct(parts) = arrow.field(1).data_type() else {
+            panic!("{:?}", arrow.field(1))
+        };
+        assert_eq!(parts[0].name(), "metadata");
+        assert_eq!(parts[1].data_type(), &DataType::Binary);
+        let back: serde_json::Value =
+            serde_json::from_str(&arrow_to_delta_json(&arrow).unwrap()).unwrap();
+        let original: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(back["fields"][1]["type"], "variant");
+        assert_eq!(back["fields"][2]["type"], original["fields"][2]["type"]);
+        assert_eq!(back["fields"][3]["type"]["valueType"], "variant");
+        let plain = r#"{"type":"struct","fields":[{"name":"id","type":"long","nullable":true,"metadata":{}}]}"#;
+        assert!(!uses_variant(&delta_json_to_arrow(plain).unwrap()));
+    }
 }

@@ -84,11 +84,6 @@ pub async fn delta_source(
     let snapshot = crate::table::load_table_at(location, at)
         .await?
         .ok_or_else(|| Error::invalid(format!("source not found: no Delta table at {location}")))?;
-    if let Some(column) = crate::schema::variant_column(&snapshot.schema_json) {
-        return Err(Error::Unsupported(format!(
-            "source table {location} has a variant column `{column}`, which silt cannot write yet (it needs the variantType table feature)"
-        )));
-    }
     // The source's column metadata describes its own features (identity columns, type
     // changes, column mapping, …), which the new rows' table does not declare.
     let schema =

@@ -39,8 +39,12 @@ const WRITABLE_FEATURES: &[&str] = &[
     // Fresh row ids and commit versions for every file added, the high-water mark in the
     // `delta.rowTracking` domain (`super::row_tracking`).
     "rowTracking",
-    // Domains silt does not know are left as they are (it writes only `delta.rowTracking`).
-    "domainMetadata",
+    // (`domainMetadata`, listed above: domains silt does not know are left as they are; it
+    // writes only `delta.rowTracking`.)
+    // Unshredded variant columns: their values are copied as they are (the struct of
+    // `metadata` and `value` bytes the protocol stores them as).
+    "variantType",
+    "variantType-preview",
     // Liquid clustering: files added carry statistics of the clustering columns; silt
     // clusters nothing (files it writes are unclustered; ZORDER BY is refused).
     "clustering",

@@ -1070,6 +1070,9 @@ fn new_protocol(
     if schema::uses_timestamp_ntz(schema) {
         features.push("timestampNtz");
     }
+    if schema::uses_variant(schema) {
+        features.push("variantType");
+    }
     if properties.deletion_vectors {
         features.push("deletionVectors");
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::dv::{RandomDml, random_dml_step};
+use crate::dv::{DmlPair, RandomDml, random_dml_step};
 use crate::merge::Rng;
 use crate::support::*;
 
@@ -105,13 +105,12 @@ fn random_dml_change_data_matches_delta_rs() {
     let mut r = Rng(seed | 1);
     for partitioned in [false, true] {
         let layout = if partitioned { "part" } else { "flat" };
-        let dir = tempdir(&format!("cdf-{layout}"));
-        let src = Gen::new(seed, 600)
-            .files(2)
-            .k_domain("1,2,3")
-            .write(&dir.path().join("src"));
-        let ours = dir.path().join("silt");
-        let theirs = dir.path().join("delta-rs");
+        let DmlPair {
+            dir,
+            src,
+            ours,
+            theirs,
+        } = DmlPair::new(&format!("cdf-{layout}"), seed, 600, 2);
         let mut args = vec!["--property", "delta.enableChangeDataFeed=true"];
         if partitioned {
             args.extend(["--partition-by", "k"]);

@@ -394,20 +394,19 @@ fn renamed_and_dropped_columns_of_a_mapped_table() {
 /// after every step. Flat in `name` mode; partitioned in `id` mode with deletion vectors.
 #[test]
 fn random_dml_on_mapped_tables_matches_delta_rs() {
-    use crate::dv::{RandomDml, random_dml_step};
+    use crate::dv::{DmlPair, RandomDml, random_dml_step};
     use crate::merge::Rng;
     let seed = seed_for("random_dml_on_mapped_tables_matches_delta_rs");
     let steps: usize = env_count("SILT_CM_STEPS", 6);
     let mut r = Rng(seed | 1);
     for partitioned in [false, true] {
         let layout = if partitioned { "part" } else { "flat" };
-        let dir = tempdir(&format!("cm-random-{layout}"));
-        let src = Gen::new(seed, 600)
-            .files(2)
-            .k_domain("1,2,3")
-            .write(&dir.path().join("src"));
-        let ours = dir.path().join("silt");
-        let theirs = dir.path().join("delta-rs");
+        let DmlPair {
+            dir,
+            src,
+            ours,
+            theirs,
+        } = DmlPair::new(&format!("cm-random-{layout}"), seed, 600, 2);
         let (args, part, readers): (Vec<&str>, &[&str], &[&str]) = if partitioned {
             (
                 vec![

@@ -37,6 +37,33 @@ const UPDATES: &[Update] = &[
     (&[("k", "k + 10")], "id < 150"),
 ];
 
+/// Where a random DML differential starts, for one layout: a temp dir, a `Gen` source (k in
+/// 1..=3) and the paths of silt's table and delta-rs's (neither written yet).
+pub(crate) struct DmlPair {
+    pub dir: tempfile::TempDir,
+    pub src: std::path::PathBuf,
+    pub ours: std::path::PathBuf,
+    pub theirs: std::path::PathBuf,
+}
+
+impl DmlPair {
+    /// `name`'s temp dir, with a source of `rows` rows in `files` files.
+    pub fn new(name: &str, seed: u64, rows: usize, files: usize) -> Self {
+        let dir = tempdir(name);
+        let src = Gen::new(seed, rows)
+            .files(files)
+            .k_domain("1,2,3")
+            .write(&dir.path().join("src"));
+        let (ours, theirs) = (dir.path().join("silt"), dir.path().join("delta-rs"));
+        Self {
+            dir,
+            src,
+            ours,
+            theirs,
+        }
+    }
+}
+
 /// Where a random DML step runs: silt on `ours`, delta-rs on `theirs` (a plain copy).
 pub(crate) struct RandomDml<'a> {
     pub seed: u64,
@@ -210,13 +237,12 @@ fn random_dml_with_deletion_vectors_matches_delta_rs_copy_on_write() {
     let mut r = Rng(seed | 1);
     for partitioned in [false, true] {
         let layout = if partitioned { "part" } else { "flat" };
-        let dir = tempdir(&format!("dv-{layout}"));
-        let src = Gen::new(seed, 900)
-            .files(3)
-            .k_domain("1,2,3")
-            .write(&dir.path().join("src"));
-        let ours = dir.path().join("silt");
-        let theirs = dir.path().join("delta-rs");
+        let DmlPair {
+            dir,
+            src,
+            ours,
+            theirs,
+        } = DmlPair::new(&format!("dv-{layout}"), seed, 900, 3);
         let mut args = vec!["--property", "delta.enableDeletionVectors=true"];
         if partitioned {
             args.extend(["--partition-by", "k"]);

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::dv::{RandomDml, random_dml_step};
+use crate::dv::{DmlPair, RandomDml, random_dml_step};
 use crate::merge::Rng;
 use crate::support::*;
 
@@ -35,13 +35,12 @@ fn random_dml_on_row_tracking_tables_keeps_row_ids_unique() {
     let mut r = Rng(seed | 1);
     for partitioned in [false, true] {
         let layout = if partitioned { "part" } else { "flat" };
-        let dir = tempdir(&format!("rt-{layout}"));
-        let src = Gen::new(seed, 500)
-            .files(2)
-            .k_domain("1,2,3")
-            .write(&dir.path().join("src"));
-        let ours = dir.path().join("silt");
-        let theirs = dir.path().join("delta-rs");
+        let DmlPair {
+            dir,
+            src,
+            ours,
+            theirs,
+        } = DmlPair::new(&format!("rt-{layout}"), seed, 500, 2);
         let mut args = vec!["--property", "delta.enableRowTracking=true"];
         let part: &[&str] = if partitioned {
             // Deletion vectors too: a file given one is added again with its row ids.

@@ -456,3 +456,82 @@ fn random_dml_on_mapped_tables_matches_delta_rs() {
         }
     }
 }
+
+/// MERGE … WITH SCHEMA EVOLUTION into a column-mapped table: the source's new column gets a
+/// `col-…` physical name and the next id, `delta.columnMapping.maxColumnId` follows, the files
+/// and the log's statistics name it physically, and the content is what delta-rs's MERGE
+/// with `merge_schema` gives on an unmapped copy.
+#[test]
+fn merge_schema_evolution_maps_the_new_columns() {
+    let seed = seed_for("merge_schema_evolution_maps_the_new_columns");
+    let dir = tempdir("cm-merge-evolution");
+    let src = Gen::new(seed, 300).write(&dir.path().join("src"));
+    let ours = dir.path().join("silt");
+    let theirs = dir.path().join("delta-rs");
+    silt_write_ok(
+        &ours,
+        &src,
+        &["--property", "delta.columnMapping.mode=name"],
+    );
+    oracle_write(&theirs, &src, "parquet", &[]);
+    let before = mapping(&ours);
+    let max_before = before.values().map(|(_, id)| *id).max().expect("ids");
+    // The source: ids overlapping the table's and past them, with a new column `extra`.
+    let more = Gen::new(seed + 1, 100)
+        .id_start(250)
+        .write(&dir.path().join("more"));
+    let with_extra = dir.path().join("with-extra.parquet");
+    oracle_ok(&[
+        "project",
+        "--source",
+        &s(&more),
+        "--out",
+        &s(&with_extra),
+        "--rename",
+        "flag=extra",
+    ]);
+    let statement = format!(
+        "MERGE WITH SCHEMA EVOLUTION INTO {} t USING parquet.`{}` s ON t.id = s.id \
+         WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
+        delta_ref(&ours),
+        with_extra.display()
+    );
+    let got = silt_sql_ok(&statement);
+    assert!(got["version"].is_i64(), "{got}");
+    let spec = serde_json::json!({
+        "on": "t.id = s.id",
+        "target_alias": "t",
+        "source_alias": "s",
+        "merge_schema": true,
+        "clauses": [
+            {"kind": "matched", "action": "update_all"},
+            {"kind": "not_matched", "action": "insert_all"},
+        ],
+    });
+    let want = oracle_ok(&[
+        "merge",
+        "--table",
+        &s(&theirs),
+        "--source",
+        &s(&with_extra),
+        "--spec",
+        &spec.to_string(),
+    ])
+    .json();
+    assert!(want["version"].is_i64(), "{want}");
+    let after = mapping(&ours);
+    let (physical, id) = after.get("extra").expect("the new column is mapped");
+    assert!(physical.starts_with("col-"), "{physical}");
+    assert_eq!(*id, max_before + 1);
+    for (name, old) in &before {
+        assert_eq!(after.get(name), Some(old), "{name} kept");
+    }
+    let info = inspect(&ours);
+    assert_eq!(
+        info["configuration"]["delta.columnMapping.maxColumnId"],
+        (max_before + 1).to_string(),
+        "{info}"
+    );
+    assert_physical(&ours, &[]);
+    assert_same_content(&ours, &[Expected::Table(&theirs)], READERS);
+}

@@ -43,7 +43,7 @@ use silt_common::request::{ExchangeMode, MergeAction, MergeClauseKind, MergeRequ
 use silt_common::schema;
 use silt_common::source::read_split;
 use silt_common::table::identity::{self, IdentityColumn};
-use silt_common::table::{ActiveFile, TableSnapshot};
+use silt_common::table::{ActiveFile, TableSnapshot, column_mapping};
 use silt_common::task::{
     Assignment, Input, MapOutputRef, MergeActionSpec, MergeClauseSpec, MergePass, MergeSpec, Route,
     Sink, SourceSplit, TableSpec, Task, TaskMetrics, TaskOutput, Transform,
@@ -341,6 +341,8 @@ pub struct MergeOp {
     output: Vec<Transform>,
     /// Identity columns inserted rows get values for (by the tasks that insert).
     identity: Vec<IdentityColumn>,
+    /// Column mapping under schema evolution: the highest column id the new columns took.
+    max_column_id: Option<i64>,
 }
 
 /// The transforms a MERGE's written rows take: conformed to the table, then the table's
@@ -494,16 +496,33 @@ pub fn plan(
     }
     let output_schema = Schema::new(fields);
     let schema_changed = output_schema.fields().len() != target_schema.fields().len();
-    let output_schema_json = if schema_changed {
-        if snapshot.column_mapping().is_some() {
-            return Err(invalid(
-                "the target maps its columns (delta.columnMapping.mode): adding columns to it by schema evolution is not supported yet; nothing was changed",
-            ));
+    // Column mapping: the new columns get physical names and ids above the table's
+    // `delta.columnMapping.maxColumnId` (a column-mapped source's own are not the target's).
+    let mut max_column_id = None;
+    let output_schema = match snapshot.column_mapping() {
+        Some(_) if schema_changed => {
+            let max = snapshot
+                .configuration
+                .get(column_mapping::MAX_COLUMN_ID)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+            let (assigned, max) = column_mapping::assign(
+                &column_mapping::carry_over(&target_schema, &output_schema),
+                max,
+                false,
+            );
+            max_column_id = Some(max);
+            assigned
         }
+        _ => output_schema,
+    };
+    let output_schema_json = match (schema_changed, max_column_id) {
+        (false, _) => snapshot.schema_json.clone(),
+        (true, Some(_)) => schema::arrow_to_delta_json(&output_schema)?,
         // A column-mapped source's physical names are not the target's.
-        schema::arrow_to_delta_json(&schema::without_column_mapping(&output_schema))?
-    } else {
-        snapshot.schema_json.clone()
+        (true, None) => {
+            schema::arrow_to_delta_json(&schema::without_column_mapping(&output_schema))?
+        }
     };
 
     let clauses = req
@@ -835,6 +854,7 @@ pub fn plan(
         dv_outputs: Vec::new(),
         output,
         identity,
+        max_column_id,
     })
 }
 
@@ -1264,10 +1284,15 @@ impl Operation for MergeOp {
             let struct_type: StructType = serde_json::from_str(&schema_json)
                 .map_err(|e| invalid(format!("internal: bad schema json: {e}")))?;
             let old = self.snapshot.state()?.metadata().clone();
-            txn.set_metadata(
-                old.with_schema(&struct_type)
-                    .map_err(|e| invalid(format!("cannot update table schema: {e}")))?,
-            );
+            let mut md = old
+                .with_schema(&struct_type)
+                .map_err(|e| invalid(format!("cannot update table schema: {e}")))?;
+            if let Some(max) = self.max_column_id {
+                md = md
+                    .add_config_key(column_mapping::MAX_COLUMN_ID.to_string(), max.to_string())
+                    .map_err(|e| invalid(format!("cannot update table schema: {e}")))?;
+            }
+            txn.set_metadata(md);
         }
         txn.add_files(adds.iter(), true);
         txn.add_change_files(
@@ -1328,7 +1353,14 @@ impl Operation for MergeOp {
         let summary = DmlOp::summary(&format!("{what} ({plan})"), removed.len(), vectors, &m);
         Ok(Outcome::commit(
             txn,
-            crate::driver::CommitTarget::on(&self.snapshot, self.snapshot.properties.clone()),
+            crate::driver::CommitTarget {
+                // New mapped columns: the log keys their statistics by their physical names.
+                column_mapping: match self.max_column_id {
+                    Some(_) => Some(Arc::new(self.output_schema.clone())),
+                    None => self.snapshot.column_mapping(),
+                },
+                ..crate::driver::CommitTarget::on(&self.snapshot, self.snapshot.properties.clone())
+            },
             summary,
         ))
     }

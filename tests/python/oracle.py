@@ -946,6 +946,28 @@ def row_tracking_check(table: str) -> dict:
     return {"commits": len(versions), "adds": adds, "mark": mark, "problems": problems[:20]}
 
 
+def cmd_field_values(args: argparse.Namespace) -> int:
+    """The values of a field nested in a struct column (`--path col.field…`), as every reader
+    (delta-rs, DuckDB; polars when it reads the table) reads them, sorted: {"reader": [...]}."""
+    readers = {"deltalake": read_table_deltalake, "duckdb": read_table_duckdb, "polars": read_table_polars}
+    path = args.path.split(".")
+    out = {}
+    for name, read in readers.items():
+        try:
+            rows = read(args.table).column(path[0]).to_pylist()
+        except Exception as ex:  # noqa: BLE001 - a reader that cannot read the table is left out
+            eprint(f"field-values: {name} cannot read {args.table}: {type(ex).__name__}")
+            continue
+        values = []
+        for r in rows:
+            for p in path[1:]:
+                r = None if r is None else r.get(p, "<missing>")
+            values.append(r)
+        out[name] = sorted(values, key=lambda v: json.dumps(v, default=str))
+    print(json.dumps(out, default=str))
+    return 0
+
+
 def cmd_strings(args: argparse.Namespace) -> int:
     """`--files` Parquet files of `--rows` rows each of one column `v`: distinct random
     32-character hex strings (incompressible, about 1 MiB per 30,000 rows)."""
@@ -1483,6 +1505,11 @@ def main(argv: list[str] | None = None) -> int:
     rt = sub.add_parser("row-tracking-check", help="a row-tracking table's log against the protocol's writer rules")
     rt.add_argument("--table", required=True)
     rt.set_defaults(func=cmd_row_tracking_check)
+
+    fv = sub.add_parser("field-values", help="the values of a nested field as every reader reads them")
+    fv.add_argument("--table", required=True)
+    fv.add_argument("--path", required=True)
+    fv.set_defaults(func=cmd_field_values)
 
     st = sub.add_parser("strings", help="Parquet files of distinct random strings (column v)")
     st.add_argument("--out", required=True)

@@ -535,3 +535,73 @@ fn merge_schema_evolution_maps_the_new_columns() {
     assert_physical(&ours, &[]);
     assert_same_content(&ours, &[Expected::Table(&theirs)], READERS);
 }
+
+/// RENAME COLUMN and DROP COLUMN of fields nested in struct columns of a column-mapped table
+/// (Spark's golden `table-with-columnmapping-mode-name`): only the schema changes — the field
+/// keeps its physical name and id, so every reader reads the old values under the new name
+/// —; a struct keeps at least one field; sibling names stay distinct.
+#[test]
+fn nested_fields_are_renamed_and_dropped_in_the_schema_only() {
+    let dir = tempdir("cm-nested");
+    let rel = "delta-kernel-rs-golden/table-with-columnmapping-mode-name";
+    let t = golden_copy(rel, dir.path(), "t");
+    let values = |path: &str| -> Value {
+        let v = oracle_ok(&["field-values", "--table", &s(&t), "--path", path]).json();
+        assert!(
+            v.get("deltalake").is_some() && v.get("duckdb").is_some(),
+            "{v}"
+        );
+        v
+    };
+    let before = values("nested_struct.aa");
+    let alter = |what: &str| format!("ALTER TABLE {} {what}", delta_ref(&t));
+    silt_sql_ok(&alter("RENAME COLUMN nested_struct.aa TO zz"));
+    let renamed = values("nested_struct.zz");
+    for reader in ["deltalake", "duckdb"] {
+        assert_eq!(renamed[reader], before[reader], "{reader}");
+    }
+    let listing = listing_with_dirs(&t);
+    for (statement, words) in [
+        (
+            "RENAME COLUMN nested_struct.zz TO ac",
+            &["already has a field `ac`"][..],
+        ),
+        (
+            "DROP COLUMN nested_struct.ac.aca",
+            &["keeps at least one field"][..],
+        ),
+        (
+            "DROP COLUMN nested_struct.nope",
+            &["no field `nested_struct.nope`"][..],
+        ),
+    ] {
+        silt_sql(&alter(statement), &[]).assert_error(words);
+    }
+    assert_same_listing(&listing, &listing_with_dirs(&t), "refused changes");
+    let aca = values("nested_struct.ac.aca");
+    silt_sql_ok(&alter("DROP COLUMN nested_struct.zz"));
+    let after = values("nested_struct.zz");
+    assert!(
+        after["deltalake"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .all(|v| v == "<missing>" || v.is_null()),
+        "no row has the field (a null struct has none either): {after}"
+    );
+    assert_eq!(
+        values("nested_struct.ac.aca"),
+        aca,
+        "the other field is kept"
+    );
+    // No data file was written by either change.
+    assert!(
+        commit_files(&t)
+            .iter()
+            .skip(1)
+            .all(|c| !std::fs::read_to_string(t.join("_delta_log").join(c))
+                .unwrap()
+                .contains("\"add\"")),
+        "schema-only commits"
+    );
+}

@@ -516,13 +516,13 @@ fn alter(parser: &mut Parser) -> std::result::Result<JobRequest, Parsed> {
     Ok(JobRequest::AlterTable(req))
 }
 
-/// A top-level column name (nested columns are not renamed or dropped yet).
+/// A column name, or the dotted path of a field nested in struct columns (`a.b.c`).
 fn column_name(p: &mut Parser) -> std::result::Result<String, ParserError> {
-    let name = p.parse_identifier()?.value;
-    if p.peek_token().token == Token::Period {
-        return Err(ParserError::ParserError(format!(
-            "`{name}.…`: only top-level columns can be renamed or dropped"
-        )));
+    let mut name = p.parse_identifier()?.value;
+    while p.peek_token().token == Token::Period {
+        p.next_token();
+        name.push('.');
+        name.push_str(&p.parse_identifier()?.value);
     }
     Ok(name)
 }

@@ -229,7 +229,59 @@ fn changed_columns(
     };
     let mut kept: Vec<arrow::datatypes::Field> =
         fields.iter().map(|f| f.as_ref().clone()).collect();
+    // A dotted name no top-level column has: a field nested in struct columns.
+    let nested = |name: &str| name.contains('.') && find(name).is_none();
     match change {
+        ColumnChange::Rename { from, to } if nested(from) => {
+            let path: Vec<&str> = from.split('.').collect();
+            guard(path[0])?;
+            if to.trim().is_empty() || to.contains('.') {
+                return Err(invalid(format!(
+                    "{verb}: `{to}` is not a field name (a nested field keeps its place; name only it); nothing was changed"
+                )));
+            }
+            kept = change_nested(&kept, &path, &|siblings, i| {
+                if siblings
+                    .iter()
+                    .enumerate()
+                    .any(|(j, f)| j != i && f.name().eq_ignore_ascii_case(to))
+                {
+                    return Err(invalid(format!(
+                        "{verb}: `{}` already has a field `{to}`; nothing was changed",
+                        path[..path.len() - 1].join(".")
+                    )));
+                }
+                siblings[i] = siblings[i].clone().with_name(to.clone());
+                Ok(())
+            })
+            .map_err(|e| with_verb(verb, e))?;
+        }
+        ColumnChange::Drop { columns, if_exists } if columns.iter().any(|c| nested(c)) => {
+            for c in columns {
+                let path: Vec<&str> = c.split('.').collect();
+                if !nested(c) {
+                    return Err(invalid(format!(
+                        "{verb}: drop nested fields and columns in separate statements (`{c}`); nothing was changed"
+                    )));
+                }
+                guard(path[0])?;
+                let dropped = change_nested(&kept, &path, &|siblings, i| {
+                    if siblings.len() == 1 {
+                        return Err(invalid(format!(
+                            "{verb}: a struct keeps at least one field (`{c}` is the last of `{}`); nothing was changed",
+                            path[..path.len() - 1].join(".")
+                        )));
+                    }
+                    siblings.remove(i);
+                    Ok(())
+                });
+                match dropped {
+                    Ok(k) => kept = k,
+                    Err(NestedError::NoField(_)) if *if_exists => {}
+                    Err(e) => return Err(with_verb(verb, e)),
+                }
+            }
+        }
         ColumnChange::Rename { from, to } => {
             let i = find(from).ok_or_else(|| {
                 invalid(format!("{verb}: no column `{from}`; nothing was changed"))
@@ -276,6 +328,60 @@ fn changed_columns(
     }
     let json = schema::arrow_to_delta_json(&arrow::datatypes::Schema::new(kept))?;
     serde_json::from_str(&json).map_err(|e| invalid(format!("internal: schema: {e}")))
+}
+
+/// Why a nested field could not be changed.
+enum NestedError {
+    /// No such field (the path as far as it went).
+    NoField(String),
+    Refused(JobError),
+}
+
+impl From<JobError> for NestedError {
+    fn from(e: JobError) -> Self {
+        NestedError::Refused(e)
+    }
+}
+
+fn with_verb(verb: &str, e: NestedError) -> JobError {
+    match e {
+        NestedError::NoField(path) => {
+            invalid(format!("{verb}: no field `{path}`; nothing was changed"))
+        }
+        NestedError::Refused(e) => e,
+    }
+}
+
+/// `fields` with `edit` applied to the fields of the struct holding the field `path` names
+/// (through struct columns only), given that field's position among them.
+fn change_nested(
+    fields: &[arrow::datatypes::Field],
+    path: &[&str],
+    edit: &dyn Fn(&mut Vec<arrow::datatypes::Field>, usize) -> Result<(), JobError>,
+) -> Result<Vec<arrow::datatypes::Field>, NestedError> {
+    use arrow::datatypes::DataType;
+    let i = fields
+        .iter()
+        .position(|f| f.name().eq_ignore_ascii_case(path[0]))
+        .ok_or_else(|| NestedError::NoField(path[0].to_string()))?;
+    let mut out = fields.to_vec();
+    if path.len() == 1 {
+        edit(&mut out, i)?;
+        return Ok(out);
+    }
+    let DataType::Struct(children) = out[i].data_type() else {
+        return Err(NestedError::NoField(path.join(".")));
+    };
+    let children: Vec<arrow::datatypes::Field> =
+        children.iter().map(|f| f.as_ref().clone()).collect();
+    let changed = change_nested(&children, &path[1..], edit).map_err(|e| match e {
+        NestedError::NoField(rest) => NestedError::NoField(format!("{}.{rest}", path[0])),
+        other => other,
+    })?;
+    out[i] = out[i]
+        .clone()
+        .with_data_type(DataType::Struct(changed.into()));
+    Ok(out)
 }
 
 /// The table configuration after the change, checked.

@@ -352,12 +352,15 @@ fn with_verb(verb: &str, e: NestedError) -> JobError {
     }
 }
 
+/// A change to the fields of one struct, given the position of the field it is about.
+type FieldEdit<'a> = &'a dyn Fn(&mut Vec<arrow::datatypes::Field>, usize) -> Result<(), JobError>;
+
 /// `fields` with `edit` applied to the fields of the struct holding the field `path` names
 /// (through struct columns only), given that field's position among them.
 fn change_nested(
     fields: &[arrow::datatypes::Field],
     path: &[&str],
-    edit: &dyn Fn(&mut Vec<arrow::datatypes::Field>, usize) -> Result<(), JobError>,
+    edit: FieldEdit<'_>,
 ) -> Result<Vec<arrow::datatypes::Field>, NestedError> {
     use arrow::datatypes::DataType;
     let i = fields

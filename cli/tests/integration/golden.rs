@@ -51,8 +51,7 @@ fn delta_source_from_partitioned_table() {
 
 /// A Delta source's column metadata describes its own features (identity columns, type
 /// changes): the new table declares none of them, so none is carried over; the new table is
-/// one silt (and delta-rs, polars) goes on writing and reading. A variant column, which
-/// silt cannot write, is refused naming it.
+/// one silt (and delta-rs, polars) goes on writing and reading.
 #[test]
 fn delta_sources_carry_over_no_feature_metadata() {
     let _ = seed_for("delta_sources_carry_over_no_feature_metadata");
@@ -91,12 +90,12 @@ fn delta_sources_carry_over_no_feature_metadata() {
         "{types:?}"
     );
 
-    // Variant: refused, nothing written.
+    // Variant columns pass through (`variant_columns_pass_through`): carried over as
+    // `variant`, with no feature metadata of the source's either.
     let src = golden("delta-kernel-rs/unshredded-variant/delta");
     let t = dir.path().join("variant");
-    let line = silt_write(&t, &src, &["--format", "delta"]).assert_error(&["variant", "`v`"]);
-    assert!(line.contains("cannot write"), "{line}");
-    assert!(commit_files(&t).is_empty(), "nothing committed");
+    assert_eq!(silt_write_ok(&t, &src, &["--format", "delta"]), Some(0));
+    no_delta_keys(&t);
 }
 
 #[test]

@@ -85,11 +85,11 @@ struct ClusterArgs {
     /// runs the job.
     #[arg(long)]
     coordinator: Option<String>,
-    /// Executors of the embedded local cluster (default: number of cores).
-    #[arg(long)]
+    /// Executors of the embedded local cluster, 1 to 64 (default: number of cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EMBEDDED_EXECUTORS))]
     executors: Option<u32>,
-    /// Memory limit per embedded executor, in bytes.
-    #[arg(long, default_value_t = 2 << 30)]
+    /// Memory limit per embedded executor, in bytes (`512m`, `2g` …; at least 8 MiB).
+    #[arg(long, default_value = "2g", value_parser = memory_size)]
     executor_memory: u64,
     /// Print the job result as JSON on stdout.
     #[arg(long)]
@@ -144,8 +144,8 @@ struct WriteArgs {
     /// … and its monotonically increasing version.
     #[arg(long)]
     txn_version: Option<i64>,
-    /// Target size of data files, in bytes.
-    #[arg(long)]
+    /// Target size of data files, in bytes (`128m`, `1g` …).
+    #[arg(long, value_parser = file_size)]
     target_file_size: Option<u64>,
     /// Table property for a new table, key=value (repeatable).
     #[arg(long = "property")]
@@ -188,10 +188,10 @@ struct OptimizeArgs {
     #[arg(long = "where")]
     predicate: Option<String>,
     /// Bytes per output file (default: the table's delta.targetFileSize, else 1 GiB).
-    #[arg(long)]
+    #[arg(long, value_parser = file_size)]
     target_size: Option<u64>,
     /// Compaction: files below this many bytes are compacted (default: half the target).
-    #[arg(long)]
+    #[arg(long, value_parser = file_size)]
     min_file_size: Option<u64>,
     /// Cluster by these columns (comma separated) instead of compacting.
     #[arg(long, value_delimiter = ',')]
@@ -268,11 +268,11 @@ struct ExecutorArgs {
     /// with their leader, and follows it after a failover.
     #[arg(long)]
     coordinator: String,
-    /// Tasks run at once.
-    #[arg(long, default_value_t = 1)]
+    /// Tasks run at once, 1 to 256.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     slots: u32,
-    /// Memory limit in bytes.
-    #[arg(long, default_value_t = 2 << 30)]
+    /// Memory limit in bytes (`512m`, `2g` …; at least 8 MiB).
+    #[arg(long, default_value = "2g", value_parser = memory_size)]
     memory_limit: u64,
     /// Name reported to the coordinator.
     #[arg(long)]
@@ -627,6 +627,55 @@ impl Drop for LocalCluster {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// Executors an embedded cluster runs at most (each is a set of threads in this process).
+const MAX_EMBEDDED_EXECUTORS: i64 = 64;
+
+/// A number of bytes: digits, optionally with a binary unit (`k`, `m`, `g`, `t`, with or
+/// without `b`/`ib`, any case): `1048576`, `512m`, `2GiB`.
+fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let shift = match unit.trim() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => {
+            return Err(format!(
+                "`{s}`: unknown unit `{other}` (bytes, or with k, m, g or t: `512m`, `2g`)"
+            ));
+        }
+    };
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bytes (`1048576`, `512m`, `2g`)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// A memory limit: at least 8 MiB (an executor's buffers and open files need that much),
+/// at most 1 TiB.
+fn memory_size(s: &str) -> std::result::Result<u64, String> {
+    let n = parse_bytes(s)?;
+    if !(8 << 20..=1 << 40).contains(&n) {
+        return Err(format!(
+            "`{s}` is outside 8m ..= 1t (an executor needs at least 8 MiB)"
+        ));
+    }
+    Ok(n)
+}
+
+/// A data file size: at least 1 KiB.
+fn file_size(s: &str) -> std::result::Result<u64, String> {
+    let n = parse_bytes(s)?;
+    if n < 1 << 10 {
+        return Err(format!("`{s}` is below 1k: no data file is that small"));
+    }
+    Ok(n)
 }
 
 fn parse_properties(props: &[String]) -> Result<BTreeMap<String, String>> {
@@ -1039,6 +1088,31 @@ fn render_table(r: &serde_json::Value) -> String {
 }
 
 /// Errors reach users as one `error: …` line: line breaks inside a message become spaces.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_units_and_refuse_the_absurd() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes(" 3 kb "), Ok(3 << 10));
+        assert!(parse_bytes("2x").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("-1").is_err());
+        assert!(
+            parse_bytes("99999999999t")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(memory_size("0").is_err());
+        assert!(memory_size("7m").is_err());
+        assert_eq!(memory_size("16m"), Ok(16 << 20));
+        assert!(memory_size("2t").is_err());
+        assert!(file_size("10").is_err());
+    }
+}
+
 fn one_line(msg: &str) -> String {
     msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }

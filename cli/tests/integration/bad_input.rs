@@ -202,7 +202,18 @@ fn usage_errors() {
     let t = table_with_data(dir.path(), seed, &[]);
     let a = dir.path().join("a");
     let before = listing_with_dirs(&t);
-    let cases: [(&[&str], &[&str]); 7] = [
+    let cases: [(&[&str], &[&str]); 12] = [
+        (&["--executors", "0"], &["--executors", "0"]),
+        (&["--executors", "10000"], &["--executors", "10000"]),
+        (&["--executor-memory", "0"], &["--executor-memory", "8 MiB"]),
+        (
+            &["--executor-memory", "2q"],
+            &["--executor-memory", "unknown unit"],
+        ),
+        (
+            &["--target-file-size", "0"],
+            &["--target-file-size", "below 1k"],
+        ),
         (&["--format", "avro"], &["avro"]),
         (&["--mode", "upsert"], &["upsert"]),
         (&["--exchange", "sometimes"], &["--exchange", "sometimes"]),

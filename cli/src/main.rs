@@ -1088,31 +1088,6 @@ fn render_table(r: &serde_json::Value) -> String {
 }
 
 /// Errors reach users as one `error: …` line: line breaks inside a message become spaces.
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_take_binary_units_and_refuse_the_absurd() {
-        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
-        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
-        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
-        assert_eq!(parse_bytes(" 3 kb "), Ok(3 << 10));
-        assert!(parse_bytes("2x").unwrap_err().contains("unknown unit"));
-        assert!(parse_bytes("-1").is_err());
-        assert!(
-            parse_bytes("99999999999t")
-                .unwrap_err()
-                .contains("too large")
-        );
-        assert!(memory_size("0").is_err());
-        assert!(memory_size("7m").is_err());
-        assert_eq!(memory_size("16m"), Ok(16 << 20));
-        assert!(memory_size("2t").is_err());
-        assert!(file_size("10").is_err());
-    }
-}
-
 fn one_line(msg: &str) -> String {
     msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -1198,3 +1173,28 @@ const FAILOVER_WAIT_SECS: u64 = 60;
 
 /// How long a client looks for a leading coordinator.
 const COORDINATOR_WAIT_SECS: u64 = 15;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_units_and_refuse_the_absurd() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes(" 3 kb "), Ok(3 << 10));
+        assert!(parse_bytes("2x").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("-1").is_err());
+        assert!(
+            parse_bytes("99999999999t")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(memory_size("0").is_err());
+        assert!(memory_size("7m").is_err());
+        assert_eq!(memory_size("16m"), Ok(16 << 20));
+        assert!(memory_size("2t").is_err());
+        assert!(file_size("10").is_err());
+    }
+}

@@ -304,8 +304,24 @@ fn init_tracing(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactedStderr)
         .try_init();
+}
+
+/// Standard error with credentials masked in what is written (every log line is one
+/// write): third-party logs quote store URLs, user info included.
+struct RedactedStderr;
+
+impl std::io::Write for RedactedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(silt_common::redact::credentials(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Client commands (write, sql, optimize, job): the user reads the result and, on failure,
@@ -615,7 +631,7 @@ impl LocalCluster {
                 })
                 .await
                 {
-                    eprintln!("error: local executor {i}: {e}");
+                    eprintln!("error: local executor {i}: {}", one_line(&e.to_string()));
                 }
             });
         }
@@ -1088,8 +1104,9 @@ fn render_table(r: &serde_json::Value) -> String {
 }
 
 /// Errors reach users as one `error: …` line: line breaks inside a message become spaces.
+/// A message on one line, any credential in it masked.
 fn one_line(msg: &str) -> String {
-    msg.split_whitespace().collect::<Vec<_>>().join(" ")
+    silt_common::redact::credentials(&msg.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 fn state_name(s: i32) -> &'static str {

@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod expr;
 pub mod merge;
 pub mod partition;
+pub mod redact;
 pub mod request;
 pub mod schema;
 pub mod source;

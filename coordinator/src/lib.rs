@@ -455,11 +455,12 @@ async fn execute(
         ),
         Err(e) if e.is_fenced() && ctx.journal.get().is_some() => return None,
         Err(e) => {
-            error!(job = %id, "job failed: {e}");
+            let error = silt_common::redact::credentials(&e.to_string());
+            error!(job = %id, "job failed: {error}");
             (
                 JobState::Failed,
                 JobOutcome {
-                    error: e.to_string(),
+                    error,
                     ..Default::default()
                 },
             )

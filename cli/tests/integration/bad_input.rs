@@ -239,3 +239,62 @@ fn usage_errors() {
         run(cmd, std::time::Duration::from_secs(30)).assert_error(terms);
     }
 }
+
+/// A password in a store's endpoint URL (`AWS_ENDPOINT_URL=http://user:secret@host`) never
+/// appears in anything silt prints — the error line, `--json`, `-vv` logs — when the store
+/// fails, for a table or a source on it.
+#[test]
+fn endpoint_passwords_are_never_printed() {
+    let _ = seed_for("endpoint_passwords_are_never_printed");
+    let dir = tempdir("bad-redact");
+    let src = Gen::new(1, 5).write(&dir.path().join("src"));
+    let secret = "s3cr3t-pa55";
+    let runs: [&[&str]; 2] = [
+        &["write", "--table", "s3://bucket/t", "--source"],
+        &[
+            "write",
+            "--table",
+            "TABLE",
+            "--source",
+            "s3://bucket/src.parquet",
+        ],
+    ];
+    for args in runs {
+        for extra in [&["--json"][..], &["-vv"][..]] {
+            let mut cmd = std::process::Command::new(silt_bin());
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| match *a {
+                    "TABLE" => s(&dir.path().join("t")),
+                    a => a.to_string(),
+                })
+                .collect();
+            cmd.args(&args);
+            if args.last().map(String::as_str) == Some("--source") {
+                cmd.arg(&src);
+            }
+            cmd.args(["--executors", "1"])
+                .args(extra)
+                .env(
+                    "AWS_ENDPOINT_URL",
+                    format!("http://user:{secret}@127.0.0.1:1"),
+                )
+                .env("AWS_ACCESS_KEY_ID", "key")
+                .env("AWS_SECRET_ACCESS_KEY", "unused")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ALLOW_HTTP", "true");
+            let out = run(cmd, std::time::Duration::from_secs(120));
+            assert!(!out.ok(), "the store is unreachable: {}", out.describe());
+            assert!(
+                !out.stdout.contains(secret) && !out.stderr.contains(secret),
+                "the password is printed\n{}",
+                out.describe()
+            );
+            assert!(
+                out.stderr.contains("user:***@") || out.stdout.contains("user:***@"),
+                "the URL is still named, its password masked\n{}",
+                out.describe()
+            );
+        }
+    }
+}

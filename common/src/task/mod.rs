@@ -248,7 +248,7 @@ pub struct TaskFailure {
 impl From<&crate::Error> for TaskFailure {
     fn from(e: &crate::Error) -> Self {
         TaskFailure {
-            message: e.to_string(),
+            message: crate::redact::credentials(&e.to_string()),
             retryable: e.is_retryable(),
             lost_map_outputs: match e {
                 crate::Error::FetchFailed { address, .. } => vec![address.clone()],

@@ -59,11 +59,6 @@ pub fn tag(batch: &RecordBatch, change: Option<&str>) -> Result<RecordBatch> {
     )?)
 }
 
-/// Whether a batch carries change types.
-pub fn has_change_type(batch: &RecordBatch) -> bool {
-    batch.schema().index_of(CHANGE_TYPE_COL).is_ok()
-}
-
 /// A batch carrying [`CHANGE_TYPE_COL`] split into the rows to write as data (without the
 /// column) and the rows to record as change data (with it); `None` where there are none.
 /// A batch without the column is all data.

@@ -27,8 +27,7 @@ pub use conform::{cast_array, conform_batch, constant_array, widen_decimal};
 pub use evolve::{SchemaOptions, resolve_write_schema};
 pub use types::{
     VARIANT_MARK, arrow_to_delta_json, column_list, delta_json_to_arrow, normalize_arrow_schema,
-    type_name, uses_timestamp_ntz, uses_variant, variant_column, without_column_mapping,
-    without_delta_metadata,
+    type_name, uses_timestamp_ntz, uses_variant, without_column_mapping, without_delta_metadata,
 };
 
 #[allow(unused_imports)]

@@ -319,33 +319,6 @@ pub fn uses_variant(schema: &Schema) -> bool {
     schema.fields().iter().any(|f| in_type(f.data_type()))
 }
 
-/// The first column (dotted path, at any depth) of a Delta schema JSON whose type is
-/// `variant`.
-pub fn variant_column(schema_json: &str) -> Option<String> {
-    fn in_type(t: &serde_json::Value, path: &str) -> Option<String> {
-        match t {
-            serde_json::Value::String(s) if s == "variant" => Some(path.to_string()),
-            serde_json::Value::Object(o) => match o.get("type").and_then(|v| v.as_str()) {
-                Some("struct") => o.get("fields")?.as_array()?.iter().find_map(|f| {
-                    let name = f.get("name")?.as_str()?;
-                    let p = if path.is_empty() {
-                        name.to_string()
-                    } else {
-                        format!("{path}.{name}")
-                    };
-                    in_type(f.get("type")?, &p)
-                }),
-                Some("array") => in_type(o.get("elementType")?, &format!("{path}.element")),
-                Some("map") => in_type(o.get("keyType")?, &format!("{path}.key"))
-                    .or_else(|| in_type(o.get("valueType")?, &format!("{path}.value"))),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-    in_type(&serde_json::from_str(schema_json).ok()?, "")
-}
-
 /// Whether any column (at any depth) is a timestamp without time zone (Delta
 /// `timestamp_ntz`, which needs the `timestampNtz` table feature).
 pub fn uses_timestamp_ntz(schema: &Schema) -> bool {

@@ -188,14 +188,14 @@ impl Pipeline {
             batch = match step {
                 Step::Conform => {
                     let rows: Vec<usize> = (0..batch.num_columns())
-                        .filter(|&i| !is_row_id(batch.schema().field(i).name()))
+                        .filter(|&i| !is_carried(batch.schema().field(i).name()))
                         .collect();
                     let schema = if batch.schema().index_of(merge::WRITE_COL).is_ok() {
                         &self.marking_schema
                     } else {
                         &self.schema
                     };
-                    with_row_ids(conform_batch(&batch.project(&rows)?, schema)?, &batch)?
+                    with_carried(conform_batch(&batch.project(&rows)?, schema)?, &batch)?
                 }
                 Step::Check(p) => {
                     check_all_match(p, &batch)?;
@@ -339,7 +339,7 @@ impl Pipeline {
                 .collect::<Vec<_>>(),
         ));
         let updated = RecordBatch::try_new(nullable, columns)?;
-        with_row_ids(conform_batch(&updated, &self.schema)?, batch)
+        with_carried(conform_batch(&updated, &self.schema)?, batch)
     }
 }
 
@@ -408,7 +408,7 @@ fn compile_assignments(
 
 /// Whether a column is one the transforms carry along unchanged: the row-id columns of a
 /// marking rewrite, the change type of change data.
-fn is_row_id(name: &str) -> bool {
+fn is_carried(name: &str) -> bool {
     [
         merge::FILE_COL,
         merge::ROW_COL,
@@ -441,11 +441,11 @@ fn with_change_type_where(
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// `table` (the table's columns, transformed) followed by `batch`'s row-id columns (see
-/// `silt_common::merge`), unchanged.
-fn with_row_ids(table: RecordBatch, batch: &RecordBatch) -> Result<RecordBatch> {
+/// `table` (the table's columns, transformed) followed by `batch`'s carried columns (row
+/// ids, see `silt_common::merge`; change type, see `silt_common::change_data`), unchanged.
+fn with_carried(table: RecordBatch, batch: &RecordBatch) -> Result<RecordBatch> {
     let ids: Vec<usize> = (0..batch.num_columns())
-        .filter(|&i| is_row_id(batch.schema().field(i).name()))
+        .filter(|&i| is_carried(batch.schema().field(i).name()))
         .collect();
     if ids.is_empty() {
         return Ok(table);

@@ -409,6 +409,10 @@ async fn conclude(
                 s.state = JobState::Committing;
                 s.message = "committing".into();
             });
+            let prefix = format!("{}-", job_file_prefix(job_id));
+            crate::report::check_written_sample(table_url, txn.adds(), &prefix)
+                .await
+                .map_err(|why| invalid(format!("the job's files do not hold up: {why}")))?;
             // Parts left out after a conflict wrote files the commit does not reference.
             let mut replanned = false;
             let mut excluded: HashSet<String> = HashSet::new();

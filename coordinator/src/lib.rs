@@ -16,6 +16,7 @@ pub mod job;
 pub mod journal;
 pub mod ops;
 pub mod plan;
+pub mod report;
 pub mod scheduler;
 pub mod service;
 pub mod turns;

@@ -583,6 +583,21 @@ impl Scheduler {
         let Some(task) = run.tasks.get_mut(key.index as usize) else {
             return false;
         };
+        // A report that does not hold up against the task dispatched fails the attempt.
+        let outcome = outcome.and_then(|output| {
+            let tag = silt_common::task::attempt_tag(key.stage, key.index, key.attempt);
+            match crate::report::validate(&task.task, &tag, &output) {
+                Ok(()) => Ok(output),
+                Err(why) => {
+                    warn!(task = %task_name, attempt = key.attempt, executor = %executor_id, "report refused: {why}");
+                    Err(TaskFailure {
+                        message: format!("report refused: {why}"),
+                        retryable: true,
+                        lost_map_outputs: Vec::new(),
+                    })
+                }
+            }
+        });
         match outcome {
             Ok(output) => {
                 task.state = TaskState::Succeeded;

@@ -758,3 +758,175 @@ fn killed_executor_while_writing_deletion_vectors_leaves_no_reference_to_its_fil
         listing_text(&t)
     );
 }
+
+/// Plays an executor over gRPC at `url`: registers, then for each of `forge` takes the next
+/// task and reports it done with the output `forge` makes of it. Returns whether each report
+/// was taken as a current one.
+fn impostor(
+    url: &str,
+    forge: &[&dyn Fn(&silt_proto::pb::TaskSpec) -> silt_proto::pb::TaskOutput],
+) -> Vec<bool> {
+    use silt_proto::pb;
+    use silt_proto::pb::executor_service_client::ExecutorServiceClient;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = ExecutorServiceClient::connect(url.to_string())
+            .await
+            .unwrap();
+        let id = c
+            .register(pb::RegisterRequest {
+                protocol_version: silt_proto::PROTOCOL_VERSION,
+                host: "impostor".into(),
+                slots: 1,
+                memory_limit_bytes: 0,
+                shuffle_address: "127.0.0.1:1".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .executor_id;
+        let mut accepted = Vec::new();
+        for make in forge {
+            let mut polls = 0;
+            let task = loop {
+                polls += 1;
+                assert!(polls <= 30, "no task for the impostor to forge");
+                let r = c
+                    .poll_task(pb::PollTaskRequest {
+                        executor_id: id.clone(),
+                        wait_ms: 1000,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                if let Some(task) = r.task {
+                    break task;
+                }
+            };
+            let output = make(&task);
+            let report = c
+                .report_task(pb::TaskReport {
+                    executor_id: id.clone(),
+                    key: Some(pb::TaskKey {
+                        job_id: task.job_id,
+                        stage: task.stage,
+                        index: task.index,
+                        attempt: task.attempt,
+                    }),
+                    epoch: task.epoch,
+                    outcome: Some(pb::task_report::Outcome::Success(output)),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            accepted.push(report.accepted);
+        }
+        accepted
+    })
+}
+
+/// An `add` as an impostor reports it: `rows` rows by its count and its statistics.
+fn forged_add(path: &str, size: i64, rows: i64) -> silt_proto::pb::TaskOutput {
+    silt_proto::pb::TaskOutput {
+        adds: vec![silt_proto::pb::DataFile {
+            path: path.into(),
+            size_bytes: size,
+            num_records: rows,
+            stats_json: Some(format!(r#"{{"numRecords":{rows}}}"#)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// An impostor executor (this test, speaking the executor protocol over gRPC) takes the
+/// first task of an append and reports it done with an `add` outside the table and a made-up
+/// row count, then the retry with another job's file name. The coordinator refuses both
+/// reports (each attempt fails and runs again, finally on a real executor): the table
+/// commits only real files and stays readable.
+#[test]
+fn forged_task_reports_are_refused_and_the_table_stays_readable() {
+    let seed = seed_for("forged_task_reports_are_refused_and_the_table_stays_readable");
+    let dir = tempdir("forged");
+    let a = Gen::new(seed, 300).write(&dir.path().join("a"));
+    let b = Gen::new(seed + 1, 200)
+        .id_start(1000)
+        .write(&dir.path().join("b"));
+    let t = dir.path().join("t");
+    silt_write_ok(&t, &a, &[]);
+    let mut cluster = Cluster::start(0, 0);
+    let client = Daemon::spawn_capture("append", cluster.write_cmd(&t, &b, &["-q"]));
+
+    let forged = [
+        "../../../../etc/hostname",
+        "part-someone-else-00000.snappy.parquet",
+    ];
+    let outside = |_: &silt_proto::pb::TaskSpec| forged_add(forged[0], 10, 424242);
+    let other_job = |_: &silt_proto::pb::TaskSpec| forged_add(forged[1], 10, 424242);
+    let accepted = impostor(&cluster.url, &[&outside, &other_job]);
+    assert_eq!(accepted, [true, true], "the reports were current ones");
+
+    // A real executor joins and runs the task again.
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(["executor", "--coordinator", &cluster.url, "--slots", "1"]);
+    let mut exec = Daemon::spawn("executor", cmd);
+    exec.wait_for_line("registered with coordinator", START_TIMEOUT);
+    cluster.executors.push(exec);
+    let out = client.finish(Duration::from_secs(120));
+    let logs = cluster.logs();
+    out.assert_ok();
+    assert_eq!(out.version(), Some(1), "{logs}");
+    assert!(
+        out.json()["task_retries"].as_u64().unwrap() >= 2,
+        "{}",
+        out.describe()
+    );
+    for path in forged {
+        assert!(
+            logs.contains(&format!("report refused: reported file `{path}`")),
+            "the refusal names the file: {logs}"
+        );
+    }
+    let log = std::fs::read_to_string(t.join("_delta_log/00000000000000000001.json")).unwrap();
+    assert!(!log.contains("hostname") && !log.contains("424242") && !log.contains("someone"));
+    assert_same_content(&t, &[Expected::Parquet(&a), Expected::Parquet(&b)], &[]);
+    assert_no_orphan_files(&t);
+}
+
+/// An impostor puts a real Parquet file in the table, named as its attempt would name it,
+/// and reports it with a made-up row count (its statistics agreeing): the report holds up
+/// on its own, but the footer check before the commit finds the file has other rows. The
+/// job fails with one line naming the file, and the table is as it was.
+#[test]
+fn a_report_whose_row_count_the_file_contradicts_fails_the_job() {
+    let seed = seed_for("a_report_whose_row_count_the_file_contradicts_fails_the_job");
+    let dir = tempdir("forged-count");
+    let a = Gen::new(seed, 300).write(&dir.path().join("a"));
+    let b = Gen::new(seed + 1, 200)
+        .id_start(1000)
+        .write(&dir.path().join("b"));
+    let t = dir.path().join("t");
+    silt_write_ok(&t, &a, &[]);
+    let before = listing_with_dirs(&t);
+    let cluster = Cluster::start(0, 0);
+    let client = Daemon::spawn_capture("append", cluster.write_cmd(&t, &b, &["-q"]));
+
+    let real = first_parquet(&b);
+    let table = t.clone();
+    let planted = move |task: &silt_proto::pb::TaskSpec| {
+        let name = format!(
+            "part-{}-s{}-t{}-a{}-00000.snappy.parquet",
+            task.job_id, task.stage, task.index, task.attempt
+        );
+        std::fs::copy(&real, table.join(&name)).unwrap();
+        let size = std::fs::metadata(table.join(&name)).unwrap().len() as i64;
+        forged_add(&name, size, 424242)
+    };
+    assert_eq!(impostor(&cluster.url, &[&planted]), [true]);
+    let out = client.finish(Duration::from_secs(120));
+    let line = out.assert_error(&["do not hold up", "424242 rows reported", "part-j"]);
+    assert!(out.json()["version"].is_null(), "{line}");
+    assert_same_listing(&before, &listing_with_dirs(&t), "the failed job");
+    assert_eq!(inspect(&t)["version"], 0);
+    assert_same_content(&t, &[Expected::Parquet(&a)], &[]);
+}

@@ -66,6 +66,19 @@ impl AsyncFileReader for ObjectReader {
     }
 }
 
+/// The size in bytes and the row count (from its footer) of the Parquet file at `path`.
+pub async fn parquet_size_and_rows(store: Arc<dyn ObjectStore>, path: Path) -> Result<(u64, i64)> {
+    let size = store.head(&path).await?.size;
+    let uri = path.to_string();
+    let mut reader = ObjectReader::new(store, path, size);
+    let metadata = ParquetMetaDataReader::new()
+        .with_prefetch_hint(Some(FOOTER_PREFETCH_BYTES))
+        .load_and_finish(&mut reader, size)
+        .await
+        .map_err(|e| parquet_err(&uri, e))?;
+    Ok((size, metadata.file_metadata().num_rows()))
+}
+
 /// Reads the footer of a Parquet file, with INT96 columns read as `timestamp` (UTC,
 /// microseconds), as Spark means them (and without the nanosecond range limit).
 pub(super) async fn parquet_metadata(

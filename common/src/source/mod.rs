@@ -21,7 +21,7 @@ mod split;
 #[cfg(test)]
 mod tests;
 
-pub use footer::ObjectReader;
+pub use footer::{ObjectReader, parquet_size_and_rows};
 pub use infer::infer_schema;
 pub use list::list_source_files;
 pub use read::{RowFilterSpec, read_split, read_split_filtered};

@@ -120,8 +120,13 @@ impl TaskSpec {
 
     /// Tag unique per stage, task and attempt, used in the names of what the attempt writes.
     pub fn attempt_tag(&self) -> String {
-        format!("s{}-t{}-a{}", self.stage, self.index, self.attempt)
+        attempt_tag(self.stage, self.index, self.attempt)
     }
+}
+
+/// [`TaskSpec::attempt_tag`] of an attempt: `s<stage>-t<index>-a<attempt>`.
+pub fn attempt_tag(stage: u32, index: u32, attempt: u32) -> String {
+    format!("s{stage}-t{index}-a{attempt}")
 }
 
 /// Counters a task reports.

@@ -2,6 +2,7 @@
 //! per-file statistics it collects ([`stats`]), and the same writer fed in curve order
 //! through an external sort ([`sorted`]).
 
+pub mod dictionary;
 pub mod sorted;
 pub mod stats;
 pub mod writer;

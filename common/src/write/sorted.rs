@@ -87,7 +87,7 @@ impl SortedWriter {
             keyed: Arc::new(Schema::new(fields)),
             memory_limit,
             state: State::Buffering {
-                writer: Box::new(writer),
+                writer: Box::new(writer.expecting_full_files()),
                 rows: Vec::new(),
                 bytes: 0,
             },

@@ -226,6 +226,10 @@ pub struct DataFileWriter {
     /// Column mapping: the schema files are written with (physical names, field ids); the
     /// table schema, for naming partition directories physically.
     physical: Option<(SchemaRef, SchemaRef)>,
+    /// Whether files are expected to grow to the target size (unpartitioned tables, input in
+    /// order): then a file's first rows are judged for dictionary encoding as a sample of a
+    /// row group of that size, else as the file's likely whole.
+    full_files: bool,
 }
 
 impl std::fmt::Debug for DataFileWriter {
@@ -356,6 +360,7 @@ impl DataFileWriter {
             made_room: Default::default(),
             checks,
             physical,
+            full_files: false,
         }
         .with_memory_limit(DEFAULT_MEMORY_LIMIT_BYTES))
     }
@@ -374,6 +379,14 @@ impl DataFileWriter {
         // A quarter of the limit for the open files' fixed memory.
         let per_file = OPEN_FILE_BYTES_PER_COLUMN * self.file_schema.fields().len().max(1);
         self.max_open = (bytes / 4 / per_file).clamp(MIN_OPEN_FILES, MAX_OPEN_FILES);
+        self
+    }
+
+    /// Says that the files written are expected to grow to the target size (rows arrive in
+    /// an order that keeps one file filling, as a sorted writer's do); an unpartitioned
+    /// table's are expected to anyway.
+    pub fn expecting_full_files(mut self) -> Self {
+        self.full_files = true;
         self
     }
 
@@ -669,7 +682,7 @@ impl DataFileWriter {
                         self.finish_open(&k).await?;
                     }
                 }
-                let file = self.open_file(values.clone())?;
+                let file = self.open_file(values.clone(), &chunk)?;
                 self.open.insert(values.clone(), file);
             }
             let file = self
@@ -696,8 +709,12 @@ impl DataFileWriter {
         Ok(())
     }
 
-    /// Starts the next file of a partition.
-    fn open_file(&mut self, partition_values: PartitionValues) -> Result<OpenFile> {
+    /// Starts the next file of a partition, whose first rows are `first` (file schema).
+    fn open_file(
+        &mut self,
+        partition_values: PartitionValues,
+        first: &RecordBatch,
+    ) -> Result<OpenFile> {
         let dir = match &self.physical {
             // Column mapping: directories are named by physical names, as Delta Spark does.
             Some((_, table)) => {
@@ -754,7 +771,7 @@ impl DataFileWriter {
                     .as_ref()
                     .map_or(&self.file_schema, |(schema, _)| schema),
             ),
-            Some(self.props.clone()),
+            Some(self.file_props(first)),
         )
         .map_err(parquet_error)?;
         let stats = StatsCollector::try_new(&self.file_schema, &self.spec.stats)?;
@@ -768,6 +785,37 @@ impl DataFileWriter {
             buffered: 0,
             last_split: self.splits,
         })
+    }
+
+    /// The writer properties of a file whose first rows are `first`: columns that a
+    /// dictionary would not make smaller there are written plain
+    /// ([`super::dictionary::plain_columns`]).
+    fn file_props(&self, first: &RecordBatch) -> WriterProperties {
+        let mut rows = first.num_rows();
+        if self.full_files || self.spec.partition_columns.is_empty() {
+            // A row group of the target size (a dictionary is per row group), by the
+            // rows' in-memory size (larger than encoded: an underestimate of the rows).
+            let row_bytes = (slice_bytes(first) / rows.max(1)).max(1);
+            let group = row_group_bytes(self.spec.target_file_size_bytes);
+            rows = rows.max((group / row_bytes).min(MAX_ROW_GROUP_ROWS));
+        }
+        let plain = super::dictionary::plain_columns(first, rows);
+        if plain.is_empty() {
+            return self.props.clone();
+        }
+        let fields = self.file_schema.fields();
+        plain
+            .into_iter()
+            .filter_map(|i| fields.get(i))
+            .fold(self.props.clone().into_builder(), |props, f| {
+                props.set_column_dictionary_enabled(
+                    parquet::schema::types::ColumnPath::from(
+                        crate::table::column_mapping::physical_name(f),
+                    ),
+                    false,
+                )
+            })
+            .build()
     }
 
     /// Finishes the open file of a partition, if any.

@@ -1,0 +1,266 @@
+//! Which columns of a new data file are worth dictionary encoding, judged from its first rows.
+//!
+//! Parquet's writer dictionary-encodes every column it may until the dictionary outgrows its
+//! page limit (1 MiB), hashing every value on the way. For a column whose values hardly
+//! repeat (keys, timestamps, foreign keys of large dimensions) that is wasted work, and in a
+//! file too small for the dictionary ever to overflow (a partition's file, a clustered
+//! file) the dictionary is kept and the column comes out larger than plain encoding would
+//! have made it: a dictionary of nearly every value plus an index per row. A sample of the
+//! file's first rows tells such columns apart cheaply; they are written plain.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+
+/// Rows sampled (evenly spread over the first batch).
+const SAMPLE_ROWS: usize = 512;
+/// Fewest non-null values sampled for a verdict.
+const MIN_SAMPLED: usize = 128;
+/// Share of the plain size a dictionary must stay under to be worth its cost: interning
+/// every value costs more time than encoding the rest of the column, and what plain
+/// encoding loses, compression partly wins back.
+const WORTH: f64 = 0.75;
+
+/// Positions (in `batch`'s schema) of the columns that a dictionary would not make smaller
+/// over `rows` rows like `batch`'s (at least its own), judged from a sample: the number of
+/// distinct values among them is estimated from the sample's, and a column is left plain
+/// when a dictionary of them plus an index per row would take as much as the values
+/// themselves. Only top-level columns of fixed-width primitive, string and binary types are
+/// judged; others are left to the writer's defaults.
+pub fn plain_columns(batch: &RecordBatch, rows: usize) -> Vec<usize> {
+    let sampled_rows = batch.num_rows();
+    if sampled_rows < MIN_SAMPLED {
+        return Vec::new();
+    }
+    let rows = rows.max(sampled_rows);
+    let step = (sampled_rows / SAMPLE_ROWS).max(1);
+    batch
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, column)| {
+            sample(column, step).is_some_and(|s| {
+                // Rows with a value, in the batch's proportion.
+                let valid = rows as f64 * (1.0 - column.null_count() as f64 / sampled_rows as f64);
+                s.sampled >= MIN_SAMPLED && !dictionary_pays(&s, valid as usize)
+            })
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What a sample saw of a column.
+struct Sample {
+    sampled: usize,
+    distinct: usize,
+    /// Mean bytes of a value plainly encoded.
+    value_bytes: f64,
+}
+
+/// Whether dictionary encoding `rows` values like the sample's takes less than plain.
+fn dictionary_pays(s: &Sample, rows: usize) -> bool {
+    let (n, d) = (s.sampled as f64, s.distinct as f64);
+    let rows = rows.max(1) as f64;
+    // Distinct values among `rows` for a domain of `domain` equally likely values.
+    let among = |domain: f64, k: f64| domain * (1.0 - (-k / domain).exp());
+    let distinct = if d >= n {
+        rows
+    } else {
+        // The domain whose expected distinct count in `n` draws is `d` (bisection: the
+        // count grows with the domain).
+        let (mut lo, mut hi) = (d, d * n + 1.0);
+        for _ in 0..60 {
+            let mid = (lo + hi) / 2.0;
+            if among(mid, n) < d {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        among(hi, rows).min(rows)
+    };
+    let index_bytes = distinct.max(2.0).log2().ceil() / 8.0;
+    s.value_bytes * distinct / rows + index_bytes < WORTH * s.value_bytes
+}
+
+/// The non-null values at every `step`-th row, at most [`SAMPLE_ROWS`] rows; `None` for a
+/// type not judged.
+fn sample(column: &ArrayRef, step: usize) -> Option<Sample> {
+    let rows = (0..column.len()).step_by(step).take(SAMPLE_ROWS);
+    let mut seen: HashSet<u64, BuildHasherDefault<Mix>> =
+        HashSet::with_capacity_and_hasher(SAMPLE_ROWS, Default::default());
+    let mut sampled = 0;
+    let mut bytes = 0;
+    let mut add = |key: u64, len: usize| {
+        seen.insert(key);
+        sampled += 1;
+        bytes += len;
+    };
+    let data_type = column.data_type();
+    match data_type {
+        DataType::Utf8 => bytes_keys(
+            rows,
+            column.as_string::<i32>(),
+            |a, i| a.value(i).as_bytes(),
+            &mut add,
+        ),
+        DataType::LargeUtf8 => bytes_keys(
+            rows,
+            column.as_string::<i64>(),
+            |a, i| a.value(i).as_bytes(),
+            &mut add,
+        ),
+        DataType::Utf8View => bytes_keys(
+            rows,
+            column.as_string_view(),
+            |a, i| a.value(i).as_bytes(),
+            &mut add,
+        ),
+        DataType::Binary => {
+            bytes_keys(rows, column.as_binary::<i32>(), |a, i| a.value(i), &mut add)
+        }
+        DataType::LargeBinary => {
+            bytes_keys(rows, column.as_binary::<i64>(), |a, i| a.value(i), &mut add)
+        }
+        DataType::BinaryView => {
+            bytes_keys(rows, column.as_binary_view(), |a, i| a.value(i), &mut add)
+        }
+        DataType::Boolean => return None,
+        _ => {
+            let width = data_type.primitive_width().filter(|w| *w <= 8)?;
+            let data = column.to_data();
+            let values = data.buffers().first()?.as_slice();
+            let start = data.offset();
+            for i in rows {
+                if column.is_valid(i) {
+                    let at = (start + i) * width;
+                    let mut key = [0u8; 8];
+                    key[..width].copy_from_slice(values.get(at..at + width)?);
+                    add(u64::from_le_bytes(key), width);
+                }
+            }
+        }
+    }
+    Some(Sample {
+        sampled,
+        distinct: seen.len(),
+        value_bytes: bytes as f64 / sampled.max(1) as f64,
+    })
+}
+
+fn bytes_keys<A: Array>(
+    rows: impl Iterator<Item = usize>,
+    array: &A,
+    value: impl Fn(&A, usize) -> &[u8],
+    add: &mut impl FnMut(u64, usize),
+) {
+    for i in rows {
+        if array.is_valid(i) {
+            let mut h = Mix::default();
+            let bytes = value(array, i);
+            h.write(bytes);
+            // Plain byte arrays carry a 4-byte length.
+            add(h.finish(), bytes.len() + 4);
+        }
+    }
+}
+
+/// The sample's hasher: FNV-1a over a value's bytes, a multiplicative mix for 8-byte keys.
+struct Mix(u64);
+
+impl Default for Mix {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Mix {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, key: u64) {
+        self.0 = (key ^ (key >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        self.0 ^= self.0 >> 32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int32Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn unique_keys_are_plain_and_repeating_values_keep_their_dictionary() {
+        let rows = 5_000;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, false),
+            Field::new("store", DataType::Int32, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("city", DataType::Utf8, true),
+            Field::new("few", DataType::Int32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+                Arc::new(Int32Array::from_iter(
+                    (0..rows).map(|i| Some(i % 12)),
+                )),
+                Arc::new(StringArray::from_iter(
+                    (0..rows).map(|i| Some(format!("customer-{i:010}"))),
+                )),
+                Arc::new(StringArray::from_iter(
+                    (0..rows).map(|i| Some(format!("city {}", i % 40))),
+                )),
+                // Unique but nearly all null: too few values to judge.
+                Arc::new(Int32Array::from_iter(
+                    (0..rows).map(|i| (i % 100 == 0).then_some(i)),
+                )),
+            ],
+        )
+        .unwrap();
+        assert_eq!(plain_columns(&batch, 0), vec![0, 2]);
+        // A slice judges its own rows.
+        assert_eq!(plain_columns(&batch.slice(1_000, 3_000), 0), vec![0, 2]);
+        // Too few rows: no verdict.
+        assert!(plain_columns(&batch.slice(0, 100), 0).is_empty());
+    }
+
+    #[test]
+    fn a_dictionary_pays_once_the_rows_repeat_a_domain_enough() {
+        // 18,000 equally likely values (an item key): in 3,000 rows nearly every value is
+        // new (plain is smaller); in 65,536 rows each repeats about 3.6 times (the dictionary
+        // and 15-bit indices beat 4-byte values).
+        let items = |rows: usize| {
+            let schema = Arc::new(Schema::new(vec![Field::new(
+                "item",
+                DataType::Int32,
+                false,
+            )]));
+            let mut state = 7u64;
+            let values = (0..rows).map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) % 18_000) as i32
+            });
+            RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from_iter_values(values))])
+                .unwrap()
+        };
+        assert_eq!(plain_columns(&items(3_000), 0), vec![0]);
+        assert!(plain_columns(&items(65_536), 0).is_empty());
+        // 3,000 rows of a file expected to reach 65,536.
+        assert!(plain_columns(&items(3_000), 65_536).is_empty());
+    }
+}

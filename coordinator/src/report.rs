@@ -17,8 +17,14 @@ pub type Refusal = String;
 /// Checks `output`, reported by attempt `tag` (`s<stage>-t<index>-a<attempt>`) of `task`.
 pub fn validate(task: &Task, tag: &str, output: &TaskOutput) -> Result<(), Refusal> {
     let inputs = input_files(&task.input);
+    let partitions = task.table.partition_columns.len();
     let written = |spec: &FileSpec, file: &DataFile| -> Result<(), Refusal> {
-        written_file(file, &format!("{}-{tag}", spec.file_prefix), None)?;
+        written_file(
+            file,
+            &format!("{}-{tag}", spec.file_prefix),
+            None,
+            partitions,
+        )?;
         counts(file)?;
         if file.deletion_vector.is_some() {
             return Err(format!(
@@ -47,6 +53,7 @@ pub fn validate(task: &Task, tag: &str, output: &TaskOutput) -> Result<(), Refus
                         f,
                         &format!("{}-{tag}-cdc", spec.file_prefix),
                         Some("_change_data"),
+                        partitions,
                     )?;
                 }
             } else {
@@ -114,8 +121,14 @@ fn input_files(input: &Input) -> HashSet<&str> {
 }
 
 /// A file the attempt wrote: a relative path whose directories are partition directories
-/// (`column=value`; under `under` first, when given) and whose name starts with `prefix`.
-fn written_file(file: &DataFile, prefix: &str, under: Option<&str>) -> Result<(), Refusal> {
+/// (`column=value`, one per partition column; under `under` first, when given) and whose
+/// name starts with `prefix`.
+fn written_file(
+    file: &DataFile,
+    prefix: &str,
+    under: Option<&str>,
+    partition_columns: usize,
+) -> Result<(), Refusal> {
     let path = &file.path;
     let segments = relative_segments(path)?;
     let (name, dirs) = segments
@@ -128,12 +141,15 @@ fn written_file(file: &DataFile, prefix: &str, under: Option<&str>) -> Result<()
         },
         None => dirs,
     };
-    if let Some(d) = dirs
-        .iter()
-        .find(|d| !d.contains('=') || d.starts_with(['_', '.']))
-    {
+    if let Some(d) = dirs.iter().find(|d| !d.contains('=')) {
         return Err(format!(
             "reported file `{path}` is in `{d}`, which is not a partition directory"
+        ));
+    }
+    if dirs.len() != partition_columns {
+        return Err(format!(
+            "reported file `{path}` is {} directories deep, not {partition_columns} (one per partition column)",
+            dirs.len()
         ));
     }
     if !name.starts_with(prefix) {
@@ -318,11 +334,15 @@ mod tests {
     }
 
     fn task(input: Input, sink: Sink) -> Task {
+        partitioned(&[], input, sink)
+    }
+
+    fn partitioned(columns: &[&str], input: Input, sink: Sink) -> Task {
         Task {
             table: TableSpec {
                 uri: "file:///t".into(),
                 schema_json: "{}".into(),
-                partition_columns: vec![],
+                partition_columns: columns.iter().map(|c| c.to_string()).collect(),
             },
             input,
             transforms: vec![],
@@ -353,14 +373,25 @@ mod tests {
 
     #[test]
     fn files_the_attempt_wrote_under_the_table_are_accepted() {
-        let t = task(source(), Sink::DataFiles(spec(false)));
-        for path in [
-            "part-j1-s0-t3-a1-00000.snappy.parquet",
-            "d=2024-01-01/part-j1-s0-t3-a1-00001.snappy.parquet",
-            "a=x%2520y/b=__HIVE_DEFAULT_PARTITION__/part-j1-s0-t3-a1-00002.snappy.parquet",
+        for (columns, path) in [
+            (&[][..], "part-j1-s0-t3-a1-00000.snappy.parquet"),
+            (
+                &["d"][..],
+                "d=2024-01-01/part-j1-s0-t3-a1-00001.snappy.parquet",
+            ),
+            (
+                &["_2"][..],
+                "_2=bar%252B%252521/part-j1-s0-t3-a1-00001.snappy.parquet",
+            ),
+            (
+                &["a", "b"][..],
+                "a=x%2520y/b=__HIVE_DEFAULT_PARTITION__/part-j1-s0-t3-a1-00002.snappy.parquet",
+            ),
         ] {
+            let t = partitioned(columns, source(), Sink::DataFiles(spec(false)));
             assert_eq!(validate(&t, TAG, &adds(vec![file(path)])), Ok(()), "{path}");
         }
+        let t = task(source(), Sink::DataFiles(spec(false)));
         let mut no_stats = file("part-j1-s0-t3-a1-00000.snappy.parquet");
         no_stats.stats_json = None;
         assert_eq!(validate(&t, TAG, &adds(vec![no_stats])), Ok(()));
@@ -389,6 +420,10 @@ mod tests {
             (
                 "_delta_log/part-j1-s0-t3-a1-0.parquet",
                 "not a partition directory",
+            ),
+            (
+                "d=1/part-j1-s0-t3-a1-0.parquet",
+                "1 directories deep, not 0",
             ),
             ("part-j2-s0-t3-a1-00000.snappy.parquet", "attempt's prefix"),
             ("part-j1-s0-t3-a0-00000.snappy.parquet", "attempt's prefix"),

@@ -214,9 +214,7 @@ mod tests {
             schema,
             vec![
                 Arc::new(Int64Array::from_iter_values(0..rows as i64)),
-                Arc::new(Int32Array::from_iter(
-                    (0..rows).map(|i| Some(i % 12)),
-                )),
+                Arc::new(Int32Array::from_iter((0..rows).map(|i| Some(i % 12)))),
                 Arc::new(StringArray::from_iter(
                     (0..rows).map(|i| Some(format!("customer-{i:010}"))),
                 )),

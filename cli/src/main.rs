@@ -789,6 +789,16 @@ async fn sql(args: SqlArgs) -> Result<i32> {
     let text = match (&args.statement, &args.file) {
         (Some(s), _) => s.clone(),
         (None, Some(f)) => {
+            let size = std::fs::metadata(f)
+                .with_context(|| format!("cannot read {}", f.display()))?
+                .len();
+            if size > silt_common::sql::MAX_SQL_BYTES as u64 {
+                bail!(
+                    "{} is {size} bytes; SQL text of at most {} (1 MiB) is accepted",
+                    f.display(),
+                    silt_common::sql::MAX_SQL_BYTES
+                );
+            }
             std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?
         }
         (None, None) => bail!("give a statement or --file"),

@@ -227,6 +227,20 @@ fn usage_errors() {
         out.assert_error(terms);
         assert_same_listing(&before, &listing_with_dirs(&t), &format!("{args:?}"));
     }
+    // SQL text over 1 MiB (in a file: one argument cannot be that long) is refused before
+    // it is read.
+    let long = format!(
+        "DELETE FROM delta.`{}` WHERE id IN ({}0)",
+        s(&t),
+        "0, ".repeat(400_000)
+    );
+    let file = dir.path().join("long.sql");
+    std::fs::write(&file, &long).unwrap();
+    let mut cmd = std::process::Command::new(silt_bin());
+    cmd.args(["sql", "--file", &s(&file)]);
+    let line = run(cmd, std::time::Duration::from_secs(30)).assert_error(&["long.sql", "1 MiB"]);
+    assert!(line.len() < 300, "{line}");
+    assert_same_listing(&before, &listing_with_dirs(&t), "overlong SQL");
     // An executor whose shuffle endpoint others could not reach refuses to start.
     let executor: [(&[&str], &[&str]); 2] = [
         (&["--shuffle-advertise", "nohost"], &["nohost", "HOST:PORT"]),

@@ -35,8 +35,17 @@ use crate::table::TimeTravel;
 use crate::task::SourceFormat;
 use crate::{Error, Result};
 
+/// Longest SQL text accepted (all statements together).
+pub const MAX_SQL_BYTES: usize = 1 << 20;
+
 /// Parses one or more `;`-separated statements.
 pub fn parse(sql: &str) -> Result<Vec<JobRequest>> {
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(Error::invalid(format!(
+            "the SQL text is {} bytes; at most {MAX_SQL_BYTES} (1 MiB) is accepted",
+            sql.len()
+        )));
+    }
     let dialect = DatabricksDialect {};
     let mut parser = Parser::new(&dialect)
         .try_with_sql(sql)
@@ -760,6 +769,23 @@ mod tests {
 
     fn err(sql: &str) -> String {
         parse(sql).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn overlong_text_is_refused_before_parsing() {
+        let long = format!(
+            "DELETE FROM delta.`/t` WHERE a IN ({}1)",
+            "1, ".repeat(MAX_SQL_BYTES / 3)
+        );
+        let e = err(&long);
+        assert!(e.contains("at most 1048576 (1 MiB)"), "{e}");
+        // Deep nesting is the parser's error, not a crash.
+        let deep = format!(
+            "DELETE FROM delta.`/t` WHERE {}a = 1{}",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        assert!(!err(&deep).is_empty());
     }
 
     #[test]

@@ -9,7 +9,10 @@
 
 use std::collections::HashSet;
 
-use silt_common::task::{DataFile, FileSpec, Input, Sink, Task, TaskOutput};
+use silt_common::task::{
+    DataFile, FileSpec, Input, Sink, Task, TaskOutput, attempt_change_data_prefix,
+    attempt_data_prefix, attempt_vector_dir,
+};
 
 /// Why a report was refused (one line, naming the file at fault).
 pub type Refusal = String;
@@ -21,7 +24,7 @@ pub fn validate(task: &Task, tag: &str, output: &TaskOutput) -> Result<(), Refus
     let written = |spec: &FileSpec, file: &DataFile| -> Result<(), Refusal> {
         written_file(
             file,
-            &format!("{}-{tag}", spec.file_prefix),
+            &attempt_data_prefix(&spec.file_prefix, tag),
             None,
             partitions,
         )?;
@@ -51,7 +54,7 @@ pub fn validate(task: &Task, tag: &str, output: &TaskOutput) -> Result<(), Refus
                 for f in &output.cdc_files {
                     written_file(
                         f,
-                        &format!("{}-{tag}-cdc", spec.file_prefix),
+                        &attempt_change_data_prefix(&spec.file_prefix, tag),
                         Some("_change_data"),
                         partitions,
                     )?;
@@ -64,7 +67,7 @@ pub fn validate(task: &Task, tag: &str, output: &TaskOutput) -> Result<(), Refus
             file_prefix,
             rewrite,
         } => {
-            let dv_dir = format!("{file_prefix}-{tag}-dv");
+            let dv_dir = attempt_vector_dir(file_prefix, tag);
             for f in &output.adds {
                 if inputs.contains(f.path.as_str()) {
                     // A file given to the task, with the vector this attempt wrote.
@@ -233,14 +236,7 @@ fn own_vector(file: &DataFile, dir: &str) -> Result<(), Refusal> {
     };
     match dv.storage_type.as_str() {
         "i" => Ok(()),
-        "u" if dv.path_or_inline_dv.len() > 20
-            && dv
-                .path_or_inline_dv
-                .get(..dv.path_or_inline_dv.len() - 20)
-                .is_some_and(|d| d == dir) =>
-        {
-            Ok(())
-        }
+        "u" if silt_common::table::dv::stored_dir(dv) == Some(dir) => Ok(()),
         _ => Err(format!(
             "file `{}` reported with a deletion vector this attempt did not write ({} `{}`)",
             file.path, dv.storage_type, dv.path_or_inline_dv

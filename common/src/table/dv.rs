@@ -81,6 +81,17 @@ pub fn file_name(dv: &DeletionVector) -> Option<String> {
         .map(|(_, name)| name)
 }
 
+/// The directory (relative to the table root, possibly empty) a stored vector with a relative
+/// location (`u`) is in.
+pub fn stored_dir(dv: &DeletionVector) -> Option<&str> {
+    if dv.storage_type != "u" {
+        return None;
+    }
+    relative_parts(&dv.path_or_inline_dv)
+        .ok()
+        .map(|(dir, _)| dir)
+}
+
 /// The same vector with a relative location (`u`) turned into an absolute one (`p`), so that
 /// it can be read without knowing the table root.
 pub fn resolve(dv: &DeletionVector, table_url: &Url) -> Result<DeletionVector> {

@@ -129,6 +129,23 @@ pub fn attempt_tag(stage: u32, index: u32, attempt: u32) -> String {
     format!("s{stage}-t{index}-a{attempt}")
 }
 
+/// How an attempt (its tag) of a job writing files named with `file_prefix` names its data
+/// files: they start with this. Executors name files so; the coordinator checks reports
+/// against it; cleanup finds an attempt's files by it.
+pub fn attempt_data_prefix(file_prefix: &str, tag: &str) -> String {
+    format!("{file_prefix}-{tag}")
+}
+
+/// … its change data files (under `_change_data/`).
+pub fn attempt_change_data_prefix(file_prefix: &str, tag: &str) -> String {
+    format!("{}-cdc", attempt_data_prefix(file_prefix, tag))
+}
+
+/// … the directory (relative to the table root) of its deletion-vector file.
+pub fn attempt_vector_dir(file_prefix: &str, tag: &str) -> String {
+    format!("{}-dv", attempt_data_prefix(file_prefix, tag))
+}
+
 /// Counters a task reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskMetrics {

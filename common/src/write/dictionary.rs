@@ -26,8 +26,8 @@ const WORTH: f64 = 0.75;
 /// Positions (in `batch`'s schema) of the columns that a dictionary would not make smaller
 /// over `rows` rows like `batch`'s (at least its own), judged from a sample: the number of
 /// distinct values among them is estimated from the sample's, and a column is left plain
-/// when a dictionary of them plus an index per row would take as much as the values
-/// themselves. Only top-level columns of fixed-width primitive, string and binary types are
+/// unless a dictionary of them plus an index per row would take under [`WORTH`] of the
+/// values' plain size. Only top-level columns of fixed-width primitive, string and binary types are
 /// judged; others are left to the writer's defaults.
 pub fn plain_columns(batch: &RecordBatch, rows: usize) -> Vec<usize> {
     let sampled_rows = batch.num_rows();
@@ -59,7 +59,8 @@ struct Sample {
     value_bytes: f64,
 }
 
-/// Whether dictionary encoding `rows` values like the sample's takes less than plain.
+/// Whether dictionary encoding `rows` values like the sample's takes under [`WORTH`] of
+/// their plain size.
 fn dictionary_pays(s: &Sample, rows: usize) -> bool {
     let (n, d) = (s.sampled as f64, s.distinct as f64);
     let rows = rows.max(1) as f64;
@@ -127,7 +128,13 @@ fn sample(column: &ArrayRef, step: usize) -> Option<Sample> {
         DataType::BinaryView => {
             bytes_keys(rows, column.as_binary_view(), |a, i| a.value(i), &mut add)
         }
-        DataType::Boolean => return None,
+        // Floats and decimals never get a dictionary (the writer's defaults).
+        DataType::Boolean
+        | DataType::Float16
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal32(_, _)
+        | DataType::Decimal64(_, _) => return None,
         _ => {
             let width = data_type.primitive_width().filter(|w| *w <= 8)?;
             let data = column.to_data();

@@ -173,7 +173,7 @@ impl WriterSpec {
             partition_columns: partition_columns.to_vec(),
             target_file_size_bytes: files.target_file_size_bytes,
             stats: files.stats.clone(),
-            file_prefix: format!("{}-{attempt_tag}", files.file_prefix),
+            file_prefix: crate::task::attempt_data_prefix(&files.file_prefix, attempt_tag),
             checks: files.checks.clone(),
             iso_timestamp_partitions: files.iso_timestamp_partitions.clone(),
         }
@@ -327,12 +327,7 @@ impl DataFileWriter {
                     | DataType::Float32
                     | DataType::Float64
             ) {
-                props = props.set_column_dictionary_enabled(
-                    parquet::schema::types::ColumnPath::from(
-                        crate::table::column_mapping::physical_name(f),
-                    ),
-                    false,
-                );
+                props = without_dictionary(props, f);
             }
         }
         let props = props.build();
@@ -807,14 +802,7 @@ impl DataFileWriter {
         plain
             .into_iter()
             .filter_map(|i| fields.get(i))
-            .fold(self.props.clone().into_builder(), |props, f| {
-                props.set_column_dictionary_enabled(
-                    parquet::schema::types::ColumnPath::from(
-                        crate::table::column_mapping::physical_name(f),
-                    ),
-                    false,
-                )
-            })
+            .fold(self.props.clone().into_builder(), without_dictionary)
             .build()
     }
 
@@ -863,6 +851,19 @@ impl DataFileWriter {
 
 /// Row-group byte bound for a target file size: never above the file target (so files
 /// roll near it) nor above [`MAX_ROW_GROUP_BYTES`].
+/// `props` with the column of `field` written without a dictionary.
+fn without_dictionary(
+    props: parquet::file::properties::WriterPropertiesBuilder,
+    field: &Arc<arrow::datatypes::Field>,
+) -> parquet::file::properties::WriterPropertiesBuilder {
+    props.set_column_dictionary_enabled(
+        parquet::schema::types::ColumnPath::from(crate::table::column_mapping::physical_name(
+            field,
+        )),
+        false,
+    )
+}
+
 fn row_group_bytes(target_file_size_bytes: u64) -> usize {
     let target = usize::try_from(target_file_size_bytes).unwrap_or(usize::MAX);
     target.clamp(1, MAX_ROW_GROUP_BYTES)

@@ -149,7 +149,10 @@ impl DvSink {
         Ok(Self {
             table_url: table_url.clone(),
             files: files.clone(),
-            file: DvFile::new(&format!("{file_prefix}-{}-dv", spec.attempt_tag())),
+            file: DvFile::new(&silt_common::task::attempt_vector_dir(
+                file_prefix,
+                &spec.attempt_tag(),
+            )),
             adds: Vec::new(),
             removes: Vec::new(),
             rewrite,

@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use silt_common::cleanup;
 use silt_common::schema::delta_json_to_arrow;
-use silt_common::task::{Input, Sink, TaskMetrics, TaskOutput, TaskSpec};
+use silt_common::task::{
+    Input, Sink, TaskMetrics, TaskOutput, TaskSpec, attempt_data_prefix, attempt_vector_dir,
+};
 use silt_common::{Error, Result};
 use url::Url;
 
@@ -113,15 +115,23 @@ pub async fn cleanup_attempt(spec: &TaskSpec, env: &TaskEnv) {
     let tag = spec.attempt_tag();
     match &spec.task.sink {
         Sink::DataFiles(files) | Sink::MarkRows { write: Some(files) } => {
-            remove_named(spec, &format!("{}-{tag}-", files.file_prefix)).await
+            remove_named(
+                spec,
+                &format!("{}-", attempt_data_prefix(&files.file_prefix, &tag)),
+            )
+            .await
         }
         Sink::DeletionVectors {
             file_prefix,
             rewrite,
         } => {
-            remove_named(spec, &format!("{file_prefix}-{tag}-dv")).await;
+            remove_named(spec, &attempt_vector_dir(file_prefix, &tag)).await;
             if let Some(files) = rewrite {
-                remove_named(spec, &format!("{}-{tag}-", files.file_prefix)).await;
+                remove_named(
+                    spec,
+                    &format!("{}-", attempt_data_prefix(&files.file_prefix, &tag)),
+                )
+                .await;
             }
         }
         Sink::Exchange { .. } => env.shuffle.remove(&spec.job_id, &tag),

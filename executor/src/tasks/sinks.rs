@@ -64,7 +64,7 @@ impl ChangeSink {
         // checks: deleted rows and rows before an update are recorded as they were.
         let cdc_spec = WriterSpec {
             checks: Vec::new(),
-            file_prefix: format!("{}-{tag}-cdc", files.file_prefix),
+            file_prefix: silt_common::task::attempt_change_data_prefix(&files.file_prefix, &tag),
             ..WriterSpec::for_attempt(&table.partition_columns, files, &tag)
         };
         let changes = DataFileWriter::try_new(

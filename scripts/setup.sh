@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing silt needs on a fresh Debian machine: protoc (tonic
-# code generation), etcd-server (coordination tests) and a Python venv with the pinned
-# independent readers (deltalake, polars, pyarrow). Idempotent; quiet when all is present.
+# code generation), etcd-server (coordination tests), openssl (test certificates) and a
+# Python venv with the pinned independent readers (deltalake, polars, pyarrow). Idempotent;
+# quiet when all is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2

@@ -25,6 +25,7 @@ use silt_executor::ExecutorConfig;
 use silt_executor::faults::Faults;
 use silt_proto::pb;
 use silt_proto::pb::job_service_client::JobServiceClient;
+use silt_proto::security::{AuthChannel, Security, SecurityOptions};
 use tokio_stream::StreamExt;
 
 #[derive(Parser)]
@@ -76,6 +77,14 @@ enum JobCommand {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Cancel a job that has not started committing: its files are deleted, the table is
+    /// left as it was. Exit code 0: cancelled; 1: it had ended or is committing.
+    Cancel {
+        /// The job's id.
+        job_id: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -102,6 +111,49 @@ struct ClusterArgs {
     /// the one `error:` line.
     #[arg(long, short, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Submit the job, print its id and exit: the job runs on without this client (follow
+    /// it with `silt job status ID`, stop it with `silt job cancel ID`). Without it, a job
+    /// whose client goes away before the commit is cancelled and its files deleted.
+    #[arg(long)]
+    detach: bool,
+    #[command(flatten)]
+    security: SecurityArgs,
+}
+
+/// Credentials for a cluster's connections (see silt_proto::security). The embedded cluster
+/// ignores them: it talks on 127.0.0.1 with a fresh random token of its own.
+#[derive(Args, Clone, Default)]
+struct SecurityArgs {
+    /// This component's TLS certificate (PEM). With --tls-key and --tls-ca, every connection
+    /// is mutual TLS: peers without a certificate from that CA are refused.
+    #[arg(long, env = "SILT_TLS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "SILT_TLS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The CA certificate (PEM) that signs the cluster's certificates.
+    #[arg(long, env = "SILT_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name servers' certificates must carry (default: the host of the URL dialled).
+    #[arg(long, env = "SILT_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+    /// A file holding the cluster's bearer token (or give the token itself in SILT_TOKEN;
+    /// never on the command line). Calls carry it; servers refuse calls without it.
+    #[arg(long, env = "SILT_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
+}
+
+impl SecurityArgs {
+    fn load(&self) -> Result<Security> {
+        let options = SecurityOptions {
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_domain: self.tls_domain.clone(),
+            token_file: self.token_file.clone(),
+        };
+        Ok(Security::load(&options, |k| std::env::var(k).ok())?)
+    }
 }
 
 #[derive(Args)]
@@ -243,6 +295,10 @@ struct CoordinatorArgs {
     /// Attempts per task before the job fails.
     #[arg(long, default_value_t = 4)]
     max_task_attempts: u32,
+    /// Cancel a job (not submitted with --detach) when no client has followed it for this
+    /// many milliseconds before its commit.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    client_grace_ms: u64,
     /// etcd endpoints (comma-separated `http://HOST:PORT`): campaign for leadership of the
     /// cluster there, serving only while leading. Without it, this coordinator leads alone.
     #[arg(long)]
@@ -260,6 +316,8 @@ struct CoordinatorArgs {
     /// Serve `/healthz`, `/readyz` and Prometheus `/metrics` over HTTP on this address.
     #[arg(long)]
     http_listen: Option<String>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 #[derive(Args)]
@@ -295,6 +353,8 @@ struct ExecutorArgs {
     /// `;`-separated. Also read from `SILT_FAULTS` (which the embedded cluster uses too).
     #[arg(long, hide = true, env = "SILT_FAULTS")]
     faults: Option<String>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 fn init_tracing(default: &str) {
@@ -335,7 +395,14 @@ fn init_client_tracing(cluster: &ClusterArgs) {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            eprintln!("error: {}", usage_error(&e.render().to_string()));
+            std::process::exit(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -387,17 +454,24 @@ async fn run(cli: Cli) -> Result<i32> {
             if cfg.max_concurrent_tables == 0 {
                 bail!("--max-concurrent-tables must be at least 1");
             }
+            if args.cluster.detach {
+                bail!("--detach does not apply to the compaction service (it follows its jobs)");
+            }
             let session = Session::open(&args.cluster).await?;
             compact_service::run(&session, &cfg).await
         }
-        Command::Job(JobArgs {
-            command: JobCommand::Status { job_id, cluster },
-        }) => {
-            init_client_tracing(&cluster);
+        Command::Job(JobArgs { command }) => {
+            let (JobCommand::Status { cluster, .. } | JobCommand::Cancel { cluster, .. }) =
+                &command;
+            init_client_tracing(cluster);
             if cluster.coordinator.is_none() {
-                bail!("silt job status needs --coordinator (jobs live in coordinators)");
+                bail!("silt job needs --coordinator (jobs live in coordinators)");
             }
-            Session::open(&cluster).await?.status(&job_id).await
+            let session = Session::open(cluster).await?;
+            match &command {
+                JobCommand::Status { job_id, .. } => session.status(job_id).await,
+                JobCommand::Cancel { job_id, .. } => session.cancel(job_id).await,
+            }
         }
         Command::Coordinator(args) => {
             init_tracing("info");
@@ -425,17 +499,20 @@ async fn shutdown_signal() {
 }
 
 async fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    let security = args.security.load()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let mut config = CoordinatorConfig::default();
     config.scheduler.executor_timeout_ms = args.executor_timeout_ms;
     config.scheduler.max_task_attempts = args.max_task_attempts.max(1);
+    config.client_grace_ms = args.client_grace_ms;
     let Some(etcd) = &args.etcd else {
         let coord = Coordinator::new(config, Arc::new(SoleLeader));
         serve_probes(&args, &coord, None).await?;
         eprintln!("silt coordinator listening on {}", listener.local_addr()?);
-        silt_coordinator::service::serve(coord, listener, shutdown_signal()).await?;
+        silt_coordinator::service::serve(coord, listener, shutdown_signal(), Gate::Open, &security)
+            .await?;
         return Ok(());
     };
     let endpoints = silt_proto::leader::urls(etcd);
@@ -451,18 +528,23 @@ async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         None if bound.ip().is_unspecified() => bail!(
             "listening on {bound}: say which URL clients and executors reach this coordinator at (--advertise http://HOST:PORT)"
         ),
-        None => format!("http://{bound}"),
+        None => security.url(&bound.to_string())?,
     };
     let fence = Arc::new(ElectedFence::default());
     let coord = Coordinator::new(config, fence.clone());
     let (role, gate) = tokio::sync::watch::channel(Role::Standby { leader: None });
     serve_probes(&args, &coord, Some(gate.clone())).await?;
-    let mut server = tokio::spawn(silt_coordinator::service::serve_gated(
-        coord.clone(),
-        listener,
-        shutdown_signal(),
-        Gate::Leader(gate),
-    ));
+    let (serving, served) = (security.clone(), coord.clone());
+    let mut server = tokio::spawn(async move {
+        silt_coordinator::service::serve(
+            served,
+            listener,
+            shutdown_signal(),
+            Gate::Leader(gate),
+            &serving,
+        )
+        .await
+    });
     eprintln!(
         "silt coordinator listening on {bound}: standby of cluster `{}`, campaigning through etcd {}",
         args.cluster_name,
@@ -582,6 +664,7 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
         shuffle_listen: args.shuffle_listen,
         shuffle_advertise: args.shuffle_advertise,
         spill_dir: args.spill_dir,
+        security: args.security.load()?,
         ..Default::default()
     };
     silt_executor::run_executor(config, shutdown_signal()).await?;
@@ -592,6 +675,7 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
 struct LocalCluster {
     url: String,
     stop: tokio::sync::watch::Sender<bool>,
+    security: Security,
 }
 
 impl LocalCluster {
@@ -606,12 +690,17 @@ impl LocalCluster {
             ..Default::default()
         };
         let coord = Coordinator::new(config, Arc::new(SoleLeader));
+        // Only this process knows the token: another local user cannot join the cluster,
+        // take its tasks or submit to it.
+        let security = Security::with_token(&uuid::Uuid::new_v4().simple().to_string())?;
         let mut rx = stop_rx.clone();
+        let serving = security.clone();
         tokio::spawn(async move {
-            let _ = silt_coordinator::service::serve(coord, listener, async move {
+            let stop = async move {
                 let _ = rx.wait_for(|v| *v).await;
-            })
-            .await;
+            };
+            let _ =
+                silt_coordinator::service::serve(coord, listener, stop, Gate::Open, &serving).await;
         });
         // Test-only fault injection reaches embedded executors through the environment.
         let injected = faults(std::env::var("SILT_FAULTS").ok().as_deref(), 0)?;
@@ -622,6 +711,7 @@ impl LocalCluster {
                 memory_limit_bytes: executor_memory,
                 host: format!("local{i}"),
                 faults: injected.clone(),
+                security: security.clone(),
                 ..Default::default()
             };
             let mut rx = stop_rx.clone();
@@ -635,7 +725,11 @@ impl LocalCluster {
                 }
             });
         }
-        Ok(Self { url, stop })
+        Ok(Self {
+            url,
+            stop,
+            security,
+        })
     }
 }
 
@@ -817,6 +911,12 @@ async fn sql(args: SqlArgs) -> Result<i32> {
             _ => {}
         }
     }
+    if args.cluster.detach && statements.len() > 1 {
+        bail!(
+            "--detach runs one statement (statements run in order, each after the previous one ended); {} given",
+            statements.len()
+        );
+    }
     let session = Session::open(&args.cluster).await?;
     for stmt in &statements {
         let code = session.run(stmt).await?;
@@ -833,32 +933,40 @@ struct Session<'a> {
     /// The coordinators to try, in order.
     urls: Vec<String>,
     cluster: &'a ClusterArgs,
+    /// Credentials for the coordinators.
+    security: Security,
     _local: Option<LocalCluster>,
 }
 
 impl<'a> Session<'a> {
     async fn open(cluster: &'a ClusterArgs) -> Result<Self> {
-        let (urls, local) = match &cluster.coordinator {
+        let (urls, security, local) = match &cluster.coordinator {
             Some(list) => {
                 let urls = silt_proto::leader::urls(list);
                 if urls.is_empty() {
                     bail!("--coordinator names no coordinator");
                 }
-                (urls, None)
+                (urls, cluster.security.load()?, None)
             }
             None => {
+                if cluster.detach {
+                    bail!(
+                        "--detach needs --coordinator: the embedded cluster ends with this process"
+                    );
+                }
                 let n = cluster.executors.unwrap_or_else(|| {
                     std::thread::available_parallelism()
                         .map(|n| n.get() as u32)
                         .unwrap_or(2)
                 });
                 let local = LocalCluster::start(n, cluster.executor_memory).await?;
-                (vec![local.url.clone()], Some(local))
+                (vec![local.url.clone()], local.security.clone(), Some(local))
             }
         };
         Ok(Self {
             urls,
             cluster,
+            security,
             _local: local,
         })
     }
@@ -951,9 +1059,82 @@ impl<'a> Session<'a> {
     }
 
     /// Submits a job, follows its progress and prints its result. Exit code 0 on success.
+    /// With `--detach`, only submits it and prints its id.
     async fn run(&self, job: &JobRequest) -> Result<i32> {
+        if self.cluster.detach {
+            return self.detach(job).await;
+        }
         let result = self.execute(job, !self.cluster.quiet).await?;
         self.report(&result)
+    }
+
+    /// Submits a job that runs on without this client; prints its id.
+    async fn detach(&self, job: &JobRequest) -> Result<i32> {
+        let submit = pb::SubmitJobRequest {
+            detach: true,
+            ..pb::SubmitJobRequest::from(job)
+        };
+        let (url, _, job_id) = self
+            .on_leader(COORDINATOR_WAIT_SECS, |mut c| {
+                let submit = submit.clone();
+                async move { Ok(c.submit_job(submit).await?.into_inner().job_id) }
+            })
+            .await?;
+        if self.cluster.json {
+            println!(
+                "{}",
+                serde_json::json!({"job_id": job_id, "state": "queued", "coordinator": url})
+            );
+        } else {
+            println!("{job_id}");
+            if !self.cluster.quiet {
+                eprintln!(
+                    "job {job_id} submitted to {url}, detached: `silt job status {job_id}` follows it"
+                );
+            }
+        }
+        Ok(0)
+    }
+
+    /// `silt job cancel ID`. Exit code 0 when the job was cancelled.
+    async fn cancel(&self, job_id: &str) -> Result<i32> {
+        let (_, _, cancelled) = self
+            .on_leader(COORDINATOR_WAIT_SECS, |mut c| {
+                let job_id = job_id.to_string();
+                async move {
+                    Ok(c.cancel_job(pb::CancelJobRequest { job_id })
+                        .await?
+                        .into_inner()
+                        .cancelled)
+                }
+            })
+            .await?;
+        if cancelled {
+            if self.cluster.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"job_id": job_id, "cancelled": true})
+                );
+            } else if !self.cluster.quiet {
+                eprintln!("job {job_id} cancelled; its files are being deleted");
+            }
+            return Ok(0);
+        }
+        // Not cancellable: say why (it ended, or it commits).
+        let (_, _, result) = self
+            .on_leader(COORDINATOR_WAIT_SECS, |mut c| {
+                let job_id = job_id.to_string();
+                async move {
+                    Ok(c.get_job_result(pb::GetJobResultRequest { job_id })
+                        .await?
+                        .into_inner())
+                }
+            })
+            .await?;
+        bail!(
+            "job {job_id} is {}: only a queued or running job can be cancelled",
+            state_name(result.state)
+        )
     }
 
     /// `silt job status ID`: asks the leading coordinator about a job; prints it as a job's
@@ -1115,6 +1296,21 @@ fn render_table(r: &serde_json::Value) -> String {
 
 /// Errors reach users as one `error: …` line: line breaks inside a message become spaces.
 /// A message on one line, any credential in it masked.
+/// A command-line error in one line: clap's message and its tip, without the usage and the
+/// pointer to --help that follow.
+fn usage_error(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    one_line(&parts.join(" "))
+}
+
 fn one_line(msg: &str) -> String {
     silt_common::redact::credentials(&msg.split_whitespace().collect::<Vec<_>>().join(" "))
 }
@@ -1131,7 +1327,7 @@ fn state_name(s: i32) -> &'static str {
     }
 }
 
-type JobClient = JobServiceClient<tonic::transport::Channel>;
+type JobClient = JobServiceClient<AuthChannel>;
 
 impl Session<'_> {
     /// Makes `call` on the leading coordinator, and returns where it went: an unreachable or
@@ -1150,9 +1346,9 @@ impl Session<'_> {
             // A coordinator that accepts connections but does not answer (paused) is passed
             // over like an unreachable one.
             let attempt = tokio::time::timeout(Duration::from_secs(5), async {
-                let client = connect_job_client(&url).await?;
+                let client = connect_job_client(&url, &self.security).await?;
                 let answer = call(client.clone()).await;
-                Ok::<_, tonic::transport::Error>((client, answer))
+                Ok::<_, String>((client, answer))
             })
             .await;
             let reason = match attempt {
@@ -1181,15 +1377,18 @@ impl Session<'_> {
 
 /// A client of a coordinator's job service. HTTP/2 pings find a coordinator that stopped
 /// answering (paused, cut off) while a job's progress is awaited.
-async fn connect_job_client(url: &str) -> Result<JobClient, tonic::transport::Error> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
+async fn connect_job_client(url: &str, security: &Security) -> Result<JobClient, String> {
+    let channel = security
+        .endpoint(url)
+        .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(2))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect()
-        .await?;
-    Ok(JobServiceClient::new(channel)
+        .await
+        .map_err(|e| silt_proto::security::transport_error(&e))?;
+    Ok(JobServiceClient::new(security.authenticate(channel))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20))
 }

@@ -28,6 +28,9 @@ mod bad_input;
 #[path = "integration/cluster.rs"]
 mod cluster;
 
+#[path = "integration/auth.rs"]
+mod auth;
+
 #[path = "integration/concurrency.rs"]
 mod concurrency;
 

@@ -405,10 +405,20 @@ async fn conclude(
             mut summary,
             mut replan,
         } => {
-            status.send_modify(|s| {
-                s.state = JobState::Committing;
-                s.message = "committing".into();
+            // A job cancelled before this point never commits; once committing, it cannot
+            // be cancelled (the two are decided under the status lock).
+            let mut cancelled = false;
+            status.send_if_modified(|s| {
+                cancelled = s.cancelled.is_some();
+                if !cancelled {
+                    s.state = JobState::Committing;
+                    s.message = "committing".into();
+                }
+                !cancelled
             });
+            if cancelled {
+                return Err(JobError::Stage(StageError::Cancelled));
+            }
             let prefix = format!("{}-", job_file_prefix(job_id));
             crate::report::check_written_sample(table_url, txn.adds(), &prefix)
                 .await

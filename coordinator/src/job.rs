@@ -70,11 +70,24 @@ pub struct JobStatus {
     pub task_retries: u32,
     pub message: String,
     pub outcome: Option<JobOutcome>,
+    /// Why the job was cancelled, once it is: it then never starts committing.
+    pub cancelled: Option<String>,
 }
 
 struct JobEntry {
     status: watch::Sender<JobStatus>,
     driver: Option<tokio::task::AbortHandle>,
+    /// Clients following the job (its open WatchJob streams).
+    followers: watch::Sender<usize>,
+}
+
+/// A client following a job; it stops following when this is dropped.
+pub struct Follower(watch::Sender<usize>);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// The in-memory job store. Bounded: finished jobs beyond `max_finished` are forgotten,
@@ -117,15 +130,53 @@ impl JobRegistry {
             task_retries: 0,
             message: "queued".into(),
             outcome: None,
+            cancelled: None,
         });
         self.lock().jobs.insert(
             job_id.to_string(),
             JobEntry {
                 status: tx.clone(),
                 driver: None,
+                followers: watch::channel(0).0,
             },
         );
         tx
+    }
+
+    /// Marks a job cancelled for `reason` if it has not started committing (under its
+    /// status lock: the driver's move to committing checks the mark under the same lock, so
+    /// exactly one of the two happens). Returns whether it was cancelled now.
+    pub fn cancel(&self, job_id: &str, reason: &str) -> bool {
+        let Some(status) = self.lock().jobs.get(job_id).map(|e| e.status.clone()) else {
+            return false;
+        };
+        let mut cancelled = false;
+        status.send_if_modified(|s| {
+            cancelled =
+                matches!(s.state, JobState::Queued | JobState::Running) && s.cancelled.is_none();
+            if cancelled {
+                s.cancelled = Some(reason.to_string());
+                s.message = format!("cancelling: {reason}");
+            }
+            cancelled
+        });
+        cancelled
+    }
+
+    /// A client starts following a job (until the returned guard is dropped).
+    pub fn follow(&self, job_id: &str) -> Option<Follower> {
+        let reg = self.lock();
+        let followers = &reg.jobs.get(job_id)?.followers;
+        followers.send_modify(|n| *n += 1);
+        Some(Follower(followers.clone()))
+    }
+
+    /// How many clients follow a job, as it changes.
+    pub fn followers(&self, job_id: &str) -> Option<watch::Receiver<usize>> {
+        self.lock()
+            .jobs
+            .get(job_id)
+            .map(|e| e.followers.subscribe())
     }
 
     pub fn set_driver(&self, job_id: &str, handle: tokio::task::AbortHandle) {

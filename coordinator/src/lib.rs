@@ -22,8 +22,11 @@ pub mod service;
 pub mod turns;
 pub mod txn;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use driver::PlanContext;
 use job::{JobOutcome, JobRegistry, JobState};
@@ -43,6 +46,9 @@ pub struct CoordinatorConfig {
     pub min_executors: usize,
     /// Finished jobs remembered for result queries.
     pub max_finished_jobs: usize,
+    /// A job bound to its client (not detached) is cancelled when no client has followed
+    /// it for this long before its commit.
+    pub client_grace_ms: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -52,6 +58,7 @@ impl Default for CoordinatorConfig {
             executor_wait_ms: 30_000,
             min_executors: 1,
             max_finished_jobs: 1_000,
+            client_grace_ms: 10_000,
         }
     }
 }
@@ -83,12 +90,27 @@ pub struct CommitStats {
     pub commit_conflicts: std::sync::atomic::AtomicU64,
 }
 
+/// Whether a job outlives its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Cancelled when no client follows it (see [`CoordinatorConfig::client_grace_ms`]).
+    BoundToClient,
+    /// Runs to its end whoever follows it (`--detach`; jobs taken over after a failover).
+    Detached,
+}
+
 /// The coordinator; cheap to clone.
 #[derive(Clone)]
 pub struct Coordinator {
     pub(crate) ctx: Arc<JobContext>,
     jobs: JobRegistry,
+    /// See [`CoordinatorConfig::client_grace_ms`].
+    client_grace_ms: u64,
 }
+
+/// Why a job bound to its client is cancelled when the client goes away.
+const CLIENT_GONE: &str =
+    "its client went away before the commit; submit with --detach to keep a job without its client";
 
 impl Coordinator {
     pub fn new(config: CoordinatorConfig, fence: Arc<dyn fence::LeaderFence>) -> Self {
@@ -106,6 +128,7 @@ impl Coordinator {
                 turns: turns::TableTurns::default(),
             }),
             jobs: JobRegistry::new(config.max_finished_jobs),
+            client_grace_ms: config.client_grace_ms,
         }
     }
 
@@ -120,7 +143,11 @@ impl Coordinator {
     /// Accepts a job and starts driving it; returns its id. With a job journal the job is
     /// recorded first, and not accepted when that fails (this coordinator no longer leads,
     /// etcd is unreachable).
-    pub async fn submit(&self, req: JobRequest) -> Result<String, journal::JournalError> {
+    pub async fn submit(
+        &self,
+        req: JobRequest,
+        liveness: Liveness,
+    ) -> Result<String, journal::JournalError> {
         let job_id = new_job_id();
         let now = chrono::Utc::now().timestamp_millis();
         let record = journal::JobRecord {
@@ -139,6 +166,9 @@ impl Coordinator {
                 .await?;
         }
         self.start(record, job_id.clone(), req, None);
+        if liveness == Liveness::BoundToClient {
+            self.bind_to_clients(&job_id);
+        }
         Ok(job_id)
     }
 
@@ -338,19 +368,53 @@ impl Coordinator {
         );
     }
 
-    /// Cancels a job that has not started committing. Returns whether it was cancelled.
-    pub fn cancel(&self, job_id: &str) -> bool {
-        match self.jobs.status(job_id) {
-            Some(s) if matches!(s.state, JobState::Queued | JobState::Running) => {
-                self.ctx.scheduler.cancel_job(job_id);
-                // A job taken over from a previous leader runs as `<job>r<epoch>`.
-                self.ctx
-                    .scheduler
-                    .cancel_job(&job::rerun_id(job_id, self.ctx.fence.epoch()));
-                true
-            }
-            _ => false,
+    /// Cancels a job that has not started committing, for `reason`; its files are deleted
+    /// and the table is left as it was. Returns whether it was cancelled.
+    pub fn cancel(&self, job_id: &str, reason: &str) -> bool {
+        if !self.jobs.cancel(job_id, reason) {
+            return false;
         }
+        self.ctx.scheduler.cancel_job(job_id);
+        // A job taken over from a previous leader runs as `<job>r<epoch>`.
+        let epoch = self.ctx.fence.epoch();
+        if epoch > 0 {
+            self.ctx.scheduler.cancel_job(&job::rerun_id(job_id, epoch));
+        }
+        true
+    }
+
+    /// Binds a job to its clients: when none follows it (see [`JobRegistry::follow`]) for
+    /// the configured grace period before it commits, it is cancelled.
+    fn bind_to_clients(&self, job_id: &str) {
+        let (Some(mut followers), Some(mut status)) =
+            (self.jobs.followers(job_id), self.jobs.watch(job_id))
+        else {
+            return;
+        };
+        let grace = Duration::from_millis(self.client_grace_ms);
+        let (this, id) = (self.clone(), job_id.to_string());
+        tokio::spawn(async move {
+            let lost = async {
+                loop {
+                    if followers.wait_for(|n| *n == 0).await.is_err() {
+                        return false;
+                    }
+                    match tokio::time::timeout(grace, followers.wait_for(|n| *n > 0)).await {
+                        Err(_) => return true,
+                        Ok(Err(_)) => return false,
+                        Ok(Ok(_)) => {}
+                    }
+                }
+            };
+            tokio::select! {
+                lost = lost => {
+                    if lost && this.cancel(&id, CLIENT_GONE) {
+                        warn!(job = %id, "{CLIENT_GONE}: cancelling the job");
+                    }
+                }
+                _ = status.wait_for(|s| s.state.is_terminal() || s.state == JobState::Committing) => {}
+            }
+        });
     }
 }
 
@@ -447,13 +511,18 @@ async fn execute(
     }
     Some(match result {
         Ok(o) => (JobState::Succeeded, o),
-        Err(e) if e.is_cancelled() => (
-            JobState::Cancelled,
-            JobOutcome {
-                error: "job cancelled; nothing was committed".into(),
-                ..Default::default()
-            },
-        ),
+        Err(e) if e.is_cancelled() => {
+            let reason = status.borrow().cancelled.clone();
+            let reason = reason.as_deref().unwrap_or("at a client's request");
+            info!(job = %id, "job cancelled: {reason}");
+            (
+                JobState::Cancelled,
+                JobOutcome {
+                    error: format!("job cancelled ({reason}); nothing was committed"),
+                    ..Default::default()
+                },
+            )
+        }
         Err(e) if e.is_fenced() && ctx.journal.get().is_some() => return None,
         Err(e) => {
             let error = silt_common::redact::credentials(&e.to_string());

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use silt_common::partition::escape_partition_path_value;
 use silt_common::task::{
     DataFile, FileSpec, Input, Sink, Task, TaskOutput, attempt_change_data_prefix,
     attempt_data_prefix, attempt_vector_dir,
@@ -20,7 +21,7 @@ pub type Refusal = String;
 /// Checks `output`, reported by attempt `tag` (`s<stage>-t<index>-a<attempt>`) of `task`.
 pub fn validate(task: &Task, tag: &str, output: &TaskOutput) -> Result<(), Refusal> {
     let inputs = input_files(&task.input);
-    let partitions = task.table.partition_columns.len();
+    let partitions = &task.table.partition_columns;
     let written = |spec: &FileSpec, file: &DataFile| -> Result<(), Refusal> {
         written_file(
             file,
@@ -124,13 +125,13 @@ fn input_files(input: &Input) -> HashSet<&str> {
 }
 
 /// A file the attempt wrote: a relative path whose directories are partition directories
-/// (`column=value`, one per partition column; under `under` first, when given) and whose
-/// name starts with `prefix`.
+/// (`column=value`, one per partition column, in order; under `under` first, when given)
+/// and whose name starts with `prefix`.
 fn written_file(
     file: &DataFile,
     prefix: &str,
     under: Option<&str>,
-    partition_columns: usize,
+    partition_columns: &[String],
 ) -> Result<(), Refusal> {
     let path = &file.path;
     let segments = relative_segments(path)?;
@@ -149,11 +150,21 @@ fn written_file(
             "reported file `{path}` is in `{d}`, which is not a partition directory"
         ));
     }
-    if dirs.len() != partition_columns {
+    if dirs.len() != partition_columns.len() {
         return Err(format!(
-            "reported file `{path}` is {} directories deep, not {partition_columns} (one per partition column)",
-            dirs.len()
+            "reported file `{path}` is {} directories deep, not {} (one per partition column)",
+            dirs.len(),
+            partition_columns.len()
         ));
+    }
+    for (dir, column) in dirs.iter().zip(partition_columns) {
+        let decoded = percent_encoding::percent_decode_str(dir).decode_utf8_lossy();
+        let named = decoded.split_once('=').map(|(name, _)| name);
+        if named != Some(escape_partition_path_value(column).as_str()) {
+            return Err(format!(
+                "reported file `{path}` is in `{dir}`, not in a directory of partition column `{column}`"
+            ));
+        }
     }
     if !name.starts_with(prefix) {
         return Err(format!(
@@ -432,6 +443,21 @@ mod tests {
             let err = validate(&t, TAG, &adds(vec![file(path)])).unwrap_err();
             assert!(err.contains(why), "{path}: {err}");
             assert!(!err.contains('\n'));
+        }
+        // Partition directories name the table's partition columns, in order (found by
+        // fuzz::accepted_reports_name_only_the_attempts_own_files: `=` passed for `k`).
+        let t = partitioned(&["k", "d"], source(), Sink::DataFiles(spec(false)));
+        for path in [
+            "=/d=1/part-j1-s0-t3-a1-0.parquet",
+            "d=1/k=1/part-j1-s0-t3-a1-0.parquet",
+            "k=1/s=1/part-j1-s0-t3-a1-0.parquet",
+            "K=1/d=1/part-j1-s0-t3-a1-0.parquet",
+        ] {
+            let err = validate(&t, TAG, &adds(vec![file(path)])).unwrap_err();
+            assert!(
+                err.contains("not in a directory of partition column"),
+                "{path}: {err}"
+            );
         }
     }
 

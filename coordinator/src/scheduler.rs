@@ -148,6 +148,9 @@ struct State {
     retries: HashMap<String, u32>,
     /// Jobs begun and not yet forgotten: executors keep their map outputs.
     active_jobs: HashSet<String>,
+    /// Jobs cancelled and not yet forgotten: their stages end at once, also those that
+    /// start after the cancellation (a job cancelled while planning).
+    cancelled: HashSet<String>,
 }
 
 /// The scheduler; cheap to clone.
@@ -444,12 +447,15 @@ impl Scheduler {
         snapshot_version: i64,
         tasks: Vec<Task>,
     ) -> Result<Vec<TaskOutput>, StageError> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
-        }
         let (tx, rx) = oneshot::channel();
         {
             let mut st = self.lock();
+            if st.cancelled.contains(job_id) {
+                return Err(StageError::Cancelled);
+            }
+            if tasks.is_empty() {
+                return Ok(Vec::new());
+            }
             let n = tasks.len();
             for i in 0..n {
                 st.queue.push_back((job_id.to_string(), stage, i as u32));
@@ -504,6 +510,7 @@ impl Scheduler {
         st.queue.retain(|(j, _, _)| j != job_id);
         st.retries.remove(job_id);
         st.active_jobs.remove(job_id);
+        st.cancelled.remove(job_id);
     }
 
     /// Progress of a stage.
@@ -527,9 +534,11 @@ impl Scheduler {
         p
     }
 
-    /// Cancels every stage of a job: waiting `run_stage` calls return `Cancelled`.
+    /// Cancels every stage of a job: waiting `run_stage` calls return `Cancelled`, and so
+    /// do later ones until the job is forgotten.
     pub fn cancel_job(&self, job_id: &str) {
         let mut st = self.lock();
+        st.cancelled.insert(job_id.to_string());
         let keys: Vec<_> = st
             .stages
             .keys()

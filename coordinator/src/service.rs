@@ -7,13 +7,14 @@ use std::time::Duration;
 use futures::Stream;
 use silt_common::request::JobRequest;
 use silt_proto::PROTOCOL_VERSION;
+use silt_proto::security::Security;
 use silt_proto::{leader, pb};
 use tonic::{Request, Response, Status};
 
-use crate::Coordinator;
 use crate::election::Role;
 use crate::job::{JobState, JobStatus};
 use crate::scheduler::AttemptKey;
+use crate::{Coordinator, Liveness};
 
 /// Client-facing job service.
 pub struct JobServiceImpl(pub Coordinator);
@@ -50,11 +51,17 @@ impl pb::job_service_server::JobService for JobServiceImpl {
         &self,
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
-        let req = JobRequest::try_from(request.into_inner())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let request = request.into_inner();
+        let liveness = if request.detach {
+            Liveness::Detached
+        } else {
+            Liveness::BoundToClient
+        };
+        let req =
+            JobRequest::try_from(request).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let job_id = self
             .0
-            .submit(req)
+            .submit(req, liveness)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(pb::SubmitJobResponse { job_id }))
@@ -67,12 +74,13 @@ impl pb::job_service_server::JobService for JobServiceImpl {
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let id = request.into_inner().job_id;
-        let mut rx = self
-            .0
-            .jobs()
-            .watch(&id)
-            .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
+        let no_job = || Status::not_found(format!("no job {id}"));
+        let mut rx = self.0.jobs().watch(&id).ok_or_else(no_job)?;
+        // The client follows the job while this stream is open (a job bound to its client is
+        // cancelled when none does).
+        let following = self.0.jobs().follow(&id).ok_or_else(no_job)?;
         let stream = async_stream(move |tx| async move {
+            let _following = following;
             loop {
                 let ev = {
                     let s = rx.borrow_and_update();
@@ -81,8 +89,10 @@ impl pb::job_service_server::JobService for JobServiceImpl {
                 if tx.send(Ok(ev.0)).await.is_err() || ev.1 {
                     return;
                 }
-                if rx.changed().await.is_err() {
-                    return;
+                // A client that goes away is noticed at once, not at the next event.
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
                 }
             }
         });
@@ -121,7 +131,7 @@ impl pb::job_service_server::JobService for JobServiceImpl {
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
         let id = request.into_inner().job_id;
         Ok(Response::new(pb::CancelJobResponse {
-            cancelled: self.0.cancel(&id),
+            cancelled: self.0.cancel(&id, "at a client's request"),
         }))
     }
 }
@@ -244,12 +254,13 @@ impl pb::executor_service_server::ExecutorService for ExecutorServiceImpl {
 }
 
 /// Serves both services on `listener` until `shutdown` resolves.
-pub async fn serve(
-    coordinator: Coordinator,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    serve_gated(coordinator, listener, shutdown, Gate::Open).await
+/// Why the coordinator's services stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Security(#[from] silt_proto::security::SecurityError),
+    #[error("{0}")]
+    Transport(#[from] tonic::transport::Error),
 }
 
 /// Who is served.
@@ -284,19 +295,29 @@ impl Gate {
     }
 }
 
-/// Serves the coordinator's services on `listener` to whom `gate` admits, until `shutdown`.
-pub async fn serve_gated(
+/// Serves the coordinator's services on `listener` until `shutdown`: to peers `security`
+/// admits (TLS handshake, then the token, before any handler), and of those to whom `gate`
+/// admits.
+pub async fn serve(
     coordinator: Coordinator,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     gate: Gate,
-) -> Result<(), tonic::transport::Error> {
+    security: &Security,
+) -> Result<(), ServeError> {
     // No Nagle delay: replies are small and latency-bound (a poll answer would otherwise
     // wait for the client's delayed ACK, ~40 ms on Linux).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let admit = security.clone();
+    security
+        .server()?
+        // Clients that vanish without closing their connection (a host gone) are noticed,
+        // and their jobs' streams end.
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .layer(tonic::service::InterceptorLayer::new(
             move |req: Request<()>| -> Result<Request<()>, Status> {
+                admit.admit(&req)?;
                 gate.admit()?;
                 Ok(req)
             },
@@ -314,5 +335,6 @@ pub async fn serve_gated(
             .max_encoding_message_size(256 << 20),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .await?;
+    Ok(())
 }

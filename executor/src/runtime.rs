@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use silt_common::task::{TaskFailure, TaskSpec};
 use silt_proto::pb::executor_service_client::ExecutorServiceClient;
+use silt_proto::security::{AuthChannel, Security};
 use silt_proto::{leader, pb};
-use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::faults::Faults;
@@ -47,6 +47,9 @@ pub struct ExecutorConfig {
     /// Where map outputs spill (a fresh directory inside it, deleted at exit); the system
     /// temporary directory by default.
     pub spill_dir: Option<PathBuf>,
+    /// Credentials for the coordinator and the other executors, and what the shuffle
+    /// endpoint requires of its peers.
+    pub security: Security,
 }
 
 impl Default for ExecutorConfig {
@@ -61,6 +64,7 @@ impl Default for ExecutorConfig {
             shuffle_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shuffle_advertise: None,
             spill_dir: None,
+            security: Security::plain(),
         }
     }
 }
@@ -81,7 +85,7 @@ pub enum ExecutorError {
 type Running = Arc<Mutex<HashMap<pb::TaskKey, tokio::task::AbortHandle>>>;
 
 struct Session {
-    client: ExecutorServiceClient<Channel>,
+    client: ExecutorServiceClient<AuthChannel>,
     executor_id: String,
     heartbeat_ms: u64,
 }
@@ -110,10 +114,13 @@ async fn connect_and_register(
             .map(|url| async move {
                 let attempt = tokio::time::timeout(RPC_TIMEOUT, async {
                     let endpoint =
-                        Channel::from_shared(url.clone()).map_err(|e| ExecutorError::Connect {
-                            url: url.clone(),
-                            reason: e.to_string(),
-                        })?;
+                        config
+                            .security
+                            .endpoint(url)
+                            .map_err(|e| ExecutorError::Connect {
+                                url: url.clone(),
+                                reason: e.to_string(),
+                            })?;
                     let ch = endpoint
                         .connect_timeout(Duration::from_secs(5))
                         .tcp_nodelay(true)
@@ -121,9 +128,9 @@ async fn connect_and_register(
                         .await
                         .map_err(|e| ExecutorError::Connect {
                             url: url.clone(),
-                            reason: e.to_string(),
+                            reason: silt_proto::security::transport_error(&e),
                         })?;
-                    let mut client = ExecutorServiceClient::new(ch)
+                    let mut client = ExecutorServiceClient::new(config.security.authenticate(ch))
                         .max_decoding_message_size(256 << 20)
                         .max_encoding_message_size(256 << 20);
                     register(&mut client, config, shuffle_address).await
@@ -172,7 +179,7 @@ async fn connect_and_register(
 }
 
 async fn register(
-    client: &mut ExecutorServiceClient<Channel>,
+    client: &mut ExecutorServiceClient<AuthChannel>,
     config: &ExecutorConfig,
     shuffle_address: &str,
 ) -> Result<Session, ExecutorError> {
@@ -186,7 +193,10 @@ async fn register(
         })
         .await
         .map_err(|s| match s.code() {
-            tonic::Code::FailedPrecondition => ExecutorError::Refused(s.message().to_string()),
+            // A wrong protocol version or missing credentials: asking again will not help.
+            tonic::Code::FailedPrecondition
+            | tonic::Code::Unauthenticated
+            | tonic::Code::PermissionDenied => ExecutorError::Refused(s.message().to_string()),
             _ => ExecutorError::Rpc(s),
         })?
         .into_inner();
@@ -217,8 +227,8 @@ pub async fn run_executor(
         .map_err(|e| {
             ExecutorError::Shuffle(format!("cannot listen on {}: {e}", config.shuffle_listen))
         })?;
-    let (bound, server) = service::serve(store.clone(), listener)
-        .map_err(|e| ExecutorError::Shuffle(e.to_string()))?;
+    let (bound, server) = service::serve(store.clone(), listener, &config.security)
+        .map_err(ExecutorError::Shuffle)?;
     let _server = AbortOnDrop(server);
     let shuffle_address = match &config.shuffle_advertise {
         Some(a) => {
@@ -266,7 +276,11 @@ pub async fn run_executor(
             memory_limit_bytes: per_slot as usize,
         },
         faults: config.faults.clone(),
-        fetcher: Fetcher::new(store.clone(), shuffle_address.clone()),
+        fetcher: Fetcher::new(
+            store.clone(),
+            shuffle_address.clone(),
+            config.security.clone(),
+        ),
         shuffle: store,
         shuffle_address: shuffle_address.clone(),
     };
@@ -348,7 +362,7 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 const LOST_HEARTBEATS: u32 = 3;
 
 async fn heartbeat_loop(
-    mut client: ExecutorServiceClient<Channel>,
+    mut client: ExecutorServiceClient<AuthChannel>,
     executor_id: String,
     interval_ms: u64,
     running: Running,
@@ -421,7 +435,7 @@ async fn heartbeat_loop(
 /// Polls for tasks and runs them. A task of an older leadership epoch than one this
 /// executor has already seen comes from a deposed leader: it is not run.
 async fn poll_loop(
-    mut client: ExecutorServiceClient<Channel>,
+    mut client: ExecutorServiceClient<AuthChannel>,
     executor_id: String,
     running: Running,
     env: TaskEnv,

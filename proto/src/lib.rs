@@ -16,6 +16,8 @@ pub mod pb {
     tonic::include_proto!("silt.v1");
 }
 
+pub mod security;
+
 /// Version of the executor protocol; executors with another version are refused at registration.
 pub const PROTOCOL_VERSION: u32 = 6;
 
@@ -1173,7 +1175,10 @@ impl From<&r::JobRequest> for pb::SubmitJobRequest {
                 enforce_retention: v.enforce_retention,
             }),
         };
-        pb::SubmitJobRequest { job: Some(job) }
+        pb::SubmitJobRequest {
+            job: Some(job),
+            detach: false,
+        }
     }
 }
 
@@ -1524,7 +1529,7 @@ mod tests {
             sink: None,
         };
         assert!(d::Task::try_from(no_sink).is_err());
-        assert!(r::JobRequest::try_from(pb::SubmitJobRequest { job: None }).is_err());
+        assert!(r::JobRequest::try_from(pb::SubmitJobRequest::default()).is_err());
     }
 
     #[test]

@@ -8,8 +8,10 @@ accepts (from `silt <subcommand> --help`); every `$(VAR)` in the args is defined
 container's env; every port the args listen on (`--listen`, `--shuffle-listen`, `--http-listen`) is a
 declared containerPort; an elected coordinator advertises a reachable URL and is probed on
 /readyz and /healthz; executors and clients name every coordinator; an executor advertises a shuffle address other pods can reach (not
-0.0.0.0/127.x) and a spill directory that is a mounted volume. Prints {"checked": N} or
-the problems, one per line, and exits 1.
+0.0.0.0/127.x) and a spill directory that is a mounted volume; every container authenticates
+(SILT_TLS_CERT, SILT_TLS_KEY, SILT_TLS_CA and SILT_TOKEN_FILE name files on volumes mounted
+from Secrets) and every coordinator URL it dials or advertises is https. Prints
+{"checked": N} or the problems, one per line, and exits 1.
 """
 
 import json
@@ -55,6 +57,21 @@ def main():
                     if a.startswith("--") and a.split("=")[0] not in known:
                         problems.append(f"{where}: `silt {sub}` has no option {a}")
                 env = {e["name"] for e in c.get("env", [])}
+                values = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+                mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+                secrets = {v["name"] for v in volumes if "secret" in v}
+                for var in ("SILT_TLS_CERT", "SILT_TLS_KEY", "SILT_TLS_CA", "SILT_TOKEN_FILE"):
+                    path = values.get(var, "")
+                    mounted = [m for m in mounts if path.startswith(m.rstrip("/") + "/")]
+                    if not path:
+                        problems.append(f"{where}: {var} is not set (cluster traffic must be authenticated)")
+                    elif not any(mounts[m] in secrets for m in mounted):
+                        problems.append(f"{where}: {var}={path} is not on a volume mounted from a Secret")
+                for flag in ("--coordinator", "--advertise"):
+                    if flag in args:
+                        for url in args[args.index(flag) + 1].split(","):
+                            if not url.startswith("https://"):
+                                problems.append(f"{where}: {flag} {url} is not https")
                 for var in re.findall(r"\$\(([A-Z_]+)\)", " ".join(args)):
                     if var not in env:
                         problems.append(f"{where}: $({var}) is used but not in env")

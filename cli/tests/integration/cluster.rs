@@ -44,6 +44,17 @@ impl Cluster {
         faults: &[&str],
         executor_args: &[&str],
     ) -> Cluster {
+        Self::start_full(executors, task_delay_ms, faults, executor_args, &[])
+    }
+
+    /// … and `coordinator_args` for the coordinator.
+    fn start_full(
+        executors: usize,
+        task_delay_ms: u64,
+        faults: &[&str],
+        executor_args: &[&str],
+        coordinator_args: &[&str],
+    ) -> Cluster {
         let mut cmd = Command::new(silt_bin());
         cmd.args([
             "coordinator",
@@ -54,6 +65,7 @@ impl Cluster {
             "--max-task-attempts",
             "4",
         ]);
+        cmd.args(coordinator_args);
         cmd.env("SILT_LOG", "info");
         let mut coordinator = Daemon::spawn("coordinator", cmd);
         let line = coordinator.wait_for_line("listening on", START_TIMEOUT);
@@ -929,4 +941,111 @@ fn a_report_whose_row_count_the_file_contradicts_fails_the_job() {
     assert_same_listing(&before, &listing_with_dirs(&t), "the failed job");
     assert_eq!(inspect(&t)["version"], 0);
     assert_same_content(&t, &[Expected::Parquet(&a)], &[]);
+}
+
+/// `silt job ARGS… --coordinator URL --json`.
+fn job_cmd(cluster: &Cluster, args: &[&str]) -> Out {
+    let mut cmd = Command::new(silt_bin());
+    cmd.arg("job")
+        .args(args)
+        .args(["--coordinator", &cluster.url, "--json"]);
+    run(cmd, Duration::from_secs(60))
+}
+
+/// Waits for job `id` to end; returns its `silt job status` output.
+fn wait_job_end(cluster: &Cluster, id: &str, timeout: Duration) -> Out {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let out = job_cmd(cluster, &["status", id]);
+        if out.code() != Some(3) {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} did not end within {timeout:?}: {}",
+            out.describe()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A job is bound to its client: killed mid-job, the client takes its job with it (nothing
+/// committed, no file left). `--detach` keeps a job going without its client, and
+/// `silt job cancel` stops one.
+#[test]
+fn a_client_that_goes_away_takes_its_job_with_it_unless_detached() {
+    let seed = seed_for("a_client_that_goes_away_takes_its_job_with_it_unless_detached");
+    let dir = tempdir("liveness");
+    // Every task takes 3 s; a job whose client is gone is cancelled after 0.5 s.
+    let mut cluster = Cluster::start_full(2, 3000, &[], &[], &["--client-grace-ms", "500"]);
+    let t = dir.path().join("t");
+    let a = Gen::new(seed, 200).files(2).write(&dir.path().join("a"));
+    let mut first = cluster.write_cmd(&t, &a, EXCHANGE_BY_K);
+    first.arg("-q");
+    Daemon::spawn_capture("first", first)
+        .finish(Duration::from_secs(120))
+        .assert_ok();
+    let before = listing(&t);
+    let data_files_before = data_files(&t).len();
+    let big = Gen::new(seed + 1, 3000)
+        .files(12)
+        .id_start(10_000)
+        .write(&dir.path().join("big"));
+
+    // The client is killed while its job runs, once the job has written files (the first
+    // reduce tasks; more are to come): the job is cancelled, its files deleted.
+    let mut client = Daemon::spawn_capture("doomed", cluster.write_cmd(&t, &big, EXCHANGE_BY_K));
+    let line = client.wait_for_line("submitted to", START_TIMEOUT);
+    let id = line.split_whitespace().nth(1).unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(60), || data_files(&t).len()
+            > data_files_before),
+        "the job writes no file"
+    );
+    client.guard.kill9();
+    let out = wait_job_end(&cluster, &id, Duration::from_secs(90));
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    let j = out.json();
+    assert_eq!(j["state"], "cancelled", "{j}");
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("client went away"),
+        "{j}"
+    );
+    assert_same_listing(&before, &listing(&t), "the job of a client gone");
+    assert!(
+        cluster.coordinator.collect().contains("client went away"),
+        "{}",
+        cluster.logs()
+    );
+
+    // Detached, the same job runs to its end with no client.
+    let mut cmd = cluster.write_cmd(&t, &big, EXCHANGE_BY_K);
+    cmd.args(["--detach", "-q"]);
+    let out = run(cmd, Duration::from_secs(60));
+    out.assert_ok();
+    let id = out.json()["job_id"].as_str().unwrap().to_string();
+    let out = wait_job_end(&cluster, &id, Duration::from_secs(180));
+    out.assert_ok();
+    assert_eq!(out.json()["version"], 1, "{}", out.describe());
+    assert_same_content(&t, &[Expected::Parquet(&a), Expected::Parquet(&big)], &[]);
+    let before = listing(&t);
+
+    // `silt job cancel` stops a detached job; a second cancel says it has ended.
+    let mut cmd = cluster.write_cmd(&t, &big, &["--detach"]);
+    cmd.arg("-q");
+    let out = run(cmd, Duration::from_secs(60));
+    let id = out.json()["job_id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = job_cmd(&cluster, &["cancel", &id]);
+    out.assert_ok();
+    let out = wait_job_end(&cluster, &id, Duration::from_secs(90));
+    assert_eq!(out.json()["state"], "cancelled", "{}", out.describe());
+    assert_same_listing(&before, &listing(&t), "a cancelled job");
+    job_cmd(&cluster, &["cancel", &id]).assert_error(&[&id, "cancelled"]);
+    job_cmd(&cluster, &["cancel", "j-no-such-job"]).assert_error(&["no job j-no-such-job"]);
+    // --detach needs a coordinator to outlive the client.
+    silt_write(&t, &a, &["--detach"]).assert_error(&["--detach", "--coordinator"]);
 }

@@ -16,7 +16,7 @@ use silt_common::task::MapOutputRef;
 use silt_common::{Error, Result};
 use silt_proto::pb;
 use silt_proto::pb::shuffle_service_client::ShuffleServiceClient;
-use tonic::transport::Channel;
+use silt_proto::security::{AuthChannel, Security};
 
 use super::store::ShuffleStore;
 
@@ -31,7 +31,9 @@ pub struct Fetcher {
     store: ShuffleStore,
     /// This executor's own shuffle address (outputs there are read locally).
     own_address: String,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<HashMap<String, AuthChannel>>>,
+    /// Credentials for the other executors' shuffle endpoints.
+    security: Security,
 }
 
 /// Where a reduce task's blocks came from.
@@ -42,11 +44,12 @@ pub struct FetchStats {
 }
 
 impl Fetcher {
-    pub fn new(store: ShuffleStore, own_address: String) -> Self {
+    pub fn new(store: ShuffleStore, own_address: String, security: Security) -> Self {
         Self {
             store,
             own_address,
             channels: Arc::default(),
+            security,
         }
     }
 
@@ -176,7 +179,7 @@ impl Fetcher {
         Ok(stream)
     }
 
-    async fn channel(&self, address: &str) -> std::result::Result<Channel, String> {
+    async fn channel(&self, address: &str) -> std::result::Result<AuthChannel, String> {
         if let Some(ch) = self
             .channels
             .lock()
@@ -185,13 +188,21 @@ impl Fetcher {
         {
             return Ok(ch.clone());
         }
-        let ch = Channel::from_shared(format!("http://{address}"))
+        let ch = self
+            .security
+            .endpoint(address)
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .connect()
             .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "cannot connect: {}",
+                    silt_proto::security::transport_error(&e)
+                )
+            })?;
+        let ch = self.security.authenticate(ch);
         self.channels
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -271,13 +282,13 @@ mod tests {
         let served = ShuffleStore::new(4, None).unwrap();
         output(&served, "j", "s0-t0-a0", &[b"abc", b"defgh"]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (addr, server) = service::serve(served.clone(), listener).unwrap();
+        let (addr, server) = service::serve(served.clone(), listener, &Security::plain()).unwrap();
         let remote = addr.to_string();
 
         // The fetching executor holds another output itself.
         let own = ShuffleStore::new(1 << 20, None).unwrap();
         output(&own, "j", "s0-t1-a0", &[b"local"]);
-        let f = Fetcher::new(own, "127.0.0.1:1".into());
+        let f = Fetcher::new(own, "127.0.0.1:1".into(), Security::plain());
         let mut got = collect(
             &f,
             &[
@@ -321,7 +332,11 @@ mod tests {
         server.abort();
         let _ = server.await;
         drop(served);
-        let f = Fetcher::new(ShuffleStore::new(1, None).unwrap(), "127.0.0.1:1".into());
+        let f = Fetcher::new(
+            ShuffleStore::new(1, None).unwrap(),
+            "127.0.0.1:1".into(),
+            Security::plain(),
+        );
         match collect(&f, &[map_ref(&remote, "s0-t0-a0")], 1).await {
             Err(e @ Error::FetchFailed { .. }) => {
                 assert_eq!(

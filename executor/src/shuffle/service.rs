@@ -8,6 +8,7 @@ use std::pin::Pin;
 use futures::Stream;
 use silt_proto::pb;
 use silt_proto::pb::shuffle_service_server::{ShuffleService, ShuffleServiceServer};
+use silt_proto::security::Security;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -60,18 +61,28 @@ impl ShuffleService for ShuffleEndpoint {
     }
 }
 
-/// Serves `store` on `listener` until the returned task is aborted.
+/// Serves `store` on `listener`, to the peers `security` admits, until the returned task is
+/// aborted.
 pub fn serve(
     store: ShuffleStore,
     listener: tokio::net::TcpListener,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let addr = listener.local_addr()?;
+    security: &Security,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = security.server().map_err(|e| e.to_string())?;
+    let admit = security.clone();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let svc = ShuffleServiceServer::new(ShuffleEndpoint { store })
         .max_encoding_message_size(256 << 20)
         .max_decoding_message_size(256 << 20);
     let handle = tokio::spawn(async move {
-        let r = tonic::transport::Server::builder()
+        let r = server
+            .layer(tonic::service::InterceptorLayer::new(
+                move |req: Request<()>| -> Result<Request<()>, Status> {
+                    admit.admit(&req)?;
+                    Ok(req)
+                },
+            ))
             .add_service(svc)
             .serve_with_incoming(incoming)
             .await;

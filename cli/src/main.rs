@@ -1312,6 +1312,7 @@ fn usage_error(rendered: &str) -> String {
 }
 
 fn one_line(msg: &str) -> String {
+    let msg = silt_common::redact::without_backtrace(msg);
     silt_common::redact::credentials(&msg.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
@@ -1353,6 +1354,14 @@ impl Session<'_> {
             .await;
             let reason = match attempt {
                 Ok(Ok((client, Ok(t)))) => return Ok((url, client, t)),
+                Ok(Ok((_, Err(s)))) if let Some(why) = silt_proto::security::unanswered(&s) => {
+                    let reason = format!("cannot reach coordinator at {url}: {why}");
+                    if urls.len() == 1 && !silt_proto::leader::elsewhere(&s) {
+                        bail!("{reason}");
+                    }
+                    at = (at + 1) % urls.len();
+                    reason
+                }
                 Ok(Ok((_, Err(s)))) if silt_proto::leader::elsewhere(&s) => {
                     at = silt_proto::leader::next(&mut urls, at, &s);
                     s.message().to_string()

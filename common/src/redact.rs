@@ -2,6 +2,20 @@
 //! (`scheme://user:password@host`) is masked wherever a URL is quoted — errors of the object
 //! stores, of the log, task failures, job results and the lines the CLI prints.
 
+/// `text` without a backtrace some libraries append to their messages when
+/// `RUST_BACKTRACE` is set (from a line `stack backtrace:` or a frame line `0: …` on).
+pub fn without_backtrace(text: &str) -> &str {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if at > 0 && (t.starts_with("stack backtrace:") || t.starts_with("0: ")) {
+            return text[..at].trim_end();
+        }
+        at += line.len();
+    }
+    text
+}
+
 /// `text` with the password of every URL's user info replaced by `***`.
 pub fn credentials(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -57,5 +71,23 @@ mod tests {
         ] {
             assert_eq!(credentials(s), s);
         }
+    }
+}
+
+#[cfg(test)]
+mod backtrace_tests {
+    #[test]
+    fn backtraces_are_cut_off() {
+        let msg = "Json error: Truncated record\n   0: with_backtrace\n             at src/error.rs:482:25\n   1: from";
+        assert_eq!(
+            super::without_backtrace(msg),
+            "Json error: Truncated record"
+        );
+        assert_eq!(super::without_backtrace("a\nstack backtrace:\n  0: x"), "a");
+        assert_eq!(super::without_backtrace("one line"), "one line");
+        assert_eq!(
+            super::without_backtrace("0: not a frame at the start"),
+            "0: not a frame at the start"
+        );
     }
 }

@@ -525,7 +525,9 @@ async fn execute(
         }
         Err(e) if e.is_fenced() && ctx.journal.get().is_some() => return None,
         Err(e) => {
-            let error = silt_common::redact::credentials(&e.to_string());
+            let error = e.to_string();
+            let error =
+                silt_common::redact::credentials(silt_common::redact::without_backtrace(&error));
             error!(job = %id, "job failed: {error}");
             (
                 JobState::Failed,

@@ -154,7 +154,9 @@ async fn connect_and_register(
                 }
                 Err(ExecutorError::Rpc(status)) => {
                     named.extend(leader::hint(&status));
-                    reason = format!("{url}: {}", status.message());
+                    let why = silt_proto::security::unanswered(&status)
+                        .unwrap_or_else(|| status.message().to_string());
+                    reason = format!("{url}: {why}");
                 }
                 Err(ExecutorError::Connect { reason: r, .. }) => reason = format!("{url}: {r}"),
                 Err(e) => return Err(e),

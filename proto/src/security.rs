@@ -193,6 +193,7 @@ impl Security {
     /// A server builder that serves TLS and requires a client certificate from the
     /// cluster's CA, when TLS is set.
     pub fn server(&self) -> Result<Server, SecurityError> {
+        install_crypto_provider();
         let builder = Server::builder();
         match &self.tls {
             None => Ok(builder),
@@ -251,6 +252,7 @@ impl Security {
 
     /// An endpoint for `target` (see [`Security::url`]) with this component's TLS settings.
     pub fn endpoint(&self, target: &str) -> Result<Endpoint, SecurityError> {
+        install_crypto_provider();
         let url = self.url(target)?;
         let endpoint = Endpoint::from_shared(url.clone())
             .map_err(|_| SecurityError::Invalid(format!("`{target}` is not a valid URL")))?;
@@ -331,6 +333,31 @@ pub fn transport_error(e: &(dyn std::error::Error + 'static)) -> String {
         parts.remove(0);
     }
     parts.join(": ")
+}
+
+/// Why a call failed when no silt server answered it (the connection failed, or what
+/// answered does not speak gRPC), in words; `None` for a server's own answer.
+pub fn unanswered(status: &Status) -> Option<String> {
+    let source = std::error::Error::source(status)?;
+    let chain = transport_error(source);
+    let text = format!("{} {chain}", status.message()).to_lowercase();
+    if text.contains("h2 protocol") || text.contains("http2 error") || text.contains("frame") {
+        return Some(
+            "what answers there does not speak gRPC over HTTP/2 (not a silt coordinator, or a TLS port dialled without --tls-* options)"
+                .into(),
+        );
+    }
+    Some(chain)
+}
+
+/// Makes ring the process's rustls crypto provider (the build has two, so rustls cannot
+/// pick one by itself); once, before any TLS configuration is built.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Another part of the process may have installed one first: that one stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// Equal bytes, in time that depends only on the lengths.

@@ -243,6 +243,12 @@ pub(super) async fn infer_json_schema(files: &[SourceFile]) -> Result<Schema> {
     let (schema, _) =
         arrow::json::reader::infer_json_schema(std::io::Cursor::new(all), Some(INFER_MAX_RECORDS))
             .map_err(|e| {
+                // Name the file and line at fault when a line is malformed.
+                for (f, bytes) in &samples {
+                    if let Some(why) = bad_json_line(bytes, 1) {
+                        return corrupt(f.uri.as_str(), why);
+                    }
+                }
                 let names: Vec<&str> = samples.iter().map(|(f, _)| f.uri.as_str()).collect();
                 corrupt(&names.join(", "), e)
             })?;

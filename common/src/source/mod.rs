@@ -102,6 +102,47 @@ fn arrow_err(uri: &str, e: ArrowError) -> Error {
     }
 }
 
+/// The first line of JSON-lines text that is not a JSON object, numbered from `first`, with
+/// what is wrong (Arrow's JSON errors count lines within one record, so they all say line 1).
+fn bad_json_line(text: &[u8], first: usize) -> Option<String> {
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let n = first + i;
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(v) if v.is_object() => {}
+            Ok(_) => return Some(format!("line {n} is not a JSON object")),
+            Err(e) => {
+                let what = e.to_string();
+                let what = what.split(" at line ").next().unwrap_or(&what).to_string();
+                return Some(format!("line {n}, column {}: {what}", e.column()));
+            }
+        }
+    }
+    None
+}
+
+/// Where a JSON-lines object is malformed: reads it again, line by line, to name the line.
+async fn locate_json_error(uri: &str) -> Option<String> {
+    let (store, path) = store_for(&url::Url::parse(uri).ok()?).ok()?;
+    let mut chunks = store.get(&path).await.ok()?.into_stream();
+    let (mut carry, mut line) = (Vec::new(), 1usize);
+    while let Some(Ok(chunk)) = chunks.next().await {
+        carry.extend_from_slice(&chunk);
+        let Some(end) = carry.iter().rposition(|b| *b == b'\n') else {
+            continue;
+        };
+        if let Some(bad) = bad_json_line(&carry[..end], line) {
+            return Some(bad);
+        }
+        line += carry[..=end].iter().filter(|b| **b == b'\n').count();
+        carry.drain(..=end);
+    }
+    bad_json_line(&carry, line)
+}
+
 fn corrupt(uri: &str, reason: impl std::fmt::Display) -> Error {
     Error::CorruptFile {
         path: uri.to_string(),

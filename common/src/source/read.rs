@@ -401,14 +401,30 @@ pub(super) async fn read_json(
         .build_decoder()
         .map_err(|e| corrupt(&shape.uri, e))?;
     let chunks = store.get(&path).await?.into_stream();
-    Ok(decode_stream(DecodeState {
-        uri: shape.uri.clone(),
+    let uri = shape.uri.clone();
+    let batches = decode_stream(DecodeState {
+        uri: uri.clone(),
         chunks,
         buf: Bytes::new(),
         decoder: Box::new(decoder),
         eof: false,
         done: false,
-    }))
+    });
+    // A malformed object: say on which line of the file.
+    Ok(batches
+        .then(move |r| {
+            let uri = uri.clone();
+            async move {
+                match r {
+                    Err(Error::CorruptFile { .. }) => match locate_json_error(&uri).await {
+                        Some(why) => Err(corrupt(&uri, why)),
+                        None => r,
+                    },
+                    r => r,
+                }
+            }
+        })
+        .boxed())
 }
 
 pub(super) async fn read_csv(

@@ -552,3 +552,17 @@ async fn delta_source_reads_golden_tables() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn malformed_json_lines_are_named_by_their_line() {
+    let text = b"{\"a\": 1}\n\n{\"a\": 2}\r\n{\"a\": \n[1]\n";
+    assert_eq!(
+        bad_json_line(text, 1).as_deref(),
+        Some("line 4, column 6: EOF while parsing a value")
+    );
+    assert_eq!(
+        bad_json_line(b"{}\n[1]\n", 10).as_deref(),
+        Some("line 11 is not a JSON object")
+    );
+    assert_eq!(bad_json_line(b"{}\n{\"b\": null}\n", 1), None);
+}

@@ -56,9 +56,19 @@ pub fn parse(sql: &str) -> Result<Vec<JobRequest>> {
         if parser.peek_token().token == Token::EOF {
             break;
         }
-        out.push(statement(&mut parser).map_err(|e| match e {
-            Parsed::Syntax(e) => syntax(sql, e),
-            Parsed::Other(e) => e,
+        // Past the first statement, say which one is at fault.
+        let n = out.len() + 1;
+        let head = word(&parser, 0).unwrap_or_default();
+        out.push(statement(&mut parser).map_err(|e| {
+            let e = match e {
+                Parsed::Syntax(e) => syntax(sql, e),
+                Parsed::Other(e) => e,
+            };
+            if n > 1 {
+                Error::invalid(format!("statement {n} ({head} …): {e}"))
+            } else {
+                e
+            }
         })?);
         if !parser.consume_token(&Token::SemiColon) && parser.peek_token().token != Token::EOF {
             let t = parser.peek_token();

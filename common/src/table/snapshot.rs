@@ -363,11 +363,93 @@ fn register_log_stores() {
 /// A log that cannot be replayed (a gap in the versions, no protocol or metadata, an invalid
 /// protocol): one line naming the table and the log file at fault, without the Debug dumps
 /// the Delta kernel puts into its messages.
-fn log_error(url: &Url, e: &deltalake_core::DeltaTableError) -> Error {
-    Error::invalid(format!(
-        "cannot read the Delta log of {url}: {}",
-        without_debug_dumps(&e.to_string())
-    ))
+async fn log_error(url: &Url, e: &deltalake_core::DeltaTableError) -> Error {
+    let msg = e.to_string();
+    let msg = without_debug_dumps(crate::redact::without_backtrace(&msg));
+    // A commit file that is not JSON lines: the kernel does not say which one.
+    let file = match malformed_commit(url).await {
+        Some(f) => format!(" ({f})"),
+        None => String::new(),
+    };
+    Error::invalid(format!("cannot read the Delta log of {url}: {msg}{file}"))
+}
+
+/// What is wrong with an action, for the fields the protocol requires of the common ones.
+fn malformed_action(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value as V;
+    let (kind, body) = v.as_object()?.iter().next()?;
+    let required: &[(&str, fn(&V) -> bool, &str)] = match kind.as_str() {
+        "add" => &[
+            ("path", V::is_string, "a string"),
+            ("size", V::is_number, "a number"),
+            ("modificationTime", V::is_number, "a number"),
+            ("dataChange", V::is_boolean, "a boolean"),
+            ("partitionValues", V::is_object, "an object"),
+        ],
+        "remove" | "cdc" => &[("path", V::is_string, "a string")],
+        "metaData" => &[
+            ("id", V::is_string, "a string"),
+            ("schemaString", V::is_string, "a string"),
+            ("partitionColumns", V::is_array, "an array"),
+            ("format", V::is_object, "an object"),
+        ],
+        "protocol" => &[
+            ("minReaderVersion", V::is_number, "a number"),
+            ("minWriterVersion", V::is_number, "a number"),
+        ],
+        "txn" => &[
+            ("appId", V::is_string, "a string"),
+            ("version", V::is_number, "a number"),
+        ],
+        _ => &[],
+    };
+    if !required.is_empty() && !body.is_object() {
+        return Some(format!("`{kind}` is not an object"));
+    }
+    required.iter().find_map(|(field, ok, what)| {
+        (!body.get(field).is_some_and(ok)).then(|| format!("`{kind}.{field}` is not {what}"))
+    })
+}
+
+/// The newest commit file of `url`'s log holding a line that is not a JSON object, or an
+/// action without a field the protocol requires, with the line; looks at the last 100
+/// commits.
+async fn malformed_commit(url: &Url) -> Option<String> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let (store, root) = crate::storage::store_for(url).ok()?;
+    let log = object_store::path::Path::from(format!("{}/_delta_log", root.as_ref()));
+    let mut commits: Vec<object_store::path::Path> = store
+        .list(Some(&log))
+        .try_collect::<Vec<_>>()
+        .await
+        .ok()?
+        .into_iter()
+        .map(|m| m.location)
+        .filter(|p| {
+            p.filename()
+                .and_then(|f| f.strip_suffix(".json"))
+                .is_some_and(|v| v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    commits.sort();
+    for path in commits.iter().rev().take(100) {
+        let bytes = store.get(path).await.ok()?.bytes().await.ok()?;
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let name = path.filename().unwrap_or_default();
+            let why = match serde_json::from_slice::<serde_json::Value>(line) {
+                Ok(v) if v.is_object() => malformed_action(&v),
+                _ => Some("is not a JSON object".to_string()),
+            };
+            if let Some(why) = why {
+                return Some(format!("{name} line {}: {why}", i + 1));
+            }
+        }
+    }
+    None
 }
 
 /// `msg` with every `Name { … }` Debug structure replaced by the `filename` (or last `path`)
@@ -445,14 +527,18 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
         return Ok(None);
     }
     match at {
-        TimeTravel::Latest => table.load().await.map_err(|e| log_error(url, &e))?,
+        TimeTravel::Latest => {
+            if let Err(e) = table.load().await {
+                return Err(log_error(url, &e).await);
+            }
+        }
         TimeTravel::Version(v) => {
             let version = u64::try_from(*v)
                 .map_err(|_| Error::invalid(format!("version {v} does not exist")))?;
             table.load_version(version).await.map_err(|e| {
                 Error::invalid(format!(
                     "cannot load version {v} of {url}: {}",
-                    without_debug_dumps(&e.to_string())
+                    without_debug_dumps(crate::redact::without_backtrace(&e.to_string()))
                 ))
             })?;
         }
@@ -461,7 +547,7 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
                 Error::invalid(format!(
                     "cannot load {url} as of {}: {}",
                     ts.to_rfc3339(),
-                    without_debug_dumps(&e.to_string())
+                    without_debug_dumps(crate::redact::without_backtrace(&e.to_string()))
                 ))
             })?;
         }

@@ -462,7 +462,8 @@ mod tests {
         let good = file("good", "0123456789abcdef0123\n");
         let spaced = file("spaced", "0123456789 abcdef0123\n");
         let not_pem = file("cert.pem", "hello");
-        let cases: Vec<(SecurityOptions, Vec<(&str, &str)>, &str)> = vec![
+        type Case<'a> = (SecurityOptions, Vec<(&'a str, &'a str)>, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 SecurityOptions {
                     token_file: Some(short.clone()),

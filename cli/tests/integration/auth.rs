@@ -304,7 +304,15 @@ fn only_peers_with_the_cluster_credentials_take_part() {
         }
         run(cmd, Duration::from_secs(120))
     };
-    let cases: Vec<(&str, &str, Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    // (what, coordinator URL, arguments, environment, what the error names)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<String>,
+        Vec<(&'a str, &'a str)>,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "https without TLS options",
             &url,
@@ -359,7 +367,10 @@ fn only_peers_with_the_cluster_credentials_take_part() {
     out.assert_ok();
     logs.push(out.describe());
 
-    // The token is never printed, by any process.
+    // The token is never printed, by any process, nor written into the table's log.
+    for commit in commit_files(&t) {
+        logs.push(std::fs::read_to_string(t.join("_delta_log").join(commit)).unwrap());
+    }
     logs.push(coordinator.collect());
     for e in &mut executors {
         logs.push(e.collect());

@@ -263,6 +263,7 @@ fn endpoint_passwords_are_never_printed() {
     let dir = tempdir("bad-redact");
     let src = Gen::new(1, 5).write(&dir.path().join("src"));
     let secret = "s3cr3t-pa55";
+    let secret_key = "k3y-s3cr3t-wJalrXUtnFEMI";
     let runs: [&[&str]; 2] = [
         &["write", "--table", "s3://bucket/t", "--source"],
         &[
@@ -294,7 +295,7 @@ fn endpoint_passwords_are_never_printed() {
                     format!("http://user:{secret}@127.0.0.1:1"),
                 )
                 .env("AWS_ACCESS_KEY_ID", "key")
-                .env("AWS_SECRET_ACCESS_KEY", "unused")
+                .env("AWS_SECRET_ACCESS_KEY", secret_key)
                 .env("AWS_REGION", "us-east-1")
                 .env("AWS_ALLOW_HTTP", "true");
             let out = run(cmd, std::time::Duration::from_secs(120));
@@ -302,6 +303,11 @@ fn endpoint_passwords_are_never_printed() {
             assert!(
                 !out.stdout.contains(secret) && !out.stderr.contains(secret),
                 "the password is printed\n{}",
+                out.describe()
+            );
+            assert!(
+                !out.stdout.contains(secret_key) && !out.stderr.contains(secret_key),
+                "the secret key is printed\n{}",
                 out.describe()
             );
             assert!(

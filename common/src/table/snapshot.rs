@@ -378,7 +378,9 @@ async fn log_error(url: &Url, e: &deltalake_core::DeltaTableError) -> Error {
 fn malformed_action(v: &serde_json::Value) -> Option<String> {
     use serde_json::Value as V;
     let (kind, body) = v.as_object()?.iter().next()?;
-    let required: &[(&str, fn(&V) -> bool, &str)] = match kind.as_str() {
+    /// A field, the test of its value, and what the value must be.
+    type Field = (&'static str, fn(&V) -> bool, &'static str);
+    let required: &[Field] = match kind.as_str() {
         "add" => &[
             ("path", V::is_string, "a string"),
             ("size", V::is_number, "a number"),

@@ -1121,25 +1121,15 @@ impl<'a> Session<'a> {
             return Ok(0);
         }
         // Not cancellable: say why (it ended, or it commits).
-        let (_, _, result) = self
-            .on_leader(COORDINATOR_WAIT_SECS, |mut c| {
-                let job_id = job_id.to_string();
-                async move {
-                    Ok(c.get_job_result(pb::GetJobResultRequest { job_id })
-                        .await?
-                        .into_inner())
-                }
-            })
-            .await?;
+        let result = self.job_result(job_id).await?;
         bail!(
             "job {job_id} is {}: only a queued or running job can be cancelled",
             state_name(result.state)
         )
     }
 
-    /// `silt job status ID`: asks the leading coordinator about a job; prints it as a job's
-    /// result is printed. Exit code 0 succeeded, 1 failed or cancelled, 3 not ended yet.
-    async fn status(&self, job_id: &str) -> Result<i32> {
+    /// What the leading coordinator says about a job.
+    async fn job_result(&self, job_id: &str) -> Result<pb::JobResult> {
         let (_, _, result) = self
             .on_leader(COORDINATOR_WAIT_SECS, |mut c| {
                 let job_id = job_id.to_string();
@@ -1150,6 +1140,13 @@ impl<'a> Session<'a> {
                 }
             })
             .await?;
+        Ok(result)
+    }
+
+    /// `silt job status ID`: asks the leading coordinator about a job; prints it as a job's
+    /// result is printed. Exit code 0 succeeded, 1 failed or cancelled, 3 not ended yet.
+    async fn status(&self, job_id: &str) -> Result<i32> {
+        let result = self.job_result(job_id).await?;
         let ended = matches!(
             pb::JobState::try_from(result.state),
             Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use prost::Message;
-use silt_common::task::{DataFile, DeletionVector, FileSpec, Input, Sink, TableSpec, Task};
+use silt_common::task::{DataFile, DeletionVector, Input, Sink, Task};
 use silt_common::task::{TaskOutput, attempt_data_prefix};
 use silt_proto::pb;
+
+use crate::report::tests::{TAG, file, partitioned, spec};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -113,43 +115,17 @@ fn decode(kind: &str, bytes: &[u8]) {
     }
 }
 
-const TAG: &str = "s0-t3-a1";
-
+/// The task of the reports: a write of table files into a table partitioned by `k`.
 fn task() -> Task {
-    Task {
-        table: TableSpec {
-            uri: "file:///t".into(),
-            schema_json: "{}".into(),
-            partition_columns: vec!["k".into()],
-        },
-        input: Input::TableFiles {
+    partitioned(
+        &["k"],
+        Input::TableFiles {
             files: vec![file("k=1/given.parquet")],
             touch: None,
             row_ids: None,
         },
-        transforms: vec![],
-        sink: Sink::DataFiles(FileSpec {
-            target_file_size_bytes: 1 << 20,
-            stats: Default::default(),
-            file_prefix: "part-j1".into(),
-            sort_by: None,
-            checks: vec![],
-            iso_timestamp_partitions: vec![],
-            change_data: false,
-        }),
-    }
-}
-
-fn file(path: &str) -> DataFile {
-    DataFile {
-        path: path.into(),
-        partition_values: BTreeMap::new(),
-        size_bytes: 100,
-        modification_time_ms: 0,
-        stats_json: Some(r#"{"numRecords":5}"#.into()),
-        num_records: 5,
-        deletion_vector: None,
-    }
+        Sink::DataFiles(spec(false)),
+    )
 }
 
 fn output(adds: Vec<DataFile>) -> TaskOutput {

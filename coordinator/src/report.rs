@@ -21,7 +21,7 @@ pub type Refusal = String;
 /// Checks `output`, reported by attempt `tag` (`s<stage>-t<index>-a<attempt>`) of `task`.
 pub fn validate(task: &Task, tag: &str, output: &TaskOutput) -> Result<(), Refusal> {
     let inputs = input_files(&task.input);
-    let partitions = &task.table.partition_columns;
+    let partitions = &partition_dir_names(&task.table);
     let written = |spec: &FileSpec, file: &DataFile| -> Result<(), Refusal> {
         written_file(
             file,
@@ -122,6 +122,27 @@ fn input_files(input: &Input) -> HashSet<&str> {
         Input::Merge { target, .. } => input_files(target),
         Input::Source { .. } | Input::Exchange { .. } | Input::Objects { .. } => HashSet::new(),
     }
+}
+
+/// The column names a table's partition directories are named by: the physical names under
+/// column mapping (as the writer and Delta Spark name them), else the columns' own.
+fn partition_dir_names(table: &silt_common::task::TableSpec) -> Vec<String> {
+    let schema: serde_json::Value = serde_json::from_str(&table.schema_json).unwrap_or_default();
+    let fields = schema["fields"].as_array().cloned().unwrap_or_default();
+    table
+        .partition_columns
+        .iter()
+        .map(|c| {
+            fields
+                .iter()
+                .find(|f| f["name"].as_str() == Some(c.as_str()))
+                .and_then(|f| {
+                    f["metadata"][silt_common::table::column_mapping::PHYSICAL_NAME].as_str()
+                })
+                .unwrap_or(c)
+                .to_string()
+        })
+        .collect()
 }
 
 /// A file the attempt wrote: a relative path whose directories are partition directories
@@ -309,14 +330,14 @@ pub async fn check_written_sample<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use silt_common::task::{DeletionVector, TableSpec};
 
     use super::*;
 
-    fn spec(change_data: bool) -> FileSpec {
+    pub(crate) fn spec(change_data: bool) -> FileSpec {
         FileSpec {
             target_file_size_bytes: 1 << 20,
             stats: Default::default(),
@@ -328,7 +349,7 @@ mod tests {
         }
     }
 
-    fn file(path: &str) -> DataFile {
+    pub(crate) fn file(path: &str) -> DataFile {
         DataFile {
             path: path.into(),
             partition_values: BTreeMap::new(),
@@ -344,7 +365,7 @@ mod tests {
         partitioned(&[], input, sink)
     }
 
-    fn partitioned(columns: &[&str], input: Input, sink: Sink) -> Task {
+    pub(crate) fn partitioned(columns: &[&str], input: Input, sink: Sink) -> Task {
         Task {
             table: TableSpec {
                 uri: "file:///t".into(),
@@ -376,7 +397,7 @@ mod tests {
         }
     }
 
-    const TAG: &str = "s0-t3-a1";
+    pub(crate) const TAG: &str = "s0-t3-a1";
 
     #[test]
     fn files_the_attempt_wrote_under_the_table_are_accepted() {
@@ -459,6 +480,12 @@ mod tests {
                 "{path}: {err}"
             );
         }
+        // Under column mapping, directories carry the physical name.
+        let mut t = partitioned(&["k"], source(), Sink::DataFiles(spec(false)));
+        t.table.schema_json = r#"{"type":"struct","fields":[{"name":"k","type":"integer","nullable":true,"metadata":{"delta.columnMapping.physicalName":"col-5f1a"}}]}"#.into();
+        let ok = "col-5f1a=1/part-j1-s0-t3-a1-0.parquet";
+        assert_eq!(validate(&t, TAG, &adds(vec![file(ok)])), Ok(()));
+        assert!(validate(&t, TAG, &adds(vec![file("k=1/part-j1-s0-t3-a1-0.parquet")])).is_err());
     }
 
     #[test]

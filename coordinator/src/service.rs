@@ -253,7 +253,6 @@ impl pb::executor_service_server::ExecutorService for ExecutorServiceImpl {
     }
 }
 
-/// Serves both services on `listener` until `shutdown` resolves.
 /// Why the coordinator's services stopped or could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

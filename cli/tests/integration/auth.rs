@@ -190,14 +190,7 @@ fn only_peers_with_the_cluster_credentials_take_part() {
         .args(good.args())
         .env("SILT_LOG", "debug");
     let mut coordinator = Daemon::spawn("coordinator", cmd);
-    let line = coordinator.wait_for_line("listening on", START_TIMEOUT);
-    let addr = line
-        .rsplit("listening on")
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    let addr = coordinator.listening_address(START_TIMEOUT);
     let url = format!("https://{addr}");
 
     // Executors with the credentials (the token from the environment) register; the

@@ -1165,13 +1165,7 @@ fn protocol_misuse(t: &Path) -> usize {
     let mut cmd = std::process::Command::new(silt_bin());
     cmd.args(["coordinator", "--listen", "127.0.0.1:0"]);
     let mut coordinator = Daemon::spawn("coordinator", cmd);
-    let line = coordinator.wait_for_line("listening on", Duration::from_secs(60));
-    let addr = line
-        .rsplit("listening on")
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    let addr = coordinator.listening_address(Duration::from_secs(60));
     let url = format!("http://{addr}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let refusals: Vec<(&str, tonic::Status)> = rt.block_on(async {

@@ -68,17 +68,7 @@ impl Cluster {
         cmd.args(coordinator_args);
         cmd.env("SILT_LOG", "info");
         let mut coordinator = Daemon::spawn("coordinator", cmd);
-        let line = coordinator.wait_for_line("listening on", START_TIMEOUT);
-        let addr = line
-            .rsplit("listening on")
-            .next()
-            .unwrap()
-            .trim()
-            .to_string();
-        assert!(
-            addr.starts_with("127.0.0.1:"),
-            "coordinator must listen on loopback: {line}"
-        );
+        let addr = coordinator.listening_address(START_TIMEOUT);
         let url = format!("http://{addr}");
         let mut list = Vec::new();
         for i in 0..executors {

@@ -427,6 +427,24 @@ impl Daemon {
         }
     }
 
+    /// The `HOST:PORT` a daemon says it listens on (`… listening on ADDR`), asserted to be
+    /// on loopback.
+    #[track_caller]
+    pub fn listening_address(&mut self, timeout: Duration) -> String {
+        let line = self.wait_for_line("listening on", timeout);
+        let addr = line
+            .rsplit("listening on")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        assert!(
+            addr.starts_with("127.0.0.1:"),
+            "a daemon must listen on loopback: {line}"
+        );
+        addr
+    }
+
     /// Everything printed so far (non-blocking).
     pub fn collect(&mut self) -> String {
         while let Ok(l) = self.lines.try_recv() {

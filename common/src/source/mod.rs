@@ -105,6 +105,16 @@ fn arrow_err(uri: &str, e: ArrowError) -> Error {
 /// The first line of JSON-lines text that is not a JSON object, numbered from `first`, with
 /// what is wrong (Arrow's JSON errors count lines within one record, so they all say line 1).
 fn bad_json_line(text: &[u8], first: usize) -> Option<String> {
+    bad_json_line_with(text, first, |_| None)
+}
+
+/// [`bad_json_line`], where `check` also says what is wrong with an object, if anything
+/// (the Delta log's actions).
+pub(crate) fn bad_json_line_with(
+    text: &[u8],
+    first: usize,
+    check: impl Fn(&serde_json::Value) -> Option<String>,
+) -> Option<String> {
     for (i, line) in text.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -112,7 +122,11 @@ fn bad_json_line(text: &[u8], first: usize) -> Option<String> {
         }
         let n = first + i;
         match serde_json::from_slice::<serde_json::Value>(line) {
-            Ok(v) if v.is_object() => {}
+            Ok(v) if v.is_object() => {
+                if let Some(why) = check(&v) {
+                    return Some(format!("line {n}: {why}"));
+                }
+            }
             Ok(_) => return Some(format!("line {n} is not a JSON object")),
             Err(e) => {
                 let what = e.to_string();

@@ -437,18 +437,8 @@ async fn malformed_commit(url: &Url) -> Option<String> {
     commits.sort();
     for path in commits.iter().rev().take(100) {
         let bytes = store.get(path).await.ok()?.bytes().await.ok()?;
-        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let name = path.filename().unwrap_or_default();
-            let why = match serde_json::from_slice::<serde_json::Value>(line) {
-                Ok(v) if v.is_object() => malformed_action(&v),
-                _ => Some("is not a JSON object".to_string()),
-            };
-            if let Some(why) = why {
-                return Some(format!("{name} line {}: {why}", i + 1));
-            }
+        if let Some(why) = crate::source::bad_json_line_with(&bytes, 1, malformed_action) {
+            return Some(format!("{} {why}", path.filename().unwrap_or_default()));
         }
     }
     None

@@ -985,6 +985,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_job_cancelled_between_stages_starts_no_further_stage() {
+        let s = scheduler();
+        let a = s.register(1, 0, "a", "").executor_id;
+        s.cancel_job("j");
+        assert!(matches!(
+            start_stage(&s, 1, 1).await.unwrap(),
+            Err(StageError::Cancelled)
+        ));
+        assert!(
+            s.poll(&a, Duration::from_millis(10))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Once the job is forgotten, its id is free again.
+        s.forget_job("j");
+        let stage = start_stage(&s, 1, 1);
+        let t = poll(&s, &a).await;
+        assert_eq!(t.job_id, "j");
+        stage.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn cancelled_attempts_are_waited_for_until_executors_let_go() {
         let s = scheduler();
         let a = s.register(1, 0, "a", "").executor_id;

@@ -342,8 +342,9 @@ struct ExecutorArgs {
     /// address; required with an unspecified listen address such as 0.0.0.0).
     #[arg(long)]
     shuffle_advertise: Option<String>,
-    /// Directory map outputs spill to past the memory budget (default: the system temporary
-    /// directory); a fresh subdirectory is used and deleted at exit.
+    /// Directory map outputs, sorts and joins spill to past the memory budget (default: the
+    /// system temporary directory); a fresh subdirectory is used and deleted at exit, and
+    /// those of executors that were killed are deleted at start.
     #[arg(long)]
     spill_dir: Option<std::path::PathBuf>,
     /// Fault injection for tests: sleep this long before every task.

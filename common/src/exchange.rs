@@ -10,9 +10,10 @@
 //! compression does, which costs far less for blocks of many small buffers. Decimal columns
 //! travel in the narrowest decimal type their precision fits (a `Decimal128(7,2)` in 4 bytes
 //! instead of 16: fewer bytes to copy, compress, move and hold), marked in their field
-//! metadata and restored on decoding. A range-routed block is a sorted run: its rows in
-//! curve-key order with the keys as a last column, so the reducer's sort gathers rows
-//! walking each block forward and never computes a key again. Where blocks are
+//! metadata and restored on decoding. A range-routed block holds its rows in runs sorted by
+//! curve key (a map task gathers each incoming batch's rows of a partition once, in key
+//! order), with the keys as a last column, so the reducer's sort gathers rows walking each
+//! run forward and never computes a key again. Where blocks are
 //! kept (executor memory, then local spill files) and how they travel (the executors'
 //! shuffle endpoints) is the executor's business; this module only encodes and routes.
 
@@ -370,29 +371,47 @@ impl Partitioner {
             return Ok(ready);
         }
         let (routes, keys) = self.router.route(batch, self.num_partitions)?;
-        let mut per_partition: Vec<Vec<u32>> = vec![Vec::new(); self.num_partitions as usize];
-        for (row, p) in routes.iter().enumerate() {
-            per_partition[*p as usize].push(row as u32);
-        }
-        for (p, rows) in per_partition.into_iter().enumerate() {
-            if rows.is_empty() {
-                continue;
+        match keys {
+            None => {
+                let mut per_partition: Vec<Vec<u32>> =
+                    vec![Vec::new(); self.num_partitions as usize];
+                for (row, p) in routes.iter().enumerate() {
+                    per_partition[*p as usize].push(row as u32);
+                }
+                for (p, rows) in per_partition.into_iter().enumerate() {
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let part = if rows.len() == batch.num_rows() {
+                        batch.clone()
+                    } else {
+                        take_record_batch(batch, &UInt32Array::from(rows))?
+                    };
+                    self.buffer(p, part, &mut ready)?;
+                }
             }
-            if let Some(keys) = &keys {
+            Some(keys) => {
+                // The rows in key order: a partition (a range of keys) is a run of it,
+                // gathered once into a piece sorted by key. Decimals are narrowed first,
+                // so the gather moves fewer bytes.
+                let narrowed = narrow(std::slice::from_ref(batch))?;
+                let batch = narrowed.first().unwrap_or(batch);
                 let keys = keys.values();
-                self.keys[p].extend(rows.iter().map(|&r| keys[r as usize]));
-            }
-            let part = if rows.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                take_record_batch(batch, &UInt32Array::from(rows))?
-            };
-            let size = crate::write::slice_bytes(&part) + KEY_BYTES * part.num_rows();
-            self.buffers[p].push(part);
-            self.buffered[p] += size;
-            self.total += size;
-            if self.buffered[p] >= BLOCK_BYTES {
-                ready.push(self.cut(p)?);
+                let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+                order.sort_unstable_by_key(|&r| keys[r as usize]);
+                let mut start = 0;
+                while start < order.len() {
+                    let p = routes[order[start] as usize];
+                    let run = order[start..]
+                        .iter()
+                        .position(|&r| routes[r as usize] != p)
+                        .unwrap_or(order.len() - start);
+                    let rows = &order[start..start + run];
+                    self.keys[p as usize].extend(rows.iter().map(|&r| keys[r as usize]));
+                    let part = take_record_batch(batch, &UInt32Array::from(rows.to_vec()))?;
+                    self.buffer(p as usize, part, &mut ready)?;
+                    start += run;
+                }
             }
         }
         while self.total > self.budget {
@@ -405,6 +424,24 @@ impl Partitioner {
             ready.push(self.cut(largest)?);
         }
         Ok(ready)
+    }
+
+    /// Adds `part` (rows of partition `p`; for a range route, their keys are already in
+    /// `self.keys[p]`) to the partition's buffer, cutting a block when it is full.
+    fn buffer(
+        &mut self,
+        p: usize,
+        part: RecordBatch,
+        ready: &mut Vec<(u32, Vec<u8>)>,
+    ) -> Result<()> {
+        let size = crate::write::slice_bytes(&part) + KEY_BYTES * part.num_rows();
+        self.buffers[p].push(part);
+        self.buffered[p] += size;
+        self.total += size;
+        if self.buffered[p] >= BLOCK_BYTES {
+            ready.push(self.cut(p)?);
+        }
+        Ok(())
     }
 
     /// The remaining buffered rows, as blocks.
@@ -428,7 +465,7 @@ impl Partitioner {
             .map_or_else(|| self.schema.clone(), |b| b.schema());
         let block = match self.router {
             Router::Hash(_) => encode_block(&schema, &batches)?,
-            Router::Range(..) => encode_sorted_block(&batches, keys)?,
+            Router::Range(..) => encode_sorted_runs(&batches, keys)?,
         };
         Ok((p as u32, block))
     }
@@ -437,36 +474,36 @@ impl Partitioner {
 /// Bytes per buffered row of a range route for its curve key and its place in the sort.
 const KEY_BYTES: usize = 16;
 
-/// Encodes the rows of `batches` (of one schema, `keys` their curve keys in order) as one
-/// block sorted by key, the keys as its last column ([`KEY_COLUMN`]): each block a sorted
-/// run, so a reducer gathers its rows in order walking each block forward, and need not
-/// compute the keys again.
-fn encode_sorted_block(batches: &[RecordBatch], keys: Vec<u64>) -> Result<Vec<u8>> {
+/// Encodes the rows of `batches` (pieces sorted by curve key, `keys` their keys in order)
+/// as one block of those runs, the keys as its last column ([`KEY_COLUMN`]): a reducer's
+/// sort gathers rows walking each run forward, and need not compute the keys again.
+fn encode_sorted_runs(batches: &[RecordBatch], keys: Vec<u64>) -> Result<Vec<u8>> {
     let Some(first) = batches.first() else {
         return Err(Error::internal("an empty block"));
     };
-    let mut at: Vec<(usize, usize)> = Vec::with_capacity(keys.len());
-    for (b, batch) in batches.iter().enumerate() {
-        at.extend((0..batch.num_rows()).map(|r| (b, r)));
-    }
-    if at.len() != keys.len() {
+    if batches.iter().map(RecordBatch::num_rows).sum::<usize>() != keys.len() {
         return Err(Error::internal("curve keys do not match the rows"));
     }
-    let mut order: Vec<u32> = (0..keys.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| keys[i as usize]);
-    let narrowed = narrow(batches)?;
-    let refs: Vec<&RecordBatch> = narrowed.iter().collect();
-    let indices: Vec<(usize, usize)> = order.iter().map(|&i| at[i as usize]).collect();
-    let rows = arrow::compute::interleave_record_batch(&refs, &indices)?;
-    let sorted_keys: UInt64Array = order.iter().map(|&i| keys[i as usize]).collect();
-    let mut fields: Vec<FieldRef> = rows.schema().fields().iter().cloned().collect();
+    // Each piece was narrowed on its own; where one could not be (a value beyond its
+    // column's precision), the block's rows travel as narrow as all of them can.
+    let renarrowed;
+    let batches = if batches.iter().all(|b| b.schema() == first.schema()) {
+        batches
+    } else {
+        let wide = batches
+            .iter()
+            .map(|b| widen(b.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        renarrowed = narrow(&wide)?;
+        &renarrowed[..]
+    };
+    let schema = batches[0].schema();
+    let rows = concat_batches(&schema, batches)?;
+    let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(KEY_COLUMN, DataType::UInt64, false)));
     let mut columns = rows.columns().to_vec();
-    columns.push(Arc::new(sorted_keys));
-    let schema = Arc::new(Schema::new_with_metadata(
-        fields,
-        first.schema().metadata().clone(),
-    ));
+    columns.push(Arc::new(UInt64Array::from(keys)));
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     write_block(&RecordBatch::try_new(schema, columns)?)
 }
 
@@ -592,7 +629,7 @@ mod tests {
     }
 
     #[test]
-    fn range_blocks_are_sorted_runs_carrying_their_keys() {
+    fn range_blocks_are_runs_sorted_by_key_carrying_their_keys() {
         use crate::cluster::{Curve, CurveSpec};
         // Seeded pseudo-random rows: an int key column and a decimal payload.
         let mut state = 0x5eed_u64;
@@ -636,8 +673,10 @@ mod tests {
         // A small budget: several blocks per partition.
         let mut p = Partitioner::try_new(schema.clone(), router, 3, 1).unwrap();
         let mut blocks = Vec::new();
+        let mut pushed = 0;
         for start in (0..n).step_by(5000) {
             blocks.extend(p.push(&batch.slice(start, 5000)).unwrap());
+            pushed += 1;
         }
         blocks.extend(p.finish().unwrap());
         assert!(blocks.len() > 3, "{} blocks", blocks.len());
@@ -651,7 +690,13 @@ mod tests {
                 assert_eq!(t.schema().field(1).data_type(), &DataType::Decimal32(7, 2));
                 assert_eq!(t.schema().field(2).name(), KEY_COLUMN);
                 let k = t.column(2).as_primitive::<arrow::datatypes::UInt64Type>();
-                assert!(k.values().windows(2).all(|w| w[0] <= w[1]), "a sorted run");
+                // Runs sorted by key, at most one per batch pushed.
+                let descents = k.values().windows(2).filter(|w| w[0] > w[1]).count();
+                assert!(descents < pushed, "{descents} descents in a block");
+                assert!(
+                    k.values().windows(2).filter(|w| w[0] <= w[1]).count() > 10 * descents,
+                    "rows come in sorted runs"
+                );
                 // Each row's key is its own, and routes it to this block's partition.
                 let own = curve.keys(r).unwrap();
                 assert_eq!(own.values(), k.values());

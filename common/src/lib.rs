@@ -17,6 +17,7 @@ pub mod redact;
 pub mod request;
 pub mod schema;
 pub mod source;
+pub mod spill;
 pub mod sql;
 pub mod storage;
 pub mod table;

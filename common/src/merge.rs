@@ -39,6 +39,7 @@ use roaring::RoaringTreemap;
 use crate::change_data;
 use crate::expr::{Expression, Predicate};
 use crate::request::MergeClauseKind;
+use crate::spill::Budget;
 use crate::task::{MergeActionSpec, MergePass, MergeSpec, SelectSpec, TaskMetrics};
 use crate::{Error, Result};
 
@@ -932,18 +933,15 @@ impl MergeQuery {
         Error::invalid(format!("invalid MERGE: {first}"))
     }
 
-    fn context(&self, memory_limit: Option<usize>) -> Result<SessionContext> {
+    fn context(&self, budget: Option<&Budget>) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_target_partitions(1)
             .with_batch_size(8192);
-        let mut runtime = RuntimeEnvBuilder::new();
-        if let Some(limit) = memory_limit {
-            runtime = runtime.with_memory_limit(limit, 1.0);
-        }
-        Ok(SessionContext::new_with_config_rt(
-            config,
-            runtime.build_arc()?,
-        ))
+        let runtime = match budget {
+            Some(budget) => budget.runtime()?,
+            None => RuntimeEnvBuilder::new().build_arc()?,
+        };
+        Ok(SessionContext::new_with_config_rt(config, runtime))
     }
 
     fn register(
@@ -996,15 +994,16 @@ impl MergeQuery {
         Ok(())
     }
 
-    /// Runs the query over one task's rows under `memory_limit` bytes (joins beyond it fail
-    /// rather than exhaust the executor). Returns the rows and the plan (for its metrics).
+    /// Runs the query over one task's rows within `budget` (spilling past it, or failing
+    /// rather than exhausting the executor where a join cannot spill). Returns the rows and
+    /// the plan (for its metrics).
     pub async fn execute(
         &self,
         target: TargetRows,
         source: Vec<RecordBatch>,
-        memory_limit: usize,
+        budget: &Budget,
     ) -> Result<(SendableRecordBatchStream, Arc<dyn ExecutionPlan>)> {
-        let ctx = self.context(Some(memory_limit))?;
+        let ctx = self.context(Some(budget))?;
         self.register(&ctx, target, source)?;
         let df = ctx
             .sql(&self.sql)

@@ -10,7 +10,6 @@ use arrow::array::{AsArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
@@ -23,6 +22,7 @@ use super::{DataFileWriter, slice_bytes};
 use crate::cluster::{CurveSpec, Keyer};
 use crate::merge::{OnceStream, spilled_bytes};
 use crate::schema::conform_batch;
+use crate::spill::Budget;
 use crate::task::DataFile;
 use crate::{Error, Result};
 
@@ -45,7 +45,7 @@ pub struct SortedWriter {
     /// once any batch arrives otherwise.
     narrow: Option<SchemaRef>,
     keyed: SchemaRef,
-    memory_limit: usize,
+    budget: Budget,
     state: State,
 }
 
@@ -70,13 +70,13 @@ const OUT_ROWS: usize = 8192;
 const KEY_BYTES: usize = 24;
 
 impl SortedWriter {
-    /// Starts the sort of rows of `schema` into `writer`; the sort holds at most
-    /// `memory_limit` bytes before spilling.
+    /// Starts the sort of rows of `schema` into `writer`; the sort holds at most the
+    /// budget's bytes before spilling to its directory.
     pub fn start(
         writer: DataFileWriter,
         schema: &SchemaRef,
         curve: &CurveSpec,
-        memory_limit: usize,
+        budget: Budget,
     ) -> Result<Self> {
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(KEY_COL, DataType::UInt64, false));
@@ -85,7 +85,7 @@ impl SortedWriter {
             schema: schema.clone(),
             narrow: crate::exchange::narrow_schema(schema),
             keyed: Arc::new(Schema::new(fields)),
-            memory_limit,
+            budget,
             state: State::Buffering {
                 writer: Box::new(writer.expecting_full_files()),
                 rows: Vec::new(),
@@ -117,7 +117,7 @@ impl SortedWriter {
         if let State::Buffering { rows, bytes, .. } = &mut self.state {
             *bytes += slice_bytes(&batch) + keys.len() * KEY_BYTES;
             rows.push((batch, keys));
-            if *bytes <= self.memory_limit {
+            if *bytes <= self.budget.bytes {
                 return Ok(());
             }
             // Over the budget: hand everything to the external sort.
@@ -131,7 +131,7 @@ impl SortedWriter {
                 rx,
                 self.keyed.clone(),
                 *writer,
-                self.memory_limit,
+                self.budget.clone(),
             ));
             self.state = State::External {
                 tx: Some(tx),
@@ -278,10 +278,10 @@ async fn sort_into(
     rx: mpsc::Receiver<Sent>,
     keyed: SchemaRef,
     mut writer: DataFileWriter,
-    memory_limit: usize,
+    budget: Budget,
 ) -> Result<(Vec<DataFile>, u64)> {
     let sorted = async {
-        let (mut rows, plan) = sort_stream(rx, keyed, memory_limit).await?;
+        let (mut rows, plan) = sort_stream(rx, keyed, budget).await?;
         while let Some(batch) = rows.next().await {
             let batch = batch?;
             let without_key = batch.project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())?;
@@ -302,22 +302,20 @@ async fn sort_into(
 async fn sort_stream(
     rx: mpsc::Receiver<Sent>,
     keyed: SchemaRef,
-    memory_limit: usize,
+    budget: Budget,
 ) -> Result<(
     datafusion::execution::SendableRecordBatchStream,
     Arc<dyn ExecutionPlan>,
 )> {
     // The sort's whole budget, a quarter of it set aside for merging its spilled runs.
-    let limit = memory_limit.max(4 << 20);
+    let budget = budget.with_bytes(budget.bytes.max(4 << 20));
+    let limit = budget.bytes;
     let mut config = SessionConfig::new()
         .with_target_partitions(1)
         .with_batch_size(8192);
     config.options_mut().execution.sort_spill_reservation_bytes = limit / 4;
     config.options_mut().execution.sort_in_place_threshold_bytes = limit / 8;
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(limit, 1.0)
-        .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let ctx = SessionContext::new_with_config_rt(config, budget.runtime()?);
     let input = Box::pin(RecordBatchStreamAdapter::new(
         keyed.clone(),
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }),

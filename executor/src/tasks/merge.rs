@@ -17,6 +17,7 @@ use roaring::RoaringTreemap;
 use silt_common::merge::{self, MergeQuery, SourceProjection, TargetRows};
 use silt_common::schema::{arrow_to_delta_json, delta_json_to_arrow};
 use silt_common::source::read_split;
+use silt_common::spill::Budget;
 use silt_common::task::{
     DataFile, Input, MapOutputRef, MergePass, MergeSpec, Sink, TaskMetrics, TaskSpec,
 };
@@ -70,7 +71,7 @@ async fn run(
     metrics: &mut TaskMetrics,
     report: &mut MergeReport,
 ) -> Result<Vec<DataFile>> {
-    let limit = t.env.limits.memory_limit_bytes;
+    let limit = t.env.limits.budget(t.env.limits.memory_limit_bytes);
     match &t.merge.pass {
         MergePass::Discover | MergePass::Rewrite { .. } => {
             let query = if is_marking(t.spec) {
@@ -82,7 +83,7 @@ async fn run(
             let source = collect_side(exchange_side(t.source)?, t.spec, t.env, metrics).await?;
             let started = Instant::now();
             let (mut rows, plan) = query
-                .execute(TargetRows::Batches(target), source, limit)
+                .execute(TargetRows::Batches(target), source, &limit)
                 .await?;
             if let MergePass::Rewrite { touched } = &t.merge.pass {
                 let mut out = rows_out(&query, touched, t.spec);
@@ -109,7 +110,7 @@ async fn run(
             let source = read_source(t.source, t.merge, *first_split, None, None, metrics).await?;
             let query = MergeQuery::build(t.merge, t.schema)?;
             let (mut rows, plan) = query
-                .execute(TargetRows::Batches(Vec::new()), source, limit)
+                .execute(TargetRows::Batches(Vec::new()), source, &limit)
                 .await?;
             let mut out = query.insert_rows(matched)?;
             while let Some(batch) = rows.next().await {
@@ -130,7 +131,7 @@ async fn local(
     sink: &mut OpenSink,
     metrics: &mut TaskMetrics,
     report: &mut MergeReport,
-    limit: usize,
+    limit: Budget,
 ) -> Result<Vec<DataFile>> {
     let Input::TableFiles {
         files,
@@ -179,7 +180,7 @@ async fn local(
         ..t.merge.clone()
     };
     let query = MergeQuery::build(&discover_spec, t.schema)?;
-    let (mut rows, plan) = query.execute(keys, source, limit).await?;
+    let (mut rows, plan) = query.execute(keys, source, &limit).await?;
     let mut found = query.rows(&[]);
     while let Some(batch) = rows.next().await {
         found.discover(&batch?)?;
@@ -224,7 +225,7 @@ async fn local(
     )
     .await?;
     let query = MergeQuery::build_local_rewrite(t.merge, t.schema)?;
-    let (mut rows, plan) = query.execute(stream, source, limit).await?;
+    let (mut rows, plan) = query.execute(stream, source, &limit).await?;
     let mut out = rows_out(&query, &touched, t.spec);
     while let Some(batch) = rows.next().await {
         let batch = out.rewrite(&batch?, metrics)?;
@@ -255,7 +256,7 @@ async fn local_marking(
     sink: &mut OpenSink,
     metrics: &mut TaskMetrics,
     report: &mut MergeReport,
-    limit: usize,
+    limit: Budget,
 ) -> Result<Vec<DataFile>> {
     let source = read_source(t.source, t.merge, 0, None, None, metrics).await?;
     let read = Arc::new(AtomicU64::new(0));
@@ -263,7 +264,7 @@ async fn local_marking(
     let ordinals: Vec<u32> = all.iter().map(|(o, _)| *o).collect();
     let stream = target_stream(all, t.table_url.clone(), table, read.clone());
     let query = MergeQuery::build_marking(t.merge, t.schema, true)?;
-    let (mut rows, plan) = query.execute(stream, source, limit).await?;
+    let (mut rows, plan) = query.execute(stream, source, &limit).await?;
     let mut out = query.rows(&ordinals).marking();
     while let Some(batch) = rows.next().await {
         let batch = out.rewrite(&batch?, metrics)?;

@@ -1,11 +1,15 @@
 //! Sinks: Delta data files of the task's table (in curve order when the task says so), or
 //! an exchange.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use silt_common::Result;
 use silt_common::exchange::{Partitioner, Router};
 use silt_common::expr::Expression;
+use silt_common::spill::Budget;
 use silt_common::storage::store_for;
 use silt_common::task::{
     MapOutput, MapOutputRef, Route, Sink, TableSpec, TaskMetrics, TaskOutput, TaskSpec,
@@ -21,6 +25,18 @@ use crate::shuffle::ShuffleStore;
 pub struct TaskLimits {
     /// Bytes of encoded data a task's writer may buffer.
     pub memory_limit_bytes: usize,
+    /// Where the task's sorts and joins spill (the executor's scratch directory).
+    pub spill_dir: Option<Arc<Path>>,
+}
+
+impl TaskLimits {
+    /// `bytes` of memory, spilling to the executor's scratch directory.
+    pub fn budget(&self, bytes: usize) -> Budget {
+        Budget {
+            bytes,
+            spill_dir: self.spill_dir.clone(),
+        }
+    }
 }
 
 /// An open sink.
@@ -278,7 +294,7 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
                     writer,
                     schema,
                     curve,
-                    env.limits.memory_limit_bytes / 2,
+                    env.limits.budget(env.limits.memory_limit_bytes / 2),
                 )?)),
                 None => OpenSink::Files(Box::new(writer)),
             }

@@ -17,14 +17,6 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// `bytes`, spilling to the system temporary directory.
-    pub fn new(bytes: usize) -> Self {
-        Self {
-            bytes,
-            spill_dir: None,
-        }
-    }
-
     /// The same directory with another byte count.
     pub fn with_bytes(&self, bytes: usize) -> Self {
         Self {
@@ -43,5 +35,32 @@ impl Budget {
             );
         }
         Ok(runtime.build_arc()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_and_joins_spill_under_the_budgets_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir: Arc<Path> = root.path().join("sort").into();
+        let budget = Budget {
+            bytes: 1 << 20,
+            spill_dir: Some(dir.clone()),
+        };
+        let runtime = budget.runtime().unwrap();
+        let paths = runtime.disk_manager.temp_dir_paths();
+        assert!(!paths.is_empty());
+        assert!(paths.iter().all(|p| p.starts_with(&*dir)), "{paths:?}");
+        let file = runtime
+            .disk_manager
+            .create_tmp_file("a test spill")
+            .unwrap();
+        let path = file.path().expect("a file on disk");
+        assert!(path.starts_with(&*dir), "{path:?}");
+        // Another budget with the same directory and other bytes.
+        assert_eq!(budget.with_bytes(7).spill_dir, Some(dir));
     }
 }

@@ -124,25 +124,16 @@ fn input_files(input: &Input) -> HashSet<&str> {
     }
 }
 
-/// The column names a table's partition directories are named by: the physical names under
-/// column mapping (as the writer and Delta Spark name them), else the columns' own.
+/// The column names a table's partition directories are named by (physical names under
+/// column mapping); the columns' own when the schema cannot be read.
 fn partition_dir_names(table: &silt_common::task::TableSpec) -> Vec<String> {
-    let schema: serde_json::Value = serde_json::from_str(&table.schema_json).unwrap_or_default();
-    let fields = schema["fields"].as_array().cloned().unwrap_or_default();
-    table
-        .partition_columns
-        .iter()
-        .map(|c| {
-            fields
-                .iter()
-                .find(|f| f["name"].as_str() == Some(c.as_str()))
-                .and_then(|f| {
-                    f["metadata"][silt_common::table::column_mapping::PHYSICAL_NAME].as_str()
-                })
-                .unwrap_or(c)
-                .to_string()
-        })
-        .collect()
+    match silt_common::schema::delta_json_to_arrow(&table.schema_json) {
+        Ok(schema) => silt_common::table::column_mapping::partition_dir_names(
+            &table.partition_columns,
+            &schema,
+        ),
+        Err(_) => table.partition_columns.clone(),
+    }
 }
 
 /// A file the attempt wrote: a relative path whose directories are partition directories

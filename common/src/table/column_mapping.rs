@@ -32,6 +32,21 @@ pub fn physical_name(f: &Field) -> &str {
         .map_or(f.name().as_str(), String::as_str)
 }
 
+/// The names a table's partition directories are named by: each partition column's
+/// physical name in `schema` (as Delta Spark names them under column mapping), or the
+/// column's own name where the schema gives none.
+pub fn partition_dir_names(columns: &[String], schema: &Schema) -> Vec<String> {
+    columns
+        .iter()
+        .map(|c| {
+            schema
+                .field_with_name(c)
+                .map_or(c.as_str(), physical_name)
+                .to_string()
+        })
+        .collect()
+}
+
 /// Whether a table schema (from its Delta schema) maps its columns.
 pub fn is_mapped(schema: &Schema) -> bool {
     schema

@@ -713,19 +713,11 @@ impl DataFileWriter {
         let dir = match &self.physical {
             // Column mapping: directories are named by physical names, as Delta Spark does.
             Some((_, table)) => {
-                use crate::table::column_mapping::{Direction, partition_values as keyed};
-                let columns: Vec<String> = self
-                    .spec
-                    .partition_columns
-                    .iter()
-                    .map(|c| {
-                        table.field_with_name(c).map_or(c.clone(), |f| {
-                            crate::table::column_mapping::physical_name(f).to_string()
-                        })
-                    })
-                    .collect();
+                use crate::table::column_mapping::{
+                    Direction, partition_dir_names, partition_values as keyed,
+                };
                 hive_partition_dir(
-                    &columns,
+                    &partition_dir_names(&self.spec.partition_columns, table),
                     &keyed(&partition_values, table, Direction::ToPhysical),
                 )
             }

@@ -240,7 +240,112 @@ enum Ranker {
     Empty,
     Int(Vec<i64>, DataType),
     Float(Vec<f64>, DataType),
+    /// Strings and binaries: ordered by their bytes.
+    Bytes(ByteBounds, DataType),
     Rows(RowConverter, Rows, DataType),
+}
+
+/// Byte-string bounds prepared for binary search: the prefix all of them share is compared
+/// once per value, then the next 8 bytes as one integer, and only on a tie the rest (a
+/// column like `customer-0000000000-<n>` compares 8 bytes, not 30, per step).
+struct ByteBounds {
+    prefix: Vec<u8>,
+    /// Per bound, the 8 bytes after the prefix (big-endian, zero padded).
+    heads: Vec<u64>,
+    /// Per bound, the bytes after the prefix.
+    rests: Vec<Vec<u8>>,
+}
+
+/// The first 8 bytes of `b` as a big-endian integer, zero padded: comparing two of these
+/// orders the byte strings unless they are equal.
+fn head(b: &[u8]) -> u64 {
+    let mut h = [0u8; 8];
+    let n = b.len().min(8);
+    h[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(h)
+}
+
+impl ByteBounds {
+    fn new(bounds: &[&[u8]]) -> Self {
+        let mut prefix: &[u8] = bounds.first().copied().unwrap_or_default();
+        for b in bounds {
+            let same = prefix
+                .iter()
+                .zip(b.iter())
+                .take_while(|(x, y)| x == y)
+                .count();
+            prefix = &prefix[..same];
+        }
+        let rests: Vec<Vec<u8>> = bounds.iter().map(|b| b[prefix.len()..].to_vec()).collect();
+        ByteBounds {
+            prefix: prefix.to_vec(),
+            heads: rests.iter().map(|r| head(r)).collect(),
+            rests,
+        }
+    }
+
+    /// The number of bounds below `v`.
+    fn below(&self, v: &[u8]) -> usize {
+        let Some(rest) = v.strip_prefix(self.prefix.as_slice()) else {
+            // Every bound starts with the prefix: `v` is below all or above all of them.
+            return if v < self.prefix.as_slice() {
+                0
+            } else {
+                self.heads.len()
+            };
+        };
+        let h = head(rest);
+        let (mut lo, mut hi) = (0usize, self.heads.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let less = match self.heads[mid].cmp(&h) {
+                Ordering::Equal => self.rests[mid].as_slice() < rest,
+                o => o == Ordering::Less,
+            };
+            if less {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// The bytes of each value of a string or binary array (any offset width or view layout);
+/// `None` for other types. Nulls give empty slices.
+fn byte_values(values: &dyn Array) -> Option<Vec<&[u8]>> {
+    fn all<'a>(n: usize, f: impl Fn(usize) -> &'a [u8]) -> Vec<&'a [u8]> {
+        (0..n).map(f).collect()
+    }
+    let n = values.len();
+    Some(match values.data_type() {
+        DataType::Utf8 => {
+            let a = values.as_string::<i32>();
+            all(n, |i| a.value(i).as_bytes())
+        }
+        DataType::LargeUtf8 => {
+            let a = values.as_string::<i64>();
+            all(n, |i| a.value(i).as_bytes())
+        }
+        DataType::Utf8View => {
+            let a = values.as_string_view();
+            all(n, |i| a.value(i).as_bytes())
+        }
+        DataType::Binary => {
+            let a = values.as_binary::<i32>();
+            all(n, |i| a.value(i))
+        }
+        DataType::LargeBinary => {
+            let a = values.as_binary::<i64>();
+            all(n, |i| a.value(i))
+        }
+        DataType::BinaryView => {
+            let a = values.as_binary_view();
+            all(n, |i| a.value(i))
+        }
+        _ => return None,
+    })
 }
 
 /// Whether values of `t` rank as `i64` (their order is the `i64` order).
@@ -279,6 +384,9 @@ impl Ranker {
                 b.as_primitive::<Float64Type>().values().to_vec(),
                 t,
             ));
+        }
+        if let Some(b) = byte_values(bounds.as_ref()) {
+            return Ok(Ranker::Bytes(ByteBounds::new(&b), t));
         }
         let converter = RowConverter::new(vec![SortField::new(t.clone())])?;
         let rows = converter.convert_columns(std::slice::from_ref(bounds))?;
@@ -320,6 +428,21 @@ impl Ranker {
                             bounds.partition_point(|b| b.total_cmp(&v[i]) == Ordering::Less)
                         })
                     })
+                    .collect()
+            }
+            Ranker::Bytes(bounds, t) => {
+                let cast;
+                let v = match byte_values(values.as_ref()) {
+                    Some(v) => v,
+                    None => {
+                        cast = typed(t)?;
+                        byte_values(cast.as_ref()).ok_or_else(|| {
+                            Error::internal(format!("{t} values that are not byte strings"))
+                        })?
+                    }
+                };
+                (0..values.len())
+                    .map(|i| rank(i, &|i| bounds.below(v[i])))
                     .collect()
             }
             Ranker::Rows(converter, bounds, t) => {
@@ -581,6 +704,70 @@ mod tests {
         let between: ArrayRef =
             Arc::new(StringArray::from(vec![format!("{prefix}ab"), "z".into()]));
         assert_eq!(range_ids(&between, &bounds).unwrap(), vec![2, 4]);
+    }
+
+    #[test]
+    fn byte_strings_rank_as_their_row_format_does() {
+        // Random byte strings over a small alphabet (zero bytes, shared prefixes, prefixes
+        // of each other, values outside the bounds' common prefix): the byte ranker agrees
+        // with ranking by arrow's row format.
+        use arrow::array::BinaryArray;
+        let seed = 0x2545_f491_4f6c_dd1du64;
+        println!("seed {seed:#x}");
+        let mut s = seed;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let alphabet = [0u8, 1, b'a', b'b', 0xff];
+        for common in [&b""[..], b"customer-0000000000-", b"a\0"] {
+            let values: Vec<Option<Vec<u8>>> = (0..3000)
+                .map(|_| {
+                    if next() % 50 == 0 {
+                        return None;
+                    }
+                    let mut v = if next() % 10 == 0 {
+                        Vec::new()
+                    } else {
+                        common.to_vec()
+                    };
+                    for _ in 0..next() % 14 {
+                        v.push(alphabet[(next() % 5) as usize]);
+                    }
+                    Some(v)
+                })
+                .collect();
+            let values: ArrayRef = Arc::new(BinaryArray::from_iter(values));
+            let in_bounds = values.slice(0, 2000);
+            let bounds = quantile_bounds(&in_bounds, 300).unwrap();
+            let converter = RowConverter::new(vec![SortField::new(DataType::Binary)]).unwrap();
+            let rows = converter
+                .convert_columns(std::slice::from_ref(&bounds))
+                .unwrap();
+            let by_rows = Ranker::Rows(converter, rows, DataType::Binary);
+            let by_bytes = Ranker::new(&bounds).unwrap();
+            assert!(matches!(by_bytes, Ranker::Bytes(..)));
+            assert_eq!(
+                by_bytes.ranks(&values).unwrap(),
+                by_rows.ranks(&values).unwrap(),
+                "common prefix {common:?}"
+            );
+            // Strings of other layouts rank the same against string bounds.
+            let strings: ArrayRef = Arc::new(StringArray::from_iter((0..values.len()).map(|i| {
+                values
+                    .as_binary::<i32>()
+                    .is_valid(i)
+                    .then(|| format!("{:?}", values.as_binary::<i32>().value(i)))
+            })));
+            let string_bounds = quantile_bounds(&strings, 300).unwrap();
+            let expected = range_ids(&strings, &string_bounds).unwrap();
+            for t in [DataType::Utf8View, DataType::LargeUtf8] {
+                let other = arrow::compute::cast(&strings, &t).unwrap();
+                assert_eq!(range_ids(&other, &string_bounds).unwrap(), expected, "{t}");
+            }
+        }
     }
 
     #[test]

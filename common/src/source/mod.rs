@@ -24,7 +24,7 @@ mod tests;
 pub use footer::{ObjectReader, parquet_size_and_rows};
 pub use infer::infer_schema;
 pub use list::list_source_files;
-pub use read::{RowFilterSpec, read_split, read_split_filtered};
+pub use read::{RowFilterSpec, read_split, read_split_filtered, read_split_sampled};
 pub use split::{delta_source, plan_parquet_splits, whole_file_splits};
 
 #[allow(unused_imports)]

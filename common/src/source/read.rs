@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter, RowSelection, RowSelector};
 
 use super::*;
 use crate::expr::Predicate;
@@ -112,6 +112,49 @@ pub async fn read_split(
         .0)
 }
 
+/// Every `stride`-th row of `split` (the first, then every `stride`-th after it): a sample.
+/// A Parquet file without a deletion vector decodes only those rows (the reader skips the
+/// others without materializing them); anything else is read whole and thinned.
+pub async fn read_split_sampled(
+    split: &SourceSplit,
+    source_schema: SchemaRef,
+    batch_rows: usize,
+    stride: u64,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let stride = stride.max(1);
+    let parquet = matches!(split.format, SourceFormat::Parquet | SourceFormat::Delta);
+    if parquet && split.deletion_vector.is_none() && stride > 1 {
+        let shape = Arc::new(Shape::new(split, &source_schema)?);
+        let (store, path) = store_for(&parse_url(&split.uri)?)?;
+        let (batches, _) = read_parquet(
+            split,
+            store,
+            path,
+            &shape,
+            batch_rows.max(1),
+            None,
+            Some(stride),
+        )
+        .await?;
+        return Ok(batches
+            .map(move |b| b.and_then(|b| shape.finish(b)))
+            .boxed());
+    }
+    let mut seen = 0u64;
+    Ok(read_split(split, source_schema, batch_rows)
+        .await?
+        .map(move |batch| {
+            let batch = batch?;
+            let n = batch.num_rows() as u64;
+            let first = (stride - seen % stride) % stride;
+            seen += n;
+            let idx =
+                arrow::array::UInt64Array::from_iter_values((first..n).step_by(stride as usize));
+            Ok(arrow::compute::take_record_batch(&batch, &idx)?)
+        })
+        .boxed())
+}
+
 /// Rows a Parquet read leaves out while decoding (late materialization): the filter's
 /// columns are decoded first, and the other columns only for the rows kept.
 #[derive(Clone)]
@@ -138,7 +181,7 @@ pub async fn read_split_filtered(
     let (store, path) = store_for(&url)?;
     let (batches, applied) = match split.format {
         SourceFormat::Parquet | SourceFormat::Delta => {
-            read_parquet(split, store, path, &shape, batch_rows, filter).await?
+            read_parquet(split, store, path, &shape, batch_rows, filter, None).await?
         }
         SourceFormat::Csv => (read_csv(store, path, &shape, batch_rows).await?, false),
         SourceFormat::Json => (read_json(store, path, &shape, batch_rows).await?, false),
@@ -209,6 +252,7 @@ pub(super) async fn read_parquet(
     shape: &Shape,
     batch_rows: usize,
     filter: Option<&RowFilterSpec>,
+    stride: Option<u64>,
 ) -> Result<(BoxStream<'static, Result<RecordBatch>>, bool)> {
     let uri = split.uri.clone();
     let (reader, meta) = parquet_metadata(store, path, &uri, None).await?;
@@ -280,6 +324,20 @@ pub(super) async fn read_parquet(
                 .collect()
         }
     };
+    if let Some(stride) = stride {
+        // Rows of the row groups read, in order: keep one, skip `stride - 1`.
+        let mut selectors = Vec::new();
+        let mut left: u64 = row_ranges.iter().map(|r| r.1).sum();
+        while left > 0 {
+            selectors.push(RowSelector::select(1));
+            let skip = (stride - 1).min(left - 1);
+            if skip > 0 {
+                selectors.push(RowSelector::skip(skip as usize));
+            }
+            left -= 1 + skip;
+        }
+        builder = builder.with_row_selection(RowSelection::from(selectors));
+    }
     let deleted = match &split.deletion_vector {
         // Splits carry resolved (absolute or inline) vectors: see `table::file_split`.
         Some(dv) => Some(crate::table::dv::load(dv, &parse_url(&split.uri)?).await?),

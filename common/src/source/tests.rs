@@ -566,3 +566,56 @@ fn malformed_json_lines_are_named_by_their_line() {
     );
     assert_eq!(bad_json_line(b"{}\n{\"b\": null}\n", 1), None);
 }
+
+#[tokio::test]
+async fn a_sampled_read_keeps_every_stride_th_row() {
+    // Parquet decodes only the sampled rows (a row selection across row groups of 100 rows,
+    // in batches of 7); CSV is read whole and thinned. Both give rows 0, s, 2s, ...
+    let dir = tempfile::tempdir().unwrap();
+    write_parquet(&dir.path().join("a.parquet"), 0, 1000, 100);
+    let csv: String = std::iter::once("id,name\n".to_string())
+        .chain((0..1000).map(|i| format!("{i},n{i}\n")))
+        .collect();
+    std::fs::write(dir.path().join("a.csv"), csv).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    for format in [SourceFormat::Parquet, SourceFormat::Csv] {
+        let name = if format == SourceFormat::Parquet {
+            "a.parquet"
+        } else {
+            "a.csv"
+        };
+        let files = list_source_files(&file_url(&dir.path().join(name)), format)
+            .await
+            .unwrap();
+        let split = &whole_file_splits(&files, format)[0];
+        for stride in [1u64, 3, 64, 999, 5000] {
+            let batches: Vec<RecordBatch> = read_split_sampled(split, schema.clone(), 7, stride)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            let expected: Vec<i64> = (0..1000).step_by(stride as usize).collect();
+            assert_eq!(ids(&batches), expected, "{format:?} stride {stride}");
+            let names: Vec<String> = batches
+                .iter()
+                .flat_map(|b| {
+                    let c =
+                        arrow::compute::cast(b.column_by_name("name").unwrap(), &DataType::Utf8)
+                            .unwrap();
+                    c.as_string::<i32>()
+                        .iter()
+                        .map(|v| v.unwrap().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert_eq!(
+                names,
+                expected.iter().map(|i| format!("n{i}")).collect::<Vec<_>>()
+            );
+        }
+    }
+}

@@ -28,7 +28,7 @@ use serde_json::Map;
 use silt_common::cluster::CurveSpec;
 use silt_common::expr::Predicate;
 use silt_common::request::OptimizeRequest;
-use silt_common::source::read_split;
+use silt_common::source::read_split_sampled;
 use silt_common::table::prune::{Verdict, classify};
 use silt_common::table::{ActiveFile, IsolationLevel, TableSnapshot, file_split};
 use silt_common::task::{DataFile, FileSpec, Input, MapOutputRef, RangeRoute, Route, Sink, Task};
@@ -288,42 +288,26 @@ async fn read_sample(
         .filter_map(|c| snapshot.arrow_schema.field_with_name(c).ok().cloned())
         .collect();
     let schema = Arc::new(Schema::new(fields));
+    // Each file is decoded on a task of its own, so that every core of the coordinator
+    // decodes (a stream polling futures in one task would use one).
     let read = futures::stream::iter(files.iter().cloned())
         .map(|f| {
             let schema = schema.clone();
-            async move {
-                let split = file_split(table_url, &f.file)?;
+            let table_url = table_url.clone();
+            tokio::spawn(async move {
+                let split = file_split(&table_url, &f.file)?;
                 let rows = f.file.num_records.max(0) as usize;
                 let stride = rows.div_ceil(clustering::SAMPLE_ROWS_PER_FILE).max(1) as u64;
-                let mut stream = read_split(&split, schema.clone(), 64 * 1024).await?;
-                let mut kept = Vec::new();
-                let mut seen = 0u64;
-                while let Some(batch) = stream.next().await {
-                    let batch = batch?;
-                    let n = batch.num_rows() as u64;
-                    let first = (stride - seen % stride) % stride;
-                    let idx = UInt64Array::from_iter_values((first..n).step_by(stride as usize));
-                    seen += n;
-                    let columns = schema
-                        .fields()
-                        .iter()
-                        .map(|fl| {
-                            let col = batch.column_by_name(fl.name()).ok_or_else(|| {
-                                silt_common::Error::internal(format!(
-                                    "sampled rows lack `{}`",
-                                    fl.name()
-                                ))
-                            })?;
-                            Ok(arrow::compute::take(col.as_ref(), &idx, None)?)
-                        })
-                        .collect::<silt_common::Result<Vec<_>>>()?;
-                    kept.push(RecordBatch::try_new(schema.clone(), columns)?);
-                }
+                let stream = read_split_sampled(&split, schema.clone(), 64 * 1024, stride).await?;
+                let kept: Vec<RecordBatch> = stream.try_collect().await?;
                 let key: Vec<_> = f.file.partition_values.clone().into_iter().collect();
                 Ok::<_, silt_common::Error>((key, kept))
-            }
+            })
         })
-        .buffer_unordered(8);
+        .buffer_unordered(8)
+        .map(|joined| {
+            joined.map_err(|e| silt_common::Error::internal(format!("sampling a file: {e}")))?
+        });
     let parts: Vec<_> = read.try_collect().await?;
     let mut sample = Sample::new();
     for (key, batches) in parts {

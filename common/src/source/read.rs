@@ -121,9 +121,11 @@ pub async fn read_split_sampled(
     batch_rows: usize,
     stride: u64,
 ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-    let stride = stride.max(1);
+    if stride <= 1 {
+        return read_split(split, source_schema, batch_rows).await;
+    }
     let parquet = matches!(split.format, SourceFormat::Parquet | SourceFormat::Delta);
-    if parquet && split.deletion_vector.is_none() && stride > 1 {
+    if parquet && split.deletion_vector.is_none() {
         let shape = Arc::new(Shape::new(split, &source_schema)?);
         let (store, path) = store_for(&parse_url(&split.uri)?)?;
         let (batches, _) = read_parquet(

@@ -288,26 +288,20 @@ async fn read_sample(
         .filter_map(|c| snapshot.arrow_schema.field_with_name(c).ok().cloned())
         .collect();
     let schema = Arc::new(Schema::new(fields));
-    // Each file is decoded on a task of its own, so that every core of the coordinator
-    // decodes (a stream polling futures in one task would use one).
     let read = futures::stream::iter(files.iter().cloned())
         .map(|f| {
             let schema = schema.clone();
-            let table_url = table_url.clone();
-            tokio::spawn(async move {
-                let split = file_split(&table_url, &f.file)?;
+            async move {
+                let split = file_split(table_url, &f.file)?;
                 let rows = f.file.num_records.max(0) as usize;
                 let stride = rows.div_ceil(clustering::SAMPLE_ROWS_PER_FILE).max(1) as u64;
                 let stream = read_split_sampled(&split, schema.clone(), 64 * 1024, stride).await?;
                 let kept: Vec<RecordBatch> = stream.try_collect().await?;
                 let key: Vec<_> = f.file.partition_values.clone().into_iter().collect();
                 Ok::<_, silt_common::Error>((key, kept))
-            })
+            }
         })
-        .buffer_unordered(8)
-        .map(|joined| {
-            joined.map_err(|e| silt_common::Error::internal(format!("sampling a file: {e}")))?
-        });
+        .buffer_unordered(8);
     let parts: Vec<_> = read.try_collect().await?;
     let mut sample = Sample::new();
     for (key, batches) in parts {

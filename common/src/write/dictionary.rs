@@ -7,6 +7,12 @@
 //! file) the dictionary is kept and the column comes out larger than plain encoding would
 //! have made it: a dictionary of nearly every value plus an index per row. A sample of the
 //! file's first rows tells such columns apart cheaply; they are written plain.
+//!
+//! A value repeating the one sampled just before it is no evidence for a dictionary: rows
+//! that come in runs (a ticket's items share its customer; clustered files keep a key's rows
+//! together) compress as well plainly, the run being one repeated byte sequence. The sample
+//! therefore judges a column by its runs: the distinct values among the values that start a
+//! run, as if the file held one value per run.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -16,7 +22,8 @@ use arrow::datatypes::DataType;
 
 /// Rows sampled (evenly spread over the first batch).
 const SAMPLE_ROWS: usize = 512;
-/// Fewest non-null values sampled for a verdict.
+/// Fewest runs of equal values in the sample for a verdict (fewer: the column is sorted or
+/// nearly constant there, and the writer's default, a dictionary, is kept).
 const MIN_SAMPLED: usize = 128;
 /// Share of the plain size a dictionary must stay under to be worth its cost: interning
 /// every value costs more time than encoding the rest of the column, and what plain
@@ -25,9 +32,9 @@ const WORTH: f64 = 0.75;
 
 /// Positions (in `batch`'s schema) of the columns that a dictionary would not make smaller
 /// over `rows` rows like `batch`'s (at least its own), judged from a sample: the number of
-/// distinct values among them is estimated from the sample's, and a column is left plain
-/// unless a dictionary of them plus an index per row would take under [`WORTH`] of the
-/// values' plain size. Only top-level columns of fixed-width primitive, string and binary types are
+/// distinct values among them is estimated from the sample's runs (see the module's doc),
+/// and a column is left plain unless a dictionary of them plus an index per row would take
+/// under [`WORTH`] of the values' plain size. Only top-level columns of fixed-width primitive, string and binary types are
 /// judged; others are left to the writer's defaults.
 pub fn plain_columns(batch: &RecordBatch, rows: usize) -> Vec<usize> {
     let sampled_rows = batch.num_rows();
@@ -44,7 +51,7 @@ pub fn plain_columns(batch: &RecordBatch, rows: usize) -> Vec<usize> {
             sample(column, step).is_some_and(|s| {
                 // Rows with a value, in the batch's proportion.
                 let valid = rows as f64 * (1.0 - column.null_count() as f64 / sampled_rows as f64);
-                s.sampled >= MIN_SAMPLED && !dictionary_pays(&s, valid as usize)
+                s.runs >= MIN_SAMPLED && !dictionary_pays(&s, valid as usize)
             })
         })
         .map(|(i, _)| i)
@@ -53,7 +60,11 @@ pub fn plain_columns(batch: &RecordBatch, rows: usize) -> Vec<usize> {
 
 /// What a sample saw of a column.
 struct Sample {
+    /// Values sampled (nulls skipped).
     sampled: usize,
+    /// Sampled values differing from the value sampled before them.
+    runs: usize,
+    /// Distinct values among those starting a run.
     distinct: usize,
     /// Mean bytes of a value plainly encoded.
     value_bytes: f64,
@@ -62,12 +73,20 @@ struct Sample {
 /// Whether dictionary encoding `rows` values like the sample's takes under [`WORTH`] of
 /// their plain size.
 fn dictionary_pays(s: &Sample, rows: usize) -> bool {
-    let (n, d) = (s.sampled as f64, s.distinct as f64);
+    // A few values equal to their predecessor are chance draws of the same value, not runs.
+    let runs = if s.runs * 20 >= s.sampled * 19 {
+        s.sampled
+    } else {
+        s.runs
+    };
+    let (n, d) = (runs as f64, s.distinct as f64);
     let rows = rows.max(1) as f64;
-    // Distinct values among `rows` for a domain of `domain` equally likely values.
+    // Runs among the rows, in the sample's proportion: the draws from the domain.
+    let draws = (rows * n / (s.sampled.max(1) as f64)).max(1.0);
+    // Distinct values among `k` draws from a domain of `domain` equally likely values.
     let among = |domain: f64, k: f64| domain * (1.0 - (-k / domain).exp());
     let distinct = if d >= n {
-        rows
+        draws
     } else {
         // The domain whose expected distinct count in `n` draws is `d` (bisection: the
         // count grows with the domain).
@@ -80,7 +99,7 @@ fn dictionary_pays(s: &Sample, rows: usize) -> bool {
                 hi = mid;
             }
         }
-        among(hi, rows).min(rows)
+        among(hi, draws).min(draws)
     };
     let index_bytes = distinct.max(2.0).log2().ceil() / 8.0;
     s.value_bytes * distinct / rows + index_bytes < WORTH * s.value_bytes
@@ -93,11 +112,17 @@ fn sample(column: &ArrayRef, step: usize) -> Option<Sample> {
     let mut seen: HashSet<u64, BuildHasherDefault<Mix>> =
         HashSet::with_capacity_and_hasher(SAMPLE_ROWS, Default::default());
     let mut sampled = 0;
+    let mut runs = 0;
+    let mut last = None;
     let mut bytes = 0;
     let mut add = |key: u64, len: usize| {
-        seen.insert(key);
         sampled += 1;
         bytes += len;
+        if last != Some(key) {
+            last = Some(key);
+            runs += 1;
+            seen.insert(key);
+        }
     };
     let data_type = column.data_type();
     match data_type {
@@ -152,6 +177,7 @@ fn sample(column: &ArrayRef, step: usize) -> Option<Sample> {
     }
     Some(Sample {
         sampled,
+        runs,
         distinct: seen.len(),
         value_bytes: bytes as f64 / sampled.max(1) as f64,
     })
@@ -267,5 +293,46 @@ mod tests {
         assert!(plain_columns(&items(65_536), 0).is_empty());
         // 3,000 rows of a file expected to reach 65,536.
         assert!(plain_columns(&items(3_000), 65_536).is_empty());
+    }
+
+    #[test]
+    fn runs_of_a_value_are_judged_as_one_value() {
+        // A ticket's rows (1 to 20 of them) share its customer, drawn from a million: rows
+        // in ticket order repeat the customer from row to row, yet hardly any customer comes
+        // back, so a dictionary holds nearly one value per ticket and does not pay. Rows
+        // sorted by a key of 20 values, or cycling through 20 values, keep their dictionary.
+        let rows = 3_000;
+        let mut state = 11u64;
+        let mut next = |m: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        let mut customers = Vec::with_capacity(rows);
+        while customers.len() < rows {
+            let customer = next(1_000_000) as i32;
+            let items = 1 + next(20) as usize;
+            customers.extend(std::iter::repeat_n(customer, items));
+        }
+        customers.truncate(rows);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer", DataType::Int32, false),
+            Field::new("sorted", DataType::Int32, false),
+            Field::new("cycling", DataType::Int32, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int32Array::from(customers)),
+                Arc::new(Int32Array::from_iter_values(
+                    (0..rows as i32).map(|i| i * 20 / rows as i32),
+                )),
+                Arc::new(Int32Array::from_iter_values((0..rows as i32).map(|i| i % 20))),
+            ],
+        )
+        .unwrap();
+        assert_eq!(plain_columns(&batch, 0), vec![0]);
+        assert_eq!(plain_columns(&batch, 1 << 20), vec![0]);
     }
 }

@@ -43,12 +43,14 @@ pub fn plain_columns(batch: &RecordBatch, rows: usize) -> Vec<usize> {
     }
     let rows = rows.max(sampled_rows);
     let step = (sampled_rows / SAMPLE_ROWS).max(1);
+    // One set for every column (a file of many columns is judged often: once per file).
+    let mut seen = HashSet::with_capacity_and_hasher(SAMPLE_ROWS, Default::default());
     batch
         .columns()
         .iter()
         .enumerate()
         .filter(|(_, column)| {
-            sample(column, step).is_some_and(|s| {
+            sample(column, step, &mut seen).is_some_and(|s| {
                 // Rows with a value, in the batch's proportion.
                 let valid = rows as f64 * (1.0 - column.null_count() as f64 / sampled_rows as f64);
                 s.runs >= MIN_SAMPLED && !dictionary_pays(&s, valid as usize)
@@ -106,11 +108,14 @@ fn dictionary_pays(s: &Sample, rows: usize) -> bool {
 }
 
 /// The non-null values at every `step`-th row, at most [`SAMPLE_ROWS`] rows; `None` for a
-/// type not judged.
-fn sample(column: &ArrayRef, step: usize) -> Option<Sample> {
+/// type not judged. `seen` is scratch space.
+fn sample(
+    column: &ArrayRef,
+    step: usize,
+    seen: &mut HashSet<u64, BuildHasherDefault<Mix>>,
+) -> Option<Sample> {
     let rows = (0..column.len()).step_by(step).take(SAMPLE_ROWS);
-    let mut seen: HashSet<u64, BuildHasherDefault<Mix>> =
-        HashSet::with_capacity_and_hasher(SAMPLE_ROWS, Default::default());
+    seen.clear();
     let mut sampled = 0;
     let mut runs = 0;
     let mut last = None;
@@ -328,7 +333,9 @@ mod tests {
                 Arc::new(Int32Array::from_iter_values(
                     (0..rows as i32).map(|i| i * 20 / rows as i32),
                 )),
-                Arc::new(Int32Array::from_iter_values((0..rows as i32).map(|i| i % 20))),
+                Arc::new(Int32Array::from_iter_values(
+                    (0..rows as i32).map(|i| i % 20),
+                )),
             ],
         )
         .unwrap();

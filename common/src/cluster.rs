@@ -104,6 +104,20 @@ impl CurveSpec {
 
     /// What computes keys fast: the bounds prepared for comparison.
     pub fn keyer(&self) -> Result<Keyer> {
+        let bits = bits_per_column(self.columns.len());
+        let max_bounds = (1usize << bits) - 2;
+        if let Some((c, b)) = self
+            .columns
+            .iter()
+            .zip(&self.bounds)
+            .find(|(_, b)| b.len() > max_bounds)
+        {
+            // Range ids past the column's bits would wrap around into the nulls' cell.
+            return Err(Error::invalid(format!(
+                "clustering column `{c}` has {} bounds; at most {max_bounds} fit its {bits} bits",
+                b.len()
+            )));
+        }
         let ranks = self
             .bounds
             .iter()
@@ -112,7 +126,7 @@ impl CurveSpec {
         Ok(Keyer {
             columns: self.columns.clone(),
             curve: self.curve,
-            bits: bits_per_column(self.columns.len()),
+            bits,
             ranks,
         })
     }
@@ -169,18 +183,15 @@ pub fn quantile_bounds(sample: &ArrayRef, max: usize) -> Result<ArrayRef> {
     let n = sorted.len() - first;
     let cmp = make_comparator(sorted.as_ref(), sorted.as_ref(), SortOptions::default())?;
     let mut picked: Vec<u64> = Vec::new();
-    if n > 0 && max > 0 {
-        let step = (n as f64 / max as f64).max(1.0);
-        let mut pos = 0f64;
-        while (pos as usize) < n {
-            let i = first + pos as usize;
-            if picked
-                .last()
-                .is_none_or(|&last| cmp(last as usize, i) == Ordering::Less)
-            {
-                picked.push(i as u64);
-            }
-            pos += step;
+    // Positions k * n / max for k < max, in integers: never more than `max` of them (a
+    // range id past the column's bits would wrap around to the nulls' cell).
+    for k in 0..max.min(n) {
+        let i = first + k * n / max.min(n);
+        if picked
+            .last()
+            .is_none_or(|&last| cmp(last as usize, i) == Ordering::Less)
+        {
+            picked.push(i as u64);
         }
     }
     Ok(arrow::compute::take(
@@ -835,6 +846,38 @@ mod tests {
         let ids = range_ids(&values, &(Arc::new(b.clone()) as ArrayRef)).unwrap();
         assert_eq!(ids[0], 11, "999 is above all 10 bounds");
         assert_eq!(*ids.last().unwrap(), 1);
+    }
+
+    #[test]
+    fn values_above_every_bound_stay_at_the_top_of_the_curve() {
+        // Samples of every size from just over a column's 4,094 bounds: never more bounds
+        // than that, so a value above them all takes the highest range id of the column's
+        // 12 bits, and its key is the curve's last, not the nulls' (the id wrapped around
+        // when the bounds came out one too many).
+        let max = (1usize << bits_per_column(2)) - 2;
+        for n in (max..max * 3).step_by(37) {
+            let sample: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n as i64));
+            let bounds = quantile_bounds(&sample, max).unwrap();
+            assert!(bounds.len() <= max, "{n} values: {} bounds", bounds.len());
+            let spec = CurveSpec::from_sample(
+                vec!["a".into(), "b".into()],
+                Curve::ZOrder,
+                &[sample.clone(), sample],
+            )
+            .unwrap();
+            let a: ArrayRef = Arc::new(Int64Array::from(vec![None, Some(0), Some(n as i64)]));
+            let batch = RecordBatch::try_from_iter(vec![("a", a.clone()), ("b", a)]).unwrap();
+            let keys = spec.keys(&batch).unwrap().values().to_vec();
+            assert!(
+                keys[0] < keys[1] && keys[1] < keys[2],
+                "{n} values: {keys:?}"
+            );
+            assert_eq!(
+                keys[2],
+                (1u64 << (2 * bits_per_column(2))) - 1,
+                "{n} values"
+            );
+        }
     }
 
     #[test]

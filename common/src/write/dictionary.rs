@@ -24,7 +24,7 @@ use arrow::datatypes::DataType;
 const SAMPLE_ROWS: usize = 512;
 /// Fewest runs of equal values in the sample for a verdict (fewer: the column is sorted or
 /// nearly constant there, and the writer's default, a dictionary, is kept).
-const MIN_SAMPLED: usize = 128;
+const MIN_RUNS: usize = 128;
 /// Share of the plain size a dictionary must stay under to be worth its cost: interning
 /// every value costs more time than encoding the rest of the column, and what plain
 /// encoding loses, compression partly wins back.
@@ -34,11 +34,11 @@ const WORTH: f64 = 0.75;
 /// over `rows` rows like `batch`'s (at least its own), judged from a sample: the number of
 /// distinct values among them is estimated from the sample's runs (see the module's doc),
 /// and a column is left plain unless a dictionary of them plus an index per row would take
-/// under [`WORTH`] of the values' plain size. Only top-level columns of fixed-width primitive, string and binary types are
-/// judged; others are left to the writer's defaults.
+/// under [`WORTH`] of the values' plain size. Only top-level columns of fixed-width
+/// primitive, string and binary types are judged; others are left to the writer's defaults.
 pub fn plain_columns(batch: &RecordBatch, rows: usize) -> Vec<usize> {
     let sampled_rows = batch.num_rows();
-    if sampled_rows < MIN_SAMPLED {
+    if sampled_rows < MIN_RUNS {
         return Vec::new();
     }
     let rows = rows.max(sampled_rows);
@@ -53,7 +53,7 @@ pub fn plain_columns(batch: &RecordBatch, rows: usize) -> Vec<usize> {
             sample(column, step, &mut seen).is_some_and(|s| {
                 // Rows with a value, in the batch's proportion.
                 let valid = rows as f64 * (1.0 - column.null_count() as f64 / sampled_rows as f64);
-                s.runs >= MIN_SAMPLED && !dictionary_pays(&s, valid as usize)
+                s.runs >= MIN_RUNS && !dictionary_pays(&s, valid as usize)
             })
         })
         .map(|(i, _)| i)

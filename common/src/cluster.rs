@@ -60,6 +60,12 @@ pub fn bits_per_column(columns: usize) -> u32 {
     (KEY_BITS / columns.max(1) as u32).min(MAX_BITS_PER_COLUMN)
 }
 
+/// Most bounds a column may have when clustering by `columns` columns: its range ids
+/// (null, then one more than the bounds below a value) must fit its bits.
+pub fn max_bounds(columns: usize) -> usize {
+    (1usize << bits_per_column(columns)) - 2
+}
+
 /// How rows map to curve keys: per clustering column, its sorted distinct bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurveSpec {
@@ -84,10 +90,10 @@ impl CurveSpec {
                 columns.len()
             )));
         }
-        let max_bounds = (1usize << bits_per_column(columns.len())) - 2;
+        let max = max_bounds(columns.len());
         let bounds = samples
             .iter()
-            .map(|s| quantile_bounds(s, max_bounds))
+            .map(|s| quantile_bounds(s, max))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             columns,
@@ -105,16 +111,16 @@ impl CurveSpec {
     /// What computes keys fast: the bounds prepared for comparison.
     pub fn keyer(&self) -> Result<Keyer> {
         let bits = bits_per_column(self.columns.len());
-        let max_bounds = (1usize << bits) - 2;
+        let max = max_bounds(self.columns.len());
         if let Some((c, b)) = self
             .columns
             .iter()
             .zip(&self.bounds)
-            .find(|(_, b)| b.len() > max_bounds)
+            .find(|(_, b)| b.len() > max)
         {
             // Range ids past the column's bits would wrap around into the nulls' cell.
             return Err(Error::invalid(format!(
-                "clustering column `{c}` has {} bounds; at most {max_bounds} fit its {bits} bits",
+                "clustering column `{c}` has {} bounds; at most {max} fit its {bits} bits",
                 b.len()
             )));
         }
@@ -185,8 +191,9 @@ pub fn quantile_bounds(sample: &ArrayRef, max: usize) -> Result<ArrayRef> {
     let mut picked: Vec<u64> = Vec::new();
     // Positions k * n / max for k < max, in integers: never more than `max` of them (a
     // range id past the column's bits would wrap around to the nulls' cell).
-    for k in 0..max.min(n) {
-        let i = first + k * n / max.min(n);
+    let m = max.min(n);
+    for k in 0..m {
+        let i = first + k * n / m;
         if picked
             .last()
             .is_none_or(|&last| cmp(last as usize, i) == Ordering::Less)
@@ -854,7 +861,7 @@ mod tests {
         // than that, so a value above them all takes the highest range id of the column's
         // 12 bits, and its key is the curve's last, not the nulls' (the id wrapped around
         // when the bounds came out one too many).
-        let max = (1usize << bits_per_column(2)) - 2;
+        let max = max_bounds(2);
         for n in (max..max * 3).step_by(37) {
             let sample: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n as i64));
             let bounds = quantile_bounds(&sample, max).unwrap();

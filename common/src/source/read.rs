@@ -126,21 +126,9 @@ pub async fn read_split_sampled(
     }
     let parquet = matches!(split.format, SourceFormat::Parquet | SourceFormat::Delta);
     if parquet && split.deletion_vector.is_none() {
-        let shape = Arc::new(Shape::new(split, &source_schema)?);
-        let (store, path) = store_for(&parse_url(&split.uri)?)?;
-        let (batches, _) = read_parquet(
-            split,
-            store,
-            path,
-            &shape,
-            batch_rows.max(1),
-            None,
-            Some(stride),
-        )
-        .await?;
-        return Ok(batches
-            .map(move |b| b.and_then(|b| shape.finish(b)))
-            .boxed());
+        return Ok(read(split, source_schema, batch_rows, None, Some(stride))
+            .await?
+            .0);
     }
     let mut seen = 0u64;
     Ok(read_split(split, source_schema, batch_rows)
@@ -177,13 +165,24 @@ pub async fn read_split_filtered(
     batch_rows: usize,
     filter: Option<&RowFilterSpec>,
 ) -> Result<(BoxStream<'static, Result<RecordBatch>>, bool)> {
+    read(split, source_schema, batch_rows, filter, None).await
+}
+
+/// [`read_split_filtered`], with a Parquet sampling stride (see [`read_parquet`]).
+async fn read(
+    split: &SourceSplit,
+    source_schema: SchemaRef,
+    batch_rows: usize,
+    filter: Option<&RowFilterSpec>,
+    stride: Option<u64>,
+) -> Result<(BoxStream<'static, Result<RecordBatch>>, bool)> {
     let batch_rows = batch_rows.max(1);
     let shape = Arc::new(Shape::new(split, &source_schema)?);
     let url = parse_url(&split.uri)?;
     let (store, path) = store_for(&url)?;
     let (batches, applied) = match split.format {
         SourceFormat::Parquet | SourceFormat::Delta => {
-            read_parquet(split, store, path, &shape, batch_rows, filter, None).await?
+            read_parquet(split, store, path, &shape, batch_rows, filter, stride).await?
         }
         SourceFormat::Csv => (read_csv(store, path, &shape, batch_rows).await?, false),
         SourceFormat::Json => (read_json(store, path, &shape, batch_rows).await?, false),
@@ -247,6 +246,9 @@ fn parquet_row_filter(
     Some(RowFilter::new(vec![Box::new(predicate)]))
 }
 
+/// The rows of a Parquet split: with `filter`, those it keeps (when it applies: the flag);
+/// with `stride`, only every `stride`-th row of the row groups read is decoded (callers
+/// pass none for a split with a deletion vector, whose row positions must stay whole).
 pub(super) async fn read_parquet(
     split: &SourceSplit,
     store: Arc<dyn ObjectStore>,

@@ -74,7 +74,11 @@ pub fn encode_block(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u
 
 /// One batch as a block: an IPC stream, LZ4-compressed.
 fn write_block(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut w = StreamWriter::try_new(Vec::new(), &batch.schema())?;
+    // The stream's size, so that writing it never moves what is written: the rows, and
+    // for the schema and the batch a header and a few bytes of padding per buffer.
+    let framing = 2 * (512 + 256 * batch.num_columns());
+    let capacity = crate::write::slice_bytes(batch) + framing;
+    let mut w = StreamWriter::try_new(Vec::with_capacity(capacity), &batch.schema())?;
     w.write(batch)?;
     w.finish()?;
     Ok(lz4_flex::block::compress_prepend_size(&w.into_inner()?))
@@ -136,8 +140,8 @@ fn narrow(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
 }
 
 /// A `Decimal128` column as `to` (`Decimal32` / `Decimal64` of the same precision and scale),
-/// or `None` if a value does not fit.
-fn narrow_decimal(column: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
+/// or `None` if a value does not fit or `to` is not a narrower decimal.
+pub fn narrow_decimal(column: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
     let wide = column.as_primitive_opt::<Decimal128Type>()?;
     match *to {
         DataType::Decimal32(p, s) => wide

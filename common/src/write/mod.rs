@@ -10,7 +10,18 @@ pub mod writer;
 pub use sorted::SortedWriter;
 pub use writer::DataFileWriter;
 
+use arrow::array::ArrayRef;
+use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
+
+/// Whether `columns` have `schema`'s types, field by field.
+pub(crate) fn same_types(columns: &[ArrayRef], schema: &Schema) -> bool {
+    columns.len() == schema.fields().len()
+        && columns
+            .iter()
+            .zip(schema.fields())
+            .all(|(c, f)| c.data_type() == f.data_type())
+}
 
 /// Bytes of a batch's own rows. A slice of a larger batch, or a batch decoded from one IPC
 /// message (whose columns all share the message's buffer), counts only its part, where

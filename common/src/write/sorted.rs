@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{DataFileWriter, slice_bytes};
+use super::{DataFileWriter, same_types, slice_bytes};
 use crate::cluster::{CurveSpec, Keyer};
 use crate::merge::{OnceStream, spilled_bytes};
 use crate::schema::conform_batch;
@@ -151,7 +151,7 @@ impl SortedWriter {
     /// else of the rows' schema (the first batch that is not narrowed widens those kept).
     fn admit(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
         if let Some(narrow) = &self.narrow {
-            if same_types(batch, narrow) {
+            if same_types(batch.columns(), narrow) {
                 return Ok(batch.clone());
             }
             self.narrow = None;
@@ -163,7 +163,7 @@ impl SortedWriter {
                 }
             }
         }
-        if same_types(batch, &self.schema) {
+        if same_types(batch.columns(), &self.schema) {
             Ok(batch.clone())
         } else {
             conform_batch(batch, &self.schema)
@@ -197,7 +197,7 @@ impl SortedWriter {
         match std::mem::replace(&mut self.state, State::Gone) {
             State::Buffering {
                 mut writer, rows, ..
-            } => match write_sorted(&mut writer, rows, &self.schema).await {
+            } => match write_sorted(&mut writer, rows).await {
                 Ok(()) => Ok((writer.close().await?, 0)),
                 Err(e) => {
                     writer.abort().await;
@@ -233,13 +233,12 @@ impl SortedWriter {
     }
 }
 
-/// Writes in-memory rows in key order, as rows of `schema`: the (key, batch, row) triples
-/// are sorted and the rows gathered from the batches where they are, a chunk at a time (no
-/// copy of the whole).
+/// Writes in-memory rows in key order (as they are kept: narrowed decimals stay so, the
+/// writer takes them): the (key, batch, row) triples are sorted and the rows gathered from
+/// the batches where they are, a chunk at a time (no copy of the whole).
 async fn write_sorted(
     writer: &mut DataFileWriter,
     rows: Vec<(RecordBatch, UInt64Array)>,
-    schema: &SchemaRef,
 ) -> Result<()> {
     let total: usize = rows.iter().map(|(b, _)| b.num_rows()).sum();
     let mut order: Vec<(u64, u32, u32)> = Vec::with_capacity(total);
@@ -258,20 +257,11 @@ async fn write_sorted(
             .iter()
             .map(|&(_, b, r)| (b as usize, r as usize))
             .collect();
+        // Narrowed decimals are written as they are (the writer takes them).
         let chunk = arrow::compute::interleave_record_batch(&batches, &indices)?;
-        writer.write(&conform_batch(&chunk, schema)?).await?;
+        writer.write(&chunk).await?;
     }
     Ok(())
-}
-
-/// Whether `batch`'s columns have `schema`'s types.
-fn same_types(batch: &RecordBatch, schema: &SchemaRef) -> bool {
-    let fields = batch.schema_ref().fields();
-    fields.len() == schema.fields().len()
-        && fields
-            .iter()
-            .zip(schema.fields())
-            .all(|(a, b)| a.data_type() == b.data_type())
 }
 
 async fn sort_into(

@@ -253,7 +253,10 @@ impl StatsCollector {
         }
         for col in &self.columns {
             let array = batch.column(col.index);
-            if array.data_type() != &col.data_type {
+            // Decimals may come narrowed (as they travel through the exchange).
+            let narrowed = || crate::exchange::narrow_type(&col.data_type);
+            if array.data_type() != &col.data_type && narrowed().as_ref() != Some(array.data_type())
+            {
                 return Err(Error::SchemaMismatch(format!(
                     "column `{}` has type {}, expected {}",
                     col.name,

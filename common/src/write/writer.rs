@@ -21,7 +21,7 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::slice_bytes;
+use super::{same_types, slice_bytes};
 use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -126,6 +126,9 @@ fn parquet_error(e: ParquetError) -> Error {
 /// A data file being written.
 struct OpenFile {
     writer: AsyncArrowWriter<ObjectSink>,
+    /// The Arrow schema the writer takes rows in: the file schema, or it with narrowed
+    /// decimals when the file's first rows came so (see [`DataFileWriter::write`]).
+    form: SchemaRef,
     stats: StatsCollector,
     location: Path,
     /// Path relative to the table root, URL-encoded (`add.path`).
@@ -402,7 +405,15 @@ impl DataFileWriter {
     /// [`DataFileWriter::buffered_bytes`]) until enough rows are gathered to split them
     /// efficiently; [`DataFileWriter::close`] writes them.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.check_batch(batch)?;
+        let narrowed = self.check_batch(batch)?;
+        let widened;
+        let batch = if narrowed && self.widens_narrowed(batch) {
+            widened = crate::schema::conform_batch(batch, &self.table_schema)?;
+            &widened
+        } else {
+            batch
+        };
+        self.check_constraints(batch)?;
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
@@ -444,8 +455,15 @@ impl DataFileWriter {
                 .into_iter()
                 .next()
                 .ok_or_else(|| Error::internal("no pending batch"))?
+        } else if pending.iter().all(|b| b.schema() == pending[0].schema()) {
+            arrow::compute::concat_batches(&pending[0].schema(), &pending)?
         } else {
-            arrow::compute::concat_batches(&self.table_schema, &pending)?
+            // Some narrowed decimals, some not: all as the table has them.
+            let wide = pending
+                .iter()
+                .map(|b| crate::schema::conform_batch(b, &self.table_schema))
+                .collect::<Result<Vec<_>>>()?;
+            arrow::compute::concat_batches(&self.table_schema, &wide)?
         };
         self.write_split(&combined).await
     }
@@ -482,8 +500,22 @@ impl DataFileWriter {
             .iter()
             .map(|&i| Arc::clone(rows.column(i)))
             .collect();
+        let schema = if same_types(&columns, &self.file_schema) {
+            Arc::clone(&self.file_schema)
+        } else {
+            // Narrowed decimals: the file schema's fields with the columns' types.
+            Arc::new(Schema::new_with_metadata(
+                self.file_schema
+                    .fields()
+                    .iter()
+                    .zip(&columns)
+                    .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+                    .collect::<Vec<_>>(),
+                self.file_schema.metadata().clone(),
+            ))
+        };
         Ok(RecordBatch::try_new_with_options(
-            Arc::clone(&self.file_schema),
+            schema,
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())),
         )?)
@@ -582,8 +614,12 @@ impl DataFileWriter {
         }
     }
 
-    /// Checks that `batch` has the table schema (types by position, nullability).
-    fn check_batch(&self, batch: &RecordBatch) -> Result<()> {
+    /// Checks that `batch` has the table schema (types by position, nullability). A
+    /// decimal column may come in the narrower type it travels through the exchange in
+    /// ([`crate::exchange::narrow_type`]): the Parquet column is the same either way, so
+    /// it is written as it is. Returns whether any column came so.
+    fn check_batch(&self, batch: &RecordBatch) -> Result<bool> {
+        let mut narrowed = false;
         let fields = self.table_schema.fields();
         if batch.num_columns() != fields.len() {
             return Err(Error::SchemaMismatch(format!(
@@ -599,12 +635,17 @@ impl DataFileWriter {
         }
         for (field, column) in fields.iter().zip(batch.columns()) {
             if column.data_type() != field.data_type() {
-                return Err(Error::SchemaMismatch(format!(
-                    "column `{}` has type {}, the table expects {}",
-                    field.name(),
-                    column.data_type(),
-                    field.data_type()
-                )));
+                if crate::exchange::narrow_type(field.data_type()).as_ref()
+                    != Some(column.data_type())
+                {
+                    return Err(Error::SchemaMismatch(format!(
+                        "column `{}` has type {}, the table expects {}",
+                        field.name(),
+                        column.data_type(),
+                        field.data_type()
+                    )));
+                }
+                narrowed = true;
             }
             if !field.is_nullable() && column.null_count() > 0 {
                 return Err(Error::DataViolation(format!(
@@ -614,6 +655,24 @@ impl DataFileWriter {
                 )));
             }
         }
+        Ok(narrowed)
+    }
+
+    /// Whether rows with narrowed decimals are widened before anything else: when the
+    /// table has checks (compiled against its types), column mapping, or a narrowed
+    /// partition column (whose values name directories).
+    fn widens_narrowed(&self, batch: &RecordBatch) -> bool {
+        !self.checks.is_empty()
+            || self.physical.is_some()
+            || self.spec.partition_columns.iter().any(|p| {
+                self.table_schema.index_of(p).map_or(true, |i| {
+                    batch.column(i).data_type() != self.table_schema.field(i).data_type()
+                })
+            })
+    }
+
+    /// Checks that the rows of `batch` (of the table's types) hold the table's checks.
+    fn check_constraints(&self, batch: &RecordBatch) -> Result<()> {
         for (c, p) in &self.checks {
             let holds = p.evaluate(batch)?;
             if holds.true_count() == batch.num_rows() {
@@ -685,6 +744,7 @@ impl DataFileWriter {
                 .get_mut(&values)
                 .ok_or_else(|| Error::internal("open file vanished"))?;
             file.last_split = self.splits;
+            let chunk = in_form(chunk, &file.form)?;
             file.stats.update(&chunk)?;
             match &self.physical {
                 Some((schema, _)) => {
@@ -751,20 +811,32 @@ impl DataFileWriter {
             )
             .with_max_concurrency(UPLOAD_CONCURRENCY),
         };
-        let writer = AsyncArrowWriter::try_new(
-            sink,
-            Arc::clone(
-                self.physical
-                    .as_ref()
-                    .map_or(&self.file_schema, |(schema, _)| schema),
-            ),
-            Some(self.file_props(first)),
-        )
-        .map_err(parquet_error)?;
+        let schema = Arc::clone(
+            self.physical
+                .as_ref()
+                .map_or(&self.file_schema, |(schema, _)| schema),
+        );
+        let mut props = self.file_props(first);
+        let (writer, form) = if same_types(first.columns(), &schema) {
+            let writer = AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(props));
+            (writer, schema)
+        } else {
+            // Narrowed decimals: the writer takes them as they are. Their Parquet columns
+            // are those of the table's types, and the file's Arrow schema is the table's.
+            parquet::arrow::add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+            let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+                .with_properties(props)
+                .with_skip_arrow_metadata(true);
+            let form = first.schema();
+            let writer = AsyncArrowWriter::try_new_with_options(sink, Arc::clone(&form), options);
+            (writer, form)
+        };
+        let writer = writer.map_err(parquet_error)?;
         let stats = StatsCollector::try_new(&self.file_schema, &self.spec.stats)?;
         self.started.push(location.clone());
         Ok(OpenFile {
             writer,
+            form,
             stats,
             location,
             log_path: encode_log_path(&relative),
@@ -859,6 +931,40 @@ fn without_dictionary(
 fn row_group_bytes(target_file_size_bytes: u64) -> usize {
     let target = usize::try_from(target_file_size_bytes).unwrap_or(usize::MAX);
     target.clamp(1, MAX_ROW_GROUP_BYTES)
+}
+
+/// `rows` (file schema, decimals narrowed or not) in the form a file's writer takes
+/// (`form`): narrowed decimals widened, or wide ones narrowed. A value beyond its column's
+/// declared precision cannot be narrowed, and could not be written in the column's
+/// Parquet type either: an error naming the column.
+fn in_form(rows: RecordBatch, form: &SchemaRef) -> Result<RecordBatch> {
+    if same_types(rows.columns(), form) {
+        return Ok(rows);
+    }
+    let columns = rows
+        .columns()
+        .iter()
+        .zip(form.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                return Ok(Arc::clone(c));
+            }
+            crate::schema::widen_decimal(c, f.data_type())
+                .or_else(|| crate::exchange::narrow_decimal(c, f.data_type()))
+                .ok_or_else(|| {
+                    Error::DataViolation(format!(
+                        "column `{}` ({}) holds a value beyond its declared precision",
+                        f.name(),
+                        c.data_type()
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(form),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())),
+    )?)
 }
 
 /// Finishes a file: writes the footer, completes the upload, and describes it. A file
@@ -1293,6 +1399,108 @@ mod tests {
         let files = w.close().await.unwrap();
         assert_eq!(files.len(), 400);
         assert!(files.iter().all(|f| f.num_records == 500));
+    }
+
+    /// Writes `batches` with a fresh writer partitioned by `partition_columns`; returns
+    /// the files (by path) with their rows and raw bytes.
+    async fn write_all(
+        partition_columns: &[&str],
+        batches: &[RecordBatch],
+    ) -> Vec<(DataFile, Vec<RecordBatch>, Vec<u8>)> {
+        let (dir, store) = local_store();
+        let mut w = DataFileWriter::try_new(
+            store,
+            Path::from("tbl"),
+            spec(partition_columns, 1 << 30),
+            schema(),
+        )
+        .unwrap();
+        for b in batches {
+            w.write(b).await.unwrap();
+        }
+        let mut files = w.close().await.unwrap();
+        files.sort_by(|a, b| a.partition_values.cmp(&b.partition_values));
+        files
+            .into_iter()
+            .map(|f| {
+                let rows = read_back(&dir, &f);
+                let decoded = percent_encoding::percent_decode_str(&f.path)
+                    .decode_utf8()
+                    .unwrap()
+                    .to_string();
+                let bytes = std::fs::read(dir.path().join("tbl").join(decoded)).unwrap();
+                (f, rows, bytes)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn narrowed_decimals_are_written_as_the_table_has_them() {
+        // The same rows as the table has them and as they travel through the exchange
+        // (`d`, a Decimal128(10, 2), as a Decimal64).
+        let wide: Vec<RecordBatch> = (0..3)
+            .map(|k| {
+                rows(
+                    k * 40,
+                    40,
+                    |i| Some(format!("p{}", i % 3)),
+                    |i| Some(i as i32),
+                )
+            })
+            .collect();
+        let narrow: Vec<RecordBatch> = wide
+            .iter()
+            .map(|b| {
+                let block =
+                    crate::exchange::encode_block(&schema(), std::slice::from_ref(b)).unwrap();
+                crate::exchange::decode_block_narrow(&block)
+                    .unwrap()
+                    .remove(0)
+            })
+            .collect();
+        assert_eq!(narrow[0].column(5).data_type(), &DataType::Decimal64(10, 2));
+        // Mixed: a narrowed batch, then one as the table has it.
+        let mixed = vec![narrow[0].clone(), wide[1].clone(), narrow[2].clone()];
+        for partitions in [&[][..], &["p"], &["d"]] {
+            let expected = write_all(partitions, &wide).await;
+            for input in [&narrow, &mixed] {
+                let got = write_all(partitions, input).await;
+                assert_eq!(got.len(), expected.len(), "{partitions:?}");
+                for ((f, rows, bytes), (ef, erows, ebytes)) in got.iter().zip(&expected) {
+                    assert_eq!(f.partition_values, ef.partition_values);
+                    assert_eq!(f.num_records, ef.num_records);
+                    assert_eq!(stats(f), stats(ef), "{partitions:?}");
+                    assert_eq!(rows, erows, "{partitions:?}");
+                    assert_eq!(
+                        rows[0].schema().field(4).data_type(),
+                        erows[0].schema().field(4).data_type()
+                    );
+                    if partitions.is_empty() && std::ptr::eq(input, &narrow) {
+                        // The same Parquet file, byte for byte.
+                        assert_eq!(bytes, ebytes);
+                    }
+                }
+            }
+        }
+        // A type that is not the column's narrow form is still refused.
+        let (_dir, store) = local_store();
+        let mut w = DataFileWriter::try_new(store, Path::from("tbl"), spec(&[], 1 << 30), schema())
+            .unwrap();
+        let mut columns = wide[0].columns().to_vec();
+        columns[5] =
+            Arc::new(arrow::compute::cast(&columns[5], &DataType::Decimal64(12, 2)).unwrap());
+        let fields: Vec<Field> = schema()
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+            .collect();
+        let bad = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let err = w.write(&bad).await.unwrap_err().to_string();
+        assert!(
+            err.contains("column `d` has type Decimal64(12, 2)"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

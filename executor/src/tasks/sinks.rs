@@ -385,7 +385,7 @@ impl OpenSink {
     /// Whether the sink takes exchange rows as they travelled (decimals narrowed, see
     /// `silt_common::exchange::narrow_schema`) and conforms them itself.
     pub fn takes_exchange_rows(&self) -> bool {
-        matches!(self, OpenSink::SortedFiles(_))
+        matches!(self, OpenSink::SortedFiles(_) | OpenSink::Files(_))
     }
 
     pub async fn accept(&mut self, batch: &RecordBatch) -> Result<()> {

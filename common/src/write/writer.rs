@@ -317,19 +317,8 @@ impl DataFileWriter {
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
             .set_max_row_group_bytes(Some(row_group_bytes(spec.target_file_size_bytes)));
-        // Amounts and measures rarely repeat: a dictionary for them fills up and is abandoned
-        // after hashing every value, which costs more than the rest of the encoding.
         for f in file_schema.fields() {
-            if matches!(
-                f.data_type(),
-                DataType::Decimal32(_, _)
-                    | DataType::Decimal64(_, _)
-                    | DataType::Decimal128(_, _)
-                    | DataType::Decimal256(_, _)
-                    | DataType::Float16
-                    | DataType::Float32
-                    | DataType::Float64
-            ) {
+            if never_dictionary(f.data_type()) {
                 props = without_dictionary(props, f);
             }
         }
@@ -859,14 +848,26 @@ impl DataFileWriter {
             rows = rows.max((group / row_bytes).min(MAX_ROW_GROUP_ROWS));
         }
         let plain = super::dictionary::plain_columns(first, rows);
-        if plain.is_empty() {
+        // Of the columns written plain (judged so, or never given a dictionary), those
+        // Snappy would not shrink are written uncompressed.
+        let fields = self.file_schema.fields();
+        let unencoded: Vec<usize> = (0..fields.len())
+            .filter(|i| plain.contains(i) || never_dictionary(fields[*i].data_type()))
+            .collect();
+        let uncompressed = super::codec::incompressible_columns(first, &unencoded);
+        if plain.is_empty() && uncompressed.is_empty() {
             return self.props.clone();
         }
-        let fields = self.file_schema.fields();
-        plain
+        let props = plain
             .into_iter()
             .filter_map(|i| fields.get(i))
-            .fold(self.props.clone().into_builder(), without_dictionary)
+            .fold(self.props.clone().into_builder(), without_dictionary);
+        uncompressed
+            .into_iter()
+            .filter_map(|i| fields.get(i))
+            .fold(props, |props, f| {
+                props.set_column_compression(column_path(f), Compression::UNCOMPRESSED)
+            })
             .build()
     }
 
@@ -916,16 +917,31 @@ impl DataFileWriter {
 /// Row-group byte bound for a target file size: never above the file target (so files
 /// roll near it) nor above [`MAX_ROW_GROUP_BYTES`].
 /// `props` with the column of `field` written without a dictionary.
+/// Amounts and measures rarely repeat: a dictionary for them fills up and is abandoned
+/// after hashing every value, which costs more than the rest of the encoding.
+fn never_dictionary(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Decimal32(_, _)
+            | DataType::Decimal64(_, _)
+            | DataType::Decimal128(_, _)
+            | DataType::Decimal256(_, _)
+            | DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+    )
+}
+
+/// The Parquet column path of a top-level field (its physical name under column mapping).
+fn column_path(field: &Arc<arrow::datatypes::Field>) -> parquet::schema::types::ColumnPath {
+    parquet::schema::types::ColumnPath::from(crate::table::column_mapping::physical_name(field))
+}
+
 fn without_dictionary(
     props: parquet::file::properties::WriterPropertiesBuilder,
     field: &Arc<arrow::datatypes::Field>,
 ) -> parquet::file::properties::WriterPropertiesBuilder {
-    props.set_column_dictionary_enabled(
-        parquet::schema::types::ColumnPath::from(crate::table::column_mapping::physical_name(
-            field,
-        )),
-        false,
-    )
+    props.set_column_dictionary_enabled(column_path(field), false)
 }
 
 fn row_group_bytes(target_file_size_bytes: u64) -> usize {
@@ -1501,6 +1517,62 @@ mod tests {
             err.contains("column `d` has type Decimal64(12, 2)"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn columns_compression_would_not_shrink_are_written_uncompressed() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("price", DataType::Decimal128(7, 2), true),
+            Field::new("ticket", DataType::Int64, false),
+        ]));
+        let n = 20_000i64;
+        let mut state = 0x5eed_u64;
+        let prices: Vec<i128> = (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) % 10_000_000) as i128
+            })
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(
+                    Decimal128Array::from(prices)
+                        .with_precision_and_scale(7, 2)
+                        .unwrap(),
+                ),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|i| 1_000_000 + i / 3),
+                )),
+            ],
+        )
+        .unwrap();
+        let (dir, store) = local_store();
+        let mut w =
+            DataFileWriter::try_new(store, Path::from("tbl"), spec(&[], 1 << 30), schema).unwrap();
+        w.write(&batch).await.unwrap();
+        let files = w.close().await.unwrap();
+        assert_eq!(files.len(), 1);
+        let back = read_back(&dir, &files[0]);
+        assert_eq!(
+            arrow::compute::concat_batches(&back[0].schema(), &back).unwrap(),
+            batch
+        );
+        let disk = dir.path().join("tbl").join(&files[0].path);
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(std::fs::File::open(disk).unwrap())
+                .unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(&reader);
+        let codecs: Vec<Compression> = meta
+            .row_group(0)
+            .columns()
+            .iter()
+            .map(|c| c.compression())
+            .collect();
+        // Random amounts: nothing for Snappy; a ticket number's runs: kept compressed.
+        assert_eq!(codecs, vec![Compression::UNCOMPRESSED, Compression::SNAPPY]);
     }
 
     #[tokio::test]

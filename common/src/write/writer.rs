@@ -126,8 +126,10 @@ fn parquet_error(e: ParquetError) -> Error {
 /// A data file being written.
 struct OpenFile {
     writer: AsyncArrowWriter<ObjectSink>,
-    /// The Arrow schema the writer takes rows in: the file schema, or it with narrowed
-    /// decimals when the file's first rows came so (see [`DataFileWriter::write`]).
+    /// The form the file's rows are given to its writer in: the file schema, or it with
+    /// narrowed decimals when the file's first rows came so (see
+    /// [`DataFileWriter::write`]). Under column mapping, the file schema, written with
+    /// physical names.
     form: SchemaRef,
     stats: StatsCollector,
     location: Path,
@@ -800,19 +802,20 @@ impl DataFileWriter {
             )
             .with_max_concurrency(UPLOAD_CONCURRENCY),
         };
-        let schema = Arc::clone(
-            self.physical
-                .as_ref()
-                .map_or(&self.file_schema, |(schema, _)| schema),
-        );
         let mut props = self.file_props(first);
-        let (writer, form) = if same_types(first.columns(), &schema) {
-            let writer = AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(props));
-            (writer, schema)
+        // Rows with narrowed decimals come only where there is no column mapping (see
+        // `write`).
+        let (writer, form) = if same_types(first.columns(), &self.file_schema) {
+            let schema = self
+                .physical
+                .as_ref()
+                .map_or(&self.file_schema, |(schema, _)| schema);
+            let writer = AsyncArrowWriter::try_new(sink, Arc::clone(schema), Some(props));
+            (writer, Arc::clone(&self.file_schema))
         } else {
             // Narrowed decimals: the writer takes them as they are. Their Parquet columns
             // are those of the table's types, and the file's Arrow schema is the table's.
-            parquet::arrow::add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+            parquet::arrow::add_encoded_arrow_schema_to_metadata(&self.file_schema, &mut props);
             let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
                 .with_properties(props)
                 .with_skip_arrow_metadata(true);

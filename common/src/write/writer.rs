@@ -953,9 +953,9 @@ fn row_group_bytes(target_file_size_bytes: u64) -> usize {
 }
 
 /// `rows` (file schema, decimals narrowed or not) in the form a file's writer takes
-/// (`form`): narrowed decimals widened, or wide ones narrowed. A value beyond its column's
-/// declared precision cannot be narrowed, and could not be written in the column's
-/// Parquet type either: an error naming the column.
+/// (`form`): narrowed decimals widened, or wide ones narrowed. A value outside the narrow
+/// type's range (necessarily beyond the column's declared precision) cannot be narrowed,
+/// and the column's Parquet type could not hold it either: an error naming the column.
 fn in_form(rows: RecordBatch, form: &SchemaRef) -> Result<RecordBatch> {
     if same_types(rows.columns(), form) {
         return Ok(rows);

@@ -4,10 +4,13 @@
 //! partition's rows into *blocks*; reduce tasks decode the blocks of their partition from
 //! every map output.
 //!
-//! A block is a self-contained Arrow IPC stream (schema, one batch, end marker) compressed
-//! as one LZ4 block (its length prepended), so it can be stored, sent and decoded on its
-//! own. One compression call per block, not one per column buffer as the IPC format's own
-//! compression does, which costs far less for blocks of many small buffers. Decimal columns
+//! A block is self-contained, so it can be stored, sent and decoded on its own: the rows'
+//! columns worth compressing as one Arrow IPC stream (schema, one batch, end marker)
+//! compressed as one LZ4 block, then the other columns as a plain IPC stream (see
+//! [`Packing`]). One compression call per block, not one per column buffer as the IPC
+//! format's own compression does, which costs far less for blocks of many small buffers;
+//! and none over columns LZ4 would not shrink (random amounts and keys), which cost as much
+//! to compress as any and come out no smaller. Decimal columns
 //! travel in the narrowest decimal type their precision fits (a `Decimal128(7,2)` in 4 bytes
 //! instead of 16: fewer bytes to copy, compress, move and hold), marked in their field
 //! metadata and restored on decoding. A range-routed block holds its rows in runs sorted by
@@ -64,16 +67,112 @@ pub fn route_rows(keys: &[ArrayRef], num_rows: usize, num_partitions: u32) -> Re
 /// Encodes batches (of one schema) as one block. Decimal columns travel in the narrowest
 /// decimal type their precision fits ([`narrow_type`]); [`decode_block`] restores them.
 pub fn encode_block(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let narrowed = narrow(batches)?;
-    let batch = match narrowed.first() {
-        Some(first) => concat_batches(&first.schema(), &narrowed)?,
-        None => RecordBatch::new_empty(schema.clone()),
-    };
-    write_block(&batch)
+    let batch = block_rows(schema, batches)?;
+    let packing = Packing::judge(&batch);
+    write_block(&batch, &packing)
 }
 
-/// One batch as a block: an IPC stream, LZ4-compressed.
-fn write_block(batch: &RecordBatch) -> Result<Vec<u8>> {
+/// The rows of `batches` (of one schema) as one batch, decimals narrowed ([`narrow`]).
+fn block_rows(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    let narrowed = narrow(batches)?;
+    Ok(match narrowed.first() {
+        Some(first) => concat_batches(&first.schema(), &narrowed)?,
+        None => RecordBatch::new_empty(schema.clone()),
+    })
+}
+
+/// Which columns of a block are LZ4-compressed: those a sample shows it shrinks by at
+/// least a tenth. The others travel as they are (random amounts and keys: LZ4 finds no
+/// matches in them, yet scans every byte). A map task judges its first block's columns
+/// and keeps the verdict for blocks of the same schema.
+#[derive(Debug, Clone)]
+struct Packing {
+    schema: SchemaRef,
+    packed: Vec<bool>,
+}
+
+/// Bytes of a column a [`Packing`] compresses to judge it.
+const PACKING_SAMPLE: usize = 16 * 1024;
+
+impl Packing {
+    fn judge(batch: &RecordBatch) -> Packing {
+        let packed = batch.columns().iter().map(shrinks).collect();
+        Packing {
+            schema: batch.schema(),
+            packed,
+        }
+    }
+
+    fn all(&self) -> bool {
+        self.packed.iter().all(|&p| p)
+    }
+}
+
+/// Whether LZ4 shrinks a sample of `column`'s bytes (the start of each of its buffers, as
+/// the IPC stream holds them) by at least a tenth; a column too small to tell, or nested,
+/// is compressed.
+fn shrinks(column: &ArrayRef) -> bool {
+    let data = column.to_data();
+    if !data.child_data().is_empty() || data.buffers().is_empty() {
+        return true;
+    }
+    let per_buffer = PACKING_SAMPLE / data.buffers().len();
+    let mut sample = Vec::with_capacity(PACKING_SAMPLE);
+    for b in data.buffers() {
+        sample.extend_from_slice(&b.as_slice()[..b.len().min(per_buffer)]);
+    }
+    if sample.len() < 1024 {
+        return true;
+    }
+    let compressed = lz4_flex::block::compress(&sample);
+    (compressed.len() as f64) < 0.9 * sample.len() as f64
+}
+
+/// Schema metadata of a block's plain stream: the positions of its columns among the rows'
+/// (comma-separated), so [`decode_block_narrow`] puts them back in place.
+const PLAIN_AT: &str = "silt.exchange.plain_at";
+
+/// One batch as a block: `[u32 LE: n][n bytes: LZ4 block (size prepended) of the IPC stream
+/// of the packed columns][IPC stream of the other columns, if any]`.
+fn write_block(batch: &RecordBatch, packing: &Packing) -> Result<Vec<u8>> {
+    let schema = batch.schema();
+    let (packed, plain) = if packing.all() {
+        (batch.clone(), None)
+    } else {
+        let (at, rest): (Vec<usize>, Vec<usize>) =
+            (0..batch.num_columns()).partition(|&c| !packing.packed[c]);
+        let project = |cols: &[usize], metadata| {
+            let fields: Vec<FieldRef> = cols.iter().map(|&c| schema.fields()[c].clone()).collect();
+            let columns = cols.iter().map(|&c| batch.column(c).clone()).collect();
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            RecordBatch::try_new_with_options(
+                Arc::new(Schema::new_with_metadata(fields, metadata)),
+                columns,
+                &options,
+            )
+        };
+        let positions = at.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let plain_metadata = [(PLAIN_AT.to_string(), positions.join(","))].into();
+        (
+            project(&rest, schema.metadata().clone())?,
+            Some(project(&at, plain_metadata)?),
+        )
+    };
+    let compressed = lz4_flex::block::compress_prepend_size(&ipc_stream(&packed)?);
+    let len = u32::try_from(compressed.len())
+        .map_err(|_| Error::internal("an exchange block over 4 GiB"))?;
+    let plain = plain.map(|p| ipc_stream(&p)).transpose()?;
+    let mut block = Vec::with_capacity(4 + compressed.len() + plain.as_ref().map_or(0, Vec::len));
+    block.extend_from_slice(&len.to_le_bytes());
+    block.extend_from_slice(&compressed);
+    if let Some(plain) = plain {
+        block.extend_from_slice(&plain);
+    }
+    Ok(block)
+}
+
+/// `batch` as an IPC stream (schema, the batch, end marker).
+fn ipc_stream(batch: &RecordBatch) -> Result<Vec<u8>> {
     // The stream's size, so that writing it never moves what is written: the rows, and
     // for the schema and the batch a header and a few bytes of padding per buffer.
     let framing = 2 * (512 + 256 * batch.num_columns());
@@ -81,7 +180,7 @@ fn write_block(batch: &RecordBatch) -> Result<Vec<u8>> {
     let mut w = StreamWriter::try_new(Vec::with_capacity(capacity), &batch.schema())?;
     w.write(batch)?;
     w.finish()?;
-    Ok(lz4_flex::block::compress_prepend_size(&w.into_inner()?))
+    Ok(w.into_inner()?)
 }
 
 /// Field metadata marking a decimal column narrowed for the exchange.
@@ -229,14 +328,40 @@ pub fn decode_block(block: &[u8]) -> Result<Vec<RecordBatch>> {
 /// Decodes one block as it travelled: decimal columns may still be narrowed (see
 /// [`narrow_schema`]; `conform_batch` to the rows' schema restores them), and a
 /// range-routed block has its rows sorted by curve key, the keys as the last column
-/// ([`KEY_COLUMN`]). The batches'
-/// columns are slices of the decompressed block (no copy); see
-/// [`crate::write::slice_bytes`] for their size.
+/// ([`KEY_COLUMN`]). The batches' columns are slices of the decompressed packed part and
+/// of one aligned copy of the plain part; see [`crate::write::slice_bytes`] for their size.
 pub fn decode_block_narrow(block: &[u8]) -> Result<Vec<RecordBatch>> {
-    let corrupt =
-        |e: &dyn std::fmt::Display| Error::internal(format!("corrupt exchange block: {e}"));
-    let ipc = lz4_flex::block::decompress_size_prepended(block).map_err(|e| corrupt(&e))?;
-    let mut buffer = Buffer::from_vec(ipc);
+    let (len, rest) = match block.split_first_chunk::<4>() {
+        Some((len, rest)) => (u32::from_le_bytes(*len) as usize, rest),
+        None => return Err(corrupt(&"shorter than its header")),
+    };
+    if len > rest.len() {
+        return Err(corrupt(&"its packed part runs past its end"));
+    }
+    let (packed, plain) = rest.split_at(len);
+    let ipc = lz4_flex::block::decompress_size_prepended(packed).map_err(|e| corrupt(&e))?;
+    let packed = read_stream(Buffer::from_vec(ipc))?;
+    if plain.is_empty() {
+        return Ok(packed);
+    }
+    // The plain stream's buffers are copied out of the block, aligned.
+    let plain = read_stream(Buffer::from(plain))?;
+    if plain.len() != packed.len() {
+        return Err(corrupt(&"its parts hold different numbers of batches"));
+    }
+    packed
+        .into_iter()
+        .zip(plain)
+        .map(|(packed, plain)| rejoin(packed, plain))
+        .collect()
+}
+
+fn corrupt(e: &dyn std::fmt::Display) -> Error {
+    Error::internal(format!("corrupt exchange block: {e}"))
+}
+
+/// The batches of one IPC stream.
+fn read_stream(mut buffer: Buffer) -> Result<Vec<RecordBatch>> {
     let mut decoder = StreamDecoder::new();
     let mut batches = Vec::new();
     while !buffer.is_empty() {
@@ -246,6 +371,50 @@ pub fn decode_block_narrow(block: &[u8]) -> Result<Vec<RecordBatch>> {
     }
     decoder.finish().map_err(|e| corrupt(&e))?;
     Ok(batches)
+}
+
+/// One batch of a block's rows from its packed and plain parts ([`write_block`]).
+fn rejoin(packed: RecordBatch, plain: RecordBatch) -> Result<RecordBatch> {
+    let plain_schema = plain.schema();
+    let at = plain_schema
+        .metadata()
+        .get(PLAIN_AT)
+        .ok_or_else(|| corrupt(&"its plain part does not say where its columns go"))?;
+    let at = at
+        .split(',')
+        .map(str::parse::<usize>)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(&e))?;
+    let width = packed.num_columns() + plain.num_columns();
+    if at.len() != plain.num_columns()
+        || at.iter().any(|&c| c >= width)
+        || packed.num_rows() != plain.num_rows()
+    {
+        return Err(corrupt(&"its parts do not fit together"));
+    }
+    let mut slots: Vec<Option<(FieldRef, ArrayRef)>> = vec![None; width];
+    for (c, &to) in at.iter().enumerate() {
+        slots[to] = Some((plain_schema.fields()[c].clone(), plain.column(c).clone()));
+    }
+    let packed_schema = packed.schema();
+    let mut rest = packed_schema.fields().iter().zip(packed.columns());
+    for slot in slots.iter_mut().filter(|s| s.is_none()) {
+        let (f, c) = rest
+            .next()
+            .ok_or_else(|| corrupt(&"its parts do not fit together"))?;
+        *slot = Some((f.clone(), c.clone()));
+    }
+    let (fields, columns): (Vec<FieldRef>, Vec<ArrayRef>) = slots.into_iter().flatten().unzip();
+    if fields.len() != width {
+        return Err(corrupt(&"two of its columns claim one place"));
+    }
+    let schema = Schema::new_with_metadata(fields, packed_schema.metadata().clone());
+    let options = RecordBatchOptions::new().with_row_count(Some(packed.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(schema),
+        columns,
+        &options,
+    )?)
 }
 
 /// The narrower type a column of type `t` travels in, if any: `Decimal128` of precision up
@@ -343,6 +512,8 @@ pub struct Partitioner {
     buffered: Vec<usize>,
     total: usize,
     budget: usize,
+    /// Which columns of this task's blocks are compressed, judged on its first block.
+    packing: Option<Packing>,
 }
 
 impl Partitioner {
@@ -365,6 +536,7 @@ impl Partitioner {
             buffered: vec![0; n],
             total: 0,
             budget: budget.max(BLOCK_BYTES),
+            packing: None,
         })
     }
 
@@ -467,10 +639,16 @@ impl Partitioner {
         let schema = batches
             .first()
             .map_or_else(|| self.schema.clone(), |b| b.schema());
-        let block = match self.router {
-            Router::Hash(_) => encode_block(&schema, &batches)?,
-            Router::Range(..) => encode_sorted_runs(&batches, keys)?,
+        let rows = match self.router {
+            Router::Hash(_) => block_rows(&schema, &batches)?,
+            Router::Range(..) => sorted_runs(&batches, keys)?,
         };
+        let packing = match self.packing.take() {
+            Some(packing) if packing.schema == rows.schema() => packing,
+            _ => Packing::judge(&rows),
+        };
+        let block = write_block(&rows, &packing)?;
+        self.packing = Some(packing);
         Ok((p as u32, block))
     }
 }
@@ -478,10 +656,11 @@ impl Partitioner {
 /// Bytes per buffered row of a range route for its curve key and its place in the sort.
 const KEY_BYTES: usize = 16;
 
-/// Encodes the rows of `batches` (pieces sorted by curve key, `keys` their keys in order)
-/// as one block of those runs, the keys as its last column ([`KEY_COLUMN`]): a reducer's
-/// sort gathers rows walking each run forward, and need not compute the keys again.
-fn encode_sorted_runs(batches: &[RecordBatch], keys: Vec<u64>) -> Result<Vec<u8>> {
+/// The rows of `batches` (pieces sorted by curve key, `keys` their keys in order) as the
+/// rows of one block of those runs, the keys as its last column ([`KEY_COLUMN`]): a
+/// reducer's sort gathers rows walking each run forward, and need not compute the keys
+/// again.
+fn sorted_runs(batches: &[RecordBatch], keys: Vec<u64>) -> Result<RecordBatch> {
     let Some(first) = batches.first() else {
         return Err(Error::internal("an empty block"));
     };
@@ -508,7 +687,7 @@ fn encode_sorted_runs(batches: &[RecordBatch], keys: Vec<u64>) -> Result<Vec<u8>
     let mut columns = rows.columns().to_vec();
     columns.push(Arc::new(UInt64Array::from(keys)));
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    write_block(&RecordBatch::try_new(schema, columns)?)
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 #[cfg(test)]
@@ -727,5 +906,122 @@ mod tests {
     #[test]
     fn a_corrupt_block_is_an_error() {
         assert!(decode_block(b"not arrow").is_err());
+        assert!(decode_block(b"").is_err());
+        // A valid block cut short anywhere, or with its length header overstated.
+        let rows = mixed_rows(4096, 7);
+        let block = encode_block(&rows.schema(), std::slice::from_ref(&rows)).unwrap();
+        for cut in [3, 4, 100, block.len() / 2, block.len() - 1] {
+            assert!(decode_block(&block[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = block.clone();
+        long[..4].copy_from_slice(&(block.len() as u32).to_le_bytes());
+        assert!(decode_block(&long).is_err());
+    }
+
+    /// `n` seeded rows: random keys and amounts (LZ4 cannot shrink them), a status of three
+    /// values, a decimal that is mostly zero, and text with a long common prefix; with nulls.
+    fn mixed_rows(n: usize, seed: u64) -> RecordBatch {
+        use arrow::array::{Decimal128Array, Int32Array};
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut keys = Vec::with_capacity(n);
+        let mut amounts = Vec::with_capacity(n);
+        let mut status = Vec::with_capacity(n);
+        let mut coupons = Vec::with_capacity(n);
+        let mut names = Vec::with_capacity(n);
+        for i in 0..n {
+            let r = next();
+            keys.push((r % 7 != 0).then_some(r as i32));
+            amounts.push(Some(((r >> 32) % 2_000_000) as i128));
+            status.push(Some((r >> 40) as i32 % 3));
+            coupons.push((r % 5 != 0).then_some(if r % 11 == 0 { 1234 } else { 0 }));
+            names.push(Some(format!(
+                "customer-with-a-long-common-prefix-{:08}",
+                i * 3
+            )));
+        }
+        let dec = |v: Vec<Option<i128>>| {
+            Arc::new(
+                Decimal128Array::from(v)
+                    .with_precision_and_scale(7, 2)
+                    .unwrap(),
+            ) as ArrayRef
+        };
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("key", DataType::Int32, true),
+                Field::new("amount", DataType::Decimal128(7, 2), true),
+                Field::new("status", DataType::Int32, true),
+                Field::new("coupon", DataType::Decimal128(7, 2), true),
+                Field::new("name", DataType::Utf8, true),
+            ])),
+            vec![
+                Arc::new(Int32Array::from(keys)),
+                dec(amounts),
+                Arc::new(Int32Array::from(status)),
+                dec(coupons),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn columns_lz4_would_not_shrink_travel_uncompressed_and_come_back_in_place() {
+        let rows = mixed_rows(20_000, 0x1ce);
+        let narrowed = block_rows(&rows.schema(), std::slice::from_ref(&rows)).unwrap();
+        let packing = Packing::judge(&narrowed);
+        // Random keys and amounts travel plain; the rest is compressed.
+        assert_eq!(packing.packed, [false, false, true, true, true]);
+        let block = write_block(&narrowed, &packing).unwrap();
+        let back = decode_block(&block).unwrap();
+        assert_eq!(back, std::slice::from_ref(&rows));
+        let travelled = decode_block_narrow(&block).unwrap();
+        assert_eq!(travelled, std::slice::from_ref(&narrowed));
+        // Smaller than the rows as they travel, and hardly larger than all of them compressed.
+        let all = Packing {
+            schema: narrowed.schema(),
+            packed: vec![true; 5],
+        };
+        let whole = write_block(&narrowed, &all).unwrap();
+        assert_eq!(decode_block(&whole).unwrap(), std::slice::from_ref(&rows));
+        assert!(block.len() < crate::write::slice_bytes(&narrowed));
+        assert!(block.len() < whole.len() + whole.len() / 20);
+        // Every column plain: the packed part holds no column, only the row count.
+        let none = Packing {
+            schema: narrowed.schema(),
+            packed: vec![false; 5],
+        };
+        let plain = write_block(&narrowed, &none).unwrap();
+        assert_eq!(decode_block(&plain).unwrap(), std::slice::from_ref(&rows));
+        // A slice with an offset judges and travels the same way.
+        let slice = rows.slice(1234, 5000);
+        let block = encode_block(&rows.schema(), std::slice::from_ref(&slice)).unwrap();
+        assert_eq!(decode_block(&block).unwrap(), [slice]);
+    }
+
+    #[test]
+    fn a_partitioner_keeps_its_first_blocks_packing_while_the_schema_holds() {
+        let rows = mixed_rows(50_000, 99);
+        let key = Expression::compile("status", &rows.schema()).unwrap();
+        let router = Router::Hash(vec![key]);
+        let mut p = Partitioner::try_new(rows.schema(), router, 3, 4 << 20).unwrap();
+        let mut blocks = p.push(&rows).unwrap();
+        blocks.extend(p.finish().unwrap());
+        let packing = p.packing.clone().unwrap();
+        assert_eq!(packing.packed, [false, false, true, true, true]);
+        let mut total = 0;
+        for (_, block) in &blocks {
+            for b in decode_block(block).unwrap() {
+                assert_eq!(b.schema(), rows.schema());
+                total += b.num_rows();
+            }
+        }
+        assert_eq!(total, rows.num_rows());
     }
 }

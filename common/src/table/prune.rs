@@ -158,6 +158,58 @@ fn is_simple(expr: &Expr) -> bool {
     }
 }
 
+/// For each non-null value of `probes` (values of `column`, a data column of `schema`), how
+/// many of `files` a point predicate `column = value` reads: all but those whose statistics
+/// rule the value out (below the file's minimum, above its maximum, or the column all null
+/// in it). The rule [`classify`] applies to such a predicate, with no predicate planned per
+/// value (the clustering quality report probes a hundred values per column).
+pub fn point_reads(
+    column: &str,
+    probes: &ArrayRef,
+    schema: &SchemaRef,
+    partition_columns: &[String],
+    files: &[&DataFile],
+) -> Result<Vec<usize>> {
+    use arrow::array::Scalar;
+    use arrow::compute::kernels::cmp::{gt, lt};
+    let field = schema
+        .field_with_name(column)
+        .map_err(|_| Error::internal(format!("column `{column}` not in schema")))?;
+    let columns = Arc::new(Schema::new(vec![field.clone()]));
+    let stats = FileStats::new(files, &columns, schema, partition_columns)?;
+    let c = &stats.columns[0];
+    let row_counts = &stats.row_counts;
+    let null_counts = c
+        .null_counts
+        .as_ref()
+        .and_then(|n| n.as_any().downcast_ref::<Int64Array>());
+    let all_null: Vec<bool> = (0..files.len())
+        .map(|i| {
+            null_counts.is_some_and(|n| {
+                n.is_valid(i)
+                    && row_counts.is_valid(i)
+                    && u64::try_from(n.value(i)).ok() == Some(row_counts.value(i))
+            })
+        })
+        .collect();
+    let mut reads = Vec::with_capacity(probes.len());
+    for i in (0..probes.len()).filter(|&i| probes.is_valid(i)) {
+        let value = Scalar::new(probes.slice(i, 1));
+        // Files whose minimum is above / maximum below the value (null: unknown).
+        let above = c.min.as_ref().map(|m| gt(m, &value)).transpose()?;
+        let below = c.max.as_ref().map(|m| lt(m, &value)).transpose()?;
+        let ruled_out = |b: &Option<BooleanArray>, f: usize| {
+            b.as_ref().is_some_and(|b| b.is_valid(f) && b.value(f))
+        };
+        reads.push(
+            (0..files.len())
+                .filter(|&f| !all_null[f] && !ruled_out(&above, f) && !ruled_out(&below, f))
+                .count(),
+        );
+    }
+    Ok(reads)
+}
+
 /// Statistics of a list of files for some columns, as DataFusion's pruning wants them (one
 /// "container" per file).
 struct FileStats {
@@ -443,6 +495,82 @@ mod tests {
 
     const A: &str = r#"{"numRecords":10,"minValues":{"id":1,"s":"apple","d":"2020-01-01"},"maxValues":{"id":10,"s":"melon","d":"2020-01-31"},"nullCount":{"id":0,"s":2,"d":0}}"#;
     const B: &str = r#"{"numRecords":5,"minValues":{"id":20,"s":"nut","d":"2021-01-01"},"maxValues":{"id":30,"s":"zebra","d":"2021-06-30"},"nullCount":{"id":1,"s":0,"d":0}}"#;
+
+    #[test]
+    fn point_reads_agree_with_classifying_each_point_predicate() {
+        // Seeded random files: ranges of ids, strings and dates, some with a column all
+        // null, without a minimum, or without stats at all; probes inside and outside.
+        let seed = 0x9e37_79b9_u64;
+        let mut state = seed;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut files = Vec::new();
+        for _ in 0..40 {
+            let rows = 1 + next(20);
+            let lo = next(100) as i64;
+            let hi = lo + next(30) as i64;
+            let (slo, shi) = (format!("k{:03}", lo), format!("k{:03}", hi));
+            let (dlo, dhi) = (format!("2020-01-{:02}", 1 + lo % 28), "2020-02-15");
+            let stats = match next(6) {
+                0 => None,
+                1 => Some(format!(
+                    r#"{{"numRecords":{rows},"minValues":{{}},"maxValues":{{}},"nullCount":{{"id":{rows},"s":{rows},"d":{rows}}}}}"#
+                )),
+                2 => Some(format!(
+                    r#"{{"numRecords":{rows},"maxValues":{{"id":{hi},"s":"{shi}","d":"{dhi}"}},"nullCount":{{"id":0,"s":0,"d":0}}}}"#
+                )),
+                _ => Some(format!(
+                    r#"{{"numRecords":{rows},"minValues":{{"id":{lo},"s":"{slo}","d":"{dlo}"}},"maxValues":{{"id":{hi},"s":"{shi}","d":"{dhi}"}},"nullCount":{{"id":1,"s":0,"d":0}}}}"#
+                )),
+            };
+            files.push(file(Some("1"), stats.as_deref()));
+        }
+        let refs: Vec<&DataFile> = files.iter().collect();
+        let ids: Vec<i64> = (0..30).map(|_| next(140) as i64 - 5).collect();
+        let probes: [(&str, ArrayRef, Vec<String>); 3] = [
+            (
+                "id",
+                Arc::new(Int64Array::from(ids.clone())),
+                ids.iter().map(|v| v.to_string()).collect(),
+            ),
+            (
+                "s",
+                Arc::new(arrow::array::StringArray::from_iter_values(
+                    ids.iter().map(|v| format!("k{v:03}")),
+                )),
+                ids.iter().map(|v| format!("'k{v:03}'")).collect(),
+            ),
+            (
+                "d",
+                Arc::new(arrow::array::Date32Array::from_iter_values(
+                    ids.iter().map(|v| 18262 + (*v as i32).rem_euclid(60)),
+                )),
+                ids.iter()
+                    .map(|v| format!("DATE '2020-01-01' + INTERVAL '{}' DAY", v.rem_euclid(60)))
+                    .collect(),
+            ),
+        ];
+        for (column, values, literals) in probes {
+            let reads = point_reads(column, &values, &schema(), &["p".to_string()], &refs).unwrap();
+            assert_eq!(reads.len(), literals.len());
+            assert!(reads.iter().any(|&r| r > 0) && reads.iter().any(|&r| r < files.len() / 2));
+            for (i, literal) in literals.iter().enumerate() {
+                let expected = verdicts(&format!("{column} = {literal}"), &files)
+                    .iter()
+                    .filter(|v| **v != Verdict::NoMatch)
+                    .count();
+                assert_eq!(reads[i], expected, "seed {seed:#x}: {column} = {literal}");
+            }
+        }
+        // A null probe is not a point predicate: it is skipped.
+        let with_null: ArrayRef = Arc::new(Int64Array::from(vec![Some(5), None]));
+        let reads = point_reads("id", &with_null, &schema(), &["p".to_string()], &refs).unwrap();
+        assert_eq!(reads.len(), 1);
+    }
 
     #[test]
     fn statistics_rule_files_in_and_out() {

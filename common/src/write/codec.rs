@@ -7,6 +7,8 @@
 //! Snappy run over a sample of the column's values as the Parquet page holds them tells such
 //! columns apart; they are written uncompressed. Columns that compress keep Snappy.
 
+use std::collections::HashMap;
+
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit};
 
@@ -17,29 +19,48 @@ const MIN_BYTES: usize = 4 << 10;
 /// Share of the plain size Snappy must get under for compression to be kept.
 const WORTH: f64 = 0.9;
 
-/// Positions (in `batch`'s schema) among `plain` (columns written without a dictionary)
-/// whose values Snappy would not make smaller than [`WORTH`] of their plain size, judged
-/// from the first values of `batch`. Only top-level columns whose Parquet plain encoding is
-/// their values' fixed-width bytes are judged (see [`plain_bytes`]); others keep compression.
-pub fn incompressible_columns(batch: &RecordBatch, plain: &[usize]) -> Vec<usize> {
-    let mut encoder = snap::raw::Encoder::new();
-    let mut out = Vec::new();
-    plain
-        .iter()
-        .copied()
-        .filter(|&i| {
-            let Some(raw) = batch.columns().get(i).and_then(plain_bytes) else {
-                return false;
-            };
-            if raw.len() < MIN_BYTES {
-                return false;
-            }
-            out.resize(snap::raw::max_compress_len(raw.len()), 0);
-            encoder
-                .compress(&raw, &mut out)
-                .is_ok_and(|n| n as f64 >= WORTH * raw.len() as f64)
-        })
-        .collect()
+/// A writer's verdicts, per column position: judged once, on the first file with enough of
+/// the column's values, and kept for the writer's later files. Whether a column's values
+/// compress is a property of its data, not of a file: a partitioned write opens a file per
+/// partition it meets (thousands of small files by date), and judging each would compress
+/// their values twice.
+#[derive(Debug, Default)]
+pub struct Verdicts {
+    incompressible: HashMap<usize, bool>,
+}
+
+impl Verdicts {
+    /// Positions (in `batch`'s schema) among `plain` (columns written without a dictionary)
+    /// whose values Snappy would not make smaller than [`WORTH`] of their plain size, judged
+    /// from the first values of `batch` unless known already. Only top-level columns whose
+    /// Parquet plain encoding is their values' fixed-width bytes are judged (see
+    /// [`plain_bytes`]); others keep compression, and so do columns with too few values for
+    /// a verdict (not remembered: a later file may have enough).
+    pub fn incompressible_columns(&mut self, batch: &RecordBatch, plain: &[usize]) -> Vec<usize> {
+        let mut encoder = snap::raw::Encoder::new();
+        let mut out = Vec::new();
+        plain
+            .iter()
+            .copied()
+            .filter(|&i| {
+                if let Some(&known) = self.incompressible.get(&i) {
+                    return known;
+                }
+                let Some(raw) = batch.columns().get(i).and_then(plain_bytes) else {
+                    return false;
+                };
+                if raw.len() < MIN_BYTES {
+                    return false;
+                }
+                out.resize(snap::raw::max_compress_len(raw.len()), 0);
+                let verdict = encoder
+                    .compress(&raw, &mut out)
+                    .is_ok_and(|n| n as f64 >= WORTH * raw.len() as f64);
+                self.incompressible.insert(i, verdict);
+                verdict
+            })
+            .collect()
+    }
 }
 
 /// The first values of `column` (up to [`SAMPLE_BYTES`]) as a Parquet plain page holds them:
@@ -78,11 +99,11 @@ fn plain_bytes(column: &ArrayRef) -> Option<Vec<u8>> {
     Some(if stored == width {
         values.to_vec()
     } else {
-        values
-            .chunks_exact(width)
-            .flat_map(|v| &v[..stored])
-            .copied()
-            .collect()
+        let mut bytes = Vec::with_capacity(count * stored);
+        for v in values.chunks_exact(width) {
+            bytes.extend_from_slice(&v[..stored]);
+        }
+        bytes
     })
 }
 
@@ -143,14 +164,32 @@ mod tests {
         .unwrap();
         // The decimal is judged by its 4-byte page values, not its 16-byte array slots
         // (three quarters zeros, which Snappy would shrink).
-        assert_eq!(
-            incompressible_columns(&batch, &[0, 1, 2, 3, 4, 5]),
-            vec![0, 1, 2]
-        );
+        let judge = |batch: &RecordBatch, plain: &[usize]| {
+            Verdicts::default().incompressible_columns(batch, plain)
+        };
+        assert_eq!(judge(&batch, &[0, 1, 2, 3, 4, 5]), vec![0, 1, 2]);
         // Only the columns asked about.
-        assert_eq!(incompressible_columns(&batch, &[1, 3]), vec![1]);
+        assert_eq!(judge(&batch, &[1, 3]), vec![1]);
         // Too few values for a verdict: compression kept.
-        assert!(incompressible_columns(&batch.slice(0, 100), &[0, 1, 2]).is_empty());
+        assert!(judge(&batch.slice(0, 100), &[0, 1, 2]).is_empty());
+        // A writer remembers its verdicts: later files are not judged again, and a file too
+        // small for a verdict of its own follows the writer's.
+        let mut verdicts = Verdicts::default();
+        assert!(
+            verdicts
+                .incompressible_columns(&batch.slice(0, 100), &[0, 3])
+                .is_empty()
+        );
+        assert_eq!(verdicts.incompressible_columns(&batch, &[0, 3]), vec![0]);
+        assert_eq!(
+            verdicts.incompressible_columns(&batch.slice(0, 100), &[0, 3]),
+            vec![0]
+        );
+        let structured = batch.project(&[3, 3, 3, 3]).unwrap();
+        assert_eq!(
+            verdicts.incompressible_columns(&structured, &[0, 1, 3]),
+            vec![0]
+        );
     }
 
     #[test]

@@ -54,6 +54,10 @@ const UPLOAD_BUFFER_BYTES: usize = 10 * 1024 * 1024;
 const UPLOAD_CONCURRENCY: usize = 4;
 /// Files finished concurrently on close (their uploads overlap).
 const CLOSE_CONCURRENCY: usize = 8;
+/// Files finished while writing go on in the background (their last row group encoded, the
+/// footer written, the upload completed) while the writer takes more rows; at most this
+/// many at once.
+const FINISHING_FILES: usize = 4;
 /// Batches are fed to a file in slices of at most this many rows, so files roll close to
 /// their target size even when batches are large.
 const MAX_WRITE_ROWS: usize = 64 * 1024;
@@ -235,6 +239,12 @@ pub struct DataFileWriter {
     /// order): then a file's first rows are judged for dictionary encoding as a sample of a
     /// row group of that size, else as the file's likely whole.
     full_files: bool,
+    /// Which plain columns are written uncompressed, judged once per column.
+    codecs: super::codec::Verdicts,
+    /// Files finishing in the background, each with its buffered bytes (at most
+    /// [`FINISHING_FILES`]); their sum is `finishing_bytes`.
+    finishing: tokio::task::JoinSet<(usize, Result<Option<DataFile>>)>,
+    finishing_bytes: usize,
 }
 
 impl std::fmt::Debug for DataFileWriter {
@@ -350,6 +360,9 @@ impl DataFileWriter {
             checks,
             physical,
             full_files: false,
+            codecs: Default::default(),
+            finishing: tokio::task::JoinSet::new(),
+            finishing_bytes: 0,
         }
         .with_memory_limit(DEFAULT_MEMORY_LIMIT_BYTES))
     }
@@ -574,6 +587,7 @@ impl DataFileWriter {
     async fn finish_all(&mut self) -> Result<()> {
         self.flush_pending().await?;
         self.flush_grouped().await?;
+        self.reap(0).await?;
         let open: Vec<OpenFile> = self.open.drain().map(|(_, f)| f).collect();
         self.buffered = 0;
         let store = &self.store;
@@ -589,6 +603,9 @@ impl DataFileWriter {
     /// Best effort: deletes every file this writer created or started (failures are
     /// logged with `tracing::warn`).
     pub async fn abort(mut self) {
+        // Files finishing in the background complete first (an upload cut off midway could
+        // leave a staging object behind); then they are deleted with the rest.
+        while self.finishing.join_next().await.is_some() {}
         for (_, f) in self.open.drain() {
             let mut sink = f.writer.into_inner();
             if let Err(e) = sink.inner.abort().await {
@@ -841,7 +858,7 @@ impl DataFileWriter {
     /// The writer properties of a file whose first rows are `first`: columns that a
     /// dictionary would not make smaller there are written plain
     /// ([`super::dictionary::plain_columns`]).
-    fn file_props(&self, first: &RecordBatch) -> WriterProperties {
+    fn file_props(&mut self, first: &RecordBatch) -> WriterProperties {
         let mut rows = first.num_rows();
         if self.full_files || self.spec.partition_columns.is_empty() {
             // A row group of the target size (a dictionary is per row group), by the
@@ -857,7 +874,7 @@ impl DataFileWriter {
         let unencoded: Vec<usize> = (0..fields.len())
             .filter(|i| plain.contains(i) || never_dictionary(fields[*i].data_type()))
             .collect();
-        let uncompressed = super::codec::incompressible_columns(first, &unencoded);
+        let uncompressed = self.codecs.incompressible_columns(first, &unencoded);
         if plain.is_empty() && uncompressed.is_empty() {
             return self.props.clone();
         }
@@ -874,13 +891,47 @@ impl DataFileWriter {
             .build()
     }
 
-    /// Finishes the open file of a partition, if any.
+    /// Finishes the open file of a partition, if any, in the background: the writer goes on
+    /// encoding rows while the file's last row group, footer and upload complete (a
+    /// partitioned write finishes a file per partition; awaiting each upload in turn left
+    /// the task idle on I/O). Waits while more than [`FINISHING_FILES`] are finishing.
     async fn finish_open(&mut self, values: &PartitionValues) -> Result<()> {
         if let Some(file) = self.open.remove(values) {
-            self.buffered -= file.buffered;
-            if let Some(done) = finish_file(&self.store, file).await? {
-                self.finished.push(done);
-            }
+            let bytes = file.buffered;
+            self.buffered -= bytes;
+            self.finishing_bytes += bytes;
+            let store = Arc::clone(&self.store);
+            self.finishing
+                .spawn(async move { (bytes, finish_file(&store, file).await) });
+            self.reap(FINISHING_FILES).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes in the files finished in the background (those done, then waiting until at
+    /// most `keep` are still finishing); the first failure among them is returned.
+    async fn reap(&mut self, keep: usize) -> Result<()> {
+        while let Some(joined) = self.finishing.try_join_next() {
+            self.reaped(joined)?;
+        }
+        while self.finishing.len() > keep {
+            let Some(joined) = self.finishing.join_next().await else {
+                break;
+            };
+            self.reaped(joined)?;
+        }
+        Ok(())
+    }
+
+    fn reaped(
+        &mut self,
+        joined: std::result::Result<(usize, Result<Option<DataFile>>), tokio::task::JoinError>,
+    ) -> Result<()> {
+        let (bytes, done) =
+            joined.map_err(|e| Error::internal(format!("finishing a data file failed: {e}")))?;
+        self.finishing_bytes -= bytes;
+        if let Some(file) = done? {
+            self.finished.push(file);
         }
         Ok(())
     }
@@ -891,6 +942,10 @@ impl DataFileWriter {
     /// clustered by partition (sorted upstream) they are complete, so finishing them costs
     /// nothing, while finishing the file being filled would split a partition needlessly.
     async fn enforce_memory_limit(&mut self) -> Result<()> {
+        if self.buffered + self.finishing_bytes > self.memory_limit {
+            // Files finishing in the background hold their memory until they are done.
+            self.reap(0).await?;
+        }
         if self.buffered > self.memory_limit {
             // Gathered input is the cheapest memory to give back.
             self.flush_pending().await?;
@@ -1294,8 +1349,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(w.pending_rows, 100);
-        // Some files were finished by size, some are still open.
-        assert!(!w.finished.is_empty());
+        // Some files were finished by size (or are finishing in the background), some
+        // are still open.
+        assert!(w.finished.len() + w.finishing.len() > 0);
         assert!(!w.open.is_empty());
         w.abort().await;
         let mut left = Vec::new();

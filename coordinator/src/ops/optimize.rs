@@ -22,21 +22,20 @@ use std::time::Duration;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use arrow::datatypes::Schema;
-use datafusion::scalar::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Map;
 use silt_common::cluster::CurveSpec;
 use silt_common::expr::Predicate;
 use silt_common::request::OptimizeRequest;
 use silt_common::source::read_split_sampled;
-use silt_common::table::prune::{Verdict, classify};
+use silt_common::table::prune::point_reads;
 use silt_common::table::{ActiveFile, IsolationLevel, TableSnapshot, file_split};
 use silt_common::task::{DataFile, FileSpec, Input, MapOutputRef, RangeRoute, Route, Sink, Task};
 use silt_common::write::stats::{StatsCollector, data_file_schema};
 use url::Url;
 
 use super::dml::DmlOp;
-use super::{executor_slots, existing_table, quote_ident};
+use super::{executor_slots, existing_table};
 use crate::JobContext;
 use crate::driver::{
     CommitTarget, JobError, Operation, Outcome, PlanContext, StagePlan, StageResult, invalid,
@@ -288,20 +287,28 @@ async fn read_sample(
         .filter_map(|c| snapshot.arrow_schema.field_with_name(c).ok().cloned())
         .collect();
     let schema = Arc::new(Schema::new(fields));
+    // Each file's read is a task of its own: decoding is CPU work, and polled together in
+    // one stream the files would decode one after another on one thread. The parts are
+    // taken in the files' order, so the sample (and the plan) does not depend on timing.
     let read = futures::stream::iter(files.iter().cloned())
         .map(|f| {
             let schema = schema.clone();
-            async move {
-                let split = file_split(table_url, &f.file)?;
+            let table_url = table_url.clone();
+            tokio::spawn(async move {
+                let split = file_split(&table_url, &f.file)?;
                 let rows = f.file.num_records.max(0) as usize;
                 let stride = rows.div_ceil(clustering::SAMPLE_ROWS_PER_FILE).max(1) as u64;
                 let stream = read_split_sampled(&split, schema.clone(), 64 * 1024, stride).await?;
                 let kept: Vec<RecordBatch> = stream.try_collect().await?;
                 let key: Vec<_> = f.file.partition_values.clone().into_iter().collect();
                 Ok::<_, silt_common::Error>((key, kept))
-            }
+            })
         })
-        .buffer_unordered(8);
+        .buffered(8)
+        .map(|joined| {
+            joined
+                .map_err(|e| silt_common::Error::internal(format!("a sample read failed: {e}")))?
+        });
     let parts: Vec<_> = read.try_collect().await?;
     let mut sample = Sample::new();
     for (key, batches) in parts {
@@ -891,34 +898,21 @@ impl OptimizeOp {
             if files.is_empty() || values.is_empty() {
                 continue;
             }
-            let mut read = 0usize;
-            let mut probed = 0usize;
-            for i in 0..values.len() {
-                let Ok(value) = ScalarValue::try_from_array(values, i) else {
-                    continue;
-                };
-                let Ok(literal) = datafusion::sql::unparser::Unparser::default()
-                    .expr_to_sql(&datafusion::prelude::lit(value))
-                else {
-                    continue;
-                };
-                let sql = format!("{} = {literal}", quote_ident(column));
-                let Ok(p) = Predicate::compile(&sql, &self.snapshot.arrow_schema) else {
-                    continue;
-                };
-                let Ok(verdicts) = classify(
-                    &p,
-                    &self.snapshot.arrow_schema,
-                    &self.snapshot.partition_columns,
-                    &files,
-                ) else {
-                    continue;
-                };
-                read += verdicts.iter().filter(|v| **v != Verdict::NoMatch).count();
-                probed += 1;
-            }
-            if probed > 0 {
-                out.push((column.clone(), read as f64 / (probed * files.len()) as f64));
+            let Ok(reads) = point_reads(
+                column,
+                values,
+                &self.snapshot.arrow_schema,
+                &self.snapshot.partition_columns,
+                &files,
+            ) else {
+                continue;
+            };
+            if !reads.is_empty() {
+                let read: usize = reads.iter().sum();
+                out.push((
+                    column.clone(),
+                    read as f64 / (reads.len() * files.len()) as f64,
+                ));
             }
         }
         out

@@ -64,9 +64,12 @@ pub fn route_rows(keys: &[ArrayRef], num_rows: usize, num_partitions: u32) -> Re
         .collect())
 }
 
-/// Encodes batches (of one schema) as one block. Decimal columns travel in the narrowest
-/// decimal type their precision fits ([`narrow_type`]); [`decode_block`] restores them.
-pub fn encode_block(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+/// Encodes batches (of one schema) as one block, judging its columns' packing on them alone
+/// (a [`Partitioner`] keeps its first block's verdict instead). Decimal columns travel in
+/// the narrowest decimal type their precision fits ([`narrow_type`]); [`decode_block`]
+/// restores them. Tests only: map tasks cut blocks through a [`Partitioner`].
+#[cfg(test)]
+pub(crate) fn encode_block(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let batch = block_rows(schema, batches)?;
     let packing = Packing::judge(&batch);
     write_block(&batch, &packing)

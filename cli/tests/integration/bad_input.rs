@@ -1,5 +1,6 @@
 //! Bad input: each a one-line `error:` naming the cause, a non-zero exit, the table unchanged.
 
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -464,9 +465,23 @@ fn catalogue_of_bad_input() {
         )
         .unwrap()
     });
+    // The removed file holds the table's smallest id, so `id < 10` must read it (a file the
+    // predicate rules out by its statistics is legitimately never opened).
     let missing_file = corrupt("t-missing", &|c| {
-        let f = data_files(c).into_iter().next().unwrap();
-        std::fs::remove_file(c.join(f)).unwrap();
+        let lowest = last_commit(c)
+            .into_iter()
+            .filter_map(|a| a.get("add").cloned())
+            .filter_map(|add| {
+                let stats: Value = serde_json::from_str(add["stats"].as_str()?).ok()?;
+                Some((
+                    stats["minValues"]["id"].as_i64()?,
+                    add["path"].as_str()?.to_string(),
+                ))
+            })
+            .min()
+            .expect("the table's files have id statistics");
+        assert!(lowest.0 < 10, "no file holds an id below 10: {lowest:?}");
+        std::fs::remove_file(c.join(pct_decode(&lowest.1))).unwrap();
     });
     let not_json = corrupt("t-notjson", &|c| {
         append_commit(c, 1, &["\u{0}\u{1}garbage"])

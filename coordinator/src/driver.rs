@@ -94,7 +94,6 @@ impl PlanContext {
     }
 }
 
-/// Prefix of every data file name of a job (`part-<job id>`).
 /// Test-only fault injection: `SILT_COORDINATOR_CRASH=<point>` makes the coordinator
 /// process die at once (no cleanup, no record of the job's end, as under SIGKILL) when a job
 /// reaches `point`: `dispatch` (before its stages run), `fence` (a commit attempt about to
@@ -114,12 +113,19 @@ pub(crate) fn crash_point(point: &str) {
         && !STOPPED.swap(true, std::sync::atomic::Ordering::SeqCst)
     {
         eprintln!("SILT_COORDINATOR_CRASH: stopping at `{point}`");
+        // kill(1) stops the process asynchronously: until the thread the kernel picks for
+        // the signal runs, this one may go on (under load, long enough to pass the fence
+        // before stopping). It blocks until a second after sending the signal; stopped for
+        // longer than that, it goes on at once when resumed.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
         let _ = std::process::Command::new("kill")
             .args(["-STOP", &std::process::id().to_string()])
             .status();
+        std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
     }
 }
 
+/// Prefix of every data file name of a job (`part-<job id>`).
 pub fn job_file_prefix(job_id: &str) -> String {
     format!("part-{job_id}")
 }

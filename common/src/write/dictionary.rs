@@ -60,6 +60,47 @@ pub fn plain_columns(batch: &RecordBatch, rows: usize) -> Vec<usize> {
         .collect()
 }
 
+/// Files of this many first rows or fewer share verdicts ([`Memo`]).
+const MEMO_MAX_ROWS: usize = 16 * 1024;
+/// A verdict is reused for this many files before the next file is judged again.
+const MEMO_REUSES: usize = 7;
+
+/// A writer's dictionary verdicts for small files. A partitioned write opens a file per
+/// partition it meets (thousands of a few thousand rows each, by date), and judging each
+/// costs about as much as encoding a column of it; the partitions of one write hold the
+/// same kind of rows. So a verdict on a small file is reused for the next
+/// [`MEMO_REUSES`] small files of the same size class (the power of two of their first
+/// rows: a dictionary pays with more rows), and the file after them is judged again,
+/// which follows a change in the data within a few files.
+#[derive(Debug, Default)]
+pub struct Memo {
+    /// The last verdict: size class, plain columns, times reused.
+    last: Option<(u32, Vec<usize>, usize)>,
+}
+
+impl Memo {
+    /// [`plain_columns`] of `batch` and `rows`, or the last verdict on a file of the same
+    /// size class when the file is small and that verdict has been reused less than
+    /// [`MEMO_REUSES`] times.
+    pub fn plain_columns(&mut self, batch: &RecordBatch, rows: usize) -> Vec<usize> {
+        let rows = rows.max(batch.num_rows());
+        if rows > MEMO_MAX_ROWS {
+            return plain_columns(batch, rows);
+        }
+        let class = rows.max(1).ilog2();
+        if let Some((last, plain, reused)) = &mut self.last
+            && *last == class
+            && *reused < MEMO_REUSES
+        {
+            *reused += 1;
+            return plain.clone();
+        }
+        let plain = plain_columns(batch, rows);
+        self.last = Some((class, plain.clone(), 0));
+        plain
+    }
+}
+
 /// What a sample saw of a column.
 struct Sample {
     /// Values sampled (nulls skipped).
@@ -341,5 +382,35 @@ mod tests {
         .unwrap();
         assert_eq!(plain_columns(&batch, 0), vec![0]);
         assert_eq!(plain_columns(&batch, 1 << 20), vec![0]);
+    }
+
+    #[test]
+    fn small_files_share_a_verdict_for_a_few_files_then_are_judged_again() {
+        let schema = Arc::new(Schema::new(vec![Field::new("key", DataType::Int64, false)]));
+        let batch = |values: Vec<i64>| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(values))],
+            )
+            .unwrap()
+        };
+        let unique = batch((0..3_000).collect());
+        let repeating = batch((0..3_000).map(|i| i % 10).collect());
+        assert_eq!(plain_columns(&unique, 0), vec![0]);
+        assert!(plain_columns(&repeating, 0).is_empty());
+        let mut memo = Memo::default();
+        assert_eq!(memo.plain_columns(&unique, 0), vec![0]);
+        for _ in 0..MEMO_REUSES {
+            assert_eq!(memo.plain_columns(&repeating, 0), vec![0]);
+        }
+        assert!(memo.plain_columns(&repeating, 0).is_empty());
+        // Another size class is judged on its own.
+        assert_eq!(memo.plain_columns(&unique.slice(0, 1_000), 0), vec![0]);
+        // Large files are always judged.
+        let large = batch((0..20_000).map(|i| i % 10).collect());
+        let mut memo = Memo::default();
+        assert!(memo.plain_columns(&large, 0).is_empty());
+        let large_unique = batch((0..20_000).collect());
+        assert_eq!(memo.plain_columns(&large_unique, 0), vec![0]);
     }
 }

@@ -207,7 +207,16 @@ pub struct DataFileWriter {
     file_schema: SchemaRef,
     /// Positions of the file schema's columns in the table schema.
     data_indices: Vec<usize>,
+    /// Every file's properties but for the per-file column choices (see
+    /// [`DataFileWriter::file_props`]), with the encoded Arrow schema of the files.
     props: WriterProperties,
+    /// The Parquet schema of files written with the file schema (or its physical form).
+    parquet_schema: parquet::schema::types::SchemaDescriptor,
+    /// File properties made so far, by their (plain, uncompressed) column positions: most
+    /// files of a task share a few.
+    file_props: HashMap<(Vec<usize>, Vec<usize>), WriterProperties>,
+    /// Dictionary verdicts of small files, reused (see [`super::dictionary::Memo`]).
+    dictionary: super::dictionary::Memo,
     memory_limit: usize,
     next_seq: u64,
     /// Number of batches split so far (a clock for choosing which file to finish early).
@@ -338,7 +347,15 @@ impl DataFileWriter {
                 props = without_dictionary(props, f);
             }
         }
-        let props = props.build();
+        let mut props = props.build();
+        // Every file's writer takes the same Arrow schema (narrowed decimals aside, which
+        // are written as the file schema's): its Parquet schema and the encoded Arrow schema
+        // in the footer are made once, not per file (a partitioned write opens thousands).
+        let writer_schema = physical.as_ref().map_or(&file_schema, |(schema, _)| schema);
+        parquet::arrow::add_encoded_arrow_schema_to_metadata(writer_schema, &mut props);
+        let parquet_schema = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(writer_schema)
+            .map_err(parquet_error)?;
         Ok(Self {
             store,
             table_root,
@@ -347,6 +364,9 @@ impl DataFileWriter {
             file_schema,
             data_indices,
             props,
+            parquet_schema,
+            file_props: HashMap::new(),
+            dictionary: Default::default(),
             memory_limit: DEFAULT_MEMORY_LIMIT_BYTES,
             next_seq: 0,
             splits: 0,
@@ -823,23 +843,24 @@ impl DataFileWriter {
             )
             .with_max_concurrency(UPLOAD_CONCURRENCY),
         };
-        let mut props = self.file_props(first);
+        let props = self.file_props(first);
         // Rows with narrowed decimals come only where there is no column mapping (see
         // `write`).
+        let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+            .with_properties(props)
+            .with_skip_arrow_metadata(true);
         let (writer, form) = if same_types(first.columns(), &self.file_schema) {
             let schema = self
                 .physical
                 .as_ref()
                 .map_or(&self.file_schema, |(schema, _)| schema);
-            let writer = AsyncArrowWriter::try_new(sink, Arc::clone(schema), Some(props));
+            let options = options.with_parquet_schema(self.parquet_schema.clone());
+            let writer = AsyncArrowWriter::try_new_with_options(sink, Arc::clone(schema), options);
             (writer, Arc::clone(&self.file_schema))
         } else {
             // Narrowed decimals: the writer takes them as they are. Their Parquet columns
-            // are those of the table's types, and the file's Arrow schema is the table's.
-            parquet::arrow::add_encoded_arrow_schema_to_metadata(&self.file_schema, &mut props);
-            let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
-                .with_properties(props)
-                .with_skip_arrow_metadata(true);
+            // are those of the table's types, and the file's Arrow schema (in the
+            // properties) is the table's.
             let form = first.schema();
             let writer = AsyncArrowWriter::try_new_with_options(sink, Arc::clone(&form), options);
             (writer, form)
@@ -871,7 +892,11 @@ impl DataFileWriter {
             let group = row_group_bytes(self.spec.target_file_size_bytes);
             rows = rows.max((group / row_bytes).min(MAX_ROW_GROUP_ROWS));
         }
-        let plain = super::dictionary::plain_columns(first, rows);
+        let plain = if self.full_files || self.spec.partition_columns.is_empty() {
+            super::dictionary::plain_columns(first, rows)
+        } else {
+            self.dictionary.plain_columns(first, rows)
+        };
         // Of the columns written plain (judged so, or never given a dictionary), those
         // Snappy would not shrink are written uncompressed.
         let fields = self.file_schema.fields();
@@ -882,17 +907,23 @@ impl DataFileWriter {
         if plain.is_empty() && uncompressed.is_empty() {
             return self.props.clone();
         }
-        let props = plain
-            .into_iter()
-            .filter_map(|i| fields.get(i))
-            .fold(self.props.clone().into_builder(), without_dictionary);
-        uncompressed
-            .into_iter()
-            .filter_map(|i| fields.get(i))
-            .fold(props, |props, f| {
-                props.set_column_compression(column_path(f), Compression::UNCOMPRESSED)
+        let base = &self.props;
+        self.file_props
+            .entry((plain, uncompressed))
+            .or_insert_with_key(|(plain, uncompressed)| {
+                let props = plain
+                    .iter()
+                    .filter_map(|&i| fields.get(i))
+                    .fold(base.clone().into_builder(), without_dictionary);
+                uncompressed
+                    .iter()
+                    .filter_map(|&i| fields.get(i))
+                    .fold(props, |props, f| {
+                        props.set_column_compression(column_path(f), Compression::UNCOMPRESSED)
+                    })
+                    .build()
             })
-            .build()
+            .clone()
     }
 
     /// Finishes the open file of a partition, if any, in the background: the writer goes on
@@ -1647,6 +1678,54 @@ mod tests {
             .collect();
         // Random amounts: nothing for Snappy; a ticket number's runs: kept compressed.
         assert_eq!(codecs, vec![Compression::UNCOMPRESSED, Compression::SNAPPY]);
+    }
+
+    #[tokio::test]
+    async fn small_partition_files_carry_the_arrow_schema_and_their_column_choices() {
+        // 40 partitions of 3,000 rows: unique ids (plain), a value of ten (a dictionary).
+        let n = 120_000;
+        let batch = rows(
+            0,
+            n,
+            |i| Some(format!("p{}", i / 3_000)),
+            |i| Some((i % 10) as i32),
+        );
+        let (dir, store) = local_store();
+        let mut w =
+            DataFileWriter::try_new(store, Path::from("tbl"), spec(&["p"], 1 << 30), schema())
+                .unwrap();
+        w.write(&batch).await.unwrap();
+        let files = w.close().await.unwrap();
+        assert_eq!(files.len(), 40);
+        let mut back = 0;
+        for f in &files {
+            back += read_back(&dir, f)
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>();
+            let decoded = percent_encoding::percent_decode_str(&f.path)
+                .decode_utf8()
+                .unwrap();
+            let file = std::fs::File::open(dir.path().join("tbl").join(decoded.as_ref())).unwrap();
+            let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+            let meta = parquet::file::reader::FileReader::metadata(&reader);
+            let kv = meta.file_metadata().key_value_metadata().unwrap();
+            assert!(kv.iter().any(|k| k.key == "ARROW:schema"), "{}", f.path);
+            let dictionary: Vec<bool> = meta
+                .row_group(0)
+                .columns()
+                .iter()
+                .map(|c| c.dictionary_page_offset().is_some())
+                .collect();
+            // id, q, s, ts, d, day (p is the partition).
+            assert_eq!(
+                dictionary,
+                vec![false, true, false, false, false, true],
+                "{}",
+                f.path
+            );
+        }
+        assert_eq!(back, n as usize);
     }
 
     #[tokio::test]

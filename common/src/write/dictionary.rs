@@ -67,8 +67,8 @@ const MEMO_REUSES: usize = 7;
 
 /// A writer's dictionary verdicts for small files. A partitioned write opens a file per
 /// partition it meets (thousands of a few thousand rows each, by date), and judging each
-/// costs about as much as encoding a column of it; the partitions of one write hold the
-/// same kind of rows. So a verdict on a small file is reused for the next
+/// took about a tenth of a second of a 1.25M-row task's 1.5 s by date; the partitions of
+/// one write hold the same kind of rows. So a verdict on a small file is reused for the next
 /// [`MEMO_REUSES`] small files of the same size class (the power of two of their first
 /// rows: a dictionary pays with more rows), and the file after them is judged again,
 /// which follows a change in the data within a few files.

@@ -884,17 +884,16 @@ impl DataFileWriter {
     /// dictionary would not make smaller there are written plain
     /// ([`super::dictionary::plain_columns`]).
     fn file_props(&mut self, first: &RecordBatch) -> WriterProperties {
-        let mut rows = first.num_rows();
-        if self.full_files || self.spec.partition_columns.is_empty() {
+        let rows = first.num_rows();
+        let plain = if self.full_files || self.spec.partition_columns.is_empty() {
             // A row group of the target size (a dictionary is per row group), by the
             // rows' in-memory size (larger than encoded: an underestimate of the rows).
             let row_bytes = (slice_bytes(first) / rows.max(1)).max(1);
             let group = row_group_bytes(self.spec.target_file_size_bytes);
-            rows = rows.max((group / row_bytes).min(MAX_ROW_GROUP_ROWS));
-        }
-        let plain = if self.full_files || self.spec.partition_columns.is_empty() {
+            let rows = rows.max((group / row_bytes).min(MAX_ROW_GROUP_ROWS));
             super::dictionary::plain_columns(first, rows)
         } else {
+            // Small files of many partitions share verdicts.
             self.dictionary.plain_columns(first, rows)
         };
         // Of the columns written plain (judged so, or never given a dictionary), those

@@ -71,7 +71,8 @@ async fn run(
     metrics: &mut TaskMetrics,
     report: &mut MergeReport,
 ) -> Result<Vec<DataFile>> {
-    let limit = t.env.limits.budget(t.env.limits.memory_limit_bytes);
+    // The join holds half of the task's memory; the sink's writer the other half.
+    let limit = t.env.limits.budget(t.env.limits.merge_share());
     match &t.merge.pass {
         MergePass::Discover | MergePass::Rewrite { .. } => {
             let query = if is_marking(t.spec) {

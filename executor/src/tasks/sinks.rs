@@ -12,7 +12,7 @@ use silt_common::expr::Expression;
 use silt_common::spill::Budget;
 use silt_common::storage::store_for;
 use silt_common::task::{
-    MapOutput, MapOutputRef, Route, Sink, TableSpec, TaskMetrics, TaskOutput, TaskSpec,
+    Input, MapOutput, MapOutputRef, Route, Sink, TableSpec, TaskMetrics, TaskOutput, TaskSpec,
 };
 use silt_common::write::writer::WriterSpec;
 use silt_common::write::{DataFileWriter, SortedWriter};
@@ -30,6 +30,12 @@ pub struct TaskLimits {
 }
 
 impl TaskLimits {
+    /// The share of the limit each of a MERGE task's two consumers (its join and its
+    /// writer) may hold: half, so that together they stay within the task's limit.
+    pub fn merge_share(&self) -> usize {
+        self.memory_limit_bytes / 2
+    }
+
     /// `bytes` of memory, spilling to the executor's scratch directory.
     pub fn budget(&self, bytes: usize) -> Budget {
         Budget {
@@ -278,23 +284,28 @@ impl MapSink {
 pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSink> {
     let table: &TableSpec = &spec.task.table;
     let attempt_tag = spec.attempt_tag();
+    // What the sink's writers may buffer: a MERGE's join holds the other half.
+    let memory = match spec.task.input {
+        Input::Merge { .. } => env.limits.merge_share(),
+        _ => env.limits.memory_limit_bytes,
+    };
     Ok(match &spec.task.sink {
-        Sink::DataFiles(files) if files.change_data => OpenSink::Changes(Box::new(
-            ChangeSink::open(spec, schema, files, env.limits.memory_limit_bytes)?,
-        )),
+        Sink::DataFiles(files) if files.change_data => {
+            OpenSink::Changes(Box::new(ChangeSink::open(spec, schema, files, memory)?))
+        }
         Sink::DataFiles(files) => {
             let (store, root) = store_for(&parse_url(&table.uri)?)?;
             let wspec = WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
             // A sorted task's memory goes to the sort; the writer then buffers little.
             let share = if files.sort_by.is_some() { 4 } else { 1 };
             let writer = DataFileWriter::try_new(store, root, wspec, schema.clone())?
-                .with_memory_limit(env.limits.memory_limit_bytes / share);
+                .with_memory_limit(memory / share);
             match &files.sort_by {
                 Some(curve) => OpenSink::SortedFiles(Box::new(SortedWriter::start(
                     writer,
                     schema,
                     curve,
-                    env.limits.budget(env.limits.memory_limit_bytes / 2),
+                    env.limits.budget(memory / 2),
                 )?)),
                 None => OpenSink::Files(Box::new(writer)),
             }
@@ -308,12 +319,8 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
                 ),
                 Route::Range(r) => Router::range(r.clone())?,
             };
-            let partitioner = Partitioner::try_new(
-                schema.clone(),
-                router,
-                *partitions,
-                env.limits.memory_limit_bytes / 2,
-            )?;
+            let partitioner =
+                Partitioner::try_new(schema.clone(), router, *partitions, memory / 2)?;
             env.shuffle.open(&spec.job_id, &attempt_tag, *partitions);
             OpenSink::Exchange(Box::new(MapSink {
                 partitioner,
@@ -338,7 +345,7 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
                         WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
                     Some(
                         DataFileWriter::try_new(store, root, wspec, schema.clone())?
-                            .with_memory_limit(env.limits.memory_limit_bytes),
+                            .with_memory_limit(memory),
                     )
                 }
                 None => None,
@@ -358,7 +365,7 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
                     Some((
                         schema.clone(),
                         DataFileWriter::try_new(store, root, wspec, schema.clone())?
-                            .with_memory_limit(env.limits.memory_limit_bytes),
+                            .with_memory_limit(memory),
                     ))
                 }
                 None => None,

@@ -5,7 +5,8 @@
 //! Memory: inputs stream batch by batch; the data file writer bounds what it buffers
 //! (`memory_limit_bytes`), closing its largest open file early when over; a map task buffers
 //! at most half of it before cutting blocks, and the executor's shuffle store spills blocks
-//! to local disk past its own budget; reducers decode one fetched block at a time.
+//! to local disk past its own budget; reducers decode one fetched block at a time. A MERGE
+//! task's join and its writer each get half of the limit.
 
 mod dv;
 mod inputs;

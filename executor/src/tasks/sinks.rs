@@ -23,7 +23,8 @@ use crate::shuffle::ShuffleStore;
 /// Per-task resources.
 #[derive(Debug, Clone)]
 pub struct TaskLimits {
-    /// Bytes of encoded data a task's writer may buffer.
+    /// Bytes a task may hold: its writer's buffers, shared with its sort, join or exchange
+    /// partitioner where it has one (see [`open`] and [`TaskLimits::merge_share`]).
     pub memory_limit_bytes: usize,
     /// Where the task's sorts and joins spill (the executor's scratch directory).
     pub spill_dir: Option<Arc<Path>>,

@@ -333,17 +333,34 @@ fn partition_values_at(
 /// their relative order. A batch without rows gives no groups; no partition columns gives
 /// one group with the whole batch.
 ///
-/// Runs in a few columnar passes and O(rows): groups of a clustered batch are zero-copy
-/// slices, otherwise the batch is gathered group by group with one `take`.
+/// Groups of a clustered batch are zero-copy slices; the others are gathered with a `take`.
 pub fn split_by_partition(
     batch: &RecordBatch,
     partition_columns: &[String],
 ) -> Result<Vec<(PartitionValues, RecordBatch)>> {
-    if batch.num_rows() == 0 {
+    partition_runs(batch, partition_columns)?
+        .into_iter()
+        .map(|(values, runs)| Ok((values, gather_runs(batch, &runs)?)))
+        .collect()
+}
+
+/// Where the rows of each partition of `batch` are: per group (as in
+/// [`split_by_partition`]), its partition values and its runs of consecutive rows, in input
+/// order. Nothing is copied: a writer gathers a group ([`gather_runs`]) just before it
+/// encodes it, while the gathered rows are still in cache, and from only the columns it
+/// writes.
+///
+/// Runs in a few columnar passes and O(rows).
+pub fn partition_runs(
+    batch: &RecordBatch,
+    partition_columns: &[String],
+) -> Result<Vec<(PartitionValues, Vec<Range<usize>>)>> {
+    let rows = batch.num_rows();
+    if rows == 0 {
         return Ok(Vec::new());
     }
     if partition_columns.is_empty() {
-        return Ok(vec![(BTreeMap::new(), batch.clone())]);
+        return Ok(vec![(BTreeMap::new(), std::iter::once(0..rows).collect())]);
     }
     let schema = batch.schema();
     let mut key_columns: Vec<ArrayRef> = Vec::with_capacity(partition_columns.len());
@@ -381,20 +398,36 @@ pub fn split_by_partition(
     let runs = partition(&key_columns)?.ranges();
     if runs.len() == 1 {
         let values = partition_values_at(partition_columns, &key_columns, 0)?;
-        return Ok(vec![(values, batch.clone())]);
+        return Ok(vec![(values, runs)]);
     }
-    group_runs(batch, partition_columns, &key_columns, runs)
+    group_runs(partition_columns, &key_columns, runs)
+}
+
+/// The rows of `batch` in `runs` (ranges of its rows, in order) as one batch: a zero-copy
+/// slice for one run, gathered otherwise.
+pub fn gather_runs(batch: &RecordBatch, runs: &[Range<usize>]) -> Result<RecordBatch> {
+    match runs {
+        [] => Ok(batch.slice(0, 0)),
+        [r] => Ok(batch.slice(r.start, r.end - r.start)),
+        _ => {
+            let len = runs.iter().map(|r| r.end - r.start).sum();
+            let mut indices: Vec<u32> = Vec::with_capacity(len);
+            for r in runs {
+                indices.extend(r.start as u32..r.end as u32);
+            }
+            Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
+        }
+    }
 }
 
 /// Groups runs of equal partition values (several runs may share values) using the arrow
 /// row format of each run's first row as the key: one hash lookup per run, not per row.
-/// Rows of a group keep their input order.
+/// Runs of a group keep their input order.
 fn group_runs(
-    batch: &RecordBatch,
     partition_columns: &[String],
     key_columns: &[ArrayRef],
     runs: Vec<Range<usize>>,
-) -> Result<Vec<(PartitionValues, RecordBatch)>> {
+) -> Result<Vec<(PartitionValues, Vec<Range<usize>>)>> {
     let starts = UInt32Array::from_iter_values(runs.iter().map(|r| r.start as u32));
     let run_keys = take_arrays(key_columns, &starts, None)?;
     let converter = RowConverter::new(
@@ -417,34 +450,15 @@ fn group_runs(
             }
         }
     }
-
-    let mut out = Vec::with_capacity(groups.len());
-    if groups.iter().all(|(_, g)| g.len() == 1) {
-        // Clustered input: zero-copy slices.
-        for (first_run, g) in groups {
-            let values = partition_values_at(partition_columns, &run_keys, first_run)?;
-            let r = &g[0];
-            out.push((values, batch.slice(r.start, r.end - r.start)));
-        }
-        return Ok(out);
-    }
-
-    // Gather each group's rows together (stable), then cut.
-    let mut indices: Vec<u32> = Vec::with_capacity(batch.num_rows());
-    let mut bounds: Vec<(usize, Range<usize>)> = Vec::with_capacity(groups.len());
-    for (first_run, g) in &groups {
-        let begin = indices.len();
-        for r in g {
-            indices.extend(r.start as u32..r.end as u32);
-        }
-        bounds.push((*first_run, begin..indices.len()));
-    }
-    let gathered = take_record_batch(batch, &UInt32Array::from(indices))?;
-    for (first_run, r) in bounds {
-        let values = partition_values_at(partition_columns, &run_keys, first_run)?;
-        out.push((values, gathered.slice(r.start, r.end - r.start)));
-    }
-    Ok(out)
+    groups
+        .into_iter()
+        .map(|(first_run, g)| {
+            Ok((
+                partition_values_at(partition_columns, &run_keys, first_run)?,
+                g,
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Writing the Parquet data files of a Delta table, with Delta statistics.
 //!
-//! [`DataFileWriter`] takes batches in the table's Arrow schema, groups their rows by
-//! partition values ([`crate::partition::split_by_partition`]), drops the partition
-//! columns, and streams each group into the open Parquet file of its partition
+//! [`DataFileWriter`] takes batches in the table's Arrow schema, finds where the rows of
+//! each partition are ([`crate::partition::partition_runs`]), and streams each group —
+//! gathered just before it is written, without the partition columns — into the open
+//! Parquet file of its partition
 //! (`<table_root>/<hive dir>/<prefix>-<seq:05>.snappy.parquet`), uploading finished row
 //! groups as they are produced (multipart upload through `object_store`, so the same code
 //! serves local disks and S3). A file is finished when it reaches the target size, when the
@@ -14,6 +15,7 @@
 //! remembered so [`DataFileWriter::abort`] can delete it; nothing here touches `_delta_log`.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
@@ -34,7 +36,9 @@ use parquet::file::properties::WriterProperties;
 use tokio::io::AsyncWriteExt;
 
 use super::stats::StatsCollector;
-use crate::partition::{PartitionValues, encode_log_path, hive_partition_dir, split_by_partition};
+use crate::partition::{
+    PartitionValues, encode_log_path, gather_runs, hive_partition_dir, partition_runs,
+};
 use crate::task::{DataFile, FileSpec, StatsSpec};
 use crate::{Error, Result};
 
@@ -499,16 +503,20 @@ impl DataFileWriter {
     /// Splits `batch` by partition and appends each group to its partition's file.
     async fn write_split(&mut self, batch: &RecordBatch) -> Result<()> {
         self.splits += 1;
-        for (values, rows) in self.split(batch)? {
-            let data = self.file_rows(&rows)?;
-            self.write_partition(values, data).await?;
+        let groups = self.split(batch)?;
+        // Each partition's rows are gathered as it is written, from the columns files hold.
+        let data = self.file_rows(batch)?;
+        for (values, runs) in groups {
+            self.write_partition(values, gather_runs(&data, &runs)?)
+                .await?;
         }
         Ok(())
     }
 
-    /// `batch`'s rows by partition, with the partition values in the table's form.
-    fn split(&self, batch: &RecordBatch) -> Result<Vec<(PartitionValues, RecordBatch)>> {
-        let mut groups = split_by_partition(batch, &self.spec.partition_columns)?;
+    /// Where `batch`'s rows of each partition are, with the partition values in the table's
+    /// form.
+    fn split(&self, batch: &RecordBatch) -> Result<Vec<(PartitionValues, Vec<Range<usize>>)>> {
+        let mut groups = partition_runs(batch, &self.spec.partition_columns)?;
         if !self.spec.iso_timestamp_partitions.is_empty() {
             for (values, _) in &mut groups {
                 for c in &self.spec.iso_timestamp_partitions {
@@ -551,8 +559,10 @@ impl DataFileWriter {
 
     /// Many-partition mode: splits `batch` now and keeps its groups until written.
     fn gather_by_partition(&mut self, batch: &RecordBatch) -> Result<()> {
-        for (values, rows) in self.split(batch)? {
-            let data = self.file_rows(&rows)?;
+        let groups = self.split(batch)?;
+        let all = self.file_rows(batch)?;
+        for (values, runs) in groups {
+            let data = gather_runs(&all, &runs)?;
             let bytes = slice_bytes(&data);
             self.pending_bytes += bytes;
             self.buffered += bytes;

@@ -209,6 +209,9 @@ def build_datagen(args):
 
 def generate(ctx, datagen, name, table, size_args, files):
     out = ctx.data / name
+    # A workdir used before holds the Delta log its files were converted into: the files are
+    # replaced (--overwrite), so the log goes too, and they are converted afresh.
+    shutil.rmtree(out / "_delta_log", ignore_errors=True)
     argv = [datagen, table, *size_args, "--seed", str(ctx.args.seed), "--files", str(files),
             "--out", out, "--overwrite"]
     run = run_measured(argv, ctx.logs / f"datagen-{name}")

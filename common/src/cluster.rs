@@ -134,6 +134,7 @@ impl CurveSpec {
             curve: self.curve,
             bits,
             ranks,
+            spread: Spreader::new(self.columns.len(), bits),
         })
     }
 
@@ -178,6 +179,14 @@ impl CurveSpec {
 /// Sorted distinct non-null values of `sample`, at most `max` of them, evenly spaced over
 /// the sorted sample.
 pub fn quantile_bounds(sample: &ArrayRef, max: usize) -> Result<ArrayRef> {
+    match byte_values(sample.as_ref()) {
+        Some(values) => byte_quantile_bounds(sample, &values, max),
+        None => sorted_quantile_bounds(sample, max),
+    }
+}
+
+/// [`quantile_bounds`] of any type, by arrow's sort and comparator.
+fn sorted_quantile_bounds(sample: &ArrayRef, max: usize) -> Result<ArrayRef> {
     let sorted = sort(
         sample,
         Some(SortOptions {
@@ -208,6 +217,45 @@ pub fn quantile_bounds(sample: &ArrayRef, max: usize) -> Result<ArrayRef> {
     )?)
 }
 
+/// [`quantile_bounds`] of a string or binary `sample` whose values' bytes are `values`:
+/// sorted by the 8 bytes after the prefix they all share as one integer, the rest compared
+/// only on a tie (a sample of `customer-0000000000-<n>` compares 8 bytes, not 30, per step).
+fn byte_quantile_bounds(sample: &ArrayRef, values: &[&[u8]], max: usize) -> Result<ArrayRef> {
+    let nulls = sample.logical_nulls();
+    let valid: Vec<u32> = (0..values.len())
+        .filter(|&i| nulls.as_ref().is_none_or(|n| n.is_valid(i)))
+        .map(|i| i as u32)
+        .collect();
+    let prefix = valid.iter().fold(None::<&[u8]>, |prefix, &i| {
+        let v = values[i as usize];
+        Some(match prefix {
+            None => v,
+            Some(p) => {
+                let same = p.iter().zip(v).take_while(|(x, y)| x == y).count();
+                &p[..same]
+            }
+        })
+    });
+    let skip = prefix.map_or(0, <[u8]>::len);
+    let rest = |i: u32| &values[i as usize][skip..];
+    let mut order: Vec<(u64, u32)> = valid.iter().map(|&i| (head(rest(i)), i)).collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| rest(a.1).cmp(rest(b.1))));
+    let n = order.len();
+    let m = max.min(n);
+    let mut picked: Vec<u32> = Vec::new();
+    for k in 0..m {
+        let i = order[k * n / m].1;
+        if picked.last().is_none_or(|&last| rest(last) < rest(i)) {
+            picked.push(i);
+        }
+    }
+    Ok(arrow::compute::take(
+        sample.as_ref(),
+        &arrow::array::UInt32Array::from(picked),
+        None,
+    )?)
+}
+
 /// Range id of each value: 0 for null, else 1 + the number of `bounds` below it.
 pub fn range_ids(values: &ArrayRef, bounds: &ArrayRef) -> Result<Vec<u32>> {
     Ranker::new(bounds)?.ranks(values)
@@ -219,6 +267,7 @@ pub struct Keyer {
     curve: Curve,
     bits: u32,
     ranks: Vec<Ranker>,
+    spread: Spreader,
 }
 
 impl Keyer {
@@ -235,18 +284,72 @@ impl Keyer {
                 r.ranks(col)
             })
             .collect::<Result<Vec<_>>>()?;
+        let hilbert = self.curve == Curve::Hilbert;
         let mut point = vec![0u32; ids.len()];
         Ok((0..batch.num_rows())
             .map(|row| {
                 for (p, col) in point.iter_mut().zip(&ids) {
                     *p = col[row];
                 }
-                match self.curve {
-                    Curve::ZOrder => interleave(&point, self.bits),
-                    Curve::Hilbert => hilbert(&mut point, self.bits),
+                if hilbert {
+                    hilbert_transpose(&mut point, self.bits);
                 }
+                self.spread.interleave(&point)
             })
             .collect())
+    }
+}
+
+/// [`interleave`] by table lookups: each coordinate's bits spread apart a byte at a time
+/// (a table of 256 entries for the column count), then shifted into place.
+struct Spreader {
+    /// Per byte value, its bits `k` moved to bit `k * columns`.
+    table: Box<[u64; 256]>,
+    columns: u32,
+    bits: u32,
+}
+
+impl Spreader {
+    fn new(columns: usize, bits: u32) -> Self {
+        let columns = columns.max(1) as u32;
+        let mut table = Box::new([0u64; 256]);
+        for (byte, spread) in table.iter_mut().enumerate() {
+            for k in 0..8u32 {
+                if (byte >> k) & 1 == 1 && k * columns < 64 {
+                    *spread |= 1u64 << (k * columns);
+                }
+            }
+        }
+        Spreader {
+            table,
+            columns,
+            bits,
+        }
+    }
+
+    /// The same key as [`interleave`]`(point, bits)`: bit `b` of coordinate `i` (of `n`)
+    /// lands at bit `b * n + (n - 1 - i)`.
+    #[inline]
+    fn interleave(&self, point: &[u32]) -> u64 {
+        let n = self.columns;
+        let mask = if self.bits >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << self.bits) - 1
+        };
+        let mut key = 0u64;
+        for (i, &x) in point.iter().enumerate() {
+            let x = x & mask;
+            let mut spread = 0u64;
+            let mut chunk = 0u32;
+            while chunk * 8 < self.bits {
+                let byte = ((x >> (chunk * 8)) & 0xff) as usize;
+                spread |= self.table[byte] << (chunk * 8 * n);
+                chunk += 1;
+            }
+            key |= spread << (n - 1 - i as u32);
+        }
+        key
     }
 }
 
@@ -302,32 +405,63 @@ impl ByteBounds {
         }
     }
 
-    /// The number of bounds below `v`.
-    fn below(&self, v: &[u8]) -> usize {
-        let Some(rest) = v.strip_prefix(self.prefix.as_slice()) else {
-            // Every bound starts with the prefix: `v` is below all or above all of them.
-            return if v < self.prefix.as_slice() {
-                0
-            } else {
-                self.heads.len()
+    /// The number of bounds below each of `values`.
+    fn below(&self, values: &[&[u8]]) -> Vec<u32> {
+        // Each value's head after the prefix (or, for a value without the prefix, which is
+        // below or above every bound, nothing to search), searched for together.
+        let rests: Vec<Option<&[u8]>> = values
+            .iter()
+            .map(|v| v.strip_prefix(self.prefix.as_slice()))
+            .collect();
+        let heads: Vec<u64> = rests.iter().map(|r| r.map_or(0, head)).collect();
+        let mut below = count_below(&self.heads, &heads);
+        for ((b, rest), (v, &h)) in below.iter_mut().zip(&rests).zip(values.iter().zip(&heads)) {
+            let lo = *b as usize;
+            *b = match rest {
+                None if *v < self.prefix.as_slice() => 0,
+                None => self.heads.len() as u32,
+                // The bounds are sorted by head, then by rest: those with a smaller head,
+                // then among those with the same head (few) those with a smaller rest.
+                Some(rest) if self.heads.get(lo) == Some(&h) => {
+                    let same = self.heads[lo..].partition_point(|&b| b == h);
+                    (lo + self.rests[lo..lo + same].partition_point(|r| r.as_slice() < *rest))
+                        as u32
+                }
+                Some(_) => *b,
             };
-        };
-        let h = head(rest);
-        let (mut lo, mut hi) = (0usize, self.heads.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let less = match self.heads[mid].cmp(&h) {
-                Ordering::Equal => self.rests[mid].as_slice() < rest,
-                o => o == Ordering::Less,
-            };
-            if less {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
         }
-        lo
+        below
     }
+}
+
+/// For each of `keys`, the number of `sorted` values below it (`partition_point(|s| s <
+/// key)`), searched eight keys at a time: a binary search waits on each load it makes, and
+/// eight at once overlap their waits.
+fn count_below<T: Copy + PartialOrd>(sorted: &[T], keys: &[T]) -> Vec<u32> {
+    const LANES: usize = 8;
+    let n = sorted.len();
+    if n == 0 {
+        return vec![0; keys.len()];
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(LANES) {
+        let mut base = [0usize; LANES];
+        let mut size = n;
+        while size > 1 {
+            let half = size / 2;
+            for (b, k) in base.iter_mut().zip(chunk) {
+                let mid = *b + half;
+                *b = if sorted[mid] < *k { mid } else { *b };
+            }
+            size -= half;
+        }
+        out.extend(
+            base.iter()
+                .zip(chunk)
+                .map(|(&b, k)| (b + usize::from(sorted[b] < *k)) as u32),
+        );
+    }
+    out
 }
 
 /// The bytes of each value of a string or binary array (any offset width or view layout);
@@ -419,33 +553,19 @@ impl Ranker {
                 arrow::compute::cast(values, t)?
             })
         };
-        let rank = |v: usize, below: &dyn Fn(usize) -> usize| -> u32 {
-            if values.is_null(v) {
-                0
-            } else {
-                1 + below(v) as u32
-            }
-        };
-        Ok(match self {
-            Ranker::Empty => (0..values.len())
-                .map(|v| u32::from(values.is_valid(v)))
-                .collect(),
+        // Per value, the number of bounds below it (whatever a null's slot holds).
+        let below: Vec<u32> = match self {
+            Ranker::Empty => vec![0; values.len()],
             Ranker::Int(bounds, t) => {
                 let v = arrow::compute::cast(&typed(t)?, &DataType::Int64)?;
-                let v = v.as_primitive::<Int64Type>().values().clone();
-                (0..values.len())
-                    .map(|i| rank(i, &|i| bounds.partition_point(|b| *b < v[i])))
-                    .collect()
+                count_below(bounds, v.as_primitive::<Int64Type>().values())
             }
             Ranker::Float(bounds, t) => {
                 let v = arrow::compute::cast(&typed(t)?, &DataType::Float64)?;
-                let v = v.as_primitive::<Float64Type>().values().clone();
-                (0..values.len())
-                    .map(|i| {
-                        rank(i, &|i| {
-                            bounds.partition_point(|b| b.total_cmp(&v[i]) == Ordering::Less)
-                        })
-                    })
+                v.as_primitive::<Float64Type>()
+                    .values()
+                    .iter()
+                    .map(|v| bounds.partition_point(|b| b.total_cmp(v) == Ordering::Less) as u32)
                     .collect()
             }
             Ranker::Bytes(bounds, t) => {
@@ -459,31 +579,35 @@ impl Ranker {
                         })?
                     }
                 };
-                (0..values.len())
-                    .map(|i| rank(i, &|i| bounds.below(v[i])))
-                    .collect()
+                bounds.below(&v)
             }
             Ranker::Rows(converter, bounds, t) => {
                 let rows = converter.convert_columns(&[typed(t)?])?;
                 let n = bounds.num_rows();
                 (0..values.len())
                     .map(|i| {
-                        rank(i, &|i| {
-                            let row = rows.row(i);
-                            let (mut lo, mut hi) = (0usize, n);
-                            while lo < hi {
-                                let mid = (lo + hi) / 2;
-                                if bounds.row(mid) < row {
-                                    lo = mid + 1;
-                                } else {
-                                    hi = mid;
-                                }
+                        let row = rows.row(i);
+                        let (mut lo, mut hi) = (0usize, n);
+                        while lo < hi {
+                            let mid = (lo + hi) / 2;
+                            if bounds.row(mid) < row {
+                                lo = mid + 1;
+                            } else {
+                                hi = mid;
                             }
-                            lo
-                        })
+                        }
+                        lo as u32
                     })
                     .collect()
             }
+        };
+        Ok(match values.logical_nulls() {
+            None => below.into_iter().map(|b| b + 1).collect(),
+            Some(nulls) => below
+                .into_iter()
+                .zip(nulls.iter())
+                .map(|(b, valid)| if valid { b + 1 } else { 0 })
+                .collect(),
         })
     }
 }
@@ -503,9 +627,16 @@ pub fn interleave(point: &[u32], bits: u32) -> u64 {
 /// transpose" (Programming the Hilbert curve, 2004), then the transposed bits interleaved.
 /// `point` is overwritten.
 pub fn hilbert(point: &mut [u32], bits: u32) -> u64 {
+    hilbert_transpose(point, bits);
+    interleave(point, bits)
+}
+
+/// Skilling's "axes to transpose" in place: the Hilbert index of `point` is then its bits
+/// interleaved.
+fn hilbert_transpose(point: &mut [u32], bits: u32) {
     let n = point.len();
     if n == 0 || bits == 0 {
-        return 0;
+        return;
     }
     let m = 1u32 << (bits - 1);
     // Inverse undo of excess work.
@@ -538,7 +669,6 @@ pub fn hilbert(point: &mut [u32], bits: u32) -> u64 {
     for x in point.iter_mut() {
         *x ^= t;
     }
-    interleave(point, bits)
 }
 
 /// Split keys cutting the sorted `keys` into about `parts` runs of similar length; a key
@@ -707,6 +837,56 @@ mod tests {
     }
 
     #[test]
+    fn table_interleave_is_the_bit_by_bit_one() {
+        let seed = 0x9e37_79b9_7f4a_7c15u64;
+        println!("seed {seed:#x}");
+        let mut s = seed;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for columns in [1usize, 2, 3, 5, 6, 9, 64] {
+            let bits = bits_per_column(columns);
+            let spread = Spreader::new(columns, bits);
+            for _ in 0..500 {
+                // Coordinates past their bits too: both ignore the excess.
+                let point: Vec<u32> = (0..columns).map(|_| next() as u32).collect();
+                assert_eq!(
+                    spread.interleave(&point),
+                    interleave(&point, bits),
+                    "{columns} columns, {point:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn searching_eight_at_a_time_counts_as_partition_point() {
+        let seed = 0x51_7cc1_b727_220au64;
+        println!("seed {seed:#x}");
+        let mut s = seed;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for n in [0usize, 1, 2, 3, 7, 8, 9, 100, 4094] {
+            // Duplicates among the sorted values, keys below, between, on and above them.
+            let mut sorted: Vec<i64> = (0..n).map(|_| (next() % 500) as i64).collect();
+            sorted.sort();
+            let keys: Vec<i64> = (0..37).map(|_| (next() % 520) as i64 - 10).collect();
+            let expected: Vec<u32> = keys
+                .iter()
+                .map(|k| sorted.partition_point(|s| s < k) as u32)
+                .collect();
+            assert_eq!(count_below(&sorted, &keys), expected, "{n} sorted values");
+        }
+    }
+
+    #[test]
     fn range_ids_rank_full_strings_with_nulls_first() {
         // A 20-byte common prefix: a prefix-truncated key could not tell these apart.
         let prefix = "customer-0000000000-";
@@ -761,6 +941,14 @@ mod tests {
             let values: ArrayRef = Arc::new(BinaryArray::from_iter(values));
             let in_bounds = values.slice(0, 2000);
             let bounds = quantile_bounds(&in_bounds, 300).unwrap();
+            // The byte strings' own sort picks the bounds arrow's sort does.
+            for max in [1, 7, 300, 5000] {
+                assert_eq!(
+                    quantile_bounds(&in_bounds, max).unwrap().as_ref(),
+                    sorted_quantile_bounds(&in_bounds, max).unwrap().as_ref(),
+                    "{max} bounds, common prefix {common:?}"
+                );
+            }
             let converter = RowConverter::new(vec![SortField::new(DataType::Binary)]).unwrap();
             let rows = converter
                 .convert_columns(std::slice::from_ref(&bounds))

@@ -180,6 +180,7 @@ pub fn plan(
         })
         .collect::<silt_common::Result<_>>()?;
     let spec = CurveSpec::from_sample(columns.to_vec(), curve, &values)?;
+    let keyer = spec.keyer()?;
     let mut planned = Vec::with_capacity(groups.len());
     let mut offset = 0u32;
     for group in groups {
@@ -190,7 +191,7 @@ pub fn plan(
             let key: Vec<_> = group.partition.clone().into_iter().collect();
             let mut keys = Vec::new();
             for b in sample.get(&key).into_iter().flatten() {
-                keys.extend_from_slice(spec.keys(b)?.values());
+                keys.extend_from_slice(keyer.keys(b)?.values());
             }
             let splits = splits_for(keys, wanted as usize);
             (splits.len() as u32 + 1, splits)

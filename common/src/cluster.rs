@@ -239,7 +239,18 @@ fn byte_quantile_bounds(sample: &ArrayRef, values: &[&[u8]], max: usize) -> Resu
     let skip = prefix.map_or(0, <[u8]>::len);
     let rest = |i: u32| &values[i as usize][skip..];
     let mut order: Vec<(u64, u32)> = valid.iter().map(|&i| (head(rest(i)), i)).collect();
-    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| rest(a.1).cmp(rest(b.1))));
+    // Two rests of at most 8 bytes with the same head differ only in trailing zero bytes:
+    // the shorter is the smaller.
+    let short = |i: u32| rest(i).len() <= 8;
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            if short(a.1) && short(b.1) {
+                rest(a.1).len().cmp(&rest(b.1).len())
+            } else {
+                rest(a.1).cmp(rest(b.1))
+            }
+        })
+    });
     let n = order.len();
     let m = max.min(n);
     let mut picked: Vec<u32> = Vec::new();

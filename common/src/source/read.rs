@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter, RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, RowFilter, RowSelection, RowSelectionPolicy, RowSelector,
+};
 
 use super::*;
 use crate::expr::Predicate;
@@ -340,7 +342,11 @@ pub(super) async fn read_parquet(
             }
             left -= 1 + skip;
         }
-        builder = builder.with_row_selection(RowSelection::from(selectors));
+        // Skipped, not decoded and masked: arrow's default masks selections this dense,
+        // which materializes every string of a column only to drop most of them.
+        builder = builder
+            .with_row_selection(RowSelection::from(selectors))
+            .with_row_selection_policy(RowSelectionPolicy::Selectors);
     }
     let deleted = match &split.deletion_vector {
         // Splits carry resolved (absolute or inline) vectors: see `table::file_split`.

@@ -815,6 +815,18 @@ mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
 
+    /// A seeded xorshift generator (the seed is printed, so a failure can be replayed).
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        println!("seed {seed:#x}");
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
     #[test]
     fn hilbert_visits_neighbours_in_order() {
         for dims in [2usize, 3] {
@@ -850,14 +862,7 @@ mod tests {
     #[test]
     fn table_interleave_is_the_bit_by_bit_one() {
         let seed = 0x9e37_79b9_7f4a_7c15u64;
-        println!("seed {seed:#x}");
-        let mut s = seed;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut next = xorshift(seed);
         for columns in [1usize, 2, 3, 5, 6, 9, 64] {
             let bits = bits_per_column(columns);
             let spread = Spreader::new(columns, bits);
@@ -876,14 +881,7 @@ mod tests {
     #[test]
     fn searching_eight_at_a_time_counts_as_partition_point() {
         let seed = 0x51_7cc1_b727_220au64;
-        println!("seed {seed:#x}");
-        let mut s = seed;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut next = xorshift(seed);
         for n in [0usize, 1, 2, 3, 7, 8, 9, 100, 4094] {
             // Duplicates among the sorted values, keys below, between, on and above them.
             let mut sorted: Vec<i64> = (0..n).map(|_| (next() % 500) as i64).collect();
@@ -923,14 +921,7 @@ mod tests {
         // with ranking by arrow's row format.
         use arrow::array::BinaryArray;
         let seed = 0x2545_f491_4f6c_dd1du64;
-        println!("seed {seed:#x}");
-        let mut s = seed;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut next = xorshift(seed);
         let alphabet = [0u8, 1, b'a', b'b', 0xff];
         for common in [&b""[..], b"customer-0000000000-", b"a\0"] {
             let values: Vec<Option<Vec<u8>>> = (0..3000)
@@ -1167,18 +1158,12 @@ mod tests {
     fn runs_are_balanced_and_compact_on_random_data() {
         // 100,000 random points of a 4096 x 4096 grid (uniform; y near x; a third of them
         // on one y), cut into 7 to 100 runs along both curves: every run within half and
-        // 1.6 times the mean length (the old halving cut runs up to 1.9 times it), and a point probe on x or y meets few runs (a grid
-        // of square boxes would meet sqrt(parts) of them per column).
+        // 1.6 times the mean length (the old halving cut runs up to 1.9 times it), and a
+        // point probe on x or y meets few runs (a grid of square boxes would meet
+        // sqrt(parts) of them per column).
         let seed = 0x9e37_79b9_7f4a_7c15u64;
-        println!("seed {seed:#x}");
         for data in ["uniform", "correlated", "skewed"] {
-            let mut s = seed;
-            let mut next = move || {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s
-            };
+            let mut next = xorshift(seed);
             let xy: Vec<(u32, u32)> = (0..100_000)
                 .map(|_| {
                     let x = (next() % 4096) as u32;

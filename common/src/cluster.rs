@@ -926,10 +926,10 @@ mod tests {
         for common in [&b""[..], b"customer-0000000000-", b"a\0"] {
             let values: Vec<Option<Vec<u8>>> = (0..3000)
                 .map(|_| {
-                    if next() % 50 == 0 {
+                    if next().is_multiple_of(50) {
                         return None;
                     }
-                    let mut v = if next() % 10 == 0 {
+                    let mut v = if next().is_multiple_of(10) {
                         Vec::new()
                     } else {
                         common.to_vec()
@@ -1170,7 +1170,7 @@ mod tests {
                     let y = match data {
                         "uniform" => (next() % 4096) as u32,
                         "correlated" => ((x as u64 + next() % 400) % 4096) as u32,
-                        _ if next() % 3 == 0 => 7,
+                        _ if next().is_multiple_of(3) => 7,
                         _ => (next() % 4096) as u32,
                     };
                     (x, y)

@@ -273,12 +273,12 @@ def cmd_oracle_write(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_table_deltalake(path: str) -> pa.Table:
+def read_table_deltalake(path: str, version: int | None = None) -> pa.Table:
     from deltalake import DeltaTable, QueryBuilder
 
     from deltalake.exceptions import DeltaProtocolError
 
-    table = DeltaTable(path)
+    table = DeltaTable(path) if version is None else DeltaTable(path, version=version)
     mapped = table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none"
     try:
         if mapped:
@@ -469,8 +469,15 @@ def compare_tables(
 
 def cmd_compare(args: argparse.Namespace) -> int:
     readers = [r.strip() for r in args.readers.split(",") if r.strip()]
-    # Expected tables are read by delta-rs, unless the comparison leaves it out.
-    read_expected = read_table_deltalake if "deltalake" in readers else read_table_polars
+    # Expected tables are read by delta-rs, unless the comparison leaves it out; an
+    # earlier version of them only by delta-rs (time travel).
+    if args.expected_version is not None:
+        def read_expected(path: str) -> pa.Table:
+            return read_table_deltalake(path, args.expected_version)
+    elif "deltalake" in readers:
+        read_expected = read_table_deltalake
+    else:
+        read_expected = read_table_polars
     expected_parts: list[pa.Table] = []
     for e in args.expected or []:
         expected_parts.append(read_expected(e))
@@ -1378,6 +1385,10 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="compare a table with the expected content")
     c.add_argument("--table", required=True)
     c.add_argument("--expected", action="append", help="expected Delta table (repeatable, concatenated)")
+    c.add_argument(
+        "--expected-version", type=int, default=None,
+        help="read the --expected tables at this version (delta-rs time travel; may name --table itself)",
+    )
     c.add_argument(
         "--expected-parquet", action="append", help="expected parquet file or dir (repeatable, concatenated)"
     )

@@ -256,68 +256,60 @@ fn zorder_and_hilbert_keep_content_and_cluster_better_than_delta_rs() {
 }
 
 #[test]
-fn hilbert_on_a_partitioned_table_clusters_each_partition() {
-    let seed = seed_for("hilbert_on_a_partitioned_table_clusters_each_partition");
-    let dir = tempdir("hilbert-part");
+fn zorder_and_hilbert_on_a_partitioned_table_cluster_each_partition() {
+    let seed = seed_for("zorder_and_hilbert_on_a_partitioned_table_cluster_each_partition");
+    let dir = tempdir("cluster-part");
     let src = Gen::new(seed, 40_000)
         .files(4)
         .k_domain("1,2")
         .write(&dir.path().join("src"));
-    let t = dir.path().join("t");
+    let written = dir.path().join("written");
     silt_write_ok(
-        &t,
+        &written,
         &src,
         &["--partition-by", "k", "--target-file-size", "65536"],
     );
-    let original = dir.path().join("original");
-    copy_dir(&t, &original);
-    let before = clustering(&t, "id,ts");
-    // Only partition k = 1 first, then the rest.
-    let size = (dir_bytes(&t) / 36).to_string();
-    silt_optimize_ok(
-        &t,
-        &[
-            "--zorder-by",
-            "id,ts",
-            "--curve",
-            "hilbert",
-            "--where",
-            "k = 1",
-            "--target-size",
-            &size,
-        ],
-    );
-    for a in last_commit(&t) {
-        for kind in ["add", "remove"] {
-            if let Some(x) = a.get(kind) {
-                assert_eq!(x["partitionValues"]["k"], "1", "{a}");
+    let before = clustering(&written, "id,ts");
+    let size = (dir_bytes(&written) / 36).to_string();
+    for curve in ["zorder", "hilbert"] {
+        let t = dir.path().join(curve);
+        copy_dir(&written, &t);
+        let version = inspect(&t)["version"].as_i64().expect("a version");
+        // Only partition k = 1 first, then the rest.
+        let args = |only_one: bool| {
+            let mut args = vec!["--zorder-by", "id,ts", "--curve", curve];
+            if only_one {
+                args.extend(["--where", "k = 1"]);
+            }
+            args.extend(["--target-size", size.as_str()]);
+            args
+        };
+        silt_optimize_ok(&t, &args(true));
+        for a in last_commit(&t) {
+            for kind in ["add", "remove"] {
+                if let Some(x) = a.get(kind) {
+                    assert_eq!(x["partitionValues"]["k"], "1", "{curve}: {a}");
+                }
             }
         }
-    }
-    assert_eq!(
-        last_commit_info(&t)["operationParameters"]["predicate"],
-        r#"["k = 1"]"#
-    );
-    let r = silt_optimize_ok(
-        &t,
-        &[
-            "--zorder-by",
-            "id,ts",
-            "--curve",
-            "hilbert",
-            "--target-size",
-            &size,
-        ],
-    );
-    assert_clustering_commit(&t, r#"["id","ts"]"#, "hilbert");
-    assert_same_content(&t, &[Expected::Table(&original)], &[]);
-    let after = clustering(&t, "id,ts");
-    eprintln!("[hilbert] before {before}, after {after}; {}", r["summary"]);
-    for c in ["id", "ts"] {
-        assert!(
-            fraction(&after, c) < 0.6 * fraction(&before, c),
-            "{c}: {after} vs {before}"
+        assert_eq!(
+            last_commit_info(&t)["operationParameters"]["predicate"],
+            r#"["k = 1"]"#
         );
+        let r = silt_optimize_ok(&t, &args(false));
+        assert_clustering_commit(&t, r#"["id","ts"]"#, curve);
+        assert_same_content(&t, &[Expected::Table(&written)], &[]);
+        // delta-rs reads the version before the clustering, from the same table.
+        let at = version.to_string();
+        assert_same_content(&t, &[Expected::Table(&t)], &["--expected-version", &at]);
+        let after = clustering(&t, "id,ts");
+        eprintln!("[{curve}] before {before}, after {after}; {}", r["summary"]);
+        for c in ["id", "ts"] {
+            assert!(
+                fraction(&after, c) < 0.6 * fraction(&before, c),
+                "{curve} {c}: {after} vs {before}"
+            );
+        }
     }
 }
 

@@ -226,17 +226,7 @@ fn byte_quantile_bounds(sample: &ArrayRef, values: &[&[u8]], max: usize) -> Resu
         .filter(|&i| nulls.as_ref().is_none_or(|n| n.is_valid(i)))
         .map(|i| i as u32)
         .collect();
-    let prefix = valid.iter().fold(None::<&[u8]>, |prefix, &i| {
-        let v = values[i as usize];
-        Some(match prefix {
-            None => v,
-            Some(p) => {
-                let same = p.iter().zip(v).take_while(|(x, y)| x == y).count();
-                &p[..same]
-            }
-        })
-    });
-    let skip = prefix.map_or(0, <[u8]>::len);
+    let skip = common_prefix(valid.iter().map(|&i| values[i as usize])).len();
     let rest = |i: u32| &values[i as usize][skip..];
     let mut order: Vec<(u64, u32)> = valid.iter().map(|&i| (head(rest(i)), i)).collect();
     // Two rests of at most 8 bytes with the same head differ only in trailing zero bytes:
@@ -388,6 +378,18 @@ struct ByteBounds {
     rests: Vec<Vec<u8>>,
 }
 
+/// The longest prefix all of `values` share (empty when there are none).
+fn common_prefix<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> &'a [u8] {
+    let Some(mut prefix) = values.next() else {
+        return &[];
+    };
+    for v in values {
+        let same = prefix.iter().zip(v).take_while(|(x, y)| x == y).count();
+        prefix = &prefix[..same];
+    }
+    prefix
+}
+
 /// The first 8 bytes of `b` as a big-endian integer, zero padded: comparing two of these
 /// orders the byte strings unless they are equal.
 fn head(b: &[u8]) -> u64 {
@@ -399,15 +401,7 @@ fn head(b: &[u8]) -> u64 {
 
 impl ByteBounds {
     fn new(bounds: &[&[u8]]) -> Self {
-        let mut prefix: &[u8] = bounds.first().copied().unwrap_or_default();
-        for b in bounds {
-            let same = prefix
-                .iter()
-                .zip(b.iter())
-                .take_while(|(x, y)| x == y)
-                .count();
-            prefix = &prefix[..same];
-        }
+        let prefix = common_prefix(bounds.iter().copied());
         let rests: Vec<Vec<u8>> = bounds.iter().map(|b| b[prefix.len()..].to_vec()).collect();
         ByteBounds {
             prefix: prefix.to_vec(),

@@ -44,6 +44,7 @@ import argparse
 import collections
 import datetime as dt
 import decimal
+import functools
 import glob
 import json
 import os
@@ -278,7 +279,7 @@ def read_table_deltalake(path: str, version: int | None = None) -> pa.Table:
 
     from deltalake.exceptions import DeltaProtocolError
 
-    table = DeltaTable(path) if version is None else DeltaTable(path, version=version)
+    table = DeltaTable(path, version=version)
     mapped = table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none"
     try:
         if mapped:
@@ -471,11 +472,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     readers = [r.strip() for r in args.readers.split(",") if r.strip()]
     # Expected tables are read by delta-rs, unless the comparison leaves it out; an
     # earlier version of them only by delta-rs (time travel).
-    if args.expected_version is not None:
-        def read_expected(path: str) -> pa.Table:
-            return read_table_deltalake(path, args.expected_version)
-    elif "deltalake" in readers:
-        read_expected = read_table_deltalake
+    if args.expected_version is not None or "deltalake" in readers:
+        read_expected = functools.partial(read_table_deltalake, version=args.expected_version)
     else:
         read_expected = read_table_polars
     expected_parts: list[pa.Table] = []

@@ -36,7 +36,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::stats::StatsCollector;
 use crate::partition::{
-    PartitionValues, encode_log_path, gather_runs, hive_partition_dir, partition_runs,
+    PartitionValues, encode_log_path, gather_runs, gather_runs_narrowed, hive_partition_dir,
+    partition_runs,
 };
 use crate::task::{DataFile, FileSpec, StatsSpec};
 use crate::{Error, Result};
@@ -527,9 +528,16 @@ impl DataFileWriter {
             }
         }
         let data = self.file_rows(batch)?;
+        // Gathered decimals may come narrowed, which the files' writers take as they are
+        // (see `open_file`), except with column mapping.
+        let gather = if self.physical.is_none() {
+            gather_runs_narrowed
+        } else {
+            gather_runs
+        };
         Ok(groups
             .into_iter()
-            .map(move |(values, runs)| Ok((values, gather_runs(&data, &runs)?))))
+            .map(move |(values, runs)| Ok((values, gather(&data, &runs)?))))
     }
 
     /// `rows` with the file schema (partition columns left out).

@@ -547,10 +547,10 @@ fn copy_value_runs<T: Copy>(values: &[T], runs: &[Range<usize>], len: usize) -> 
         let run = &values[r.clone()];
         let n = run.len();
         // SAFETY: `run` is within `values`, and `at + n <= len` (the runs hold `len` values
-        // together, checked above). A block copy reads at most `COPY_BLOCK - 1` values past the run's end,
-        // done only where those are still within `values`, and writes as far past
-        // `at + n`, within the capacity of `len + COPY_BLOCK`; later runs overwrite what it
-        // wrote there. Every position below `len` is written before `set_len`.
+        // together, checked above). A block copy reads at most `COPY_BLOCK - 1` values past
+        // the run's end, done only where those are still within `values`, and writes as far
+        // past `at + n`, within the capacity of `len + COPY_BLOCK`; later runs overwrite what
+        // it wrote there. Every position below `len` is written before `set_len`.
         unsafe {
             if r.start + n.next_multiple_of(COPY_BLOCK) <= values.len() {
                 let mut i = 0;

@@ -1642,6 +1642,45 @@ mod tests {
         );
     }
 
+    /// Partitions whose rows interleave in runs are gathered run by run, decimals narrowed on
+    /// the way: the files hold what writing each partition's rows in one piece gives.
+    #[tokio::test]
+    async fn partitions_gathered_run_by_run_are_written_as_whole_ones() {
+        let n = 3000;
+        let part = |i: i64| Some(format!("p{}", (i / 6) % 4));
+        let q = |i: i64| (i % 7 != 0).then_some(i as i32);
+        let interleaved = rows(0, n, part, q);
+        // The same rows, partition after partition (each one run: sliced, not gathered).
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_by_key(|&i| part(i64::from(i)));
+        let sorted = arrow::compute::take_record_batch(
+            &interleaved,
+            &arrow::array::UInt32Array::from(order),
+        )
+        .unwrap();
+        let gathered =
+            crate::partition::gather_runs_narrowed(&interleaved, &[0..6, 24..30]).unwrap();
+        assert_eq!(gathered.column(5).data_type(), &DataType::Decimal64(10, 2));
+
+        let expected = write_all(&["p"], &[sorted]).await;
+        let got = write_all(&["p"], &[interleaved]).await;
+        assert_eq!(got.len(), 4);
+        assert_eq!(got.len(), expected.len());
+        for ((f, rows, _), (ef, erows, _)) in got.iter().zip(&expected) {
+            assert_eq!(f.partition_values, ef.partition_values);
+            assert_eq!(f.num_records, ef.num_records);
+            assert_eq!(stats(f), stats(ef));
+            assert_eq!(rows[0].schema(), erows[0].schema());
+            let concat = |b: &[RecordBatch]| {
+                let batch = arrow::compute::concat_batches(&b[0].schema(), b).unwrap();
+                arrow::compute::sort_to_indices(batch.column(0), None, None)
+                    .map(|i| arrow::compute::take_record_batch(&batch, &i).unwrap())
+                    .unwrap()
+            };
+            assert_eq!(concat(rows), concat(erows));
+        }
+    }
+
     #[tokio::test]
     async fn columns_compression_would_not_shrink_are_written_uncompressed() {
         let schema = Arc::new(Schema::new(vec![

@@ -807,19 +807,8 @@ pub fn split_of(splits: &[u64], key: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
     use arrow::array::{Int64Array, StringArray};
-
-    /// A seeded xorshift generator (the seed is printed, so a failure can be replayed).
-    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-        println!("seed {seed:#x}");
-        let mut s = seed;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        }
-    }
 
     #[test]
     fn hilbert_visits_neighbours_in_order() {

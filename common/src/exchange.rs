@@ -927,13 +927,7 @@ mod tests {
     /// values, a decimal that is mostly zero, and text with a long common prefix; with nulls.
     fn mixed_rows(n: usize, seed: u64) -> RecordBatch {
         use arrow::array::{Decimal128Array, Int32Array};
-        let mut state = seed;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(seed);
         let mut keys = Vec::with_capacity(n);
         let mut amounts = Vec::with_capacity(n);
         let mut status = Vec::with_capacity(n);
@@ -941,10 +935,14 @@ mod tests {
         let mut names = Vec::with_capacity(n);
         for i in 0..n {
             let r = next();
-            keys.push((r % 7 != 0).then_some(r as i32));
+            keys.push((!r.is_multiple_of(7)).then_some(r as i32));
             amounts.push(Some(((r >> 32) % 2_000_000) as i128));
             status.push(Some((r >> 40) as i32 % 3));
-            coupons.push((r % 5 != 0).then_some(if r % 11 == 0 { 1234 } else { 0 }));
+            coupons.push((!r.is_multiple_of(5)).then_some(if r.is_multiple_of(11) {
+                1234
+            } else {
+                0
+            }));
             names.push(Some(format!(
                 "customer-with-a-long-common-prefix-{:08}",
                 i * 3

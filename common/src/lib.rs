@@ -25,3 +25,18 @@ pub mod task;
 pub mod write;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+pub(crate) mod test_rng {
+    /// A seeded xorshift generator (the seed is printed, so a failure can be replayed).
+    pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        println!("seed {seed:#x}");
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+}

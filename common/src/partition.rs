@@ -964,15 +964,7 @@ mod tests {
     /// runs and short ones. Seeded; the seed is printed.
     #[test]
     fn gathered_runs_equal_a_take_of_their_rows() {
-        let seed = 0x5eed_1a7e_u64;
-        println!("seed {seed:#x}");
-        let mut state = seed;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x5eed_1a7e);
         let n = 3000;
         let mut values = Vec::with_capacity(n);
         for _ in 0..n {

@@ -27,7 +27,9 @@ Subcommands (run `oracle.py <cmd> --help`):
 unique and never null; `k` int32 from --k-domain (default 0..3, ~8% nulls unless
 --no-null-k), a small-domain partition column (`oracle-write --partition-by k`); nullable
 (~10%) `s` string (partition-unsafe characters), `d` date (6 values), `ts` timestamp UTC,
-`amount` decimal(10,2), `f` float64, `flag` bool. For example:
+`amount` decimal(10,2), `f` float64, `flag` bool. Odd-numbered Parquet files store decimals
+as integers (where the precision allows), even-numbered ones as fixed-length bytes. Variant
+`decimals` adds `price` decimal(7,2) and `big` decimal(28,4). For example:
 
   oracle.py gen --seed 1 --rows 5000 --files 3 --out SRC
   oracle.py oracle-write --table T --source SRC --partition-by k
@@ -148,6 +150,21 @@ def generate(
         )
     cols["f"] = pa.array(_with_nulls([float(v) for v in f_vals], f_mask), type=pa.float64())
     cols["flag"] = pa.array(_with_nulls([bool(v) for v in flag_vals], flag_mask), type=pa.bool_())
+    if variant == "decimals":
+        # Decimals of every Parquet storage: `price` fits 32-bit integers (precision 7),
+        # `amount` 64-bit ones, `big` (precision 28) only fixed-length bytes.
+        price_cents = rng.integers(-(10**6), 10**6, size=n, dtype=np.int64)
+        price_mask = _null_mask(rng, n, 0.1)
+        big_units = rng.integers(-(10**15), 10**15, size=n, dtype=np.int64)
+        big_mask = _null_mask(rng, n, 0.1)
+        cols["price"] = pa.array(
+            _with_nulls([decimal.Decimal(int(c)).scaleb(-2) for c in price_cents], price_mask),
+            type=pa.decimal128(7, 2),
+        )
+        cols["big"] = pa.array(
+            _with_nulls([decimal.Decimal(int(c) * 10**9).scaleb(-4) for c in big_units], big_mask),
+            type=pa.decimal128(28, 4),
+        )
     if variant == "extra_col":
         cols["new_col"] = pa.array(_with_nulls([int(v) for v in new_vals], new_mask), type=pa.int64())
     if variant == "narrow":
@@ -167,7 +184,12 @@ def write_source(table: pa.Table, out: str, fmt: str, files: int, row_group_rows
         part = table.slice(bounds[i], bounds[i + 1] - bounds[i])
         if fmt == "parquet":
             path = os.path.join(out, f"part-{i:05d}.parquet")
-            pq.write_table(part, path, row_group_size=row_group_rows or None)
+            # Odd-numbered files store decimals as integers where their precision allows
+            # (as Spark and arrow-rs do), even-numbered ones as fixed-length bytes (pyarrow's
+            # default): readers meet both, in one source.
+            pq.write_table(
+                part, path, row_group_size=row_group_rows or None, store_decimal_as_integer=i % 2 == 1
+            )
         elif fmt == "csv":
             path = os.path.join(out, f"part-{i:05d}.csv")
             pacsv.write_csv(part, path)
@@ -1363,7 +1385,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", required=True)
     g.add_argument("--format", choices=["parquet", "csv", "json"], default="parquet")
     g.add_argument("--files", type=int, default=1)
-    g.add_argument("--variant", choices=["base", "extra_col", "narrow", "badtype", "no_k", "long_prefix"], default="base")
+    g.add_argument("--variant", choices=["base", "extra_col", "narrow", "badtype", "no_k", "long_prefix", "decimals"], default="base")
     g.add_argument("--id-start", type=int, default=0, help="ids are id_start .. id_start+rows-1")
     g.add_argument("--k-domain", default="0,1,2,3", help="values of k, comma separated")
     g.add_argument("--no-null-k", action="store_true", help="no nulls in k")

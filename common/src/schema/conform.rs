@@ -14,6 +14,22 @@ use super::*;
 ///
 /// When the batch already has the target's fields, it is returned re-wrapped without copying.
 pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
+    conform(batch, target, false)
+}
+
+/// [`conform_batch`], except that a column already in the narrower type its target type
+/// travels in ([`crate::exchange::narrow_type`]: a `Decimal128` of precision up to 18 as a
+/// `Decimal32` or `Decimal64` of the same precision and scale) is kept so, and the result's
+/// field says so: for rows bound for a data file writer, which takes them narrowed (no
+/// widening only to narrow again).
+pub fn conform_batch_keeping_narrowed(
+    batch: &RecordBatch,
+    target: &SchemaRef,
+) -> Result<RecordBatch> {
+    conform(batch, target, true)
+}
+
+fn conform(batch: &RecordBatch, target: &SchemaRef, keep_narrowed: bool) -> Result<RecordBatch> {
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     if batch.schema().fields() == target.fields() {
         return Ok(RecordBatch::try_new_with_options(
@@ -31,6 +47,7 @@ pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBa
             )));
         }
     }
+    let mut narrowed = false;
     let columns = target
         .fields()
         .iter()
@@ -39,18 +56,49 @@ pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBa
                 find_field(batch_schema.fields(), tf.name())
                     .and_then(|f| batch_schema.index_of(f.name()).ok())
             }) {
-                Some(i) => cast_array(batch.column(i), tf.data_type(), tf.name())?,
+                Some(i) => {
+                    let column = batch.column(i);
+                    if keep_narrowed
+                        && crate::exchange::narrow_type(tf.data_type()).as_ref()
+                            == Some(column.data_type())
+                    {
+                        narrowed = true;
+                        Arc::clone(column)
+                    } else {
+                        cast_array(column, tf.data_type(), tf.name())?
+                    }
+                }
                 None => new_null_array(tf.data_type(), batch.num_rows()),
             };
             check_not_null(tf, &array, tf.name())?;
             Ok(array)
         })
         .collect::<Result<Vec<_>>>()?;
+    let schema = if narrowed {
+        with_column_types(target, &columns)
+    } else {
+        target.clone()
+    };
     Ok(RecordBatch::try_new_with_options(
-        target.clone(),
-        columns,
-        &options,
+        schema, columns, &options,
     )?)
+}
+
+/// `schema` with each field typed as the column at its position.
+pub(crate) fn with_column_types(schema: &SchemaRef, columns: &[ArrayRef]) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(columns)
+        .map(|(f, c)| {
+            if f.data_type() == c.data_type() {
+                f.as_ref().clone()
+            } else {
+                f.as_ref().clone().with_data_type(c.data_type().clone())
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields).with_metadata(schema.metadata().clone()))
 }
 
 pub(super) fn check_not_null(field: &Field, array: &ArrayRef, path: &str) -> Result<()> {

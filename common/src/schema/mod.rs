@@ -23,7 +23,10 @@ mod evolve;
 mod tests;
 mod types;
 
-pub use conform::{cast_array, conform_batch, constant_array, widen_decimal};
+pub(crate) use conform::with_column_types;
+pub use conform::{
+    cast_array, conform_batch, conform_batch_keeping_narrowed, constant_array, widen_decimal,
+};
 pub use evolve::{SchemaOptions, resolve_write_schema};
 pub use types::{
     VARIANT_MARK, arrow_to_delta_json, column_list, delta_json_to_arrow, normalize_arrow_schema,

@@ -532,3 +532,82 @@ fn typed_column_metadata_keeps_its_json_types() {
         "invariants stay a string: {back}"
     );
 }
+
+/// Conforming that keeps narrowed decimals keeps a column already in its target type's
+/// narrow type (the field says so, its nullability the target's), casts any other (a
+/// narrow decimal of another precision is widened), and still refuses nulls in a NOT NULL
+/// column.
+#[test]
+fn conform_keeping_narrowed_keeps_only_the_target_types_narrow_form() {
+    use arrow::array::{Decimal32Array, Decimal64Array};
+    let target = Arc::new(schema(vec![
+        Field::new("a", DataType::Decimal128(7, 2), false),
+        f("b", DataType::Decimal128(12, 2)),
+        f("c", DataType::Decimal128(15, 3)),
+    ]));
+    let a: ArrayRef = Arc::new(
+        Decimal32Array::from(vec![1, -2, 9_999_999])
+            .with_precision_and_scale(7, 2)
+            .unwrap(),
+    );
+    let b: ArrayRef = Arc::new(
+        Decimal32Array::from(vec![Some(5), None, Some(-7)])
+            .with_precision_and_scale(7, 2)
+            .unwrap(),
+    );
+    let c: ArrayRef = Arc::new(
+        Decimal64Array::from(vec![Some(10), Some(20), None])
+            .with_precision_and_scale(15, 3)
+            .unwrap(),
+    );
+    let batch = RecordBatch::try_new(
+        Arc::new(schema(vec![
+            Field::new("A", a.data_type().clone(), false),
+            f("b", b.data_type().clone()),
+            f("c", c.data_type().clone()),
+        ])),
+        vec![a.clone(), b, c.clone()],
+    )
+    .unwrap();
+    let out = conform_batch_keeping_narrowed(&batch, &target).unwrap();
+    let out_schema = out.schema();
+    let types: Vec<(&str, &DataType, bool)> = out_schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type(), f.is_nullable()))
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            ("a", &DataType::Decimal32(7, 2), false),
+            ("b", &DataType::Decimal128(12, 2), true),
+            ("c", &DataType::Decimal64(15, 3), true),
+        ]
+    );
+    assert_eq!(out.column(0), &a, "kept as it is");
+    assert_eq!(out.column(2), &c, "kept as it is");
+    assert_eq!(
+        out.column(1)
+            .as_primitive::<arrow::datatypes::Decimal128Type>(),
+        &Decimal128Array::from(vec![Some(5), None, Some(-7)])
+            .with_precision_and_scale(12, 2)
+            .unwrap()
+    );
+    // The plain conform widens all of them.
+    let wide = conform_batch(&batch, &target).unwrap();
+    assert_eq!(wide.schema().fields(), target.fields());
+
+    let nulls: ArrayRef = Arc::new(
+        Decimal32Array::from(vec![Some(1), None, Some(3)])
+            .with_precision_and_scale(7, 2)
+            .unwrap(),
+    );
+    let bad = RecordBatch::try_new(
+        Arc::new(schema(vec![f("a", nulls.data_type().clone())])),
+        vec![nulls],
+    )
+    .unwrap();
+    let one = Arc::new(schema(vec![target.field(0).clone()]));
+    let e = err_msg(conform_batch_keeping_narrowed(&bad, &one));
+    assert!(e.contains("NOT NULL"), "{e}");
+}

@@ -80,12 +80,16 @@ pub async fn parquet_size_and_rows(store: Arc<dyn ObjectStore>, path: Path) -> R
 }
 
 /// Reads the footer of a Parquet file, with INT96 columns read as `timestamp` (UTC,
-/// microseconds), as Spark means them (and without the nanosecond range limit).
+/// microseconds), as Spark means them (and without the nanosecond range limit), and with
+/// `narrow_decimals`, decimals stored as 32-bit (64-bit) integers read as `Decimal32`
+/// (`Decimal64`) where that is the type their `Decimal128` travels in
+/// ([`crate::exchange::narrow_type`]): the stored integers as they are, not widened.
 pub(super) async fn parquet_metadata(
     store: Arc<dyn ObjectStore>,
     path: Path,
     uri: &str,
     file_size: Option<u64>,
+    narrow_decimals: bool,
 ) -> Result<(ObjectReader, ArrowReaderMetadata)> {
     let file_size = match file_size {
         Some(size) => size,
@@ -100,29 +104,52 @@ pub(super) async fn parquet_metadata(
         .await
         .map_err(|e| parquet_err(uri, e))?;
     let roots = meta.parquet_schema().root_schema().get_fields();
-    let int96: Vec<usize> = roots
+    if roots.len() != meta.schema().fields().len() {
+        return Ok((reader, meta));
+    }
+    let read_as = |(t, f): (
+        &parquet::schema::types::TypePtr,
+        &arrow::datatypes::FieldRef,
+    )|
+     -> Option<DataType> {
+        if !t.is_primitive() {
+            return None;
+        }
+        match t.get_physical_type() {
+            PhysicalType::INT96 => Some(DataType::Timestamp(
+                TimeUnit::Microsecond,
+                Some("UTC".into()),
+            )),
+            physical @ (PhysicalType::INT32 | PhysicalType::INT64) if narrow_decimals => {
+                match crate::exchange::narrow_type(f.data_type())? {
+                    narrow @ DataType::Decimal32(..) if physical == PhysicalType::INT32 => {
+                        Some(narrow)
+                    }
+                    narrow @ DataType::Decimal64(..) if physical == PhysicalType::INT64 => {
+                        Some(narrow)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    };
+    let types: Vec<Option<DataType>> = roots
         .iter()
-        .enumerate()
-        .filter(|(_, t)| t.is_primitive() && t.get_physical_type() == PhysicalType::INT96)
-        .map(|(i, _)| i)
+        .zip(meta.schema().fields())
+        .map(read_as)
         .collect();
-    if int96.is_empty() || roots.len() != meta.schema().fields().len() {
+    if types.iter().all(Option::is_none) {
         return Ok((reader, meta));
     }
     let fields: Vec<Field> = meta
         .schema()
         .fields()
         .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            if int96.contains(&i) {
-                f.as_ref().clone().with_data_type(DataType::Timestamp(
-                    TimeUnit::Microsecond,
-                    Some("UTC".into()),
-                ))
-            } else {
-                f.as_ref().clone()
-            }
+        .zip(types)
+        .map(|(f, t)| match t {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
         })
         .collect();
     let hint = Arc::new(Schema::new(fields).with_metadata(meta.schema().metadata().clone()));
@@ -136,6 +163,7 @@ pub(super) async fn parquet_metadata(
 
 pub(super) async fn file_metadata(file: &SourceFile) -> Result<ArrowReaderMetadata> {
     let (store, path) = store_for(&file.uri)?;
-    let (_, meta) = parquet_metadata(store, path, file.uri.as_str(), Some(file.size_bytes)).await?;
+    let (_, meta) =
+        parquet_metadata(store, path, file.uri.as_str(), Some(file.size_bytes), false).await?;
     Ok(meta)
 }

@@ -24,7 +24,9 @@ mod tests;
 pub use footer::{ObjectReader, parquet_size_and_rows};
 pub use infer::infer_schema;
 pub use list::list_source_files;
-pub use read::{RowFilterSpec, read_split, read_split_filtered, read_split_sampled};
+pub use read::{
+    RowFilterSpec, read_split, read_split_filtered, read_split_narrowed, read_split_sampled,
+};
 pub use split::{delta_source, plan_parquet_splits, whole_file_splits};
 
 #[allow(unused_imports)]
@@ -52,7 +54,10 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use url::Url;
 
-use crate::schema::{conform_batch, constant_array, normalize_arrow_schema, type_name};
+use crate::schema::{
+    conform_batch, conform_batch_keeping_narrowed, constant_array, normalize_arrow_schema,
+    type_name,
+};
 use crate::storage::store_for;
 use crate::task::{SourceFormat, SourceSplit};
 use crate::{Error, Result};

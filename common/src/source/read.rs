@@ -21,10 +21,13 @@ pub(super) struct Shape {
     out_schema: SchemaRef,
     /// For each output column: `Some(value)` for a partition constant, `None` for data.
     constants: Vec<Option<Option<String>>>,
+    /// Decimals come in the narrower type they travel in where the file stores them so
+    /// ([`read_split_narrowed`]).
+    narrow: bool,
 }
 
 impl Shape {
-    fn new(split: &SourceSplit, source_schema: &Schema) -> Result<Shape> {
+    fn new(split: &SourceSplit, source_schema: &Schema, narrow: bool) -> Result<Shape> {
         let source_schema = normalize_arrow_schema(source_schema)?;
         let partition_value = |name: &str| -> Option<Option<String>> {
             split
@@ -59,17 +62,27 @@ impl Shape {
                 constants.push(Some(v.clone()));
             }
         }
+        let data_schema = Arc::new(Schema::new(data_fields));
+        // A column-mapped table's files are renamed to logical names after decoding, by
+        // the table's types.
+        let narrow = narrow && !column_mapping::is_mapped(&data_schema);
         Ok(Shape {
             uri: split.uri.clone(),
-            data_schema: Arc::new(Schema::new(data_fields)),
+            data_schema,
             out_schema: Arc::new(Schema::new(out_fields)),
             constants,
+            narrow,
         })
     }
 
     /// Conforms a decoded batch to the data columns and adds the partition constants.
     fn finish(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        let data = conform_batch(&batch, &self.data_schema).map_err(|e| match e {
+        let data = if self.narrow {
+            conform_batch_keeping_narrowed(&batch, &self.data_schema)
+        } else {
+            conform_batch(&batch, &self.data_schema)
+        };
+        let data = data.map_err(|e| match e {
             Error::DataViolation(m) => Error::DataViolation(format!("{}: {m}", self.uri)),
             Error::SchemaMismatch(m) => corrupt(&self.uri, m),
             other => other,
@@ -89,7 +102,12 @@ impl Shape {
             }
         }
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        RecordBatch::try_new_with_options(self.out_schema.clone(), columns, &options)
+        let schema = if self.narrow && data.schema().fields() != self.data_schema.fields() {
+            crate::schema::with_column_types(&self.out_schema, &columns)
+        } else {
+            self.out_schema.clone()
+        };
+        RecordBatch::try_new_with_options(schema, columns, &options)
             .map_err(|e| Error::DataViolation(format!("{}: {e}", self.uri)))
     }
 }
@@ -114,6 +132,21 @@ pub async fn read_split(
         .0)
 }
 
+/// [`read_split`], except that decimal columns a Parquet file stores as 32-bit (64-bit)
+/// integers come as `Decimal32` (`Decimal64`) where the source schema's type is the
+/// `Decimal128` that travels so ([`crate::exchange::narrow_type`]): the stored values as they
+/// are, for a data file writer that takes them so (a quarter or half of the bytes to decode,
+/// gather and encode). Other columns, and other formats, come as [`read_split`] gives them.
+pub async fn read_split_narrowed(
+    split: &SourceSplit,
+    source_schema: SchemaRef,
+    batch_rows: usize,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    Ok(read(split, source_schema, batch_rows, None, None, true)
+        .await?
+        .0)
+}
+
 /// Every `stride`-th row of `split` (the first, then every `stride`-th after it): a sample.
 /// A Parquet file without a deletion vector decodes only those rows (the reader skips the
 /// others without materializing them); anything else is read whole and thinned.
@@ -128,9 +161,11 @@ pub async fn read_split_sampled(
     }
     let parquet = matches!(split.format, SourceFormat::Parquet | SourceFormat::Delta);
     if parquet && split.deletion_vector.is_none() {
-        return Ok(read(split, source_schema, batch_rows, None, Some(stride))
-            .await?
-            .0);
+        return Ok(
+            read(split, source_schema, batch_rows, None, Some(stride), false)
+                .await?
+                .0,
+        );
     }
     let mut seen = 0u64;
     Ok(read_split(split, source_schema, batch_rows)
@@ -167,19 +202,22 @@ pub async fn read_split_filtered(
     batch_rows: usize,
     filter: Option<&RowFilterSpec>,
 ) -> Result<(BoxStream<'static, Result<RecordBatch>>, bool)> {
-    read(split, source_schema, batch_rows, filter, None).await
+    read(split, source_schema, batch_rows, filter, None, false).await
 }
 
-/// [`read_split_filtered`], with a Parquet sampling stride (see [`read_parquet`]).
+/// [`read_split_filtered`], with a Parquet sampling stride (see [`read_parquet`]), and with
+/// `narrow`, decimals as [`read_split_narrowed`] reads them.
 async fn read(
     split: &SourceSplit,
     source_schema: SchemaRef,
     batch_rows: usize,
     filter: Option<&RowFilterSpec>,
     stride: Option<u64>,
+    narrow: bool,
 ) -> Result<(BoxStream<'static, Result<RecordBatch>>, bool)> {
     let batch_rows = batch_rows.max(1);
-    let shape = Arc::new(Shape::new(split, &source_schema)?);
+    let parquet = matches!(split.format, SourceFormat::Parquet | SourceFormat::Delta);
+    let shape = Arc::new(Shape::new(split, &source_schema, narrow && parquet)?);
     let url = parse_url(&split.uri)?;
     let (store, path) = store_for(&url)?;
     let (batches, applied) = match split.format {
@@ -261,7 +299,7 @@ pub(super) async fn read_parquet(
     stride: Option<u64>,
 ) -> Result<(BoxStream<'static, Result<RecordBatch>>, bool)> {
     let uri = split.uri.clone();
-    let (reader, meta) = parquet_metadata(store, path, &uri, None).await?;
+    let (reader, meta) = parquet_metadata(store, path, &uri, None, shape.narrow).await?;
     // A column-mapped table's files name columns physically: they are read by those names
     // and renamed (no row filter while decoding: it names columns logically).
     let mapped = column_mapping::is_mapped(&shape.data_schema);

@@ -619,3 +619,157 @@ async fn a_sampled_read_keeps_every_stride_th_row() {
         }
     }
 }
+
+/// A Parquet file of decimals stored every way: `p7` as 32-bit integers, `p15` as 64-bit
+/// ones, `p28` as fixed-length bytes, and `p7_wide` (precision 7) as 64-bit integers.
+fn write_decimals(path: &std::path::Path, rows: i64) -> RecordBatch {
+    use arrow::array::Decimal128Array;
+    let dec = |p, s| DataType::Decimal128(p, s);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("p7", dec(7, 2), true),
+        Field::new("p15", dec(15, 3), false),
+        Field::new("p28", dec(28, 4), true),
+        Field::new("p7_wide", dec(7, 2), true),
+    ]));
+    let column = |p: u8, s: i8, f: &dyn Fn(i64) -> Option<i128>| -> ArrayRef {
+        Arc::new(
+            Decimal128Array::from_iter((0..rows).map(f))
+                .with_precision_and_scale(p, s)
+                .unwrap(),
+        )
+    };
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            column(7, 2, &|i| {
+                (i % 7 != 0).then_some((i * 7919 % 19_999_999 - 9_999_999) as i128)
+            }),
+            column(15, 3, &|i| {
+                Some(i as i128 * 1_000_000_007 - 999_999_999_999_999)
+            }),
+            column(28, 4, &|i| {
+                (i % 5 != 0).then_some(i as i128 * 10_i128.pow(22))
+            }),
+            column(7, 2, &|i| (i % 3 != 0).then_some(-(i as i128))),
+        ],
+    )
+    .unwrap();
+    let mut parquet_schema = parquet::arrow::ArrowSchemaConverter::new()
+        .convert(&schema)
+        .unwrap()
+        .root_schema()
+        .clone();
+    // `p7_wide` as 64-bit integers (a writer may choose them for any precision up to 18).
+    let fields = parquet_schema.get_fields().to_vec();
+    let wide = parquet::schema::types::Type::primitive_type_builder(
+        "p7_wide",
+        parquet::basic::Type::INT64,
+    )
+    .with_repetition(parquet::basic::Repetition::OPTIONAL)
+    .with_converted_type(parquet::basic::ConvertedType::DECIMAL)
+    .with_precision(7)
+    .with_scale(2)
+    .build()
+    .unwrap();
+    let fields: Vec<_> = fields
+        .into_iter()
+        .map(|f| {
+            if f.name() == "p7_wide" {
+                Arc::new(wide.clone())
+            } else {
+                f
+            }
+        })
+        .collect();
+    parquet_schema = parquet::schema::types::Type::group_type_builder("arrow_schema")
+        .with_fields(fields)
+        .build()
+        .unwrap();
+    let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new().with_parquet_schema(
+        parquet::schema::types::SchemaDescriptor::new(Arc::new(parquet_schema)),
+    );
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new_with_options(file, schema, options).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    batch
+}
+
+/// A narrowed read gives the decimals a file stores as 32- or 64-bit integers in the narrow
+/// type their `Decimal128` travels in (the stored values, not widened), others as a plain
+/// read does: bytes-stored ones, ones stored wider than their narrow type, and ones the
+/// source schema types differently (cast to it). The values are those of a plain read.
+#[tokio::test]
+async fn narrowed_reads_keep_integer_decimals_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_decimals(&dir.path().join("d.parquet"), 3000);
+    let files = list_source_files(&dir_url(dir.path()), SourceFormat::Parquet)
+        .await
+        .unwrap();
+    let splits = whole_file_splits(&files, SourceFormat::Parquet);
+    let schema = written.schema();
+    let read = |narrowed: bool, schema: SchemaRef| {
+        let split = splits[0].clone();
+        async move {
+            let stream = if narrowed {
+                read_split_narrowed(&split, schema, 1024).await.unwrap()
+            } else {
+                read_split(&split, schema, 1024).await.unwrap()
+            };
+            stream.try_collect::<Vec<_>>().await.unwrap()
+        }
+    };
+    let plain = read(false, schema.clone()).await;
+    let narrowed = read(true, schema.clone()).await;
+    assert_eq!(narrowed.len(), 3, "batches of at most 1024 rows");
+    let types: Vec<DataType> = narrowed[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            DataType::Decimal32(7, 2),
+            DataType::Decimal64(15, 3),
+            DataType::Decimal128(28, 4),
+            DataType::Decimal128(7, 2),
+        ]
+    );
+    assert!(
+        !narrowed[0].schema().field(1).is_nullable(),
+        "nullability kept"
+    );
+    for (n, p) in narrowed.iter().zip(&plain) {
+        assert_eq!(
+            &crate::schema::conform_batch(n, &schema).unwrap(),
+            p,
+            "widened, the narrowed rows are the plain read's"
+        );
+    }
+    let all = arrow::compute::concat_batches(&schema, &plain).unwrap();
+    assert_eq!(all, written, "the plain read is the file's rows");
+
+    // A source schema of a wider precision than the file's: cast to it.
+    let wider = Arc::new(Schema::new(vec![
+        Field::new("p7", DataType::Decimal128(9, 2), true),
+        schema.field(1).clone(),
+        schema.field(2).clone(),
+        schema.field(3).clone(),
+    ]));
+    let cast = read(true, wider.clone()).await;
+    assert_eq!(
+        cast[0].schema().field(0).data_type(),
+        &DataType::Decimal128(9, 2)
+    );
+    assert_eq!(
+        cast[0].schema().field(1).data_type(),
+        &DataType::Decimal64(15, 3)
+    );
+    let plain_wider = read(false, wider.clone()).await;
+    assert_eq!(
+        crate::schema::conform_batch(&cast[2], &wider).unwrap(),
+        plain_wider[2]
+    );
+}

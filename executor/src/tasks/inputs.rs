@@ -12,7 +12,7 @@ use silt_common::exchange::{decode_block, decode_block_narrow};
 use silt_common::expr::Predicate;
 use silt_common::merge;
 use silt_common::schema::{conform_batch, delta_json_to_arrow};
-use silt_common::source::{RowFilterSpec, read_split, read_split_filtered};
+use silt_common::source::{RowFilterSpec, read_split, read_split_filtered, read_split_narrowed};
 use silt_common::table::file_split;
 use silt_common::task::{DataFile, Input, MapOutputRef, TaskMetrics, TaskSpec};
 use url::Url;
@@ -41,14 +41,26 @@ pub async fn drain(
             schema_json,
         } => {
             let source_schema = delta_json_to_arrow(schema_json)?;
+            // A sink that takes decimals narrowed gets them as a Parquet source stores them
+            // (32- or 64-bit integers) when conforming is all the rows need.
+            let narrowed = pipeline.only_conforms() && sink.takes_exchange_rows();
             for split in splits {
-                let mut stream =
-                    read_split(split, source_schema.clone(), SOURCE_BATCH_ROWS).await?;
+                let mut stream = if narrowed {
+                    read_split_narrowed(split, source_schema.clone(), SOURCE_BATCH_ROWS).await?
+                } else {
+                    read_split(split, source_schema.clone(), SOURCE_BATCH_ROWS).await?
+                };
                 metrics.bytes_read += split.size_bytes;
                 while let Some(batch) = stream.next().await {
                     let batch = batch?;
                     metrics.rows_read += batch.num_rows() as u64;
-                    push(batch, pipeline, sink, metrics).await?;
+                    if narrowed {
+                        if let Some(out) = pipeline.apply_keeping_narrowed(batch, metrics)? {
+                            sink.accept(&out).await?;
+                        }
+                    } else {
+                        push(batch, pipeline, sink, metrics).await?;
+                    }
                 }
             }
             Ok((Vec::new(), MergeReport::default()))

@@ -12,7 +12,9 @@ use arrow::record_batch::RecordBatch;
 use silt_common::change_data::{self, CHANGE_TYPE_COL};
 use silt_common::expr::{Expression, Predicate};
 use silt_common::merge::{self, SourceProjection};
-use silt_common::schema::{cast_array, conform_batch, delta_json_to_arrow};
+use silt_common::schema::{
+    cast_array, conform_batch, conform_batch_keeping_narrowed, delta_json_to_arrow,
+};
 use silt_common::task::{ChangeRows, Keep, TaskMetrics, Transform};
 use silt_common::{Error, Result};
 
@@ -173,6 +175,49 @@ impl Pipeline {
         self.steps.is_empty()
     }
 
+    /// Whether conforming rows to the table schema is the only step: rows a data file
+    /// writer takes with narrowed decimals can then come so ([`Self::apply_keeping_narrowed`]).
+    pub fn only_conforms(&self) -> bool {
+        matches!(self.steps.as_slice(), [Step::Conform])
+    }
+
+    /// [`Self::apply`] for a sink that takes decimals narrowed
+    /// (`OpenSink::takes_exchange_rows`): when conforming is the only step, columns already
+    /// in the narrower type their table type travels in stay so.
+    pub fn apply_keeping_narrowed(
+        &self,
+        batch: RecordBatch,
+        metrics: &mut TaskMetrics,
+    ) -> Result<Option<RecordBatch>> {
+        if !self.only_conforms() {
+            return self.apply(batch, metrics);
+        }
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.conform(&batch, true)?))
+    }
+
+    /// The rows conformed to the table schema (the marking schema for rows that mark table
+    /// rows), carried columns kept; with `keep_narrowed`, narrowed decimals stay narrowed.
+    fn conform(&self, batch: &RecordBatch, keep_narrowed: bool) -> Result<RecordBatch> {
+        let rows: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| !is_carried(batch.schema().field(i).name()))
+            .collect();
+        let schema = if batch.schema().index_of(merge::WRITE_COL).is_ok() {
+            &self.marking_schema
+        } else {
+            &self.schema
+        };
+        let data = batch.project(&rows)?;
+        let conformed = if keep_narrowed {
+            conform_batch_keeping_narrowed(&data, schema)?
+        } else {
+            conform_batch(&data, schema)?
+        };
+        with_carried(conformed, batch)
+    }
+
     /// Applies the steps from `first` on (earlier ones were applied while reading).
     pub fn apply_from(
         &self,
@@ -186,17 +231,7 @@ impl Pipeline {
                 return Ok(None);
             }
             batch = match step {
-                Step::Conform => {
-                    let rows: Vec<usize> = (0..batch.num_columns())
-                        .filter(|&i| !is_carried(batch.schema().field(i).name()))
-                        .collect();
-                    let schema = if batch.schema().index_of(merge::WRITE_COL).is_ok() {
-                        &self.marking_schema
-                    } else {
-                        &self.schema
-                    };
-                    with_carried(conform_batch(&batch.project(&rows)?, schema)?, &batch)?
-                }
+                Step::Conform => self.conform(&batch, false)?,
                 Step::Check(p) => {
                     check_all_match(p, &batch)?;
                     batch

@@ -422,12 +422,14 @@ fn rejoin(packed: RecordBatch, plain: RecordBatch) -> Result<RecordBatch> {
     )?)
 }
 
-/// The narrower type a column of type `t` travels in, if any: `Decimal128` of precision up
+/// The narrower type a column of type `t` travels in, if any: `Decimal128` of precision 2
 /// to 9 as `Decimal32`, up to 18 as `Decimal64` (a quarter / half of the bytes to copy,
-/// compress and move).
+/// compress and move). The integer width is the one the Parquet writer stores the precision
+/// in, so that data file writers take narrowed columns as they are: arrow-rs stores
+/// precision 1 as 64-bit integers (and cannot write a `Decimal32` into them).
 pub fn narrow_type(t: &DataType) -> Option<DataType> {
     match t {
-        DataType::Decimal128(p, s) if *p <= 9 => Some(DataType::Decimal32(*p, *s)),
+        DataType::Decimal128(p, s) if (2..=9).contains(p) => Some(DataType::Decimal32(*p, *s)),
         DataType::Decimal128(p, s) if *p <= 18 => Some(DataType::Decimal64(*p, *s)),
         _ => None,
     }
@@ -761,6 +763,37 @@ mod tests {
         // Compressed: smaller than the rows in memory.
         let encoded: usize = blocks.iter().map(|(_, b)| b.len()).sum();
         assert!(encoded < 4 * b.get_array_memory_size(), "{encoded}");
+    }
+
+    /// Narrow types are the integer widths the Parquet writer stores each precision in
+    /// (precision 1 in 64-bit integers), so data file writers take them as they are.
+    #[test]
+    fn narrow_types_follow_the_parquet_writers_integer_widths() {
+        let narrow = |p| narrow_type(&DataType::Decimal128(p, 0));
+        assert_eq!(narrow(1), Some(DataType::Decimal64(1, 0)));
+        assert_eq!(narrow(2), Some(DataType::Decimal32(2, 0)));
+        assert_eq!(narrow(9), Some(DataType::Decimal32(9, 0)));
+        assert_eq!(narrow(10), Some(DataType::Decimal64(10, 0)));
+        assert_eq!(narrow(18), Some(DataType::Decimal64(18, 0)));
+        assert_eq!(narrow(19), None);
+        let physical = |t: DataType| {
+            let schema = Schema::new(vec![Field::new("d", t, true)]);
+            parquet::arrow::ArrowSchemaConverter::new()
+                .convert(&schema)
+                .unwrap()
+                .column(0)
+                .physical_type()
+        };
+        for p in 1..=18 {
+            let wide = physical(DataType::Decimal128(p, 0));
+            let narrowed = physical(narrow(p).unwrap());
+            assert_eq!(wide, narrowed, "precision {p}");
+            let width = match narrow(p).unwrap() {
+                DataType::Decimal32(..) => parquet::basic::Type::INT32,
+                _ => parquet::basic::Type::INT64,
+            };
+            assert_eq!(wide, width, "precision {p}");
+        }
     }
 
     #[test]

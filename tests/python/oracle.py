@@ -29,7 +29,8 @@ unique and never null; `k` int32 from --k-domain (default 0..3, ~8% nulls unless
 (~10%) `s` string (partition-unsafe characters), `d` date (6 values), `ts` timestamp UTC,
 `amount` decimal(10,2), `f` float64, `flag` bool. Odd-numbered Parquet files store decimals
 as integers (where the precision allows), even-numbered ones as fixed-length bytes. Variant
-`decimals` adds `price` decimal(7,2) and `big` decimal(28,4). For example:
+`decimals` adds `price` decimal(7,2), `big` decimal(28,4) and `digit` decimal(1,0). For
+example:
 
   oracle.py gen --seed 1 --rows 5000 --files 3 --out SRC
   oracle.py oracle-write --table T --source SRC --partition-by k
@@ -164,6 +165,11 @@ def generate(
         cols["big"] = pa.array(
             _with_nulls([decimal.Decimal(int(c) * 10**9).scaleb(-4) for c in big_units], big_mask),
             type=pa.decimal128(28, 4),
+        )
+        # Precision 1: arrow-rs stores it as 64-bit integers, pyarrow as 32-bit ones.
+        cols["digit"] = pa.array(
+            _with_nulls([decimal.Decimal(int(c) % 10) for c in price_cents], big_mask),
+            type=pa.decimal128(1, 0),
         )
     if variant == "extra_col":
         cols["new_col"] = pa.array(_with_nulls([int(v) for v in new_vals], new_mask), type=pa.int64())

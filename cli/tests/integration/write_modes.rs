@@ -322,9 +322,9 @@ fn commit_info_metrics_and_stats() {
 }
 
 /// Decimals a Parquet source stores as 32- or 64-bit integers (odd files here) and as
-/// fixed-length bytes (even files), of precision 1 to 28, are written exactly: decoded narrowed where the file
-/// stores integers and the rows need nothing but conforming, widened where they mix or a
-/// CHECK constraint reads them. The table equals the source (read by delta-rs and polars)
+/// fixed-length bytes (even files), of precision 1 to 28, are written exactly: decoded
+/// narrowed where the file stores integers and the rows need nothing but conforming,
+/// widened where they mix or a CHECK constraint reads them. The table equals the source (read by delta-rs and polars)
 /// and every file's stats are true to its rows: unpartitioned, partitioned (directly and
 /// through an exchange), and appended to under a constraint on the decimals.
 #[test]

@@ -120,16 +120,15 @@ pub(super) async fn parquet_metadata(
                 TimeUnit::Microsecond,
                 Some("UTC".into()),
             )),
-            physical @ (PhysicalType::INT32 | PhysicalType::INT64) if narrow_decimals => {
-                match crate::exchange::narrow_type(f.data_type())? {
-                    narrow @ DataType::Decimal32(..) if physical == PhysicalType::INT32 => {
-                        Some(narrow)
-                    }
-                    narrow @ DataType::Decimal64(..) if physical == PhysicalType::INT64 => {
-                        Some(narrow)
-                    }
-                    _ => None,
-                }
+            // Only where the narrow type is the stored width (decoded without conversion).
+            physical if narrow_decimals => {
+                crate::exchange::narrow_type(f.data_type()).filter(|n| {
+                    matches!(
+                        (physical, n),
+                        (PhysicalType::INT32, DataType::Decimal32(..))
+                            | (PhysicalType::INT64, DataType::Decimal64(..))
+                    )
+                })
             }
             _ => None,
         }

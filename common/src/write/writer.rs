@@ -551,15 +551,7 @@ impl DataFileWriter {
             Arc::clone(&self.file_schema)
         } else {
             // Narrowed decimals: the file schema's fields with the columns' types.
-            Arc::new(Schema::new_with_metadata(
-                self.file_schema
-                    .fields()
-                    .iter()
-                    .zip(&columns)
-                    .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
-                    .collect::<Vec<_>>(),
-                self.file_schema.metadata().clone(),
-            ))
+            crate::schema::with_column_types(&self.file_schema, &columns)
         };
         Ok(RecordBatch::try_new_with_options(
             schema,

@@ -54,12 +54,13 @@ pub async fn drain(
                 while let Some(batch) = stream.next().await {
                     let batch = batch?;
                     metrics.rows_read += batch.num_rows() as u64;
-                    if narrowed {
-                        if let Some(out) = pipeline.apply_keeping_narrowed(batch, metrics)? {
-                            sink.accept(&out).await?;
-                        }
+                    let out = if narrowed {
+                        pipeline.apply_keeping_narrowed(batch, metrics)?
                     } else {
-                        push(batch, pipeline, sink, metrics).await?;
+                        pipeline.apply(batch, metrics)?
+                    };
+                    if let Some(out) = out {
+                        sink.accept(&out).await?;
                     }
                 }
             }

@@ -746,7 +746,7 @@ impl Drop for LocalCluster {
 /// are then allocated and freed on its executor's threads. On the process's shared runtime
 /// the executors' tasks moved between all its threads, and freeing memory another thread
 /// allocated made them contend for the allocator's locks: a write of 1,828 partitions
-/// switched threads 20,000 times (700 unpartitioned) and took a quarter longer.
+/// switched threads 20,000 times (700 unpartitioned) and took about 30% longer.
 async fn spawn_executor(
     i: u32,
     executors: u32,

@@ -677,6 +677,8 @@ struct LocalCluster {
     url: String,
     stop: tokio::sync::watch::Sender<bool>,
     security: Security,
+    /// The executors' threads (see [`spawn_executor`]).
+    executors: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl LocalCluster {
@@ -705,18 +707,25 @@ impl LocalCluster {
         });
         // Test-only fault injection reaches embedded executors through the environment.
         let injected = faults(std::env::var("SILT_FAULTS").ok().as_deref(), 0)?;
+        // From here on, a failure stops what has started (`Drop`).
+        let mut cluster = Self {
+            url,
+            stop,
+            security,
+            executors: Vec::new(),
+        };
         for i in 0..executors.max(1) {
             let config = ExecutorConfig {
-                coordinator_url: url.clone(),
+                coordinator_url: cluster.url.clone(),
                 slots: 1,
                 memory_limit_bytes: executor_memory,
                 host: format!("local{i}"),
                 faults: injected.clone(),
-                security: security.clone(),
+                security: cluster.security.clone(),
                 ..Default::default()
             };
             let mut rx = stop_rx.clone();
-            spawn_executor(i, executors, async move {
+            let thread = spawn_executor(i, executors, async move {
                 if let Err(e) = silt_executor::run_executor(config, async move {
                     let _ = rx.wait_for(|v| *v).await;
                 })
@@ -726,18 +735,27 @@ impl LocalCluster {
                 }
             })
             .await?;
+            cluster.executors.push(thread);
         }
-        Ok(Self {
-            url,
-            stop,
-            security,
-        })
+        Ok(cluster)
     }
 }
 
+/// How long a stopping embedded cluster waits for its executors to end.
+const EXECUTOR_STOP_WAIT: Duration = Duration::from_secs(2);
+
 impl Drop for LocalCluster {
+    /// Stops the cluster and waits (a bounded time) for the executors' threads to end: an
+    /// executor deletes its scratch directory as it ends, which the process's exit would
+    /// otherwise cut short.
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        let deadline = std::time::Instant::now() + EXECUTOR_STOP_WAIT;
+        while self.executors.iter().any(|t| !t.is_finished())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -751,11 +769,11 @@ async fn spawn_executor(
     i: u32,
     executors: u32,
     run: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+) -> Result<std::thread::JoinHandle<()>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = (cores / executors.max(1) as usize).max(1);
     let (started, ready) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("silt-executor-{i}"))
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -778,7 +796,8 @@ async fn spawn_executor(
     ready
         .await
         .map_err(|_| anyhow!("local executor {i} ended before it started"))?
-        .with_context(|| format!("cannot start the runtime of local executor {i}"))
+        .with_context(|| format!("cannot start the runtime of local executor {i}"))?;
+    Ok(thread)
 }
 
 /// Executors an embedded cluster runs at most (each is a set of threads in this process).

@@ -1055,7 +1055,8 @@ fn embedded_executors_leave_no_scratch_directory() {
     std::fs::create_dir_all(&tmp).unwrap();
     for i in 0..12 {
         let table = dir.path().join(format!("t{i}"));
-        let extra: &[&str] = if i % 3 == 2 {
+        let fails = i % 3 == 2;
+        let extra: &[&str] = if fails {
             // Fails while planning: a partition column the source lacks.
             &["--partition-by", "no_such_column"]
         } else {
@@ -1064,7 +1065,7 @@ fn embedded_executors_leave_no_scratch_directory() {
         let mut cmd = silt_write_cmd(&s(&table), &s(&src), extra);
         cmd.env("TMPDIR", &tmp);
         let out = run(cmd, WRITE_TIMEOUT);
-        if i % 3 == 2 {
+        if fails {
             out.assert_error(&["no_such_column"]);
         } else {
             out.assert_ok();

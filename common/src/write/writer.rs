@@ -20,15 +20,13 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use bytes::Bytes;
-use futures::future::BoxFuture;
 
 use super::{same_types, slice_bytes};
 use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::AsyncArrowWriter;
-use parquet::arrow::async_writer::AsyncFileWriter;
+use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
@@ -82,31 +80,91 @@ const OPEN_FILE_BYTES_PER_COLUMN: usize = 64 * 1024;
 const MIN_OPEN_FILES: usize = 2;
 const MAX_OPEN_FILES: usize = 64;
 
-/// Streams Parquet bytes into an object through `object_store`'s [`BufWriter`]: small files
-/// become a single PUT, larger ones a multipart upload. Chunks are handed over without
-/// copying.
-struct ObjectSink {
-    inner: BufWriter,
+/// Encodes one data file and streams its bytes into an object through `object_store`'s
+/// [`BufWriter`]: small files become a single PUT, larger ones a multipart upload. Each
+/// row group's bytes are handed over without copying once encoded.
+///
+/// What `parquet`'s `AsyncArrowWriter` does, except that the last row group and footer are
+/// encoded into a buffer reserved at their expected size: grown from empty by doubling, a
+/// small file's buffer was reallocated and copied a dozen times, into memory not yet in
+/// cache (a partitioned write finishes thousands of small files).
+struct FileEncoder {
+    encoder: ArrowWriter<Vec<u8>>,
+    upload: BufWriter,
+    /// Leaf columns of the file.
+    columns: usize,
 }
 
-impl AsyncFileWriter for ObjectSink {
-    fn write(&mut self, bs: Bytes) -> BoxFuture<'_, parquet::errors::Result<()>> {
-        Box::pin(async move {
-            self.inner
-                .put(bs)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        })
+/// Footer bytes reserved per column, besides a fixed [`FOOTER_BYTES`]: a column chunk's
+/// metadata, statistics and page index entries (a 22-column file's footer is about 5 KB).
+const FOOTER_BYTES_PER_COLUMN: usize = 256;
+const FOOTER_BYTES: usize = 1024;
+
+impl FileEncoder {
+    fn new(encoder: ArrowWriter<Vec<u8>>, upload: BufWriter, columns: usize) -> Self {
+        Self {
+            encoder,
+            upload,
+            columns,
+        }
     }
 
-    fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
-        Box::pin(async move {
-            self.inner
-                .shutdown()
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        })
+    /// Encodes `batch`; hands over the bytes of a row group it completes.
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let before = self.encoder.flushed_row_groups().len();
+        self.encoder.write(batch).map_err(parquet_error)?;
+        if self.encoder.flushed_row_groups().len() != before {
+            self.hand_over().await?;
+        }
+        Ok(())
     }
+
+    /// Encodes the last row group and the footer, and completes the upload.
+    async fn finish(&mut self) -> Result<()> {
+        let expected =
+            self.encoder.in_progress_size() + FOOTER_BYTES + FOOTER_BYTES_PER_COLUMN * self.columns;
+        self.encoder.inner_mut().reserve_exact(expected);
+        self.encoder.finish().map_err(parquet_error)?;
+        self.hand_over().await?;
+        self.upload.shutdown().await.map_err(io_error)
+    }
+
+    async fn hand_over(&mut self) -> Result<()> {
+        let bytes = std::mem::take(self.encoder.inner_mut());
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.upload
+            .put(Bytes::from(bytes))
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Bytes handed over or encoded into the output so far.
+    fn bytes_written(&self) -> usize {
+        self.encoder.bytes_written()
+    }
+
+    /// Memory of the in-progress row group (see `ArrowWriter::memory_size`).
+    fn memory_size(&self) -> usize {
+        self.encoder.memory_size()
+    }
+
+    /// Expected encoded bytes of the in-progress row group.
+    fn in_progress_size(&self) -> usize {
+        self.encoder.in_progress_size()
+    }
+
+    /// Gives up the upload (best effort).
+    async fn abort(mut self) -> object_store::Result<()> {
+        self.upload.abort().await
+    }
+}
+
+/// An upload's I/O error, surfacing the object store error it carries if any (retryable
+/// failures are recognised by [`Error::ObjectStore`]).
+fn io_error(e: std::io::Error) -> Error {
+    parquet_error(ParquetError::External(Box::new(e)))
 }
 
 /// Maps a Parquet error, surfacing object store failures (which may be transient and are
@@ -137,7 +195,7 @@ fn parquet_error(e: ParquetError) -> Error {
 
 /// A data file being written.
 struct OpenFile {
-    writer: AsyncArrowWriter<ObjectSink>,
+    writer: FileEncoder,
     /// The form the file's rows are given to its writer in: the file schema, or it with
     /// narrowed decimals when the file's first rows came so (see
     /// [`DataFileWriter::write`]). Under column mapping, the file schema, written with
@@ -642,8 +700,7 @@ impl DataFileWriter {
         // leave a staging object behind); then they are deleted with the rest.
         while self.finishing.join_next().await.is_some() {}
         for (_, f) in self.open.drain() {
-            let mut sink = f.writer.into_inner();
-            if let Err(e) = sink.inner.abort().await {
+            if let Err(e) = f.writer.abort().await {
                 tracing::warn!(path = %f.location, error = %e, "cannot abort upload of data file");
             }
         }
@@ -795,8 +852,7 @@ impl DataFileWriter {
                     file.writer.write(&chunk).await
                 }
                 None => file.writer.write(&chunk).await,
-            }
-            .map_err(parquet_error)?;
+            }?;
             let now = file.estimate_buffered();
             self.buffered = self.buffered - file.buffered + now;
             file.buffered = now;
@@ -846,37 +902,40 @@ impl DataFileWriter {
         };
         let location = Path::parse(&full)
             .map_err(|e| Error::invalid(format!("invalid data file path `{full}`: {e}")))?;
-        let sink = ObjectSink {
-            inner: BufWriter::with_capacity(
-                Arc::clone(&self.store),
-                location.clone(),
-                UPLOAD_BUFFER_BYTES,
-            )
-            .with_max_concurrency(UPLOAD_CONCURRENCY),
-        };
+        let upload = BufWriter::with_capacity(
+            Arc::clone(&self.store),
+            location.clone(),
+            UPLOAD_BUFFER_BYTES,
+        )
+        .with_max_concurrency(UPLOAD_CONCURRENCY);
         let props = self.file_props(first);
         // Rows with narrowed decimals come only where there is no column mapping (see
         // `write`).
         let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
             .with_properties(props)
             .with_skip_arrow_metadata(true);
-        let (writer, form) = if same_types(first.columns(), &self.file_schema) {
+        let (encoder, form) = if same_types(first.columns(), &self.file_schema) {
             let schema = self
                 .physical
                 .as_ref()
                 .map_or(&self.file_schema, |(schema, _)| schema);
             let options = options.with_parquet_schema(self.parquet_schema.clone());
-            let writer = AsyncArrowWriter::try_new_with_options(sink, Arc::clone(schema), options);
-            (writer, Arc::clone(&self.file_schema))
+            let encoder =
+                ArrowWriter::try_new_with_options(Vec::new(), Arc::clone(schema), options);
+            (encoder, Arc::clone(&self.file_schema))
         } else {
             // Narrowed decimals: the writer takes them as they are. Their Parquet columns
             // are those of the table's types, and the file's Arrow schema (in the
             // properties) is the table's.
             let form = first.schema();
-            let writer = AsyncArrowWriter::try_new_with_options(sink, Arc::clone(&form), options);
-            (writer, form)
+            let encoder = ArrowWriter::try_new_with_options(Vec::new(), Arc::clone(&form), options);
+            (encoder, form)
         };
-        let writer = writer.map_err(parquet_error)?;
+        let writer = FileEncoder::new(
+            encoder.map_err(parquet_error)?,
+            upload,
+            self.parquet_schema.num_columns(),
+        );
         let stats = StatsCollector::try_new(&self.file_schema, &self.spec.stats)?;
         self.started.push(location.clone());
         Ok(OpenFile {
@@ -1098,7 +1157,7 @@ fn in_form(rows: RecordBatch, form: &SchemaRef) -> Result<RecordBatch> {
 /// Finishes a file: writes the footer, completes the upload, and describes it. A file
 /// without rows is deleted instead and gives `None`.
 async fn finish_file(store: &Arc<dyn ObjectStore>, mut file: OpenFile) -> Result<Option<DataFile>> {
-    file.writer.finish().await.map_err(parquet_error)?;
+    file.writer.finish().await?;
     let size = file.writer.bytes_written();
     let (num_records, stats_json) = file.stats.finish()?;
     if num_records == 0 {

@@ -86,7 +86,7 @@ const MAX_OPEN_FILES: usize = 64;
 ///
 /// What `parquet`'s `AsyncArrowWriter` does, except that the last row group and footer are
 /// encoded into a buffer reserved at their expected size: grown from empty by doubling, a
-/// small file's buffer was reallocated and copied a dozen times, into memory not yet in
+/// small file's buffer was reallocated and copied about seven times, into memory not yet in
 /// cache (a partitioned write finishes thousands of small files).
 struct FileEncoder {
     encoder: ArrowWriter<Vec<u8>>,

@@ -98,6 +98,8 @@ struct FileEncoder {
 /// Footer bytes reserved per column, besides a fixed [`FOOTER_BYTES`]: a column chunk's
 /// metadata, statistics and page index entries (a 22-column file's footer is about 5 KB).
 const FOOTER_BYTES_PER_COLUMN: usize = 256;
+/// Footer bytes reserved per file besides [`FOOTER_BYTES_PER_COLUMN`] (its schema and
+/// key-value metadata).
 const FOOTER_BYTES: usize = 1024;
 
 impl FileEncoder {

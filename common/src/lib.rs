@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod error;
 pub mod exchange;
 pub mod expr;
+pub(crate) mod hash;
 pub mod merge;
 pub mod partition;
 pub mod redact;

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
+use std::hash::BuildHasherDefault;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -109,23 +110,28 @@ pub fn hive_partition_dir(
 /// plain decimal number with `scale` fractional digits: `(-1230, 2)` → `-12.30`,
 /// `(5, 2)` → `0.05`, `(12, -2)` → `1200`.
 pub(crate) fn format_decimal(unscaled: &str, scale: i8) -> String {
+    let mut out = String::with_capacity(unscaled.len() + 2);
+    push_decimal(&mut out, unscaled, scale);
+    out
+}
+
+/// Appends [`format_decimal`]'s text to `out`.
+pub(crate) fn push_decimal(out: &mut String, unscaled: &str, scale: i8) {
     let (sign, digits) = match unscaled.strip_prefix('-') {
         Some(d) => ("-", d),
         None => ("", unscaled),
     };
     if scale <= 0 {
         if digits == "0" {
-            return "0".to_string();
+            out.push('0');
+            return;
         }
-        let zeros = usize::from(scale.unsigned_abs());
-        let mut out = String::with_capacity(sign.len() + digits.len() + zeros);
         out.push_str(sign);
         out.push_str(digits);
-        out.extend(std::iter::repeat_n('0', zeros));
-        return out;
+        out.extend(std::iter::repeat_n('0', usize::from(scale.unsigned_abs())));
+        return;
     }
     let scale = scale as usize;
-    let mut out = String::with_capacity(sign.len() + digits.len().max(scale) + 2);
     out.push_str(sign);
     if digits.len() > scale {
         let (whole, frac) = digits.split_at(digits.len() - scale);
@@ -137,7 +143,6 @@ pub(crate) fn format_decimal(unscaled: &str, scale: i8) -> String {
         out.extend(std::iter::repeat_n('0', scale - digits.len()));
         out.push_str(digits);
     }
-    out
 }
 
 /// Splits a timestamp in `unit` into whole seconds (floored) and nanoseconds.
@@ -639,7 +644,9 @@ fn group_runs(
     let rows = converter.convert_columns(&run_keys)?;
 
     // Group id per distinct key; each group lists its runs in input order.
-    let mut ids: HashMap<Row<'_>, usize> = HashMap::with_capacity(runs.len().min(1024));
+    // Hashed once per run, as many as a few thousand per batch: a fast hasher.
+    let mut ids: HashMap<Row<'_>, usize, BuildHasherDefault<crate::hash::Mix>> =
+        HashMap::with_capacity_and_hasher(runs.len().min(1024), Default::default());
     let mut groups: Vec<(usize, Vec<Range<usize>>)> = Vec::new(); // (first run, runs)
     for (i, run) in runs.into_iter().enumerate() {
         match ids.entry(rows.row(i)) {

@@ -226,14 +226,14 @@ impl CommitRequest {
 
     /// The actions of an attempt at `version`: with row tracking, the adds given their row
     /// ids past `high_water_mark`, and the new mark recorded (a `domainMetadata` action).
-    fn attempt_lines(
+    fn attempt_lines<'a>(
         &self,
-        lines: &[Value],
+        lines: &'a [Value],
         version: i64,
         high_water_mark: Option<i64>,
-    ) -> Result<Vec<Value>, CommitError> {
+    ) -> Result<std::borrow::Cow<'a, [Value]>, CommitError> {
         let Some(mark) = high_water_mark else {
-            return Ok(lines.to_vec());
+            return Ok(std::borrow::Cow::Borrowed(lines));
         };
         let mut out = lines.to_vec();
         let mut adds: Vec<&mut Value> = out.iter_mut().filter_map(|l| l.get_mut("add")).collect();
@@ -248,7 +248,7 @@ impl CommitRequest {
                 }
             }));
         }
-        Ok(out)
+        Ok(std::borrow::Cow::Owned(out))
     }
 
     /// `delta.rowTracking.preserved`: whether no row was copied or updated (silt gives
@@ -507,13 +507,12 @@ fn commit_bytes(
     } else {
         lines.iter().chain(std::iter::once(&info)).collect()
     };
-    let mut out = String::new();
+    // Compact JSON escapes newlines inside strings: each action stays on its line.
+    let mut out: Vec<u8> = Vec::new();
     for line in ordered {
-        let s = serde_json::to_string(line)
+        serde_json::to_writer(&mut out, line)
             .map_err(|e| CommitError::Refused(format!("cannot serialise the commit: {e}")))?;
-        debug_assert!(!s.contains('\n'));
-        out.push_str(&s);
-        out.push('\n');
+        out.push(b'\n');
     }
     Ok(Bytes::from(out))
 }

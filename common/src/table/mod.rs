@@ -14,6 +14,6 @@ pub mod snapshot;
 
 pub use properties::{IsolationLevel, TableProperties};
 pub use snapshot::{
-    ActiveFile, TableSnapshot, TimeTravel, decode_path, file_split, load_table, load_table_at,
-    table_builder,
+    ActiveFile, TableSnapshot, TimeTravel, decode_path, file_split, load_properties, load_table,
+    load_table_at, table_builder,
 };

@@ -17,6 +17,8 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::hash::Mix;
+
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 
@@ -243,30 +245,6 @@ fn bytes_keys<A: Array>(
             // Plain byte arrays carry a 4-byte length.
             add(h.finish(), bytes.len() + 4);
         }
-    }
-}
-
-/// The sample's hasher: FNV-1a over a value's bytes, a multiplicative mix for 8-byte keys.
-struct Mix(u64);
-
-impl Default for Mix {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Mix {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, key: u64) {
-        self.0 = (key ^ (key >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        self.0 ^= self.0 >> 32;
     }
 }
 

@@ -30,7 +30,7 @@ use arrow::datatypes::{
     TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type, i256,
 };
 
-use crate::partition::{days_to_date, format_decimal, timestamp_to_datetime};
+use crate::partition::{days_to_date, format_decimal, push_decimal, timestamp_to_datetime};
 use crate::task::StatsSpec;
 use crate::{Error, Result};
 
@@ -285,14 +285,32 @@ impl StatsCollector {
         let mut mins = JsonObject::new();
         let mut maxs = JsonObject::new();
         let mut nulls = JsonObject::new();
+        // Numbers are written straight into the objects (a partitioned write finishes
+        // thousands of small files; a string per bound was most of this).
+        let mut digits = String::new();
         for col in &self.columns {
-            nulls.field(&col.name).push_str(&col.null_count.to_string());
-            let (lo, hi) = bounds_json(&col.min_max, self.string_prefix_len)?;
-            if let Some(lo) = lo {
-                mins.field(&col.name).push_str(&lo);
-            }
-            if let Some(hi) = hi {
-                maxs.field(&col.name).push_str(&hi);
+            let _ = write!(nulls.field(&col.name), "{}", col.null_count);
+            match &col.min_max {
+                MinMax::Int(Some((lo, hi))) => {
+                    let _ = write!(mins.field(&col.name), "{lo}");
+                    let _ = write!(maxs.field(&col.name), "{hi}");
+                }
+                MinMax::Decimal(Some((lo, hi)), scale) => {
+                    for (object, bound) in [(&mut mins, lo), (&mut maxs, hi)] {
+                        digits.clear();
+                        let _ = write!(digits, "{bound}");
+                        push_decimal(object.field(&col.name), &digits, *scale);
+                    }
+                }
+                other => {
+                    let (lo, hi) = bounds_json(other, self.string_prefix_len)?;
+                    if let Some(lo) = lo {
+                        mins.field(&col.name).push_str(&lo);
+                    }
+                    if let Some(hi) = hi {
+                        maxs.field(&col.name).push_str(&hi);
+                    }
+                }
             }
         }
         let json = format!(

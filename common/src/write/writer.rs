@@ -916,19 +916,20 @@ impl DataFileWriter {
         let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
             .with_properties(props)
             .with_skip_arrow_metadata(true);
+        let options = options.with_parquet_schema(self.parquet_schema.clone());
         let (encoder, form) = if same_types(first.columns(), &self.file_schema) {
             let schema = self
                 .physical
                 .as_ref()
                 .map_or(&self.file_schema, |(schema, _)| schema);
-            let options = options.with_parquet_schema(self.parquet_schema.clone());
             let encoder =
                 ArrowWriter::try_new_with_options(Vec::new(), Arc::clone(schema), options);
             (encoder, Arc::clone(&self.file_schema))
         } else {
             // Narrowed decimals: the writer takes them as they are. Their Parquet columns
-            // are those of the table's types, and the file's Arrow schema (in the
-            // properties) is the table's.
+            // are those of the table's types (a decimal's physical type follows from its
+            // precision alone), so the file schema's Parquet schema serves, and the file's
+            // Arrow schema (in the properties) is the table's.
             let form = first.schema();
             let encoder = ArrowWriter::try_new_with_options(Vec::new(), Arc::clone(&form), options);
             (encoder, form)

@@ -55,6 +55,15 @@ pub async fn auto_compact_request(
     uri: &str,
     version: i64,
 ) -> Result<Option<silt_common::request::OptimizeRequest>, JobError> {
+    // Most tables do not ask for it: their properties alone say so, without replaying
+    // every file's entry of the log after each commit.
+    let url = parse_location(uri)?;
+    if !silt_common::table::load_properties(&url, version)
+        .await?
+        .auto_compact
+    {
+        return Ok(None);
+    }
     let (_, snapshot) = existing_table(uri).await?;
     if !snapshot.properties.auto_compact {
         return Ok(None);

@@ -239,6 +239,11 @@ fn counts(file: &DataFile) -> Result<(), Refusal> {
         #[serde(rename = "numRecords")]
         num_records: Option<serde_json::Value>,
     }
+    if !stats.trim_start().starts_with('{') {
+        return Err(format!(
+            "reported file `{path}` has statistics that are not an object"
+        ));
+    }
     let parsed: Counted = serde_json::from_str(stats)
         .map_err(|e| format!("reported file `{path}` has statistics that do not parse: {e}"))?;
     match parsed.num_records {

@@ -65,9 +65,6 @@ pub async fn auto_compact_request(
         return Ok(None);
     }
     let (_, snapshot) = existing_table(uri).await?;
-    if !snapshot.properties.auto_compact {
-        return Ok(None);
-    }
     let v = u64::try_from(version).map_err(|_| invalid(format!("bad version {version}")))?;
     let Some(bytes) = snapshot.table.log_store().read_commit_entry(v).await? else {
         return Ok(None);

@@ -236,8 +236,14 @@ fn counts(file: &DataFile) -> Result<(), Refusal> {
     // write reports thousands of files).
     #[derive(serde::Deserialize)]
     struct Counted {
-        #[serde(rename = "numRecords")]
+        // Present (a `null` included, which no count equals) or absent.
+        #[serde(rename = "numRecords", default, deserialize_with = "present")]
         num_records: Option<serde_json::Value>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<serde_json::Value>, D::Error> {
+        serde::Deserialize::deserialize(d).map(Some)
     }
     if !stats.trim_start().starts_with('{') {
         return Err(format!(
@@ -494,6 +500,20 @@ pub(crate) mod tests {
         f.num_records = 424242;
         let err = validate(&t, TAG, &adds(vec![f])).unwrap_err();
         assert!(err.contains("5 rows by its statistics but 424242"), "{err}");
+        let mut f = file(path);
+        f.stats_json = Some(r#"{"numRecords":null}"#.into());
+        assert!(
+            validate(&t, TAG, &adds(vec![f]))
+                .unwrap_err()
+                .contains("rows by its statistics")
+        );
+        let mut f = file(path);
+        f.stats_json = Some("[5]".into());
+        assert!(
+            validate(&t, TAG, &adds(vec![f]))
+                .unwrap_err()
+                .contains("not an object")
+        );
         let mut f = file(path);
         f.stats_json = Some("{not json".into());
         assert!(

@@ -520,13 +520,16 @@ pub async fn load_properties(url: &Url, version: i64) -> Result<TableProperties>
     let log_store = table_builder(url)?.build_storage()?;
     let snapshot = deltalake_core::kernel::Snapshot::try_new(log_store.as_ref(), Some(v))
         .await
-        .map_err(|e| {
-            Error::invalid(format!(
-                "cannot load version {version} of {url}: {}",
-                without_debug_dumps(crate::redact::without_backtrace(&e.to_string()))
-            ))
-        })?;
+        .map_err(|e| cannot_load(&format!("version {version} of {url}"), &e))?;
     TableProperties::parse(snapshot.metadata().configuration())
+}
+
+/// `cannot load <what>: <e>`, the error's backtrace and debug dumps left out.
+fn cannot_load(what: &str, e: &deltalake_core::DeltaTableError) -> Error {
+    Error::invalid(format!(
+        "cannot load {what}: {}",
+        without_debug_dumps(crate::redact::without_backtrace(&e.to_string()))
+    ))
 }
 
 /// Loads the table at `url` as of `at`; `None` when there is no table there. A version that
@@ -545,21 +548,16 @@ pub async fn load_table_at(url: &Url, at: &TimeTravel) -> Result<Option<TableSna
         TimeTravel::Version(v) => {
             let version = u64::try_from(*v)
                 .map_err(|_| Error::invalid(format!("version {v} does not exist")))?;
-            table.load_version(version).await.map_err(|e| {
-                Error::invalid(format!(
-                    "cannot load version {v} of {url}: {}",
-                    without_debug_dumps(crate::redact::without_backtrace(&e.to_string()))
-                ))
-            })?;
+            table
+                .load_version(version)
+                .await
+                .map_err(|e| cannot_load(&format!("version {v} of {url}"), &e))?;
         }
         TimeTravel::Timestamp(ts) => {
-            table.load_with_datetime(*ts).await.map_err(|e| {
-                Error::invalid(format!(
-                    "cannot load {url} as of {}: {}",
-                    ts.to_rfc3339(),
-                    without_debug_dumps(crate::redact::without_backtrace(&e.to_string()))
-                ))
-            })?;
+            table
+                .load_with_datetime(*ts)
+                .await
+                .map_err(|e| cannot_load(&format!("{url} as of {}", ts.to_rfc3339()), &e))?;
         }
     }
     let state = table.snapshot()?;

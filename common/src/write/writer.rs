@@ -68,8 +68,8 @@ const BACKGROUND_FINISH_MIN_LIMIT: usize = 64 * 1024 * 1024;
 /// their target size even when batches are large.
 const MAX_WRITE_ROWS: usize = 64 * 1024;
 /// Partitioned tables: small input batches are gathered up to this many rows before they
-/// are split by partition, so that rows spread over many partitions still reach each file
-/// in pieces large enough to encode efficiently.
+/// are split by partition, so that finding and copying each partition's runs works on
+/// batches large enough to do it efficiently.
 const SPLIT_ROWS: usize = 64 * 1024;
 /// Upper bound on the bytes of input gathered before a split.
 const MAX_SPLIT_BYTES: usize = 64 * 1024 * 1024;

@@ -73,6 +73,12 @@ pub fn store_for(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path)> {
     }
 }
 
+/// For a `file://` URL, the directory that the store [`store_for`] gives keeps its objects
+/// under (object paths are relative to it); `None` for object stores.
+pub fn local_root(url: &Url) -> Option<std::path::PathBuf> {
+    (url.scheme() == "file").then(|| std::path::PathBuf::from("/"))
+}
+
 /// Joins a relative, URL-encoded Delta path (as in an `add` action) onto a table root URL.
 pub fn join_url(root: &Url, relative: &str) -> Result<Url> {
     let mut base = root.clone();

@@ -10,7 +10,7 @@ use silt_common::Result;
 use silt_common::exchange::{Partitioner, Router};
 use silt_common::expr::Expression;
 use silt_common::spill::Budget;
-use silt_common::storage::store_for;
+use silt_common::storage::{local_root, store_for};
 use silt_common::task::{
     Input, MapOutput, MapOutputRef, Route, Sink, TableSpec, TaskMetrics, TaskOutput, TaskSpec,
 };
@@ -74,7 +74,8 @@ impl ChangeSink {
     ) -> Result<Self> {
         use silt_common::change_data::{CHANGE_DATA_DIR, change_schema};
         let table = &spec.task.table;
-        let (store, root) = store_for(&parse_url(&table.uri)?)?;
+        let url = parse_url(&table.uri)?;
+        let (store, root) = store_for(&url)?;
         let tag = spec.attempt_tag();
         let data = DataFileWriter::try_new(
             store.clone(),
@@ -82,7 +83,8 @@ impl ChangeSink {
             WriterSpec::for_attempt(&table.partition_columns, files, &tag),
             schema.clone(),
         )?
-        .with_memory_limit(memory_limit / 2);
+        .with_memory_limit(memory_limit / 2)
+        .writing_locally(local_root(&url));
         // Named as the attempt's data files (so that cleanup by name finds them), without
         // checks: deleted rows and rows before an update are recorded as they were.
         let cdc_spec = WriterSpec {
@@ -96,7 +98,8 @@ impl ChangeSink {
             cdc_spec,
             change_schema(schema),
         )?
-        .with_memory_limit(memory_limit / 2);
+        .with_memory_limit(memory_limit / 2)
+        .writing_locally(local_root(&url));
         Ok(Self { data, changes })
     }
 
@@ -295,12 +298,14 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
             OpenSink::Changes(Box::new(ChangeSink::open(spec, schema, files, memory)?))
         }
         Sink::DataFiles(files) => {
-            let (store, root) = store_for(&parse_url(&table.uri)?)?;
+            let url = parse_url(&table.uri)?;
+            let (store, root) = store_for(&url)?;
             let wspec = WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
             // A sorted task's memory goes to the sort; the writer then buffers little.
             let share = if files.sort_by.is_some() { 4 } else { 1 };
             let writer = DataFileWriter::try_new(store, root, wspec, schema.clone())?
-                .with_memory_limit(memory / share);
+                .with_memory_limit(memory / share)
+                .writing_locally(local_root(&url));
             match &files.sort_by {
                 Some(curve) => OpenSink::SortedFiles(Box::new(SortedWriter::start(
                     writer,
@@ -341,12 +346,14 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
         Sink::MarkRows { write } => {
             let writer = match write {
                 Some(files) => {
-                    let (store, root) = store_for(&parse_url(&table.uri)?)?;
+                    let url = parse_url(&table.uri)?;
+                    let (store, root) = store_for(&url)?;
                     let wspec =
                         WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
                     Some(
                         DataFileWriter::try_new(store, root, wspec, schema.clone())?
-                            .with_memory_limit(memory),
+                            .with_memory_limit(memory)
+                            .writing_locally(local_root(&url)),
                     )
                 }
                 None => None,
@@ -360,13 +367,15 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
         } => {
             let writer = match rewrite {
                 Some(files) => {
-                    let (store, root) = store_for(&parse_url(&table.uri)?)?;
+                    let url = parse_url(&table.uri)?;
+                    let (store, root) = store_for(&url)?;
                     let wspec =
                         WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
                     Some((
                         schema.clone(),
                         DataFileWriter::try_new(store, root, wspec, schema.clone())?
-                            .with_memory_limit(memory),
+                            .with_memory_limit(memory)
+                            .writing_locally(local_root(&url)),
                     ))
                 }
                 None => None,

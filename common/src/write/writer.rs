@@ -6,7 +6,8 @@
 //! Parquet file of its partition
 //! (`<table_root>/<hive dir>/<prefix>-<seq:05>.snappy.parquet`), uploading finished row
 //! groups as they are produced (multipart upload through `object_store`, so the same code
-//! serves local disks and S3). A file is finished when it reaches the target size, when the
+//! serves local disks and S3; on a local disk a small file is written straight to its path,
+//! see [`DataFileWriter::writing_locally`]). A file is finished when it reaches the target size, when the
 //! buffered bytes across open files exceed the memory limit (the largest file is finished
 //! first), or on [`DataFileWriter::close`]; each finished file becomes a [`DataFile`] with
 //! its `add.path`, partition values, size and stats.

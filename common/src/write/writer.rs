@@ -1349,6 +1349,24 @@ mod tests {
             .unwrap()
     }
 
+    /// The files under `dir` (directories walked), by path relative to it, with their sizes.
+    fn files_under(dir: &std::path::Path) -> BTreeMap<std::path::PathBuf, u64> {
+        let mut files = BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    let name = e.path().strip_prefix(dir).unwrap().to_path_buf();
+                    files.insert(name, e.metadata().unwrap().len());
+                }
+            }
+        }
+        files
+    }
+
     fn stats(f: &DataFile) -> Value {
         serde_json::from_str(f.stats_json.as_deref().unwrap()).unwrap()
     }
@@ -1535,18 +1553,7 @@ mod tests {
         assert!(w.finished.len() + w.finishing.len() > 0);
         assert!(!w.open.is_empty());
         w.abort().await;
-        let mut left = Vec::new();
-        let mut stack = vec![dir.path().to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let e = e.unwrap();
-                if e.file_type().unwrap().is_dir() {
-                    stack.push(e.path());
-                } else {
-                    left.push(e.path());
-                }
-            }
-        }
+        let left = files_under(dir.path());
         assert!(left.is_empty(), "left behind: {left:?}");
     }
 
@@ -1575,20 +1582,7 @@ mod tests {
             .writing_locally(local.then(|| dir.path().to_path_buf()));
             w.write(&rows(0, 3000, p, q)).await.unwrap();
             let files = w.close().await.unwrap();
-            let mut on_disk = BTreeMap::new();
-            let mut stack = vec![dir.path().to_path_buf()];
-            while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).unwrap() {
-                    let e = e.unwrap();
-                    if e.file_type().unwrap().is_dir() {
-                        stack.push(e.path());
-                    } else {
-                        let name = e.path().strip_prefix(dir.path()).unwrap().to_path_buf();
-                        let bytes = std::fs::read(e.path()).unwrap();
-                        on_disk.insert(name, bytes.len());
-                    }
-                }
-            }
+            let on_disk = files_under(dir.path());
             for f in &files {
                 assert_eq!(
                     read_back(&dir, f)
@@ -1625,18 +1619,8 @@ mod tests {
         .unwrap();
         assert!(w.finished.len() + w.finishing.len() > 0);
         w.abort().await;
-        let mut stack = vec![dir.path().to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let e = e.unwrap();
-                assert!(
-                    e.file_type().unwrap().is_dir(),
-                    "left behind: {:?}",
-                    e.path()
-                );
-                stack.push(e.path());
-            }
-        }
+        let left = files_under(dir.path());
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     #[tokio::test]

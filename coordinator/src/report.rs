@@ -500,27 +500,16 @@ pub(crate) mod tests {
         f.num_records = 424242;
         let err = validate(&t, TAG, &adds(vec![f])).unwrap_err();
         assert!(err.contains("5 rows by its statistics but 424242"), "{err}");
-        let mut f = file(path);
-        f.stats_json = Some(r#"{"numRecords":null}"#.into());
-        assert!(
-            validate(&t, TAG, &adds(vec![f]))
-                .unwrap_err()
-                .contains("rows by its statistics")
-        );
-        let mut f = file(path);
-        f.stats_json = Some("[5]".into());
-        assert!(
-            validate(&t, TAG, &adds(vec![f]))
-                .unwrap_err()
-                .contains("not an object")
-        );
-        let mut f = file(path);
-        f.stats_json = Some("{not json".into());
-        assert!(
-            validate(&t, TAG, &adds(vec![f]))
-                .unwrap_err()
-                .contains("do not parse")
-        );
+        for (stats, expected) in [
+            (r#"{"numRecords":null}"#, "rows by its statistics"),
+            ("[5]", "not an object"),
+            ("{not json", "do not parse"),
+        ] {
+            let mut f = file(path);
+            f.stats_json = Some(stats.into());
+            let err = validate(&t, TAG, &adds(vec![f])).unwrap_err();
+            assert!(err.contains(expected), "{stats}: {err}");
+        }
         let mut f = file(path);
         f.num_records = -1;
         assert!(

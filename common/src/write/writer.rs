@@ -99,8 +99,6 @@ struct FileEncoder {
     columns: usize,
     /// Tables on the local file system: the file's path there.
     local_path: Option<std::path::PathBuf>,
-    /// Whether bytes were handed to the upload already.
-    handed_over: bool,
 }
 
 /// Footer bytes reserved per column, besides a fixed [`FOOTER_BYTES`]: a column chunk's
@@ -122,7 +120,6 @@ impl FileEncoder {
             upload,
             columns,
             local_path,
-            handed_over: false,
         }
     }
 
@@ -149,9 +146,11 @@ impl FileEncoder {
             self.encoder.in_progress_size() + FOOTER_BYTES + FOOTER_BYTES_PER_COLUMN * self.columns;
         self.encoder.inner_mut().reserve_exact(expected);
         self.encoder.finish().map_err(parquet_error)?;
+        // All of the file's bytes still here: none was handed to the upload.
+        let whole = self.encoder.inner().len();
         if let Some(path) = &self.local_path
-            && !self.handed_over
-            && self.encoder.inner().len() <= DIRECT_WRITE_MAX_BYTES
+            && whole == self.encoder.bytes_written()
+            && whole <= DIRECT_WRITE_MAX_BYTES
         {
             return write_local(path, self.encoder.inner()).map_err(io_error);
         }
@@ -164,7 +163,6 @@ impl FileEncoder {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.handed_over = true;
         self.upload
             .put(Bytes::from(bytes))
             .await
@@ -1528,11 +1526,19 @@ mod tests {
 
     #[tokio::test]
     async fn abort_deletes_files() {
+        for local in [false, true] {
+            abort_deletes_files_written(local).await;
+        }
+    }
+
+    /// Through the store's upload, or (`local`) straight to local paths.
+    async fn abort_deletes_files_written(local: bool) {
         let (dir, store) = local_store();
         let mut w =
             DataFileWriter::try_new(store, Path::from("tbl"), spec(&["p"], 50_000), schema())
                 .unwrap()
-                .with_memory_limit(2 * 1024 * 1024);
+                .with_memory_limit(2 * 1024 * 1024)
+                .writing_locally(local.then(|| dir.path().to_path_buf()));
         // Large enough to be split at once and, past half the limit, written: files fill
         // up and roll.
         w.write(&rows(
@@ -1572,8 +1578,11 @@ mod tests {
         let mut written = Vec::new();
         for local in [false, true] {
             let (dir, store) = local_store();
+            // Written locally, the files reach `dir` only if written straight to their paths:
+            // the writer's store is then rooted elsewhere.
+            let (_elsewhere, other) = local_store();
             let mut w = DataFileWriter::try_new(
-                store,
+                if local { other } else { store },
                 Path::from("tbl"),
                 spec(&["p", "q"], 1 << 30),
                 schema(),
@@ -1601,26 +1610,6 @@ mod tests {
         assert_eq!(written[0].0.len(), 12, "{:?}", written[0].0);
         assert_eq!(written[0].1.len(), 12, "{:?}", written[0].1);
         assert_eq!(written[0], written[1]);
-
-        // An aborted writer deletes the files it wrote locally.
-        let (dir, store) = local_store();
-        let mut w =
-            DataFileWriter::try_new(store, Path::from("tbl"), spec(&["p"], 50_000), schema())
-                .unwrap()
-                .with_memory_limit(2 * 1024 * 1024)
-                .writing_locally(Some(dir.path().to_path_buf()));
-        w.write(&rows(
-            0,
-            2 * SPLIT_ROWS as i64 + 10,
-            |i| Some(format!("v{}", i % 2)),
-            |_| None,
-        ))
-        .await
-        .unwrap();
-        assert!(w.finished.len() + w.finishing.len() > 0);
-        w.abort().await;
-        let left = files_under(dir.path());
-        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     #[tokio::test]

@@ -597,18 +597,23 @@ fn check_winning_commit(
         actions.push(action);
     }
     let commit_info = actions.iter().find_map(|a| a.get("commitInfo"));
-    // A job run again after a failover: a commit of the job by another of its runs means
-    // the job has committed (its own earlier commits, batches, are not such).
-    if let (Some(job), Some(run)) = (
-        req.commit_info.get(JOB_ID_FIELD).and_then(Value::as_str),
-        req.commit_info.get(RUN_ID_FIELD).and_then(Value::as_str),
-    ) && let Some(info) = commit_info
-        && info.get(JOB_ID_FIELD).and_then(Value::as_str) == Some(job)
-        && info
+    // A job run again after a failover: a commit of the job by another of its runs (the
+    // first run has no run id) means the job has committed, whichever run this is: the
+    // first run, stalled while no coordinator led, may reach its commit after a later run
+    // (a run's own earlier commits, batches, are not such).
+    let run_of = |info: &Map<String, Value>| -> Option<(String, String)> {
+        let job = info.get(JOB_ID_FIELD)?.as_str()?;
+        let run = info
             .get(RUN_ID_FIELD)
             .and_then(Value::as_str)
-            .unwrap_or(job)
-            != run
+            .unwrap_or(job);
+        Some((job.to_string(), run.to_string()))
+    };
+    if let Some((job, run)) = run_of(&req.commit_info)
+        && let Some((their_job, their_run)) =
+            commit_info.and_then(Value::as_object).and_then(run_of)
+        && their_job == job
+        && their_run != run
     {
         return Err(CommitError::AlreadyCommitted { version });
     }
@@ -926,6 +931,52 @@ mod tests {
                 m.split(':').next().unwrap_or_default().to_string()
             }
             Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    /// A winning commit by another run of the same job (a failover's) is the job's commit,
+    /// whether this is the job's first run or a later one; its own run's earlier commits
+    /// and other jobs' commits are checked as any.
+    #[test]
+    fn a_commit_by_another_run_of_the_job_is_the_jobs() {
+        let by = |run: Option<&str>| {
+            let mut req = request(ReadRegion::Nothing, &[], None);
+            req.commit_info
+                .insert(JOB_ID_FIELD.into(), Value::from("j1"));
+            if let Some(run) = run {
+                req.commit_info
+                    .insert(RUN_ID_FIELD.into(), Value::from(run));
+            }
+            req
+        };
+        let winner = |job: &str, run: Option<&str>| {
+            let run = run.map_or(String::new(), |r| format!(r#","siltRunId":"{r}""#));
+            format!(
+                "{}\n{{\"commitInfo\":{{\"operation\":\"WRITE\",\"siltJobId\":\"{job}\"{run}}}}}\n",
+                r#"{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}"#
+            )
+        };
+        let already = |r: Result<(), CommitError>| {
+            matches!(r, Err(CommitError::AlreadyCommitted { version: 7 }))
+        };
+        // A later run finds the first run's commit, and the first run a later run's.
+        assert!(already(check(&by(Some("j1-r2")), &winner("j1", None))));
+        assert!(already(check(&by(None), &winner("j1", Some("j1-r2")))));
+        assert!(already(check(
+            &by(Some("j1-r3")),
+            &winner("j1", Some("j1-r2"))
+        )));
+        // The same run's earlier commit, or another job's: a conflict as any.
+        for (req, commit) in [
+            (by(None), winner("j1", None)),
+            (by(Some("j1-r2")), winner("j1", Some("j1-r2"))),
+            (by(None), winner("j2", None)),
+            (by(Some("j1-r2")), winner("j2", Some("j1-r2"))),
+        ] {
+            assert_eq!(
+                conflict_kind(check(&req, &commit)),
+                "ProtocolChangedException"
+            );
         }
     }
 

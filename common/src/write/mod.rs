@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod dictionary;
+mod small;
 pub mod sorted;
 pub mod stats;
 pub mod writer;

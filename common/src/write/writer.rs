@@ -91,14 +91,63 @@ const MAX_OPEN_FILES: usize = 64;
 /// What `parquet`'s `AsyncArrowWriter` does, except that the last row group and footer are
 /// encoded into a buffer reserved at their expected size: grown from empty by doubling, a
 /// small file's buffer was reallocated and copied about seven times, into memory not yet in
-/// cache (a partitioned write finishes thousands of small files).
+/// cache (a partitioned write finishes thousands of small files). And a file of a
+/// partitioned table may start held (see [`Encoding::Held`]).
 struct FileEncoder {
-    encoder: ArrowWriter<Vec<u8>>,
+    encoding: Encoding,
     upload: BufWriter,
     /// Leaf columns of the file.
     columns: usize,
     /// Tables on the local file system: the file's path there.
     local_path: Option<std::path::PathBuf>,
+}
+
+enum Encoding {
+    /// The rows of a file expected to stay small, held as they came until the file
+    /// finishes, then encoded whole by [`super::small::encode`]; once they outgrow
+    /// [`super::small::MAX_ROWS`] or [`super::small::MAX_BYTES`] they go to the crate's
+    /// writer and the file goes on as `Streaming`.
+    Held(Held),
+    Streaming(Box<ArrowWriter<Vec<u8>>>),
+}
+
+struct Held {
+    rows: Vec<RecordBatch>,
+    count: usize,
+    /// Memory of `rows`.
+    bytes: usize,
+    layout: Arc<super::small::Layout>,
+    /// The crate's writer's schema, for a file that outgrows the bounds.
+    schema: SchemaRef,
+    props: Arc<WriterProperties>,
+}
+
+impl Held {
+    /// The crate's writer, given the rows held so far.
+    fn start_streaming(&mut self) -> Result<ArrowWriter<Vec<u8>>> {
+        let mut encoder = streaming_encoder(
+            Arc::clone(&self.schema),
+            WriterProperties::clone(&self.props),
+            self.layout.parquet_schema().clone(),
+        )?;
+        for batch in std::mem::take(&mut self.rows) {
+            encoder.write(&batch).map_err(parquet_error)?;
+        }
+        Ok(encoder)
+    }
+}
+
+/// The crate's writer for a file of `schema` (the form its rows come in) with `props`.
+fn streaming_encoder(
+    schema: SchemaRef,
+    props: WriterProperties,
+    parquet_schema: parquet::schema::types::SchemaDescriptor,
+) -> Result<ArrowWriter<Vec<u8>>> {
+    let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(true)
+        .with_parquet_schema(parquet_schema);
+    ArrowWriter::try_new_with_options(Vec::new(), schema, options).map_err(parquet_error)
 }
 
 /// Footer bytes reserved per column, besides a fixed [`FOOTER_BYTES`]: a column chunk's
@@ -110,30 +159,52 @@ const FOOTER_BYTES: usize = 1024;
 
 impl FileEncoder {
     fn new(
-        encoder: ArrowWriter<Vec<u8>>,
+        encoding: Encoding,
         upload: BufWriter,
         columns: usize,
         local_path: Option<std::path::PathBuf>,
     ) -> Self {
         Self {
-            encoder,
+            encoding,
             upload,
             columns,
             local_path,
         }
     }
 
-    /// Encodes `batch`; hands over the bytes of a row group it completes.
+    /// Encodes `batch` (or holds it); hands over the bytes of a row group it completes.
     async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let before = self.encoder.flushed_row_groups().len();
-        self.encoder.write(batch).map_err(parquet_error)?;
-        if self.encoder.flushed_row_groups().len() != before {
+        if let Encoding::Held(held) = &mut self.encoding {
+            held.count += batch.num_rows();
+            held.bytes += super::slice_bytes(batch);
+            held.rows.push(batch.clone());
+            if held.count <= super::small::MAX_ROWS && held.bytes <= super::small::MAX_BYTES {
+                return Ok(());
+            }
+            self.encoding = Encoding::Streaming(Box::new(held.start_streaming()?));
+            return self.hand_over_flushed(0).await;
+        }
+        let Encoding::Streaming(encoder) = &mut self.encoding else {
+            return Ok(());
+        };
+        let before = encoder.flushed_row_groups().len();
+        encoder.write(batch).map_err(parquet_error)?;
+        self.hand_over_flushed(before).await
+    }
+
+    /// Hands over the bytes encoded when the writer has flushed more than `before` row
+    /// groups.
+    async fn hand_over_flushed(&mut self, before: usize) -> Result<()> {
+        if let Encoding::Streaming(encoder) = &self.encoding
+            && encoder.flushed_row_groups().len() != before
+        {
             self.hand_over().await?;
         }
         Ok(())
     }
 
-    /// Encodes the last row group and the footer, and completes the upload.
+    /// Encodes the last row group and the footer (a held file: the whole file), and
+    /// completes the upload. Returns the file's size.
     ///
     /// On the local file system, a small file whose bytes are all here is written straight
     /// to its path, on this thread: the object store's upload (a staging file renamed into
@@ -141,25 +212,54 @@ impl FileEncoder {
     /// partitioned load of 1,834 files about 8% of its time. A data file is not read before
     /// its commit names it, so it needs no staging; a failed attempt's files are deleted by
     /// name as before.
-    async fn finish(&mut self) -> Result<()> {
-        let expected =
-            self.encoder.in_progress_size() + FOOTER_BYTES + FOOTER_BYTES_PER_COLUMN * self.columns;
-        self.encoder.inner_mut().reserve_exact(expected);
-        self.encoder.finish().map_err(parquet_error)?;
-        // All of the file's bytes still here: none was handed to the upload.
-        let whole = self.encoder.inner().len();
-        if let Some(path) = &self.local_path
-            && whole == self.encoder.bytes_written()
-            && whole <= DIRECT_WRITE_MAX_BYTES
-        {
-            return write_local(path, self.encoder.inner()).map_err(io_error);
+    async fn finish(&mut self) -> Result<usize> {
+        let (size, whole) = match &mut self.encoding {
+            Encoding::Held(held) => {
+                let bytes = super::small::encode(&held.layout, &held.rows, &held.props)
+                    .map_err(parquet_error)?;
+                held.rows.clear();
+                (bytes.len(), Some(bytes))
+            }
+            Encoding::Streaming(encoder) => {
+                let expected = encoder.in_progress_size()
+                    + FOOTER_BYTES
+                    + FOOTER_BYTES_PER_COLUMN * self.columns;
+                encoder.inner_mut().reserve_exact(expected);
+                encoder.finish().map_err(parquet_error)?;
+                let size = encoder.bytes_written();
+                // All of the file's bytes still here: none was handed to the upload.
+                let whole = encoder.inner().len() == size;
+                (size, whole.then(|| std::mem::take(encoder.inner_mut())))
+            }
+        };
+        match whole {
+            Some(bytes) => match &self.local_path {
+                Some(path) if size <= DIRECT_WRITE_MAX_BYTES => {
+                    write_local(path, &bytes).map_err(io_error)?
+                }
+                _ => self.put_last(bytes).await?,
+            },
+            None => {
+                self.hand_over().await?;
+                self.upload.shutdown().await.map_err(io_error)?;
+            }
         }
-        self.hand_over().await?;
+        Ok(size)
+    }
+
+    /// Hands over the file's last bytes and completes the upload.
+    async fn put_last(&mut self, bytes: Vec<u8>) -> Result<()> {
+        if !bytes.is_empty() {
+            self.upload.put(Bytes::from(bytes)).await?;
+        }
         self.upload.shutdown().await.map_err(io_error)
     }
 
     async fn hand_over(&mut self) -> Result<()> {
-        let bytes = std::mem::take(self.encoder.inner_mut());
+        let Encoding::Streaming(encoder) = &mut self.encoding else {
+            return Ok(());
+        };
+        let bytes = std::mem::take(encoder.inner_mut());
         if bytes.is_empty() {
             return Ok(());
         }
@@ -171,17 +271,28 @@ impl FileEncoder {
 
     /// Bytes handed over or encoded into the output so far.
     fn bytes_written(&self) -> usize {
-        self.encoder.bytes_written()
+        match &self.encoding {
+            Encoding::Held(_) => 0,
+            Encoding::Streaming(encoder) => encoder.bytes_written(),
+        }
     }
 
-    /// Memory of the in-progress row group (see `ArrowWriter::memory_size`).
+    /// Memory of the in-progress row group (see `ArrowWriter::memory_size`) or of the rows
+    /// held.
     fn memory_size(&self) -> usize {
-        self.encoder.memory_size()
+        match &self.encoding {
+            Encoding::Held(held) => held.bytes,
+            Encoding::Streaming(encoder) => encoder.memory_size(),
+        }
     }
 
-    /// Expected encoded bytes of the in-progress row group.
+    /// Expected encoded bytes of the in-progress row group (the rows held: their memory, a
+    /// bound).
     fn in_progress_size(&self) -> usize {
-        self.encoder.in_progress_size()
+        match &self.encoding {
+            Encoding::Held(held) => held.bytes,
+            Encoding::Streaming(encoder) => encoder.in_progress_size(),
+        }
     }
 
     /// Gives up the upload (best effort).
@@ -359,6 +470,9 @@ pub struct DataFileWriter {
     full_files: bool,
     /// Which plain columns are written uncompressed, judged once per column.
     codecs: super::codec::Verdicts,
+    /// The files' layout for encoding them whole when small ([`super::small`]), if every
+    /// column can be.
+    small: Option<Arc<super::small::Layout>>,
     /// Tables on the local file system: the directory the store's object paths are relative
     /// to (see [`DataFileWriter::writing_locally`]).
     local_root: Option<std::path::PathBuf>,
@@ -464,6 +578,8 @@ impl DataFileWriter {
         let parquet_schema = parquet::arrow::ArrowSchemaConverter::new()
             .convert(writer_schema)
             .map_err(parquet_error)?;
+        let small =
+            super::small::Layout::try_new(writer_schema, &parquet_schema, &props).map(Arc::new);
         Ok(Self {
             store,
             table_root,
@@ -492,6 +608,7 @@ impl DataFileWriter {
             physical,
             full_files: false,
             codecs: Default::default(),
+            small,
             local_root: None,
             finishing: tokio::task::JoinSet::new(),
             finishing_bytes: 0,
@@ -966,26 +1083,34 @@ impl DataFileWriter {
         let props = self.file_props(first);
         // Rows with narrowed decimals come only where there is no column mapping (see
         // `write`).
-        let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
-            .with_properties(props)
-            .with_skip_arrow_metadata(true);
-        let options = options.with_parquet_schema(self.parquet_schema.clone());
-        let (encoder, form) = if same_types(first.columns(), &self.file_schema) {
+        let (schema, form) = if same_types(first.columns(), &self.file_schema) {
             let schema = self
                 .physical
                 .as_ref()
                 .map_or(&self.file_schema, |(schema, _)| schema);
-            let encoder =
-                ArrowWriter::try_new_with_options(Vec::new(), Arc::clone(schema), options);
-            (encoder, Arc::clone(&self.file_schema))
+            (Arc::clone(schema), Arc::clone(&self.file_schema))
         } else {
             // Narrowed decimals: the writer takes them as they are. Their Parquet columns
             // are those of the table's types (a decimal's physical type follows from its
             // precision alone), so the file schema's Parquet schema serves, and the file's
             // Arrow schema (in the properties) is the table's.
             let form = first.schema();
-            let encoder = ArrowWriter::try_new_with_options(Vec::new(), Arc::clone(&form), options);
-            (encoder, form)
+            (Arc::clone(&form), form)
+        };
+        let encoding = match self.small_files() {
+            Some(layout) => Encoding::Held(Held {
+                rows: Vec::new(),
+                count: 0,
+                bytes: 0,
+                layout: Arc::clone(layout),
+                schema,
+                props: Arc::new(props),
+            }),
+            None => Encoding::Streaming(Box::new(streaming_encoder(
+                schema,
+                props,
+                self.parquet_schema.clone(),
+            )?)),
         };
         // The local store's file for an object: its root joined with the path's parts.
         let local_path = self.local_root.as_ref().map(|root| {
@@ -994,7 +1119,7 @@ impl DataFileWriter {
                 .fold(root.clone(), |path, part| path.join(part.as_ref()))
         });
         let writer = FileEncoder::new(
-            encoder.map_err(parquet_error)?,
+            encoding,
             upload,
             self.parquet_schema.num_columns(),
             local_path,
@@ -1011,6 +1136,17 @@ impl DataFileWriter {
             buffered: 0,
             last_split: self.splits,
         })
+    }
+
+    /// The layout of files encoded whole when they finish ([`super::small`]), when the
+    /// files of this write are expected to be small: of a partitioned table, not expected
+    /// to fill (see [`DataFileWriter::expecting_full_files`]), with a target size a held
+    /// file cannot reach, and columns all encoded there.
+    fn small_files(&self) -> Option<&Arc<super::small::Layout>> {
+        let small = !self.full_files
+            && !self.spec.partition_columns.is_empty()
+            && self.spec.target_file_size_bytes > super::small::MAX_BYTES as u64;
+        self.small.as_ref().filter(|_| small)
     }
 
     /// The writer properties of a file whose first rows are `first`: columns that a
@@ -1220,8 +1356,7 @@ fn in_form(rows: RecordBatch, form: &SchemaRef) -> Result<RecordBatch> {
 /// Finishes a file: writes the footer, completes the upload, and describes it. A file
 /// without rows is deleted instead and gives `None`.
 async fn finish_file(store: &Arc<dyn ObjectStore>, mut file: OpenFile) -> Result<Option<DataFile>> {
-    file.writer.finish().await?;
-    let size = file.writer.bytes_written();
+    let size = file.writer.finish().await?;
     let (num_records, stats_json) = file.stats.finish()?;
     if num_records == 0 {
         match store.delete(&file.location).await {
@@ -1963,6 +2098,96 @@ mod tests {
             );
         }
         assert_eq!(back, n as usize);
+    }
+
+    /// A partitioned table whose columns are all encoded by [`super::super::small`]: the
+    /// small partitions' files are encoded whole (no page index), the one past
+    /// `small::MAX_ROWS` goes on through the crate's writer (which writes one); both read
+    /// back as written.
+    #[tokio::test]
+    async fn small_files_are_encoded_whole_and_larger_ones_streamed() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("p", DataType::Int32, true),
+            Field::new("v", DataType::Float64, true),
+            Field::new("d", DataType::Decimal128(10, 2), true),
+            Field::new("day", DataType::Date32, true),
+        ]));
+        let big = super::super::small::MAX_ROWS as i64 + 5_000;
+        // Partition 0 of `big` rows, then 20 of 500, in batches of 4,000.
+        let partition = |i: i64| if i < big { 0 } else { 1 + (i - big) / 500 };
+        let n = big + 20 * 500;
+        let batch = |from: i64, len: i64| {
+            let ids: Vec<i64> = (from..from + len).collect();
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int64Array::from(ids.clone())),
+                    Arc::new(Int32Array::from_iter(
+                        ids.iter().map(|&i| Some(partition(i) as i32)),
+                    )),
+                    Arc::new(arrow::array::Float64Array::from_iter(
+                        ids.iter().map(|&i| (i % 7 != 0).then_some(i as f64 / 3.0)),
+                    )),
+                    Arc::new(
+                        Decimal128Array::from_iter(
+                            ids.iter()
+                                .map(|&i| (i % 5 != 0).then_some(i as i128 * 7 - 50)),
+                        )
+                        .with_precision_and_scale(10, 2)
+                        .unwrap(),
+                    ),
+                    Arc::new(Date32Array::from_iter(
+                        ids.iter().map(|&i| Some((i % 40) as i32)),
+                    )),
+                ],
+            )
+            .unwrap()
+        };
+        let (dir, store) = local_store();
+        let mut w = DataFileWriter::try_new(
+            store,
+            Path::from("tbl"),
+            spec(&["p"], 1 << 30),
+            Arc::clone(&schema),
+        )
+        .unwrap();
+        assert!(w.small.is_some());
+        for from in (0..n).step_by(4_000) {
+            w.write(&batch(from, 4_000.min(n - from))).await.unwrap();
+        }
+        let files = w.close().await.unwrap();
+        assert_eq!(files.len(), 21);
+        let mut rows = 0;
+        for f in &files {
+            let back = read_back(&dir, f);
+            let back = arrow::compute::concat_batches(&back[0].schema(), &back).unwrap();
+            let ids = back.column(0).as_primitive::<Int64Type>();
+            let (first, count) = (ids.value(0), back.num_rows() as i64);
+            assert_eq!(f.num_records, count);
+            // The rows as written, without the partition column.
+            let expected = batch(first, count).project(&[0, 2, 3, 4]).unwrap();
+            assert_eq!(back.columns(), expected.columns(), "{}", f.path);
+            assert!(
+                (first..first + count).all(|i| partition(i) == partition(first)),
+                "{}",
+                f.path
+            );
+            rows += count;
+            let decoded = percent_encoding::percent_decode_str(&f.path)
+                .decode_utf8()
+                .unwrap();
+            let file = std::fs::File::open(dir.path().join("tbl").join(decoded.as_ref())).unwrap();
+            let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+            let meta = parquet::file::reader::FileReader::metadata(&reader);
+            let streamed = meta
+                .row_group(0)
+                .columns()
+                .iter()
+                .all(|c| c.offset_index_offset().is_some());
+            assert_eq!(streamed, count == big, "{} ({count} rows)", f.path);
+        }
+        assert_eq!(rows, n);
     }
 
     #[tokio::test]

@@ -29,8 +29,9 @@ unique and never null; `k` int32 from --k-domain (default 0..3, ~8% nulls unless
 (~10%) `s` string (partition-unsafe characters), `d` date (6 values), `ts` timestamp UTC,
 `amount` decimal(10,2), `f` float64, `flag` bool. Odd-numbered Parquet files store decimals
 as integers (where the precision allows), even-numbered ones as fixed-length bytes. Variant
-`decimals` adds `price` decimal(7,2), `big` decimal(28,4) and `digit` decimal(1,0). For
-example:
+`decimals` adds `price` decimal(7,2), `big` decimal(28,4) and `digit` decimal(1,0); variant
+`fixed` drops `s` and `flag` and adds `price`, `digit` and `qty` int16 (fixed-width
+columns only). For example:
 
   oracle.py gen --seed 1 --rows 5000 --files 3 --out SRC
   oracle.py oracle-write --table T --source SRC --partition-by k
@@ -170,6 +171,25 @@ def generate(
         cols["digit"] = pa.array(
             _with_nulls([decimal.Decimal(int(c) % 10) for c in price_cents], big_mask),
             type=pa.decimal128(1, 0),
+        )
+    if variant == "fixed":
+        # Fixed-width columns only (silt encodes the small files of such a table itself):
+        # no string or boolean; decimals of 32- and 64-bit storage and of precision 1, and a
+        # 16-bit integer.
+        del cols["s"]
+        del cols["flag"]
+        price_cents = rng.integers(-(10**6), 10**6, size=n, dtype=np.int64)
+        price_mask = _null_mask(rng, n, 0.1)
+        cols["price"] = pa.array(
+            _with_nulls([decimal.Decimal(int(c)).scaleb(-2) for c in price_cents], price_mask),
+            type=pa.decimal128(7, 2),
+        )
+        cols["digit"] = pa.array(
+            _with_nulls([decimal.Decimal(int(c) % 10) for c in price_cents], price_mask),
+            type=pa.decimal128(1, 0),
+        )
+        cols["qty"] = pa.array(
+            _with_nulls([int(c) % 30_000 for c in price_cents], price_mask), type=pa.int16()
         )
     if variant == "extra_col":
         cols["new_col"] = pa.array(_with_nulls([int(v) for v in new_vals], new_mask), type=pa.int64())
@@ -1391,7 +1411,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", required=True)
     g.add_argument("--format", choices=["parquet", "csv", "json"], default="parquet")
     g.add_argument("--files", type=int, default=1)
-    g.add_argument("--variant", choices=["base", "extra_col", "narrow", "badtype", "no_k", "long_prefix", "decimals"], default="base")
+    g.add_argument("--variant", choices=["base", "extra_col", "narrow", "badtype", "no_k", "long_prefix", "decimals", "fixed"], default="base")
     g.add_argument("--id-start", type=int, default=0, help="ids are id_start .. id_start+rows-1")
     g.add_argument("--k-domain", default="0,1,2,3", help="values of k, comma separated")
     g.add_argument("--no-null-k", action="store_true", help="no nulls in k")

@@ -12,26 +12,31 @@
 //! uncompressed) and the same column chunk statistics. The crate still writes the pages'
 //! headers ([`SerializedPageWriter`]) and the footer ([`SerializedFileWriter`]).
 //!
-//! Only flat columns of fixed-width types are encoded here: integers, dates, timestamps
-//! (milli-, micro- and nanoseconds), decimals of up to 18 digits, floats. A table with a
-//! column of any other type has all its files written by the crate's writer
-//! ([`Layout::try_new`] says which). Deliberately not written for these files: page
-//! indexes (a column of one page gains nothing from them).
+//! Only flat columns are encoded here, of these types: integers, dates, timestamps
+//! (milli-, micro- and nanoseconds), decimals of up to 18 digits, floats, strings and
+//! binaries. A table with a column of any other type (booleans, wider decimals, nested
+//! types) has all its files written by the crate's writer ([`Layout::try_new`] says
+//! which), as has a file whose dictionary or page would pass the properties' limits (long
+//! strings; [`encode`] says so). Deliberately not written for these files: page indexes (a
+//! column of one page gains nothing from them) and level histograms.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use std::hash::{BuildHasherDefault, Hash};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayAccessor, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{
     DataType, Date32Type, Decimal32Type, Decimal64Type, Decimal128Type, Float32Type, Float64Type,
     Int8Type, Int16Type, Int32Type, Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType,
 };
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, EncodingMask, PageType, Type as PhysicalType};
-use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
+use parquet::basic::{
+    Compression, ConvertedType, Encoding, EncodingMask, LogicalType, PageType, Type as PhysicalType,
+};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
@@ -54,6 +59,7 @@ enum Kind {
     Int64,
     Float,
     Double,
+    Bytes,
 }
 
 /// The columns of a table's files, when every one can be encoded here.
@@ -125,6 +131,8 @@ fn kind(t: &DataType, physical: PhysicalType) -> Option<Kind> {
         },
         D::Float32 => Kind::Float,
         D::Float64 => Kind::Double,
+        D::Utf8 | D::LargeUtf8 | D::Utf8View => Kind::Bytes,
+        D::Binary | D::LargeBinary | D::BinaryView => Kind::Bytes,
         _ => return None,
     };
     let expected = match kind {
@@ -132,18 +140,24 @@ fn kind(t: &DataType, physical: PhysicalType) -> Option<Kind> {
         Kind::Int64 => PhysicalType::INT64,
         Kind::Float => PhysicalType::FLOAT,
         Kind::Double => PhysicalType::DOUBLE,
+        Kind::Bytes => PhysicalType::BYTE_ARRAY,
     };
     (physical == expected).then_some(kind)
 }
 
 /// Encodes the rows of one file (`batches`, of the Arrow schema the layout was made for,
-/// or it with decimals narrowed) as a whole Parquet file with `props`.
+/// or it with decimals narrowed) as a whole Parquet file with `props`; `None` when the
+/// crate's writer would lay some column out otherwise than in one page (a dictionary or a
+/// page past the properties' limits: long strings), for it to write the file.
 pub(super) fn encode(
     layout: &Layout,
     batches: &[RecordBatch],
     props: &Arc<WriterProperties>,
-) -> Result<Vec<u8>> {
+) -> Result<Option<Vec<u8>>> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows > props.data_page_row_count_limit() {
+        return Ok(None);
+    }
     let bytes: usize = batches.iter().map(super::slice_bytes).sum();
     // Every column chunk, one after another, then copied once into the file.
     let mut chunks = TrackedWrite::new(Vec::with_capacity(bytes / 2 + 1024));
@@ -156,12 +170,17 @@ pub(super) fn encode(
             props,
             rows,
         };
-        closed.push(match kind {
+        let close = match kind {
             Kind::Int32 => column.encode::<i32>(&columns, &mut scratch, &mut chunks)?,
             Kind::Int64 => column.encode::<i64>(&columns, &mut scratch, &mut chunks)?,
             Kind::Float => column.encode::<f32>(&columns, &mut scratch, &mut chunks)?,
             Kind::Double => column.encode::<f64>(&columns, &mut scratch, &mut chunks)?,
-        });
+            Kind::Bytes => column.encode::<&[u8]>(&columns, &mut scratch, &mut chunks)?,
+        };
+        match close {
+            Some(close) => closed.push(close),
+            None => return Ok(None),
+        }
     }
     let chunks = Bytes::from(chunks.into_inner()?);
     let footer = 1024 + 256 * layout.kinds.len();
@@ -175,7 +194,7 @@ pub(super) fn encode(
         group.append_column(&chunks, close)?;
     }
     group.close()?;
-    file.into_inner()
+    file.into_inner().map(Some)
 }
 
 /// Buffers reused from column to column of a file.
@@ -187,41 +206,72 @@ struct Scratch {
     indices: Vec<u32>,
     /// A page's bytes before compression.
     page: Vec<u8>,
-    /// The dictionary's values by key.
-    dictionary: HashMap<u64, u32, BuildHasherDefault<Mix>>,
     snappy: Option<snap::raw::Encoder>,
 }
 
-/// A value of a column encoded here, in its physical type.
-trait Value: Copy + PartialOrd {
+/// A value of a column encoded here, in its physical type (`&[u8]` for byte arrays,
+/// borrowed from the rows).
+trait Value<'a>: Copy + PartialOrd {
+    /// What a dictionary tells values apart by.
+    type Key: Hash + Eq;
+    fn key(self) -> Self::Key;
     /// Appends the value's PLAIN encoding.
     fn put(self, out: &mut Vec<u8>);
-    /// The value's dictionary key (its bits).
-    fn key(self) -> u64;
+    /// Bytes of the value's PLAIN encoding.
+    fn plain_len(self) -> usize;
     /// Whether the value is left out of statistics (NaN).
     fn skipped(self) -> bool {
         false
     }
-    /// Statistics bounds as the crate writes them (a float's zero bounds signed).
-    fn bounds(min: Self, max: Self) -> (Self, Self) {
-        (min, max)
-    }
-    fn statistics(stats: ValueStatistics<Self>) -> Statistics;
-    /// The values of `array` (one per row, nulls' slots included) in this type.
-    fn values(array: &dyn Array, out: &mut Vec<Self>) -> Result<()>;
+    /// The column chunk's statistics as the crate writes them, from the bounds of its
+    /// values (none: no value, or only NaN) and its null count.
+    fn statistics(bounds: Option<(Self, Self)>, nulls: u64, column: &ColumnChunk<'_>)
+    -> Statistics;
+    /// Appends the values of `array` (one per row, nulls' slots included) in this type.
+    fn values(array: &'a dyn Array, out: &mut Vec<Self>) -> Result<()>;
 }
 
-impl Value for i32 {
+/// Fixed-width values' statistics: the bounds as they are (a float's zeros signed), kept
+/// also in the deprecated fields for signed types, as the crate does.
+fn fixed_statistics<T>(
+    bounds: Option<(T, T)>,
+    nulls: u64,
+    column: &ColumnChunk<'_>,
+    signed_zeros: impl Fn(T, T) -> (T, T),
+) -> ValueStatistics<T> {
+    let bounds = bounds.map(|(lo, hi)| signed_zeros(lo, hi));
+    let (min, max) = bounds.map_or((None, None), |(lo, hi)| (Some(lo), Some(hi)));
+    ValueStatistics::new(min, max, None, Some(nulls), false)
+        .with_backwards_compatible_min_max(column.descr.sort_order().is_signed())
+}
+
+/// A float's statistics bounds: a zero minimum as -0.0, a zero maximum as +0.0.
+macro_rules! float_zeros {
+    () => {
+        |lo, hi| {
+            (
+                if lo == 0.0 { -0.0 } else { lo },
+                if hi == 0.0 { 0.0 } else { hi },
+            )
+        }
+    };
+}
+
+impl<'a> Value<'a> for i32 {
+    type Key = u32;
+    fn key(self) -> u32 {
+        self as u32
+    }
     fn put(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
-    fn key(self) -> u64 {
-        u64::from(self as u32)
+    fn plain_len(self) -> usize {
+        4
     }
-    fn statistics(stats: ValueStatistics<Self>) -> Statistics {
-        Statistics::Int32(stats)
+    fn statistics(bounds: Option<(Self, Self)>, nulls: u64, c: &ColumnChunk<'_>) -> Statistics {
+        Statistics::Int32(fixed_statistics(bounds, nulls, c, |lo, hi| (lo, hi)))
     }
-    fn values(array: &dyn Array, out: &mut Vec<Self>) -> Result<()> {
+    fn values(array: &'a dyn Array, out: &mut Vec<Self>) -> Result<()> {
         match array.data_type() {
             DataType::Int8 => extend(out, array.as_primitive::<Int8Type>().values(), i32::from),
             DataType::Int16 => extend(out, array.as_primitive::<Int16Type>().values(), i32::from),
@@ -247,17 +297,21 @@ impl Value for i32 {
     }
 }
 
-impl Value for i64 {
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
+impl<'a> Value<'a> for i64 {
+    type Key = u64;
     fn key(self) -> u64 {
         self as u64
     }
-    fn statistics(stats: ValueStatistics<Self>) -> Statistics {
-        Statistics::Int64(stats)
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
     }
-    fn values(array: &dyn Array, out: &mut Vec<Self>) -> Result<()> {
+    fn plain_len(self) -> usize {
+        8
+    }
+    fn statistics(bounds: Option<(Self, Self)>, nulls: u64, c: &ColumnChunk<'_>) -> Statistics {
+        Statistics::Int64(fixed_statistics(bounds, nulls, c, |lo, hi| (lo, hi)))
+    }
+    fn values(array: &'a dyn Array, out: &mut Vec<Self>) -> Result<()> {
         match array.data_type() {
             DataType::Int64 => out.extend_from_slice(array.as_primitive::<Int64Type>().values()),
             DataType::Timestamp(TimeUnit::Millisecond, _) => {
@@ -283,26 +337,24 @@ impl Value for i64 {
     }
 }
 
-impl Value for f32 {
+impl<'a> Value<'a> for f32 {
+    type Key = u32;
+    fn key(self) -> u32 {
+        self.to_bits()
+    }
     fn put(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
-    fn key(self) -> u64 {
-        u64::from(self.to_bits())
+    fn plain_len(self) -> usize {
+        4
     }
     fn skipped(self) -> bool {
         self.is_nan()
     }
-    fn bounds(min: Self, max: Self) -> (Self, Self) {
-        (
-            if min == 0.0 { -0.0 } else { min },
-            if max == 0.0 { 0.0 } else { max },
-        )
+    fn statistics(bounds: Option<(Self, Self)>, nulls: u64, c: &ColumnChunk<'_>) -> Statistics {
+        Statistics::Float(fixed_statistics(bounds, nulls, c, float_zeros!()))
     }
-    fn statistics(stats: ValueStatistics<Self>) -> Statistics {
-        Statistics::Float(stats)
-    }
-    fn values(array: &dyn Array, out: &mut Vec<Self>) -> Result<()> {
+    fn values(array: &'a dyn Array, out: &mut Vec<Self>) -> Result<()> {
         match array.data_type() {
             DataType::Float32 => {
                 out.extend_from_slice(array.as_primitive::<Float32Type>().values());
@@ -313,26 +365,24 @@ impl Value for f32 {
     }
 }
 
-impl Value for f64 {
+impl<'a> Value<'a> for f64 {
+    type Key = u64;
+    fn key(self) -> u64 {
+        self.to_bits()
+    }
     fn put(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
-    fn key(self) -> u64 {
-        self.to_bits()
+    fn plain_len(self) -> usize {
+        8
     }
     fn skipped(self) -> bool {
         self.is_nan()
     }
-    fn bounds(min: Self, max: Self) -> (Self, Self) {
-        (
-            if min == 0.0 { -0.0 } else { min },
-            if max == 0.0 { 0.0 } else { max },
-        )
+    fn statistics(bounds: Option<(Self, Self)>, nulls: u64, c: &ColumnChunk<'_>) -> Statistics {
+        Statistics::Double(fixed_statistics(bounds, nulls, c, float_zeros!()))
     }
-    fn statistics(stats: ValueStatistics<Self>) -> Statistics {
-        Statistics::Double(stats)
-    }
-    fn values(array: &dyn Array, out: &mut Vec<Self>) -> Result<()> {
+    fn values(array: &'a dyn Array, out: &mut Vec<Self>) -> Result<()> {
         match array.data_type() {
             DataType::Float64 => {
                 out.extend_from_slice(array.as_primitive::<Float64Type>().values());
@@ -341,6 +391,116 @@ impl Value for f64 {
             other => Err(unexpected(other, "DOUBLE")),
         }
     }
+}
+
+impl<'a> Value<'a> for &'a [u8] {
+    type Key = &'a [u8];
+    fn key(self) -> &'a [u8] {
+        self
+    }
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.len() as u32).to_le_bytes());
+        out.extend_from_slice(self);
+    }
+    fn plain_len(self) -> usize {
+        4 + self.len()
+    }
+    /// Bounds truncated to the properties' statistics length (a UTF-8 column's at a
+    /// character boundary, the maximum incremented to stay an upper bound), as the crate
+    /// does.
+    fn statistics(bounds: Option<(Self, Self)>, nulls: u64, c: &ColumnChunk<'_>) -> Statistics {
+        let signed = c.descr.sort_order().is_signed();
+        let Some((min, max)) = bounds else {
+            return Statistics::ByteArray(
+                ValueStatistics::new(None, None, None, Some(nulls), false)
+                    .with_backwards_compatible_min_max(signed),
+            );
+        };
+        let utf8 = c.descr.logical_type_ref() == Some(&LogicalType::String)
+            || c.descr.converted_type() == ConvertedType::UTF8;
+        let limit = c.props.statistics_truncate_length();
+        let (min, min_cut) = truncated(min, limit, utf8, false);
+        let (max, max_cut) = truncated(max, limit, utf8, true);
+        Statistics::ByteArray(
+            ValueStatistics::new(
+                Some(ByteArray::from(min)),
+                Some(ByteArray::from(max)),
+                None,
+                Some(nulls),
+                signed,
+            )
+            .with_max_is_exact(!max_cut)
+            .with_min_is_exact(!min_cut),
+        )
+    }
+    fn values(array: &'a dyn Array, out: &mut Vec<Self>) -> Result<()> {
+        fn all<'b, A: ArrayAccessor<Item = &'b T>, T: AsRef<[u8]> + ?Sized + 'b>(
+            array: A,
+            out: &mut Vec<&'b [u8]>,
+        ) {
+            out.extend((0..array.len()).map(|i| array.value(i).as_ref()));
+        }
+        match array.data_type() {
+            DataType::Utf8 => all(array.as_string::<i32>(), out),
+            DataType::LargeUtf8 => all(array.as_string::<i64>(), out),
+            DataType::Utf8View => all(array.as_string_view(), out),
+            DataType::Binary => all(array.as_binary::<i32>(), out),
+            DataType::LargeBinary => all(array.as_binary::<i64>(), out),
+            DataType::BinaryView => all(array.as_binary_view(), out),
+            other => return Err(unexpected(other, "BYTE_ARRAY")),
+        }
+        Ok(())
+    }
+}
+
+/// A byte array bound cut to `limit` bytes if longer, as the crate cuts statistics: a UTF-8
+/// column's valid UTF-8 at a character boundary, a maximum then incremented (its last
+/// character, or byte, that can be) so that it stays an upper bound. Returns the bound and
+/// whether it was cut; one that cannot be cut stays whole.
+fn truncated(value: &[u8], limit: Option<usize>, utf8: bool, upper: bool) -> (Vec<u8>, bool) {
+    let cut =
+        limit
+            .filter(|l| value.len() > *l)
+            .and_then(|l| match (utf8, std::str::from_utf8(value)) {
+                (true, Ok(text)) if upper => {
+                    let split = (l.saturating_sub(3)..=l).rfind(|x| text.is_char_boundary(*x))?;
+                    increment_utf8(text.get(..split)?)
+                }
+                (true, Ok(text)) => {
+                    let split = (1..=l).rfind(|x| text.is_char_boundary(*x))?;
+                    Some(value[..split].to_vec())
+                }
+                _ if upper => increment_bytes(value[..l].to_vec()),
+                _ => Some(value[..l].to_vec()),
+            });
+    match cut {
+        Some(cut) => (cut, true),
+        None => (value.to_vec(), false),
+    }
+}
+
+/// `text` with its last character that can be incremented without changing its width
+/// incremented (and the characters after it dropped); `None` if none can.
+fn increment_utf8(text: &str) -> Option<Vec<u8>> {
+    text.char_indices().rev().find_map(|(at, c)| {
+        let next = char::from_u32(c as u32 + 1).filter(|n| n.len_utf8() == c.len_utf8())?;
+        let mut out = text.as_bytes()[..at + c.len_utf8()].to_vec();
+        next.encode_utf8(&mut out[at..]);
+        Some(out)
+    })
+}
+
+/// `bytes` incremented as a big-endian number, from its last byte (bytes that overflow
+/// become 0); `None` if every byte overflows.
+fn increment_bytes(mut bytes: Vec<u8>) -> Option<Vec<u8>> {
+    for b in bytes.iter_mut().rev() {
+        let (next, overflow) = b.overflowing_add(1);
+        *b = next;
+        if !overflow {
+            return Some(bytes);
+        }
+    }
+    None
 }
 
 fn extend<A: Copy, B>(out: &mut Vec<B>, values: &[A], f: impl Fn(A) -> B) {
@@ -362,17 +522,18 @@ struct ColumnChunk<'a> {
 
 impl ColumnChunk<'_> {
     /// Encodes the column's values (`columns`, the file's arrays of it in order) as its
-    /// chunk's pages at the end of `out`.
-    fn encode<T: Value>(
+    /// chunk's pages at the end of `out`; `None` (nothing written) when the crate's writer
+    /// would not write them as one page (a dictionary or page past the properties' limits).
+    fn encode<'a, T: Value<'a>>(
         &self,
-        columns: &[&ArrayRef],
+        columns: &[&'a ArrayRef],
         scratch: &mut Scratch,
         out: &mut TrackedWrite<Vec<u8>>,
-    ) -> Result<ColumnCloseResult> {
+    ) -> Result<Option<ColumnCloseResult>> {
         let path = self.descr.path();
         let nullable = self.descr.max_def_level() > 0;
         // The non-null values, in order, and the rows' definition levels.
-        let mut all = Vec::with_capacity(self.rows);
+        let mut all: Vec<T> = Vec::with_capacity(self.rows);
         let mut values: Vec<T> = Vec::with_capacity(self.rows);
         scratch.levels.clear();
         let mut nulls = 0usize;
@@ -401,67 +562,75 @@ impl ColumnChunk<'_> {
             )));
         }
 
-        let codec = self.props.compression(path);
-        let dictionary = self.props.dictionary_enabled(path);
-        let mut writer = SerializedPageWriter::new(out);
-        let mut specs: Vec<PageWriteSpec> = Vec::with_capacity(2);
-
         // The data page: levels, then the values (dictionary indices or plain).
         scratch.page.clear();
         if nullable {
-            let start = scratch.page.len();
             scratch.page.extend_from_slice(&[0; 4]);
             if nulls == 0 {
                 rle_run(1, self.rows, 1, &mut scratch.page);
             } else {
                 hybrid(&scratch.levels, 1, &mut scratch.page);
             }
-            let len = (scratch.page.len() - start - 4) as u32;
-            scratch.page[start..start + 4].copy_from_slice(&len.to_le_bytes());
+            let len = (scratch.page.len() - 4) as u32;
+            scratch.page[..4].copy_from_slice(&len.to_le_bytes());
         }
+        let plain_bytes: usize = values.iter().map(|v| v.plain_len()).sum();
         let mut dictionary_page = None;
-        let encoding = if dictionary {
-            scratch.dictionary.clear();
+        let encoding = if self.props.dictionary_enabled(path) {
+            let mut dictionary: HashMap<T::Key, u32, BuildHasherDefault<Mix>> =
+                HashMap::with_capacity_and_hasher(values.len().min(4096), Default::default());
             scratch.indices.clear();
             let mut entries: Vec<T> = Vec::new();
             for v in &values {
                 let next = entries.len() as u32;
-                let index = *scratch.dictionary.entry(v.key()).or_insert(next);
+                let index = *dictionary.entry(v.key()).or_insert(next);
                 if index == next {
                     entries.push(*v);
                 }
                 scratch.indices.push(index);
             }
-            let width = bit_width(entries.len().saturating_sub(1) as u64);
-            scratch.page.push(width);
-            hybrid(&scratch.indices, width, &mut scratch.page);
-            let mut plain = Vec::with_capacity(entries.len() * std::mem::size_of::<T>());
+            let mut plain = Vec::with_capacity(entries.iter().map(|v| v.plain_len()).sum());
             for v in &entries {
                 v.put(&mut plain);
             }
+            if plain.len() >= self.props.column_dictionary_page_size_limit(path) {
+                return Ok(None);
+            }
+            let width = bit_width(entries.len().saturating_sub(1) as u64);
+            scratch.page.push(width);
+            hybrid(&scratch.indices, width, &mut scratch.page);
             dictionary_page = Some((plain, entries.len()));
             Encoding::RLE_DICTIONARY
         } else {
-            scratch
-                .page
-                .reserve(values.len() * std::mem::size_of::<T>());
+            scratch.page.reserve(plain_bytes);
             for v in &values {
                 v.put(&mut scratch.page);
             }
             Encoding::PLAIN
         };
+        // The crate starts a new page once a page's estimate reaches the limit (checked
+        // every 1,024 rows): far under it, it would not have.
+        if scratch.page.len() >= self.props.column_data_page_size_limit(path) / 2 {
+            return Ok(None);
+        }
 
+        let codec = self.props.compression(path);
+        let mut writer = SerializedPageWriter::new(out);
         let mut encodings = EncodingMask::new_from_encodings([Encoding::RLE].iter());
         let mut encoding_stats = Vec::with_capacity(2);
+        let mut compressed = 0;
+        let mut uncompressed = 0;
+        let mut dictionary_offset = None;
         if let Some((plain, entries)) = dictionary_page {
-            let uncompressed = plain.len();
             let page = Page::DictionaryPage {
                 buf: compress(codec, &plain, &mut scratch.snappy)?,
                 num_values: entries as u32,
                 encoding: Encoding::PLAIN,
                 is_sorted: false,
             };
-            specs.push(writer.write_page(CompressedPage::new(page, uncompressed))?);
+            let spec = writer.write_page(CompressedPage::new(page, plain.len()))?;
+            (compressed, uncompressed) = (spec.compressed_size, spec.uncompressed_size);
+            dictionary_offset = Some(spec.offset as i64);
             encodings.insert(Encoding::PLAIN);
             encoding_stats.push(PageEncodingStats {
                 page_type: PageType::DICTIONARY_PAGE,
@@ -469,19 +638,17 @@ impl ColumnChunk<'_> {
                 count: 1,
             });
         }
-        let uncompressed = scratch.page.len();
-        let buf = compress(codec, &scratch.page, &mut scratch.snappy)?;
         let page = Page::DataPage {
-            buf,
+            buf: compress(codec, &scratch.page, &mut scratch.snappy)?,
             num_values: self.rows as u32,
             encoding,
             def_level_encoding: Encoding::RLE,
             rep_level_encoding: Encoding::RLE,
             statistics: None,
         };
-        let data = writer.write_page(CompressedPage::new(page, uncompressed))?;
-        let data_offset = data.offset as i64;
-        specs.push(data);
+        let data = writer.write_page(CompressedPage::new(page, scratch.page.len()))?;
+        compressed += data.compressed_size;
+        uncompressed += data.uncompressed_size;
         encodings.insert(encoding);
         encoding_stats.push(PageEncodingStats {
             page_type: PageType::DATA_PAGE,
@@ -489,9 +656,6 @@ impl ColumnChunk<'_> {
             count: 1,
         });
 
-        let compressed: usize = specs.iter().map(|s| s.compressed_size).sum();
-        let uncompressed: usize = specs.iter().map(|s| s.uncompressed_size).sum();
-        let dictionary_offset = (specs.len() > 1).then(|| specs[0].offset as i64);
         let mut metadata = ColumnChunkMetaData::builder(Arc::clone(&self.descr))
             .set_compression(codec)
             .set_encodings_mask(encodings)
@@ -499,7 +663,7 @@ impl ColumnChunk<'_> {
             .set_total_compressed_size(compressed as i64)
             .set_total_uncompressed_size(uncompressed as i64)
             .set_num_values(self.rows as i64)
-            .set_data_page_offset(data_offset)
+            .set_data_page_offset(data.offset as i64)
             .set_dictionary_page_offset(dictionary_offset);
         if self.props.statistics_enabled(path) != EnabledStatistics::None {
             let mut bounds: Option<(T, T)> = None;
@@ -509,25 +673,21 @@ impl ColumnChunk<'_> {
                     Some((lo, hi)) => (if v < lo { v } else { lo }, if v > hi { v } else { hi }),
                 });
             }
-            let bounds = bounds.map(|(lo, hi)| T::bounds(lo, hi));
-            let stats = ValueStatistics::new(
-                bounds.map(|b| b.0),
-                bounds.map(|b| b.1),
-                None,
-                Some(nulls as u64),
-                false,
-            )
-            .with_backwards_compatible_min_max(self.descr.sort_order().is_signed());
-            metadata = metadata.set_statistics(T::statistics(stats));
+            metadata = metadata.set_statistics(T::statistics(bounds, nulls as u64, self));
+            if self.descr.physical_type() == PhysicalType::BYTE_ARRAY {
+                // The values' bytes without their lengths.
+                let bytes = plain_bytes - 4 * values.len();
+                metadata = metadata.set_unencoded_byte_array_data_bytes(Some(bytes as i64));
+            }
         }
-        Ok(ColumnCloseResult {
+        Ok(Some(ColumnCloseResult {
             bytes_written: compressed as u64,
             rows_written: self.rows as u64,
             metadata: metadata.build()?,
             bloom_filter: None,
             column_index: None,
             offset_index: None,
-        })
+        }))
     }
 }
 

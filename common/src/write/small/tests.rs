@@ -1,9 +1,10 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Date32Array, Decimal32Array, Decimal64Array, Decimal128Array, Float32Array,
-    Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, RecordBatch,
-    TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+    ArrayRef, BinaryArray, BinaryViewArray, Date32Array, Decimal32Array, Decimal64Array,
+    Decimal128Array, Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, Int64Array,
+    LargeStringArray, RecordBatch, StringArray, StringViewArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray, TimestampNanosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
@@ -45,7 +46,34 @@ fn schema() -> SchemaRef {
         Field::new("dec18", DataType::Decimal128(18, 3), true),
         Field::new("f32", DataType::Float32, true),
         Field::new("f64", DataType::Float64, true),
+        Field::new("utf8", DataType::Utf8, true),
+        Field::new("large_utf8", DataType::LargeUtf8, true),
+        Field::new("utf8_view", DataType::Utf8View, true),
+        Field::new("binary", DataType::Binary, true),
+        Field::new("binary_view", DataType::BinaryView, false),
     ]))
+}
+
+/// Strings about the 64-byte statistics cut: short, long ASCII, long with characters of 2,
+/// 3 and 4 bytes, of the last code point (which cannot be incremented), empty.
+fn text(v: u64) -> String {
+    match v % 5 {
+        0 => format!("s{v}"),
+        1 => format!("{}{v}", "long-prefix-".repeat(6)),
+        2 => format!("{}{v}", "é€😀".repeat(7)),
+        3 => "\u{10FFFF}".repeat(17),
+        _ => String::new(),
+    }
+}
+
+/// Binaries about the cut: all 0xFF (cannot be incremented), long, short, empty.
+fn binary(v: u64) -> Vec<u8> {
+    match v % 4 {
+        0 => vec![0xFF; 70],
+        1 => v.to_be_bytes().repeat(10),
+        2 => v.to_le_bytes()[..3].to_vec(),
+        _ => Vec::new(),
+    }
 }
 
 /// Columns given as runs (dictionary-friendly) of random values from a small or a large
@@ -119,6 +147,19 @@ fn random_batch(schema: &SchemaRef, rows: usize, next: &mut impl FnMut() -> u64)
                 )),
                 DataType::Float64 => Arc::new(Float64Array::from_iter(
                     raw.iter().map(|v| v.map(special_f64)),
+                )),
+                DataType::Utf8 => Arc::new(StringArray::from_iter(raw.iter().map(|v| v.map(text)))),
+                DataType::LargeUtf8 => {
+                    Arc::new(LargeStringArray::from_iter(raw.iter().map(|v| v.map(text))))
+                }
+                DataType::Utf8View => {
+                    Arc::new(StringViewArray::from_iter(raw.iter().map(|v| v.map(text))))
+                }
+                DataType::Binary => {
+                    Arc::new(BinaryArray::from_iter(raw.iter().map(|v| v.map(binary))))
+                }
+                DataType::BinaryView => Arc::new(BinaryViewArray::from_iter_values(
+                    raw.iter().map(|v| binary(v.unwrap_or(3))),
                 )),
                 other => panic!("no generator for {other}"),
             };
@@ -203,6 +244,7 @@ fn files_encoded_here_read_back_as_the_crate_writers_files() {
     println!("seed {seed:#x}");
     let mut next = xorshift(seed);
     let schema = schema();
+    let mut left = 0;
     for case in 0..40 {
         let rows: usize = [1, 7, 8, 9, 100, 2_731, 20_000][case % 7];
         let pieces = 1 + (next() % 3) as usize;
@@ -211,8 +253,12 @@ fn files_encoded_here_read_back_as_the_crate_writers_files() {
             .collect();
         let props = props(&schema, &mut next);
         let layout = Layout::try_new(&schema, &parquet_schema(&schema), &props).unwrap();
-        let ours = encode(&layout, &batches, &Arc::new(props.clone())).unwrap();
         let theirs = with_crate_writer(&schema, &batches, &props);
+        let Some(ours) = encode(&layout, &batches, &Arc::new(props.clone())).unwrap() else {
+            // Left to the crate's writer: some column's page or dictionary near its limit.
+            left += 1;
+            continue;
+        };
         let (ours_rows, ours_meta) = read(&ours);
         let (their_rows, their_meta) = read(&theirs);
         let expected = arrow::compute::concat_batches(&schema, &batches).unwrap();
@@ -251,6 +297,7 @@ fn files_encoded_here_read_back_as_the_crate_writers_files() {
             "case {case}: column chunks {our_bytes} bytes against {their_bytes}"
         );
     }
+    assert!(left <= 10, "{left} of 40 files left to the crate's writer");
 }
 
 /// Decimals that come narrowed (as the exchange carries them) are written as the wide
@@ -310,8 +357,10 @@ fn narrowed_decimals_are_written_as_wide_ones() {
     parquet::arrow::add_encoded_arrow_schema_to_metadata(&wide, &mut props);
     let layout = Layout::try_new(&wide, &parquet_schema(&wide), &props).unwrap();
     let props = Arc::new(props);
-    let from_narrow = encode(&layout, &[narrow_batch], &props).unwrap();
-    let from_wide = encode(&layout, std::slice::from_ref(&wide_batch), &props).unwrap();
+    let from_narrow = encode(&layout, &[narrow_batch], &props).unwrap().unwrap();
+    let from_wide = encode(&layout, std::slice::from_ref(&wide_batch), &props)
+        .unwrap()
+        .unwrap();
     assert_eq!(from_narrow, from_wide);
     assert_eq!(read(&from_narrow).0, vec![wide_batch]);
 }
@@ -323,8 +372,6 @@ fn other_columns_have_no_layout() {
         .set_compression(Compression::SNAPPY)
         .build();
     for t in [
-        DataType::Utf8,
-        DataType::Binary,
         DataType::Boolean,
         DataType::UInt32,
         DataType::Timestamp(TimeUnit::Second, None),

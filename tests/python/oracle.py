@@ -96,6 +96,17 @@ def _with_nulls(values: list, mask: np.ndarray) -> list:
     return [None if m else v for v, m in zip(values, mask)]
 
 
+def _price(rng, n: int):
+    """Random cents, a null mask (~10%) and the `price` decimal(7,2) column they make."""
+    cents = rng.integers(-(10**6), 10**6, size=n, dtype=np.int64)
+    mask = _null_mask(rng, n, 0.1)
+    column = pa.array(
+        _with_nulls([decimal.Decimal(int(c)).scaleb(-2) for c in cents], mask),
+        type=pa.decimal128(7, 2),
+    )
+    return cents, mask, column
+
+
 def generate(
     seed: int,
     rows: int,
@@ -155,14 +166,9 @@ def generate(
     if variant == "decimals":
         # Decimals of every Parquet storage: `price` fits 32-bit integers (precision 7),
         # `amount` 64-bit ones, `big` (precision 28) only fixed-length bytes.
-        price_cents = rng.integers(-(10**6), 10**6, size=n, dtype=np.int64)
-        price_mask = _null_mask(rng, n, 0.1)
+        price_cents, price_mask, cols["price"] = _price(rng, n)
         big_units = rng.integers(-(10**15), 10**15, size=n, dtype=np.int64)
         big_mask = _null_mask(rng, n, 0.1)
-        cols["price"] = pa.array(
-            _with_nulls([decimal.Decimal(int(c)).scaleb(-2) for c in price_cents], price_mask),
-            type=pa.decimal128(7, 2),
-        )
         cols["big"] = pa.array(
             _with_nulls([decimal.Decimal(int(c) * 10**9).scaleb(-4) for c in big_units], big_mask),
             type=pa.decimal128(28, 4),
@@ -178,12 +184,7 @@ def generate(
         # 16-bit integer.
         del cols["s"]
         del cols["flag"]
-        price_cents = rng.integers(-(10**6), 10**6, size=n, dtype=np.int64)
-        price_mask = _null_mask(rng, n, 0.1)
-        cols["price"] = pa.array(
-            _with_nulls([decimal.Decimal(int(c)).scaleb(-2) for c in price_cents], price_mask),
-            type=pa.decimal128(7, 2),
-        )
+        price_cents, price_mask, cols["price"] = _price(rng, n)
         cols["digit"] = pa.array(
             _with_nulls([decimal.Decimal(int(c) % 10) for c in price_cents], price_mask),
             type=pa.decimal128(1, 0),

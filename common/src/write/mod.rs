@@ -1,7 +1,8 @@
 //! Writing Delta data files: the rolling per-partition Parquet writer ([`writer`]), the
 //! per-file statistics it collects ([`stats`]), its per-file choices of dictionary
-//! ([`dictionary`]) and compression ([`codec`]), and the same writer fed in curve order
-//! through an external sort ([`sorted`]).
+//! ([`dictionary`]) and compression ([`codec`]), its encoder of small files whole
+//! (`small`), and the same writer fed in curve order through an external sort
+//! ([`sorted`]).
 
 pub mod codec;
 pub mod dictionary;

@@ -245,18 +245,6 @@ fn fixed_statistics<T>(
         .with_backwards_compatible_min_max(column.descr.sort_order().is_signed())
 }
 
-/// A float's statistics bounds: a zero minimum as -0.0, a zero maximum as +0.0.
-macro_rules! float_zeros {
-    () => {
-        |lo, hi| {
-            (
-                if lo == 0.0 { -0.0 } else { lo },
-                if hi == 0.0 { 0.0 } else { hi },
-            )
-        }
-    };
-}
-
 impl<'a> Value<'a> for i32 {
     type Key = u32;
     fn key(self) -> u32 {
@@ -337,61 +325,52 @@ impl<'a> Value<'a> for i64 {
     }
 }
 
-impl<'a> Value<'a> for f32 {
-    type Key = u32;
-    fn key(self) -> u32 {
-        self.to_bits()
-    }
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn plain_len(self) -> usize {
-        4
-    }
-    fn skipped(self) -> bool {
-        self.is_nan()
-    }
-    fn statistics(bounds: Option<(Self, Self)>, nulls: u64, c: &ColumnChunk<'_>) -> Statistics {
-        Statistics::Float(fixed_statistics(bounds, nulls, c, float_zeros!()))
-    }
-    fn values(array: &'a dyn Array, out: &mut Vec<Self>) -> Result<()> {
-        match array.data_type() {
-            DataType::Float32 => {
-                out.extend_from_slice(array.as_primitive::<Float32Type>().values());
-                Ok(())
+/// A float type's `Value`: its bits as dictionary key, NaN left out of statistics, zero
+/// bounds signed.
+macro_rules! float_value {
+    ($t:ty, $bits:ty, $stats:ident, $arrow:ident, $arrow_type:ty, $physical:literal) => {
+        impl<'a> Value<'a> for $t {
+            type Key = $bits;
+            fn key(self) -> $bits {
+                self.to_bits()
             }
-            other => Err(unexpected(other, "FLOAT")),
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn plain_len(self) -> usize {
+                std::mem::size_of::<$t>()
+            }
+            fn skipped(self) -> bool {
+                self.is_nan()
+            }
+            fn statistics(
+                bounds: Option<(Self, Self)>,
+                nulls: u64,
+                c: &ColumnChunk<'_>,
+            ) -> Statistics {
+                let zeros = |lo: $t, hi: $t| {
+                    (
+                        if lo == 0.0 { -0.0 } else { lo },
+                        if hi == 0.0 { 0.0 } else { hi },
+                    )
+                };
+                Statistics::$stats(fixed_statistics(bounds, nulls, c, zeros))
+            }
+            fn values(array: &'a dyn Array, out: &mut Vec<Self>) -> Result<()> {
+                match array.data_type() {
+                    DataType::$arrow => {
+                        out.extend_from_slice(array.as_primitive::<$arrow_type>().values());
+                        Ok(())
+                    }
+                    other => Err(unexpected(other, $physical)),
+                }
+            }
         }
-    }
+    };
 }
 
-impl<'a> Value<'a> for f64 {
-    type Key = u64;
-    fn key(self) -> u64 {
-        self.to_bits()
-    }
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn plain_len(self) -> usize {
-        8
-    }
-    fn skipped(self) -> bool {
-        self.is_nan()
-    }
-    fn statistics(bounds: Option<(Self, Self)>, nulls: u64, c: &ColumnChunk<'_>) -> Statistics {
-        Statistics::Double(fixed_statistics(bounds, nulls, c, float_zeros!()))
-    }
-    fn values(array: &'a dyn Array, out: &mut Vec<Self>) -> Result<()> {
-        match array.data_type() {
-            DataType::Float64 => {
-                out.extend_from_slice(array.as_primitive::<Float64Type>().values());
-                Ok(())
-            }
-            other => Err(unexpected(other, "DOUBLE")),
-        }
-    }
-}
+float_value!(f32, u32, Float, Float32, Float32Type, "FLOAT");
+float_value!(f64, u64, Double, Float64, Float64Type, "DOUBLE");
 
 impl<'a> Value<'a> for &'a [u8] {
     type Key = &'a [u8];

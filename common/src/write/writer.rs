@@ -1494,6 +1494,19 @@ mod tests {
             .unwrap()
     }
 
+    /// A written file's Parquet metadata, read back from disk.
+    fn parquet_metadata(
+        dir: &tempfile::TempDir,
+        f: &DataFile,
+    ) -> Arc<parquet::file::metadata::ParquetMetaData> {
+        let decoded = percent_encoding::percent_decode_str(&f.path)
+            .decode_utf8()
+            .unwrap();
+        let file = std::fs::File::open(dir.path().join("tbl").join(decoded.as_ref())).unwrap();
+        let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+        Arc::new(parquet::file::reader::FileReader::metadata(&reader).clone())
+    }
+
     /// The files under `dir` (directories walked), by path relative to it, with their sizes.
     fn files_under(dir: &std::path::Path) -> BTreeMap<std::path::PathBuf, u64> {
         let mut files = BTreeMap::new();
@@ -2087,12 +2100,7 @@ mod tests {
                 .iter()
                 .map(|b| b.num_rows())
                 .sum::<usize>();
-            let decoded = percent_encoding::percent_decode_str(&f.path)
-                .decode_utf8()
-                .unwrap();
-            let file = std::fs::File::open(dir.path().join("tbl").join(decoded.as_ref())).unwrap();
-            let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
-            let meta = parquet::file::reader::FileReader::metadata(&reader);
+            let meta = parquet_metadata(&dir, f);
             let kv = meta.file_metadata().key_value_metadata().unwrap();
             assert!(kv.iter().any(|k| k.key == "ARROW:schema"), "{}", f.path);
             let dictionary: Vec<bool> = meta
@@ -2195,12 +2203,7 @@ mod tests {
                 f.path
             );
             rows += count;
-            let decoded = percent_encoding::percent_decode_str(&f.path)
-                .decode_utf8()
-                .unwrap();
-            let file = std::fs::File::open(dir.path().join("tbl").join(decoded.as_ref())).unwrap();
-            let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
-            let meta = parquet::file::reader::FileReader::metadata(&reader);
+            let meta = parquet_metadata(&dir, f);
             let streamed = meta
                 .row_group(0)
                 .columns()

@@ -185,7 +185,7 @@ impl FileEncoder {
             return self.hand_over_flushed(0).await;
         }
         let Encoding::Streaming(encoder) = &mut self.encoding else {
-            return Ok(());
+            return Err(Error::internal("a file past holding without its encoder"));
         };
         let before = encoder.flushed_row_groups().len();
         encoder.write(batch).map_err(parquet_error)?;
@@ -225,20 +225,16 @@ impl FileEncoder {
                 None => self.encoding = Encoding::Streaming(Box::new(held.start_streaming()?)),
             }
         }
-        let (size, whole) = match &mut self.encoding {
-            Encoding::Held(_) => return Err(Error::internal("a held file left unencoded")),
-            Encoding::Streaming(encoder) => {
-                let expected = encoder.in_progress_size()
-                    + FOOTER_BYTES
-                    + FOOTER_BYTES_PER_COLUMN * self.columns;
-                encoder.inner_mut().reserve_exact(expected);
-                encoder.finish().map_err(parquet_error)?;
-                let size = encoder.bytes_written();
-                // All of the file's bytes still here: none was handed to the upload.
-                let whole = encoder.inner().len() == size;
-                (size, whole.then(|| std::mem::take(encoder.inner_mut())))
-            }
+        let Encoding::Streaming(encoder) = &mut self.encoding else {
+            return Err(Error::internal("a held file left unencoded"));
         };
+        let expected =
+            encoder.in_progress_size() + FOOTER_BYTES + FOOTER_BYTES_PER_COLUMN * self.columns;
+        encoder.inner_mut().reserve_exact(expected);
+        encoder.finish().map_err(parquet_error)?;
+        let size = encoder.bytes_written();
+        // All of the file's bytes still here: none was handed to the upload.
+        let whole = (encoder.inner().len() == size).then(|| std::mem::take(encoder.inner_mut()));
         match whole {
             Some(bytes) => self.finish_whole(bytes).await,
             None => {

@@ -77,14 +77,13 @@ impl ChangeSink {
         let url = parse_url(&table.uri)?;
         let (store, root) = store_for(&url)?;
         let tag = spec.attempt_tag();
-        let data = DataFileWriter::try_new(
-            store.clone(),
-            root.clone(),
+        let data = writer_at(
+            &url,
+            (store.clone(), root.clone()),
             WriterSpec::for_attempt(&table.partition_columns, files, &tag),
             schema.clone(),
-        )?
-        .with_memory_limit(memory_limit / 2)
-        .writing_locally(local_root(&url));
+            memory_limit / 2,
+        )?;
         // Named as the attempt's data files (so that cleanup by name finds them), without
         // checks: deleted rows and rows before an update are recorded as they were.
         let cdc_spec = WriterSpec {
@@ -92,14 +91,13 @@ impl ChangeSink {
             file_prefix: silt_common::task::attempt_change_data_prefix(&files.file_prefix, &tag),
             ..WriterSpec::for_attempt(&table.partition_columns, files, &tag)
         };
-        let changes = DataFileWriter::try_new(
-            store,
-            root.join(CHANGE_DATA_DIR),
+        let changes = writer_at(
+            &url,
+            (store, root.join(CHANGE_DATA_DIR)),
             cdc_spec,
             change_schema(schema),
-        )?
-        .with_memory_limit(memory_limit / 2)
-        .writing_locally(local_root(&url));
+            memory_limit / 2,
+        )?;
         Ok(Self { data, changes })
     }
 
@@ -284,6 +282,32 @@ impl MapSink {
     }
 }
 
+/// A data file writer for the table at `uri`, buffering at most `memory`.
+fn table_writer(
+    uri: &str,
+    spec: WriterSpec,
+    schema: SchemaRef,
+    memory: usize,
+) -> Result<DataFileWriter> {
+    let url = parse_url(uri)?;
+    let located = store_for(&url)?;
+    writer_at(&url, located, spec, schema, memory)
+}
+
+/// A data file writer at `root` in `store` (the table at `url`, or a directory of it),
+/// buffering at most `memory`; on a local disk its small files go straight to their paths.
+fn writer_at(
+    url: &url::Url,
+    (store, root): (Arc<dyn object_store::ObjectStore>, object_store::path::Path),
+    spec: WriterSpec,
+    schema: SchemaRef,
+    memory: usize,
+) -> Result<DataFileWriter> {
+    Ok(DataFileWriter::try_new(store, root, spec, schema)?
+        .with_memory_limit(memory)
+        .writing_locally(local_root(url)))
+}
+
 /// Opens the task's sink for this attempt: names of what it writes carry the attempt tag.
 pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSink> {
     let table: &TableSpec = &spec.task.table;
@@ -298,14 +322,10 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
             OpenSink::Changes(Box::new(ChangeSink::open(spec, schema, files, memory)?))
         }
         Sink::DataFiles(files) => {
-            let url = parse_url(&table.uri)?;
-            let (store, root) = store_for(&url)?;
             let wspec = WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
             // A sorted task's memory goes to the sort; the writer then buffers little.
             let share = if files.sort_by.is_some() { 4 } else { 1 };
-            let writer = DataFileWriter::try_new(store, root, wspec, schema.clone())?
-                .with_memory_limit(memory / share)
-                .writing_locally(local_root(&url));
+            let writer = table_writer(&table.uri, wspec, schema.clone(), memory / share)?;
             match &files.sort_by {
                 Some(curve) => OpenSink::SortedFiles(Box::new(SortedWriter::start(
                     writer,
@@ -346,15 +366,9 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
         Sink::MarkRows { write } => {
             let writer = match write {
                 Some(files) => {
-                    let url = parse_url(&table.uri)?;
-                    let (store, root) = store_for(&url)?;
                     let wspec =
                         WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
-                    Some(
-                        DataFileWriter::try_new(store, root, wspec, schema.clone())?
-                            .with_memory_limit(memory)
-                            .writing_locally(local_root(&url)),
-                    )
+                    Some(table_writer(&table.uri, wspec, schema.clone(), memory)?)
                 }
                 None => None,
             };
@@ -367,15 +381,11 @@ pub fn open(spec: &TaskSpec, schema: &SchemaRef, env: &TaskEnv) -> Result<OpenSi
         } => {
             let writer = match rewrite {
                 Some(files) => {
-                    let url = parse_url(&table.uri)?;
-                    let (store, root) = store_for(&url)?;
                     let wspec =
                         WriterSpec::for_attempt(&table.partition_columns, files, &attempt_tag);
                     Some((
                         schema.clone(),
-                        DataFileWriter::try_new(store, root, wspec, schema.clone())?
-                            .with_memory_limit(memory)
-                            .writing_locally(local_root(&url)),
+                        table_writer(&table.uri, wspec, schema.clone(), memory)?,
                     ))
                 }
                 None => None,
